@@ -1,0 +1,311 @@
+//! `rampart.toml`: parsed once into a raw serde struct that refuses unknown
+//! keys, then validated into [`Config`]. Every error names the key it is
+//! about, so an operator can fix the file without reading source code.
+//!
+//! Every key and its default is documented in `docs/configuration.md`; keep
+//! the two in step.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use serde::Deserialize;
+
+/// Default address of the control-plane API.
+pub const DEFAULT_API_LISTEN: &str = "127.0.0.1:7443";
+/// Default data directory, relative to the working directory.
+pub const DEFAULT_DATA_DIR: &str = "./rampart-data";
+/// Default limit on API request bodies.
+pub const DEFAULT_MAX_BODY_BYTES: u64 = 1024 * 1024;
+const MIN_BODY_BYTES: u64 = 1024;
+const MAX_BODY_BYTES: u64 = 64 * 1024 * 1024;
+
+/// Why a configuration was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigError {
+    #[error("line {line}: {key}: {message}")]
+    Syntax {
+        key: String,
+        line: usize,
+        message: String,
+    },
+    #[error("{key}: {message}")]
+    Invalid { key: &'static str, message: String },
+}
+
+impl ConfigError {
+    fn invalid(key: &'static str, message: impl Into<String>) -> Self {
+        ConfigError::Invalid {
+            key,
+            message: message.into(),
+        }
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    data_dir: Option<PathBuf>,
+    #[serde(default)]
+    api: RawApi,
+    #[serde(default)]
+    log: RawLog,
+    #[serde(default)]
+    bootstrap: RawBootstrap,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawApi {
+    listen: Option<String>,
+    max_body_bytes: Option<u64>,
+    tls_names: Option<Vec<String>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLog {
+    level: Option<String>,
+    format: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawBootstrap {
+    owner_email: Option<String>,
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// The validated platform configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    /// Set only when the file names it; the command line wins over it.
+    pub data_dir: Option<PathBuf>,
+    pub api: ApiConfig,
+    pub log: LogConfig,
+    pub bootstrap: BootstrapConfig,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiConfig {
+    pub listen: SocketAddr,
+    pub max_body_bytes: usize,
+    /// Extra names (DNS names or IP addresses) the API certificate covers
+    /// besides `localhost`, `127.0.0.1` and `::1`.
+    pub tls_names: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogConfig {
+    pub level: String,
+    pub format: LogFormat,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BootstrapConfig {
+    pub owner_email: String,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self::validate(RawConfig::default()).unwrap_or_else(|_| unreachable!("defaults are valid"))
+    }
+}
+
+fn line_of(text: &str, offset: usize) -> usize {
+    text.get(..offset).map_or(0, |s| s.matches('\n').count()) + 1
+}
+
+impl Config {
+    /// Parses and validates the text of a `rampart.toml`.
+    pub fn from_toml(text: &str) -> Result<Self, ConfigError> {
+        let raw: RawConfig = serde_path_to_error::deserialize(toml::Deserializer::new(text))
+            .map_err(|err| {
+                let path = err.path().to_string();
+                let inner = err.into_inner();
+                ConfigError::Syntax {
+                    key: if path == "." { "(file)".into() } else { path },
+                    line: inner.span().map_or(1, |s| line_of(text, s.start)),
+                    message: inner.message().trim().to_owned(),
+                }
+            })?;
+        Self::validate(raw)
+    }
+
+    fn validate(raw: RawConfig) -> Result<Self, ConfigError> {
+        let listen = raw.api.listen.as_deref().unwrap_or(DEFAULT_API_LISTEN);
+        let listen: SocketAddr = listen.parse().map_err(|_| {
+            ConfigError::invalid(
+                "api.listen",
+                format!("{listen:?} is not an address and port such as 127.0.0.1:7443"),
+            )
+        })?;
+
+        let max_body_bytes = raw.api.max_body_bytes.unwrap_or(DEFAULT_MAX_BODY_BYTES);
+        if !(MIN_BODY_BYTES..=MAX_BODY_BYTES).contains(&max_body_bytes) {
+            return Err(ConfigError::invalid(
+                "api.max_body_bytes",
+                format!(
+                    "{max_body_bytes} is out of range; use {MIN_BODY_BYTES} to {MAX_BODY_BYTES}"
+                ),
+            ));
+        }
+
+        let tls_names = raw.api.tls_names.unwrap_or_default();
+        for name in &tls_names {
+            let ok = name.parse::<std::net::IpAddr>().is_ok()
+                || (!name.is_empty()
+                    && name.len() <= 253
+                    && name.split('.').all(|l| {
+                        !l.is_empty()
+                            && l.len() <= 63
+                            && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                    }));
+            if !ok {
+                return Err(ConfigError::invalid(
+                    "api.tls_names",
+                    format!("{name:?} is neither a DNS name nor an IP address"),
+                ));
+            }
+        }
+
+        let level = raw.log.level.unwrap_or_else(|| "info".into());
+        if !["error", "warn", "info", "debug", "trace"].contains(&level.as_str()) {
+            return Err(ConfigError::invalid(
+                "log.level",
+                format!("{level:?} is not one of error, warn, info, debug, trace"),
+            ));
+        }
+        let format = match raw.log.format.as_deref().unwrap_or("text") {
+            "text" => LogFormat::Text,
+            "json" => LogFormat::Json,
+            other => {
+                return Err(ConfigError::invalid(
+                    "log.format",
+                    format!("{other:?} is not one of text, json"),
+                ));
+            }
+        };
+
+        let owner_email = raw
+            .bootstrap
+            .owner_email
+            .unwrap_or_else(|| "owner@localhost".into());
+        let email_ok = owner_email.len() <= 254
+            && owner_email
+                .split_once('@')
+                .is_some_and(|(local, domain)| !local.is_empty() && !domain.is_empty())
+            && !owner_email
+                .chars()
+                .any(|c| c.is_whitespace() || c.is_control());
+        if !email_ok {
+            return Err(ConfigError::invalid(
+                "bootstrap.owner_email",
+                format!("{owner_email:?} is not an email address"),
+            ));
+        }
+
+        if let Some(dir) = &raw.data_dir {
+            if dir.as_os_str().is_empty() {
+                return Err(ConfigError::invalid("data_dir", "must not be empty"));
+            }
+        }
+
+        Ok(Config {
+            data_dir: raw.data_dir,
+            api: ApiConfig {
+                listen,
+                // The range check above keeps this far below usize::MAX.
+                max_body_bytes: max_body_bytes as usize,
+                tls_names,
+            },
+            log: LogConfig { level, format },
+            bootstrap: BootstrapConfig { owner_email },
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_file_gives_defaults() {
+        let config = Config::from_toml("").unwrap();
+        assert_eq!(config, Config::default());
+        assert_eq!(config.api.listen.to_string(), DEFAULT_API_LISTEN);
+        assert_eq!(config.api.max_body_bytes, 1024 * 1024);
+        assert_eq!(config.log.format, LogFormat::Text);
+    }
+
+    #[test]
+    fn full_file_parses() {
+        let config = Config::from_toml(
+            r#"
+            data_dir = "/var/lib/rampart"
+            [api]
+            listen = "0.0.0.0:9443"
+            max_body_bytes = 2048
+            tls_names = ["rampart.example.com", "10.1.2.3"]
+            [log]
+            level = "debug"
+            format = "json"
+            [bootstrap]
+            owner_email = "ops@example.com"
+            "#,
+        )
+        .unwrap();
+        assert_eq!(config.api.listen.port(), 9443);
+        assert_eq!(config.api.tls_names.len(), 2);
+        assert_eq!(config.log.format, LogFormat::Json);
+        assert_eq!(config.bootstrap.owner_email, "ops@example.com");
+    }
+
+    #[test]
+    fn unknown_keys_are_named() {
+        let err = Config::from_toml("[api]\nlisten = \"127.0.0.1:1\"\nlisen = 1\n").unwrap_err();
+        let text = err.to_string();
+        assert!(text.contains("lisen"), "{text}");
+        assert!(text.starts_with("line 3:"), "{text}");
+    }
+
+    #[test]
+    fn wrong_types_name_the_key() {
+        let err = Config::from_toml("[api]\nmax_body_bytes = \"big\"\n").unwrap_err();
+        let text = err.to_string();
+        assert!(text.contains("api.max_body_bytes"), "{text}");
+    }
+
+    #[test]
+    fn invalid_values_name_the_key() {
+        let cases = [
+            ("[api]\nlisten = \"nowhere\"", "api.listen"),
+            ("[api]\nmax_body_bytes = 1", "api.max_body_bytes"),
+            ("[api]\ntls_names = [\"bad name\"]", "api.tls_names"),
+            ("[log]\nlevel = \"loud\"", "log.level"),
+            ("[log]\nformat = \"xml\"", "log.format"),
+            (
+                "[bootstrap]\nowner_email = \"nobody\"",
+                "bootstrap.owner_email",
+            ),
+            ("data_dir = \"\"", "data_dir"),
+        ];
+        for (text, key) in cases {
+            let err = Config::from_toml(text).unwrap_err();
+            assert!(err.to_string().starts_with(key), "{text}: {err}");
+        }
+    }
+
+    #[test]
+    fn garbage_is_a_clear_error() {
+        for text in ["[api", "\u{0}\u{1}", "= 3", "api = 3"] {
+            let err = Config::from_toml(text).unwrap_err();
+            assert!(!err.to_string().is_empty());
+        }
+    }
+}

@@ -1,0 +1,155 @@
+//! The JSON bodies of the control-plane API, shared by the server, the
+//! client and the OpenAPI document.
+//!
+//! Requests carry plain strings; the server validates them into domain types
+//! so that a bad name gets an error naming the rule it broke rather than a
+//! generic deserialisation failure.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::Role;
+use crate::audit::Outcome;
+
+/// Body of `POST /api/apps`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateApp {
+    /// A DNS label: lowercase letters, digits and hyphens, 1 to 40 characters.
+    pub name: String,
+    /// Host names the app is served on; `NAME.localhost` when omitted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub domains: Option<Vec<String>>,
+}
+
+/// An app as the API shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct App {
+    pub id: String,
+    pub name: String,
+    pub domains: Vec<String>,
+    pub created_at: String,
+    /// Number of environment variables set on the app.
+    pub env_count: u64,
+}
+
+/// Body of `PUT /api/apps/{app}/env`: variables to set (added or replaced).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SetEnv {
+    pub vars: BTreeMap<String, String>,
+}
+
+/// Body of `POST /api/apps/{app}/env/reveal`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RevealEnv {
+    /// Names to reveal; all variables when omitted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub names: Option<Vec<String>>,
+}
+
+/// An environment variable without its value.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct EnvVar {
+    pub name: String,
+    pub updated_at: String,
+}
+
+/// Revealed values, by name.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct RevealedEnv {
+    pub vars: BTreeMap<String, String>,
+}
+
+/// Body of `POST /api/tokens`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateToken {
+    /// What the token is for, e.g. `ci-deploy`: 1 to 64 printable characters.
+    pub name: String,
+}
+
+/// A newly created token. The `token` value is shown this once.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct CreatedToken {
+    pub id: String,
+    pub name: String,
+    pub token: String,
+    pub created_at: String,
+}
+
+/// A token as listed: never its value.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct TokenInfo {
+    pub id: String,
+    pub name: String,
+    pub user_id: String,
+    pub role: Role,
+    pub created_at: String,
+    pub revoked_at: Option<String>,
+}
+
+/// Who the caller is.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct WhoAmI {
+    pub user_id: String,
+    pub email: Option<String>,
+    pub role: Role,
+    pub token_id: String,
+}
+
+/// One entry of the audit log.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct AuditEntry {
+    pub seq: u64,
+    pub time: String,
+    pub actor: String,
+    pub action: String,
+    pub target: String,
+    pub outcome: Outcome,
+    pub request_id: String,
+    /// Hex SHA-256 of the previous entry.
+    pub prev_hash: String,
+    /// Hex SHA-256 of this entry.
+    pub hash: String,
+}
+
+/// The result of checking the audit chain end to end.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct AuditVerification {
+    /// True when every entry links to the one before it and the chain
+    /// reaches the recorded head.
+    pub ok: bool,
+    /// Entries checked before the first problem (all of them when ok).
+    pub verified: u64,
+    /// Sequence number of the first bad entry.
+    pub first_bad: Option<u64>,
+    /// What is wrong with it.
+    pub problem: Option<String>,
+}
+
+/// Liveness of the API.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Health {
+    pub status: String,
+    pub version: String,
+}
+
+/// Every error response.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ErrorDetail {
+    /// A stable machine-readable code, e.g. `not_found`.
+    pub code: String,
+    /// One sentence for a person.
+    pub message: String,
+    /// The request's id, also in the `x-request-id` header and the audit log.
+    pub request_id: String,
+}

@@ -1,0 +1,111 @@
+//! Persistence for the control plane.
+//!
+//! [`Store`] is the whole contract between the platform and its database.
+//! It is deliberately narrow and speaks in domain types, so that the SQLite
+//! implementation here and a PostgreSQL one for clusters can share every
+//! test. Two rules every implementation keeps:
+//!
+//! - A mutation and the audit entry that records it commit in one
+//!   transaction: either both are stored or neither is.
+//! - Audit entries are appended one at a time, each linked to the last
+//!   (see [`rampart_core::audit`]); nothing updates or deletes them.
+
+mod model;
+mod sqlite;
+
+use async_trait::async_trait;
+use rampart_core::audit::{AuditEntry, AuditRecord};
+use rampart_core::token::TokenHash;
+use rampart_core::{AppId, AppName, EnvName, TokenId, UserId};
+
+pub use model::{AppRow, NewApp, NewToken, NewUser, SealedVar, TokenRow, User};
+pub use sqlite::SqliteStore;
+
+/// Errors from a store.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// A unique name or domain is taken.
+    #[error("{0}")]
+    Conflict(String),
+    /// The thing to change does not exist.
+    #[error("{0}")]
+    NotFound(String),
+    /// The database holds a value this version cannot read.
+    #[error("the database holds an unreadable value: {0}")]
+    Corrupt(String),
+    /// An audit row cannot even be decoded; verification reports it as the
+    /// first bad entry.
+    #[error("audit entry {seq} is unreadable: {reason}")]
+    CorruptAuditEntry { seq: u64, reason: String },
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("database migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// Everything the control plane keeps.
+#[async_trait]
+pub trait Store: Send + Sync + std::fmt::Debug + 'static {
+    /// Reads an installation-wide setting.
+    async fn setting(&self, key: &str) -> Result<Option<String>>;
+
+    /// Number of users; zero before the first start completed.
+    async fn user_count(&self) -> Result<u64>;
+
+    /// Creates the first owner, their token and the installation settings in
+    /// one transaction. Fails with [`StoreError::Conflict`] if any user exists.
+    async fn bootstrap(
+        &self,
+        owner: &NewUser,
+        token: &NewToken,
+        settings: &[(&str, &str)],
+        audit: AuditRecord,
+    ) -> Result<AuditEntry>;
+
+    async fn user(&self, id: &UserId) -> Result<Option<User>>;
+
+    /// A token by the hash of its value, with its owner's role; revoked
+    /// tokens are returned too, so the caller can say why it was refused.
+    async fn token_by_hash(&self, hash: &TokenHash) -> Result<Option<TokenRow>>;
+    async fn tokens(&self) -> Result<Vec<TokenRow>>;
+    async fn create_token(&self, token: &NewToken, audit: AuditRecord) -> Result<AuditEntry>;
+    /// Marks a token revoked; [`StoreError::NotFound`] when there is no such
+    /// unrevoked token.
+    async fn revoke_token(&self, id: &TokenId, at: &str, audit: AuditRecord) -> Result<AuditEntry>;
+
+    async fn apps(&self) -> Result<Vec<AppRow>>;
+    async fn app(&self, name: &AppName) -> Result<Option<AppRow>>;
+    /// [`StoreError::Conflict`] when the name or a domain is taken.
+    async fn create_app(&self, app: &NewApp, audit: AuditRecord) -> Result<AuditEntry>;
+    /// Deletes the app with its domains and variables.
+    async fn delete_app(&self, id: &AppId, audit: AuditRecord) -> Result<AuditEntry>;
+
+    /// Sealed variables of an app, by name.
+    async fn env(&self, app: &AppId) -> Result<Vec<SealedVar>>;
+    /// Adds or replaces variables.
+    async fn set_env(
+        &self,
+        app: &AppId,
+        vars: &[SealedVar],
+        audit: AuditRecord,
+    ) -> Result<AuditEntry>;
+    /// Removes variables; [`StoreError::NotFound`] (and nothing removed) when
+    /// any of them is not set.
+    async fn unset_env(
+        &self,
+        app: &AppId,
+        names: &[EnvName],
+        audit: AuditRecord,
+    ) -> Result<AuditEntry>;
+
+    /// Appends an entry that records no other change (a refused request, a read
+    /// of secrets).
+    async fn append_audit(&self, audit: AuditRecord) -> Result<AuditEntry>;
+    /// Entries with `seq > after`, oldest first, at most `limit`.
+    async fn audit_entries(&self, after: u64, limit: u32) -> Result<Vec<AuditEntry>>;
+    /// The newest entries, newest first, at most `limit`.
+    async fn audit_tail(&self, limit: u32) -> Result<Vec<AuditEntry>>;
+    async fn audit_entry(&self, seq: u64) -> Result<Option<AuditEntry>>;
+}

@@ -1,0 +1,482 @@
+//! The SQLite implementation of [`Store`], used on a single machine.
+//!
+//! Writes are serialised by an in-process lock: SQLite allows one writer at
+//! a time anyway, and taking the lock before `BEGIN` means the read of the
+//! last audit hash and the append that follows can never interleave with
+//! another writer's.
+
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use rampart_core::audit::{self, AuditEntry, AuditRecord, ChainHash, Outcome};
+use rampart_core::token::TokenHash;
+use rampart_core::{AppId, AppName, Domain, EnvName, Role, TokenId, UserId};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{Row, SqliteConnection, SqlitePool};
+use tokio::sync::Mutex;
+
+use crate::{
+    AppRow, NewApp, NewToken, NewUser, Result, SealedVar, Store, StoreError, TokenRow, User,
+};
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+
+/// A store in one SQLite file.
+#[derive(Debug)]
+pub struct SqliteStore {
+    pool: SqlitePool,
+    write: Mutex<()>,
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database at `path` and applies pending
+    /// migrations.
+    pub async fn open(path: &Path) -> Result<Self> {
+        let options = SqliteConnectOptions::new()
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            // The audit log is the record of who did what; keep every
+            // committed transaction across a power cut.
+            .synchronous(SqliteSynchronous::Full)
+            .foreign_keys(true)
+            .busy_timeout(Duration::from_secs(10));
+        let pool = SqlitePoolOptions::new()
+            .max_connections(4)
+            .connect_with(options)
+            .await?;
+        MIGRATOR.run(&pool).await?;
+        Ok(Self {
+            pool,
+            write: Mutex::new(()),
+        })
+    }
+
+    /// Closes the pool, checkpointing the write-ahead log.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+fn conflict_or(err: sqlx::Error, message: impl FnOnce() -> String) -> StoreError {
+    match &err {
+        sqlx::Error::Database(db) if db.is_unique_violation() => StoreError::Conflict(message()),
+        _ => StoreError::Database(err),
+    }
+}
+
+fn decode_hash(text: &str) -> ChainHash {
+    // An undecodable hash cannot match any recomputed one; verification then
+    // reports the entry instead of failing to read it.
+    let mut out = [0xff; 32];
+    if hex::decode_to_slice(text, &mut out).is_err() {
+        return [0xff; 32];
+    }
+    out
+}
+
+fn audit_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<AuditEntry> {
+    let seq: i64 = row.try_get("seq")?;
+    let seq = u64::try_from(seq).map_err(|_| StoreError::CorruptAuditEntry {
+        seq: 0,
+        reason: format!("negative sequence number {seq}"),
+    })?;
+    let outcome: String = row.try_get("outcome")?;
+    let outcome = Outcome::parse(&outcome).ok_or_else(|| StoreError::CorruptAuditEntry {
+        seq,
+        reason: format!("outcome {outcome:?} is not ok, denied or failed"),
+    })?;
+    let prev: String = row.try_get("prev_hash")?;
+    let hash: String = row.try_get("hash")?;
+    Ok(AuditEntry {
+        seq,
+        record: AuditRecord {
+            time: row.try_get("time")?,
+            actor: row.try_get("actor")?,
+            action: row.try_get("action")?,
+            target: row.try_get("target")?,
+            outcome,
+            request_id: row.try_get("request_id")?,
+        },
+        prev_hash: decode_hash(&prev),
+        hash: decode_hash(&hash),
+    })
+}
+
+/// Appends `record` after the current last entry, inside the caller's
+/// transaction.
+async fn append(conn: &mut SqliteConnection, record: AuditRecord) -> Result<AuditEntry> {
+    let last = sqlx::query("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1")
+        .fetch_optional(&mut *conn)
+        .await?;
+    let prev = match last {
+        Some(row) => {
+            let seq: i64 = row.try_get("seq")?;
+            let hash: String = row.try_get("hash")?;
+            Some((u64::try_from(seq).unwrap_or(0), decode_hash(&hash)))
+        }
+        None => None,
+    };
+    let entry = audit::append(prev, record);
+    sqlx::query(
+        "INSERT INTO audit_log (seq, time, actor, action, target, outcome, request_id, prev_hash, hash)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    )
+    .bind(entry.seq as i64)
+    .bind(&entry.record.time)
+    .bind(&entry.record.actor)
+    .bind(&entry.record.action)
+    .bind(&entry.record.target)
+    .bind(entry.record.outcome.as_str())
+    .bind(&entry.record.request_id)
+    .bind(hex::encode(entry.prev_hash))
+    .bind(hex::encode(entry.hash))
+    .execute(&mut *conn)
+    .await?;
+    Ok(entry)
+}
+
+fn parse_role(text: &str) -> Result<Role> {
+    Role::from_str(text).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+fn token_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<TokenRow> {
+    Ok(TokenRow {
+        id: TokenId::from_stored(row.try_get("id")?),
+        user_id: UserId::from_stored(row.try_get("user_id")?),
+        role: parse_role(row.try_get("role")?)?,
+        name: row.try_get("name")?,
+        created_at: row.try_get("created_at")?,
+        revoked_at: row.try_get("revoked_at")?,
+    })
+}
+
+const TOKEN_SELECT: &str = "SELECT t.id, t.user_id, u.role, t.name, t.created_at, t.revoked_at
+     FROM api_tokens t JOIN users u ON u.id = t.user_id";
+
+async fn insert_token(conn: &mut SqliteConnection, token: &NewToken) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO api_tokens (id, user_id, name, hash, created_at) VALUES (?, ?, ?, ?, ?)",
+    )
+    .bind(token.id.as_str())
+    .bind(token.user_id.as_str())
+    .bind(&token.name)
+    .bind(&token.hash.0)
+    .bind(&token.created_at)
+    .execute(&mut *conn)
+    .await
+    .map_err(|e| conflict_or(e, || "a token with this value already exists".into()))?;
+    Ok(())
+}
+
+impl SqliteStore {
+    async fn app_rows(&self, filter: Option<&AppName>) -> Result<Vec<AppRow>> {
+        let sql = "SELECT a.id, a.name, a.created_at,
+                      (SELECT COUNT(*) FROM env_vars e WHERE e.app_id = a.id) AS env_count,
+                      (SELECT group_concat(domain, ' ') FROM
+                          (SELECT domain FROM app_domains d WHERE d.app_id = a.id ORDER BY pos)) AS domains
+                   FROM apps a WHERE (?1 IS NULL OR a.name = ?1) ORDER BY a.name";
+        let rows = sqlx::query(sql)
+            .bind(filter.map(AppName::as_str))
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|row| {
+                let name: String = row.try_get("name")?;
+                let domains: Option<String> = row.try_get("domains")?;
+                let env_count: i64 = row.try_get("env_count")?;
+                Ok(AppRow {
+                    id: AppId::from_stored(row.try_get("id")?),
+                    name: AppName::parse(&name).map_err(|e| StoreError::Corrupt(e.to_string()))?,
+                    domains: domains
+                        .unwrap_or_default()
+                        .split_whitespace()
+                        .map(|d| Domain::parse(d).map_err(|e| StoreError::Corrupt(e.to_string())))
+                        .collect::<Result<_>>()?,
+                    created_at: row.try_get("created_at")?,
+                    env_count: u64::try_from(env_count).unwrap_or(0),
+                })
+            })
+            .collect()
+    }
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn setting(&self, key: &str) -> Result<Option<String>> {
+        Ok(
+            sqlx::query_scalar("SELECT value FROM settings WHERE key = ?")
+                .bind(key)
+                .fetch_optional(&self.pool)
+                .await?,
+        )
+    }
+
+    async fn user_count(&self) -> Result<u64> {
+        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM users")
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(u64::try_from(n).unwrap_or(0))
+    }
+
+    async fn bootstrap(
+        &self,
+        owner: &NewUser,
+        token: &NewToken,
+        settings: &[(&str, &str)],
+        audit: AuditRecord,
+    ) -> Result<AuditEntry> {
+        let _write = self.write.lock().await;
+        let mut tx = self.pool.begin().await?;
+        let users: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM users")
+            .fetch_one(&mut *tx)
+            .await?;
+        if users > 0 {
+            return Err(StoreError::Conflict(
+                "the installation is already set up".into(),
+            ));
+        }
+        sqlx::query("INSERT INTO users (id, email, role, created_at) VALUES (?, ?, ?, ?)")
+            .bind(owner.id.as_str())
+            .bind(owner.email.as_deref())
+            .bind(owner.role.as_str())
+            .bind(&owner.created_at)
+            .execute(&mut *tx)
+            .await?;
+        insert_token(&mut tx, token).await?;
+        for (key, value) in settings {
+            sqlx::query("INSERT INTO settings (key, value) VALUES (?, ?)")
+                .bind(key)
+                .bind(value)
+                .execute(&mut *tx)
+                .await?;
+        }
+        let entry = append(&mut tx, audit).await?;
+        tx.commit().await?;
+        Ok(entry)
+    }
+
+    async fn user(&self, id: &UserId) -> Result<Option<User>> {
+        let row = sqlx::query("SELECT id, email, role, created_at FROM users WHERE id = ?")
+            .bind(id.as_str())
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|row| {
+            Ok(User {
+                id: UserId::from_stored(row.try_get("id")?),
+                email: row.try_get("email")?,
+                role: parse_role(row.try_get("role")?)?,
+                created_at: row.try_get("created_at")?,
+            })
+        })
+        .transpose()
+    }
+
+    async fn token_by_hash(&self, hash: &TokenHash) -> Result<Option<TokenRow>> {
+        let row = sqlx::query(&format!("{TOKEN_SELECT} WHERE t.hash = ?"))
+            .bind(&hash.0)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(token_from_row).transpose()
+    }
+
+    async fn tokens(&self) -> Result<Vec<TokenRow>> {
+        let rows = sqlx::query(&format!("{TOKEN_SELECT} ORDER BY t.created_at, t.id"))
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(token_from_row).collect()
+    }
+
+    async fn create_token(&self, token: &NewToken, audit: AuditRecord) -> Result<AuditEntry> {
+        let _write = self.write.lock().await;
+        let mut tx = self.pool.begin().await?;
+        insert_token(&mut tx, token).await?;
+        let entry = append(&mut tx, audit).await?;
+        tx.commit().await?;
+        Ok(entry)
+    }
+
+    async fn revoke_token(&self, id: &TokenId, at: &str, audit: AuditRecord) -> Result<AuditEntry> {
+        let _write = self.write.lock().await;
+        let mut tx = self.pool.begin().await?;
+        let done =
+            sqlx::query("UPDATE api_tokens SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL")
+                .bind(at)
+                .bind(id.as_str())
+                .execute(&mut *tx)
+                .await?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound(format!(
+                "there is no active token {id}"
+            )));
+        }
+        let entry = append(&mut tx, audit).await?;
+        tx.commit().await?;
+        Ok(entry)
+    }
+
+    async fn apps(&self) -> Result<Vec<AppRow>> {
+        self.app_rows(None).await
+    }
+
+    async fn app(&self, name: &AppName) -> Result<Option<AppRow>> {
+        Ok(self.app_rows(Some(name)).await?.into_iter().next())
+    }
+
+    async fn create_app(&self, app: &NewApp, audit: AuditRecord) -> Result<AuditEntry> {
+        let _write = self.write.lock().await;
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("INSERT INTO apps (id, name, created_at) VALUES (?, ?, ?)")
+            .bind(app.id.as_str())
+            .bind(app.name.as_str())
+            .bind(&app.created_at)
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| {
+                conflict_or(e, || {
+                    format!("an app named {:?} already exists", app.name.as_str())
+                })
+            })?;
+        for (pos, domain) in app.domains.iter().enumerate() {
+            sqlx::query("INSERT INTO app_domains (domain, app_id, pos) VALUES (?, ?, ?)")
+                .bind(domain.as_str())
+                .bind(app.id.as_str())
+                .bind(pos as i64)
+                .execute(&mut *tx)
+                .await
+                .map_err(|e| {
+                    conflict_or(e, || {
+                        format!(
+                            "the domain {:?} already belongs to another app",
+                            domain.as_str()
+                        )
+                    })
+                })?;
+        }
+        let entry = append(&mut tx, audit).await?;
+        tx.commit().await?;
+        Ok(entry)
+    }
+
+    async fn delete_app(&self, id: &AppId, audit: AuditRecord) -> Result<AuditEntry> {
+        let _write = self.write.lock().await;
+        let mut tx = self.pool.begin().await?;
+        let done = sqlx::query("DELETE FROM apps WHERE id = ?")
+            .bind(id.as_str())
+            .execute(&mut *tx)
+            .await?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound(format!(
+                "there is no app with id {id}"
+            )));
+        }
+        let entry = append(&mut tx, audit).await?;
+        tx.commit().await?;
+        Ok(entry)
+    }
+
+    async fn env(&self, app: &AppId) -> Result<Vec<SealedVar>> {
+        let rows = sqlx::query(
+            "SELECT name, sealed, updated_at FROM env_vars WHERE app_id = ? ORDER BY name",
+        )
+        .bind(app.as_str())
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                let name: String = row.try_get("name")?;
+                Ok(SealedVar {
+                    name: EnvName::parse(&name).map_err(|e| StoreError::Corrupt(e.to_string()))?,
+                    sealed: row.try_get("sealed")?,
+                    updated_at: row.try_get("updated_at")?,
+                })
+            })
+            .collect()
+    }
+
+    async fn set_env(
+        &self,
+        app: &AppId,
+        vars: &[SealedVar],
+        audit: AuditRecord,
+    ) -> Result<AuditEntry> {
+        let _write = self.write.lock().await;
+        let mut tx = self.pool.begin().await?;
+        for var in vars {
+            sqlx::query(
+                "INSERT INTO env_vars (app_id, name, sealed, updated_at) VALUES (?, ?, ?, ?)
+                 ON CONFLICT (app_id, name) DO UPDATE SET sealed = excluded.sealed, updated_at = excluded.updated_at",
+            )
+            .bind(app.as_str())
+            .bind(var.name.as_str())
+            .bind(&var.sealed)
+            .bind(&var.updated_at)
+            .execute(&mut *tx)
+            .await?;
+        }
+        let entry = append(&mut tx, audit).await?;
+        tx.commit().await?;
+        Ok(entry)
+    }
+
+    async fn unset_env(
+        &self,
+        app: &AppId,
+        names: &[EnvName],
+        audit: AuditRecord,
+    ) -> Result<AuditEntry> {
+        let _write = self.write.lock().await;
+        let mut tx = self.pool.begin().await?;
+        for name in names {
+            let done = sqlx::query("DELETE FROM env_vars WHERE app_id = ? AND name = ?")
+                .bind(app.as_str())
+                .bind(name.as_str())
+                .execute(&mut *tx)
+                .await?;
+            if done.rows_affected() == 0 {
+                // Dropping the transaction rolls back the names removed so far.
+                return Err(StoreError::NotFound(format!(
+                    "environment variable {name} is not set"
+                )));
+            }
+        }
+        let entry = append(&mut tx, audit).await?;
+        tx.commit().await?;
+        Ok(entry)
+    }
+
+    async fn append_audit(&self, audit: AuditRecord) -> Result<AuditEntry> {
+        let _write = self.write.lock().await;
+        let mut tx = self.pool.begin().await?;
+        let entry = append(&mut tx, audit).await?;
+        tx.commit().await?;
+        Ok(entry)
+    }
+
+    async fn audit_entries(&self, after: u64, limit: u32) -> Result<Vec<AuditEntry>> {
+        let rows = sqlx::query("SELECT * FROM audit_log WHERE seq > ? ORDER BY seq LIMIT ?")
+            .bind(i64::try_from(after).unwrap_or(i64::MAX))
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(audit_from_row).collect()
+    }
+
+    async fn audit_tail(&self, limit: u32) -> Result<Vec<AuditEntry>> {
+        let rows = sqlx::query("SELECT * FROM audit_log ORDER BY seq DESC LIMIT ?")
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(audit_from_row).collect()
+    }
+
+    async fn audit_entry(&self, seq: u64) -> Result<Option<AuditEntry>> {
+        let row = sqlx::query("SELECT * FROM audit_log WHERE seq = ?")
+            .bind(i64::try_from(seq).unwrap_or(i64::MAX))
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(audit_from_row).transpose()
+    }
+}

@@ -1,0 +1,183 @@
+//! The SQLite store against a real database file.
+
+use rampart_core::audit::{AuditRecord, Outcome, Verifier};
+use rampart_core::{AppId, AppName, Domain, EnvName, Role, TokenId, UserId, token};
+use rampart_store::{NewApp, NewToken, NewUser, SealedVar, SqliteStore, Store, StoreError};
+
+fn record(action: &str) -> AuditRecord {
+    AuditRecord {
+        time: "2026-11-29T10:00:00.000Z".into(),
+        actor: "system".into(),
+        action: action.into(),
+        target: "-".into(),
+        outcome: Outcome::Ok,
+        request_id: "req_test".into(),
+    }
+}
+
+async fn open() -> (tempfile::TempDir, SqliteStore) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(&dir.path().join("rampart.db"))
+        .await
+        .unwrap();
+    (dir, store)
+}
+
+fn new_app(name: &str, domains: &[&str]) -> NewApp {
+    NewApp {
+        id: AppId::generate(),
+        name: AppName::parse(name).unwrap(),
+        domains: domains.iter().map(|d| Domain::parse(d).unwrap()).collect(),
+        created_at: "2026-11-29T10:00:00.000Z".into(),
+    }
+}
+
+async fn audit_len(store: &SqliteStore) -> usize {
+    store.audit_entries(0, 1000).await.unwrap().len()
+}
+
+#[tokio::test]
+async fn bootstrap_happens_once() {
+    let (_dir, store) = open().await;
+    let owner = NewUser {
+        id: UserId::generate(),
+        email: Some("owner@localhost".into()),
+        role: Role::Owner,
+        created_at: "2026-11-29T10:00:00.000Z".into(),
+    };
+    let secret = token::generate();
+    let tok = NewToken {
+        id: TokenId::generate(),
+        user_id: owner.id.clone(),
+        name: "bootstrap".into(),
+        hash: token::hash(secret.expose()),
+        created_at: owner.created_at.clone(),
+    };
+    store
+        .bootstrap(&owner, &tok, &[("key_check", "abc")], record("bootstrap"))
+        .await
+        .unwrap();
+    assert_eq!(store.user_count().await.unwrap(), 1);
+    assert_eq!(
+        store.setting("key_check").await.unwrap().as_deref(),
+        Some("abc")
+    );
+    let found = store.token_by_hash(&tok.hash).await.unwrap().unwrap();
+    assert_eq!(found.role, Role::Owner);
+
+    let again = store
+        .bootstrap(&owner, &tok, &[], record("bootstrap"))
+        .await
+        .unwrap_err();
+    assert!(matches!(again, StoreError::Conflict(_)));
+    assert_eq!(audit_len(&store).await, 1);
+}
+
+#[tokio::test]
+async fn a_failed_mutation_leaves_no_trace() {
+    let (_dir, store) = open().await;
+    store
+        .create_app(
+            &new_app("shop", &["shop.example.com"]),
+            record("app.create"),
+        )
+        .await
+        .unwrap();
+
+    // The name is free but the domain is taken: neither the app nor its
+    // audit entry may remain.
+    let err = store
+        .create_app(
+            &new_app("blog", &["blog.example.com", "shop.example.com"]),
+            record("app.create"),
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, StoreError::Conflict(ref m) if m.contains("shop.example.com")),
+        "{err}"
+    );
+    assert_eq!(store.apps().await.unwrap().len(), 1);
+    assert_eq!(audit_len(&store).await, 1);
+
+    let err = store
+        .create_app(
+            &new_app("shop", &["other.example.com"]),
+            record("app.create"),
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, StoreError::Conflict(ref m) if m.contains("shop")),
+        "{err}"
+    );
+    // The released domain of the refused app is free again.
+    store
+        .create_app(
+            &new_app("blog", &["blog.example.com"]),
+            record("app.create"),
+        )
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn unset_is_all_or_nothing() {
+    let (_dir, store) = open().await;
+    let app = new_app("shop", &["shop.localhost"]);
+    store.create_app(&app, record("app.create")).await.unwrap();
+    let var = |n: &str| SealedVar {
+        name: EnvName::parse(n).unwrap(),
+        sealed: vec![1, 2, 3],
+        updated_at: "2026-11-29T10:00:00.000Z".into(),
+    };
+    store
+        .set_env(&app.id, &[var("A"), var("B")], record("env.set"))
+        .await
+        .unwrap();
+    let err = store
+        .unset_env(
+            &app.id,
+            &[
+                EnvName::parse("A").unwrap(),
+                EnvName::parse("NOPE").unwrap(),
+            ],
+            record("env.unset"),
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::NotFound(_)));
+    assert_eq!(store.env(&app.id).await.unwrap().len(), 2);
+
+    store
+        .delete_app(&app.id, record("app.delete"))
+        .await
+        .unwrap();
+    assert!(
+        store.env(&app.id).await.unwrap().is_empty(),
+        "variables go with the app"
+    );
+}
+
+#[tokio::test]
+async fn concurrent_appends_form_one_chain() {
+    let (_dir, store) = open().await;
+    let store = std::sync::Arc::new(store);
+    let mut tasks = Vec::new();
+    for i in 0..40 {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            store.append_audit(record(&format!("a{i}"))).await.unwrap()
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let entries = store.audit_entries(0, 1000).await.unwrap();
+    assert_eq!(entries.len(), 40);
+    let mut verifier = Verifier::new();
+    for e in &entries {
+        verifier.push(e).unwrap();
+    }
+    assert_eq!(store.audit_tail(1).await.unwrap()[0].seq, 40);
+}
