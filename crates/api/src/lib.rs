@@ -1,1 +1,115 @@
-//! placeholder
+//! The control-plane API: JSON over HTTPS.
+//!
+//! Every request passes the [`gate`](gate::gate): it gets an id, is
+//! authenticated by bearer token (all routes but `/api/health` and the
+//! OpenAPI document), is decided by the one [`policy`] function, and, when it
+//! changes state or reveals secrets, is recorded in the audit chain whatever
+//! its outcome. The OpenAPI document is generated from the handlers, so the
+//! tests that walk every route stay complete as routes are added.
+
+pub mod error;
+mod gate;
+pub mod policy;
+pub mod routes;
+mod serve;
+pub mod tls;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::http::header::CONTENT_TYPE;
+use axum::routing::get;
+use rampart_platform::Platform;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+pub use error::ApiError;
+pub use serve::serve;
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Rampart control-plane API",
+        description = "Manage apps, their environment and secrets, API tokens and the audit log."
+    ),
+    modifiers(&BearerAuth),
+    tags(
+        (name = "system", description = "Health and identity"),
+        (name = "apps", description = "Apps and their domains"),
+        (name = "env", description = "Environment variables and secrets"),
+        (name = "tokens", description = "API tokens"),
+        (name = "audit", description = "The hash-chained audit log"),
+    )
+)]
+struct ApiDoc;
+
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("rmp_ token")
+                    .build(),
+            ),
+        );
+    }
+}
+
+fn documented_routes() -> (Router<routes::AppState>, utoipa::openapi::OpenApi) {
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(routes::health))
+        .routes(routes!(routes::whoami))
+        .routes(routes!(routes::list_apps, routes::create_app))
+        .routes(routes!(routes::show_app, routes::delete_app))
+        .routes(routes!(
+            routes::list_env,
+            routes::set_env,
+            routes::unset_env
+        ))
+        .routes(routes!(routes::reveal_env))
+        .routes(routes!(routes::list_tokens, routes::create_token))
+        .routes(routes!(routes::revoke_token))
+        .routes(routes!(routes::list_audit))
+        .routes(routes!(routes::verify_audit))
+        .split_for_parts()
+}
+
+/// The OpenAPI document of every route.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    documented_routes().1
+}
+
+/// The API's router. `max_body_bytes` bounds every request body.
+pub fn router(platform: Arc<Platform>, max_body_bytes: usize) -> Router {
+    let (router, doc) = documented_routes();
+    let doc = doc.to_pretty_json().unwrap_or_else(|_| "{}".into());
+    router
+        .route(
+            "/api/openapi.json",
+            get(move || {
+                let doc = doc.clone();
+                async move { ([(CONTENT_TYPE, "application/json")], doc) }
+            }),
+        )
+        .fallback(|| async {
+            ApiError::new(
+                axum::http::StatusCode::NOT_FOUND,
+                "not_found",
+                "there is no such API route",
+            )
+        })
+        .layer(axum::middleware::from_fn_with_state(
+            platform.clone(),
+            gate::gate,
+        ))
+        .layer(DefaultBodyLimit::max(max_body_bytes))
+        .with_state(platform)
+}

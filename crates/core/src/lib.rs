@@ -8,6 +8,7 @@
 //! which rule the input broke, so the rest of the code base handles only
 //! values that are already known to be valid.
 
+pub mod action;
 pub mod audit;
 pub mod config;
 pub mod id;
@@ -18,6 +19,7 @@ pub mod time;
 pub mod token;
 pub mod wire;
 
+pub use action::Action;
 pub use id::{AppId, RequestId, TokenId, UserId};
 pub use name::{AppName, Domain, EnvName, NameError};
 pub use role::Role;

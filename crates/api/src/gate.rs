@@ -1,0 +1,165 @@
+//! The gate every API request passes: it gives the request an id,
+//! authenticates the caller, applies the role policy, records refused
+//! audited requests, renders error bodies and writes the request's log line.
+
+use std::time::Instant;
+
+use axum::Json;
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE, WWW_AUTHENTICATE};
+use axum::http::{HeaderValue, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use rampart_core::RequestId;
+use rampart_core::audit::Outcome;
+use rampart_core::wire::{ErrorBody, ErrorDetail};
+
+use crate::error::ApiError;
+use crate::policy;
+use crate::routes::{Access, AppState, access};
+
+/// The bearer token of a request, if it sent one.
+fn bearer(request: &Request) -> Option<&str> {
+    let value = request.headers().get(axum::http::header::AUTHORIZATION)?;
+    let value = value.to_str().ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+}
+
+/// The audit target of a refused request: its path without the `/api/`
+/// prefix, bounded in length. Paths arrive percent-encoded, so they hold
+/// no control characters.
+fn target_of(path: &str) -> String {
+    let path = path.strip_prefix("/api/").unwrap_or(path);
+    path.chars().take(256).collect()
+}
+
+pub async fn gate(State(platform): State<AppState>, mut request: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let request_id = RequestId::generate();
+    let method = request.method().clone();
+    let path = request.uri().path().to_owned();
+    let rule = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or(Access::Authenticated, |m| access(&method, m.as_str()));
+    let action = match rule {
+        Access::Action(action) => Some(action),
+        _ => None,
+    };
+    request.extensions_mut().insert(request_id.clone());
+
+    let mut actor = String::from("anonymous");
+    let response = 'handled: {
+        if rule != Access::Public {
+            let caller = match bearer(&request) {
+                None => Err(ApiError::unauthenticated(
+                    "missing bearer token: send Authorization: Bearer rmp_…",
+                )),
+                Some(token) => platform.authenticate(token).await.map_err(ApiError::from),
+            };
+            let caller = match caller {
+                Ok(caller) => caller,
+                Err(error) => break 'handled error.into_response(),
+            };
+            actor = caller.user_id.to_string();
+            if let Some(action) = action
+                && !policy::allows(caller.role, action)
+            {
+                break 'handled ApiError::forbidden(format!(
+                    "role {} may not perform {action}",
+                    caller.role
+                ))
+                .into_response();
+            }
+            request.extensions_mut().insert(caller);
+        }
+        next.run(request).await
+    };
+
+    let status = response.status();
+    // Successful audited actions were recorded by the platform in the same
+    // transaction as their change; refusals are recorded here.
+    if let Some(action) = action
+        && action.is_audited()
+        && !status.is_success()
+    {
+        let outcome = match status {
+            StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => Outcome::Denied,
+            _ => Outcome::Failed,
+        };
+        if let Err(error) = platform
+            .record_refusal(
+                &actor,
+                action.as_str(),
+                &target_of(&path),
+                outcome,
+                &request_id,
+            )
+            .await
+        {
+            tracing::error!(%error, %request_id, "cannot record a refused request in the audit log");
+        }
+    }
+
+    let mut response = render_error(response, &request_id).await;
+    let headers = response.headers_mut();
+    if let Ok(value) = HeaderValue::from_str(request_id.as_str()) {
+        headers.insert("x-request-id", value);
+    }
+    // Responses may hold secrets (a new token, revealed values).
+    headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    if status == StatusCode::UNAUTHORIZED {
+        headers.insert(WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+    }
+    tracing::info!(
+        %request_id,
+        %method,
+        path = %path,
+        status = status.as_u16(),
+        actor = %actor,
+        ms = started.elapsed().as_millis() as u64,
+        "request"
+    );
+    response
+}
+
+/// Gives every error response the same JSON body, with the request id.
+async fn render_error(response: Response, request_id: &RequestId) -> Response {
+    let status = response.status();
+    if !(status.is_client_error() || status.is_server_error()) {
+        return response;
+    }
+    let (mut parts, body) = response.into_parts();
+    let error = match parts.extensions.remove::<ApiError>() {
+        Some(error) => error,
+        None => {
+            let is_json = parts
+                .headers
+                .get(CONTENT_TYPE)
+                .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+            if is_json {
+                return Response::from_parts(parts, body);
+            }
+            let detail = axum::body::to_bytes(body, 4096)
+                .await
+                .ok()
+                .map(|b| String::from_utf8_lossy(&b).into_owned());
+            ApiError::from_status(status, detail)
+        }
+    };
+    let body = ErrorBody {
+        error: ErrorDetail {
+            code: error.code.to_owned(),
+            message: error.message,
+            request_id: request_id.to_string(),
+        },
+    };
+    let mut rendered = (status, Json(body)).into_response();
+    for (name, value) in parts.headers.iter() {
+        if name != CONTENT_TYPE && name != axum::http::header::CONTENT_LENGTH {
+            rendered.headers_mut().insert(name.clone(), value.clone());
+        }
+    }
+    rendered
+}

@@ -1,0 +1,332 @@
+//! Handlers, their OpenAPI descriptions and the table that tells the gate
+//! which action each route performs.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{FromRequest, FromRequestParts, Path, Query, Request, State};
+use axum::http::request::Parts;
+use axum::http::{Method, StatusCode};
+use rampart_core::wire::{self, ErrorBody};
+use rampart_core::{Action, RequestId};
+use rampart_platform::{Acting, Caller, Platform};
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use utoipa::IntoParams;
+
+use crate::error::ApiError;
+
+pub type AppState = Arc<Platform>;
+
+/// What a route needs from its caller.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// No token needed.
+    Public,
+    /// Any valid token.
+    Authenticated,
+    /// A valid token whose role allows the action.
+    Action(Action),
+}
+
+/// The access rule of a route, by method and matched path template.
+/// Routes missing here need a valid token and nothing else; the tests check
+/// that every documented route appears.
+pub fn access(method: &Method, path: &str) -> Access {
+    use Action::*;
+    let action = match (method.as_str(), path) {
+        ("GET", "/api/health") | ("GET", "/api/openapi.json") => return Access::Public,
+        ("GET", "/api/whoami") => return Access::Authenticated,
+        ("GET", "/api/apps") | ("GET", "/api/apps/{app}") | ("GET", "/api/apps/{app}/env") => {
+            AppRead
+        }
+        ("POST", "/api/apps") => AppCreate,
+        ("DELETE", "/api/apps/{app}") => AppDelete,
+        ("PUT", "/api/apps/{app}/env") => EnvSet,
+        ("DELETE", "/api/apps/{app}/env") => EnvUnset,
+        ("POST", "/api/apps/{app}/env/reveal") => EnvReveal,
+        ("GET", "/api/tokens") => TokenRead,
+        ("POST", "/api/tokens") => TokenCreate,
+        ("DELETE", "/api/tokens/{id}") => TokenRevoke,
+        ("GET", "/api/audit") | ("GET", "/api/audit/verify") => AuditRead,
+        _ => return Access::Authenticated,
+    };
+    Access::Action(action)
+}
+
+/// The caller and request id of an authenticated request, put in place by
+/// the gate.
+#[derive(Debug, Clone)]
+pub struct Ctx {
+    pub caller: Caller,
+    pub request_id: RequestId,
+}
+
+impl Ctx {
+    pub fn acting(&self) -> Acting<'_> {
+        Acting {
+            caller: &self.caller,
+            request_id: &self.request_id,
+        }
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Ctx {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        let caller = parts.extensions.get::<Caller>().cloned();
+        let request_id = parts.extensions.get::<RequestId>().cloned();
+        match (caller, request_id) {
+            (Some(caller), Some(request_id)) => Ok(Ctx { caller, request_id }),
+            _ => Err(ApiError::unauthenticated("authentication required")),
+        }
+    }
+}
+
+/// A JSON body whose every rejection becomes one of our errors: 400 naming
+/// the problem for malformed or mistyped JSON, 413 over the size limit, 415
+/// without a JSON content type.
+#[derive(Debug)]
+pub struct Body<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Body<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        match Json::<T>::from_request(req, state).await {
+            Ok(Json(value)) => Ok(Body(value)),
+            Err(rejection) => Err(json_rejection(rejection)),
+        }
+    }
+}
+
+fn json_rejection(rejection: JsonRejection) -> ApiError {
+    let status = rejection.status();
+    let text = rejection.body_text();
+    match rejection {
+        JsonRejection::JsonSyntaxError(_) | JsonRejection::JsonDataError(_) => {
+            ApiError::new(StatusCode::BAD_REQUEST, "invalid_json", text)
+        }
+        JsonRejection::MissingJsonContentType(_) => ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            "the body must be JSON with content-type: application/json",
+        ),
+        _ if status == StatusCode::PAYLOAD_TOO_LARGE => ApiError::new(
+            status,
+            "body_too_large",
+            "the request body is larger than the API accepts",
+        ),
+        _ => ApiError::new(status, "invalid_body", text),
+    }
+}
+
+/// Liveness of the API; the only route that needs no token.
+#[utoipa::path(get, path = "/api/health", tag = "system",
+    responses((status = 200, body = wire::Health)))]
+pub async fn health() -> Json<wire::Health> {
+    Json(wire::Health {
+        status: "ok".into(),
+        version: env!("CARGO_PKG_VERSION").into(),
+    })
+}
+
+/// Who the presented token belongs to.
+#[utoipa::path(get, path = "/api/whoami", tag = "system", security(("bearer" = [])),
+    responses((status = 200, body = wire::WhoAmI), (status = 401, body = ErrorBody)))]
+pub async fn whoami(State(p): State<AppState>, ctx: Ctx) -> Result<Json<wire::WhoAmI>, ApiError> {
+    Ok(Json(p.whoami(&ctx.caller).await?))
+}
+
+/// All apps.
+#[utoipa::path(get, path = "/api/apps", tag = "apps", security(("bearer" = [])),
+    responses((status = 200, body = [wire::App]), (status = 401, body = ErrorBody)))]
+pub async fn list_apps(State(p): State<AppState>) -> Result<Json<Vec<wire::App>>, ApiError> {
+    Ok(Json(p.apps().await?))
+}
+
+/// Creates an app.
+#[utoipa::path(post, path = "/api/apps", tag = "apps", security(("bearer" = [])),
+    request_body = wire::CreateApp,
+    responses((status = 201, body = wire::App), (status = 400, body = ErrorBody),
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 409, body = ErrorBody), (status = 413, body = ErrorBody)))]
+pub async fn create_app(
+    State(p): State<AppState>,
+    ctx: Ctx,
+    Body(request): Body<wire::CreateApp>,
+) -> Result<(StatusCode, Json<wire::App>), ApiError> {
+    Ok((
+        StatusCode::CREATED,
+        Json(p.create_app(ctx.acting(), request).await?),
+    ))
+}
+
+/// One app.
+#[utoipa::path(get, path = "/api/apps/{app}", tag = "apps", security(("bearer" = [])),
+    params(("app" = String, Path, description = "App name")),
+    responses((status = 200, body = wire::App), (status = 401, body = ErrorBody),
+        (status = 404, body = ErrorBody)))]
+pub async fn show_app(
+    State(p): State<AppState>,
+    Path(app): Path<String>,
+) -> Result<Json<wire::App>, ApiError> {
+    Ok(Json(p.app(&app).await?))
+}
+
+/// Deletes an app with its variables.
+#[utoipa::path(delete, path = "/api/apps/{app}", tag = "apps", security(("bearer" = [])),
+    params(("app" = String, Path, description = "App name")),
+    responses((status = 204), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody)))]
+pub async fn delete_app(
+    State(p): State<AppState>,
+    ctx: Ctx,
+    Path(app): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    p.delete_app(ctx.acting(), &app).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Variable names of an app; values are never listed.
+#[utoipa::path(get, path = "/api/apps/{app}/env", tag = "env", security(("bearer" = [])),
+    params(("app" = String, Path, description = "App name")),
+    responses((status = 200, body = [wire::EnvVar]), (status = 401, body = ErrorBody),
+        (status = 404, body = ErrorBody)))]
+pub async fn list_env(
+    State(p): State<AppState>,
+    Path(app): Path<String>,
+) -> Result<Json<Vec<wire::EnvVar>>, ApiError> {
+    Ok(Json(p.env(&app).await?))
+}
+
+/// Sets (adds or replaces) variables; values are sealed before they are stored.
+#[utoipa::path(put, path = "/api/apps/{app}/env", tag = "env", security(("bearer" = [])),
+    params(("app" = String, Path, description = "App name")),
+    request_body = wire::SetEnv,
+    responses((status = 200, body = [wire::EnvVar]), (status = 400, body = ErrorBody),
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody), (status = 413, body = ErrorBody)))]
+pub async fn set_env(
+    State(p): State<AppState>,
+    ctx: Ctx,
+    Path(app): Path<String>,
+    Body(request): Body<wire::SetEnv>,
+) -> Result<Json<Vec<wire::EnvVar>>, ApiError> {
+    Ok(Json(p.set_env(ctx.acting(), &app, request).await?))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct UnsetQuery {
+    /// Comma-separated variable names; all must be set, or none is removed.
+    pub names: String,
+}
+
+/// Removes variables, all or none.
+#[utoipa::path(delete, path = "/api/apps/{app}/env", tag = "env", security(("bearer" = [])),
+    params(("app" = String, Path, description = "App name"), UnsetQuery),
+    responses((status = 204), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn unset_env(
+    State(p): State<AppState>,
+    ctx: Ctx,
+    Path(app): Path<String>,
+    query: Result<Query<UnsetQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<StatusCode, ApiError> {
+    let Query(query) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    let names: Vec<String> = query.names.split(',').map(str::to_owned).collect();
+    p.unset_env(ctx.acting(), &app, &names).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Reveals variable values in clear text. Owners and admins only; audited.
+#[utoipa::path(post, path = "/api/apps/{app}/env/reveal", tag = "env", security(("bearer" = [])),
+    params(("app" = String, Path, description = "App name")),
+    request_body = wire::RevealEnv,
+    responses((status = 200, body = wire::RevealedEnv), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn reveal_env(
+    State(p): State<AppState>,
+    ctx: Ctx,
+    Path(app): Path<String>,
+    Body(request): Body<wire::RevealEnv>,
+) -> Result<Json<wire::RevealedEnv>, ApiError> {
+    Ok(Json(p.reveal_env(ctx.acting(), &app, request).await?))
+}
+
+/// All API tokens, never their values.
+#[utoipa::path(get, path = "/api/tokens", tag = "tokens", security(("bearer" = [])),
+    responses((status = 200, body = [wire::TokenInfo]), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody)))]
+pub async fn list_tokens(
+    State(p): State<AppState>,
+) -> Result<Json<Vec<wire::TokenInfo>>, ApiError> {
+    Ok(Json(p.tokens().await?))
+}
+
+/// Creates a token for the caller; its value is in this response only.
+#[utoipa::path(post, path = "/api/tokens", tag = "tokens", security(("bearer" = [])),
+    request_body = wire::CreateToken,
+    responses((status = 201, body = wire::CreatedToken), (status = 400, body = ErrorBody),
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
+pub async fn create_token(
+    State(p): State<AppState>,
+    ctx: Ctx,
+    Body(request): Body<wire::CreateToken>,
+) -> Result<(StatusCode, Json<wire::CreatedToken>), ApiError> {
+    Ok((
+        StatusCode::CREATED,
+        Json(p.create_token(ctx.acting(), request).await?),
+    ))
+}
+
+/// Revokes a token.
+#[utoipa::path(delete, path = "/api/tokens/{id}", tag = "tokens", security(("bearer" = [])),
+    params(("id" = String, Path, description = "Token id (tok_…)")),
+    responses((status = 204), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody)))]
+pub async fn revoke_token(
+    State(p): State<AppState>,
+    ctx: Ctx,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    p.revoke_token(ctx.acting(), &id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct AuditQuery {
+    /// How many of the newest entries to return (1 to 10000, default 100).
+    pub limit: Option<u32>,
+}
+
+/// The newest audit entries, oldest first.
+#[utoipa::path(get, path = "/api/audit", tag = "audit", security(("bearer" = [])),
+    params(AuditQuery),
+    responses((status = 200, body = [wire::AuditEntry]), (status = 400, body = ErrorBody),
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
+pub async fn list_audit(
+    State(p): State<AppState>,
+    query: Result<Query<AuditQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<Vec<wire::AuditEntry>>, ApiError> {
+    let Query(query) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    let limit = query.limit.unwrap_or(100);
+    if !(1..=10_000).contains(&limit) {
+        return Err(ApiError::bad_request("limit must be between 1 and 10000"));
+    }
+    Ok(Json(p.audit(limit).await?))
+}
+
+/// Checks the audit chain end to end.
+#[utoipa::path(get, path = "/api/audit/verify", tag = "audit", security(("bearer" = [])),
+    responses((status = 200, body = wire::AuditVerification), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody)))]
+pub async fn verify_audit(
+    State(p): State<AppState>,
+) -> Result<Json<wire::AuditVerification>, ApiError> {
+    Ok(Json(p.verify_audit().await?))
+}

@@ -1,0 +1,73 @@
+//! Everything a caller can ask the control plane to do.
+//!
+//! The API's policy decides each request by its action and the caller's
+//! role; the audit log records the action's name.
+
+use std::fmt;
+
+/// One kind of request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Action {
+    /// Read apps, their domains and variable names.
+    AppRead,
+    AppCreate,
+    AppDelete,
+    EnvSet,
+    EnvUnset,
+    /// Read secret values in clear text.
+    EnvReveal,
+    TokenRead,
+    TokenCreate,
+    TokenRevoke,
+    AuditRead,
+    /// First start: the owner and their token are created.
+    Bootstrap,
+}
+
+impl Action {
+    pub const ALL: [Action; 11] = [
+        Action::AppRead,
+        Action::AppCreate,
+        Action::AppDelete,
+        Action::EnvSet,
+        Action::EnvUnset,
+        Action::EnvReveal,
+        Action::TokenRead,
+        Action::TokenCreate,
+        Action::TokenRevoke,
+        Action::AuditRead,
+        Action::Bootstrap,
+    ];
+
+    /// The name recorded in the audit log.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::AppRead => "app.read",
+            Action::AppCreate => "app.create",
+            Action::AppDelete => "app.delete",
+            Action::EnvSet => "env.set",
+            Action::EnvUnset => "env.unset",
+            Action::EnvReveal => "env.reveal",
+            Action::TokenRead => "token.read",
+            Action::TokenCreate => "token.create",
+            Action::TokenRevoke => "token.revoke",
+            Action::AuditRead => "audit.read",
+            Action::Bootstrap => "system.bootstrap",
+        }
+    }
+
+    /// Whether the action changes state or exposes secrets, and is
+    /// therefore recorded in the audit log whatever its outcome.
+    pub fn is_audited(self) -> bool {
+        !matches!(
+            self,
+            Action::AppRead | Action::TokenRead | Action::AuditRead
+        )
+    }
+}
+
+impl fmt::Display for Action {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}

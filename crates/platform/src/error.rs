@@ -1,0 +1,71 @@
+//! Errors of the platform's operations and of starting up.
+
+use std::path::PathBuf;
+
+use rampart_core::token::MalformedToken;
+use rampart_store::StoreError;
+
+use crate::pki::PkiError;
+use crate::secrets::KeyError;
+
+/// Why an operation was refused or failed. The API maps each kind to one
+/// status code.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The input breaks a rule; the message names it.
+    #[error("{0}")]
+    Invalid(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    Conflict(String),
+    /// A sealed value does not open under the master key.
+    #[error("{0}")]
+    Sealed(String),
+    #[error("{0}")]
+    Store(StoreError),
+}
+
+impl From<StoreError> for Error {
+    fn from(err: StoreError) -> Self {
+        match err {
+            StoreError::Conflict(m) => Error::Conflict(m),
+            StoreError::NotFound(m) => Error::NotFound(m),
+            other => Error::Store(other),
+        }
+    }
+}
+
+/// Why a presented token was refused.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum AuthError {
+    #[error("the token is malformed: {0}")]
+    Malformed(MalformedToken),
+    #[error("the token is not known")]
+    Unknown,
+    #[error("the token has been revoked")]
+    Revoked,
+    #[error("the token could not be checked: {0}")]
+    Store(String),
+}
+
+/// Why the platform refused to start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Key(#[from] KeyError),
+    #[error(transparent)]
+    Pki(#[from] PkiError),
+    #[error("cannot open the database {path}: {source}")]
+    Store { path: PathBuf, source: StoreError },
+    #[error("database error: {0}")]
+    Database(StoreError),
+    #[error("cannot {action} {path}: {source}")]
+    Io {
+        action: &'static str,
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{0} exists and is not a directory")]
+    NotADirectory(PathBuf),
+}

@@ -1,0 +1,253 @@
+//! The master key and sealed values.
+//!
+//! Secret values are sealed with XChaCha20-Poly1305 under a 256-bit master
+//! key that lives in `DATA/master.key`, never in the database, so a copy of
+//! `rampart.db` alone reveals no secret. Each sealed value is
+//! `nonce (24 bytes) ‖ ciphertext ‖ tag`, and the associated data binds it to
+//! its place (for example app id and variable name), so a value copied into
+//! another row fails to open instead of leaking into the wrong app.
+
+use std::fs;
+use std::io::Write;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use chacha20poly1305::aead::{Aead, AeadCore, KeyInit, OsRng, Payload};
+use chacha20poly1305::{XChaCha20Poly1305, XNonce};
+
+const HEADER: &str = "rampart-master-key v1";
+const NONCE_LEN: usize = 24;
+const KEY_CHECK_AAD: &[u8] = b"rampart/key-check/v1";
+const KEY_CHECK_PLAINTEXT: &[u8] = b"rampart master key check";
+
+/// Why the master key could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum KeyError {
+    #[error(
+        "{path} is missing but {db} already holds data sealed with it; restore the key file from \
+         your backup (Rampart will not create a new key over existing data)"
+    )]
+    Missing { path: PathBuf, db: PathBuf },
+    #[error("{path} is corrupt: {reason}; restore the key file from your backup")]
+    Corrupt { path: PathBuf, reason: String },
+    #[error(
+        "{path} does not match the data in {db}: it is not the key this data was sealed with; \
+         restore the right key file from your backup"
+    )]
+    Mismatch { path: PathBuf, db: PathBuf },
+    #[error("cannot {action} {path}: {source}")]
+    Io {
+        action: &'static str,
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+/// A sealed value failed to open: wrong key, wrong place or damaged bytes.
+#[derive(Debug, Clone, Copy, thiserror::Error)]
+#[error("a sealed value could not be opened: it is damaged or does not belong here")]
+pub struct OpenError;
+
+/// The key that seals every secret at rest.
+pub struct MasterKey {
+    cipher: XChaCha20Poly1305,
+}
+
+impl std::fmt::Debug for MasterKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("MasterKey(***)")
+    }
+}
+
+impl MasterKey {
+    /// Reads the key file, or creates one when `may_create` (there is no data
+    /// that an existing key could have sealed).
+    pub fn load_or_create(path: &Path, db: &Path, may_create: bool) -> Result<Self, KeyError> {
+        match fs::read(path) {
+            Ok(bytes) => Self::parse(path, &bytes),
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
+                if !may_create {
+                    return Err(KeyError::Missing {
+                        path: path.to_owned(),
+                        db: db.to_owned(),
+                    });
+                }
+                Self::create(path)
+            }
+            Err(source) => Err(KeyError::Io {
+                action: "read",
+                path: path.to_owned(),
+                source,
+            }),
+        }
+    }
+
+    fn parse(path: &Path, bytes: &[u8]) -> Result<Self, KeyError> {
+        let corrupt = |reason: &str| KeyError::Corrupt {
+            path: path.to_owned(),
+            reason: reason.to_owned(),
+        };
+        let text = std::str::from_utf8(bytes).map_err(|_| corrupt("it is not text"))?;
+        let mut lines = text.lines();
+        if lines.next() != Some(HEADER) {
+            return Err(corrupt("its first line is not \"rampart-master-key v1\""));
+        }
+        let hex_key = lines
+            .next()
+            .ok_or_else(|| corrupt("the key line is missing"))?;
+        if lines.any(|l| !l.trim().is_empty()) {
+            return Err(corrupt("it has unexpected lines after the key"));
+        }
+        let mut key = [0u8; 32];
+        hex::decode_to_slice(hex_key.trim(), &mut key)
+            .map_err(|_| corrupt("the key is not 64 hexadecimal digits"))?;
+        if key == [0u8; 32] {
+            return Err(corrupt("the key is all zeros"));
+        }
+        Ok(Self::from_bytes(&key))
+    }
+
+    fn create(path: &Path) -> Result<Self, KeyError> {
+        let key = XChaCha20Poly1305::generate_key(&mut OsRng);
+        let text = format!("{HEADER}\n{}\n", hex::encode(key));
+        write_private(path, text.as_bytes(), false).map_err(|source| KeyError::Io {
+            action: "create",
+            path: path.to_owned(),
+            source,
+        })?;
+        Ok(Self::from_bytes(&key.into()))
+    }
+
+    pub fn from_bytes(key: &[u8; 32]) -> Self {
+        Self {
+            cipher: XChaCha20Poly1305::new(key.into()),
+        }
+    }
+
+    /// Seals `plaintext` for the place named by `aad`.
+    pub fn seal(&self, aad: &[u8], plaintext: &[u8]) -> Vec<u8> {
+        let nonce = XChaCha20Poly1305::generate_nonce(&mut OsRng);
+        let mut out = nonce.to_vec();
+        // Encryption fails only for messages over 256 GiB; values are bounded
+        // by the API's body limit.
+        let sealed = self
+            .cipher
+            .encrypt(
+                &nonce,
+                Payload {
+                    msg: plaintext,
+                    aad,
+                },
+            )
+            .unwrap_or_default();
+        out.extend_from_slice(&sealed);
+        out
+    }
+
+    /// Opens a value sealed for the place named by `aad`.
+    pub fn open(&self, aad: &[u8], sealed: &[u8]) -> Result<Vec<u8>, OpenError> {
+        if sealed.len() < NONCE_LEN + 16 {
+            return Err(OpenError);
+        }
+        let (nonce, body) = sealed.split_at(NONCE_LEN);
+        self.cipher
+            .decrypt(XNonce::from_slice(nonce), Payload { msg: body, aad })
+            .map_err(|_| OpenError)
+    }
+
+    /// A value stored beside the data that proves later that this key is the
+    /// one the data was sealed with.
+    pub fn check_value(&self) -> String {
+        hex::encode(self.seal(KEY_CHECK_AAD, KEY_CHECK_PLAINTEXT))
+    }
+
+    /// Whether `value` (from [`MasterKey::check_value`]) was made with this key.
+    pub fn matches(&self, value: &str) -> bool {
+        hex::decode(value)
+            .ok()
+            .and_then(|sealed| self.open(KEY_CHECK_AAD, &sealed).ok())
+            .is_some_and(|plain| plain == KEY_CHECK_PLAINTEXT)
+    }
+}
+
+/// Writes a file readable only by its owner (mode 0600). With `replace`
+/// false the file must not exist yet.
+pub fn write_private(path: &Path, contents: &[u8], replace: bool) -> std::io::Result<()> {
+    let mut options = fs::OpenOptions::new();
+    options.write(true).mode(0o600);
+    if replace {
+        options.create(true).truncate(true);
+    } else {
+        options.create_new(true);
+    }
+    let mut file = options.open(path)?;
+    // The mode above applies only to new files.
+    file.set_permissions(fs::Permissions::from_mode(0o600))?;
+    file.write_all(contents)?;
+    file.sync_all()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn seal_and_open_round_trip_bound_to_their_place() {
+        let key = MasterKey::from_bytes(&[7; 32]);
+        let sealed = key.seal(b"app_1/DB_PASSWORD", b"s3cret");
+        assert!(!sealed.windows(6).any(|w| w == b"s3cret"));
+        assert_eq!(key.open(b"app_1/DB_PASSWORD", &sealed).unwrap(), b"s3cret");
+        assert!(key.open(b"app_2/DB_PASSWORD", &sealed).is_err());
+        let other = MasterKey::from_bytes(&[8; 32]);
+        assert!(other.open(b"app_1/DB_PASSWORD", &sealed).is_err());
+        let mut flipped = sealed.clone();
+        flipped[30] ^= 1;
+        assert!(key.open(b"app_1/DB_PASSWORD", &flipped).is_err());
+        assert!(key.open(b"app_1/DB_PASSWORD", &sealed[..10]).is_err());
+    }
+
+    #[test]
+    fn key_check_tells_keys_apart() {
+        let key = MasterKey::from_bytes(&[7; 32]);
+        let check = key.check_value();
+        assert!(key.matches(&check));
+        assert!(!MasterKey::from_bytes(&[8; 32]).matches(&check));
+        assert!(!key.matches("zz"));
+    }
+
+    #[test]
+    fn key_file_is_created_private_and_reloaded() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("master.key");
+        let db = dir.path().join("rampart.db");
+        let key = MasterKey::load_or_create(&path, &db, true).unwrap();
+        let mode = fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        let again = MasterKey::load_or_create(&path, &db, false).unwrap();
+        assert!(again.matches(&key.check_value()));
+    }
+
+    #[test]
+    fn missing_or_corrupt_key_files_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("master.key");
+        let db = dir.path().join("rampart.db");
+        let err = MasterKey::load_or_create(&path, &db, false).unwrap_err();
+        assert!(matches!(err, KeyError::Missing { .. }));
+        assert!(!path.exists(), "no key is created over existing data");
+
+        for bad in [
+            &b"\xff\xfe"[..],
+            b"",
+            b"rampart-master-key v1\n",
+            b"rampart-master-key v1\nabcd\n",
+            b"rampart-master-key v2\n0000000000000000000000000000000000000000000000000000000000000001\n",
+            b"rampart-master-key v1\n0000000000000000000000000000000000000000000000000000000000000000\n",
+        ] {
+            fs::write(&path, bad).unwrap();
+            let err = MasterKey::load_or_create(&path, &db, true).unwrap_err();
+            assert!(matches!(err, KeyError::Corrupt { .. }), "{err}");
+            assert_eq!(fs::read(&path).unwrap(), bad, "a corrupt key is never replaced");
+        }
+    }
+}
