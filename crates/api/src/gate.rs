@@ -42,7 +42,8 @@ pub async fn gate(State(platform): State<AppState>, mut request: Request, next: 
     let rule = request
         .extensions()
         .get::<MatchedPath>()
-        .map_or(Access::Authenticated, |m| access(&method, m.as_str()));
+        .and_then(|m| access(&method, m.as_str()))
+        .unwrap_or(Access::Authenticated);
     let action = match rule {
         Access::Action(action) => Some(action),
         _ => None,

@@ -1,1 +1,310 @@
-//! placeholder
+//! A typed client for the control-plane API.
+//!
+//! It trusts exactly the CA it is given (Rampart's internal CA by default),
+//! speaks only HTTPS with TLS 1.2 or newer, and turns every error response
+//! into a [`ClientError::Api`] that keeps the server's code, message and
+//! request id.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::time::Duration;
+
+use rampart_core::wire;
+use reqwest::{Method, StatusCode};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+/// Why a call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// The server answered with an error.
+    #[error("{message} (HTTP {status}, request {request_id})")]
+    Api {
+        status: u16,
+        code: String,
+        message: String,
+        request_id: String,
+    },
+    /// The server could not be reached or the connection failed.
+    #[error("cannot reach {server}: {detail}")]
+    Transport { server: String, detail: String },
+    /// The server's answer is not what this client understands.
+    #[error("unexpected answer from {server}: {detail}")]
+    Protocol { server: String, detail: String },
+    /// The client cannot be set up as asked.
+    #[error("{0}")]
+    Setup(String),
+}
+
+impl ClientError {
+    /// The HTTP status of an API error.
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            ClientError::Api { status, .. } => Some(*status),
+            _ => None,
+        }
+    }
+}
+
+/// Joins an error and its sources into one line.
+fn chain(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(s) = source {
+        let next = s.to_string();
+        if !text.contains(&next) {
+            text.push_str(": ");
+            text.push_str(&next);
+        }
+        source = s.source();
+    }
+    text
+}
+
+/// A connection to one Rampart server.
+#[derive(Clone)]
+pub struct Client {
+    http: reqwest::Client,
+    base: String,
+    token: Option<String>,
+}
+
+impl fmt::Debug for Client {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Client")
+            .field("base", &self.base)
+            .field("token", &self.token.as_ref().map(|_| "***"))
+            .finish()
+    }
+}
+
+impl Client {
+    /// A client for `server` (an `https://` URL) that trusts the CA
+    /// certificates in `ca_pem` and no others.
+    pub fn new(server: &str, ca_pem: &[u8], token: Option<String>) -> Result<Self, ClientError> {
+        let base = server.trim_end_matches('/').to_owned();
+        if !base.starts_with("https://") {
+            return Err(ClientError::Setup(format!(
+                "the server URL {server:?} must start with https://"
+            )));
+        }
+        let certs = reqwest::Certificate::from_pem_bundle(ca_pem)
+            .map_err(|e| ClientError::Setup(format!("the CA file is not PEM: {}", chain(&e))))?;
+        if certs.is_empty() {
+            return Err(ClientError::Setup(
+                "the CA file holds no certificate".into(),
+            ));
+        }
+        let mut builder = reqwest::Client::builder()
+            .use_rustls_tls()
+            .tls_built_in_root_certs(false)
+            .https_only(true)
+            .min_tls_version(reqwest::tls::Version::TLS_1_2)
+            .connect_timeout(Duration::from_secs(10))
+            .timeout(Duration::from_secs(120))
+            .user_agent(concat!("rampart-cli/", env!("CARGO_PKG_VERSION")));
+        for cert in certs {
+            builder = builder.add_root_certificate(cert);
+        }
+        let http = builder.build().map_err(|e| ClientError::Setup(chain(&e)))?;
+        Ok(Self { http, base, token })
+    }
+
+    pub fn server(&self) -> &str {
+        &self.base
+    }
+
+    async fn call<B: Serialize, T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&B>,
+    ) -> Result<T, ClientError> {
+        let bytes = self.send(method, path, body).await?;
+        serde_json::from_slice(&bytes).map_err(|e| ClientError::Protocol {
+            server: self.base.clone(),
+            detail: e.to_string(),
+        })
+    }
+
+    async fn send<B: Serialize>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&B>,
+    ) -> Result<Vec<u8>, ClientError> {
+        let mut request = self.http.request(method, format!("{}{path}", self.base));
+        if let Some(token) = &self.token {
+            request = request.bearer_auth(token);
+        }
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+        let response = request.send().await.map_err(|e| ClientError::Transport {
+            server: self.base.clone(),
+            detail: chain(&e),
+        })?;
+        let status = response.status();
+        let bytes = response.bytes().await.map_err(|e| ClientError::Transport {
+            server: self.base.clone(),
+            detail: chain(&e),
+        })?;
+        if status.is_success() {
+            return Ok(bytes.to_vec());
+        }
+        Err(match serde_json::from_slice::<wire::ErrorBody>(&bytes) {
+            Ok(body) => ClientError::Api {
+                status: status.as_u16(),
+                code: body.error.code,
+                message: body.error.message,
+                request_id: body.error.request_id,
+            },
+            Err(_) => ClientError::Protocol {
+                server: self.base.clone(),
+                detail: format!("HTTP {status} without an error body"),
+            },
+        })
+    }
+
+    async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {
+        self.call::<(), T>(Method::GET, path, None).await
+    }
+
+    async fn delete(&self, path: &str) -> Result<(), ClientError> {
+        self.send::<()>(Method::DELETE, path, None).await.map(drop)
+    }
+
+    pub async fn health(&self) -> Result<wire::Health, ClientError> {
+        self.get("/api/health").await
+    }
+
+    pub async fn whoami(&self) -> Result<wire::WhoAmI, ClientError> {
+        self.get("/api/whoami").await
+    }
+
+    pub async fn apps(&self) -> Result<Vec<wire::App>, ClientError> {
+        self.get("/api/apps").await
+    }
+
+    pub async fn app(&self, name: &str) -> Result<wire::App, ClientError> {
+        self.get(&format!("/api/apps/{}", segment(name))).await
+    }
+
+    pub async fn create_app(&self, request: &wire::CreateApp) -> Result<wire::App, ClientError> {
+        self.call(Method::POST, "/api/apps", Some(request)).await
+    }
+
+    pub async fn delete_app(&self, name: &str) -> Result<(), ClientError> {
+        self.delete(&format!("/api/apps/{}", segment(name))).await
+    }
+
+    pub async fn env(&self, app: &str) -> Result<Vec<wire::EnvVar>, ClientError> {
+        self.get(&format!("/api/apps/{}/env", segment(app))).await
+    }
+
+    pub async fn set_env(
+        &self,
+        app: &str,
+        vars: BTreeMap<String, String>,
+    ) -> Result<Vec<wire::EnvVar>, ClientError> {
+        let body = wire::SetEnv { vars };
+        self.call(
+            Method::PUT,
+            &format!("/api/apps/{}/env", segment(app)),
+            Some(&body),
+        )
+        .await
+    }
+
+    pub async fn unset_env(&self, app: &str, names: &[String]) -> Result<(), ClientError> {
+        let names: Vec<String> = names.iter().map(|n| segment(n)).collect();
+        self.delete(&format!(
+            "/api/apps/{}/env?names={}",
+            segment(app),
+            names.join(",")
+        ))
+        .await
+    }
+
+    pub async fn reveal_env(
+        &self,
+        app: &str,
+        names: Option<Vec<String>>,
+    ) -> Result<wire::RevealedEnv, ClientError> {
+        let body = wire::RevealEnv { names };
+        self.call(
+            Method::POST,
+            &format!("/api/apps/{}/env/reveal", segment(app)),
+            Some(&body),
+        )
+        .await
+    }
+
+    pub async fn tokens(&self) -> Result<Vec<wire::TokenInfo>, ClientError> {
+        self.get("/api/tokens").await
+    }
+
+    pub async fn create_token(&self, name: &str) -> Result<wire::CreatedToken, ClientError> {
+        let body = wire::CreateToken { name: name.into() };
+        self.call(Method::POST, "/api/tokens", Some(&body)).await
+    }
+
+    pub async fn revoke_token(&self, id: &str) -> Result<(), ClientError> {
+        self.delete(&format!("/api/tokens/{}", segment(id))).await
+    }
+
+    pub async fn audit(&self, limit: u32) -> Result<Vec<wire::AuditEntry>, ClientError> {
+        self.get(&format!("/api/audit?limit={limit}")).await
+    }
+
+    pub async fn verify_audit(&self) -> Result<wire::AuditVerification, ClientError> {
+        self.get("/api/audit/verify").await
+    }
+
+    /// A raw request, for tests that send what a well-behaved client would not.
+    pub async fn raw(
+        &self,
+        method: Method,
+        path: &str,
+        content_type: Option<&str>,
+        body: Vec<u8>,
+    ) -> Result<(StatusCode, Vec<u8>), ClientError> {
+        let mut request = self.http.request(method, format!("{}{path}", self.base));
+        if let Some(token) = &self.token {
+            request = request.bearer_auth(token);
+        }
+        if let Some(ct) = content_type {
+            request = request.header(reqwest::header::CONTENT_TYPE, ct);
+        }
+        let response = request
+            .body(body)
+            .send()
+            .await
+            .map_err(|e| ClientError::Transport {
+                server: self.base.clone(),
+                detail: chain(&e),
+            })?;
+        let status = response.status();
+        let bytes = response.bytes().await.map_err(|e| ClientError::Transport {
+            server: self.base.clone(),
+            detail: chain(&e),
+        })?;
+        Ok((status, bytes.to_vec()))
+    }
+}
+
+/// Percent-encodes a path segment so a name can never change the path.
+fn segment(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for b in text.bytes() {
+        if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+pub use reqwest::Method as HttpMethod;
+pub use reqwest::StatusCode as HttpStatus;

@@ -249,9 +249,7 @@ impl Platform {
 
     /// Closes the store cleanly.
     pub async fn close(&self) {
-        // Only the SQLite store needs closing today; the trait object hides
-        // it, so closing happens by dropping the last reference.
-        tracing::debug!("platform closed");
+        self.store.close().await;
     }
 }
 

@@ -1,1 +1,99 @@
-fn main() {}
+//! The `rampart` command: parses arguments and wires components together.
+//! Logic lives in the library crates, where tests can reach it.
+
+mod commands;
+mod credentials;
+mod output;
+mod up;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+
+/// Rampart: a security-first, self-hosted application platform.
+#[derive(Debug, Parser)]
+#[command(name = "rampart", version, about, propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the platform: the control-plane API over HTTPS.
+    Up(up::UpArgs),
+    /// Store the server, CA and token the other commands use.
+    Login(commands::LoginArgs),
+    /// Create, list, show and delete apps.
+    #[command(subcommand)]
+    Apps(commands::AppsCommand),
+    /// Set, unset and list an app's environment variables and secrets.
+    #[command(subcommand)]
+    Env(commands::EnvCommand),
+    /// Create, list and revoke API tokens.
+    #[command(subcommand)]
+    Tokens(commands::TokensCommand),
+    /// Read and verify the tamper-evident audit log.
+    #[command(subcommand)]
+    Audit(commands::AuditCommand),
+}
+
+/// How client commands reach the server; each falls back to the stored
+/// login.
+#[derive(Debug, Clone, Args)]
+pub struct Connection {
+    /// Server URL, e.g. https://127.0.0.1:7443.
+    #[arg(long, global = true, env = "RAMPART_SERVER", hide_env_values = true)]
+    server: Option<String>,
+    /// CA certificate file to trust for the server.
+    #[arg(long, global = true, env = "RAMPART_CA", hide_env_values = true)]
+    ca: Option<PathBuf>,
+}
+
+/// An error that has already been reported, carrying the exit code.
+#[derive(Debug)]
+pub struct Exit(pub u8);
+
+impl std::fmt::Display for Exit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "exit {}", self.0)
+    }
+}
+
+impl std::error::Error for Exit {}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("rampart: cannot start the async runtime: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async move {
+        match cli.command {
+            Command::Up(args) => up::run(args).await,
+            Command::Login(args) => commands::login(args).await,
+            Command::Apps(cmd) => commands::apps(cmd).await,
+            Command::Env(cmd) => commands::env(cmd).await,
+            Command::Tokens(cmd) => commands::tokens(cmd).await,
+            Command::Audit(cmd) => commands::audit(cmd).await,
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => match err.downcast_ref::<Exit>() {
+            Some(Exit(code)) => ExitCode::from(*code),
+            None => {
+                let line = format!("{err:#}").replace('\n', " ");
+                eprintln!("rampart: error: {line}");
+                ExitCode::FAILURE
+            }
+        },
+    }
+}

@@ -108,4 +108,7 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     /// The newest entries, newest first, at most `limit`.
     async fn audit_tail(&self, limit: u32) -> Result<Vec<AuditEntry>>;
     async fn audit_entry(&self, seq: u64) -> Result<Option<AuditEntry>>;
+
+    /// Finishes pending work and closes connections.
+    async fn close(&self);
 }

@@ -53,11 +53,6 @@ impl SqliteStore {
             write: Mutex::new(()),
         })
     }
-
-    /// Closes the pool, checkpointing the write-ahead log.
-    pub async fn close(&self) {
-        self.pool.close().await;
-    }
 }
 
 fn conflict_or(err: sqlx::Error, message: impl FnOnce() -> String) -> StoreError {
@@ -478,5 +473,11 @@ impl Store for SqliteStore {
             .fetch_optional(&self.pool)
             .await?;
         row.as_ref().map(audit_from_row).transpose()
+    }
+
+    async fn close(&self) {
+        // Waits for open connections; the last one to close checkpoints the
+        // write-ahead log into the database file.
+        self.pool.close().await;
     }
 }
