@@ -1,1 +1,300 @@
-//! placeholder
+//! Test helpers: the real `rampart` binary started on a temporary data
+//! directory, with its output captured, driven over HTTPS and through the
+//! CLI, and stopped by a `Drop` guard.
+//!
+//! Ports come from the OS (`api.listen = "127.0.0.1:0"`; the address is read
+//! from the process's ready line), and every wait polls against a deadline.
+
+use std::io::{BufRead, BufReader, Read};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+
+/// How long a start may take before the test fails.
+const START_DEADLINE: Duration = Duration::from_secs(30);
+const STOP_DEADLINE: Duration = Duration::from_secs(20);
+
+/// A scratch area for one test: a data directory, a config file and a home
+/// directory for the CLI's stored login.
+#[derive(Debug)]
+pub struct Sandbox {
+    root: tempfile::TempDir,
+    binary: PathBuf,
+}
+
+impl Sandbox {
+    /// A sandbox for the binary at `binary` (pass `env!("CARGO_BIN_EXE_rampart")`).
+    pub fn new(binary: impl Into<PathBuf>) -> Self {
+        let root = tempfile::Builder::new()
+            .prefix("rampart-test-")
+            .tempdir()
+            .expect("cannot create a temporary directory");
+        std::fs::create_dir_all(root.path().join("home")).expect("cannot create home");
+        Self {
+            root,
+            binary: binary.into(),
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.root.path()
+    }
+
+    pub fn data_dir(&self) -> PathBuf {
+        self.root.path().join("data")
+    }
+
+    pub fn home(&self) -> PathBuf {
+        self.root.path().join("home")
+    }
+
+    /// Writes `rampart.toml` with `extra` appended to a loopback listener on
+    /// a port the OS picks.
+    pub fn write_config(&self, extra: &str) -> PathBuf {
+        let path = self.root.path().join("rampart.toml");
+        let text = format!("[api]\nlisten = \"127.0.0.1:0\"\n{extra}");
+        std::fs::write(&path, text).expect("cannot write rampart.toml");
+        path
+    }
+
+    /// `rampart ARGS` with a private HOME and no inherited RAMPART_*
+    /// variables.
+    pub fn command(&self) -> Command {
+        let mut cmd = Command::new(&self.binary);
+        cmd.env("HOME", self.home())
+            .env_remove("XDG_CONFIG_HOME")
+            .env_remove("RAMPART_SERVER")
+            .env_remove("RAMPART_TOKEN")
+            .env_remove("RAMPART_CA")
+            .env_remove("RAMPART_DATA_DIR")
+            .stdin(Stdio::null());
+        cmd
+    }
+
+    /// Runs `rampart up` with `config` and waits until it listens.
+    pub fn start(&self, config: &Path) -> anyhow::Result<Server> {
+        let mut cmd = self.command();
+        cmd.arg("up")
+            .arg("--data-dir")
+            .arg(self.data_dir())
+            .arg("--config")
+            .arg(config)
+            .env("RUST_LOG", "debug")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        Server::spawn(cmd, self.data_dir())
+    }
+
+    /// Runs `rampart up` expecting it to fail; returns its output.
+    pub fn start_expecting_failure(&self, config: &Path) -> anyhow::Result<Output> {
+        let mut cmd = self.command();
+        cmd.arg("up")
+            .arg("--data-dir")
+            .arg(self.data_dir())
+            .arg("--config")
+            .arg(config);
+        let mut child = cmd
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .context("cannot start rampart")?;
+        let deadline = Instant::now() + START_DEADLINE;
+        loop {
+            if child.try_wait()?.is_some() {
+                return Ok(child.wait_with_output()?);
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                bail!("rampart up kept running although it was expected to fail");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+/// Collected output of a running process.
+#[derive(Debug, Clone, Default)]
+struct Captured(Arc<Mutex<String>>);
+
+impl Captured {
+    fn push(&self, line: &str) {
+        let mut text = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        text.push_str(line);
+        text.push('\n');
+    }
+
+    fn text(&self) -> String {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+}
+
+fn pump(stream: impl Read + Send + 'static, captured: Captured) -> std::thread::JoinHandle<()> {
+    std::thread::spawn(move || {
+        for line in BufReader::new(stream).lines() {
+            match line {
+                Ok(line) => captured.push(&line),
+                Err(_) => break,
+            }
+        }
+    })
+}
+
+/// A running `rampart up`; killed when dropped.
+#[derive(Debug)]
+pub struct Server {
+    child: Option<Child>,
+    data_dir: PathBuf,
+    addr: SocketAddr,
+    output: Captured,
+    pumps: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl Server {
+    fn spawn(mut cmd: Command, data_dir: PathBuf) -> anyhow::Result<Self> {
+        let mut child = cmd.spawn().context("cannot start rampart up")?;
+        let output = Captured::default();
+        let stdout = child.stdout.take().context("no stdout")?;
+        let stderr = child.stderr.take().context("no stderr")?;
+        let pumps = vec![pump(stdout, output.clone()), pump(stderr, output.clone())];
+        let deadline = Instant::now() + START_DEADLINE;
+        let addr = loop {
+            let text = output.text();
+            if let Some(rest) = text.split("API listening on https://").nth(1) {
+                let addr = rest.lines().next().unwrap_or_default();
+                break addr
+                    .parse()
+                    .with_context(|| format!("bad address {addr:?}"))?;
+            }
+            if let Some(status) = child.try_wait()? {
+                bail!("rampart up exited with {status} before listening:\n{text}");
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                bail!("rampart up did not listen within {START_DEADLINE:?}:\n{text}");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        Ok(Self {
+            child: Some(child),
+            data_dir,
+            addr,
+            output,
+            pumps,
+        })
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    pub fn url(&self) -> String {
+        format!("https://{}", self.addr)
+    }
+
+    pub fn ca_path(&self) -> PathBuf {
+        self.data_dir.join("ca.pem")
+    }
+
+    pub fn ca_pem(&self) -> Vec<u8> {
+        std::fs::read(self.ca_path()).expect("ca.pem exists once the server listens")
+    }
+
+    pub fn token_file(&self) -> PathBuf {
+        self.data_dir.join("bootstrap-token")
+    }
+
+    /// The owner's bootstrap token.
+    pub fn bootstrap_token(&self) -> String {
+        std::fs::read_to_string(self.token_file())
+            .expect("bootstrap-token exists after the first start")
+            .trim()
+            .to_owned()
+    }
+
+    /// A client with `token`.
+    pub fn client(&self, token: Option<&str>) -> rampart_client::Client {
+        rampart_client::Client::new(&self.url(), &self.ca_pem(), token.map(str::to_owned))
+            .expect("a client for the test server")
+    }
+
+    /// Everything the process printed so far, stdout and stderr.
+    pub fn output(&self) -> String {
+        self.output.text()
+    }
+
+    /// Sends SIGTERM, waits for the process to exit and returns its status
+    /// and everything it printed.
+    pub fn stop(mut self) -> anyhow::Result<(ExitStatus, String)> {
+        let mut child = self.child.take().context("already stopped")?;
+        let status = Command::new("kill")
+            .arg("-TERM")
+            .arg(child.id().to_string())
+            .status()
+            .context("cannot run kill")?;
+        if !status.success() {
+            bail!("kill -TERM failed");
+        }
+        let deadline = Instant::now() + STOP_DEADLINE;
+        loop {
+            if let Some(status) = child.try_wait()? {
+                for pump in self.pumps.drain(..) {
+                    let _ = pump.join();
+                }
+                return Ok((status, self.output.text()));
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                bail!("rampart up did not stop within {STOP_DEADLINE:?} of SIGTERM");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// Runs a CLI command and returns (exit code, stdout, stderr).
+pub fn run(cmd: &mut Command) -> (i32, String, String) {
+    let output = cmd.output().expect("cannot run rampart");
+    (
+        output.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+/// Every file under `dir`, recursively, with its bytes.
+pub fn files_under(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if let Ok(bytes) = std::fs::read(&path) {
+                out.push((path, bytes));
+            }
+        }
+    }
+    out
+}
+
+/// Whether `needle` occurs in `haystack`.
+pub fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    !needle.is_empty() && haystack.windows(needle.len()).any(|w| w == needle)
+}
