@@ -22,9 +22,9 @@ const MAX_BODY_BYTES: u64 = 64 * 1024 * 1024;
 /// Why a configuration was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ConfigError {
-    #[error("line {line}: {key}: {message}")]
+    #[error("line {line}: {}{message}", key.as_deref().map(|k| format!("{k}: ")).unwrap_or_default())]
     Syntax {
-        key: String,
+        key: Option<String>,
         line: usize,
         message: String,
     },
@@ -129,7 +129,7 @@ impl Config {
                 let path = err.path().to_string();
                 let inner = err.into_inner();
                 ConfigError::Syntax {
-                    key: if path == "." { "(file)".into() } else { path },
+                    key: (path != ".").then_some(path),
                     line: inner.span().map_or(1, |s| line_of(text, s.start)),
                     message: inner.message().trim().to_owned(),
                 }
