@@ -395,11 +395,18 @@ fn the_api_speaks_only_tls() {
     let sb = sandbox();
     let server = sb.start(&sb.write_config("")).unwrap();
     let mut stream = std::net::TcpStream::connect(server.addr()).unwrap();
-    stream.set_read_timeout(Some(std::time::Duration::from_secs(10))).unwrap();
-    stream.write_all(b"GET /api/health HTTP/1.1\r\nHost: localhost\r\n\r\n").unwrap();
+    stream
+        .set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .unwrap();
+    stream
+        .write_all(b"GET /api/health HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .unwrap();
     let mut answer = Vec::new();
     let _ = stream.read_to_end(&mut answer);
-    assert!(!contains(&answer, b"HTTP/1."), "plain HTTP got an HTTP answer: {answer:?}");
+    assert!(
+        !contains(&answer, b"HTTP/1."),
+        "plain HTTP got an HTTP answer: {answer:?}"
+    );
     // The same request over TLS works, and needs no token.
     let health = tokio::runtime::Runtime::new()
         .unwrap()
