@@ -4,6 +4,7 @@
 mod commands;
 mod credentials;
 mod output;
+mod repo_cmd;
 mod up;
 
 use std::path::PathBuf;
@@ -37,6 +38,8 @@ enum Command {
     /// Read and verify the tamper-evident audit log.
     #[command(subcommand)]
     Audit(commands::AuditCommand),
+    /// The backup engine: encrypted, deduplicated repositories.
+    Repo(repo_cmd::RepoArgs),
 }
 
 /// How client commands reach the server; each falls back to the stored
@@ -65,6 +68,10 @@ impl std::error::Error for Exit {}
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Command::Repo(args) = cli.command {
+        // The backup engine is synchronous and brings its own I/O runtime.
+        return finish(repo_cmd::run(args));
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -83,8 +90,13 @@ fn main() -> ExitCode {
             Command::Env(cmd) => commands::env(cmd).await,
             Command::Tokens(cmd) => commands::tokens(cmd).await,
             Command::Audit(cmd) => commands::audit(cmd).await,
+            Command::Repo(_) => unreachable!("handled before the runtime starts"),
         }
     });
+    finish(result)
+}
+
+fn finish(result: anyhow::Result<()>) -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => match err.downcast_ref::<Exit>() {

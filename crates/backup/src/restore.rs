@@ -1,0 +1,318 @@
+//! Reading snapshots back: `ls`, `dump` and `restore`.
+//!
+//! Restore creates the tree first, then fills file contents in parallel:
+//! every data blob is read from its pack, opened (which checks its id), and
+//! written at its offset. Blobs of zeros are not written, which keeps
+//! sparse files sparse. Metadata (modes, owners when running as root,
+//! modification times) is applied last, deepest first. A file whose data
+//! cannot be read is reported by name; the others are still restored.
+
+use std::collections::{HashMap, HashSet};
+use std::fs::{File, FileTimes, OpenOptions};
+use std::io::Write;
+use std::os::unix::ffi::OsStringExt;
+use std::os::unix::fs::{FileExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::{Duration, SystemTime};
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as B64;
+use globset::{Glob, GlobSet, GlobSetBuilder};
+use rayon::prelude::*;
+
+use crate::archive::Progress;
+use crate::crypto::Id;
+use crate::error::{Error, Result};
+use crate::format::{Node, NodeKind};
+use crate::index::Index;
+use crate::repo::Repository;
+
+/// A node with its path inside the snapshot.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Entry {
+    pub path: String,
+    #[serde(flatten)]
+    pub node: Node,
+}
+
+fn os_name(node: &Node) -> std::ffi::OsString {
+    match node
+        .name_raw
+        .as_deref()
+        .and_then(|raw| B64.decode(raw).ok())
+    {
+        Some(bytes) => std::ffi::OsString::from_vec(bytes),
+        None => std::ffi::OsString::from(&node.name),
+    }
+}
+
+/// A node's name is one path component; anything else in a tree (from a
+/// damaged or hostile repository) must never reach outside the target.
+fn safe_name(node: &Node) -> Result<std::ffi::OsString> {
+    let name = os_name(node);
+    let bytes = name.as_encoded_bytes();
+    if bytes.is_empty()
+        || bytes == b"."
+        || bytes == b".."
+        || bytes.contains(&b'/')
+        || bytes.contains(&0)
+    {
+        return Err(Error::damaged(
+            format!("tree entry {:?}", node.name),
+            "its name is not a single path component",
+        ));
+    }
+    Ok(name)
+}
+
+impl Repository {
+    /// Every entry of a snapshot, depth first, with `/`-separated paths.
+    pub fn walk(&self, index: &Index, tree: &Id) -> Result<Vec<Entry>> {
+        let mut out = Vec::new();
+        self.walk_into(index, tree, "", &mut out)?;
+        Ok(out)
+    }
+
+    fn walk_into(
+        &self,
+        index: &Index,
+        tree: &Id,
+        prefix: &str,
+        out: &mut Vec<Entry>,
+    ) -> Result<()> {
+        let tree = self.read_tree(index, tree)?;
+        for node in tree.nodes {
+            let name = safe_name(&node)?;
+            let path = format!("{prefix}/{}", name.to_string_lossy());
+            let subtree = node.subtree;
+            out.push(Entry {
+                path: path.clone(),
+                node,
+            });
+            if let Some(sub) = subtree {
+                self.walk_into(index, &sub, &path, out)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes one file of a snapshot to `out`.
+    pub fn dump(&self, snapshot: &str, file: &str, out: &mut dyn Write) -> Result<()> {
+        let (_, snap) = self.find_snapshot(snapshot)?;
+        let index = self.load_index()?;
+        let wanted = format!("/{}", file.trim_start_matches('/'));
+        let entry = self
+            .walk(&index, &snap.tree)?
+            .into_iter()
+            .find(|e| e.path == wanted && e.node.kind == NodeKind::File)
+            .ok_or_else(|| Error::NoSuchPath {
+                snapshot: snapshot.to_owned(),
+                path: file.to_owned(),
+            })?;
+        for id in &entry.node.content {
+            let data = self.read_blob(&index, id)?;
+            out.write_all(&data)
+                .map_err(|e| Error::io("write", "standard output", e))?;
+        }
+        out.flush()
+            .map_err(|e| Error::io("write", "standard output", e))
+    }
+}
+
+/// What a restore did.
+#[derive(Debug, Default, serde::Serialize)]
+pub struct RestoreReport {
+    pub files: u64,
+    pub dirs: u64,
+    pub bytes: u64,
+    /// Files that could not be restored, with the reason.
+    pub failed: Vec<(String, String)>,
+}
+
+fn matcher(patterns: &[String]) -> Result<Option<GlobSet>> {
+    if patterns.is_empty() {
+        return Ok(None);
+    }
+    let mut builder = GlobSetBuilder::new();
+    for p in patterns {
+        let anchored = format!("/{}", p.trim_start_matches('/'));
+        builder
+            .add(Glob::new(&anchored).map_err(|e| Error::Invalid(format!("pattern {p:?}: {e}")))?);
+    }
+    builder
+        .build()
+        .map(Some)
+        .map_err(|e| Error::Invalid(format!("patterns: {e}")))
+}
+
+/// Whether `path` is selected: it, or one of its parent directories,
+/// matches a pattern.
+fn selected(set: &Option<GlobSet>, path: &str) -> bool {
+    let Some(set) = set else { return true };
+    let mut current = path;
+    loop {
+        if set.is_match(current) {
+            return true;
+        }
+        match current.rfind('/') {
+            Some(0) | None => return false,
+            Some(i) => current = &current[..i],
+        }
+    }
+}
+
+struct FileJob {
+    file: usize,
+    offset: u64,
+    id: Id,
+}
+
+fn set_times(path: &Path, node: &Node) {
+    let mtime = if node.mtime >= 0 {
+        SystemTime::UNIX_EPOCH + Duration::new(node.mtime as u64, node.mtime_ns)
+    } else {
+        SystemTime::UNIX_EPOCH - Duration::from_secs(node.mtime.unsigned_abs())
+    };
+    if let Ok(f) = File::open(path) {
+        let _ = f.set_times(FileTimes::new().set_modified(mtime).set_accessed(mtime));
+    }
+}
+
+/// Restores a snapshot (or the parts matching `include`) into `target`.
+pub fn restore(
+    repo: &Repository,
+    snapshot: &str,
+    target: &Path,
+    include: &[String],
+    progress: &dyn Progress,
+) -> Result<RestoreReport> {
+    let (_, snap) = repo.find_snapshot(snapshot)?;
+    let index = repo.load_index()?;
+    let set = matcher(include)?;
+    std::fs::create_dir_all(target).map_err(|e| Error::io("create", target, e))?;
+    let entries = repo.walk(&index, &snap.tree)?;
+    let is_root = std::fs::metadata("/proc/self").is_ok_and(|m| {
+        use std::os::unix::fs::MetadataExt;
+        m.uid() == 0
+    });
+
+    let mut report = RestoreReport::default();
+    let mut files: Vec<(PathBuf, File, &Entry)> = Vec::new();
+    let mut dirs: Vec<(PathBuf, &Entry)> = Vec::new();
+    // A selected entry brings the directories on its way.
+    let mut wanted: HashSet<&str> = HashSet::new();
+    for entry in &entries {
+        if selected(&set, &entry.path) {
+            let mut path = entry.path.as_str();
+            while wanted.insert(path) {
+                match path.rfind('/') {
+                    Some(0) | None => break,
+                    Some(i) => path = &path[..i],
+                }
+            }
+        }
+    }
+    for entry in &entries {
+        if !wanted.contains(entry.path.as_str()) {
+            continue;
+        }
+        let mut path = target.to_path_buf();
+        for part in entry.path.trim_start_matches('/').split('/') {
+            path.push(part);
+        }
+        // Names came through `safe_name`, so `path` stays under `target`.
+        let result = match entry.node.kind {
+            NodeKind::Dir => std::fs::create_dir_all(&path).map(|()| {
+                dirs.push((path.clone(), entry));
+            }),
+            NodeKind::Symlink => {
+                let target_bytes = entry
+                    .node
+                    .target_raw
+                    .as_deref()
+                    .and_then(|r| B64.decode(r).ok())
+                    .unwrap_or_else(|| entry.node.target.clone().unwrap_or_default().into_bytes());
+                let _ = std::fs::remove_file(&path);
+                std::os::unix::fs::symlink(std::ffi::OsString::from_vec(target_bytes), &path)
+            }
+            NodeKind::File => OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .open(&path)
+                .and_then(|f| f.set_len(entry.node.size).map(|()| f))
+                .map(|f| files.push((path.clone(), f, entry))),
+        };
+        if let Err(e) = result {
+            report.failed.push((entry.path.clone(), e.to_string()));
+        }
+    }
+
+    let index_ref = &index;
+    let jobs: Vec<FileJob> = files
+        .iter()
+        .enumerate()
+        .flat_map(|(n, (_, _, entry))| {
+            let mut offset = 0u64;
+            entry.node.content.iter().map(move |id| {
+                let job = FileJob {
+                    file: n,
+                    offset,
+                    id: *id,
+                };
+                offset += index_ref
+                    .get(id)
+                    .map_or(0, |(_, l)| u64::from(l.raw_length));
+                job
+            })
+        })
+        .collect();
+    let failures: Mutex<HashMap<usize, String>> = Mutex::new(HashMap::new());
+    jobs.par_iter().for_each(|job| {
+        let result = repo.read_blob(&index, &job.id).and_then(|data| {
+            progress.bytes(data.len() as u64);
+            if data.iter().all(|&b| b == 0) {
+                return Ok(());
+            }
+            files[job.file]
+                .1
+                .write_all_at(&data, job.offset)
+                .map_err(|e| Error::io("write", &files[job.file].0, e))
+        });
+        if let Err(e) = result {
+            let mut failures = failures.lock().unwrap_or_else(|p| p.into_inner());
+            failures.entry(job.file).or_insert_with(|| e.to_string());
+        }
+    });
+    let failures = failures.into_inner().unwrap_or_else(|p| p.into_inner());
+
+    for (n, (path, file, entry)) in files.iter().enumerate() {
+        if let Some(reason) = failures.get(&n) {
+            report.failed.push((entry.path.clone(), reason.clone()));
+            continue;
+        }
+        let node = &entry.node;
+        let _ = file.set_permissions(std::fs::Permissions::from_mode(node.mode));
+        if is_root {
+            let _ = std::os::unix::fs::chown(path, Some(node.uid), Some(node.gid));
+        }
+        set_times(path, node);
+        report.files += 1;
+        report.bytes += node.size;
+        progress.file();
+    }
+    // Deepest first, so setting a parent's time comes after its children
+    // were written.
+    dirs.sort_by_key(|(p, _)| std::cmp::Reverse(p.components().count()));
+    for (path, entry) in dirs {
+        let _ = std::fs::set_permissions(&path, std::fs::Permissions::from_mode(entry.node.mode));
+        if is_root {
+            let _ = std::os::unix::fs::chown(&path, Some(entry.node.uid), Some(entry.node.gid));
+        }
+        set_times(&path, &entry.node);
+        report.dirs += 1;
+    }
+    report.failed.sort();
+    Ok(report)
+}
