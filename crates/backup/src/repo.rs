@@ -151,10 +151,15 @@ impl Repository {
         };
         format::check_header("config", &config_bytes, SealedKind::Config)?;
         let slots = backend.list(Kind::Key)?;
+        let mut unusable = None;
         for (name, _) in &slots {
             let bytes = backend.read(Kind::Key, name)?;
-            let Ok(slot) = parse_slot(name, &bytes) else {
-                continue;
+            let slot = match parse_slot(name, &bytes) {
+                Ok(slot) => slot,
+                Err(e) => {
+                    unusable.get_or_insert(e);
+                    continue;
+                }
             };
             let (Ok(salt), Ok(wrapped)) = (B64.decode(&slot.salt), B64.decode(&slot.wrapped))
             else {
@@ -179,7 +184,9 @@ impl Repository {
                 key_id: name.clone(),
             });
         }
-        Err(Error::WrongPassword)
+        // A damaged or newer key slot explains a failure better than a
+        // wrong password would.
+        Err(unusable.unwrap_or(Error::WrongPassword))
     }
 
     pub fn backend(&self) -> &Arc<dyn Backend> {

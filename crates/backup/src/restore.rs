@@ -31,7 +31,11 @@ use crate::repo::Repository;
 /// A node with its path inside the snapshot.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Entry {
+    /// For display and matching; lossy for names that are not UTF-8.
     pub path: String,
+    /// The exact relative path, for writing files.
+    #[serde(skip)]
+    pub rel: PathBuf,
     #[serde(flatten)]
     pub node: Node,
 }
@@ -70,7 +74,7 @@ impl Repository {
     /// Every entry of a snapshot, depth first, with `/`-separated paths.
     pub fn walk(&self, index: &Index, tree: &Id) -> Result<Vec<Entry>> {
         let mut out = Vec::new();
-        self.walk_into(index, tree, "", &mut out)?;
+        self.walk_into(index, tree, "", Path::new(""), &mut out)?;
         Ok(out)
     }
 
@@ -79,19 +83,22 @@ impl Repository {
         index: &Index,
         tree: &Id,
         prefix: &str,
+        rel_prefix: &Path,
         out: &mut Vec<Entry>,
     ) -> Result<()> {
         let tree = self.read_tree(index, tree)?;
         for node in tree.nodes {
             let name = safe_name(&node)?;
             let path = format!("{prefix}/{}", name.to_string_lossy());
+            let rel = rel_prefix.join(&name);
             let subtree = node.subtree;
             out.push(Entry {
                 path: path.clone(),
+                rel: rel.clone(),
                 node,
             });
             if let Some(sub) = subtree {
-                self.walk_into(index, &sub, &path, out)?;
+                self.walk_into(index, &sub, &path, &rel, out)?;
             }
         }
         Ok(())
@@ -217,10 +224,7 @@ pub fn restore(
         if !wanted.contains(entry.path.as_str()) {
             continue;
         }
-        let mut path = target.to_path_buf();
-        for part in entry.path.trim_start_matches('/').split('/') {
-            path.push(part);
-        }
+        let path = target.join(&entry.rel);
         // Names came through `safe_name`, so `path` stays under `target`.
         let result = match entry.node.kind {
             NodeKind::Dir => std::fs::create_dir_all(&path).map(|()| {
