@@ -298,3 +298,93 @@ pub fn files_under(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
 pub fn contains(haystack: &[u8], needle: &[u8]) -> bool {
     !needle.is_empty() && haystack.windows(needle.len()).any(|w| w == needle)
 }
+
+/// An S3-protocol server (moto's server mode) on a loopback port the OS
+/// picks; killed when dropped. `scripts/test` installs it.
+#[derive(Debug)]
+pub struct S3Server {
+    child: Child,
+    endpoint: String,
+}
+
+impl S3Server {
+    pub fn start() -> anyhow::Result<Self> {
+        let mut child = Command::new("python3")
+            .args(["-m", "moto.server", "-H", "127.0.0.1", "-p", "0"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .context("cannot start python3 -m moto.server (pip install 'moto[server]')")?;
+        let output = Captured::default();
+        let out = child.stdout.take().context("no stdout")?;
+        let err = child.stderr.take().context("no stderr")?;
+        pump(out, output.clone());
+        pump(err, output.clone());
+        let deadline = Instant::now() + START_DEADLINE;
+        loop {
+            let text = output.text();
+            if let Some(rest) = text.split("Running on ").nth(1) {
+                let endpoint = rest
+                    .split_whitespace()
+                    .next()
+                    .unwrap_or_default()
+                    .to_owned();
+                return Ok(Self { child, endpoint });
+            }
+            if let Some(status) = child.try_wait()? {
+                bail!("the S3 server exited with {status}:\n{text}");
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                bail!("the S3 server did not start within {START_DEADLINE:?}:\n{text}");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// `http://127.0.0.1:PORT`.
+    pub fn endpoint(&self) -> &str {
+        &self.endpoint
+    }
+
+    /// Creates a bucket with a plain PUT, which the test server accepts
+    /// unsigned.
+    pub fn create_bucket(&self, name: &str) -> anyhow::Result<()> {
+        use std::io::Write;
+        let addr = self.endpoint.trim_start_matches("http://");
+        let mut stream = std::net::TcpStream::connect(addr)?;
+        stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+        write!(
+            stream,
+            "PUT /{name} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+        )?;
+        let mut answer = String::new();
+        let _ = stream.read_to_string(&mut answer);
+        if !answer.starts_with("HTTP/1.1 200") {
+            bail!(
+                "creating bucket {name} failed: {}",
+                answer.lines().next().unwrap_or_default()
+            );
+        }
+        Ok(())
+    }
+
+    /// The AWS_* variables that point an S3 client at this server.
+    pub fn env(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("AWS_ENDPOINT", self.endpoint.clone()),
+            ("AWS_ALLOW_HTTP", "true".into()),
+            ("AWS_ACCESS_KEY_ID", "testing".into()),
+            ("AWS_SECRET_ACCESS_KEY", "testing".into()),
+            ("AWS_DEFAULT_REGION", "us-east-1".into()),
+        ]
+    }
+}
+
+impl Drop for S3Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
