@@ -168,6 +168,15 @@ impl Repository {
             let Some(keys) = crypto::unwrap(password, slot.kdf, &salt, &wrapped)? else {
                 continue;
             };
+            // The wrap proves the password; the MAC proves the rest of the
+            // slot (dates, host, parameters) is as written.
+            if hex::decode(&slot.mac).ok().as_deref() != Some(&keys.mac(&slot.mac_input())[..]) {
+                unusable.get_or_insert(Error::damaged(
+                    Kind::Key.path(name),
+                    "its MAC does not match",
+                ));
+                continue;
+            }
             let config: RepoConfig =
                 format::open_object(&keys, "config", &config_bytes, SealedKind::Config)?;
             if config.version != format::VERSION {
