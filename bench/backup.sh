@@ -64,9 +64,11 @@ PY
 
 # measure NAME CMD... : prints "seconds peak_kib"
 measure() {
-  local out
-  out=$( { /usr/bin/time -f '%e %M' "$@" >/dev/null 2>"$work/stderr.log"; } 2>&1 | tail -1 ) || { cat "$work/stderr.log" >&2; return 1; }
-  echo "$out"
+  if ! /usr/bin/time -f '%e %M' -o "$work/time.out" "$@" >/dev/null 2>"$work/stderr.log"; then
+    cat "$work/stderr.log" >&2
+    return 1
+  fi
+  tail -1 "$work/time.out"
 }
 
 export RESTIC_PASSWORD=bench RAMPART_REPO_PASSWORD=bench
