@@ -11,8 +11,11 @@
 //! Authorisation is not decided here: the API's policy decides every request
 //! before it reaches an operation.
 
-pub mod pki;
 pub mod secrets;
+
+/// The internal CA lives with the edge, which issues site certificates
+/// from it; the platform uses it for the API.
+pub use rampart_edge::pki;
 
 mod data_dir;
 mod error;

@@ -3,6 +3,7 @@
 
 mod commands;
 mod credentials;
+mod edge_cmd;
 mod output;
 mod repo_cmd;
 mod up;
@@ -24,6 +25,8 @@ struct Cli {
 enum Command {
     /// Run the platform: the control-plane API over HTTPS.
     Up(up::UpArgs),
+    /// Run the edge load balancer alone.
+    Edge(edge_cmd::EdgeArgs),
     /// Store the server, CA and token the other commands use.
     Login(commands::LoginArgs),
     /// Create, list, show and delete apps.
@@ -85,6 +88,7 @@ fn main() -> ExitCode {
     let result = runtime.block_on(async move {
         match cli.command {
             Command::Up(args) => up::run(args).await,
+            Command::Edge(args) => edge_cmd::run(args).await,
             Command::Login(args) => commands::login(args).await,
             Command::Apps(cmd) => commands::apps(cmd).await,
             Command::Env(cmd) => commands::env(cmd).await,

@@ -1,9 +1,9 @@
 //! Rampart's internal certificate authority.
 //!
-//! On first start the platform creates an ECDSA P-256 CA whose certificate
-//! is written to `DATA/ca.pem` for clients to trust and whose key stays in
-//! `DATA/ca-key.pem` (mode 0600). The CA then issues short-lived server
-//! certificates, for the control-plane API now and for apps on the edge later.
+//! On first start an ECDSA P-256 CA is created whose certificate is written
+//! to `ca.pem` for clients to trust and whose key stays in `ca-key.pem`
+//! (mode 0600). The CA issues short-lived server certificates: for sites with
+//! `tls = "internal"` on the edge, and for the platform's control-plane API.
 
 use std::fs;
 use std::net::IpAddr;
@@ -17,7 +17,7 @@ use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use time::{Duration, OffsetDateTime};
 
-use crate::secrets::write_private;
+
 
 /// How long the CA certificate is valid.
 const CA_VALIDITY: Duration = Duration::days(3650);
@@ -211,6 +211,24 @@ impl InternalCa {
             not_after,
         })
     }
+}
+
+/// Writes a file readable only by its owner; with `replace` false the file
+/// must not exist yet.
+pub fn write_private(path: &Path, contents: &[u8], replace: bool) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let mut options = fs::OpenOptions::new();
+    options.write(true).mode(0o600);
+    if replace {
+        options.create(true).truncate(true);
+    } else {
+        options.create_new(true);
+    }
+    let mut file = options.open(path)?;
+    file.set_permissions(fs::Permissions::from_mode(0o600))?;
+    file.write_all(contents)?;
+    file.sync_all()
 }
 
 /// The subjectPublicKeyInfo of a DER certificate, for comparing keys.

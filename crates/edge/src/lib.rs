@@ -1,0 +1,412 @@
+//! The edge: Rampart's hardened HTTPS load balancer.
+//!
+//! All outside traffic enters here. The request path is: TLS handshake
+//! (SNI picks the certificate) → shields (connection caps, bans, rate
+//! limits, timeouts, size limits) → route by host → a healthy replica,
+//! round robin → proxy with `X-Forwarded-*` and `X-Request-Id` → security
+//! headers on the way back → one access event.
+//!
+//! [`Edge::apply`] swaps the whole route table atomically: requests in
+//! flight finish on the table they started with. Certificates for new sites
+//! come from the internal CA, PEM files, or ACME without a restart.
+//! `rampart edge --config FILE` runs this same code standalone; the platform
+//! runs it in process.
+
+pub mod access;
+pub mod acme;
+pub mod config;
+pub mod metrics;
+pub mod pki;
+pub mod proxy;
+pub mod routes;
+mod server;
+pub mod shield;
+pub mod tls;
+pub mod upstream;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use ipnet::IpNet;
+use time::OffsetDateTime;
+use tokio::net::TcpListener;
+use tokio::sync::{broadcast, watch};
+use tokio::task::JoinHandle;
+
+pub use access::AccessEvent;
+pub use config::{ConfigError, EdgeConfig, Limits};
+pub use routes::RouteTable;
+pub use shield::{Ban, ShieldAction};
+
+use crate::acme::{Acme, backoff, renewal_due};
+use crate::metrics::{CertLabels, Metrics, UpstreamLabels};
+use crate::pki::InternalCa;
+use crate::proxy::{Challenges, Shared, Table};
+use crate::routes::{SiteSpec, TlsMode};
+use crate::shield::Shields;
+use crate::tls::{CertError, CertStore, Served};
+
+/// Why the edge could not start or apply a table.
+#[derive(Debug, thiserror::Error)]
+pub enum EdgeError {
+    #[error("cannot listen on {addr} ({what}): {source}")]
+    Bind {
+        what: &'static str,
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("state directory {path}: {source}")]
+    State { path: PathBuf, source: std::io::Error },
+    #[error(transparent)]
+    Pki(#[from] pki::PkiError),
+    #[error("site {site}: {source}")]
+    Certificate { site: String, source: CertError },
+    #[error("TLS setup failed: {0}")]
+    Tls(#[from] rustls::Error),
+    #[error("cannot open the access log: {0}")]
+    AccessLog(std::io::Error),
+}
+
+/// The addresses the edge listens on.
+#[derive(Debug, Clone, Copy)]
+pub struct Addrs {
+    pub http: SocketAddr,
+    pub https: SocketAddr,
+    pub admin: Option<SocketAddr>,
+}
+
+/// A running edge.
+pub struct Edge {
+    shared: Arc<Shared>,
+    certs: Arc<CertStore>,
+    registry: upstream::Registry,
+    ca: InternalCa,
+    acme: Option<Arc<Acme>>,
+    stop: watch::Sender<bool>,
+    tasks: Mutex<Vec<JoinHandle<()>>>,
+    acme_orders: Mutex<HashMap<Vec<String>, JoinHandle<()>>>,
+    addrs: Addrs,
+}
+
+impl std::fmt::Debug for Edge {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Edge").field("addrs", &self.addrs).finish_non_exhaustive()
+    }
+}
+
+async fn bind(what: &'static str, addr: SocketAddr) -> Result<TcpListener, EdgeError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| EdgeError::Bind { what, addr, source })
+}
+
+fn host_names(site: &SiteSpec) -> Vec<String> {
+    site.hosts.iter().map(routes::HostPattern::text).collect()
+}
+
+impl Edge {
+    /// Binds the listeners, applies the routes and starts serving.
+    pub async fn start(config: EdgeConfig) -> Result<Arc<Self>, EdgeError> {
+        let state = &config.tls.state_dir;
+        std::fs::create_dir_all(state).map_err(|source| EdgeError::State {
+            path: state.clone(),
+            source,
+        })?;
+        let ca = InternalCa::load_or_create(&state.join("ca.pem"), &state.join("ca-key.pem"))?;
+        let https = bind("listen.https", config.listen.https).await?;
+        let http = bind("listen.http", config.listen.http).await?;
+        let admin = match config.listen.admin {
+            Some(addr) => Some(bind("listen.admin", addr).await?),
+            None => None,
+        };
+        let local = |l: &TcpListener, fallback: SocketAddr| l.local_addr().unwrap_or(fallback);
+        let addrs = Addrs {
+            http: local(&http, config.listen.http),
+            https: local(&https, config.listen.https),
+            admin: admin.as_ref().zip(config.listen.admin).map(|(l, a)| local(l, a)),
+        };
+
+        let mut connector = HttpConnector::new();
+        connector.set_nodelay(true);
+        connector.set_connect_timeout(Some(Duration::from_secs(3)));
+        let client = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(Duration::from_secs(60))
+            .pool_max_idle_per_host(1024)
+            .build(connector);
+        let challenges = Arc::new(Challenges::default());
+        let access = access::AccessLog::start(config.access_log.clone())
+            .await
+            .map_err(EdgeError::AccessLog)?;
+        let shared = Arc::new(Shared {
+            table: ArcSwap::from_pointee(Table::default()),
+            limits: ArcSwap::from_pointee(config.limits.clone()),
+            shields: Shields::new(&config.limits),
+            client,
+            metrics: Arc::new(Metrics::default()),
+            access,
+            challenges: challenges.clone(),
+            https_port: addrs.https.port(),
+        });
+        let acme = config.tls.acme_directory.clone().map(|dir| {
+            Arc::new(Acme::new(
+                dir,
+                config.tls.acme_email.clone(),
+                config.tls.acme_trust.clone(),
+                state,
+                challenges,
+            ))
+        });
+        let certs = Arc::new(CertStore::default());
+        let tls = tls::server_config(certs.clone())?;
+        let (stop, stop_rx) = watch::channel(false);
+        let edge = Arc::new(Self {
+            shared: shared.clone(),
+            certs,
+            registry: upstream::Registry::default(),
+            ca,
+            acme,
+            stop,
+            tasks: Mutex::new(Vec::new()),
+            acme_orders: Mutex::new(HashMap::new()),
+            addrs,
+        });
+        let fallback = edge
+            .issue_internal(&["unknown-site.invalid".to_owned()])
+            .map_err(|source| EdgeError::Certificate {
+                site: "(fallback)".into(),
+                source,
+            })?;
+        edge.certs.set_fallback(fallback);
+        edge.apply(config.routes)?;
+
+        let mut tasks = vec![
+            tokio::spawn(server::serve_https(https, tls, shared.clone(), stop_rx.clone())),
+            tokio::spawn(server::serve_http(http, shared.clone(), stop_rx.clone())),
+            tokio::spawn(maintain(Arc::downgrade(&edge), stop_rx.clone())),
+        ];
+        if let Some(admin) = admin {
+            let weak = Arc::downgrade(&edge);
+            let render = move || {
+                let weak = weak.clone();
+                async move { weak.upgrade().map(|e| e.render_metrics()).unwrap_or_default() }
+            };
+            tasks.push(tokio::spawn(server::serve_admin(admin, render, stop_rx)));
+        }
+        edge.tasks.lock().unwrap_or_else(|e| e.into_inner()).extend(tasks);
+        Ok(edge)
+    }
+
+    pub fn addrs(&self) -> Addrs {
+        self.addrs
+    }
+
+    /// The internal CA's certificate, for clients to trust.
+    pub fn ca_pem(&self) -> &str {
+        self.ca.cert_pem()
+    }
+
+    /// Swaps in a new route table. Certificates for new sites are obtained
+    /// first; if one cannot be loaded, nothing changes and the reason is
+    /// returned.
+    pub fn apply(self: &Arc<Self>, routes: RouteTable) -> Result<(), EdgeError> {
+        let current = self.certs.snapshot();
+        let mut certs: HashMap<String, Served> = HashMap::new();
+        let mut orders = Vec::new();
+        for site in routes.sites() {
+            let hosts = host_names(site);
+            let reuse = hosts
+                .iter()
+                .map(|h| current.get(h))
+                .collect::<Option<Vec<_>>>()
+                .and_then(|found| found.first().cloned().cloned())
+                .filter(|s| !renewal_due(s.not_before, s.not_after, OffsetDateTime::now_utc()));
+            let served = match &site.tls {
+                TlsMode::Internal => match reuse.filter(|s| s.source == "internal") {
+                    Some(s) => s,
+                    None => self.issue_internal(&hosts).map_err(|source| EdgeError::Certificate {
+                        site: site.name(),
+                        source,
+                    })?,
+                },
+                TlsMode::Files { cert, key } => {
+                    tls::load_files(cert, key, "files").map_err(|source| EdgeError::Certificate {
+                        site: site.name(),
+                        source,
+                    })?
+                }
+                TlsMode::Acme => {
+                    let stored = reuse
+                        .filter(|s| s.source == "acme")
+                        .or_else(|| self.acme.as_ref().and_then(|a| a.stored(&hosts)))
+                        .filter(|s| !renewal_due(s.not_before, s.not_after, OffsetDateTime::now_utc()));
+                    match stored {
+                        Some(s) => s,
+                        None => {
+                            orders.push(hosts.clone());
+                            // Until the ACME certificate arrives, handshakes
+                            // get an internal one rather than none.
+                            self.issue_internal(&hosts).map_err(|source| EdgeError::Certificate {
+                                site: site.name(),
+                                source,
+                            })?
+                        }
+                    }
+                }
+            };
+            for host in hosts {
+                certs.insert(host, served.clone());
+            }
+        }
+        let pools = self.registry.pools(routes.sites(), &self.shared.client);
+        self.certs.replace(certs);
+        self.shared.table.store(Arc::new(Table { routes, pools }));
+        for hosts in orders {
+            self.order(hosts);
+        }
+        Ok(())
+    }
+
+    fn issue_internal(&self, hosts: &[String]) -> Result<Served, CertError> {
+        let issued = self.ca.issue(hosts).map_err(|e| CertError::Issue(e.to_string()))?;
+        tls::served(issued.chain, &issued.key, "internal")
+    }
+
+    /// Starts (once) an ACME order for `hosts`, retrying with backoff.
+    fn order(self: &Arc<Self>, hosts: Vec<String>) {
+        let Some(acme) = self.acme.clone() else {
+            tracing::error!(hosts = ?hosts, "a site wants ACME but tls.acme_directory is not set");
+            return;
+        };
+        let mut orders = self.acme_orders.lock().unwrap_or_else(|e| e.into_inner());
+        if orders.get(&hosts).is_some_and(|t| !t.is_finished()) {
+            return;
+        }
+        let certs = self.certs.clone();
+        let key = hosts.clone();
+        let task = tokio::spawn(async move {
+            let mut attempt = 0;
+            loop {
+                match acme.issue(&hosts).await {
+                    Ok(served) => {
+                        for host in &hosts {
+                            certs.set(host, served.clone());
+                        }
+                        return;
+                    }
+                    Err(error) => {
+                        let wait = backoff(attempt);
+                        tracing::warn!(hosts = ?hosts, %error, retry_in = ?wait, "ACME order failed");
+                        tokio::time::sleep(wait).await;
+                        attempt += 1;
+                    }
+                }
+            }
+        });
+        orders.insert(key, task);
+    }
+
+    /// New limits for the shields and new connections.
+    pub fn update_limits(&self, limits: Limits) {
+        self.shared.shields.update(&limits);
+        self.shared.limits.store(Arc::new(limits));
+    }
+
+    /// Bans an address or network: its requests get 403 before any
+    /// upstream work.
+    pub fn ban(&self, net: IpNet, duration: Duration, reason: &str) {
+        self.shared.shields.ban(net, duration, reason);
+    }
+
+    pub fn unban(&self, net: IpNet) -> bool {
+        self.shared.shields.unban(net)
+    }
+
+    pub fn bans(&self) -> Vec<Ban> {
+        self.shared.shields.bans()
+    }
+
+    /// Access events as they happen.
+    pub fn subscribe(&self) -> broadcast::Receiver<Arc<AccessEvent>> {
+        self.shared.access.subscribe()
+    }
+
+    fn render_metrics(&self) -> String {
+        let m = &self.shared.metrics;
+        m.open_connections
+            .set(self.shared.shields.open_connections() as i64);
+        let table = self.shared.table.load_full();
+        for (site, pool) in table.routes.sites().iter().zip(&table.pools) {
+            for u in &pool.upstreams {
+                m.upstream_healthy
+                    .get_or_create(&UpstreamLabels {
+                        site: site.name(),
+                        upstream: u.addr.to_string(),
+                    })
+                    .set(i64::from(u.is_healthy()));
+            }
+        }
+        let now = OffsetDateTime::now_utc();
+        for (host, served) in self.certs.snapshot().iter() {
+            m.cert_expiry
+                .get_or_create(&CertLabels { host: host.clone() })
+                .set((served.not_after - now).as_seconds_f64());
+        }
+        m.encode()
+    }
+
+    /// Stops accepting, lets requests in flight finish (up to the drain
+    /// deadline), and stops every background task.
+    pub async fn shutdown(&self) {
+        let _ = self.stop.send(true);
+        let tasks: Vec<JoinHandle<()>> = self.tasks.lock().unwrap_or_else(|e| e.into_inner()).drain(..).collect();
+        for task in tasks {
+            let _ = task.await;
+        }
+        self.registry.stop();
+        for (_, order) in self.acme_orders.lock().unwrap_or_else(|e| e.into_inner()).drain() {
+            order.abort();
+        }
+    }
+}
+
+/// Housekeeping every few seconds: forget quiet clients, renew
+/// certificates that are due.
+async fn maintain(edge: std::sync::Weak<Edge>, mut stop: watch::Receiver<bool>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(30));
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stop.changed() => return,
+        }
+        let Some(edge) = edge.upgrade() else { return };
+        edge.shared.shields.forget_quiet_clients();
+        let now = OffsetDateTime::now_utc();
+        let table = edge.shared.table.load_full();
+        for site in table.routes.sites() {
+            let hosts = host_names(site);
+            let Some(current) = hosts.first().and_then(|h| edge.certs.snapshot().get(h).cloned()) else {
+                continue;
+            };
+            if !renewal_due(current.not_before, current.not_after, now) {
+                continue;
+            }
+            match &site.tls {
+                TlsMode::Internal => match edge.issue_internal(&hosts) {
+                    Ok(fresh) => hosts.iter().for_each(|h| edge.certs.set(h, fresh.clone())),
+                    Err(error) => tracing::error!(site = %site.name(), %error, "cannot renew the certificate"),
+                },
+                TlsMode::Acme => edge.order(hosts),
+                TlsMode::Files { .. } => {
+                    tracing::warn!(site = %site.name(), not_after = %current.not_after, "the certificate file is close to expiry");
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,563 @@
+//! The request path: shields, routing, proxying to a healthy replica,
+//! security headers, and one access event per request. Nothing here panics
+//! on client input; every refusal is a status, a metric and an event.
+
+use std::net::{IpAddr, SocketAddr};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwap;
+use bytes::Bytes;
+use http_body_util::combinators::BoxBody as HttpBoxBody;
+use http_body_util::{BodyExt, Empty, Full};
+use hyper::body::{Body, Frame, Incoming, SizeHint};
+use hyper::header::{self, HeaderMap, HeaderName, HeaderValue};
+use hyper::{Method, Request, Response, StatusCode, Uri, Version};
+use tokio::time::Sleep;
+
+use crate::access::{AccessEvent, AccessLog};
+use crate::config::Limits;
+use crate::metrics::Metrics;
+use crate::routes::{RouteTable, SiteSpec};
+use crate::shield::{ShieldAction, Shields};
+use crate::upstream::{HttpClient, Pool};
+
+/// Why a body stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum BodyError {
+    #[error("the request body is larger than the limit")]
+    TooLarge,
+    #[error("the request body stalled")]
+    Timeout,
+    #[error(transparent)]
+    Hyper(#[from] hyper::Error),
+}
+
+pub type BoxBody = HttpBoxBody<Bytes, BodyError>;
+
+pub fn empty_body() -> BoxBody {
+    Empty::new().map_err(|never| match never {}).boxed()
+}
+
+fn text_body(text: &'static str) -> BoxBody {
+    Full::new(Bytes::from_static(text.as_bytes()))
+        .map_err(|never| match never {})
+        .boxed()
+}
+
+/// A routing table with the replica pools of its sites, swapped whole.
+#[derive(Debug, Default)]
+pub struct Table {
+    pub routes: RouteTable,
+    /// One pool per site, in the table's order.
+    pub pools: Vec<Arc<Pool>>,
+}
+
+/// Tokens and key authorizations for ACME HTTP-01 challenges.
+#[derive(Debug, Default)]
+pub struct Challenges {
+    map: std::sync::RwLock<std::collections::HashMap<String, String>>,
+}
+
+impl Challenges {
+    pub fn insert(&self, token: String, key_authorization: String) {
+        self.map
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(token, key_authorization);
+    }
+
+    pub fn remove(&self, token: &str) {
+        self.map.write().unwrap_or_else(|e| e.into_inner()).remove(token);
+    }
+
+    fn get(&self, token: &str) -> Option<String> {
+        self.map.read().unwrap_or_else(|e| e.into_inner()).get(token).cloned()
+    }
+}
+
+/// What every request handler shares.
+#[derive(Debug)]
+pub struct Shared {
+    pub table: ArcSwap<Table>,
+    pub limits: ArcSwap<Limits>,
+    pub shields: Arc<Shields>,
+    pub client: HttpClient,
+    pub metrics: Arc<Metrics>,
+    pub access: AccessLog,
+    pub challenges: Arc<Challenges>,
+    /// The HTTPS port clients use, for redirects.
+    pub https_port: u16,
+}
+
+/// The connection a request came on.
+#[derive(Debug, Clone, Copy)]
+pub struct Conn {
+    pub peer: SocketAddr,
+    pub tls_version: Option<&'static str>,
+}
+
+/// Request body with a size limit and a stall timeout.
+struct GuardedBody {
+    inner: Incoming,
+    limit: u64,
+    seen: Arc<AtomicU64>,
+    timeout: Duration,
+    sleep: Pin<Box<Sleep>>,
+}
+
+impl Body for GuardedBody {
+    type Data = Bytes;
+    type Error = BodyError;
+
+    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
+        let this = self.get_mut();
+        match Pin::new(&mut this.inner).poll_frame(cx) {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let Some(data) = frame.data_ref() {
+                    let total = this.seen.fetch_add(data.len() as u64, Ordering::Relaxed) + data.len() as u64;
+                    if total > this.limit {
+                        return Poll::Ready(Some(Err(BodyError::TooLarge)));
+                    }
+                }
+                let deadline = tokio::time::Instant::now() + this.timeout;
+                this.sleep.as_mut().reset(deadline);
+                Poll::Ready(Some(Ok(frame)))
+            }
+            Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(BodyError::Hyper(e)))),
+            Poll::Ready(None) => Poll::Ready(None),
+            Poll::Pending => match this.sleep.as_mut().poll(cx) {
+                Poll::Ready(()) => Poll::Ready(Some(Err(BodyError::Timeout))),
+                Poll::Pending => Poll::Pending,
+            },
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// A response body that counts what it sends and reports when done.
+struct Tracked {
+    inner: BoxBody,
+    sent: u64,
+    on_done: Option<Box<dyn FnOnce(u64) + Send + Sync>>,
+}
+
+impl Body for Tracked {
+    type Data = Bytes;
+    type Error = BodyError;
+
+    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
+        let this = self.get_mut();
+        let polled = Pin::new(&mut this.inner).poll_frame(cx);
+        if let Poll::Ready(Some(Ok(frame))) = &polled {
+            if let Some(data) = frame.data_ref() {
+                this.sent += data.len() as u64;
+            }
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+impl Drop for Tracked {
+    fn drop(&mut self) {
+        if let Some(done) = self.on_done.take() {
+            done(self.sent);
+        }
+    }
+}
+
+const HOP_BY_HOP: [HeaderName; 8] = [
+    header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    header::PROXY_AUTHENTICATE,
+    header::TE,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
+    header::UPGRADE,
+];
+
+fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    let listed: Vec<HeaderName> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
+        .collect();
+    for name in listed.iter().chain(HOP_BY_HOP.iter()) {
+        headers.remove(name);
+    }
+}
+
+fn request_id() -> String {
+    let bytes: [u8; 12] = rand::random();
+    hex::encode(bytes)
+}
+
+fn now_rfc3339() -> String {
+    time::OffsetDateTime::now_utc()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
+}
+
+/// What the access event needs to know about a request.
+struct Meta {
+    started: Instant,
+    client: IpAddr,
+    host: String,
+    method: String,
+    path: String,
+    request_id: String,
+    tls_version: Option<&'static str>,
+    site: String,
+    bytes_in: Arc<AtomicU64>,
+}
+
+fn finish(
+    shared: &Shared,
+    meta: Meta,
+    status: StatusCode,
+    upstream: Option<SocketAddr>,
+    shield: Option<ShieldAction>,
+    bytes_out: u64,
+) {
+    shared.metrics.request(&meta.site, status.as_u16());
+    if let Some(kind) = shield {
+        shared.metrics.shield(kind);
+    }
+    shared.access.emit(AccessEvent {
+        time: now_rfc3339(),
+        client_ip: meta.client.to_string(),
+        host: meta.host,
+        method: meta.method,
+        path: meta.path,
+        status: status.as_u16(),
+        bytes_in: meta.bytes_in.load(Ordering::Relaxed),
+        bytes_out,
+        duration_ms: meta.started.elapsed().as_secs_f64() * 1000.0,
+        upstream: upstream.map(|u| u.to_string()),
+        request_id: meta.request_id,
+        tls_version: meta.tls_version,
+        shield,
+    });
+}
+
+/// Headers every HTTPS response gets.
+fn secure_headers(headers: &mut HeaderMap, site: Option<&SiteSpec>) {
+    headers.remove(header::SERVER);
+    let hsts = site.map_or_else(|| "max-age=63072000".to_owned(), SiteSpec::hsts);
+    if let Ok(v) = HeaderValue::from_str(&hsts) {
+        headers.insert(header::STRICT_TRANSPORT_SECURITY, v);
+    }
+    for (name, value) in [
+        (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        (header::REFERRER_POLICY, "strict-origin-when-cross-origin"),
+        (header::X_FRAME_OPTIONS, "SAMEORIGIN"),
+    ] {
+        if !headers.contains_key(&name) {
+            headers.insert(name, HeaderValue::from_static(value));
+        }
+    }
+}
+
+/// A response made by the edge itself.
+fn local(
+    shared: &Shared,
+    meta: Meta,
+    site: Option<&SiteSpec>,
+    status: StatusCode,
+    text: &'static str,
+    shield: Option<ShieldAction>,
+    extra: Option<(HeaderName, HeaderValue)>,
+) -> Response<BoxBody> {
+    let mut response = Response::new(text_body(text));
+    *response.status_mut() = status;
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+    if let Ok(v) = HeaderValue::from_str(&meta.request_id) {
+        headers.insert(HeaderName::from_static("x-request-id"), v);
+    }
+    if let Some((name, value)) = extra {
+        headers.insert(name, value);
+    }
+    if meta.tls_version.is_some() {
+        secure_headers(headers, site);
+    }
+    finish(shared, meta, status, None, shield, text.len() as u64);
+    response
+}
+
+fn host_of(req: &Request<Incoming>) -> Option<String> {
+    req.uri()
+        .authority()
+        .map(|a| a.as_str().to_owned())
+        .or_else(|| req.headers().get(header::HOST)?.to_str().ok().map(str::to_owned))
+}
+
+fn header_bytes(headers: &HeaderMap) -> usize {
+    headers.iter().map(|(n, v)| n.as_str().len() + v.len() + 4).sum()
+}
+
+fn idempotent(method: &Method) -> bool {
+    matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS | Method::PUT | Method::DELETE | Method::TRACE)
+}
+
+fn body_error<'a>(err: &'a (dyn std::error::Error + 'static)) -> Option<&'a BodyError> {
+    let mut source = Some(err);
+    while let Some(e) = source {
+        if let Some(body) = e.downcast_ref::<BodyError>() {
+            return Some(body);
+        }
+        source = e.source();
+    }
+    None
+}
+
+/// Serves one HTTPS request.
+pub async fn handle_https(shared: Arc<Shared>, conn: Conn, req: Request<Incoming>) -> Response<BoxBody> {
+    let limits = shared.limits.load_full();
+    let client = crate::routes::canonical(conn.peer.ip());
+    let host = host_of(&req).unwrap_or_default();
+    let path = req.uri().path_and_query().map_or("/", |p| p.as_str()).to_owned();
+    let mut meta = Meta {
+        started: Instant::now(),
+        client,
+        host: host.chars().take(256).collect(),
+        method: req.method().to_string(),
+        path: path.chars().take(2048).collect(),
+        request_id: request_id(),
+        tls_version: conn.tls_version,
+        site: String::from("-"),
+        bytes_in: Arc::new(AtomicU64::new(0)),
+    };
+    if shared.shields.is_banned(client) {
+        return local(&shared, meta, None, StatusCode::FORBIDDEN, "Forbidden\n", Some(ShieldAction::Banned), None);
+    }
+    let table = shared.table.load_full();
+    let Some((index, site)) = table.routes.find(&host) else {
+        return local(
+            &shared,
+            meta,
+            None,
+            StatusCode::MISDIRECTED_REQUEST,
+            "Misdirected Request: no site is served at this host name.\n",
+            Some(ShieldAction::UnknownHost),
+            None,
+        );
+    };
+    meta.site = site.name();
+    if !site.admits(client) {
+        return local(&shared, meta, Some(site), StatusCode::FORBIDDEN, "Forbidden\n", Some(ShieldAction::Denied), None);
+    }
+    if let Err(wait) = shared.shields.check_rate(client) {
+        let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+        let retry = (header::RETRY_AFTER, HeaderValue::from(secs.max(1)));
+        return local(
+            &shared,
+            meta,
+            Some(site),
+            StatusCode::TOO_MANY_REQUESTS,
+            "Too Many Requests\n",
+            Some(ShieldAction::RateLimited),
+            Some(retry),
+        );
+    }
+    if header_bytes(req.headers()) > limits.max_header_bytes {
+        return local(
+            &shared,
+            meta,
+            Some(site),
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            "Request Header Fields Too Large\n",
+            Some(ShieldAction::HeaderTooLarge),
+            None,
+        );
+    }
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limits.max_body_bytes) {
+        return local(
+            &shared,
+            meta,
+            Some(site),
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "Payload Too Large\n",
+            Some(ShieldAction::BodyTooLarge),
+            None,
+        );
+    }
+    let pool = table.pools.get(index).cloned();
+    let site = site.clone();
+    drop(table);
+    proxy(shared, limits, meta, site, pool, req).await
+}
+
+async fn proxy(
+    shared: Arc<Shared>,
+    limits: Arc<Limits>,
+    meta: Meta,
+    site: Arc<SiteSpec>,
+    pool: Option<Arc<Pool>>,
+    req: Request<Incoming>,
+) -> Response<BoxBody> {
+    let (mut parts, body) = req.into_parts();
+    let retryable = idempotent(&parts.method) && body.is_end_stream();
+    let guarded = GuardedBody {
+        inner: body,
+        limit: limits.max_body_bytes,
+        seen: meta.bytes_in.clone(),
+        timeout: limits.body_timeout,
+        sleep: Box::pin(tokio::time::sleep(limits.body_timeout)),
+    };
+    let mut body = Some(guarded.boxed());
+
+    strip_hop_by_hop(&mut parts.headers);
+    for name in ["x-forwarded-for", "x-forwarded-proto", "x-forwarded-host", "x-request-id", "forwarded"] {
+        parts.headers.remove(name);
+    }
+    let set = |headers: &mut HeaderMap, name: &'static str, value: &str| {
+        if let Ok(v) = HeaderValue::from_str(value) {
+            headers.insert(HeaderName::from_static(name), v);
+        }
+    };
+    set(&mut parts.headers, "x-forwarded-for", &meta.client.to_string());
+    set(&mut parts.headers, "x-forwarded-proto", "https");
+    set(&mut parts.headers, "x-forwarded-host", &meta.host);
+    set(&mut parts.headers, "x-request-id", &meta.request_id);
+    if let Ok(v) = HeaderValue::from_str(&meta.host) {
+        parts.headers.insert(header::HOST, v);
+    }
+    parts.version = Version::HTTP_11;
+    let path = parts.uri.path_and_query().map_or("/", |p| p.as_str()).to_owned();
+
+    let mut tried: Vec<SocketAddr> = Vec::new();
+    loop {
+        let Some(upstream) = pool.as_ref().and_then(|p| p.pick(&tried)) else {
+            let text = "Service Unavailable: no healthy replica.\n";
+            return local(&shared, meta, Some(&site), StatusCode::SERVICE_UNAVAILABLE, text, None, None);
+        };
+        tried.push(upstream.addr);
+        let Ok(uri) = format!("http://{}{}", upstream.addr, path).parse::<Uri>() else {
+            return local(&shared, meta, Some(&site), StatusCode::BAD_REQUEST, "Bad Request\n", None, None);
+        };
+        let mut request = Request::from_parts(parts.clone(), body.take().unwrap_or_else(empty_body));
+        *request.uri_mut() = uri;
+        let sent = tokio::time::timeout(Duration::from_secs(60), shared.client.request(request)).await;
+        let response = match sent {
+            Ok(Ok(response)) => response,
+            Ok(Err(err)) => {
+                if let Some(body_err) = body_error(&err) {
+                    let (status, text, kind) = match body_err {
+                        BodyError::TooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "Payload Too Large\n", Some(ShieldAction::BodyTooLarge)),
+                        BodyError::Timeout => (StatusCode::REQUEST_TIMEOUT, "Request Timeout\n", Some(ShieldAction::BodyTimeout)),
+                        BodyError::Hyper(_) => (StatusCode::BAD_REQUEST, "Bad Request\n", None),
+                    };
+                    return local(&shared, meta, Some(&site), status, text, kind, None);
+                }
+                if err.is_connect() {
+                    upstream.passive_failure();
+                    if retryable {
+                        // The request never reached the replica; another may serve it.
+                        tracing::debug!(upstream = %upstream.addr, "connect failed; retrying on another replica");
+                        continue;
+                    }
+                }
+                tracing::warn!(upstream = %upstream.addr, error = %err, "upstream request failed");
+                return local(&shared, meta, Some(&site), StatusCode::BAD_GATEWAY, "Bad Gateway\n", None, None);
+            }
+            Err(_) => {
+                return local(&shared, meta, Some(&site), StatusCode::GATEWAY_TIMEOUT, "Gateway Timeout\n", None, None);
+            }
+        };
+        let (mut resp_parts, resp_body) = response.into_parts();
+        strip_hop_by_hop(&mut resp_parts.headers);
+        secure_headers(&mut resp_parts.headers, Some(&site));
+        if let Ok(v) = HeaderValue::from_str(&meta.request_id) {
+            resp_parts.headers.insert(HeaderName::from_static("x-request-id"), v);
+        }
+        let status = resp_parts.status;
+        let shared2 = shared.clone();
+        let addr = upstream.addr;
+        let tracked = Tracked {
+            inner: resp_body.map_err(BodyError::Hyper).boxed(),
+            sent: 0,
+            on_done: Some(Box::new(move |sent| finish(&shared2, meta, status, Some(addr), None, sent))),
+        };
+        return Response::from_parts(resp_parts, tracked.boxed());
+    }
+}
+
+/// Serves one plain-HTTP request: ACME challenges, else a 308 to HTTPS.
+pub async fn handle_http(shared: Arc<Shared>, conn: Conn, req: Request<Incoming>) -> Response<BoxBody> {
+    let host = host_of(&req).unwrap_or_default();
+    let path = req.uri().path_and_query().map_or("/", |p| p.as_str()).to_owned();
+    let meta = Meta {
+        started: Instant::now(),
+        client: crate::routes::canonical(conn.peer.ip()),
+        host: host.chars().take(256).collect(),
+        method: req.method().to_string(),
+        path: path.chars().take(2048).collect(),
+        request_id: request_id(),
+        tls_version: None,
+        site: "-".into(),
+        bytes_in: Arc::new(AtomicU64::new(0)),
+    };
+    if let Some(token) = req.uri().path().strip_prefix("/.well-known/acme-challenge/") {
+        if let Some(answer) = shared.challenges.get(token) {
+            let mut response = Response::new(Full::new(Bytes::from(answer)).map_err(|never| match never {}).boxed());
+            response
+                .headers_mut()
+                .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/octet-stream"));
+            finish(&shared, meta, StatusCode::OK, None, None, 0);
+            return response;
+        }
+        return local(&shared, meta, None, StatusCode::NOT_FOUND, "Not Found\n", None, None);
+    }
+    let table = shared.table.load_full();
+    let Some(normal) = crate::routes::normalize_host(&host).filter(|h| table.routes.lookup(h).is_some()) else {
+        return local(
+            &shared,
+            meta,
+            None,
+            StatusCode::MISDIRECTED_REQUEST,
+            "Misdirected Request: no site is served at this host name.\n",
+            Some(ShieldAction::UnknownHost),
+            None,
+        );
+    };
+    let port = if shared.https_port == 443 { String::new() } else { format!(":{}", shared.https_port) };
+    let location = format!("https://{normal}{port}{path}");
+    match HeaderValue::from_str(&location) {
+        Ok(v) => local(
+            &shared,
+            meta,
+            None,
+            StatusCode::PERMANENT_REDIRECT,
+            "Permanent Redirect\n",
+            None,
+            Some((header::LOCATION, v)),
+        ),
+        Err(_) => local(&shared, meta, None, StatusCode::BAD_REQUEST, "Bad Request\n", None, None),
+    }
+}

@@ -1,0 +1,234 @@
+//! Upstreams and their health: round robin over healthy replicas, active
+//! HTTP health checks (N failures eject, M successes restore) and passive
+//! ejection when a connection fails.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use hyper::Request;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use tokio::task::JoinHandle;
+
+use crate::routes::{HostPattern, SiteSpec};
+
+/// One replica.
+#[derive(Debug)]
+pub struct Upstream {
+    pub addr: SocketAddr,
+    healthy: AtomicBool,
+    fails: AtomicU32,
+    passes: AtomicU32,
+}
+
+impl Upstream {
+    fn new(addr: SocketAddr) -> Self {
+        Self {
+            addr,
+            // Optimistic at first, so a fresh edge serves at once; the first
+            // check corrects it.
+            healthy: AtomicBool::new(true),
+            fails: AtomicU32::new(0),
+            passes: AtomicU32::new(0),
+        }
+    }
+
+    pub fn is_healthy(&self) -> bool {
+        self.healthy.load(Ordering::Relaxed)
+    }
+
+    /// Records an active check.
+    pub fn record(&self, ok: bool, fails_to_eject: u32, passes_to_restore: u32) {
+        if ok {
+            self.fails.store(0, Ordering::Relaxed);
+            let passes = self.passes.fetch_add(1, Ordering::Relaxed) + 1;
+            if !self.is_healthy() && passes >= passes_to_restore {
+                self.healthy.store(true, Ordering::Relaxed);
+                tracing::info!(upstream = %self.addr, "upstream healthy again");
+            }
+        } else {
+            self.passes.store(0, Ordering::Relaxed);
+            let fails = self.fails.fetch_add(1, Ordering::Relaxed) + 1;
+            if self.is_healthy() && fails >= fails_to_eject {
+                self.healthy.store(false, Ordering::Relaxed);
+                tracing::warn!(upstream = %self.addr, "upstream failed its health checks; ejected");
+            }
+        }
+    }
+
+    /// A connection to it failed: out at once; health checks bring it back.
+    pub fn passive_failure(&self) {
+        self.passes.store(0, Ordering::Relaxed);
+        if self.healthy.swap(false, Ordering::Relaxed) {
+            tracing::warn!(upstream = %self.addr, "connection to upstream failed; ejected");
+        }
+    }
+}
+
+/// The replicas of one site.
+#[derive(Debug)]
+pub struct Pool {
+    pub upstreams: Vec<Arc<Upstream>>,
+    next: AtomicUsize,
+}
+
+impl Pool {
+    /// The next healthy replica in round-robin order, skipping `tried`.
+    pub fn pick(&self, tried: &[SocketAddr]) -> Option<Arc<Upstream>> {
+        let n = self.upstreams.len();
+        let start = self.next.fetch_add(1, Ordering::Relaxed);
+        (0..n)
+            .map(|i| &self.upstreams[(start + i) % n])
+            .find(|u| u.is_healthy() && !tried.contains(&u.addr))
+            .cloned()
+    }
+}
+
+/// An upstream is keyed by address, health path and the host it is checked as.
+type Key = (SocketAddr, String, String);
+/// An upstream and its health checker.
+type Entry = (Arc<Upstream>, JoinHandle<()>);
+
+/// Every upstream the edge knows, shared across route tables so health
+/// survives a reload, with one checker task each.
+#[derive(Debug, Default)]
+pub struct Registry {
+    entries: Mutex<HashMap<Key, Entry>>,
+}
+
+pub type HttpClient = Client<HttpConnector, http_body_util::combinators::BoxBody<Bytes, crate::proxy::BodyError>>;
+
+fn check_host(site: &SiteSpec, addr: SocketAddr) -> String {
+    site.hosts
+        .iter()
+        .find_map(|h| match h {
+            HostPattern::Exact(h) => Some(h.clone()),
+            HostPattern::Wildcard(_) => None,
+        })
+        .unwrap_or_else(|| addr.to_string())
+}
+
+impl Registry {
+    /// Pools for every site of a table, starting checkers for new upstreams
+    /// and stopping those no site uses any more.
+    pub fn pools(&self, sites: &[Arc<SiteSpec>], client: &HttpClient) -> Vec<Arc<Pool>> {
+        let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        let mut used = std::collections::HashSet::new();
+        let pools = sites
+            .iter()
+            .map(|site| {
+                let upstreams = site
+                    .upstreams
+                    .iter()
+                    .map(|addr| {
+                        let host = check_host(site, *addr);
+                        let key = (*addr, site.health_path.clone(), host.clone());
+                        used.insert(key.clone());
+                        let (upstream, _) = entries.entry(key).or_insert_with(|| {
+                            let upstream = Arc::new(Upstream::new(*addr));
+                            let task = tokio::spawn(check_loop(
+                                upstream.clone(),
+                                client.clone(),
+                                site.clone(),
+                                host,
+                            ));
+                            (upstream, task)
+                        });
+                        upstream.clone()
+                    })
+                    .collect();
+                Arc::new(Pool {
+                    upstreams,
+                    next: AtomicUsize::new(0),
+                })
+            })
+            .collect();
+        entries.retain(|key, (_, task)| {
+            let keep = used.contains(key);
+            if !keep {
+                task.abort();
+            }
+            keep
+        });
+        pools
+    }
+
+    /// Stops every checker.
+    pub fn stop(&self) {
+        let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        for (_, (_, task)) in entries.drain() {
+            task.abort();
+        }
+    }
+}
+
+async fn check_loop(upstream: Arc<Upstream>, client: HttpClient, site: Arc<SiteSpec>, host: String) {
+    let timeout = site.health_interval.min(Duration::from_secs(5));
+    let mut tick = tokio::time::interval(site.health_interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let uri = format!("http://{}{}", upstream.addr, site.health_path);
+        let request = Request::get(uri)
+            .header(hyper::header::HOST, host.as_str())
+            .header(hyper::header::USER_AGENT, "rampart-edge-health")
+            .body(crate::proxy::empty_body());
+        let ok = match request {
+            Ok(request) => match tokio::time::timeout(timeout, client.request(request)).await {
+                Ok(Ok(response)) => {
+                    let status = response.status();
+                    // Drain so the connection can be reused.
+                    let _ = tokio::time::timeout(timeout, http_body_util::BodyExt::collect(response.into_body())).await;
+                    status.is_success() || status.is_redirection()
+                }
+                _ => false,
+            },
+            Err(_) => false,
+        };
+        upstream.record(ok, site.health_fails, site.health_passes);
+    }
+}
+
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn health_needs_n_failures_to_eject_and_m_passes_to_restore() {
+        let u = Upstream::new("127.0.0.1:1".parse().unwrap());
+        u.record(false, 3, 2);
+        u.record(false, 3, 2);
+        assert!(u.is_healthy());
+        u.record(false, 3, 2);
+        assert!(!u.is_healthy());
+        u.record(true, 3, 2);
+        assert!(!u.is_healthy());
+        u.record(true, 3, 2);
+        assert!(u.is_healthy());
+        u.passive_failure();
+        assert!(!u.is_healthy());
+    }
+
+    #[test]
+    fn round_robin_skips_unhealthy_and_tried() {
+        let a = Arc::new(Upstream::new("127.0.0.1:1".parse().unwrap()));
+        let b = Arc::new(Upstream::new("127.0.0.1:2".parse().unwrap()));
+        let pool = Pool {
+            upstreams: vec![a.clone(), b.clone()],
+            next: AtomicUsize::new(0),
+        };
+        let first = pool.pick(&[]).unwrap().addr;
+        let second = pool.pick(&[]).unwrap().addr;
+        assert_ne!(first, second);
+        b.passive_failure();
+        for _ in 0..4 {
+            assert_eq!(pool.pick(&[]).unwrap().addr, a.addr);
+        }
+        assert!(pool.pick(&[a.addr]).is_none());
+    }
+}
