@@ -10,8 +10,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use instant_acme::{
-    Account, AccountCredentials, AuthorizationStatus, ChallengeType, Identifier, NewAccount, NewOrder,
-    OrderStatus, RetryPolicy,
+    Account, AccountCredentials, AuthorizationStatus, ChallengeType, Identifier, NewAccount,
+    NewOrder, OrderStatus, RetryPolicy,
 };
 use rcgen::{CertificateParams, DistinguishedName, KeyPair};
 use rustls_pki_types::PrivateKeyDer;
@@ -35,7 +35,9 @@ pub struct Acme {
 
 impl std::fmt::Debug for Acme {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Acme").field("directory", &self.directory).finish_non_exhaustive()
+        f.debug_struct("Acme")
+            .field("directory", &self.directory)
+            .finish_non_exhaustive()
     }
 }
 
@@ -45,8 +47,14 @@ fn err(e: impl std::fmt::Display) -> CertError {
 
 /// File names of a site's certificate in the state directory.
 fn cert_paths(dir: &Path, hosts: &[String]) -> (PathBuf, PathBuf) {
-    let name = hosts.first().map_or("site", String::as_str).replace('*', "_");
-    (dir.join(format!("{name}.pem")), dir.join(format!("{name}.key.pem")))
+    let name = hosts
+        .first()
+        .map_or("site", String::as_str)
+        .replace('*', "_");
+    (
+        dir.join(format!("{name}.pem")),
+        dir.join(format!("{name}.key.pem")),
+    )
 }
 
 impl Acme {
@@ -116,7 +124,8 @@ impl Acme {
     /// Orders a certificate for `hosts` and stores it.
     pub async fn issue(&self, hosts: &[String]) -> Result<Served, CertError> {
         let account = self.account().await?;
-        let identifiers: Vec<Identifier> = hosts.iter().map(|h| Identifier::Dns(h.clone())).collect();
+        let identifiers: Vec<Identifier> =
+            hosts.iter().map(|h| Identifier::Dns(h.clone())).collect();
         let mut order = account
             .new_order(&NewOrder::new(&identifiers))
             .await
@@ -134,8 +143,10 @@ impl Acme {
                 .challenge(ChallengeType::Http01)
                 .ok_or_else(|| err("the ACME server offers no HTTP-01 challenge"))?;
             let token = challenge.token.clone();
-            self.challenges
-                .insert(token.clone(), challenge.key_authorization().as_str().to_owned());
+            self.challenges.insert(
+                token.clone(),
+                challenge.key_authorization().as_str().to_owned(),
+            );
             tokens.push(token);
             challenge.set_ready().await.map_err(err)?;
         }
@@ -173,7 +184,11 @@ impl Acme {
 
 /// When a certificate valid from `not_before` to `not_after` is due: at two
 /// thirds of its lifetime.
-pub fn renewal_due(not_before: OffsetDateTime, not_after: OffsetDateTime, now: OffsetDateTime) -> bool {
+pub fn renewal_due(
+    not_before: OffsetDateTime,
+    not_after: OffsetDateTime,
+    now: OffsetDateTime,
+) -> bool {
     let lifetime = not_after - not_before;
     now >= not_before + lifetime * 2 / 3
 }

@@ -174,8 +174,12 @@ fn line_of(text: &str, offset: usize) -> usize {
 
 fn addr(key: &str, value: Option<&str>, default: &str) -> Result<SocketAddr, ConfigError> {
     let text = value.unwrap_or(default);
-    text.parse()
-        .map_err(|_| invalid(key, format!("{text:?} is not an address and port such as 127.0.0.1:8443")))
+    text.parse().map_err(|_| {
+        invalid(
+            key,
+            format!("{text:?} is not an address and port such as 127.0.0.1:8443"),
+        )
+    })
 }
 
 fn positive<T: PartialOrd + Default + Copy + std::fmt::Display>(
@@ -209,26 +213,39 @@ impl EdgeConfig {
     fn validate(raw: RawConfig) -> Result<Self, ConfigError> {
         let listen = Listen {
             http: addr("listen.http", raw.listen.http.as_deref(), "127.0.0.1:8080")?,
-            https: addr("listen.https", raw.listen.https.as_deref(), "127.0.0.1:8443")?,
+            https: addr(
+                "listen.https",
+                raw.listen.https.as_deref(),
+                "127.0.0.1:8443",
+            )?,
             admin: match raw.listen.admin.as_deref() {
                 Some("") => None,
                 other => Some(addr("listen.admin", other, "127.0.0.1:9180")?),
             },
         };
         let tls = TlsSettings {
-            state_dir: raw.tls.state_dir.unwrap_or_else(|| PathBuf::from("edge-state")),
+            state_dir: raw
+                .tls
+                .state_dir
+                .unwrap_or_else(|| PathBuf::from("edge-state")),
             acme_directory: raw.tls.acme_directory,
             acme_email: raw.tls.acme_email,
             acme_trust: raw.tls.acme_trust,
         };
         if let Some(dir) = &tls.acme_directory {
             if !dir.starts_with("https://") {
-                return Err(invalid("tls.acme_directory", format!("{dir:?} must be an https:// URL")));
+                return Err(invalid(
+                    "tls.acme_directory",
+                    format!("{dir:?} must be an https:// URL"),
+                ));
             }
         }
         if let Some(email) = &tls.acme_email {
             if !email.contains('@') || email.chars().any(char::is_whitespace) {
-                return Err(invalid("tls.acme_email", format!("{email:?} is not an email address")));
+                return Err(invalid(
+                    "tls.acme_email",
+                    format!("{email:?} is not an email address"),
+                ));
             }
         }
 
@@ -236,18 +253,67 @@ impl EdgeConfig {
         let l = raw.limits;
         let ms = |v: Option<u64>, def: Duration| v.map_or(def, Duration::from_millis);
         let limits = Limits {
-            requests_per_second: positive("limits.requests_per_second", l.requests_per_second, d.requests_per_second)?,
+            requests_per_second: positive(
+                "limits.requests_per_second",
+                l.requests_per_second,
+                d.requests_per_second,
+            )?,
             burst: positive("limits.burst", l.burst, d.burst)?,
-            connections_per_ip: positive("limits.connections_per_ip", l.connections_per_ip, d.connections_per_ip)?,
-            max_connections: positive("limits.max_connections", l.max_connections, d.max_connections)?,
-            header_timeout: ms(Some(positive("limits.header_timeout_ms", l.header_timeout_ms, 10_000)?), d.header_timeout),
-            idle_timeout: ms(Some(positive("limits.idle_timeout_ms", l.idle_timeout_ms, 60_000)?), d.idle_timeout),
-            body_timeout: ms(Some(positive("limits.body_timeout_ms", l.body_timeout_ms, 30_000)?), d.body_timeout),
-            max_header_bytes: positive("limits.max_header_bytes", l.max_header_bytes, 16_384)? as usize,
+            connections_per_ip: positive(
+                "limits.connections_per_ip",
+                l.connections_per_ip,
+                d.connections_per_ip,
+            )?,
+            max_connections: positive(
+                "limits.max_connections",
+                l.max_connections,
+                d.max_connections,
+            )?,
+            header_timeout: ms(
+                Some(positive(
+                    "limits.header_timeout_ms",
+                    l.header_timeout_ms,
+                    10_000,
+                )?),
+                d.header_timeout,
+            ),
+            idle_timeout: ms(
+                Some(positive(
+                    "limits.idle_timeout_ms",
+                    l.idle_timeout_ms,
+                    60_000,
+                )?),
+                d.idle_timeout,
+            ),
+            body_timeout: ms(
+                Some(positive(
+                    "limits.body_timeout_ms",
+                    l.body_timeout_ms,
+                    30_000,
+                )?),
+                d.body_timeout,
+            ),
+            max_header_bytes: positive("limits.max_header_bytes", l.max_header_bytes, 16_384)?
+                as usize,
             max_body_bytes: positive("limits.max_body_bytes", l.max_body_bytes, d.max_body_bytes)?,
-            h2_max_concurrent_streams: positive("limits.h2_max_concurrent_streams", l.h2_max_concurrent_streams, 100)?,
-            h2_max_pending_reset_streams: positive("limits.h2_max_pending_reset_streams", l.h2_max_pending_reset_streams, 20)? as usize,
-            drain_timeout: ms(Some(positive("limits.drain_timeout_ms", l.drain_timeout_ms, 10_000)?), d.drain_timeout),
+            h2_max_concurrent_streams: positive(
+                "limits.h2_max_concurrent_streams",
+                l.h2_max_concurrent_streams,
+                100,
+            )?,
+            h2_max_pending_reset_streams: positive(
+                "limits.h2_max_pending_reset_streams",
+                l.h2_max_pending_reset_streams,
+                20,
+            )? as usize,
+            drain_timeout: ms(
+                Some(positive(
+                    "limits.drain_timeout_ms",
+                    l.drain_timeout_ms,
+                    10_000,
+                )?),
+                d.drain_timeout,
+            ),
         };
         if limits.max_header_bytes < 1024 {
             return Err(invalid("limits.max_header_bytes", "must be at least 1024"));
@@ -285,7 +351,10 @@ fn validate_site(i: usize, raw: RawSite, tls: &TlsSettings) -> Result<SiteSpec, 
                 return Err(invalid(key("tls"), "\"acme\" needs tls.acme_directory"));
             }
             if hosts.iter().any(HostPattern::is_wildcard) {
-                return Err(invalid(key("tls"), "HTTP-01 cannot issue wildcard certificates; use files or internal"));
+                return Err(invalid(
+                    key("tls"),
+                    "HTTP-01 cannot issue wildcard certificates; use files or internal",
+                ));
             }
             TlsMode::Acme
         }
@@ -295,20 +364,35 @@ fn validate_site(i: usize, raw: RawSite, tls: &TlsSettings) -> Result<SiteSpec, 
             };
             TlsMode::Files { cert, key: k }
         }
-        other => return Err(invalid(key("tls"), format!("{other:?} is not internal, acme or files"))),
+        other => {
+            return Err(invalid(
+                key("tls"),
+                format!("{other:?} is not internal, acme or files"),
+            ));
+        }
     };
     if !matches!(tls_mode, TlsMode::Files { .. }) && (raw.cert.is_some() || raw.key.is_some()) {
-        return Err(invalid(key("cert"), "cert and key are only used with tls = \"files\""));
+        return Err(invalid(
+            key("cert"),
+            "cert and key are only used with tls = \"files\"",
+        ));
     }
     let upstreams = raw.upstreams.unwrap_or_default();
     if upstreams.is_empty() {
-        return Err(invalid(key("upstreams"), "a site needs at least one upstream"));
+        return Err(invalid(
+            key("upstreams"),
+            "a site needs at least one upstream",
+        ));
     }
     let upstreams = upstreams
         .iter()
         .map(|u| {
-            u.parse::<SocketAddr>()
-                .map_err(|_| invalid(key("upstreams"), format!("{u:?} is not an address and port")))
+            u.parse::<SocketAddr>().map_err(|_| {
+                invalid(
+                    key("upstreams"),
+                    format!("{u:?} is not an address and port"),
+                )
+            })
         })
         .collect::<Result<Vec<_>, _>>()?;
     let cidrs = |name: &str, list: Option<Vec<String>>| -> Result<Vec<IpNet>, ConfigError> {
@@ -317,20 +401,36 @@ fn validate_site(i: usize, raw: RawSite, tls: &TlsSettings) -> Result<SiteSpec, 
             .map(|c| {
                 c.parse::<IpNet>()
                     .or_else(|_| c.parse::<std::net::IpAddr>().map(IpNet::from))
-                    .map_err(|_| invalid(key(name), format!("{c:?} is not an IP address or CIDR block")))
+                    .map_err(|_| {
+                        invalid(
+                            key(name),
+                            format!("{c:?} is not an IP address or CIDR block"),
+                        )
+                    })
             })
             .collect()
     };
     let health_path = raw.health_path.unwrap_or_else(|| "/".into());
-    if !health_path.starts_with('/') || health_path.chars().any(|c| c.is_whitespace() || c.is_control()) {
-        return Err(invalid(key("health_path"), format!("{health_path:?} must be a path starting with /")));
+    if !health_path.starts_with('/')
+        || health_path
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control())
+    {
+        return Err(invalid(
+            key("health_path"),
+            format!("{health_path:?} must be a path starting with /"),
+        ));
     }
     Ok(SiteSpec {
         hosts,
         tls: tls_mode,
         upstreams,
         health_path,
-        health_interval: Duration::from_millis(positive(&key("health_interval_ms"), raw.health_interval_ms, 2000)?),
+        health_interval: Duration::from_millis(positive(
+            &key("health_interval_ms"),
+            raw.health_interval_ms,
+            2000,
+        )?),
         health_fails: positive(&key("health_fails"), raw.health_fails, 3)?,
         health_passes: positive(&key("health_passes"), raw.health_passes, 2)?,
         allow: cidrs("allow", raw.allow)?,
@@ -396,17 +496,37 @@ deny = ["10.0.0.0/8"]
             ("[limits]\nburst = \"many\"", "limits.burst"),
             ("[[site]]\nupstreams = [\"127.0.0.1:1\"]", "site[0].hosts"),
             ("[[site]]\nhosts = [\"a.localhost\"]", "site[0].upstreams"),
-            ("[[site]]\nhosts = [\"a.localhost\"]\nupstreams = [\"x\"]", "site[0].upstreams"),
-            ("[[site]]\nhosts = [\"Bad Host\"]\nupstreams = [\"127.0.0.1:1\"]", "site[0].hosts"),
-            ("[[site]]\nhosts = [\"a.localhost\"]\nupstreams = [\"127.0.0.1:1\"]\ntls = \"acme\"", "site[0].tls"),
-            ("[[site]]\nhosts = [\"a.localhost\"]\nupstreams = [\"127.0.0.1:1\"]\ndeny = [\"10.0.0.0/33\"]", "site[0].deny"),
-            ("[[site]]\nhosts = [\"a.localhost\"]\nupstreams = [\"127.0.0.1:1\"]\n[[site]]\nhosts = [\"a.localhost\"]\nupstreams = [\"127.0.0.1:2\"]", "site[1].hosts"),
+            (
+                "[[site]]\nhosts = [\"a.localhost\"]\nupstreams = [\"x\"]",
+                "site[0].upstreams",
+            ),
+            (
+                "[[site]]\nhosts = [\"Bad Host\"]\nupstreams = [\"127.0.0.1:1\"]",
+                "site[0].hosts",
+            ),
+            (
+                "[[site]]\nhosts = [\"a.localhost\"]\nupstreams = [\"127.0.0.1:1\"]\ntls = \"acme\"",
+                "site[0].tls",
+            ),
+            (
+                "[[site]]\nhosts = [\"a.localhost\"]\nupstreams = [\"127.0.0.1:1\"]\ndeny = [\"10.0.0.0/33\"]",
+                "site[0].deny",
+            ),
+            (
+                "[[site]]\nhosts = [\"a.localhost\"]\nupstreams = [\"127.0.0.1:1\"]\n[[site]]\nhosts = [\"a.localhost\"]\nupstreams = [\"127.0.0.1:2\"]",
+                "site[1].hosts",
+            ),
         ];
         for (text, key) in cases {
             let err = EdgeConfig::from_toml(text).unwrap_err().to_string();
             assert!(err.contains(key), "{text:?}: {err}");
         }
-        let err = EdgeConfig::from_toml("[limits]\nrate = 1").unwrap_err().to_string();
-        assert!(err.contains("unknown field `rate`") && err.starts_with("line 2"), "{err}");
+        let err = EdgeConfig::from_toml("[limits]\nrate = 1")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("unknown field `rate`") && err.starts_with("line 2"),
+            "{err}"
+        );
     }
 }

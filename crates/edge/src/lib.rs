@@ -63,7 +63,10 @@ pub enum EdgeError {
         source: std::io::Error,
     },
     #[error("state directory {path}: {source}")]
-    State { path: PathBuf, source: std::io::Error },
+    State {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error(transparent)]
     Pki(#[from] pki::PkiError),
     #[error("site {site}: {source}")]
@@ -97,7 +100,9 @@ pub struct Edge {
 
 impl std::fmt::Debug for Edge {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Edge").field("addrs", &self.addrs).finish_non_exhaustive()
+        f.debug_struct("Edge")
+            .field("addrs", &self.addrs)
+            .finish_non_exhaustive()
     }
 }
 
@@ -130,7 +135,10 @@ impl Edge {
         let addrs = Addrs {
             http: local(&http, config.listen.http),
             https: local(&https, config.listen.https),
-            admin: admin.as_ref().zip(config.listen.admin).map(|(l, a)| local(l, a)),
+            admin: admin
+                .as_ref()
+                .zip(config.listen.admin)
+                .map(|(l, a)| local(l, a)),
         };
 
         let mut connector = HttpConnector::new();
@@ -187,7 +195,12 @@ impl Edge {
         edge.apply(config.routes)?;
 
         let mut tasks = vec![
-            tokio::spawn(server::serve_https(https, tls, shared.clone(), stop_rx.clone())),
+            tokio::spawn(server::serve_https(
+                https,
+                tls,
+                shared.clone(),
+                stop_rx.clone(),
+            )),
             tokio::spawn(server::serve_http(http, shared.clone(), stop_rx.clone())),
             tokio::spawn(maintain(Arc::downgrade(&edge), stop_rx.clone())),
         ];
@@ -195,11 +208,18 @@ impl Edge {
             let weak = Arc::downgrade(&edge);
             let render = move || {
                 let weak = weak.clone();
-                async move { weak.upgrade().map(|e| e.render_metrics()).unwrap_or_default() }
+                async move {
+                    weak.upgrade()
+                        .map(|e| e.render_metrics())
+                        .unwrap_or_default()
+                }
             };
             tasks.push(tokio::spawn(server::serve_admin(admin, render, stop_rx)));
         }
-        edge.tasks.lock().unwrap_or_else(|e| e.into_inner()).extend(tasks);
+        edge.tasks
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .extend(tasks);
         Ok(edge)
     }
 
@@ -230,31 +250,40 @@ impl Edge {
             let served = match &site.tls {
                 TlsMode::Internal => match reuse.filter(|s| s.source == "internal") {
                     Some(s) => s,
-                    None => self.issue_internal(&hosts).map_err(|source| EdgeError::Certificate {
-                        site: site.name(),
-                        source,
-                    })?,
+                    None => {
+                        self.issue_internal(&hosts)
+                            .map_err(|source| EdgeError::Certificate {
+                                site: site.name(),
+                                source,
+                            })?
+                    }
                 },
                 TlsMode::Files { cert, key } => {
-                    tls::load_files(cert, key, "files").map_err(|source| EdgeError::Certificate {
-                        site: site.name(),
-                        source,
+                    tls::load_files(cert, key, "files").map_err(|source| {
+                        EdgeError::Certificate {
+                            site: site.name(),
+                            source,
+                        }
                     })?
                 }
                 TlsMode::Acme => {
                     let stored = reuse
                         .filter(|s| s.source == "acme")
                         .or_else(|| self.acme.as_ref().and_then(|a| a.stored(&hosts)))
-                        .filter(|s| !renewal_due(s.not_before, s.not_after, OffsetDateTime::now_utc()));
+                        .filter(|s| {
+                            !renewal_due(s.not_before, s.not_after, OffsetDateTime::now_utc())
+                        });
                     match stored {
                         Some(s) => s,
                         None => {
                             orders.push(hosts.clone());
                             // Until the ACME certificate arrives, handshakes
                             // get an internal one rather than none.
-                            self.issue_internal(&hosts).map_err(|source| EdgeError::Certificate {
-                                site: site.name(),
-                                source,
+                            self.issue_internal(&hosts).map_err(|source| {
+                                EdgeError::Certificate {
+                                    site: site.name(),
+                                    source,
+                                }
                             })?
                         }
                     }
@@ -274,7 +303,10 @@ impl Edge {
     }
 
     fn issue_internal(&self, hosts: &[String]) -> Result<Served, CertError> {
-        let issued = self.ca.issue(hosts).map_err(|e| CertError::Issue(e.to_string()))?;
+        let issued = self
+            .ca
+            .issue(hosts)
+            .map_err(|e| CertError::Issue(e.to_string()))?;
         tls::served(issued.chain, &issued.key, "internal")
     }
 
@@ -365,12 +397,22 @@ impl Edge {
     /// deadline), and stops every background task.
     pub async fn shutdown(&self) {
         let _ = self.stop.send(true);
-        let tasks: Vec<JoinHandle<()>> = self.tasks.lock().unwrap_or_else(|e| e.into_inner()).drain(..).collect();
+        let tasks: Vec<JoinHandle<()>> = self
+            .tasks
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .drain(..)
+            .collect();
         for task in tasks {
             let _ = task.await;
         }
         self.registry.stop();
-        for (_, order) in self.acme_orders.lock().unwrap_or_else(|e| e.into_inner()).drain() {
+        for (_, order) in self
+            .acme_orders
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .drain()
+        {
             order.abort();
         }
     }
@@ -391,7 +433,10 @@ async fn maintain(edge: std::sync::Weak<Edge>, mut stop: watch::Receiver<bool>) 
         let table = edge.shared.table.load_full();
         for site in table.routes.sites() {
             let hosts = host_names(site);
-            let Some(current) = hosts.first().and_then(|h| edge.certs.snapshot().get(h).cloned()) else {
+            let Some(current) = hosts
+                .first()
+                .and_then(|h| edge.certs.snapshot().get(h).cloned())
+            else {
                 continue;
             };
             if !renewal_due(current.not_before, current.not_after, now) {
@@ -400,7 +445,9 @@ async fn maintain(edge: std::sync::Weak<Edge>, mut stop: watch::Receiver<bool>) 
             match &site.tls {
                 TlsMode::Internal => match edge.issue_internal(&hosts) {
                     Ok(fresh) => hosts.iter().for_each(|h| edge.certs.set(h, fresh.clone())),
-                    Err(error) => tracing::error!(site = %site.name(), %error, "cannot renew the certificate"),
+                    Err(error) => {
+                        tracing::error!(site = %site.name(), %error, "cannot renew the certificate")
+                    }
                 },
                 TlsMode::Acme => edge.order(hosts),
                 TlsMode::Files { .. } => {

@@ -45,15 +45,35 @@ impl Default for Metrics {
     fn default() -> Self {
         let mut registry = Registry::with_prefix("rampart_edge");
         let requests = Family::<RequestLabels, Counter>::default();
-        registry.register("requests", "Requests by site and status class", requests.clone());
+        registry.register(
+            "requests",
+            "Requests by site and status class",
+            requests.clone(),
+        );
         let shield_actions = Family::<ShieldLabels, Counter>::default();
-        registry.register("shield_actions", "Requests or connections refused by a shield", shield_actions.clone());
+        registry.register(
+            "shield_actions",
+            "Requests or connections refused by a shield",
+            shield_actions.clone(),
+        );
         let open_connections = Gauge::default();
-        registry.register("open_connections", "Client connections open now", open_connections.clone());
+        registry.register(
+            "open_connections",
+            "Client connections open now",
+            open_connections.clone(),
+        );
         let upstream_healthy = Family::<UpstreamLabels, Gauge>::default();
-        registry.register("upstream_healthy", "1 when the upstream passes its health checks", upstream_healthy.clone());
+        registry.register(
+            "upstream_healthy",
+            "1 when the upstream passes its health checks",
+            upstream_healthy.clone(),
+        );
         let cert_expiry = Family::<CertLabels, Gauge<f64, AtomicU64>>::default();
-        registry.register("certificate_expiry_seconds", "Seconds until each certificate expires", cert_expiry.clone());
+        registry.register(
+            "certificate_expiry_seconds",
+            "Seconds until each certificate expires",
+            cert_expiry.clone(),
+        );
         Self {
             registry,
             requests,

@@ -17,8 +17,6 @@ use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use time::{Duration, OffsetDateTime};
 
-
-
 /// How long the CA certificate is valid.
 const CA_VALIDITY: Duration = Duration::days(3650);
 /// How long an issued server certificate is valid; it is renewed well before.

@@ -71,11 +71,18 @@ impl Challenges {
     }
 
     pub fn remove(&self, token: &str) {
-        self.map.write().unwrap_or_else(|e| e.into_inner()).remove(token);
+        self.map
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(token);
     }
 
     fn get(&self, token: &str) -> Option<String> {
-        self.map.read().unwrap_or_else(|e| e.into_inner()).get(token).cloned()
+        self.map
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(token)
+            .cloned()
     }
 }
 
@@ -113,12 +120,16 @@ impl Body for GuardedBody {
     type Data = Bytes;
     type Error = BodyError;
 
-    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
         let this = self.get_mut();
         match Pin::new(&mut this.inner).poll_frame(cx) {
             Poll::Ready(Some(Ok(frame))) => {
                 if let Some(data) = frame.data_ref() {
-                    let total = this.seen.fetch_add(data.len() as u64, Ordering::Relaxed) + data.len() as u64;
+                    let total = this.seen.fetch_add(data.len() as u64, Ordering::Relaxed)
+                        + data.len() as u64;
                     if total > this.limit {
                         return Poll::Ready(Some(Err(BodyError::TooLarge)));
                     }
@@ -156,7 +167,10 @@ impl Body for Tracked {
     type Data = Bytes;
     type Error = BodyError;
 
-    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
         let this = self.get_mut();
         let polled = Pin::new(&mut this.inner).poll_frame(cx);
         if let Poll::Ready(Some(Ok(frame))) = &polled {
@@ -292,7 +306,10 @@ fn local(
     let mut response = Response::new(text_body(text));
     *response.status_mut() = status;
     let headers = response.headers_mut();
-    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
     if let Ok(v) = HeaderValue::from_str(&meta.request_id) {
         headers.insert(HeaderName::from_static("x-request-id"), v);
     }
@@ -310,15 +327,27 @@ fn host_of(req: &Request<Incoming>) -> Option<String> {
     req.uri()
         .authority()
         .map(|a| a.as_str().to_owned())
-        .or_else(|| req.headers().get(header::HOST)?.to_str().ok().map(str::to_owned))
+        .or_else(|| {
+            req.headers()
+                .get(header::HOST)?
+                .to_str()
+                .ok()
+                .map(str::to_owned)
+        })
 }
 
 fn header_bytes(headers: &HeaderMap) -> usize {
-    headers.iter().map(|(n, v)| n.as_str().len() + v.len() + 4).sum()
+    headers
+        .iter()
+        .map(|(n, v)| n.as_str().len() + v.len() + 4)
+        .sum()
 }
 
 fn idempotent(method: &Method) -> bool {
-    matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS | Method::PUT | Method::DELETE | Method::TRACE)
+    matches!(
+        *method,
+        Method::GET | Method::HEAD | Method::OPTIONS | Method::PUT | Method::DELETE | Method::TRACE
+    )
 }
 
 fn body_error<'a>(err: &'a (dyn std::error::Error + 'static)) -> Option<&'a BodyError> {
@@ -333,11 +362,19 @@ fn body_error<'a>(err: &'a (dyn std::error::Error + 'static)) -> Option<&'a Body
 }
 
 /// Serves one HTTPS request.
-pub async fn handle_https(shared: Arc<Shared>, conn: Conn, req: Request<Incoming>) -> Response<BoxBody> {
+pub async fn handle_https(
+    shared: Arc<Shared>,
+    conn: Conn,
+    req: Request<Incoming>,
+) -> Response<BoxBody> {
     let limits = shared.limits.load_full();
     let client = crate::routes::canonical(conn.peer.ip());
     let host = host_of(&req).unwrap_or_default();
-    let path = req.uri().path_and_query().map_or("/", |p| p.as_str()).to_owned();
+    let path = req
+        .uri()
+        .path_and_query()
+        .map_or("/", |p| p.as_str())
+        .to_owned();
     let mut meta = Meta {
         started: Instant::now(),
         client,
@@ -350,7 +387,15 @@ pub async fn handle_https(shared: Arc<Shared>, conn: Conn, req: Request<Incoming
         bytes_in: Arc::new(AtomicU64::new(0)),
     };
     if shared.shields.is_banned(client) {
-        return local(&shared, meta, None, StatusCode::FORBIDDEN, "Forbidden\n", Some(ShieldAction::Banned), None);
+        return local(
+            &shared,
+            meta,
+            None,
+            StatusCode::FORBIDDEN,
+            "Forbidden\n",
+            Some(ShieldAction::Banned),
+            None,
+        );
     }
     let table = shared.table.load_full();
     let Some((index, site)) = table.routes.find(&host) else {
@@ -366,7 +411,15 @@ pub async fn handle_https(shared: Arc<Shared>, conn: Conn, req: Request<Incoming
     };
     meta.site = site.name();
     if !site.admits(client) {
-        return local(&shared, meta, Some(site), StatusCode::FORBIDDEN, "Forbidden\n", Some(ShieldAction::Denied), None);
+        return local(
+            &shared,
+            meta,
+            Some(site),
+            StatusCode::FORBIDDEN,
+            "Forbidden\n",
+            Some(ShieldAction::Denied),
+            None,
+        );
     }
     if let Err(wait) = shared.shields.check_rate(client) {
         let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
@@ -433,7 +486,13 @@ async fn proxy(
     let mut body = Some(guarded.boxed());
 
     strip_hop_by_hop(&mut parts.headers);
-    for name in ["x-forwarded-for", "x-forwarded-proto", "x-forwarded-host", "x-request-id", "forwarded"] {
+    for name in [
+        "x-forwarded-for",
+        "x-forwarded-proto",
+        "x-forwarded-host",
+        "x-request-id",
+        "forwarded",
+    ] {
         parts.headers.remove(name);
     }
     let set = |headers: &mut HeaderMap, name: &'static str, value: &str| {
@@ -441,7 +500,11 @@ async fn proxy(
             headers.insert(HeaderName::from_static(name), v);
         }
     };
-    set(&mut parts.headers, "x-forwarded-for", &meta.client.to_string());
+    set(
+        &mut parts.headers,
+        "x-forwarded-for",
+        &meta.client.to_string(),
+    );
     set(&mut parts.headers, "x-forwarded-proto", "https");
     set(&mut parts.headers, "x-forwarded-host", &meta.host);
     set(&mut parts.headers, "x-request-id", &meta.request_id);
@@ -449,28 +512,58 @@ async fn proxy(
         parts.headers.insert(header::HOST, v);
     }
     parts.version = Version::HTTP_11;
-    let path = parts.uri.path_and_query().map_or("/", |p| p.as_str()).to_owned();
+    let path = parts
+        .uri
+        .path_and_query()
+        .map_or("/", |p| p.as_str())
+        .to_owned();
 
     let mut tried: Vec<SocketAddr> = Vec::new();
     loop {
         let Some(upstream) = pool.as_ref().and_then(|p| p.pick(&tried)) else {
             let text = "Service Unavailable: no healthy replica.\n";
-            return local(&shared, meta, Some(&site), StatusCode::SERVICE_UNAVAILABLE, text, None, None);
+            return local(
+                &shared,
+                meta,
+                Some(&site),
+                StatusCode::SERVICE_UNAVAILABLE,
+                text,
+                None,
+                None,
+            );
         };
         tried.push(upstream.addr);
         let Ok(uri) = format!("http://{}{}", upstream.addr, path).parse::<Uri>() else {
-            return local(&shared, meta, Some(&site), StatusCode::BAD_REQUEST, "Bad Request\n", None, None);
+            return local(
+                &shared,
+                meta,
+                Some(&site),
+                StatusCode::BAD_REQUEST,
+                "Bad Request\n",
+                None,
+                None,
+            );
         };
-        let mut request = Request::from_parts(parts.clone(), body.take().unwrap_or_else(empty_body));
+        let mut request =
+            Request::from_parts(parts.clone(), body.take().unwrap_or_else(empty_body));
         *request.uri_mut() = uri;
-        let sent = tokio::time::timeout(Duration::from_secs(60), shared.client.request(request)).await;
+        let sent =
+            tokio::time::timeout(Duration::from_secs(60), shared.client.request(request)).await;
         let response = match sent {
             Ok(Ok(response)) => response,
             Ok(Err(err)) => {
                 if let Some(body_err) = body_error(&err) {
                     let (status, text, kind) = match body_err {
-                        BodyError::TooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "Payload Too Large\n", Some(ShieldAction::BodyTooLarge)),
-                        BodyError::Timeout => (StatusCode::REQUEST_TIMEOUT, "Request Timeout\n", Some(ShieldAction::BodyTimeout)),
+                        BodyError::TooLarge => (
+                            StatusCode::PAYLOAD_TOO_LARGE,
+                            "Payload Too Large\n",
+                            Some(ShieldAction::BodyTooLarge),
+                        ),
+                        BodyError::Timeout => (
+                            StatusCode::REQUEST_TIMEOUT,
+                            "Request Timeout\n",
+                            Some(ShieldAction::BodyTimeout),
+                        ),
                         BodyError::Hyper(_) => (StatusCode::BAD_REQUEST, "Bad Request\n", None),
                     };
                     return local(&shared, meta, Some(&site), status, text, kind, None);
@@ -484,17 +577,35 @@ async fn proxy(
                     }
                 }
                 tracing::warn!(upstream = %upstream.addr, error = %err, "upstream request failed");
-                return local(&shared, meta, Some(&site), StatusCode::BAD_GATEWAY, "Bad Gateway\n", None, None);
+                return local(
+                    &shared,
+                    meta,
+                    Some(&site),
+                    StatusCode::BAD_GATEWAY,
+                    "Bad Gateway\n",
+                    None,
+                    None,
+                );
             }
             Err(_) => {
-                return local(&shared, meta, Some(&site), StatusCode::GATEWAY_TIMEOUT, "Gateway Timeout\n", None, None);
+                return local(
+                    &shared,
+                    meta,
+                    Some(&site),
+                    StatusCode::GATEWAY_TIMEOUT,
+                    "Gateway Timeout\n",
+                    None,
+                    None,
+                );
             }
         };
         let (mut resp_parts, resp_body) = response.into_parts();
         strip_hop_by_hop(&mut resp_parts.headers);
         secure_headers(&mut resp_parts.headers, Some(&site));
         if let Ok(v) = HeaderValue::from_str(&meta.request_id) {
-            resp_parts.headers.insert(HeaderName::from_static("x-request-id"), v);
+            resp_parts
+                .headers
+                .insert(HeaderName::from_static("x-request-id"), v);
         }
         let status = resp_parts.status;
         let shared2 = shared.clone();
@@ -502,16 +613,26 @@ async fn proxy(
         let tracked = Tracked {
             inner: resp_body.map_err(BodyError::Hyper).boxed(),
             sent: 0,
-            on_done: Some(Box::new(move |sent| finish(&shared2, meta, status, Some(addr), None, sent))),
+            on_done: Some(Box::new(move |sent| {
+                finish(&shared2, meta, status, Some(addr), None, sent)
+            })),
         };
         return Response::from_parts(resp_parts, tracked.boxed());
     }
 }
 
 /// Serves one plain-HTTP request: ACME challenges, else a 308 to HTTPS.
-pub async fn handle_http(shared: Arc<Shared>, conn: Conn, req: Request<Incoming>) -> Response<BoxBody> {
+pub async fn handle_http(
+    shared: Arc<Shared>,
+    conn: Conn,
+    req: Request<Incoming>,
+) -> Response<BoxBody> {
     let host = host_of(&req).unwrap_or_default();
-    let path = req.uri().path_and_query().map_or("/", |p| p.as_str()).to_owned();
+    let path = req
+        .uri()
+        .path_and_query()
+        .map_or("/", |p| p.as_str())
+        .to_owned();
     let meta = Meta {
         started: Instant::now(),
         client: crate::routes::canonical(conn.peer.ip()),
@@ -523,19 +644,38 @@ pub async fn handle_http(shared: Arc<Shared>, conn: Conn, req: Request<Incoming>
         site: "-".into(),
         bytes_in: Arc::new(AtomicU64::new(0)),
     };
-    if let Some(token) = req.uri().path().strip_prefix("/.well-known/acme-challenge/") {
+    if let Some(token) = req
+        .uri()
+        .path()
+        .strip_prefix("/.well-known/acme-challenge/")
+    {
         if let Some(answer) = shared.challenges.get(token) {
-            let mut response = Response::new(Full::new(Bytes::from(answer)).map_err(|never| match never {}).boxed());
-            response
-                .headers_mut()
-                .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/octet-stream"));
+            let mut response = Response::new(
+                Full::new(Bytes::from(answer))
+                    .map_err(|never| match never {})
+                    .boxed(),
+            );
+            response.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/octet-stream"),
+            );
             finish(&shared, meta, StatusCode::OK, None, None, 0);
             return response;
         }
-        return local(&shared, meta, None, StatusCode::NOT_FOUND, "Not Found\n", None, None);
+        return local(
+            &shared,
+            meta,
+            None,
+            StatusCode::NOT_FOUND,
+            "Not Found\n",
+            None,
+            None,
+        );
     }
     let table = shared.table.load_full();
-    let Some(normal) = crate::routes::normalize_host(&host).filter(|h| table.routes.lookup(h).is_some()) else {
+    let Some(normal) =
+        crate::routes::normalize_host(&host).filter(|h| table.routes.lookup(h).is_some())
+    else {
         return local(
             &shared,
             meta,
@@ -546,7 +686,11 @@ pub async fn handle_http(shared: Arc<Shared>, conn: Conn, req: Request<Incoming>
             None,
         );
     };
-    let port = if shared.https_port == 443 { String::new() } else { format!(":{}", shared.https_port) };
+    let port = if shared.https_port == 443 {
+        String::new()
+    } else {
+        format!(":{}", shared.https_port)
+    };
     let location = format!("https://{normal}{port}{path}");
     match HeaderValue::from_str(&location) {
         Ok(v) => local(
@@ -558,6 +702,14 @@ pub async fn handle_http(shared: Arc<Shared>, conn: Conn, req: Request<Incoming>
             None,
             Some((header::LOCATION, v)),
         ),
-        Err(_) => local(&shared, meta, None, StatusCode::BAD_REQUEST, "Bad Request\n", None, None),
+        Err(_) => local(
+            &shared,
+            meta,
+            None,
+            StatusCode::BAD_REQUEST,
+            "Bad Request\n",
+            None,
+            None,
+        ),
     }
 }

@@ -21,7 +21,9 @@ pub enum HostPattern {
 fn valid_label(label: &str) -> bool {
     !label.is_empty()
         && label.len() <= 63
-        && label.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && label
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
         && !label.starts_with('-')
         && !label.ends_with('-')
 }
@@ -39,7 +41,9 @@ impl HostPattern {
             ));
         }
         if wild && !rest.contains('.') {
-            return Err(format!("{text:?}: a wildcard needs at least two labels after *."));
+            return Err(format!(
+                "{text:?}: a wildcard needs at least two labels after *."
+            ));
         }
         Ok(if wild {
             HostPattern::Wildcard(rest.to_owned())
@@ -91,7 +95,10 @@ pub struct SiteSpec {
 impl SiteSpec {
     /// The site's name in metrics and logs: its first host.
     pub fn name(&self) -> String {
-        self.hosts.first().map(HostPattern::text).unwrap_or_default()
+        self.hosts
+            .first()
+            .map(HostPattern::text)
+            .unwrap_or_default()
     }
 
     /// Whether a client may use the site.
@@ -205,7 +212,10 @@ mod tests {
 
     fn site(hosts: &[&str]) -> SiteSpec {
         SiteSpec {
-            hosts: hosts.iter().map(|h| HostPattern::parse(h).unwrap()).collect(),
+            hosts: hosts
+                .iter()
+                .map(|h| HostPattern::parse(h).unwrap())
+                .collect(),
             tls: TlsMode::Internal,
             upstreams: vec!["127.0.0.1:1".parse().unwrap()],
             health_path: "/".into(),
@@ -221,13 +231,32 @@ mod tests {
 
     #[test]
     fn exact_names_win_over_wildcards() {
-        let table = RouteTable::new(vec![site(&["*.example.com"]), site(&["api.example.com"])]).unwrap();
-        assert_eq!(table.lookup("api.example.com").unwrap().name(), "api.example.com");
-        assert_eq!(table.lookup("www.example.com").unwrap().name(), "*.example.com");
-        assert_eq!(table.lookup("WWW.Example.COM:8443").unwrap().name(), "*.example.com");
-        assert_eq!(table.lookup("www.example.com.").unwrap().name(), "*.example.com");
-        assert!(table.lookup("example.com").is_none(), "a wildcard does not match its parent");
-        assert!(table.lookup("a.b.example.com").is_none(), "a wildcard covers one label");
+        let table =
+            RouteTable::new(vec![site(&["*.example.com"]), site(&["api.example.com"])]).unwrap();
+        assert_eq!(
+            table.lookup("api.example.com").unwrap().name(),
+            "api.example.com"
+        );
+        assert_eq!(
+            table.lookup("www.example.com").unwrap().name(),
+            "*.example.com"
+        );
+        assert_eq!(
+            table.lookup("WWW.Example.COM:8443").unwrap().name(),
+            "*.example.com"
+        );
+        assert_eq!(
+            table.lookup("www.example.com.").unwrap().name(),
+            "*.example.com"
+        );
+        assert!(
+            table.lookup("example.com").is_none(),
+            "a wildcard does not match its parent"
+        );
+        assert!(
+            table.lookup("a.b.example.com").is_none(),
+            "a wildcard covers one label"
+        );
         assert!(table.lookup("evil.com").is_none());
         assert!(table.lookup("").is_none());
         assert!(table.lookup("[::1]:8443").is_none());
@@ -236,7 +265,8 @@ mod tests {
 
     #[test]
     fn a_host_belongs_to_one_site() {
-        let err = RouteTable::new(vec![site(&["a.localhost"]), site(&["a.localhost"])]).unwrap_err();
+        let err =
+            RouteTable::new(vec![site(&["a.localhost"]), site(&["a.localhost"])]).unwrap_err();
         assert_eq!(err.0, "site[1].hosts");
     }
 
@@ -245,7 +275,10 @@ mod tests {
         let mut s = site(&["a.localhost"]);
         s.deny = vec!["10.0.0.0/8".parse().unwrap()];
         assert!(!s.admits("10.1.2.3".parse().unwrap()));
-        assert!(!s.admits("::ffff:10.1.2.3".parse().unwrap()), "mapped addresses do not slip through");
+        assert!(
+            !s.admits("::ffff:10.1.2.3".parse().unwrap()),
+            "mapped addresses do not slip through"
+        );
         assert!(s.admits("127.0.0.1".parse().unwrap()));
         s.allow = vec!["127.0.0.0/8".parse().unwrap()];
         assert!(!s.admits("192.0.2.1".parse().unwrap()));

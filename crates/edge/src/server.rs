@@ -55,7 +55,11 @@ impl<T> IdleIo<T> {
 }
 
 impl<T: AsyncRead + Unpin> AsyncRead for IdleIo<T> {
-    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
         let before = buf.filled().len();
         match Pin::new(&mut this.inner).poll_read(cx, buf) {
@@ -74,7 +78,11 @@ impl<T: AsyncRead + Unpin> AsyncRead for IdleIo<T> {
 }
 
 impl<T: AsyncWrite + Unpin> AsyncWrite for IdleIo<T> {
-    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
         let result = Pin::new(&mut this.inner).poll_write(cx, buf);
         if let Poll::Ready(Ok(n)) = &result {
@@ -178,7 +186,8 @@ pub async fn serve_https(
         let watcher = graceful.watcher();
         tokio::spawn(async move {
             let _slot = slot;
-            let handshake = tokio::time::timeout(limits.header_timeout, acceptor.accept(stream)).await;
+            let handshake =
+                tokio::time::timeout(limits.header_timeout, acceptor.accept(stream)).await;
             let stream = match handshake {
                 Ok(Ok(s)) => s,
                 Ok(Err(error)) => {
@@ -211,7 +220,11 @@ pub async fn serve_https(
 }
 
 /// Serves plain HTTP (challenges and redirects) until `stop`.
-pub async fn serve_http(listener: TcpListener, shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
+pub async fn serve_http(
+    listener: TcpListener,
+    shared: Arc<Shared>,
+    mut stop: watch::Receiver<bool>,
+) {
     let graceful = GracefulShutdown::new();
     loop {
         let (stream, peer) = tokio::select! {
@@ -236,7 +249,10 @@ pub async fn serve_http(listener: TcpListener, shared: Arc<Shared>, mut stop: wa
         let watcher = graceful.watcher();
         tokio::spawn(async move {
             let _slot = slot;
-            let conn = Conn { peer, tls_version: None };
+            let conn = Conn {
+                peer,
+                tls_version: None,
+            };
             let io = TokioIo::new(IdleIo::new(stream, limits.idle_timeout));
             let service = service_fn(move |req: Request<Incoming>| {
                 let shared = shared.clone();
@@ -283,22 +299,39 @@ where
                 let render = render.clone();
                 async move {
                     let (status, body, ct) = match req.uri().path() {
-                        "/metrics" => (StatusCode::OK, render().await, "text/plain; version=0.0.4; charset=utf-8"),
+                        "/metrics" => (
+                            StatusCode::OK,
+                            render().await,
+                            "text/plain; version=0.0.4; charset=utf-8",
+                        ),
                         "/healthz" => (StatusCode::OK, "ok\n".to_owned(), "text/plain"),
-                        _ => (StatusCode::NOT_FOUND, "not found\n".to_owned(), "text/plain"),
+                        _ => (
+                            StatusCode::NOT_FOUND,
+                            "not found\n".to_owned(),
+                            "text/plain",
+                        ),
                     };
-                    let mut response: Response<BoxBody> =
-                        Response::new(Full::new(Bytes::from(body)).map_err(|never| match never {}).boxed());
+                    let mut response: Response<BoxBody> = Response::new(
+                        Full::new(Bytes::from(body))
+                            .map_err(|never| match never {})
+                            .boxed(),
+                    );
                     *response.status_mut() = status;
                     if let Ok(v) = hyper::header::HeaderValue::from_str(ct) {
-                        response.headers_mut().insert(hyper::header::CONTENT_TYPE, v);
+                        response
+                            .headers_mut()
+                            .insert(hyper::header::CONTENT_TYPE, v);
                     }
                     Ok::<_, std::convert::Infallible>(response)
                 }
             });
             let mut builder = hyper::server::conn::http1::Builder::new();
-            builder.timer(TokioTimer::new()).header_read_timeout(Duration::from_secs(10));
-            let _ = builder.serve_connection(TokioIo::new(stream), service).await;
+            builder
+                .timer(TokioTimer::new())
+                .header_read_timeout(Duration::from_secs(10));
+            let _ = builder
+                .serve_connection(TokioIo::new(stream), service)
+                .await;
         });
     }
 }

@@ -108,7 +108,11 @@ pub struct ConnectionSlot {
 
 impl Drop for ConnectionSlot {
     fn drop(&mut self) {
-        let mut map = self.shields.per_ip.lock().unwrap_or_else(|e| e.into_inner());
+        let mut map = self
+            .shields
+            .per_ip
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
         if let Some(n) = map.get_mut(&self.ip) {
             *n -= 1;
             if *n == 0 {
@@ -164,7 +168,11 @@ impl Shields {
 
     /// Charges one request to `ip`; on refusal, how long to wait.
     pub fn check_rate(&self, ip: IpAddr) -> Result<(), Duration> {
-        let limiter = self.limiter.read().unwrap_or_else(|e| e.into_inner()).clone();
+        let limiter = self
+            .limiter
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
         limiter
             .check_key(&canonical(ip))
             .map_err(|not_until| not_until.wait_time_from(self.clock.now()))
@@ -179,7 +187,11 @@ impl Shields {
     /// Forgets rate state of clients that have been quiet; call now and then
     /// so memory does not grow with every address ever seen.
     pub fn forget_quiet_clients(&self) {
-        let limiter = self.limiter.read().unwrap_or_else(|e| e.into_inner()).clone();
+        let limiter = self
+            .limiter
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
         limiter.retain_recent();
         limiter.shrink_to_fit();
         let now = Instant::now();
@@ -197,7 +209,11 @@ impl Shields {
         bans.push(BanEntry {
             net,
             until,
-            reason: reason.chars().filter(|c| !c.is_control()).take(200).collect(),
+            reason: reason
+                .chars()
+                .filter(|c| !c.is_control())
+                .take(200)
+                .collect(),
         });
         tracing::warn!(%net, ?duration, reason, "ban");
     }
@@ -261,7 +277,10 @@ mod tests {
         }
         let wait = shields.check_rate(a).unwrap_err();
         assert!(wait > Duration::ZERO && wait <= Duration::from_secs(1));
-        assert!(shields.check_rate(b).is_ok(), "another client is not affected");
+        assert!(
+            shields.check_rate(b).is_ok(),
+            "another client is not affected"
+        );
     }
 
     #[test]
@@ -270,7 +289,10 @@ mod tests {
         let a: IpAddr = "127.0.0.2".parse().unwrap();
         let s1 = shields.connect(a).unwrap();
         let _s2 = shields.connect(a).unwrap();
-        assert_eq!(shields.connect(a).unwrap_err(), ShieldAction::ConnectionsPerIp);
+        assert_eq!(
+            shields.connect(a).unwrap_err(),
+            ShieldAction::ConnectionsPerIp
+        );
         let _s3 = shields.connect("127.0.0.3".parse().unwrap()).unwrap();
         assert_eq!(
             shields.connect("127.0.0.4".parse().unwrap()).unwrap_err(),
@@ -284,13 +306,21 @@ mod tests {
     #[test]
     fn bans_cover_networks_and_expire() {
         let shields = Shields::new(&Limits::default());
-        shields.ban("10.0.0.0/8".parse().unwrap(), Duration::from_secs(60), "scan");
+        shields.ban(
+            "10.0.0.0/8".parse().unwrap(),
+            Duration::from_secs(60),
+            "scan",
+        );
         assert!(shields.is_banned("10.9.9.9".parse().unwrap()));
         assert!(shields.is_banned("::ffff:10.9.9.9".parse().unwrap()));
         assert!(!shields.is_banned("11.0.0.1".parse().unwrap()));
         assert!(shields.unban("10.0.0.0/8".parse().unwrap()));
         assert!(!shields.is_banned("10.9.9.9".parse().unwrap()));
-        shields.ban("127.0.0.9/32".parse().unwrap(), Duration::from_millis(1), "short");
+        shields.ban(
+            "127.0.0.9/32".parse().unwrap(),
+            Duration::from_millis(1),
+            "short",
+        );
         std::thread::sleep(Duration::from_millis(5));
         assert!(!shields.is_banned("127.0.0.9".parse().unwrap()));
     }

@@ -102,9 +102,14 @@ pub fn served(
         .first()
         .and_then(|c| {
             use x509_parser::prelude::FromDer;
-            x509_parser::certificate::X509Certificate::from_der(c).ok().map(|(_, x)| {
-                (x.validity().not_before.to_datetime(), x.validity().not_after.to_datetime())
-            })
+            x509_parser::certificate::X509Certificate::from_der(c)
+                .ok()
+                .map(|(_, x)| {
+                    (
+                        x.validity().not_before.to_datetime(),
+                        x.validity().not_after.to_datetime(),
+                    )
+                })
         })
         .unwrap_or((OffsetDateTime::UNIX_EPOCH, OffsetDateTime::UNIX_EPOCH));
     let certified = CertifiedKey::new(chain, signing);

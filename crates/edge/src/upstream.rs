@@ -100,7 +100,8 @@ pub struct Registry {
     entries: Mutex<HashMap<Key, Entry>>,
 }
 
-pub type HttpClient = Client<HttpConnector, http_body_util::combinators::BoxBody<Bytes, crate::proxy::BodyError>>;
+pub type HttpClient =
+    Client<HttpConnector, http_body_util::combinators::BoxBody<Bytes, crate::proxy::BodyError>>;
 
 fn check_host(site: &SiteSpec, addr: SocketAddr) -> String {
     site.hosts
@@ -166,7 +167,12 @@ impl Registry {
     }
 }
 
-async fn check_loop(upstream: Arc<Upstream>, client: HttpClient, site: Arc<SiteSpec>, host: String) {
+async fn check_loop(
+    upstream: Arc<Upstream>,
+    client: HttpClient,
+    site: Arc<SiteSpec>,
+    host: String,
+) {
     let timeout = site.health_interval.min(Duration::from_secs(5));
     let mut tick = tokio::time::interval(site.health_interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -182,7 +188,11 @@ async fn check_loop(upstream: Arc<Upstream>, client: HttpClient, site: Arc<SiteS
                 Ok(Ok(response)) => {
                     let status = response.status();
                     // Drain so the connection can be reused.
-                    let _ = tokio::time::timeout(timeout, http_body_util::BodyExt::collect(response.into_body())).await;
+                    let _ = tokio::time::timeout(
+                        timeout,
+                        http_body_util::BodyExt::collect(response.into_body()),
+                    )
+                    .await;
                     status.is_success() || status.is_redirection()
                 }
                 _ => false,
@@ -192,7 +202,6 @@ async fn check_loop(upstream: Arc<Upstream>, client: HttpClient, site: Arc<SiteS
         upstream.record(ok, site.health_fails, site.health_passes);
     }
 }
-
 
 #[cfg(test)]
 mod tests {

@@ -39,10 +39,17 @@ pub async fn run(args: EdgeArgs) -> anyhow::Result<()> {
         .with_context(|| format!("cannot write {}", state_dir.join("ca.pem").display()))?;
     let addrs = edge.addrs();
     let mut out = std::io::stdout().lock();
-    writeln!(out, "rampart edge: clients trust the CA certificate {}", state_dir.join("ca.pem").display())?;
+    writeln!(
+        out,
+        "rampart edge: clients trust the CA certificate {}",
+        state_dir.join("ca.pem").display()
+    )?;
     writeln!(out, "rampart edge: http listening on {}", addrs.http)?;
     if let Some(admin) = addrs.admin {
-        writeln!(out, "rampart edge: admin listening on http://{admin}/metrics")?;
+        writeln!(
+            out,
+            "rampart edge: admin listening on http://{admin}/metrics"
+        )?;
     }
     writeln!(out, "rampart edge: https listening on {}", addrs.https)?;
     out.flush()?;

@@ -1,0 +1,245 @@
+//! Attacks on real loopback sockets, bounded in count and time: slowloris,
+//! malformed requests, stalled bodies, HTTP/2 rapid reset; and a graceful
+//! shutdown with a request in flight.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::{TestEdge, Upstream, site};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpSocket;
+use tokio_rustls::TlsConnector;
+use tokio_rustls::client::TlsStream;
+
+fn connector(ca: &[u8], alpn: &[&[u8]]) -> TlsConnector {
+    use rustls_pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls_pki_types::CertificateDer::pem_slice_iter(ca) {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    TlsConnector::from(Arc::new(config))
+}
+
+async fn tls(
+    edge: SocketAddr,
+    local: &str,
+    ca: &[u8],
+    alpn: &[&[u8]],
+) -> TlsStream<tokio::net::TcpStream> {
+    let socket = TcpSocket::new_v4().unwrap();
+    socket.bind(format!("{local}:0").parse().unwrap()).unwrap();
+    let tcp = socket.connect(edge).await.unwrap();
+    let name = rustls_pki_types::ServerName::try_from("app.localhost").unwrap();
+    connector(ca, alpn).connect(name, tcp).await.unwrap()
+}
+
+/// Reads until the peer closes or `limit` passes; the bytes read and
+/// whether it closed.
+async fn read_until_closed(
+    stream: &mut TlsStream<tokio::net::TcpStream>,
+    limit: Duration,
+) -> (Vec<u8>, bool) {
+    let mut out = Vec::new();
+    let mut buf = [0u8; 4096];
+    let end = Instant::now() + limit;
+    loop {
+        let left = end.saturating_duration_since(Instant::now());
+        match tokio::time::timeout(left, stream.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => return (out, true),
+            Ok(Ok(n)) => out.extend_from_slice(&buf[..n]),
+            Err(_) => return (out, false),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slowloris_connections_are_closed_while_normal_clients_are_served() {
+    let up = Upstream::start("one").await;
+    let edge = TestEdge::start(
+        "header_timeout_ms = 1000",
+        &site(&["app.localhost"], &[up.addr], ""),
+    )
+    .await;
+    let addr = edge.https();
+    let ca = edge.ca.clone();
+    let started = Instant::now();
+    let mut slow = Vec::new();
+    for _ in 0..200 {
+        let ca = ca.clone();
+        slow.push(tokio::spawn(async move {
+            let mut stream = tls(addr, "127.0.0.5", &ca, &[b"http/1.1"]).await;
+            let _ = stream
+                .write_all(b"GET / HTTP/1.1\r\nHost: app.localhost\r\nX-Slow: ")
+                .await;
+            // One header byte every 300 ms, for at most 8 s.
+            for _ in 0..26 {
+                tokio::time::sleep(Duration::from_millis(300)).await;
+                if stream.write_all(b"a").await.is_err() || stream.flush().await.is_err() {
+                    return true;
+                }
+            }
+            let (_, closed) = read_until_closed(&mut stream, Duration::from_millis(100)).await;
+            closed
+        }));
+    }
+    let client = edge.client(&["app.localhost"], Some("127.0.0.6".parse().unwrap()));
+    for _ in 0..20 {
+        let response = client
+            .get(edge.url("app.localhost", "/"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            response.status(),
+            200,
+            "a normal client is served during the attack"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let mut closed = 0;
+    for s in slow {
+        if s.await.unwrap() {
+            closed += 1;
+        }
+    }
+    assert_eq!(
+        closed, 200,
+        "every slow connection was closed by the header timeout"
+    );
+    assert!(started.elapsed() < Duration::from_secs(20));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_requests_get_an_error_or_a_closed_connection_and_no_upstream_call() {
+    let up = Upstream::start("one").await;
+    let edge = TestEdge::start(
+        "max_header_bytes = 2048",
+        &site(&["app.localhost"], &[up.addr], ""),
+    )
+    .await;
+    let cases: [&[u8]; 5] = [
+        b"GARBAGE\r\n\r\n",
+        b"GET / HTTP/9.9\r\nHost: app.localhost\r\n\r\n",
+        b"GET /\x00 HTTP/1.1\r\nHost: app.localhost\r\n\r\n",
+        b"GET / HTTP/1.1\r\nHost: app.localhost\r\nContent-Length: 5\r\nContent-Length: 7\r\n\r\nhello",
+        b"GET / HTTP/1.1\r\nHost: app.localhost\r\nBad Header Line\r\n\r\n",
+    ];
+    for case in cases {
+        let mut stream = tls(edge.https(), "127.0.0.1", &edge.ca, &[b"http/1.1"]).await;
+        stream.write_all(case).await.unwrap();
+        let (answer, closed) = read_until_closed(&mut stream, Duration::from_secs(5)).await;
+        let text = String::from_utf8_lossy(&answer);
+        assert!(closed || text.starts_with("HTTP/1.1 4"), "{case:?}: {text}");
+        assert!(!text.starts_with("HTTP/1.1 2"), "{case:?}: {text}");
+    }
+    // Over-long header block, beyond what the parser buffers.
+    let mut stream = tls(edge.https(), "127.0.0.1", &edge.ca, &[b"http/1.1"]).await;
+    let long = format!(
+        "GET / HTTP/1.1\r\nHost: app.localhost\r\nX-A: {}\r\n\r\n",
+        "a".repeat(20_000)
+    );
+    let _ = stream.write_all(long.as_bytes()).await;
+    let (answer, closed) = read_until_closed(&mut stream, Duration::from_secs(5)).await;
+    let text = String::from_utf8_lossy(&answer);
+    assert!(closed || text.starts_with("HTTP/1.1 431"), "{text}");
+    assert_eq!(up.hits(), 0, "nothing reached the upstream");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_body_times_out() {
+    let up = Upstream::start("one").await;
+    let edge = TestEdge::start(
+        "body_timeout_ms = 500",
+        &site(&["app.localhost"], &[up.addr], ""),
+    )
+    .await;
+    let mut stream = tls(edge.https(), "127.0.0.1", &edge.ca, &[b"http/1.1"]).await;
+    stream
+        .write_all(
+            b"POST /echo HTTP/1.1\r\nHost: app.localhost\r\nContent-Length: 100\r\n\r\n0123456789",
+        )
+        .await
+        .unwrap();
+    let started = Instant::now();
+    let (answer, _) = read_until_closed(&mut stream, Duration::from_secs(5)).await;
+    let text = String::from_utf8_lossy(&answer);
+    assert!(text.starts_with("HTTP/1.1 408"), "{text}");
+    assert!(started.elapsed() < Duration::from_secs(3));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http2_rapid_reset_is_cut_off() {
+    let up = Upstream::start("one").await;
+    let edge = TestEdge::start(
+        "h2_max_pending_reset_streams = 20",
+        &site(&["app.localhost"], &[up.addr], ""),
+    )
+    .await;
+    let stream = tls(edge.https(), "127.0.0.1", &edge.ca, &[b"h2"]).await;
+    let (send, connection) = h2::client::handshake(stream).await.unwrap();
+    let driver = tokio::spawn(connection);
+    let mut refused = false;
+    for _ in 0..2000 {
+        let request = http::Request::get(format!("https://app.localhost:{}/", edge.https().port()))
+            .body(())
+            .unwrap();
+        match send.clone().ready().await {
+            Ok(mut ready) => match ready.send_request(request, false) {
+                Ok((_, mut body)) => body.send_reset(h2::Reason::CANCEL),
+                Err(_) => {
+                    refused = true;
+                    break;
+                }
+            },
+            Err(_) => {
+                refused = true;
+                break;
+            }
+        }
+    }
+    let _ = tokio::time::timeout(Duration::from_secs(5), driver).await;
+    assert!(refused || up.hits() < 2000, "the flood was not cut off");
+    assert!(
+        up.hits() < 200,
+        "{} requests reached the upstream",
+        up.hits()
+    );
+    let client = edge.client(&["app.localhost"], None);
+    assert_eq!(
+        client
+            .get(edge.url("app.localhost", "/"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_lets_requests_in_flight_finish() {
+    let up = Upstream::start("one").await;
+    let edge = TestEdge::start("", &site(&["app.localhost"], &[up.addr], "")).await;
+    let client = edge.client(&["app.localhost"], None);
+    let url = edge.url("app.localhost", "/slow");
+    let in_flight =
+        tokio::spawn(async move { client.get(url).send().await.map(|r| r.status().as_u16()) });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let addr = edge.https();
+    edge.edge.shutdown().await;
+    assert_eq!(in_flight.await.unwrap().unwrap(), 200);
+    assert!(
+        tokio::net::TcpStream::connect(addr).await.is_err(),
+        "no new connections after shutdown"
+    );
+}

@@ -1,0 +1,481 @@
+//! The edge on real loopback sockets: proxying, headers, redirects,
+//! routing, health, reloads, bans, metrics and the access log.
+
+mod common;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use common::{TestEdge, Upstream, eventually, site};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn proxies_over_http1_and_http2_with_security_headers() {
+    let up = Upstream::start("one").await;
+    let edge = TestEdge::start("", &site(&["app.localhost"], &[up.addr], "")).await;
+    let client = edge.client(&["app.localhost"], None);
+    for version_h2 in [false, true] {
+        let mut request = client.get(edge.url("app.localhost", "/hello?x=1"));
+        request = request
+            .header("x-forwarded-for", "6.6.6.6")
+            .header("x-forwarded-host", "evil.example")
+            .header("x-request-id", "client-chosen");
+        if !version_h2 {
+            request = request.version(reqwest::Version::HTTP_11);
+        }
+        let response = request.send().await.unwrap();
+        assert_eq!(response.status(), 200);
+        let h = response.headers();
+        assert_eq!(h["strict-transport-security"], "max-age=63072000");
+        assert_eq!(h["x-content-type-options"], "nosniff");
+        assert_eq!(h["referrer-policy"], "strict-origin-when-cross-origin");
+        assert_eq!(h["x-frame-options"], "SAMEORIGIN");
+        assert!(h.get("server").is_none(), "no server banner");
+        let id = h["x-request-id"].to_str().unwrap().to_owned();
+        assert_ne!(id, "client-chosen");
+        assert_eq!(response.text().await.unwrap(), "one");
+        let seen = up.last_headers.lock().unwrap().clone();
+        assert_eq!(
+            seen["x-forwarded-for"], "127.0.0.1",
+            "client copies are replaced"
+        );
+        assert_eq!(seen["x-forwarded-proto"], "https");
+        assert!(
+            seen["x-forwarded-host"]
+                .to_str()
+                .unwrap()
+                .starts_with("app.localhost")
+        );
+        assert_eq!(seen["x-request-id"].to_str().unwrap(), id);
+        assert_eq!(seen.get_all("x-forwarded-for").iter().count(), 1);
+    }
+    // An app's own framing policy wins.
+    let response = client
+        .get(edge.url("app.localhost", "/framed"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.headers()["x-frame-options"], "DENY");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plain_http_redirects_and_unknown_hosts_get_421_without_upstream_work() {
+    let up = Upstream::start("one").await;
+    let edge = TestEdge::start(
+        "",
+        &site(
+            &["app.localhost", "*.apps.localhost"],
+            &[up.addr],
+            "hsts_include_subdomains = true\nhsts_preload = true",
+        ),
+    )
+    .await;
+    let http = edge.edge.addrs().http;
+    let plain = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let response = plain
+        .post(format!("http://{http}/a/b?c=d"))
+        .header("host", "shop.apps.localhost")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 308);
+    assert_eq!(
+        response.headers()["location"],
+        format!(
+            "https://shop.apps.localhost:{}/a/b?c=d",
+            edge.https().port()
+        )
+        .as_str()
+    );
+    let response = plain
+        .get(format!("http://{http}/"))
+        .header("host", "evil.example")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 421);
+    let response = plain
+        .get(format!("http://{http}/.well-known/acme-challenge/unknown"))
+        .header("host", "app.localhost")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 404);
+
+    let client = edge.client(
+        &["app.localhost", "x.apps.localhost", "nobody.localhost"],
+        None,
+    );
+    let wild = client
+        .get(edge.url("x.apps.localhost", "/"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(wild.status(), 200);
+    assert_eq!(
+        wild.headers()["strict-transport-security"],
+        "max-age=63072000; includeSubDomains; preload"
+    );
+
+    let before = up.hits();
+    // A Host the certificate covers but no site serves, and an unknown SNI.
+    let h1 = reqwest::Client::builder()
+        .http1_only()
+        .add_root_certificate(reqwest::Certificate::from_pem(&edge.ca).unwrap())
+        .resolve("app.localhost", edge.https())
+        .build()
+        .unwrap();
+    let response = h1
+        .get(edge.url("app.localhost", "/"))
+        .header("host", "nobody.localhost")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 421);
+    let text = response.text().await.unwrap();
+    assert!(
+        !text.contains("app.localhost"),
+        "the 421 page names no site: {text}"
+    );
+    let insecure = reqwest::Client::builder()
+        .danger_accept_invalid_certs(true)
+        .resolve("nobody.localhost", edge.https())
+        .build()
+        .unwrap();
+    let response = insecure
+        .get(edge.url("nobody.localhost", "/"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 421);
+    assert_eq!(up.hits(), before, "no upstream work for unknown hosts");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bans_and_deny_lists_answer_403_before_any_upstream_work() {
+    let up = Upstream::start("one").await;
+    let edge = TestEdge::start(
+        "",
+        &(site(&["app.localhost"], &[up.addr], "")
+            + &site(
+                &["closed.localhost"],
+                &[up.addr],
+                "deny = [\"127.0.0.0/8\"]",
+            )),
+    )
+    .await;
+    let client = edge.client(&["app.localhost", "closed.localhost"], None);
+    assert_eq!(
+        client
+            .get(edge.url("closed.localhost", "/"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        403
+    );
+    edge.edge.ban(
+        "127.0.0.1/32".parse().unwrap(),
+        Duration::from_secs(60),
+        "test",
+    );
+    let before = up.hits();
+    assert_eq!(
+        client
+            .get(edge.url("app.localhost", "/"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        403
+    );
+    assert_eq!(up.hits(), before);
+    assert_eq!(edge.edge.bans().len(), 1);
+    assert!(edge.edge.unban("127.0.0.1/32".parse().unwrap()));
+    assert_eq!(
+        client
+            .get(edge.url("app.localhost", "/"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_from_one_address_is_limited_while_another_is_served() {
+    let up = Upstream::start("one").await;
+    let edge = TestEdge::start(
+        "requests_per_second = 20\nburst = 20",
+        &site(&["app.localhost"], &[up.addr], ""),
+    )
+    .await;
+    let flooder = edge.client(&["app.localhost"], Some("127.0.0.2".parse().unwrap()));
+    let neighbour = edge.client(&["app.localhost"], Some("127.0.0.3".parse().unwrap()));
+    let mut limited = 0;
+    let mut retry_after = None;
+    for _ in 0..200 {
+        let response = flooder
+            .get(edge.url("app.localhost", "/"))
+            .send()
+            .await
+            .unwrap();
+        if response.status() == 429 {
+            limited += 1;
+            retry_after = response.headers().get("retry-after").cloned();
+        }
+    }
+    assert!(limited >= 150, "{limited} of 200 limited");
+    assert!(retry_after.is_some(), "429 carries Retry-After");
+    for _ in 0..10 {
+        assert_eq!(
+            neighbour
+                .get(edge.url("app.localhost", "/"))
+                .send()
+                .await
+                .unwrap()
+                .status(),
+            200
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn size_limits_answer_413_and_431_without_upstream_work() {
+    let up = Upstream::start("one").await;
+    let edge = TestEdge::start(
+        "max_body_bytes = 1000\nmax_header_bytes = 2048",
+        &site(&["app.localhost"], &[up.addr], ""),
+    )
+    .await;
+    let client = edge.client(&["app.localhost"], None);
+    let before = up.hits();
+    let big = client
+        .post(edge.url("app.localhost", "/echo"))
+        .body(vec![b'x'; 5000])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(big.status(), 413);
+    let header = client
+        .get(edge.url("app.localhost", "/"))
+        .header("x-big", "y".repeat(3000))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(header.status(), 431);
+    assert_eq!(up.hits(), before);
+    // A streamed body with no length is cut off at the limit.
+    let stream = futures::stream::iter((0..10).map(|_| Ok::<_, std::io::Error>(vec![b'y'; 300])));
+    let streamed = client
+        .post(edge.url("app.localhost", "/echo"))
+        .body(reqwest::Body::wrap_stream(stream))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(streamed.status(), 413);
+    let ok = client
+        .post(edge.url("app.localhost", "/echo"))
+        .body(vec![b'x'; 900])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ok.text().await.unwrap(), "900");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_upstream_costs_under_one_percent_and_recovers() {
+    let mut a = Upstream::start("a").await;
+    let b = Upstream::start("b").await;
+    let edge = TestEdge::start(
+        "requests_per_second = 100000\nburst = 100000",
+        &site(&["app.localhost"], &[a.addr, b.addr], ""),
+    )
+    .await;
+    let client = edge.client(&["app.localhost"], None);
+    let failures = Arc::new(AtomicUsize::new(0));
+    let total = Arc::new(AtomicUsize::new(0));
+    let run = |n: usize| {
+        let client = client.clone();
+        let url = edge.url("app.localhost", "/");
+        let failures = failures.clone();
+        let total = total.clone();
+        tokio::spawn(async move {
+            for _ in 0..n {
+                total.fetch_add(1, Ordering::SeqCst);
+                match client.get(&url).send().await {
+                    Ok(r) if r.status() == 200 => {}
+                    _ => {
+                        failures.fetch_add(1, Ordering::SeqCst);
+                    }
+                }
+            }
+        })
+    };
+    let load: Vec<_> = (0..4).map(|_| run(300)).collect();
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    a.kill();
+    for l in load {
+        l.await.unwrap();
+    }
+    let failed = failures.load(Ordering::SeqCst);
+    assert!(
+        failed * 100 < total.load(Ordering::SeqCst),
+        "{failed} of {} failed",
+        total.load(Ordering::SeqCst)
+    );
+    a.revive().await;
+    let hits = a.hits();
+    assert!(
+        eventually(Duration::from_secs(5), || {
+            let c = client.clone();
+            let url = edge.url("app.localhost", "/");
+            std::thread::spawn(move || {
+                tokio::runtime::Runtime::new()
+                    .unwrap()
+                    .block_on(async { c.get(url).send().await.is_ok() })
+            })
+            .join()
+            .unwrap();
+            a.hits() > hits
+        })
+        .await,
+        "the revived upstream gets traffic again"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn twenty_reloads_during_load_fail_no_request() {
+    let a = Upstream::start("a").await;
+    let b = Upstream::start("b").await;
+    let edge = TestEdge::start(
+        "requests_per_second = 100000\nburst = 100000",
+        &site(&["app.localhost"], &[a.addr], ""),
+    )
+    .await;
+    let client = edge.client(&["app.localhost"], None);
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let failures = Arc::new(AtomicUsize::new(0));
+    let total = Arc::new(AtomicUsize::new(0));
+    let mut load = Vec::new();
+    for _ in 0..4 {
+        let (client, url, stop, failures, total) = (
+            client.clone(),
+            edge.url("app.localhost", "/"),
+            stop.clone(),
+            failures.clone(),
+            total.clone(),
+        );
+        load.push(tokio::spawn(async move {
+            while !stop.load(Ordering::SeqCst) {
+                total.fetch_add(1, Ordering::SeqCst);
+                match client.get(&url).send().await {
+                    Ok(r) if r.status() == 200 => {}
+                    _ => {
+                        failures.fetch_add(1, Ordering::SeqCst);
+                    }
+                }
+            }
+        }));
+    }
+    for i in 0..20 {
+        let upstreams = if i % 2 == 0 {
+            vec![a.addr, b.addr]
+        } else {
+            vec![b.addr]
+        };
+        let text = common::config_text(
+            edge.dir.path(),
+            "requests_per_second = 100000\nburst = 100000",
+            &site(&["app.localhost"], &upstreams, ""),
+        );
+        let config = rampart_edge::EdgeConfig::from_toml(&text).unwrap();
+        edge.edge.apply(config.routes).unwrap();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    stop.store(true, Ordering::SeqCst);
+    for l in load {
+        l.await.unwrap();
+    }
+    assert!(total.load(Ordering::SeqCst) > 100);
+    assert_eq!(
+        failures.load(Ordering::SeqCst),
+        0,
+        "of {}",
+        total.load(Ordering::SeqCst)
+    );
+    assert!(b.hits() > 0, "the new table took effect");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_and_access_events() {
+    let up = Upstream::start("one").await;
+    let edge = TestEdge::start("", &site(&["app.localhost"], &[up.addr], "")).await;
+    let mut events = edge.edge.subscribe();
+    let client = edge.client(&["app.localhost"], None);
+    client
+        .get(edge.url("app.localhost", "/x"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let event = tokio::time::timeout(Duration::from_secs(5), events.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(event.status, 200);
+    assert_eq!(event.path, "/x");
+    assert_eq!(
+        event.upstream.as_deref(),
+        Some(up.addr.to_string().as_str())
+    );
+    assert_eq!(event.tls_version, Some("TLSv1.3"));
+    assert_eq!(event.bytes_out, 3);
+    let admin = edge.edge.addrs().admin.unwrap();
+    let text = reqwest::get(format!("http://{admin}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for name in [
+        "rampart_edge_requests_total{site=\"app.localhost\",class=\"2xx\"} 1",
+        "rampart_edge_upstream_healthy{",
+        "rampart_edge_open_connections",
+        "rampart_edge_certificate_expiry_seconds{host=\"app.localhost\"}",
+    ] {
+        assert!(text.contains(name), "{name} missing from\n{text}");
+    }
+    let log = edge.dir.path().join("access.jsonl");
+    assert!(
+        eventually(Duration::from_secs(5), || std::fs::read_to_string(&log)
+            .is_ok_and(|t| t.contains("\"path\":\"/x\"")))
+        .await,
+        "the access log has the request"
+    );
+    let line = std::fs::read_to_string(&log).unwrap();
+    let first: serde_json::Value = serde_json::from_str(line.lines().next().unwrap()).unwrap();
+    for key in [
+        "time",
+        "client_ip",
+        "host",
+        "method",
+        "path",
+        "status",
+        "bytes_in",
+        "bytes_out",
+        "duration_ms",
+        "upstream",
+        "request_id",
+        "tls_version",
+        "shield",
+    ] {
+        assert!(first.get(key).is_some(), "{key} missing in {first}");
+    }
+}
