@@ -58,6 +58,12 @@ impl AccessLog {
         Ok(Self { bus, file })
     }
 
+    /// Whether anyone takes events: a log file or a subscriber. When not,
+    /// requests skip building them.
+    pub fn is_active(&self) -> bool {
+        self.file.is_some() || self.bus.receiver_count() > 0
+    }
+
     pub fn subscribe(&self) -> broadcast::Receiver<Arc<AccessEvent>> {
         self.bus.subscribe()
     }

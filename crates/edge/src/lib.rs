@@ -294,8 +294,17 @@ impl Edge {
             }
         }
         let pools = self.registry.pools(routes.sites(), &self.shared.client);
+        let counters = routes
+            .sites()
+            .iter()
+            .map(|s| self.shared.metrics.site_counters(&s.name()))
+            .collect();
         self.certs.replace(certs);
-        self.shared.table.store(Arc::new(Table { routes, pools }));
+        self.shared.table.store(Arc::new(Table {
+            routes,
+            pools,
+            counters,
+        }));
         for hosts in orders {
             self.order(hosts);
         }

@@ -30,6 +30,17 @@ pub struct CertLabels {
     pub host: String,
 }
 
+/// Request counters of one site, for status classes 1xx to 5xx.
+#[derive(Debug, Clone)]
+pub struct SiteCounters([Counter; 5]);
+
+impl SiteCounters {
+    pub fn count(&self, status: u16) {
+        let class = usize::from(status / 100).clamp(1, 5) - 1;
+        self.0[class].inc();
+    }
+}
+
 /// Every metric of the edge.
 #[derive(Debug)]
 pub struct Metrics {
@@ -94,13 +105,20 @@ impl Metrics {
     }
 
     pub fn request(&self, site: &str, status: u16) {
-        let class = format!("{}xx", status / 100);
-        self.requests
-            .get_or_create(&RequestLabels {
-                site: site.to_owned(),
-                class,
-            })
-            .inc();
+        self.site_counters(site).count(status);
+    }
+
+    /// The request counters of one site by status class, to be kept with
+    /// the route table so the request path only increments.
+    pub fn site_counters(&self, site: &str) -> SiteCounters {
+        SiteCounters(std::array::from_fn(|class| {
+            self.requests
+                .get_or_create(&RequestLabels {
+                    site: site.to_owned(),
+                    class: format!("{}xx", class + 1),
+                })
+                .clone()
+        }))
     }
 
     pub fn shield(&self, kind: crate::shield::ShieldAction) {

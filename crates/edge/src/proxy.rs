@@ -54,6 +54,8 @@ pub struct Table {
     pub routes: RouteTable,
     /// One pool per site, in the table's order.
     pub pools: Vec<Arc<Pool>>,
+    /// Request counters per site, in the table's order.
+    pub counters: Vec<crate::metrics::SiteCounters>,
 }
 
 /// Tokens and key authorizations for ACME HTTP-01 challenges.
@@ -243,6 +245,7 @@ struct Meta {
     request_id: String,
     tls_version: Option<&'static str>,
     site: String,
+    counters: Option<crate::metrics::SiteCounters>,
     bytes_in: Arc<AtomicU64>,
 }
 
@@ -254,9 +257,15 @@ fn finish(
     shield: Option<ShieldAction>,
     bytes_out: u64,
 ) {
-    shared.metrics.request(&meta.site, status.as_u16());
+    match &meta.counters {
+        Some(counters) => counters.count(status.as_u16()),
+        None => shared.metrics.request(&meta.site, status.as_u16()),
+    }
     if let Some(kind) = shield {
         shared.metrics.shield(kind);
+    }
+    if !shared.access.is_active() {
+        return;
     }
     shared.access.emit(AccessEvent {
         time: now_rfc3339(),
@@ -384,6 +393,7 @@ pub async fn handle_https(
         request_id: request_id(),
         tls_version: conn.tls_version,
         site: String::from("-"),
+        counters: None,
         bytes_in: Arc::new(AtomicU64::new(0)),
     };
     if shared.shields.is_banned(client) {
@@ -410,6 +420,7 @@ pub async fn handle_https(
         );
     };
     meta.site = site.name();
+    meta.counters = table.counters.get(index).cloned();
     if !site.admits(client) {
         return local(
             &shared,
@@ -642,6 +653,7 @@ pub async fn handle_http(
         request_id: request_id(),
         tls_version: None,
         site: "-".into(),
+        counters: None,
         bytes_in: Arc::new(AtomicU64::new(0)),
     };
     if let Some(token) = req

@@ -1,0 +1,213 @@
+#!/usr/bin/env bash
+# Edge benchmark: Rampart's edge against nginx, HAProxy and Caddy as reverse
+# proxies in front of the same trivial upstream (nginx returning a 19-byte
+# body), in one run on this machine, over loopback. Every proxy gets one
+# worker thread or process (TOKIO_WORKER_THREADS=1 for Rampart, GOMAXPROCS=1
+# for Caddy), access logs off, and Rampart's shields on with limits too high
+# to trigger. Load: wrk -t1 -c32 -d${DURATION}s.
+#
+# Rows: direct to the upstream; plain-HTTP proxying (Rampart serves only
+# redirects on plain HTTP, by design, so its HTTPS figure stands in);
+# HTTPS with keep-alive; HTTPS with a new TLS connection per request;
+# Rampart with its access log on; p99 latency at half of each proxy's
+# keep-alive saturation (wrk pacing each connection with delay()); peak RSS
+# of each proxy holding 10,000 idle keep-alive HTTPS connections.
+#
+# HAProxy derives its file-descriptor needs from maxconn (two per
+# connection); with this machine's hard limit of 20,000 descriptors it can
+# hold at most about 9,900 connections, so its idle row says how many it
+# took.
+#
+# Ratios are Rampart's figure divided by the other's (above 1.0 is better for
+# Rampart; for latency and memory, the other's divided by Rampart's).
+#
+# Usage: bench/edge.sh [DURATION_SECONDS]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+DURATION="${1:-8}"
+work=$(mktemp -d /tmp/rampart-bench-edge.XXXXXX)
+pids=()
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
+trap cleanup EXIT
+
+need() { command -v "$1" >/dev/null 2>&1 || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$2" >/dev/null; }; }
+need wrk wrk; need nginx nginx; need haproxy haproxy; need caddy caddy; need openssl openssl; need bc bc
+ulimit -n "$(ulimit -Hn)"
+
+cargo build --release --locked -q -p rampart
+rampart="$PWD/target/release/rampart"
+
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 30 \
+  -keyout "$work/key.pem" -out "$work/cert.pem" -subj /CN=localhost \
+  -addext subjectAltName=DNS:localhost 2>/dev/null
+cat "$work/cert.pem" "$work/key.pem" > "$work/combined.pem"
+
+cat > "$work/upstream.conf" <<CONF
+worker_processes 1; daemon off; pid $work/upstream.pid; error_log $work/upstream.err warn;
+events { worker_connections 20000; }
+http { access_log off; default_type text/plain;
+  server { listen 127.0.0.1:19100 backlog=4096; location / { return 200 "0123456789abcdefgh\n"; } } }
+CONF
+cat > "$work/nginx.conf" <<CONF
+worker_processes 1; daemon off; pid $work/nginx.pid; error_log $work/nginx.err warn;
+worker_rlimit_nofile 20000;
+events { worker_connections 30000; }
+http { access_log off;
+  upstream up { server 127.0.0.1:19100; keepalive 128; }
+  server { listen 127.0.0.1:19201 backlog=4096;
+    location / { proxy_pass http://up; proxy_http_version 1.1; proxy_set_header Connection ""; } }
+  server { listen 127.0.0.1:19202 ssl backlog=4096; ssl_certificate $work/cert.pem; ssl_certificate_key $work/key.pem;
+    ssl_protocols TLSv1.2 TLSv1.3; keepalive_requests 1000000; keepalive_timeout 120s;
+    location / { proxy_pass http://up; proxy_http_version 1.1; proxy_set_header Connection ""; } } }
+CONF
+cat > "$work/haproxy.cfg" <<CONF
+global
+  nbthread 1
+  maxconn 9900
+defaults
+  mode http
+  timeout connect 5s
+  timeout client 120s
+  timeout server 60s
+  http-reuse always
+frontend fe_http
+  bind 127.0.0.1:19301
+  default_backend be
+frontend fe_https
+  bind 127.0.0.1:19302 ssl crt $work/combined.pem alpn http/1.1
+  default_backend be
+backend be
+  server s1 127.0.0.1:19100
+CONF
+cat > "$work/Caddyfile" <<CONF
+{
+  auto_https off
+  admin off
+}
+http://localhost:19401 {
+  reverse_proxy 127.0.0.1:19100
+}
+https://localhost:19402 {
+  tls $work/cert.pem $work/key.pem
+  reverse_proxy 127.0.0.1:19100
+}
+CONF
+edge_conf() { # PORT_BASE ACCESS_LOG
+  cat <<CONF
+[listen]
+http = "127.0.0.1:$(( $1 + 1 ))"
+https = "127.0.0.1:$(( $1 + 2 ))"
+admin = ""
+[tls]
+state_dir = "$work/state-$1"
+[limits]
+requests_per_second = 100000000
+burst = 100000000
+connections_per_ip = 1000000
+max_connections = 1000000
+[log]
+access = "$2"
+[[site]]
+hosts = ["localhost"]
+tls = "files"
+cert = "$work/cert.pem"
+key = "$work/key.pem"
+upstreams = ["127.0.0.1:19100"]
+health_path = "/"
+health_interval_ms = 5000
+CONF
+}
+edge_conf 19500 "" > "$work/edge.toml"
+edge_conf 19600 "$work/access.jsonl" > "$work/edge-log.toml"
+
+nginx -c "$work/upstream.conf" & pids+=($!)
+nginx -c "$work/nginx.conf" & pids+=($!); nginx_pid=$!
+haproxy -f "$work/haproxy.cfg" -q & pids+=($!); haproxy_pid=$!
+GOMAXPROCS=1 caddy run --config "$work/Caddyfile" --adapter caddyfile >/dev/null 2>&1 & pids+=($!); caddy_pid=$!
+TOKIO_WORKER_THREADS=1 RUST_LOG=warn "$rampart" edge --config "$work/edge.toml" >/dev/null & pids+=($!); rampart_pid=$!
+TOKIO_WORKER_THREADS=1 RUST_LOG=warn "$rampart" edge --config "$work/edge-log.toml" >/dev/null & pids+=($!); rampart_log_pid=$!
+for port in 19100 19201 19202 19301 19302 19401 19402 19502 19602; do
+  for _ in $(seq 100); do (echo > /dev/tcp/127.0.0.1/$port) 2>/dev/null && break; sleep 0.1; done
+done
+sleep 1
+# nginx serves from a worker process, not the master started above.
+nginx_pid=$(pgrep -P "$nginx_pid" | head -1)
+
+rps() { # URL [wrk args...]
+  local url=$1; shift
+  wrk -t1 -c32 -d"${DURATION}s" "$@" "$url" 2>/dev/null | awk '/Requests\/sec/ {print int($2)}'
+}
+ratio() { echo "scale=2; $1 / $2" | bc -l; }
+
+declare -A R
+R[direct]=$(rps http://127.0.0.1:19100/)
+R[nginx_http]=$(rps http://127.0.0.1:19201/)
+R[haproxy_http]=$(rps http://127.0.0.1:19301/)
+R[caddy_http]=$(rps http://localhost:19401/)
+R[nginx_https]=$(rps https://localhost:19202/)
+R[haproxy_https]=$(rps https://localhost:19302/)
+R[caddy_https]=$(rps https://localhost:19402/)
+R[rampart_https]=$(rps https://localhost:19502/)
+R[rampart_log]=$(rps https://localhost:19602/)
+R[nginx_new]=$(rps https://localhost:19202/ -H "Connection: close")
+R[haproxy_new]=$(rps https://localhost:19302/ -H "Connection: close")
+R[caddy_new]=$(rps https://localhost:19402/ -H "Connection: close")
+R[rampart_new]=$(rps https://localhost:19502/ -H "Connection: close")
+
+# p99 at half of keep-alive saturation: each connection waits 2 ms between
+# requests, so N connections offer at most N * 500 requests per second.
+cat > "$work/pace.lua" <<'LUA'
+function delay() return 2 end
+LUA
+p99() { # URL SATURATION
+  local conns=$(( $2 / 1000 )); [ "$conns" -lt 1 ] && conns=1
+  wrk -t1 -c"$conns" -d"${DURATION}s" --latency -s "$work/pace.lua" "$1" 2>/dev/null \
+    | awk '/^ +99%/ {v=$2; if (v ~ /us$/) {sub(/us/,"",v); v=v/1000} else if (v ~ /ms$/) {sub(/ms/,"",v)} else if (v ~ /s$/) {sub(/s/,"",v); v=v*1000}; print v}'
+}
+P_rampart=$(p99 https://localhost:19502/ "${R[rampart_https]}")
+P_nginx=$(p99 https://localhost:19202/ "${R[nginx_https]}")
+P_haproxy=$(p99 https://localhost:19302/ "${R[haproxy_https]}")
+
+# Peak RSS holding 10,000 idle keep-alive HTTPS connections.
+cat > "$work/idle.py" <<'PY'
+import asyncio, ssl, sys
+port, count = int(sys.argv[1]), int(sys.argv[2])
+ctx = ssl.create_default_context(); ctx.check_hostname = False; ctx.verify_mode = ssl.CERT_NONE
+async def one(sem):
+    async with sem:
+        r, w = await asyncio.open_connection("127.0.0.1", port, ssl=ctx, server_hostname="localhost")
+        w.write(b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n"); await w.drain()
+        await r.readuntil(b"\r\n\r\n"); await r.readexactly(19)
+        return w
+async def main():
+    sem = asyncio.Semaphore(200)
+    writers = await asyncio.gather(*(one(sem) for _ in range(count)), return_exceptions=True)
+    ok = sum(1 for w in writers if not isinstance(w, Exception))
+    print(ok, flush=True)
+    await asyncio.sleep(3)
+asyncio.run(main())
+PY
+idle_rss() { # PORT PID -> "connections peak_kib"
+  local ok; ok=$(python3 "$work/idle.py" "$1" 10000 | head -1)
+  echo "$ok $(awk '/VmHWM/ {print $2}' /proc/"$2"/status)"
+}
+read -r I_rampart M_rampart < <(idle_rss 19502 "$rampart_pid")
+read -r I_nginx M_nginx < <(idle_rss 19202 "$nginx_pid")
+read -r I_haproxy M_haproxy < <(idle_rss 19302 "$haproxy_pid")
+
+echo "edge benchmark: $(nproc) cores, wrk -t1 -c32 -d${DURATION}s, one worker per proxy, 19-byte upstream body"
+echo "nginx $(nginx -v 2>&1 | cut -d/ -f2), HAProxy $(haproxy -v | head -1 | awk '{print $3}'), Caddy $(caddy version | awk '{print $1}')"
+printf '\n%-44s %10s\n' "row" "req/s"
+printf '%-44s %10s\n' "direct to the upstream" "${R[direct]}"
+for p in nginx haproxy caddy; do printf '%-44s %10s\n' "$p, plain HTTP" "${R[${p}_http]}"; done
+for p in nginx haproxy caddy rampart; do printf '%-44s %10s\n' "$p, HTTPS keep-alive" "${R[${p}_https]}"; done
+for p in nginx haproxy caddy rampart; do printf '%-44s %10s\n' "$p, HTTPS new connection per request" "${R[${p}_new]}"; done
+printf '%-44s %10s\n' "rampart, HTTPS keep-alive, access log on" "${R[rampart_log]}"
+printf '\n%-44s %10s %10s %10s\n' "Rampart's ratio to" "nginx" "HAProxy" "Caddy"
+printf '%-44s %10s %10s %10s\n' "plain HTTP (Rampart over HTTPS)" "$(ratio "${R[rampart_https]}" "${R[nginx_http]}")" "$(ratio "${R[rampart_https]}" "${R[haproxy_http]}")" "$(ratio "${R[rampart_https]}" "${R[caddy_http]}")"
+printf '%-44s %10s %10s %10s\n' "HTTPS keep-alive" "$(ratio "${R[rampart_https]}" "${R[nginx_https]}")" "$(ratio "${R[rampart_https]}" "${R[haproxy_https]}")" "$(ratio "${R[rampart_https]}" "${R[caddy_https]}")"
+printf '%-44s %10s %10s %10s\n' "HTTPS new connection per request" "$(ratio "${R[rampart_new]}" "${R[nginx_new]}")" "$(ratio "${R[rampart_new]}" "${R[haproxy_new]}")" "$(ratio "${R[rampart_new]}" "${R[caddy_new]}")"
+printf '\n%-44s %10s %10s %10s\n' "" "rampart" "nginx" "HAProxy"
+printf '%-44s %9sms %9sms %9sms\n' "p99 at half of keep-alive saturation" "$P_rampart" "$P_nginx" "$P_haproxy"
+printf '%-44s %8sMiB %8sMiB %8sMiB\n' "peak RSS, 10,000 idle HTTPS connections" "$((M_rampart / 1024))" "$((M_nginx / 1024))" "$((M_haproxy / 1024))"
+printf '%-44s %10s %10s %10s\n' "idle connections established" "$I_rampart" "$I_nginx" "$I_haproxy"
