@@ -109,13 +109,15 @@ pub struct Conn {
     pub tls_version: Option<&'static str>,
 }
 
-/// Request body with a size limit and a stall timeout.
+/// Request body with a size limit and a stall timeout. The timer is
+/// created only when the body first makes the reader wait.
 struct GuardedBody {
     inner: Incoming,
     limit: u64,
     seen: Arc<AtomicU64>,
     timeout: Duration,
-    sleep: Pin<Box<Sleep>>,
+    last: tokio::time::Instant,
+    sleep: Option<Pin<Box<Sleep>>>,
 }
 
 impl Body for GuardedBody {
@@ -136,16 +138,27 @@ impl Body for GuardedBody {
                         return Poll::Ready(Some(Err(BodyError::TooLarge)));
                     }
                 }
-                let deadline = tokio::time::Instant::now() + this.timeout;
-                this.sleep.as_mut().reset(deadline);
+                this.last = tokio::time::Instant::now();
                 Poll::Ready(Some(Ok(frame)))
             }
             Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(BodyError::Hyper(e)))),
             Poll::Ready(None) => Poll::Ready(None),
-            Poll::Pending => match this.sleep.as_mut().poll(cx) {
-                Poll::Ready(()) => Poll::Ready(Some(Err(BodyError::Timeout))),
-                Poll::Pending => Poll::Pending,
-            },
+            Poll::Pending => {
+                let deadline = this.last + this.timeout;
+                let sleep = this
+                    .sleep
+                    .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
+                loop {
+                    if sleep.as_mut().poll(cx).is_pending() {
+                        return Poll::Pending;
+                    }
+                    let deadline = this.last + this.timeout;
+                    if tokio::time::Instant::now() >= deadline {
+                        return Poll::Ready(Some(Err(BodyError::Timeout)));
+                    }
+                    sleep.as_mut().reset(deadline);
+                }
+            }
         }
     }
 
@@ -492,7 +505,8 @@ async fn proxy(
         limit: limits.max_body_bytes,
         seen: meta.bytes_in.clone(),
         timeout: limits.body_timeout,
-        sleep: Box::pin(tokio::time::sleep(limits.body_timeout)),
+        last: tokio::time::Instant::now(),
+        sleep: None,
     };
     let mut body = Some(guarded.boxed());
 

@@ -29,9 +29,13 @@ use crate::config::Limits;
 use crate::proxy::{BoxBody, Conn, Shared, handle_http, handle_https};
 
 /// A stream that fails once neither side has moved a byte for `idle`.
+///
+/// I/O only records the time; the timer is re-armed when it fires early,
+/// so a busy connection costs no timer operations per read or write.
 struct IdleIo<T> {
     inner: T,
     idle: Duration,
+    last: tokio::time::Instant,
     sleep: Pin<Box<Sleep>>,
 }
 
@@ -40,17 +44,26 @@ impl<T> IdleIo<T> {
         Self {
             inner,
             idle,
+            last: tokio::time::Instant::now(),
             sleep: Box::pin(tokio::time::sleep(idle)),
         }
     }
 
     fn touch(&mut self) {
-        let deadline = tokio::time::Instant::now() + self.idle;
-        self.sleep.as_mut().reset(deadline);
+        self.last = tokio::time::Instant::now();
     }
 
     fn expired(&mut self, cx: &mut Context<'_>) -> bool {
-        self.sleep.as_mut().poll(cx).is_ready()
+        loop {
+            if self.sleep.as_mut().poll(cx).is_pending() {
+                return false;
+            }
+            let deadline = self.last + self.idle;
+            if tokio::time::Instant::now() >= deadline {
+                return true;
+            }
+            self.sleep.as_mut().reset(deadline);
+        }
     }
 }
 

@@ -243,3 +243,48 @@ async fn shutdown_lets_requests_in_flight_finish() {
         "no new connections after shutdown"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_connections_are_closed_and_connection_caps_hold() {
+    let up = Upstream::start("one").await;
+    let edge = TestEdge::start(
+        "idle_timeout_ms = 500\nconnections_per_ip = 5",
+        &site(&["app.localhost"], &[up.addr], ""),
+    )
+    .await;
+    // A keep-alive connection that goes quiet after one request is closed.
+    let mut stream = tls(edge.https(), "127.0.0.1", &edge.ca, &[b"http/1.1"]).await;
+    stream
+        .write_all(b"GET / HTTP/1.1\r\nHost: app.localhost\r\n\r\n")
+        .await
+        .unwrap();
+    let started = Instant::now();
+    let (answer, closed) = read_until_closed(&mut stream, Duration::from_secs(5)).await;
+    assert!(String::from_utf8_lossy(&answer).starts_with("HTTP/1.1 200"));
+    assert!(closed, "the idle connection stayed open");
+    assert!(started.elapsed() < Duration::from_secs(3));
+
+    // Five connections from one address are allowed; the sixth is closed.
+    let mut held = Vec::new();
+    for _ in 0..5 {
+        held.push(tls(edge.https(), "127.0.0.7", &edge.ca, &[b"http/1.1"]).await);
+    }
+    let socket = TcpSocket::new_v4().unwrap();
+    socket.bind("127.0.0.7:0".parse().unwrap()).unwrap();
+    let tcp = socket.connect(edge.https()).await.unwrap();
+    let name = rustls_pki_types::ServerName::try_from("app.localhost").unwrap();
+    let sixth = connector(&edge.ca, &[b"http/1.1"]).connect(name, tcp).await;
+    assert!(sixth.is_err(), "the sixth connection got through");
+    // Another address is not affected.
+    let client = edge.client(&["app.localhost"], Some("127.0.0.8".parse().unwrap()));
+    assert_eq!(
+        client
+            .get(edge.url("app.localhost", "/"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    drop(held);
+}

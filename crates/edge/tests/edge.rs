@@ -479,3 +479,62 @@ async fn metrics_and_access_events() {
         assert!(first.get(key).is_some(), "{key} missing in {first}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn certificates_from_files_are_served_and_bad_files_are_refused_without_change() {
+    let up = Upstream::start("files").await;
+    let dir = tempfile::tempdir().unwrap();
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let ca = ca_params.self_signed(&ca_key).unwrap();
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = rcgen::CertificateParams::new(vec!["files.localhost".to_owned()])
+        .unwrap()
+        .signed_by(&key, &ca, &ca_key)
+        .unwrap();
+    let (cert_path, key_path) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    std::fs::write(&cert_path, cert.pem()).unwrap();
+    std::fs::write(&key_path, key.serialize_pem()).unwrap();
+    let files = format!(
+        "tls = \"files\"\ncert = \"{}\"\nkey = \"{}\"",
+        cert_path.display(),
+        key_path.display()
+    );
+    let edge = TestEdge::start("", &site(&["files.localhost"], &[up.addr], &files)).await;
+    let client = reqwest::Client::builder()
+        .use_rustls_tls()
+        .tls_built_in_root_certs(false)
+        .add_root_certificate(reqwest::Certificate::from_pem(ca.pem().as_bytes()).unwrap())
+        .resolve("files.localhost", edge.https())
+        .build()
+        .unwrap();
+    let url = edge.url("files.localhost", "/");
+    assert_eq!(
+        client.get(&url).send().await.unwrap().text().await.unwrap(),
+        "files"
+    );
+
+    // A table whose key file is garbage is refused, and the old one stays.
+    let bad_key = dir.path().join("bad.pem");
+    std::fs::write(&bad_key, "not a key").unwrap();
+    let bad = format!(
+        "tls = \"files\"\ncert = \"{}\"\nkey = \"{}\"",
+        cert_path.display(),
+        bad_key.display()
+    );
+    let text = common::config_text(
+        edge.dir.path(),
+        "",
+        &site(&["files.localhost"], &[up.addr], &bad),
+    );
+    let err = edge
+        .edge
+        .apply(rampart_edge::EdgeConfig::from_toml(&text).unwrap().routes)
+        .unwrap_err();
+    assert!(err.to_string().contains("files.localhost"), "{err}");
+    assert_eq!(
+        client.get(&url).send().await.unwrap().text().await.unwrap(),
+        "files"
+    );
+}
