@@ -8,8 +8,6 @@
 //! another row fails to open instead of leaking into the wrong app.
 
 use std::fs;
-use std::io::Write;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use chacha20poly1305::aead::{Aead, AeadCore, KeyInit, OsRng, Payload};
@@ -170,25 +168,13 @@ impl MasterKey {
     }
 }
 
-/// Writes a file readable only by its owner (mode 0600). With `replace`
-/// false the file must not exist yet.
-pub fn write_private(path: &Path, contents: &[u8], replace: bool) -> std::io::Result<()> {
-    let mut options = fs::OpenOptions::new();
-    options.write(true).mode(0o600);
-    if replace {
-        options.create(true).truncate(true);
-    } else {
-        options.create_new(true);
-    }
-    let mut file = options.open(path)?;
-    // The mode above applies only to new files.
-    file.set_permissions(fs::Permissions::from_mode(0o600))?;
-    file.write_all(contents)?;
-    file.sync_all()
-}
+/// Private files (mode 0600) are written the same way everywhere.
+pub use rampart_edge::pki::write_private;
 
 #[cfg(test)]
 mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
     use super::*;
 
     #[test]
