@@ -20,7 +20,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// Rampart: a security-first, self-hosted application platform.
 #[derive(Debug, Parser)]
-#[command(name = "rampart", version, about, propagate_version = true)]
+#[command(name = "rampart", version, propagate_version = true)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
