@@ -34,6 +34,13 @@ need() { command -v "$1" >/dev/null 2>&1 || { apt-get update -qq && DEBIAN_FRONT
 need wrk wrk; need nginx nginx; need haproxy haproxy; need caddy caddy; need openssl openssl; need bc bc
 ulimit -n "$(ulimit -Hn)"
 
+for port in 19100 19201 19202 19301 19302 19401 19402 19501 19502 19601 19602; do
+  if (echo > /dev/tcp/127.0.0.1/$port) 2>/dev/null; then
+    echo "bench/edge.sh: port $port is in use; stop whatever listens there first" >&2
+    exit 1
+  fi
+done
+
 cargo build --release --locked -q -p rampart
 rampart="$PWD/target/release/rampart"
 
