@@ -215,15 +215,7 @@ async fn http2_rapid_reset_is_cut_off() {
         up.hits()
     );
     let client = edge.client(&["app.localhost"], None);
-    assert_eq!(
-        client
-            .get(edge.url("app.localhost", "/"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        200
-    );
+    assert_eq!(edge.status(&client, "app.localhost", "/").await, 200);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -277,14 +269,6 @@ async fn idle_connections_are_closed_and_connection_caps_hold() {
     assert!(sixth.is_err(), "the sixth connection got through");
     // Another address is not affected.
     let client = edge.client(&["app.localhost"], Some("127.0.0.8".parse().unwrap()));
-    assert_eq!(
-        client
-            .get(edge.url("app.localhost", "/"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        200
-    );
+    assert_eq!(edge.status(&client, "app.localhost", "/").await, 200);
     drop(held);
 }

@@ -168,42 +168,18 @@ async fn bans_and_deny_lists_answer_403_before_any_upstream_work() {
     )
     .await;
     let client = edge.client(&["app.localhost", "closed.localhost"], None);
-    assert_eq!(
-        client
-            .get(edge.url("closed.localhost", "/"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        403
-    );
+    assert_eq!(edge.status(&client, "closed.localhost", "/").await, 403);
     edge.edge.ban(
         "127.0.0.1/32".parse().unwrap(),
         Duration::from_secs(60),
         "test",
     );
     let before = up.hits();
-    assert_eq!(
-        client
-            .get(edge.url("app.localhost", "/"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        403
-    );
+    assert_eq!(edge.status(&client, "app.localhost", "/").await, 403);
     assert_eq!(up.hits(), before);
     assert_eq!(edge.edge.bans().len(), 1);
     assert!(edge.edge.unban("127.0.0.1/32".parse().unwrap()));
-    assert_eq!(
-        client
-            .get(edge.url("app.localhost", "/"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        200
-    );
+    assert_eq!(edge.status(&client, "app.localhost", "/").await, 200);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -232,15 +208,7 @@ async fn a_flood_from_one_address_is_limited_while_another_is_served() {
     assert!(limited >= 150, "{limited} of 200 limited");
     assert!(retry_after.is_some(), "429 carries Retry-After");
     for _ in 0..10 {
-        assert_eq!(
-            neighbour
-                .get(edge.url("app.localhost", "/"))
-                .send()
-                .await
-                .unwrap()
-                .status(),
-            200
-        );
+        assert_eq!(edge.status(&neighbour, "app.localhost", "/").await, 200);
     }
 }
 

@@ -194,6 +194,17 @@ impl TestEdge {
     pub fn url(&self, host: &str, path: &str) -> String {
         format!("https://{host}:{}{path}", self.https().port())
     }
+
+    /// The status of a GET through `client`.
+    pub async fn status(&self, client: &reqwest::Client, host: &str, path: &str) -> u16 {
+        client
+            .get(self.url(host, path))
+            .send()
+            .await
+            .expect("the request reaches the edge")
+            .status()
+            .as_u16()
+    }
 }
 
 /// Polls `check` until it holds or `deadline` passes.
