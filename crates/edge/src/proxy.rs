@@ -23,7 +23,7 @@ use crate::config::Limits;
 use crate::metrics::Metrics;
 use crate::routes::{RouteTable, SiteSpec};
 use crate::shield::{ShieldAction, Shields};
-use crate::upstream::{HttpClient, Pool};
+use crate::upstream::{HttpClient, Pool, SendError};
 
 /// Why a body stopped.
 #[derive(Debug, thiserror::Error)]
@@ -544,6 +544,7 @@ async fn proxy(
         .to_owned();
 
     let mut tried: Vec<SocketAddr> = Vec::new();
+    let mut retried_stale = false;
     loop {
         let Some(upstream) = pool.as_ref().and_then(|p| p.pick(&tried)) else {
             let text = "Service Unavailable: no healthy replica.\n";
@@ -572,12 +573,29 @@ async fn proxy(
         let mut request =
             Request::from_parts(parts.clone(), body.take().unwrap_or_else(empty_body));
         *request.uri_mut() = uri;
-        let sent =
-            tokio::time::timeout(Duration::from_secs(60), shared.client.request(request)).await;
-        let response = match sent {
-            Ok(Ok(response)) => response,
-            Ok(Err(err)) => {
-                if let Some(body_err) = body_error(&err) {
+        let sent = tokio::time::timeout(Duration::from_secs(60), upstream.send(request)).await;
+        let (response, sender) = match sent {
+            Ok(Ok(done)) => done,
+            Ok(Err(SendError::Connect(error))) => {
+                upstream.passive_failure();
+                if retryable {
+                    // The request never reached the replica; another may serve it.
+                    tracing::debug!(upstream = %upstream.addr, %error, "connect failed; retrying on another replica");
+                    continue;
+                }
+                tracing::warn!(upstream = %upstream.addr, %error, "cannot connect to the upstream");
+                return local(
+                    &shared,
+                    meta,
+                    Some(&site),
+                    StatusCode::BAD_GATEWAY,
+                    "Bad Gateway\n",
+                    None,
+                    None,
+                );
+            }
+            Ok(Err(SendError::Request { error, reused })) => {
+                if let Some(body_err) = body_error(&error) {
                     let (status, text, kind) = match body_err {
                         BodyError::TooLarge => (
                             StatusCode::PAYLOAD_TOO_LARGE,
@@ -593,15 +611,14 @@ async fn proxy(
                     };
                     return local(&shared, meta, Some(&site), status, text, kind, None);
                 }
-                if err.is_connect() {
-                    upstream.passive_failure();
-                    if retryable {
-                        // The request never reached the replica; another may serve it.
-                        tracing::debug!(upstream = %upstream.addr, "connect failed; retrying on another replica");
-                        continue;
-                    }
+                if reused && retryable && !retried_stale {
+                    // The replica closed an idle connection as we used it;
+                    // try once more on a fresh one.
+                    retried_stale = true;
+                    tried.pop();
+                    continue;
                 }
-                tracing::warn!(upstream = %upstream.addr, error = %err, "upstream request failed");
+                tracing::warn!(upstream = %upstream.addr, %error, "upstream request failed");
                 return local(
                     &shared,
                     meta,
@@ -635,10 +652,12 @@ async fn proxy(
         let status = resp_parts.status;
         let shared2 = shared.clone();
         let addr = upstream.addr;
+        let pool_home = upstream.clone();
         let tracked = Tracked {
             inner: resp_body.map_err(BodyError::Hyper).boxed(),
             sent: 0,
             on_done: Some(Box::new(move |sent| {
+                pool_home.checkin(sender);
                 finish(&shared2, meta, status, Some(addr), None, sent)
             })),
         };

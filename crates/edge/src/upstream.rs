@@ -16,13 +16,39 @@ use tokio::task::JoinHandle;
 
 use crate::routes::{HostPattern, SiteSpec};
 
-/// One replica.
+/// A keep-alive HTTP/1.1 connection to a replica.
+pub type Sender = hyper::client::conn::http1::SendRequest<crate::proxy::BoxBody>;
+
+/// Most idle connections kept per replica.
+const MAX_IDLE: usize = 512;
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// Why a request did not get a response from a replica.
 #[derive(Debug)]
+pub enum SendError {
+    /// No connection could be made: the request never left the edge.
+    Connect(std::io::Error),
+    /// The request failed on a connection; `reused` when the connection came
+    /// from the idle pool (and may have been closed by the replica).
+    Request { error: hyper::Error, reused: bool },
+}
+
+/// One replica, with its health and its idle connections.
 pub struct Upstream {
     pub addr: SocketAddr,
     healthy: AtomicBool,
     fails: AtomicU32,
     passes: AtomicU32,
+    idle: Mutex<Vec<Sender>>,
+}
+
+impl std::fmt::Debug for Upstream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Upstream")
+            .field("addr", &self.addr)
+            .field("healthy", &self.is_healthy())
+            .finish_non_exhaustive()
+    }
 }
 
 impl Upstream {
@@ -34,6 +60,57 @@ impl Upstream {
             healthy: AtomicBool::new(true),
             fails: AtomicU32::new(0),
             passes: AtomicU32::new(0),
+            idle: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Returns a connection whose exchange has finished to the idle pool.
+    pub fn checkin(&self, sender: Sender) {
+        if sender.is_closed() {
+            return;
+        }
+        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+        if idle.len() < MAX_IDLE {
+            idle.push(sender);
+        }
+    }
+
+    /// An idle connection that is ready, or a new one.
+    async fn connection(&self) -> Result<(Sender, bool), std::io::Error> {
+        loop {
+            let candidate = self.idle.lock().unwrap_or_else(|e| e.into_inner()).pop();
+            let Some(mut sender) = candidate else { break };
+            if !sender.is_closed() && sender.ready().await.is_ok() {
+                return Ok((sender, true));
+            }
+        }
+        let stream =
+            tokio::time::timeout(CONNECT_TIMEOUT, tokio::net::TcpStream::connect(self.addr))
+                .await
+                .map_err(|_| {
+                    std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timed out")
+                })??;
+        stream.set_nodelay(true)?;
+        let (sender, connection) =
+            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+                .await
+                .map_err(std::io::Error::other)?;
+        tokio::spawn(async move {
+            let _ = connection.await;
+        });
+        Ok((sender, false))
+    }
+
+    /// Sends a request; on success, the connection comes back with the
+    /// response, to be checked in once its body is done.
+    pub async fn send(
+        &self,
+        request: Request<crate::proxy::BoxBody>,
+    ) -> Result<(hyper::Response<hyper::body::Incoming>, Sender), SendError> {
+        let (mut sender, reused) = self.connection().await.map_err(SendError::Connect)?;
+        match sender.send_request(request).await {
+            Ok(response) => Ok((response, sender)),
+            Err(error) => Err(SendError::Request { error, reused }),
         }
     }
 
