@@ -114,6 +114,24 @@ impl Client {
         &self.base
     }
 
+    fn transport(&self, err: &reqwest::Error) -> ClientError {
+        ClientError::Transport {
+            server: self.base.clone(),
+            detail: chain(err),
+        }
+    }
+
+    /// Sends a request; the status and the whole body.
+    async fn exchange(
+        &self,
+        request: reqwest::RequestBuilder,
+    ) -> Result<(StatusCode, Vec<u8>), ClientError> {
+        let response = request.send().await.map_err(|e| self.transport(&e))?;
+        let status = response.status();
+        let bytes = response.bytes().await.map_err(|e| self.transport(&e))?;
+        Ok((status, bytes.to_vec()))
+    }
+
     async fn call<B: Serialize, T: DeserializeOwned>(
         &self,
         method: Method,
@@ -140,17 +158,9 @@ impl Client {
         if let Some(body) = body {
             request = request.json(body);
         }
-        let response = request.send().await.map_err(|e| ClientError::Transport {
-            server: self.base.clone(),
-            detail: chain(&e),
-        })?;
-        let status = response.status();
-        let bytes = response.bytes().await.map_err(|e| ClientError::Transport {
-            server: self.base.clone(),
-            detail: chain(&e),
-        })?;
+        let (status, bytes) = self.exchange(request).await?;
         if status.is_success() {
-            return Ok(bytes.to_vec());
+            return Ok(bytes);
         }
         Err(match serde_json::from_slice::<wire::ErrorBody>(&bytes) {
             Ok(body) => ClientError::Api {
@@ -276,20 +286,7 @@ impl Client {
         if let Some(ct) = content_type {
             request = request.header(reqwest::header::CONTENT_TYPE, ct);
         }
-        let response = request
-            .body(body)
-            .send()
-            .await
-            .map_err(|e| ClientError::Transport {
-                server: self.base.clone(),
-                detail: chain(&e),
-            })?;
-        let status = response.status();
-        let bytes = response.bytes().await.map_err(|e| ClientError::Transport {
-            server: self.base.clone(),
-            detail: chain(&e),
-        })?;
-        Ok((status, bytes.to_vec()))
+        self.exchange(request.body(body)).await
     }
 }
 

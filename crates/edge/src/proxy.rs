@@ -345,6 +345,17 @@ fn local(
     response
 }
 
+/// A response made by the edge for a site, with no shield involved.
+fn plain(
+    shared: &Shared,
+    meta: Meta,
+    site: &SiteSpec,
+    status: StatusCode,
+    text: &'static str,
+) -> Response<BoxBody> {
+    local(shared, meta, Some(site), status, text, None, None)
+}
+
 fn host_of(req: &Request<Incoming>) -> Option<String> {
     req.uri()
         .authority()
@@ -432,8 +443,11 @@ pub async fn handle_https(
             None,
         );
     };
-    meta.site = site.name();
     meta.counters = table.counters.get(index).cloned();
+    if meta.counters.is_none() {
+        // Only the fallback metric lookup needs the name.
+        meta.site = site.name();
+    }
     if !site.admits(client) {
         return local(
             &shared,
@@ -548,26 +562,16 @@ async fn proxy(
     loop {
         let Some(upstream) = pool.as_ref().and_then(|p| p.pick(&tried)) else {
             let text = "Service Unavailable: no healthy replica.\n";
-            return local(
-                &shared,
-                meta,
-                Some(&site),
-                StatusCode::SERVICE_UNAVAILABLE,
-                text,
-                None,
-                None,
-            );
+            return plain(&shared, meta, &site, StatusCode::SERVICE_UNAVAILABLE, text);
         };
         tried.push(upstream.addr);
         let Ok(uri) = format!("http://{}{}", upstream.addr, path).parse::<Uri>() else {
-            return local(
+            return plain(
                 &shared,
                 meta,
-                Some(&site),
+                &site,
                 StatusCode::BAD_REQUEST,
                 "Bad Request\n",
-                None,
-                None,
             );
         };
         let mut request =
@@ -584,14 +588,12 @@ async fn proxy(
                     continue;
                 }
                 tracing::warn!(upstream = %upstream.addr, %error, "cannot connect to the upstream");
-                return local(
+                return plain(
                     &shared,
                     meta,
-                    Some(&site),
+                    &site,
                     StatusCode::BAD_GATEWAY,
                     "Bad Gateway\n",
-                    None,
-                    None,
                 );
             }
             Ok(Err(SendError::Request { error, reused })) => {
@@ -619,25 +621,21 @@ async fn proxy(
                     continue;
                 }
                 tracing::warn!(upstream = %upstream.addr, %error, "upstream request failed");
-                return local(
+                return plain(
                     &shared,
                     meta,
-                    Some(&site),
+                    &site,
                     StatusCode::BAD_GATEWAY,
                     "Bad Gateway\n",
-                    None,
-                    None,
                 );
             }
             Err(_) => {
-                return local(
+                return plain(
                     &shared,
                     meta,
-                    Some(&site),
+                    &site,
                     StatusCode::GATEWAY_TIMEOUT,
                     "Gateway Timeout\n",
-                    None,
-                    None,
                 );
             }
         };
