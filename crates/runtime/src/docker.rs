@@ -1,0 +1,437 @@
+//! The Docker engine backend, over bollard and the engine's Unix socket.
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bollard::models::{
+    ContainerCreateBody, ContainerInspectResponse, EndpointSettings, HostConfig,
+    HostConfigLogConfig, Mount, MountType, NetworkCreateRequest, NetworkingConfig, RestartPolicy,
+    RestartPolicyNameEnum,
+};
+use bollard::query_parameters::{
+    BuildImageOptionsBuilder, CreateContainerOptionsBuilder, ListContainersOptionsBuilder,
+    ListNetworksOptionsBuilder, LogsOptionsBuilder, RemoveContainerOptionsBuilder,
+    StopContainerOptionsBuilder,
+};
+use bollard::{body_full, container::LogOutput};
+use bytes::Bytes;
+use futures::StreamExt;
+use futures::stream::BoxStream;
+use tokio::sync::mpsc;
+
+use crate::{
+    ContainerRuntime, Image, LogLine, LogQuery, NetworkSpec, Replica, ReplicaSpec, RuntimeError,
+};
+
+/// The user a replica runs as when its image would run as root and the app
+/// did not ask for root: nobody.
+const NOBODY: &str = "65534:65534";
+/// Size of the writable `/tmp` of a replica.
+const TMP_SIZE: &str = "size=64m";
+/// Memory a build may use.
+const BUILD_MEMORY: i32 = 1024 * 1024 * 1024;
+
+/// The local Docker engine.
+#[derive(Debug, Clone)]
+pub struct Docker {
+    client: bollard::Docker,
+}
+
+fn engine_error(error: bollard::errors::Error) -> RuntimeError {
+    use bollard::errors::Error as E;
+    match error {
+        E::DockerResponseServerError { message, .. } => RuntimeError::Engine(message),
+        E::IOError { .. } | E::HyperResponseError { .. } | E::SocketNotFoundError(_) => {
+            RuntimeError::Unreachable(error.to_string())
+        }
+        other => RuntimeError::Engine(other.to_string()),
+    }
+}
+
+fn is_not_found(error: &bollard::errors::Error) -> bool {
+    matches!(
+        error,
+        bollard::errors::Error::DockerResponseServerError {
+            status_code: 404,
+            ..
+        }
+    )
+}
+
+fn label_filter(labels: &[(&str, &str)]) -> HashMap<String, Vec<String>> {
+    let values = labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    HashMap::from([("label".to_owned(), values)])
+}
+
+/// Whether an image's configured user is root.
+fn is_root_user(user: &str) -> bool {
+    let name = user.split(':').next().unwrap_or("");
+    name.is_empty() || name == "0" || name == "root"
+}
+
+impl Docker {
+    /// Connects to the engine at `DOCKER_HOST` or the default socket, and
+    /// agrees on an API version with it.
+    pub async fn connect() -> Result<Self, RuntimeError> {
+        let client = bollard::Docker::connect_with_local_defaults()
+            .map_err(|e| RuntimeError::Unreachable(e.to_string()))?
+            .with_timeout(Duration::from_secs(300));
+        let client = client
+            .negotiate_version()
+            .await
+            .map_err(|e| RuntimeError::Unreachable(e.to_string()))?;
+        Ok(Self { client })
+    }
+
+    fn replica_from(inspect: ContainerInspectResponse) -> Replica {
+        let state = inspect.state.unwrap_or_default();
+        let ip = inspect
+            .network_settings
+            .and_then(|n| n.networks)
+            .and_then(|nets| {
+                nets.into_values()
+                    .find_map(|e| e.ip_address.filter(|ip| !ip.is_empty()))
+            })
+            .and_then(|ip| ip.parse().ok());
+        Replica {
+            id: inspect.id.unwrap_or_default(),
+            name: inspect
+                .name
+                .unwrap_or_default()
+                .trim_start_matches('/')
+                .to_owned(),
+            labels: inspect
+                .config
+                .and_then(|c| c.labels)
+                .unwrap_or_default()
+                .into_iter()
+                .collect(),
+            state: state
+                .status
+                .map(|s| s.to_string())
+                .unwrap_or_else(|| "unknown".into()),
+            exit_code: state.exit_code,
+            ip,
+            started_at: state.started_at,
+            restarts: inspect.restart_count.unwrap_or(0).max(0) as u64,
+        }
+    }
+}
+
+#[async_trait]
+impl ContainerRuntime for Docker {
+    async fn ping(&self) -> Result<(), RuntimeError> {
+        self.client
+            .ping()
+            .await
+            .map(|_| ())
+            .map_err(|e| RuntimeError::Unreachable(e.to_string()))
+    }
+
+    async fn build(
+        &self,
+        tag: &str,
+        context: Bytes,
+        output: mpsc::UnboundedSender<String>,
+    ) -> Result<Image, RuntimeError> {
+        let options = BuildImageOptionsBuilder::new()
+            .t(tag)
+            .dockerfile("Dockerfile")
+            .rm(true)
+            .forcerm(true)
+            .networkmode("none")
+            .memory(BUILD_MEMORY)
+            .build();
+        let mut stream = self
+            .client
+            .build_image(options, None, Some(body_full(context)));
+        while let Some(item) = stream.next().await {
+            let info = item.map_err(|e| match e {
+                bollard::errors::Error::DockerStreamError { error } => RuntimeError::Build(error),
+                bollard::errors::Error::DockerResponseServerError { message, .. } => {
+                    RuntimeError::Build(message)
+                }
+                other => engine_error(other),
+            })?;
+            if let Some(detail) = info.error_detail {
+                return Err(RuntimeError::Build(
+                    detail.message.unwrap_or_else(|| "unknown error".into()),
+                ));
+            }
+            for line in info.stream.iter().chain(info.status.iter()) {
+                for part in line.lines().filter(|l| !l.trim().is_empty()) {
+                    let _ = output.send(part.to_owned());
+                }
+            }
+        }
+        self.image(tag).await
+    }
+
+    async fn image(&self, reference: &str) -> Result<Image, RuntimeError> {
+        match self.client.inspect_image(reference).await {
+            Ok(image) => Ok(Image {
+                id: image.id.unwrap_or_default(),
+                user: image.config.and_then(|c| c.user).unwrap_or_default(),
+            }),
+            Err(e) if is_not_found(&e) => Err(RuntimeError::NoImage(reference.to_owned())),
+            Err(e) => Err(engine_error(e)),
+        }
+    }
+
+    async fn ensure_network(&self, spec: &NetworkSpec) -> Result<(), RuntimeError> {
+        match self
+            .client
+            .inspect_network(
+                &spec.name,
+                None::<bollard::query_parameters::InspectNetworkOptions>,
+            )
+            .await
+        {
+            Ok(_) => return Ok(()),
+            Err(e) if is_not_found(&e) => {}
+            Err(e) => return Err(engine_error(e)),
+        }
+        let request = NetworkCreateRequest {
+            name: spec.name.clone(),
+            driver: Some("bridge".into()),
+            internal: Some(!spec.egress),
+            attachable: Some(false),
+            labels: Some(spec.labels.clone().into_iter().collect()),
+            options: Some(HashMap::from([(
+                // Replicas of one app may talk to each other; the edge
+                // reaches them through the bridge's address on the host.
+                "com.docker.network.bridge.enable_icc".to_owned(),
+                "true".to_owned(),
+            )])),
+            ..Default::default()
+        };
+        match self.client.create_network(request).await {
+            Ok(_) => Ok(()),
+            // Created concurrently by another deploy of the same app.
+            Err(bollard::errors::Error::DockerResponseServerError {
+                status_code: 409, ..
+            }) => Ok(()),
+            Err(e) => Err(engine_error(e)),
+        }
+    }
+
+    async fn remove_network(&self, name: &str) -> Result<(), RuntimeError> {
+        match self.client.remove_network(name).await {
+            Ok(()) => Ok(()),
+            Err(e) if is_not_found(&e) => Ok(()),
+            Err(e) => Err(engine_error(e)),
+        }
+    }
+
+    async fn networks(&self, labels: &[(&str, &str)]) -> Result<Vec<String>, RuntimeError> {
+        let options = ListNetworksOptionsBuilder::new()
+            .filters(&label_filter(labels))
+            .build();
+        let list = self
+            .client
+            .list_networks(Some(options))
+            .await
+            .map_err(engine_error)?;
+        Ok(list.into_iter().filter_map(|n| n.name).collect())
+    }
+
+    async fn start(&self, spec: &ReplicaSpec) -> Result<Replica, RuntimeError> {
+        let image = self.image(&spec.image).await?;
+        let user = (!spec.allow_root && is_root_user(&image.user)).then(|| NOBODY.to_owned());
+        let mounts = spec.media_volume.as_ref().map(|volume| {
+            vec![Mount {
+                target: Some("/media".into()),
+                source: Some(volume.clone()),
+                typ: Some(MountType::VOLUME),
+                read_only: Some(false),
+                ..Default::default()
+            }]
+        });
+        let host_config = HostConfig {
+            cap_drop: Some(vec!["ALL".into()]),
+            security_opt: Some(vec!["no-new-privileges:true".into()]),
+            readonly_rootfs: Some(true),
+            tmpfs: Some(HashMap::from([(
+                "/tmp".to_owned(),
+                format!("rw,noexec,nosuid,nodev,{TMP_SIZE}"),
+            )])),
+            memory: Some(spec.limits.memory_bytes as i64),
+            // No swap beyond the memory limit.
+            memory_swap: Some(spec.limits.memory_bytes as i64),
+            nano_cpus: Some(spec.limits.nano_cpus()),
+            pids_limit: Some(i64::from(spec.limits.pids)),
+            // A small init reaps zombies and passes SIGTERM on to the app.
+            init: Some(true),
+            privileged: Some(false),
+            publish_all_ports: Some(false),
+            network_mode: Some(spec.network.clone()),
+            restart_policy: Some(RestartPolicy {
+                name: Some(RestartPolicyNameEnum::UNLESS_STOPPED),
+                maximum_retry_count: None,
+            }),
+            log_config: Some(HostConfigLogConfig {
+                typ: Some("json-file".into()),
+                config: Some(HashMap::from([
+                    ("max-size".to_owned(), "10m".to_owned()),
+                    ("max-file".to_owned(), "3".to_owned()),
+                ])),
+            }),
+            mounts,
+            ..Default::default()
+        };
+        let body = ContainerCreateBody {
+            image: Some(image.id.clone()),
+            user,
+            env: Some(spec.env.iter().map(|(k, v)| format!("{k}={v}")).collect()),
+            labels: Some(spec.labels.clone().into_iter().collect()),
+            host_config: Some(host_config),
+            networking_config: Some(NetworkingConfig {
+                endpoints_config: Some(HashMap::from([(
+                    spec.network.clone(),
+                    EndpointSettings::default(),
+                )])),
+            }),
+            ..Default::default()
+        };
+        let options = CreateContainerOptionsBuilder::new()
+            .name(&spec.name)
+            .build();
+        let created = self
+            .client
+            .create_container(Some(options), body)
+            .await
+            .map_err(engine_error)?;
+        if let Err(error) = self
+            .client
+            .start_container(
+                &created.id,
+                None::<bollard::query_parameters::StartContainerOptions>,
+            )
+            .await
+        {
+            let _ = self.remove(&created.id, Duration::ZERO).await;
+            return Err(engine_error(error));
+        }
+        self.replica(&created.id)
+            .await?
+            .ok_or_else(|| RuntimeError::NoContainer(created.id.clone()))
+    }
+
+    async fn remove(&self, id: &str, grace: Duration) -> Result<(), RuntimeError> {
+        let stop = StopContainerOptionsBuilder::new()
+            .t(grace.as_secs().min(i32::MAX as u64) as i32)
+            .build();
+        match self.client.stop_container(id, Some(stop)).await {
+            Ok(()) => {}
+            Err(e) if is_not_found(&e) => return Ok(()),
+            // 304: already stopped.
+            Err(bollard::errors::Error::DockerResponseServerError {
+                status_code: 304, ..
+            }) => {}
+            Err(e) => tracing::warn!(container = id, error = %e, "stop failed; removing by force"),
+        }
+        let options = RemoveContainerOptionsBuilder::new().force(true).build();
+        match self.client.remove_container(id, Some(options)).await {
+            Ok(()) => Ok(()),
+            Err(e) if is_not_found(&e) => Ok(()),
+            // 409: removal already in progress.
+            Err(bollard::errors::Error::DockerResponseServerError {
+                status_code: 409, ..
+            }) => Ok(()),
+            Err(e) => Err(engine_error(e)),
+        }
+    }
+
+    async fn replicas(&self, labels: &[(&str, &str)]) -> Result<Vec<Replica>, RuntimeError> {
+        let options = ListContainersOptionsBuilder::new()
+            .all(true)
+            .filters(&label_filter(labels))
+            .build();
+        let list = self
+            .client
+            .list_containers(Some(options))
+            .await
+            .map_err(engine_error)?;
+        let mut out = Vec::with_capacity(list.len());
+        for summary in list {
+            let Some(id) = summary.id else { continue };
+            if let Some(replica) = self.replica(&id).await? {
+                out.push(replica);
+            }
+        }
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(out)
+    }
+
+    async fn replica(&self, id: &str) -> Result<Option<Replica>, RuntimeError> {
+        match self
+            .client
+            .inspect_container(
+                id,
+                None::<bollard::query_parameters::InspectContainerOptions>,
+            )
+            .await
+        {
+            Ok(inspect) => Ok(Some(Self::replica_from(inspect))),
+            Err(e) if is_not_found(&e) => Ok(None),
+            Err(e) => Err(engine_error(e)),
+        }
+    }
+
+    fn logs(&self, id: &str, query: LogQuery) -> BoxStream<'static, Result<LogLine, RuntimeError>> {
+        let mut options = LogsOptionsBuilder::new()
+            .stdout(true)
+            .stderr(true)
+            .follow(query.follow);
+        if let Some(since) = query.since {
+            options = options.since(since.clamp(0, i64::from(i32::MAX)) as i32);
+        }
+        let tail = query
+            .tail
+            .map_or_else(|| "all".to_owned(), |n| n.to_string());
+        let options = options.tail(&tail).build();
+        let replica = id.to_owned();
+        self.client
+            .logs(id, Some(options))
+            .map(move |item| {
+                let output = item.map_err(engine_error)?;
+                let (stream, bytes) = match output {
+                    LogOutput::StdErr { message } => ("stderr", message),
+                    LogOutput::StdOut { message } | LogOutput::Console { message } => {
+                        ("stdout", message)
+                    }
+                    LogOutput::StdIn { message } => ("stdin", message),
+                };
+                Ok(LogLine {
+                    replica: replica.clone(),
+                    stream,
+                    text: String::from_utf8_lossy(&bytes).trim_end().to_owned(),
+                })
+            })
+            .boxed()
+    }
+}
+
+/// The labels as the engine stores them, sorted.
+pub fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+    pairs
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn root_users_are_recognised() {
+        for user in ["", "0", "root", "0:0", "root:root"] {
+            assert!(is_root_user(user), "{user:?}");
+        }
+        for user in ["1000", "65534:65534", "app", "nobody"] {
+            assert!(!is_root_user(user), "{user:?}");
+        }
+    }
+}

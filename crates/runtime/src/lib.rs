@@ -1,0 +1,195 @@
+//! Where replicas run: the [`ContainerRuntime`] trait and its Docker backend.
+//!
+//! The platform speaks to containers only through this trait, in its own
+//! terms: an app's network, a replica built from a [`ReplicaSpec`], the
+//! replicas carrying a set of labels. [`docker::Docker`] implements it over
+//! the engine's API (bollard); a Swarm backend can implement it later
+//! without the platform changing.
+//!
+//! Hardening is not optional here: [`ReplicaSpec`] has no field that could
+//! publish a port, mount a host path, add a capability or allow privilege
+//! escalation, so no caller can ask for one.
+
+pub mod context;
+pub mod docker;
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures::stream::BoxStream;
+use tokio::sync::mpsc;
+
+/// Every object Rampart creates carries this label, set to the
+/// installation's id, so that several installations can share an engine
+/// and reconciliation only ever touches its own.
+pub const LABEL_INSTALLATION: &str = "rampart.installation";
+/// The app a replica or network belongs to (its name).
+pub const LABEL_APP: &str = "rampart.app";
+/// The release number a replica runs.
+pub const LABEL_RELEASE: &str = "rampart.release";
+
+/// Why the runtime could not do what was asked.
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeError {
+    /// The engine did not answer at all.
+    #[error(
+        "the Docker engine is unreachable ({0}); is it running, and may this user use its socket?"
+    )]
+    Unreachable(String),
+    /// The image build failed; the message is the builder's.
+    #[error("the image build failed: {0}")]
+    Build(String),
+    #[error(
+        "there is no image {0:?} in the engine (images are not pulled; build or load it first)"
+    )]
+    NoImage(String),
+    #[error("no such container {0}")]
+    NoContainer(String),
+    /// The engine refused a request.
+    #[error("the Docker engine refused: {0}")]
+    Engine(String),
+}
+
+/// Resource limits of one replica.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    pub memory_bytes: u64,
+    /// CPUs in thousandths (1000 = one CPU).
+    pub cpu_millis: u32,
+    pub pids: u32,
+}
+
+/// An app's private network.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NetworkSpec {
+    pub name: String,
+    /// Whether replicas may open connections beyond the network.
+    pub egress: bool,
+    pub labels: BTreeMap<String, String>,
+}
+
+/// One replica to start. The runtime always adds the hardening described in
+/// the crate documentation; nothing here can weaken it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReplicaSpec {
+    pub name: String,
+    /// Image id (`sha256:…`) or a local reference.
+    pub image: String,
+    pub network: String,
+    pub env: Vec<(String, String)>,
+    pub labels: BTreeMap<String, String>,
+    pub limits: Limits,
+    /// Run as the image's root user; otherwise a root image runs as
+    /// nobody (65534).
+    pub allow_root: bool,
+    /// A named volume mounted at `/media` (the app's media storage).
+    pub media_volume: Option<String>,
+}
+
+/// What the engine says about a replica.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Replica {
+    pub id: String,
+    pub name: String,
+    pub labels: BTreeMap<String, String>,
+    /// `running`, `restarting`, `exited`, `created` …
+    pub state: String,
+    pub exit_code: Option<i64>,
+    /// Its address on its app's network.
+    pub ip: Option<IpAddr>,
+    /// RFC 3339, as the engine reports it.
+    pub started_at: Option<String>,
+    /// Times the engine restarted it after it exited.
+    pub restarts: u64,
+}
+
+impl Replica {
+    pub fn is_running(&self) -> bool {
+        self.state == "running"
+    }
+
+    pub fn label(&self, key: &str) -> Option<&str> {
+        self.labels.get(key).map(String::as_str)
+    }
+}
+
+/// A built or found image.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Image {
+    pub id: String,
+    /// The user the image's config runs as (empty for root).
+    pub user: String,
+}
+
+/// One line of a replica's output.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogLine {
+    pub replica: String,
+    pub stream: &'static str,
+    pub text: String,
+}
+
+/// What reads a replica's logs.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LogQuery {
+    /// Unix seconds; lines before are skipped.
+    pub since: Option<i64>,
+    /// At most this many of the newest lines (before following).
+    pub tail: Option<usize>,
+    pub follow: bool,
+}
+
+/// The engine that runs replicas.
+#[async_trait]
+pub trait ContainerRuntime: Send + Sync + std::fmt::Debug + 'static {
+    /// Checks that the engine answers.
+    async fn ping(&self) -> Result<(), RuntimeError>;
+
+    /// Builds an image from a tar build context holding a `Dockerfile`,
+    /// tagging it `tag`; each line the builder prints goes to `output`.
+    /// Builds run without network access.
+    async fn build(
+        &self,
+        tag: &str,
+        context: Bytes,
+        output: mpsc::UnboundedSender<String>,
+    ) -> Result<Image, RuntimeError>;
+
+    /// An image the engine already has; [`RuntimeError::NoImage`] if not.
+    async fn image(&self, reference: &str) -> Result<Image, RuntimeError>;
+
+    /// Creates the network unless it exists.
+    async fn ensure_network(&self, spec: &NetworkSpec) -> Result<(), RuntimeError>;
+
+    /// Removes a network; a missing one is not an error.
+    async fn remove_network(&self, name: &str) -> Result<(), RuntimeError>;
+
+    /// Networks carrying every label in `labels`, by name.
+    async fn networks(&self, labels: &[(&str, &str)]) -> Result<Vec<String>, RuntimeError>;
+
+    /// Creates and starts a hardened replica.
+    async fn start(&self, spec: &ReplicaSpec) -> Result<Replica, RuntimeError>;
+
+    /// Stops a replica (SIGTERM, then SIGKILL after `grace`) and removes it;
+    /// a missing one is not an error.
+    async fn remove(&self, id: &str, grace: Duration) -> Result<(), RuntimeError>;
+
+    /// Replicas carrying every label in `labels`, running or not.
+    async fn replicas(&self, labels: &[(&str, &str)]) -> Result<Vec<Replica>, RuntimeError>;
+
+    /// One replica, or `None` if it is gone.
+    async fn replica(&self, id: &str) -> Result<Option<Replica>, RuntimeError>;
+
+    /// A replica's output.
+    fn logs(&self, id: &str, query: LogQuery) -> BoxStream<'static, Result<LogLine, RuntimeError>>;
+}
+
+impl Limits {
+    /// Docker's NanoCpus.
+    pub fn nano_cpus(&self) -> i64 {
+        i64::from(self.cpu_millis) * 1_000_000
+    }
+}
