@@ -13,8 +13,11 @@ pub fn allows(role: Role, action: Action) -> bool {
     use Action::*;
     match role {
         Role::Owner | Role::Admin => action != Bootstrap,
-        Role::Developer => matches!(action, AppRead | EnvSet | EnvUnset),
-        Role::Viewer => matches!(action, AppRead),
+        Role::Developer => matches!(
+            action,
+            AppRead | EnvSet | EnvUnset | Deploy | AppConfigure | RuntimeRead | LogsRead
+        ),
+        Role::Viewer => matches!(action, AppRead | RuntimeRead),
     }
 }
 

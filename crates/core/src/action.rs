@@ -20,12 +20,20 @@ pub enum Action {
     TokenCreate,
     TokenRevoke,
     AuditRead,
+    /// Deploy a new release, or roll back to an earlier one.
+    Deploy,
+    /// Change how an app runs: replicas, limits, health check, network.
+    AppConfigure,
+    /// Read an app's releases, replicas and events.
+    RuntimeRead,
+    /// Read an app's logs.
+    LogsRead,
     /// First start: the owner and their token are created.
     Bootstrap,
 }
 
 impl Action {
-    pub const ALL: [Action; 11] = [
+    pub const ALL: [Action; 15] = [
         Action::AppRead,
         Action::AppCreate,
         Action::AppDelete,
@@ -36,6 +44,10 @@ impl Action {
         Action::TokenCreate,
         Action::TokenRevoke,
         Action::AuditRead,
+        Action::Deploy,
+        Action::AppConfigure,
+        Action::RuntimeRead,
+        Action::LogsRead,
         Action::Bootstrap,
     ];
 
@@ -52,6 +64,10 @@ impl Action {
             Action::TokenCreate => "token.create",
             Action::TokenRevoke => "token.revoke",
             Action::AuditRead => "audit.read",
+            Action::Deploy => "app.deploy",
+            Action::AppConfigure => "app.configure",
+            Action::RuntimeRead => "app.runtime.read",
+            Action::LogsRead => "app.logs.read",
             Action::Bootstrap => "system.bootstrap",
         }
     }
@@ -61,7 +77,11 @@ impl Action {
     pub fn is_audited(self) -> bool {
         !matches!(
             self,
-            Action::AppRead | Action::TokenRead | Action::AuditRead
+            Action::AppRead
+                | Action::TokenRead
+                | Action::AuditRead
+                | Action::RuntimeRead
+                | Action::LogsRead
         )
     }
 }

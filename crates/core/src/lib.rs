@@ -11,6 +11,7 @@
 pub mod action;
 pub mod audit;
 pub mod config;
+pub mod deploy;
 pub mod id;
 pub mod name;
 pub mod role;

@@ -15,10 +15,13 @@ mod sqlite;
 
 use async_trait::async_trait;
 use rampart_core::audit::{AuditEntry, AuditRecord};
+use rampart_core::deploy::{AppSettings, ReleaseStatus};
 use rampart_core::token::TokenHash;
 use rampart_core::{AppId, AppName, EnvName, TokenId, UserId};
 
-pub use model::{AppRow, NewApp, NewToken, NewUser, SealedVar, TokenRow, User};
+pub use model::{
+    AppEvent, AppRow, NewApp, NewRelease, NewToken, NewUser, ReleaseRow, SealedVar, TokenRow, User,
+};
 pub use sqlite::SqliteStore;
 
 /// Errors from a store.
@@ -99,6 +102,46 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
         names: &[EnvName],
         audit: AuditRecord,
     ) -> Result<AuditEntry>;
+
+    /// Replaces an app's settings.
+    async fn set_settings(
+        &self,
+        app: &AppId,
+        settings: &AppSettings,
+        audit: AuditRecord,
+    ) -> Result<AuditEntry>;
+
+    /// Records a release in state `deploying`, numbered one past the app's
+    /// highest, and returns its number.
+    async fn create_release(
+        &self,
+        app: &AppId,
+        release: &NewRelease,
+        audit: AuditRecord,
+    ) -> Result<(u64, AuditEntry)>;
+
+    /// Ends a deploying release. `Live` makes it the app's live release and
+    /// retires the one before; `Failed` keeps `reason`. Fails with
+    /// [`StoreError::Conflict`] if the release is no longer deploying.
+    async fn finish_release(
+        &self,
+        app: &AppId,
+        number: u64,
+        status: ReleaseStatus,
+        reason: Option<&str>,
+        at: &str,
+        audit: AuditRecord,
+    ) -> Result<AuditEntry>;
+
+    /// An app's releases, newest first.
+    async fn releases(&self, app: &AppId) -> Result<Vec<ReleaseRow>>;
+    async fn release(&self, app: &AppId, number: u64) -> Result<Option<ReleaseRow>>;
+    /// Releases of every app still `deploying`.
+    async fn unfinished_releases(&self) -> Result<Vec<ReleaseRow>>;
+
+    async fn add_event(&self, app: &AppId, event: &AppEvent) -> Result<()>;
+    /// The newest events of an app, oldest first.
+    async fn events(&self, app: &AppId, limit: u32) -> Result<Vec<AppEvent>>;
 
     /// Appends an entry that records no other change (a refused request, a read
     /// of secrets).

@@ -1,5 +1,6 @@
 //! The rows a [`crate::Store`] reads and writes.
 
+use rampart_core::deploy::{AppSettings, ReleaseConfig, ReleaseStatus};
 use rampart_core::token::TokenHash;
 use rampart_core::{AppId, AppName, Domain, EnvName, Role, TokenId, UserId};
 
@@ -55,6 +56,9 @@ pub struct AppRow {
     pub domains: Vec<Domain>,
     pub created_at: String,
     pub env_count: u64,
+    pub settings: AppSettings,
+    /// The release that should serve the app.
+    pub live_release: Option<u64>,
 }
 
 /// An environment variable whose value is sealed by the platform.
@@ -74,4 +78,36 @@ impl std::fmt::Debug for SealedVar {
             .field("updated_at", &self.updated_at)
             .finish()
     }
+}
+
+/// A release to record; the store gives it the next number.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewRelease {
+    pub image: String,
+    pub image_id: String,
+    pub config: ReleaseConfig,
+    pub created_by: String,
+    pub created_at: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReleaseRow {
+    pub app_id: AppId,
+    pub number: u64,
+    pub image: String,
+    pub image_id: String,
+    pub config: ReleaseConfig,
+    pub created_by: String,
+    pub created_at: String,
+    pub status: ReleaseStatus,
+    pub reason: Option<String>,
+    pub finished_at: Option<String>,
+}
+
+/// Something that happened to an app's replicas.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AppEvent {
+    pub time: String,
+    pub kind: String,
+    pub message: String,
 }

@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use rampart_core::audit::{self, AuditEntry, AuditRecord, ChainHash, Outcome};
+use rampart_core::deploy::{AppSettings, ReleaseConfig, ReleaseStatus};
 use rampart_core::token::TokenHash;
 use rampart_core::{AppId, AppName, Domain, EnvName, Role, TokenId, UserId};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
@@ -18,7 +19,8 @@ use sqlx::{Row, SqliteConnection, SqlitePool};
 use tokio::sync::Mutex;
 
 use crate::{
-    AppRow, NewApp, NewToken, NewUser, Result, SealedVar, Store, StoreError, TokenRow, User,
+    AppEvent, AppRow, NewApp, NewRelease, NewToken, NewUser, ReleaseRow, Result, SealedVar, Store,
+    StoreError, TokenRow, User,
 };
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
@@ -166,9 +168,36 @@ async fn insert_token(conn: &mut SqliteConnection, token: &NewToken) -> Result<(
     Ok(())
 }
 
+fn parse_settings(text: &str) -> Result<AppSettings> {
+    serde_json::from_str(text).map_err(|e| StoreError::Corrupt(format!("app settings: {e}")))
+}
+
+fn release_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<ReleaseRow> {
+    let number: i64 = row.try_get("number")?;
+    let config: String = row.try_get("config")?;
+    let status: String = row.try_get("status")?;
+    Ok(ReleaseRow {
+        app_id: AppId::from_stored(row.try_get("app_id")?),
+        number: u64::try_from(number).map_err(|e| StoreError::Corrupt(e.to_string()))?,
+        image: row.try_get("image")?,
+        image_id: row.try_get("image_id")?,
+        config: serde_json::from_str::<ReleaseConfig>(&config)
+            .map_err(|e| StoreError::Corrupt(format!("release config: {e}")))?,
+        created_by: row.try_get("created_by")?,
+        created_at: row.try_get("created_at")?,
+        status: ReleaseStatus::parse(&status)
+            .ok_or_else(|| StoreError::Corrupt(format!("release status {status:?}")))?,
+        reason: row.try_get("reason")?,
+        finished_at: row.try_get("finished_at")?,
+    })
+}
+
+const RELEASE_COLUMNS: &str =
+    "app_id, number, image, image_id, config, created_by, created_at, status, reason, finished_at";
+
 impl SqliteStore {
     async fn app_rows(&self, filter: Option<&AppName>) -> Result<Vec<AppRow>> {
-        let sql = "SELECT a.id, a.name, a.created_at,
+        let sql = "SELECT a.id, a.name, a.created_at, a.settings, a.live_release,
                       (SELECT COUNT(*) FROM env_vars e WHERE e.app_id = a.id) AS env_count,
                       (SELECT group_concat(domain, ' ') FROM
                           (SELECT domain FROM app_domains d WHERE d.app_id = a.id ORDER BY pos)) AS domains
@@ -182,6 +211,8 @@ impl SqliteStore {
                 let name: String = row.try_get("name")?;
                 let domains: Option<String> = row.try_get("domains")?;
                 let env_count: i64 = row.try_get("env_count")?;
+                let settings: String = row.try_get("settings")?;
+                let live: Option<i64> = row.try_get("live_release")?;
                 Ok(AppRow {
                     id: AppId::from_stored(row.try_get("id")?),
                     name: AppName::parse(&name).map_err(|e| StoreError::Corrupt(e.to_string()))?,
@@ -192,6 +223,8 @@ impl SqliteStore {
                         .collect::<Result<_>>()?,
                     created_at: row.try_get("created_at")?,
                     env_count: u64::try_from(env_count).unwrap_or(0),
+                    settings: parse_settings(&settings)?,
+                    live_release: live.and_then(|n| u64::try_from(n).ok()),
                 })
             })
             .collect()
@@ -440,6 +473,182 @@ impl Store for SqliteStore {
         let entry = append(&mut tx, audit).await?;
         tx.commit().await?;
         Ok(entry)
+    }
+
+    async fn set_settings(
+        &self,
+        app: &AppId,
+        settings: &AppSettings,
+        audit: AuditRecord,
+    ) -> Result<AuditEntry> {
+        let text =
+            serde_json::to_string(settings).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let _write = self.write.lock().await;
+        let mut tx = self.pool.begin().await?;
+        let done = sqlx::query("UPDATE apps SET settings = ? WHERE id = ?")
+            .bind(text)
+            .bind(app.as_str())
+            .execute(&mut *tx)
+            .await?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound(format!(
+                "there is no app with id {app}"
+            )));
+        }
+        let entry = append(&mut tx, audit).await?;
+        tx.commit().await?;
+        Ok(entry)
+    }
+
+    async fn create_release(
+        &self,
+        app: &AppId,
+        release: &NewRelease,
+        audit: AuditRecord,
+    ) -> Result<(u64, AuditEntry)> {
+        let config = serde_json::to_string(&release.config)
+            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let _write = self.write.lock().await;
+        let mut tx = self.pool.begin().await?;
+        let exists: Option<i64> = sqlx::query_scalar("SELECT 1 FROM apps WHERE id = ?")
+            .bind(app.as_str())
+            .fetch_optional(&mut *tx)
+            .await?;
+        if exists.is_none() {
+            return Err(StoreError::NotFound(format!(
+                "there is no app with id {app}"
+            )));
+        }
+        let number: i64 = sqlx::query_scalar(
+            "SELECT COALESCE(MAX(number), 0) + 1 FROM releases WHERE app_id = ?",
+        )
+        .bind(app.as_str())
+        .fetch_one(&mut *tx)
+        .await?;
+        sqlx::query(
+            "INSERT INTO releases (app_id, number, image, image_id, config, created_by, created_at, status)
+             VALUES (?, ?, ?, ?, ?, ?, ?, 'deploying')",
+        )
+        .bind(app.as_str())
+        .bind(number)
+        .bind(&release.image)
+        .bind(&release.image_id)
+        .bind(config)
+        .bind(&release.created_by)
+        .bind(&release.created_at)
+        .execute(&mut *tx)
+        .await?;
+        let entry = append(&mut tx, audit).await?;
+        tx.commit().await?;
+        Ok((number as u64, entry))
+    }
+
+    async fn finish_release(
+        &self,
+        app: &AppId,
+        number: u64,
+        status: ReleaseStatus,
+        reason: Option<&str>,
+        at: &str,
+        audit: AuditRecord,
+    ) -> Result<AuditEntry> {
+        let _write = self.write.lock().await;
+        let mut tx = self.pool.begin().await?;
+        let done = sqlx::query(
+            "UPDATE releases SET status = ?, reason = ?, finished_at = ?
+             WHERE app_id = ? AND number = ? AND status = 'deploying'",
+        )
+        .bind(status.as_str())
+        .bind(reason)
+        .bind(at)
+        .bind(app.as_str())
+        .bind(number as i64)
+        .execute(&mut *tx)
+        .await?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::Conflict(format!(
+                "release {number} of app {app} is not deploying"
+            )));
+        }
+        if status == ReleaseStatus::Live {
+            sqlx::query(
+                "UPDATE releases SET status = 'retired'
+                 WHERE app_id = ? AND status = 'live' AND number != ?",
+            )
+            .bind(app.as_str())
+            .bind(number as i64)
+            .execute(&mut *tx)
+            .await?;
+            sqlx::query("UPDATE apps SET live_release = ? WHERE id = ?")
+                .bind(number as i64)
+                .bind(app.as_str())
+                .execute(&mut *tx)
+                .await?;
+        }
+        let entry = append(&mut tx, audit).await?;
+        tx.commit().await?;
+        Ok(entry)
+    }
+
+    async fn releases(&self, app: &AppId) -> Result<Vec<ReleaseRow>> {
+        let sql =
+            format!("SELECT {RELEASE_COLUMNS} FROM releases WHERE app_id = ? ORDER BY number DESC");
+        let rows = sqlx::query(&sql)
+            .bind(app.as_str())
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(release_from_row).collect()
+    }
+
+    async fn release(&self, app: &AppId, number: u64) -> Result<Option<ReleaseRow>> {
+        let sql = format!("SELECT {RELEASE_COLUMNS} FROM releases WHERE app_id = ? AND number = ?");
+        let row = sqlx::query(&sql)
+            .bind(app.as_str())
+            .bind(i64::try_from(number).unwrap_or(i64::MAX))
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(release_from_row).transpose()
+    }
+
+    async fn unfinished_releases(&self) -> Result<Vec<ReleaseRow>> {
+        let sql = format!(
+            "SELECT {RELEASE_COLUMNS} FROM releases WHERE status = 'deploying' ORDER BY app_id, number"
+        );
+        let rows = sqlx::query(&sql).fetch_all(&self.pool).await?;
+        rows.iter().map(release_from_row).collect()
+    }
+
+    async fn add_event(&self, app: &AppId, event: &AppEvent) -> Result<()> {
+        let _write = self.write.lock().await;
+        sqlx::query("INSERT INTO app_events (app_id, time, kind, message) VALUES (?, ?, ?, ?)")
+            .bind(app.as_str())
+            .bind(&event.time)
+            .bind(&event.kind)
+            .bind(&event.message)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn events(&self, app: &AppId, limit: u32) -> Result<Vec<AppEvent>> {
+        let rows = sqlx::query(
+            "SELECT time, kind, message FROM
+                (SELECT id, time, kind, message FROM app_events WHERE app_id = ? ORDER BY id DESC LIMIT ?)
+             ORDER BY id",
+        )
+        .bind(app.as_str())
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(AppEvent {
+                    time: row.try_get("time")?,
+                    kind: row.try_get("kind")?,
+                    message: row.try_get("message")?,
+                })
+            })
+            .collect()
     }
 
     async fn append_audit(&self, audit: AuditRecord) -> Result<AuditEntry> {

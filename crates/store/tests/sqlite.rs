@@ -181,3 +181,76 @@ async fn concurrent_appends_form_one_chain() {
     }
     assert_eq!(store.audit_tail(1).await.unwrap()[0].seq, 40);
 }
+
+fn new_release(image: &str) -> rampart_store::NewRelease {
+    rampart_store::NewRelease {
+        image: image.into(),
+        image_id: format!("sha256:{image}"),
+        config: rampart_core::deploy::ReleaseConfig {
+            env_names: vec!["A".into()],
+            settings: Default::default(),
+        },
+        created_by: "usr_test".into(),
+        created_at: "2026-11-29T10:00:00.000Z".into(),
+    }
+}
+
+#[tokio::test]
+async fn releases_number_themselves_and_one_is_live() {
+    use rampart_core::deploy::ReleaseStatus::{Failed, Live, Retired};
+    let (_dir, store) = open().await;
+    let app = new_app("web", &["web.localhost"]);
+    store.create_app(&app, record("app.create")).await.unwrap();
+    let at = "2026-11-29T10:01:00.000Z";
+    let (one, _) = store
+        .create_release(&app.id, &new_release("a"), record("app.deploy"))
+        .await
+        .unwrap();
+    let (two, _) = store
+        .create_release(&app.id, &new_release("b"), record("app.deploy"))
+        .await
+        .unwrap();
+    assert_eq!((one, two), (1, 2));
+    assert_eq!(store.unfinished_releases().await.unwrap().len(), 2);
+
+    store
+        .finish_release(&app.id, 1, Live, None, at, record("deploy"))
+        .await
+        .unwrap();
+    store
+        .finish_release(&app.id, 2, Failed, Some("health check"), at, record("d"))
+        .await
+        .unwrap();
+    let again = store
+        .finish_release(&app.id, 2, Live, None, at, record("deploy"))
+        .await
+        .unwrap_err();
+    assert!(matches!(again, StoreError::Conflict(_)), "{again}");
+    let row = store.app(&app.name).await.unwrap().unwrap();
+    assert_eq!(row.live_release, Some(1));
+
+    let (three, _) = store
+        .create_release(&app.id, &new_release("c"), record("app.deploy"))
+        .await
+        .unwrap();
+    store
+        .finish_release(&app.id, three, Live, None, at, record("deploy"))
+        .await
+        .unwrap();
+    let statuses: Vec<_> = store
+        .releases(&app.id)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| (r.number, r.status))
+        .collect();
+    assert_eq!(statuses, [(3, Live), (2, Failed), (1, Retired)]);
+    assert!(store.unfinished_releases().await.unwrap().is_empty());
+
+    let missing = store
+        .create_release(&AppId::generate(), &new_release("x"), record("app.deploy"))
+        .await
+        .unwrap_err();
+    assert!(matches!(missing, StoreError::NotFound(_)));
+    assert_eq!(store.releases(&app.id).await.unwrap().len(), 3);
+}

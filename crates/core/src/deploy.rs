@@ -1,0 +1,221 @@
+//! How an app runs: its settings (replicas, health check, limits, network)
+//! and the states of a release.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+/// Most replicas one app may run on a single machine.
+pub const MAX_REPLICAS: u32 = 32;
+
+/// How an app's replicas run. Every field has a safe default; the API
+/// changes them one at a time through [`SettingsPatch`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct AppSettings {
+    /// How many replicas serve the app.
+    pub replicas: u32,
+    /// The port the app listens on inside its container (`PORT` is set to it).
+    pub port: u16,
+    /// Path of the HTTP health check; it must answer 2xx.
+    pub health_path: String,
+    /// How long a new replica has to pass its health check.
+    pub health_timeout_secs: u32,
+    /// How long an old replica may finish its requests before it is stopped.
+    pub drain_secs: u32,
+    pub memory_mb: u32,
+    /// CPUs in thousandths (1000 = one CPU).
+    pub cpu_millis: u32,
+    pub pids: u32,
+    /// Whether replicas may open connections outside their app's network.
+    pub egress: bool,
+    /// Whether an image that runs as root may keep doing so.
+    pub allow_root: bool,
+}
+
+impl Default for AppSettings {
+    fn default() -> Self {
+        Self {
+            replicas: 2,
+            port: 8080,
+            health_path: "/health".into(),
+            health_timeout_secs: 60,
+            drain_secs: 10,
+            memory_mb: 256,
+            cpu_millis: 1000,
+            pids: 256,
+            egress: false,
+            allow_root: false,
+        }
+    }
+}
+
+/// Changes to an app's settings; absent fields keep their value.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SettingsPatch {
+    pub replicas: Option<u32>,
+    pub port: Option<u16>,
+    pub health_path: Option<String>,
+    pub health_timeout_secs: Option<u32>,
+    pub drain_secs: Option<u32>,
+    pub memory_mb: Option<u32>,
+    pub cpu_millis: Option<u32>,
+    pub pids: Option<u32>,
+    pub egress: Option<bool>,
+    pub allow_root: Option<bool>,
+}
+
+fn within<T: PartialOrd + fmt::Display + Copy>(
+    key: &str,
+    value: T,
+    min: T,
+    max: T,
+) -> Result<(), String> {
+    if value < min || value > max {
+        return Err(format!(
+            "{key} must be between {min} and {max}, not {value}"
+        ));
+    }
+    Ok(())
+}
+
+impl AppSettings {
+    /// Checks every field; the message names the first one out of range.
+    pub fn validate(&self) -> Result<(), String> {
+        within("replicas", self.replicas, 0, MAX_REPLICAS)?;
+        within("port", self.port, 1, u16::MAX)?;
+        within("health_timeout_secs", self.health_timeout_secs, 1, 3600)?;
+        within("drain_secs", self.drain_secs, 0, 3600)?;
+        within("memory_mb", self.memory_mb, 16, 1024 * 1024)?;
+        within("cpu_millis", self.cpu_millis, 10, 256_000)?;
+        within("pids", self.pids, 8, 1_000_000)?;
+        let path = &self.health_path;
+        if !path.starts_with('/')
+            || path.len() > 256
+            || path
+                .bytes()
+                .any(|b| b.is_ascii_control() || b == b' ' || b >= 0x7f)
+        {
+            return Err(format!(
+                "health_path must be an absolute path of at most 256 printable ASCII characters, not {path:?}"
+            ));
+        }
+        Ok(())
+    }
+
+    /// These settings with `patch` applied, validated.
+    pub fn patched(&self, patch: &SettingsPatch) -> Result<Self, String> {
+        let mut next = self.clone();
+        macro_rules! take {
+            ($($field:ident),*) => {$(
+                if let Some(v) = &patch.$field { next.$field = v.clone(); }
+            )*};
+        }
+        take!(
+            replicas,
+            port,
+            health_path,
+            health_timeout_secs,
+            drain_secs,
+            memory_mb,
+            cpu_millis,
+            pids,
+            egress,
+            allow_root
+        );
+        next.validate()?;
+        Ok(next)
+    }
+}
+
+/// Where a release is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum ReleaseStatus {
+    /// Its replicas are starting or being checked.
+    Deploying,
+    /// It serves the app.
+    Live,
+    /// It never served: the reason says why.
+    Failed,
+    /// It served and was replaced by a later release.
+    Retired,
+}
+
+impl ReleaseStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ReleaseStatus::Deploying => "deploying",
+            ReleaseStatus::Live => "live",
+            ReleaseStatus::Failed => "failed",
+            ReleaseStatus::Retired => "retired",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        Some(match text {
+            "deploying" => ReleaseStatus::Deploying,
+            "live" => ReleaseStatus::Live,
+            "failed" => ReleaseStatus::Failed,
+            "retired" => ReleaseStatus::Retired,
+            _ => return None,
+        })
+    }
+}
+
+impl fmt::Display for ReleaseStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What a release was deployed with, kept with it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ReleaseConfig {
+    /// Names of the variables set when it was created; values are not kept.
+    pub env_names: Vec<String>,
+    pub settings: AppSettings,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid_and_patches_are_checked() {
+        let base = AppSettings::default();
+        base.validate().unwrap();
+        let patch = SettingsPatch {
+            replicas: Some(3),
+            ..Default::default()
+        };
+        assert_eq!(base.patched(&patch).unwrap().replicas, 3);
+        for bad in [
+            SettingsPatch {
+                replicas: Some(MAX_REPLICAS + 1),
+                ..Default::default()
+            },
+            SettingsPatch {
+                port: Some(0),
+                ..Default::default()
+            },
+            SettingsPatch {
+                health_path: Some("health".into()),
+                ..Default::default()
+            },
+            SettingsPatch {
+                health_path: Some("/a b".into()),
+                ..Default::default()
+            },
+            SettingsPatch {
+                memory_mb: Some(1),
+                ..Default::default()
+            },
+        ] {
+            assert!(base.patched(&bad).is_err(), "{bad:?}");
+        }
+    }
+}
