@@ -64,6 +64,10 @@ impl From<Error> for ApiError {
                 tracing::error!(error = %m, "sealed value does not open");
                 Self::new(StatusCode::INTERNAL_SERVER_ERROR, "sealed_value", m)
             }
+            Error::Unavailable(m) => Self::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", m),
+            Error::DeployFailed { message, .. } => {
+                Self::new(StatusCode::UNPROCESSABLE_ENTITY, "deploy_failed", message)
+            }
             Error::Store(e) => {
                 tracing::error!(error = %e, "store error");
                 Self::new(

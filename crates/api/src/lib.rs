@@ -7,6 +7,7 @@
 //! its outcome. The OpenAPI document is generated from the handlers, so the
 //! tests that walk every route stay complete as routes are added.
 
+pub mod deploys;
 pub mod error;
 mod gate;
 pub mod policy;
@@ -42,6 +43,7 @@ pub use serve::serve;
         (name = "env", description = "Environment variables and secrets"),
         (name = "tokens", description = "API tokens"),
         (name = "audit", description = "The hash-chained audit log"),
+        (name = "deploys", description = "Releases, deploys, rollbacks, scaling, replicas and logs"),
     )
 )]
 struct ApiDoc;
@@ -79,6 +81,14 @@ fn documented_routes() -> (Router<routes::AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(routes::revoke_token))
         .routes(routes!(routes::list_audit))
         .routes(routes!(routes::verify_audit))
+        .routes(routes!(deploys::deploy_build))
+        .routes(routes!(deploys::deploy_image))
+        .routes(routes!(deploys::rollback))
+        .routes(routes!(deploys::releases))
+        .routes(routes!(deploys::settings, deploys::configure))
+        .routes(routes!(deploys::scale))
+        .routes(routes!(deploys::ps))
+        .routes(routes!(deploys::logs))
         .split_for_parts()
 }
 
@@ -87,8 +97,9 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
     documented_routes().1
 }
 
-/// The API's router. `max_body_bytes` bounds every request body.
-pub fn router(platform: Arc<Platform>, max_body_bytes: usize) -> Router {
+/// The API's router. `max_body_bytes` bounds every request body but build
+/// contexts, which `max_context_bytes` bounds.
+pub fn router(platform: Arc<Platform>, max_body_bytes: usize, max_context_bytes: u64) -> Router {
     let (router, doc) = documented_routes();
     let doc = doc.to_pretty_json().unwrap_or_else(|_| "{}".into());
     router
@@ -111,5 +122,6 @@ pub fn router(platform: Arc<Platform>, max_body_bytes: usize) -> Router {
             gate::gate,
         ))
         .layer(DefaultBodyLimit::max(max_body_bytes))
+        .layer(axum::Extension(deploys::ContextLimit(max_context_bytes)))
         .with_state(platform)
 }

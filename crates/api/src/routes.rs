@@ -50,6 +50,14 @@ pub fn access(method: &Method, path: &str) -> Option<Access> {
         ("POST", "/api/tokens") => TokenCreate,
         ("DELETE", "/api/tokens/{id}") => TokenRevoke,
         ("GET", "/api/audit") | ("GET", "/api/audit/verify") => AuditRead,
+        ("POST", "/api/apps/{app}/deploys/build")
+        | ("POST", "/api/apps/{app}/deploys/image")
+        | ("POST", "/api/apps/{app}/rollback") => Deploy,
+        ("PATCH", "/api/apps/{app}/settings") | ("POST", "/api/apps/{app}/scale") => AppConfigure,
+        ("GET", "/api/apps/{app}/releases")
+        | ("GET", "/api/apps/{app}/settings")
+        | ("GET", "/api/apps/{app}/ps") => RuntimeRead,
+        ("GET", "/api/apps/{app}/logs") => LogsRead,
         _ => return None,
     };
     Some(Access::Action(action))

@@ -34,7 +34,7 @@ async fn fixture() -> Fixture {
         .unwrap()
         .trim()
         .to_owned();
-    let router = rampart_api::router(Arc::new(platform), BODY_LIMIT);
+    let router = rampart_api::router(Arc::new(platform), BODY_LIMIT, 1 << 20);
     Fixture {
         _dir: dir,
         db: data.db(),

@@ -9,7 +9,22 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::time::Duration;
 
+use rampart_core::deploy::{AppSettings, SettingsPatch};
 use rampart_core::wire;
+
+/// How long a streamed answer (a deploy, followed logs) may stay open.
+const STREAM_TIMEOUT: Duration = Duration::from_secs(24 * 3600);
+
+/// What a deploy deploys.
+#[derive(Debug, Clone)]
+pub enum Deploy {
+    /// A tar build context with a Dockerfile.
+    Build(Vec<u8>),
+    /// An image the engine has.
+    Image(String),
+    /// An earlier release (or the previous one).
+    Rollback(Option<u64>),
+}
 use reqwest::{Method, StatusCode};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -162,7 +177,11 @@ impl Client {
         if status.is_success() {
             return Ok(bytes);
         }
-        Err(match serde_json::from_slice::<wire::ErrorBody>(&bytes) {
+        Err(self.error_from(status, &bytes))
+    }
+
+    fn error_from(&self, status: StatusCode, bytes: &[u8]) -> ClientError {
+        match serde_json::from_slice::<wire::ErrorBody>(bytes) {
             Ok(body) => ClientError::Api {
                 status: status.as_u16(),
                 code: body.error.code,
@@ -173,7 +192,7 @@ impl Client {
                 server: self.base.clone(),
                 detail: format!("HTTP {status} without an error body"),
             },
-        })
+        }
     }
 
     async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {
@@ -269,6 +288,124 @@ impl Client {
 
     pub async fn verify_audit(&self) -> Result<wire::AuditVerification, ClientError> {
         self.get("/api/audit/verify").await
+    }
+
+    pub async fn releases(&self, app: &str) -> Result<Vec<wire::Release>, ClientError> {
+        self.get(&format!("/api/apps/{}/releases", segment(app)))
+            .await
+    }
+
+    pub async fn settings(&self, app: &str) -> Result<AppSettings, ClientError> {
+        self.get(&format!("/api/apps/{}/settings", segment(app)))
+            .await
+    }
+
+    pub async fn configure(
+        &self,
+        app: &str,
+        patch: &SettingsPatch,
+    ) -> Result<AppSettings, ClientError> {
+        let path = format!("/api/apps/{}/settings", segment(app));
+        self.call(Method::PATCH, &path, Some(patch)).await
+    }
+
+    pub async fn scale(&self, app: &str, replicas: u32) -> Result<wire::AppStatus, ClientError> {
+        let path = format!("/api/apps/{}/scale", segment(app));
+        self.call(Method::POST, &path, Some(&wire::Scale { replicas }))
+            .await
+    }
+
+    pub async fn ps(&self, app: &str) -> Result<wire::AppStatus, ClientError> {
+        self.get(&format!("/api/apps/{}/ps", segment(app))).await
+    }
+
+    /// Starts a deploy and passes each progress line to `on_line`; returns
+    /// the last line (`done` or `failed`).
+    pub async fn deploy(
+        &self,
+        app: &str,
+        what: Deploy,
+        mut on_line: impl FnMut(&wire::DeployLine),
+    ) -> Result<wire::DeployLine, ClientError> {
+        let app = segment(app);
+        let mut request = match what {
+            Deploy::Build(context) => self
+                .http
+                .post(format!("{}/api/apps/{app}/deploys/build", self.base))
+                .header(reqwest::header::CONTENT_TYPE, "application/x-tar")
+                .body(context),
+            Deploy::Image(image) => self
+                .http
+                .post(format!("{}/api/apps/{app}/deploys/image", self.base))
+                .json(&wire::DeployImage { image }),
+            Deploy::Rollback(to) => self
+                .http
+                .post(format!("{}/api/apps/{app}/rollback", self.base))
+                .json(&wire::Rollback { to }),
+        };
+        if let Some(token) = &self.token {
+            request = request.bearer_auth(token);
+        }
+        let mut last = None;
+        self.lines(request.timeout(STREAM_TIMEOUT), |line: wire::DeployLine| {
+            on_line(&line);
+            last = Some(line);
+        })
+        .await?;
+        last.ok_or_else(|| ClientError::Protocol {
+            server: self.base.clone(),
+            detail: "the deploy stream ended without an outcome".into(),
+        })
+    }
+
+    /// An app's log lines, passed to `on_line` as they arrive.
+    pub async fn logs(
+        &self,
+        app: &str,
+        since_secs: Option<u64>,
+        tail: Option<u32>,
+        follow: bool,
+        on_line: impl FnMut(wire::LogLine),
+    ) -> Result<(), ClientError> {
+        let mut path = format!("/api/apps/{}/logs?follow={follow}", segment(app));
+        if let Some(since) = since_secs {
+            path.push_str(&format!("&since_secs={since}"));
+        }
+        if let Some(tail) = tail {
+            path.push_str(&format!("&tail={tail}"));
+        }
+        let mut request = self.http.get(format!("{}{path}", self.base));
+        if let Some(token) = &self.token {
+            request = request.bearer_auth(token);
+        }
+        self.lines(request.timeout(STREAM_TIMEOUT), on_line).await
+    }
+
+    /// Reads an `application/x-ndjson` answer line by line.
+    async fn lines<T: DeserializeOwned>(
+        &self,
+        request: reqwest::RequestBuilder,
+        mut on_line: impl FnMut(T),
+    ) -> Result<(), ClientError> {
+        let mut response = request.send().await.map_err(|e| self.transport(&e))?;
+        let status = response.status();
+        if !status.is_success() {
+            let bytes = response.bytes().await.map_err(|e| self.transport(&e))?;
+            return Err(self.error_from(status, &bytes));
+        }
+        let mut pending: Vec<u8> = Vec::new();
+        while let Some(chunk) = response.chunk().await.map_err(|e| self.transport(&e))? {
+            pending.extend_from_slice(&chunk);
+            while let Some(end) = pending.iter().position(|&b| b == b'\n') {
+                let line: Vec<u8> = pending.drain(..=end).collect();
+                let value = serde_json::from_slice(&line).map_err(|e| ClientError::Protocol {
+                    server: self.base.clone(),
+                    detail: format!("a progress line is not understood: {e}"),
+                })?;
+                on_line(value);
+            }
+        }
+        Ok(())
     }
 
     /// A raw request, for tests that send what a well-behaved client would not.

@@ -16,6 +16,9 @@ pub const DEFAULT_API_LISTEN: &str = "127.0.0.1:7443";
 pub const DEFAULT_DATA_DIR: &str = "./rampart-data";
 /// Default limit on API request bodies.
 pub const DEFAULT_MAX_BODY_BYTES: u64 = 1024 * 1024;
+/// Default limit on uploaded build contexts.
+pub const DEFAULT_MAX_CONTEXT_BYTES: u64 = 256 * 1024 * 1024;
+const MAX_CONTEXT_BYTES: u64 = 4 * 1024 * 1024 * 1024;
 const MIN_BODY_BYTES: u64 = 1024;
 const MAX_BODY_BYTES: u64 = 64 * 1024 * 1024;
 
@@ -51,6 +54,9 @@ struct RawConfig {
     log: RawLog,
     #[serde(default)]
     bootstrap: RawBootstrap,
+    /// Checked by the edge's own parser, which the platform hands it to.
+    #[serde(default)]
+    edge: toml::Table,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -58,6 +64,7 @@ struct RawConfig {
 struct RawApi {
     listen: Option<String>,
     max_body_bytes: Option<u64>,
+    max_context_bytes: Option<u64>,
     tls_names: Option<Vec<String>>,
 }
 
@@ -82,19 +89,23 @@ pub enum LogFormat {
 }
 
 /// The validated platform configuration.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Config {
     /// Set only when the file names it; the command line wins over it.
     pub data_dir: Option<PathBuf>,
     pub api: ApiConfig,
     pub log: LogConfig,
     pub bootstrap: BootstrapConfig,
+    /// The `[edge]` table: the edge's listeners, TLS/ACME settings and
+    /// limits, under the same names as in `edge.toml`. The edge validates it.
+    pub edge: toml::Table,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ApiConfig {
     pub listen: SocketAddr,
     pub max_body_bytes: usize,
+    pub max_context_bytes: u64,
     /// Extra names (DNS names or IP addresses) the API certificate covers
     /// besides `localhost`, `127.0.0.1` and `::1`.
     pub tls_names: Vec<String>,
@@ -152,6 +163,19 @@ impl Config {
                 "api.max_body_bytes",
                 format!(
                     "{max_body_bytes} is out of range; use {MIN_BODY_BYTES} to {MAX_BODY_BYTES}"
+                ),
+            ));
+        }
+
+        let max_context_bytes = raw
+            .api
+            .max_context_bytes
+            .unwrap_or(DEFAULT_MAX_CONTEXT_BYTES);
+        if !(MIN_BODY_BYTES..=MAX_CONTEXT_BYTES).contains(&max_context_bytes) {
+            return Err(ConfigError::invalid(
+                "api.max_context_bytes",
+                format!(
+                    "{max_context_bytes} is out of range; use {MIN_BODY_BYTES} to {MAX_CONTEXT_BYTES}"
                 ),
             ));
         }
@@ -222,10 +246,12 @@ impl Config {
                 listen,
                 // The range check above keeps this far below usize::MAX.
                 max_body_bytes: max_body_bytes as usize,
+                max_context_bytes,
                 tls_names,
             },
             log: LogConfig { level, format },
             bootstrap: BootstrapConfig { owner_email },
+            edge: raw.edge,
         })
     }
 }

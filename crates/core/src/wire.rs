@@ -153,3 +153,121 @@ pub struct ErrorDetail {
     /// The request's id, also in the `x-request-id` header and the audit log.
     pub request_id: String,
 }
+
+/// A release as the API shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Release {
+    pub number: u64,
+    /// The image reference deployed (`rampart/APP:rN` for a build).
+    pub image: String,
+    /// The image id the replicas run; empty when the image never existed.
+    pub image_id: String,
+    pub status: crate::deploy::ReleaseStatus,
+    /// Why it failed, with the replica's last log lines when it started.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// The user id that deployed it.
+    pub created_by: String,
+    pub created_at: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finished_at: Option<String>,
+    /// Names of the variables set when it was created.
+    pub env_names: Vec<String>,
+    pub settings: crate::deploy::AppSettings,
+}
+
+/// Body of `POST /api/apps/{app}/deploys/image`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DeployImage {
+    /// An image reference or id the engine already has; nothing is pulled.
+    pub image: String,
+}
+
+/// Body of `POST /api/apps/{app}/rollback`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Rollback {
+    /// The release to deploy again; the one live before the current one
+    /// when omitted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub to: Option<u64>,
+}
+
+/// Body of `POST /api/apps/{app}/scale`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Scale {
+    pub replicas: u32,
+}
+
+/// One line of a deploy's progress (`application/x-ndjson`). The last line
+/// is `done` or `failed`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum DeployLine {
+    /// A line printed by the image build.
+    Build { line: String },
+    /// A step of the rollout.
+    Step { message: String },
+    /// The release serves the app.
+    Done { release: Release },
+    /// The deploy failed; the previous release keeps serving.
+    Failed {
+        message: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        release: Option<Release>,
+    },
+}
+
+/// One replica of an app.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ReplicaStatus {
+    /// Container name.
+    pub name: String,
+    /// Short container id.
+    pub id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub release: Option<u64>,
+    /// The engine's state: `running`, `restarting`, `exited` …
+    pub state: String,
+    /// Whether the edge sends it traffic.
+    pub serving: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub address: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_at: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uptime_secs: Option<u64>,
+    pub restarts: u64,
+}
+
+/// Something that happened to an app's replicas.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct AppEvent {
+    pub time: String,
+    /// `restart`, `crash_loop`, `repair` …
+    pub kind: String,
+    pub message: String,
+}
+
+/// An app's replicas, as `rampart ps` shows them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct AppStatus {
+    pub app: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub live_release: Option<u64>,
+    pub desired_replicas: u32,
+    pub replicas: Vec<ReplicaStatus>,
+    /// The newest events, oldest first.
+    pub events: Vec<AppEvent>,
+}
+
+/// One line of an app's logs (`application/x-ndjson`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct LogLine {
+    pub replica: String,
+    /// `stdout` or `stderr`.
+    pub stream: String,
+    pub line: String,
+}

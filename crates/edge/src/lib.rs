@@ -353,6 +353,13 @@ impl Edge {
         orders.insert(key, task);
     }
 
+    /// Whether requests are still in flight to any of `addrs`, which have
+    /// left the route table: a deploy waits for this to turn false before
+    /// it stops old replicas.
+    pub fn busy(&self, addrs: &[SocketAddr]) -> bool {
+        self.registry.busy(addrs)
+    }
+
     /// New limits for the shields and new connections.
     pub fn update_limits(&self, limits: Limits) {
         self.shared.shields.update(&limits);

@@ -175,6 +175,10 @@ type Entry = (Arc<Upstream>, JoinHandle<()>);
 #[derive(Debug, Default)]
 pub struct Registry {
     entries: Mutex<HashMap<Key, Entry>>,
+    /// Upstreams no table uses any more. A request in flight keeps its
+    /// upstream alive, so one of these that can still be upgraded is still
+    /// serving: that is how a deploy knows an old replica has drained.
+    retired: Mutex<Vec<std::sync::Weak<Upstream>>>,
 }
 
 pub type HttpClient =
@@ -225,14 +229,27 @@ impl Registry {
                 })
             })
             .collect();
-        entries.retain(|key, (_, task)| {
+        let mut retired = self.retired.lock().unwrap_or_else(|e| e.into_inner());
+        entries.retain(|key, (upstream, task)| {
             let keep = used.contains(key);
             if !keep {
                 task.abort();
+                retired.push(Arc::downgrade(upstream));
             }
             keep
         });
         pools
+    }
+
+    /// Whether a request is still in flight to any of `addrs` after the
+    /// upstream left the route table.
+    pub fn busy(&self, addrs: &[SocketAddr]) -> bool {
+        let mut retired = self.retired.lock().unwrap_or_else(|e| e.into_inner());
+        retired.retain(|weak| weak.strong_count() > 0);
+        retired
+            .iter()
+            .filter_map(std::sync::Weak::upgrade)
+            .any(|u| addrs.contains(&u.addr))
     }
 
     /// Stops every checker.

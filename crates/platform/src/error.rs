@@ -24,6 +24,27 @@ pub enum Error {
     Sealed(String),
     #[error("{0}")]
     Store(StoreError),
+    /// A part the operation needs (the container engine, the edge) is not
+    /// available; trying again later may work.
+    #[error("{0}")]
+    Unavailable(String),
+    /// A deploy ran and failed; the previous release keeps serving.
+    #[error("{message}")]
+    DeployFailed {
+        message: String,
+        release: Option<Box<rampart_core::wire::Release>>,
+    },
+}
+
+impl From<rampart_runtime::RuntimeError> for Error {
+    fn from(err: rampart_runtime::RuntimeError) -> Self {
+        use rampart_runtime::RuntimeError as R;
+        match err {
+            R::Unreachable(_) => Error::Unavailable(err.to_string()),
+            R::NoImage(_) => Error::Invalid(err.to_string()),
+            other => Error::Unavailable(other.to_string()),
+        }
+    }
 }
 
 impl From<StoreError> for Error {

@@ -17,9 +17,12 @@ pub mod secrets;
 /// from it; the platform uses it for the API.
 pub use rampart_edge::pki;
 
+mod controller;
 mod data_dir;
+pub mod deploy;
 mod error;
 mod ops;
+mod reconcile;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -31,6 +34,7 @@ use rampart_core::{Action, RequestId, Role, Secret, TokenId, UserId, token};
 use rampart_store::{NewToken, NewUser, SqliteStore, Store, StoreError};
 use tokio::sync::Mutex;
 
+pub use controller::Engine;
 pub use data_dir::DataDir;
 pub use error::{AuthError, Error, StartError};
 use pki::InternalCa;
@@ -63,6 +67,8 @@ pub struct Platform {
     dir: DataDir,
     /// Highest sequence number written to the head checkpoint.
     head: Mutex<u64>,
+    /// The container engine and the edge, once attached.
+    engine: std::sync::OnceLock<Arc<Engine>>,
 }
 
 /// What [`Platform::open`] did on a first start.
@@ -101,6 +107,7 @@ impl Platform {
             ca,
             dir,
             head: Mutex::new(head),
+            engine: std::sync::OnceLock::new(),
         };
 
         let bootstrapped = if platform.store.user_count().await? == 0 {

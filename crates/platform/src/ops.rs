@@ -53,8 +53,18 @@ fn entry_view(entry: rampart_core::audit::AuditEntry) -> wire::AuditEntry {
 }
 
 /// The associated data that binds a sealed variable to its app and name.
-fn env_aad(app: &AppId, name: &EnvName) -> Vec<u8> {
+pub(crate) fn env_aad(app: &AppId, name: &EnvName) -> Vec<u8> {
     format!("rampart/env/v1\0{app}\0{name}").into_bytes()
+}
+
+/// Six random lowercase letters and digits, to tell replicas apart.
+pub(crate) fn random_suffix() -> String {
+    use rand::Rng;
+    const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
+    let mut rng = rand::rng();
+    (0..6)
+        .map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())] as char)
+        .collect()
 }
 
 fn parse_app_name(name: &str) -> Result<AppName, Error> {
@@ -151,6 +161,7 @@ impl Platform {
         let record = self.record(acting, Action::AppDelete, format!("apps/{}", row.name));
         self.committed(self.store.delete_app(&row.id, record).await)
             .await?;
+        self.remove_app_runtime(&row.name, &row.id).await;
         tracing::info!(app = %row.name, request_id = %acting.request_id, "app deleted");
         Ok(())
     }

@@ -49,6 +49,8 @@ pub struct OpenError;
 /// The key that seals every secret at rest.
 pub struct MasterKey {
     cipher: XChaCha20Poly1305,
+    /// A one-way derivative of the key, for stable public labels.
+    label_seed: [u8; 32],
 }
 
 impl std::fmt::Debug for MasterKey {
@@ -117,9 +119,24 @@ impl MasterKey {
     }
 
     pub fn from_bytes(key: &[u8; 32]) -> Self {
+        use sha2::Digest;
+        let mut seed = sha2::Sha256::new();
+        seed.update(b"rampart/label-seed/v1\0");
+        seed.update(key);
         Self {
             cipher: XChaCha20Poly1305::new(key.into()),
+            label_seed: seed.finalize().into(),
         }
+    }
+
+    /// A short public label derived from the key and `context`: stable for
+    /// an installation, and reveals nothing about the key.
+    pub fn derive_label(&self, context: &str) -> String {
+        use sha2::Digest;
+        let mut h = sha2::Sha256::new();
+        h.update(self.label_seed);
+        h.update(context.as_bytes());
+        hex::encode(&h.finalize()[..6])
     }
 
     /// Seals `plaintext` for the place named by `aad`.

@@ -80,6 +80,8 @@ pub enum AppsCommand {
         #[command(flatten)]
         conn: Connection,
     },
+    /// Show or change how an app runs (port, health check, limits, egress).
+    Configure(crate::deploy_cmd::ConfigureArgs),
     /// Delete an app with its environment.
     Delete {
         name: String,
@@ -106,6 +108,7 @@ fn confirm(what: &str, name: &str) -> anyhow::Result<()> {
 
 pub async fn apps(cmd: AppsCommand) -> anyhow::Result<()> {
     match cmd {
+        AppsCommand::Configure(args) => return crate::deploy_cmd::configure(args).await,
         AppsCommand::Create {
             name,
             domains,

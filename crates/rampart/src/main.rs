@@ -3,6 +3,8 @@
 
 mod commands;
 mod credentials;
+mod demo;
+mod deploy_cmd;
 mod edge_cmd;
 mod output;
 mod repo_cmd;
@@ -28,7 +30,7 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Run the platform: the control-plane API over HTTPS.
+    /// Run the platform: the control-plane API, the edge and the apps.
     Up(up::UpArgs),
     /// Run the edge load balancer alone.
     Edge(edge_cmd::EdgeArgs),
@@ -46,6 +48,18 @@ enum Command {
     /// Read and verify the tamper-evident audit log.
     #[command(subcommand)]
     Audit(commands::AuditCommand),
+    /// Deploy a new release from a build context or an image.
+    Deploy(deploy_cmd::DeployArgs),
+    /// List an app's releases.
+    Releases(deploy_cmd::AppArgs),
+    /// Deploy an earlier release again.
+    Rollback(deploy_cmd::RollbackArgs),
+    /// Set how many replicas serve an app.
+    Scale(deploy_cmd::ScaleArgs),
+    /// Show an app's replicas, their health and recent events.
+    Ps(deploy_cmd::AppArgs),
+    /// Print an app's logs.
+    Logs(deploy_cmd::LogsArgs),
     /// The backup engine: encrypted, deduplicated repositories.
     Repo(repo_cmd::RepoArgs),
 }
@@ -99,6 +113,12 @@ fn main() -> ExitCode {
             Command::Env(cmd) => commands::env(cmd).await,
             Command::Tokens(cmd) => commands::tokens(cmd).await,
             Command::Audit(cmd) => commands::audit(cmd).await,
+            Command::Deploy(args) => deploy_cmd::deploy(args).await,
+            Command::Releases(args) => deploy_cmd::releases(args).await,
+            Command::Rollback(args) => deploy_cmd::rollback(args).await,
+            Command::Scale(args) => deploy_cmd::scale(args).await,
+            Command::Ps(args) => deploy_cmd::ps(args).await,
+            Command::Logs(args) => deploy_cmd::logs(args).await,
             Command::Repo(_) => unreachable!("handled before the runtime starts"),
         }
     });

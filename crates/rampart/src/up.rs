@@ -9,7 +9,10 @@ use anyhow::Context;
 use clap::Args;
 use rampart_api::tls::{ApiCertificate, server_config};
 use rampart_core::config::{Config, DEFAULT_DATA_DIR, LogConfig, LogFormat};
-use rampart_platform::{DataDir, Platform};
+use rampart_edge::{Edge, EdgeConfig};
+use rampart_platform::{DataDir, Engine, Platform};
+use rampart_runtime::ContainerRuntime;
+use std::net::SocketAddr;
 use tokio::net::TcpListener;
 
 /// How long in-flight requests may take to finish after SIGTERM.
@@ -23,6 +26,51 @@ pub struct UpArgs {
     /// A rampart.toml; every key is optional (see docs/configuration.md).
     #[arg(long)]
     config: Option<PathBuf>,
+    /// Also deploy the demo app `hello` (two replicas) and print how to reach it.
+    #[arg(long)]
+    demo: bool,
+}
+
+/// How often the platform compares what runs with what should.
+const RECONCILE_EVERY: Duration = Duration::from_secs(10);
+
+/// The edge's configuration from the `[edge]` table of rampart.toml: the
+/// same keys as edge.toml, with TLS state kept in the data directory and
+/// sites coming from apps.
+fn edge_config(
+    config: &Config,
+    dir: &DataDir,
+    file: Option<&PathBuf>,
+) -> anyhow::Result<EdgeConfig> {
+    let origin = file.map_or_else(|| "rampart.toml".to_owned(), |p| p.display().to_string());
+    let mut table = config.edge.clone();
+    if table.contains_key("site") {
+        anyhow::bail!("{origin}: [edge] site: sites come from apps; remove [[edge.site]]");
+    }
+    let tls = table
+        .entry("tls")
+        .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+    if let toml::Value::Table(tls) = tls
+        && !tls.contains_key("state_dir")
+    {
+        tls.insert(
+            "state_dir".into(),
+            toml::Value::String(dir.root().display().to_string()),
+        );
+    }
+    let text = toml::to_string(&table).context("cannot read the [edge] table")?;
+    EdgeConfig::from_toml(&text).map_err(|e| anyhow::anyhow!("{origin}: [edge] {e}"))
+}
+
+/// The host address a client on this machine uses to reach `addr`.
+fn reachable(addr: SocketAddr) -> SocketAddr {
+    match addr.ip() {
+        ip if ip.is_unspecified() && ip.is_ipv4() => {
+            SocketAddr::from(([127, 0, 0, 1], addr.port()))
+        }
+        ip if ip.is_unspecified() => SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, addr.port())),
+        _ => addr,
+    }
 }
 
 fn load_config(path: Option<&PathBuf>) -> anyhow::Result<Config> {
@@ -72,9 +120,20 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         .or_else(|| config.data_dir.clone())
         .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR));
     let dir = DataDir::new(root);
+    let edge_config = edge_config(&config, &dir, args.config.as_ref())?;
+    let acme = edge_config.tls.acme_directory.is_some();
+    let docker = rampart_runtime::docker::Docker::new()?;
 
     let (platform, bootstrapped) = Platform::open(dir.clone(), &config).await?;
     let platform = Arc::new(platform);
+    let edge = Edge::start(edge_config).await?;
+    let edge_addr = reachable(edge.addrs().https);
+    platform.attach(Engine::new(
+        Arc::new(docker.clone()),
+        edge.clone(),
+        platform.installation_id(),
+        acme,
+    ));
     let certificate = ApiCertificate::issue(&platform, &config.api.tls_names)?;
     let tls = server_config(certificate.clone())?;
     let listener = TcpListener::bind(config.api.listen)
@@ -96,13 +155,45 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
             first.token_file.display()
         )?;
     }
+    writeln!(out, "rampart: apps are served at https://{edge_addr}")?;
     writeln!(out, "rampart: API listening on https://{addr}")?;
     out.flush()?;
     drop(out);
 
+    platform.fail_interrupted_deploys().await?;
+    match docker.ping().await {
+        Ok(()) => {
+            if let Err(error) = platform.reconcile().await {
+                tracing::warn!(%error, "the first reconciliation failed; will retry");
+            }
+        }
+        Err(error) => {
+            eprintln!(
+                "rampart: {error}; deploys fail until it answers, and the platform keeps trying"
+            );
+        }
+    }
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let reconciler = tokio::spawn(platform.clone().reconcile_forever(RECONCILE_EVERY, stopped));
+    if args.demo {
+        let platform = platform.clone();
+        tokio::spawn(async move {
+            if let Err(error) = crate::demo::run(&platform, edge_addr).await {
+                eprintln!("rampart: the demo could not start: {error:#}");
+            }
+        });
+    }
+
     tokio::spawn(certificate.renew_forever(platform.clone()));
-    let router = rampart_api::router(platform.clone(), config.api.max_body_bytes);
+    let router = rampart_api::router(
+        platform.clone(),
+        config.api.max_body_bytes,
+        config.api.max_context_bytes,
+    );
     rampart_api::serve(listener, tls, router, shutdown_signal(), DRAIN).await;
+    let _ = stop.send(true);
+    let _ = reconciler.await;
+    edge.shutdown().await;
     platform.close().await;
     println!("rampart: stopped");
     Ok(())

@@ -1,6 +1,6 @@
 //! The Docker engine backend, over bollard and the engine's Unix socket.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -32,10 +32,13 @@ const TMP_SIZE: &str = "size=64m";
 /// Memory a build may use.
 const BUILD_MEMORY: i32 = 1024 * 1024 * 1024;
 
-/// The local Docker engine.
+/// The local Docker engine. The API version is agreed on first use, and
+/// again after a failure, so a platform started before its engine (or
+/// outliving an engine restart) recovers by itself.
 #[derive(Debug, Clone)]
 pub struct Docker {
-    client: bollard::Docker,
+    base: bollard::Docker,
+    client: std::sync::Arc<tokio::sync::OnceCell<bollard::Docker>>,
 }
 
 fn engine_error(error: bollard::errors::Error) -> RuntimeError {
@@ -71,17 +74,28 @@ fn is_root_user(user: &str) -> bool {
 }
 
 impl Docker {
-    /// Connects to the engine at `DOCKER_HOST` or the default socket, and
-    /// agrees on an API version with it.
-    pub async fn connect() -> Result<Self, RuntimeError> {
-        let client = bollard::Docker::connect_with_local_defaults()
+    /// The engine at `DOCKER_HOST` or the default socket. Nothing is sent
+    /// until the first call.
+    pub fn new() -> Result<Self, RuntimeError> {
+        let base = bollard::Docker::connect_with_local_defaults()
             .map_err(|e| RuntimeError::Unreachable(e.to_string()))?
             .with_timeout(Duration::from_secs(300));
-        let client = client
-            .negotiate_version()
+        Ok(Self {
+            base,
+            client: Default::default(),
+        })
+    }
+
+    async fn client(&self) -> Result<&bollard::Docker, RuntimeError> {
+        self.client
+            .get_or_try_init(|| async {
+                self.base
+                    .clone()
+                    .negotiate_version()
+                    .await
+                    .map_err(|e| RuntimeError::Unreachable(e.to_string()))
+            })
             .await
-            .map_err(|e| RuntimeError::Unreachable(e.to_string()))?;
-        Ok(Self { client })
     }
 
     fn replica_from(inspect: ContainerInspectResponse) -> Replica {
@@ -122,7 +136,8 @@ impl Docker {
 #[async_trait]
 impl ContainerRuntime for Docker {
     async fn ping(&self) -> Result<(), RuntimeError> {
-        self.client
+        self.client()
+            .await?
             .ping()
             .await
             .map(|_| ())
@@ -144,7 +159,8 @@ impl ContainerRuntime for Docker {
             .memory(BUILD_MEMORY)
             .build();
         let mut stream = self
-            .client
+            .client()
+            .await?
             .build_image(options, None, Some(body_full(context)));
         while let Some(item) = stream.next().await {
             let info = item.map_err(|e| match e {
@@ -169,7 +185,7 @@ impl ContainerRuntime for Docker {
     }
 
     async fn image(&self, reference: &str) -> Result<Image, RuntimeError> {
-        match self.client.inspect_image(reference).await {
+        match self.client().await?.inspect_image(reference).await {
             Ok(image) => Ok(Image {
                 id: image.id.unwrap_or_default(),
                 user: image.config.and_then(|c| c.user).unwrap_or_default(),
@@ -181,7 +197,8 @@ impl ContainerRuntime for Docker {
 
     async fn ensure_network(&self, spec: &NetworkSpec) -> Result<(), RuntimeError> {
         match self
-            .client
+            .client()
+            .await?
             .inspect_network(
                 &spec.name,
                 None::<bollard::query_parameters::InspectNetworkOptions>,
@@ -206,7 +223,7 @@ impl ContainerRuntime for Docker {
             )])),
             ..Default::default()
         };
-        match self.client.create_network(request).await {
+        match self.client().await?.create_network(request).await {
             Ok(_) => Ok(()),
             // Created concurrently by another deploy of the same app.
             Err(bollard::errors::Error::DockerResponseServerError {
@@ -217,7 +234,7 @@ impl ContainerRuntime for Docker {
     }
 
     async fn remove_network(&self, name: &str) -> Result<(), RuntimeError> {
-        match self.client.remove_network(name).await {
+        match self.client().await?.remove_network(name).await {
             Ok(()) => Ok(()),
             Err(e) if is_not_found(&e) => Ok(()),
             Err(e) => Err(engine_error(e)),
@@ -229,7 +246,8 @@ impl ContainerRuntime for Docker {
             .filters(&label_filter(labels))
             .build();
         let list = self
-            .client
+            .client()
+            .await?
             .list_networks(Some(options))
             .await
             .map_err(engine_error)?;
@@ -298,12 +316,14 @@ impl ContainerRuntime for Docker {
             .name(&spec.name)
             .build();
         let created = self
-            .client
+            .client()
+            .await?
             .create_container(Some(options), body)
             .await
             .map_err(engine_error)?;
         if let Err(error) = self
-            .client
+            .client()
+            .await?
             .start_container(
                 &created.id,
                 None::<bollard::query_parameters::StartContainerOptions>,
@@ -322,7 +342,7 @@ impl ContainerRuntime for Docker {
         let stop = StopContainerOptionsBuilder::new()
             .t(grace.as_secs().min(i32::MAX as u64) as i32)
             .build();
-        match self.client.stop_container(id, Some(stop)).await {
+        match self.client().await?.stop_container(id, Some(stop)).await {
             Ok(()) => {}
             Err(e) if is_not_found(&e) => return Ok(()),
             // 304: already stopped.
@@ -332,7 +352,12 @@ impl ContainerRuntime for Docker {
             Err(e) => tracing::warn!(container = id, error = %e, "stop failed; removing by force"),
         }
         let options = RemoveContainerOptionsBuilder::new().force(true).build();
-        match self.client.remove_container(id, Some(options)).await {
+        match self
+            .client()
+            .await?
+            .remove_container(id, Some(options))
+            .await
+        {
             Ok(()) => Ok(()),
             Err(e) if is_not_found(&e) => Ok(()),
             // 409: removal already in progress.
@@ -349,7 +374,8 @@ impl ContainerRuntime for Docker {
             .filters(&label_filter(labels))
             .build();
         let list = self
-            .client
+            .client()
+            .await?
             .list_containers(Some(options))
             .await
             .map_err(engine_error)?;
@@ -366,7 +392,8 @@ impl ContainerRuntime for Docker {
 
     async fn replica(&self, id: &str) -> Result<Option<Replica>, RuntimeError> {
         match self
-            .client
+            .client()
+            .await?
             .inspect_container(
                 id,
                 None::<bollard::query_parameters::InspectContainerOptions>,
@@ -392,8 +419,18 @@ impl ContainerRuntime for Docker {
             .map_or_else(|| "all".to_owned(), |n| n.to_string());
         let options = options.tail(&tail).build();
         let replica = id.to_owned();
-        self.client
-            .logs(id, Some(options))
+        let this = self.clone();
+        let id = id.to_owned();
+        futures::stream::once(async move { this.client().await.cloned() })
+            .flat_map(move |client| match client {
+                Ok(client) => client.logs(&id, Some(options.clone())).boxed(),
+                Err(error) => futures::stream::once(async move {
+                    Err(bollard::errors::Error::IOError {
+                        err: std::io::Error::other(error.to_string()),
+                    })
+                })
+                .boxed(),
+            })
             .map(move |item| {
                 let output = item.map_err(engine_error)?;
                 let (stream, bytes) = match output {
@@ -411,14 +448,6 @@ impl ContainerRuntime for Docker {
             })
             .boxed()
     }
-}
-
-/// The labels as the engine stores them, sorted.
-pub fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-    pairs
-        .iter()
-        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-        .collect()
 }
 
 #[cfg(test)]

@@ -52,11 +52,14 @@ impl Sandbox {
         self.root.path().join("home")
     }
 
-    /// Writes `rampart.toml` with `extra` appended to a loopback listener on
-    /// a port the OS picks.
+    /// Writes `rampart.toml` with `extra` appended to loopback listeners
+    /// (API and edge) on ports the OS picks.
     pub fn write_config(&self, extra: &str) -> PathBuf {
         let path = self.root.path().join("rampart.toml");
-        let text = format!("[api]\nlisten = \"127.0.0.1:0\"\n{extra}");
+        let text = format!(
+            "[api]\nlisten = \"127.0.0.1:0\"\n\
+             [edge.listen]\nhttps = \"127.0.0.1:0\"\nhttp = \"127.0.0.1:0\"\nadmin = \"\"\n{extra}"
+        );
         std::fs::write(&path, text).expect("cannot write rampart.toml");
         path
     }
@@ -149,6 +152,7 @@ pub struct Server {
     child: Option<Child>,
     data_dir: PathBuf,
     addr: SocketAddr,
+    edge: SocketAddr,
     output: Captured,
     pumps: Vec<std::thread::JoinHandle<()>>,
 }
@@ -178,10 +182,18 @@ impl Server {
             }
             std::thread::sleep(Duration::from_millis(20));
         };
+        let text = output.text();
+        let edge = text
+            .split("apps are served at https://")
+            .nth(1)
+            .and_then(|rest| rest.lines().next())
+            .and_then(|a| a.parse().ok())
+            .context("rampart up did not say where apps are served")?;
         Ok(Self {
             child: Some(child),
             data_dir,
             addr,
+            edge,
             output,
             pumps,
         })
@@ -189,6 +201,11 @@ impl Server {
 
     pub fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// The edge's HTTPS address, where apps are served.
+    pub fn edge_addr(&self) -> SocketAddr {
+        self.edge
     }
 
     pub fn url(&self) -> String {

@@ -1,0 +1,304 @@
+//! Routes of the runtime: deploys, rollbacks, releases, settings, scaling,
+//! replicas and logs.
+//!
+//! Deploys answer with `application/x-ndjson`: one [`wire::DeployLine`] per
+//! line as the build and rollout progress, the last one `done` or `failed`.
+//! Everything that can be refused up front (unknown app, no engine, a body
+//! that is not a build context) is refused with an error status before the
+//! stream starts, and changes nothing.
+
+use std::time::Duration;
+
+use axum::body::Body as RawBody;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::http::header::CONTENT_TYPE;
+use axum::response::{IntoResponse, Response};
+use axum::{Extension, Json};
+use bytes::Bytes;
+use futures::{Stream, StreamExt};
+use http_body_util::BodyExt;
+use rampart_core::deploy::{AppSettings, SettingsPatch};
+use rampart_core::wire::{self, DeployLine, ErrorBody};
+use rampart_platform::deploy::Source;
+use rampart_platform::{Acting, Error};
+use rampart_runtime::LogQuery;
+use serde::Deserialize;
+use utoipa::IntoParams;
+
+use crate::error::ApiError;
+use crate::routes::{AppState, Body, Ctx};
+
+/// The largest build context accepted, set from `api.max_context_bytes`.
+#[derive(Debug, Clone, Copy)]
+pub struct ContextLimit(pub u64);
+
+const NDJSON: &str = "application/x-ndjson";
+
+fn ndjson<S, T>(lines: S) -> Response
+where
+    S: Stream<Item = T> + Send + 'static,
+    T: serde::Serialize,
+{
+    let body = lines.map(|line| {
+        let mut text = serde_json::to_vec(&line).unwrap_or_default();
+        text.push(b'\n');
+        Ok::<_, std::convert::Infallible>(Bytes::from(text))
+    });
+    ([(CONTENT_TYPE, NDJSON)], RawBody::from_stream(body)).into_response()
+}
+
+/// Runs a deploy in its own task, so that it finishes and records its
+/// outcome even when the client goes away, and streams its progress.
+async fn run_deploy(
+    p: AppState,
+    ctx: Ctx,
+    app: String,
+    source: Source,
+) -> Result<Response, ApiError> {
+    p.app(&app).await?;
+    p.runtime_ready()?;
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    let task = tokio::spawn(async move {
+        let acting = Acting {
+            caller: &ctx.caller,
+            request_id: &ctx.request_id,
+        };
+        let last = match p.deploy(acting, &app, source, tx.clone()).await {
+            Ok(release) => DeployLine::Done { release },
+            Err(Error::DeployFailed { message, release }) => DeployLine::Failed {
+                message,
+                release: release.map(|r| *r),
+            },
+            Err(other) => DeployLine::Failed {
+                message: other.to_string(),
+                release: None,
+            },
+        };
+        let _ = tx.send(last);
+    });
+    drop(task);
+    let lines = tokio_stream_from(rx);
+    Ok(ndjson(lines))
+}
+
+fn tokio_stream_from<T: Send + 'static>(
+    mut rx: tokio::sync::mpsc::UnboundedReceiver<T>,
+) -> impl Stream<Item = T> + Send + 'static {
+    futures::stream::poll_fn(move |cx| rx.poll_recv(cx))
+}
+
+/// Builds an image from a tar build context and deploys it.
+#[utoipa::path(post, path = "/api/apps/{app}/deploys/build", tag = "deploys", security(("bearer" = [])),
+    params(("app" = String, Path, description = "App name")),
+    request_body(content = Vec<u8>, content_type = "application/x-tar",
+        description = "A tar archive with a Dockerfile at its root"),
+    responses((status = 200, body = DeployLine, content_type = "application/x-ndjson",
+            description = "Progress lines; the last is done or failed"),
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 413, body = ErrorBody), (status = 415, body = ErrorBody),
+        (status = 503, body = ErrorBody)))]
+pub async fn deploy_build(
+    State(p): State<AppState>,
+    Extension(ContextLimit(limit)): Extension<ContextLimit>,
+    ctx: Ctx,
+    Path(app): Path<String>,
+    request: axum::extract::Request,
+) -> Result<Response, ApiError> {
+    let is_tar = request
+        .headers()
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.eq_ignore_ascii_case("application/x-tar"));
+    if !is_tar {
+        return Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            "send the build context as content-type: application/x-tar",
+        ));
+    }
+    let limited = http_body_util::Limited::new(request.into_body(), limit as usize);
+    let context = match limited.collect().await {
+        Ok(collected) => collected.to_bytes(),
+        Err(error) if error.is::<http_body_util::LengthLimitError>() => {
+            return Err(ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "body_too_large",
+                format!("the build context is larger than {limit} bytes (api.max_context_bytes)"),
+            ));
+        }
+        Err(error) => {
+            return Err(ApiError::bad_request(format!(
+                "cannot read the body: {error}"
+            )));
+        }
+    };
+    rampart_runtime::context::check(&context).map_err(|e| ApiError::bad_request(e.to_string()))?;
+    run_deploy(p, ctx, app, Source::Build(context)).await
+}
+
+/// Deploys an image the engine already has.
+#[utoipa::path(post, path = "/api/apps/{app}/deploys/image", tag = "deploys", security(("bearer" = [])),
+    params(("app" = String, Path, description = "App name")),
+    request_body = wire::DeployImage,
+    responses((status = 200, body = DeployLine, content_type = "application/x-ndjson",
+            description = "Progress lines; the last is done or failed"),
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 503, body = ErrorBody)))]
+pub async fn deploy_image(
+    State(p): State<AppState>,
+    ctx: Ctx,
+    Path(app): Path<String>,
+    Body(request): Body<wire::DeployImage>,
+) -> Result<Response, ApiError> {
+    run_deploy(p, ctx, app, Source::Image(request.image)).await
+}
+
+/// Deploys an earlier release again.
+#[utoipa::path(post, path = "/api/apps/{app}/rollback", tag = "deploys", security(("bearer" = [])),
+    params(("app" = String, Path, description = "App name")),
+    request_body = wire::Rollback,
+    responses((status = 200, body = DeployLine, content_type = "application/x-ndjson",
+            description = "Progress lines; the last is done or failed"),
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 503, body = ErrorBody)))]
+pub async fn rollback(
+    State(p): State<AppState>,
+    ctx: Ctx,
+    Path(app): Path<String>,
+    Body(request): Body<wire::Rollback>,
+) -> Result<Response, ApiError> {
+    let target = p.rollback_target(&app, request.to).await?;
+    run_deploy(p, ctx, app, Source::Release(target)).await
+}
+
+/// An app's releases, newest first.
+#[utoipa::path(get, path = "/api/apps/{app}/releases", tag = "deploys", security(("bearer" = [])),
+    params(("app" = String, Path, description = "App name")),
+    responses((status = 200, body = [wire::Release]), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn releases(
+    State(p): State<AppState>,
+    Path(app): Path<String>,
+) -> Result<Json<Vec<wire::Release>>, ApiError> {
+    Ok(Json(p.releases(&app).await?))
+}
+
+/// How an app runs.
+#[utoipa::path(get, path = "/api/apps/{app}/settings", tag = "deploys", security(("bearer" = [])),
+    params(("app" = String, Path, description = "App name")),
+    responses((status = 200, body = AppSettings), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn settings(
+    State(p): State<AppState>,
+    Path(app): Path<String>,
+) -> Result<Json<AppSettings>, ApiError> {
+    Ok(Json(p.settings(&app).await?))
+}
+
+/// Changes how an app runs; replica counts apply at once, the rest with
+/// the next deploy.
+#[utoipa::path(patch, path = "/api/apps/{app}/settings", tag = "deploys", security(("bearer" = [])),
+    params(("app" = String, Path, description = "App name")),
+    request_body = SettingsPatch,
+    responses((status = 200, body = AppSettings), (status = 400, body = ErrorBody),
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody)))]
+pub async fn configure(
+    State(p): State<AppState>,
+    ctx: Ctx,
+    Path(app): Path<String>,
+    Body(patch): Body<SettingsPatch>,
+) -> Result<Json<AppSettings>, ApiError> {
+    Ok(Json(p.configure(ctx.acting(), &app, patch).await?))
+}
+
+/// Sets the number of replicas and waits until it runs.
+#[utoipa::path(post, path = "/api/apps/{app}/scale", tag = "deploys", security(("bearer" = [])),
+    params(("app" = String, Path, description = "App name")),
+    request_body = wire::Scale,
+    responses((status = 200, body = wire::AppStatus), (status = 400, body = ErrorBody),
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody), (status = 503, body = ErrorBody)))]
+pub async fn scale(
+    State(p): State<AppState>,
+    ctx: Ctx,
+    Path(app): Path<String>,
+    Body(request): Body<wire::Scale>,
+) -> Result<Json<wire::AppStatus>, ApiError> {
+    p.runtime_ready()?;
+    let patch = SettingsPatch {
+        replicas: Some(request.replicas),
+        ..Default::default()
+    };
+    p.configure(ctx.acting(), &app, patch).await?;
+    Ok(Json(p.status(&app).await?))
+}
+
+/// An app's replicas, their health and recent events.
+#[utoipa::path(get, path = "/api/apps/{app}/ps", tag = "deploys", security(("bearer" = [])),
+    params(("app" = String, Path, description = "App name")),
+    responses((status = 200, body = wire::AppStatus), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 503, body = ErrorBody)))]
+pub async fn ps(
+    State(p): State<AppState>,
+    Path(app): Path<String>,
+) -> Result<Json<wire::AppStatus>, ApiError> {
+    Ok(Json(p.status(&app).await?))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct LogsQuery {
+    /// Only lines from the last this many seconds.
+    pub since_secs: Option<u64>,
+    /// At most this many of the newest lines per replica (default 200).
+    pub tail: Option<u32>,
+    /// Keep the response open and send new lines as they come.
+    pub follow: Option<bool>,
+}
+
+/// An app's logs, one JSON line per log line.
+#[utoipa::path(get, path = "/api/apps/{app}/logs", tag = "deploys", security(("bearer" = [])),
+    params(("app" = String, Path, description = "App name"), LogsQuery),
+    responses((status = 200, body = wire::LogLine, content_type = "application/x-ndjson"),
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 503, body = ErrorBody)))]
+pub async fn logs(
+    State(p): State<AppState>,
+    Path(app): Path<String>,
+    query: Result<Query<LogsQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, ApiError> {
+    let Query(query) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    let tail = query.tail.unwrap_or(200);
+    if tail > 100_000 {
+        return Err(ApiError::bad_request("tail must be at most 100000"));
+    }
+    let since = match query.since_secs {
+        Some(secs) if secs > 10 * 365 * 86_400 => {
+            return Err(ApiError::bad_request("since_secs is too large"));
+        }
+        Some(secs) => Some(
+            time::OffsetDateTime::now_utc().unix_timestamp()
+                - Duration::from_secs(secs).as_secs() as i64,
+        ),
+        None => None,
+    };
+    let lines = p
+        .logs(
+            &app,
+            LogQuery {
+                since,
+                tail: Some(tail as usize),
+                follow: query.follow.unwrap_or(false),
+            },
+        )
+        .await?;
+    Ok(ndjson(lines))
+}

@@ -1,0 +1,240 @@
+//! The runtime side of the platform: what runs where, and the edge's view of
+//! it.
+//!
+//! Desired state lives in the store (each app's settings and live release);
+//! the engine holds what runs, found by label; the edge routes to the
+//! replicas in [`Engine::serving`]. Deploys, scaling and reconciliation all
+//! change the serving set through [`Platform::publish`], which rebuilds the
+//! edge's whole route table and swaps it atomically.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rampart_core::deploy::AppSettings;
+use rampart_core::{AppId, AppName};
+use rampart_edge::Edge;
+use rampart_edge::routes::{HostPattern, RouteTable, SiteSpec, TlsMode};
+use rampart_runtime::{
+    ContainerRuntime, LABEL_APP, LABEL_INSTALLATION, LABEL_RELEASE, NetworkSpec, Replica,
+};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::Mutex;
+
+use crate::{Error, Platform};
+
+/// How often an unhealthy new replica is checked again.
+pub(crate) const HEALTH_POLL: Duration = Duration::from_millis(200);
+/// How long one health request may take.
+const HEALTH_REQUEST_TIMEOUT: Duration = Duration::from_secs(2);
+/// How often the edge's active checks probe a serving replica.
+const EDGE_HEALTH_INTERVAL: Duration = Duration::from_secs(2);
+
+/// A replica the edge sends traffic to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Served {
+    pub container: String,
+    pub addr: SocketAddr,
+    pub release: u64,
+}
+
+/// The container engine and the edge, attached to a running platform.
+#[derive(Debug)]
+pub struct Engine {
+    pub(crate) runtime: Arc<dyn ContainerRuntime>,
+    pub(crate) edge: Arc<Edge>,
+    /// Label value that marks this installation's containers and networks.
+    pub(crate) installation: String,
+    /// Whether custom domains get ACME certificates.
+    pub(crate) acme: bool,
+    pub(crate) serving: std::sync::Mutex<HashMap<AppId, Vec<Served>>>,
+    /// One lock per app: deploys, scaling and repairs of an app take turns.
+    locks: std::sync::Mutex<HashMap<AppId, Arc<Mutex<()>>>>,
+    /// Restart counts last seen, to notice crashes.
+    pub(crate) restarts: std::sync::Mutex<HashMap<String, u64>>,
+}
+
+impl Engine {
+    pub fn new(
+        runtime: Arc<dyn ContainerRuntime>,
+        edge: Arc<Edge>,
+        installation: String,
+        acme: bool,
+    ) -> Self {
+        Self {
+            runtime,
+            edge,
+            installation,
+            acme,
+            serving: Default::default(),
+            locks: Default::default(),
+            restarts: Default::default(),
+        }
+    }
+
+    pub(crate) fn lock_for(&self, app: &AppId) -> Arc<Mutex<()>> {
+        self.locks
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(app.clone())
+            .or_default()
+            .clone()
+    }
+
+    pub(crate) fn serving_of(&self, app: &AppId) -> Vec<Served> {
+        self.serving
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(app)
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    pub(crate) fn set_serving(&self, app: &AppId, served: Vec<Served>) {
+        let mut map = self.serving.lock().unwrap_or_else(|e| e.into_inner());
+        if served.is_empty() {
+            map.remove(app);
+        } else {
+            map.insert(app.clone(), served);
+        }
+    }
+
+    /// The app's network name; egress gets a network of its own, so that
+    /// switching it never changes a network under running replicas.
+    pub(crate) fn network(&self, app: &AppName, egress: bool) -> NetworkSpec {
+        let suffix = if egress { "-egress" } else { "" };
+        NetworkSpec {
+            name: format!("rampart-{}-{}{suffix}", self.installation, app),
+            egress,
+            labels: BTreeMap::from([
+                (LABEL_INSTALLATION.to_owned(), self.installation.clone()),
+                (LABEL_APP.to_owned(), app.to_string()),
+            ]),
+        }
+    }
+
+    /// This installation's replicas, of one app or of all.
+    pub(crate) async fn replicas(&self, app: Option<&AppName>) -> Result<Vec<Replica>, Error> {
+        let name = app.map(AppName::to_string);
+        let mut labels = vec![(LABEL_INSTALLATION, self.installation.as_str())];
+        if let Some(name) = &name {
+            labels.push((LABEL_APP, name.as_str()));
+        }
+        self.runtime.replicas(&labels).await.map_err(Error::from)
+    }
+
+    /// Waits until the edge has no request in flight to `addrs`, at most
+    /// `deadline`.
+    pub(crate) async fn drain(&self, addrs: &[SocketAddr], deadline: Duration) {
+        let until = tokio::time::Instant::now() + deadline;
+        while self.edge.busy(addrs) && tokio::time::Instant::now() < until {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+/// The release number a replica runs, from its label.
+pub(crate) fn release_of(replica: &Replica) -> Option<u64> {
+    replica.label(LABEL_RELEASE).and_then(|r| r.parse().ok())
+}
+
+/// One HTTP/1.1 GET of `path` on `addr`; true for a 2xx answer.
+pub(crate) async fn probe(addr: SocketAddr, path: &str, host: &str) -> bool {
+    let attempt = async {
+        let mut stream = tokio::net::TcpStream::connect(addr).await?;
+        let request = format!(
+            "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\nUser-Agent: rampart-health\r\n\r\n"
+        );
+        stream.write_all(request.as_bytes()).await?;
+        let mut head = [0u8; 12];
+        stream.read_exact(&mut head).await?;
+        Ok::<_, std::io::Error>(head)
+    };
+    match tokio::time::timeout(HEALTH_REQUEST_TIMEOUT, attempt).await {
+        Ok(Ok(head)) => head.starts_with(b"HTTP/1.") && head[9] == b'2',
+        _ => false,
+    }
+}
+
+impl Platform {
+    pub(crate) fn engine(&self) -> Result<&Engine, Error> {
+        self.engine.get().map(|e| e.as_ref()).ok_or_else(|| {
+            Error::Unavailable("this platform runs without a container engine".into())
+        })
+    }
+
+    /// Attaches the container engine and the edge; done once, at start.
+    pub fn attach(&self, engine: Engine) {
+        let _ = self.engine.set(Arc::new(engine));
+    }
+
+    /// The label value that marks this installation's containers: derived
+    /// from the master key, so it is stable and needs no storage.
+    pub fn installation_id(&self) -> String {
+        self.key.derive_label("rampart installation id")
+    }
+
+    /// Rebuilds the edge's route table from the store and the serving set.
+    pub(crate) async fn publish(&self) -> Result<(), Error> {
+        let engine = self.engine()?;
+        let apps = self.store.apps().await?;
+        let serving = engine
+            .serving
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        let mut claimed = std::collections::HashSet::new();
+        let mut sites = Vec::new();
+        for app in &apps {
+            let served = serving.get(&app.id);
+            let default = app.name.default_domain();
+            let (local, public): (Vec<&str>, Vec<&str>) = std::iter::once(default.as_str())
+                .chain(app.domains.iter().map(|d| d.as_str()))
+                // A host already served by an earlier app (a default name
+                // that is another app's custom domain) stays with it.
+                .filter(|d| claimed.insert(d.to_string()))
+                .partition(|d| *d == "localhost" || d.ends_with(".localhost"));
+            for (hosts, acme) in [(local, false), (public, engine.acme)] {
+                if !hosts.is_empty() {
+                    sites.push(site_for(hosts.into_iter(), &app.settings, acme, served)?);
+                }
+            }
+        }
+        let table = RouteTable::new(sites).map_err(|(_, message)| Error::Conflict(message))?;
+        engine
+            .edge
+            .apply(table)
+            .map_err(|e| Error::Unavailable(format!("the edge refused the routes: {e}")))
+    }
+}
+
+fn site_for<'a>(
+    domains: impl Iterator<Item = &'a str>,
+    settings: &AppSettings,
+    acme: bool,
+    served: Option<&Vec<Served>>,
+) -> Result<SiteSpec, Error> {
+    let hosts = domains
+        .map(|d| HostPattern::parse(d).map_err(Error::Invalid))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(SiteSpec {
+        hosts,
+        tls: if acme {
+            TlsMode::Acme
+        } else {
+            TlsMode::Internal
+        },
+        upstreams: served
+            .map(|s| s.iter().map(|r| r.addr).collect())
+            .unwrap_or_default(),
+        health_path: settings.health_path.clone(),
+        health_interval: EDGE_HEALTH_INTERVAL,
+        health_fails: 2,
+        health_passes: 1,
+        allow: Vec::new(),
+        deny: Vec::new(),
+        hsts_include_subdomains: false,
+        hsts_preload: false,
+    })
+}

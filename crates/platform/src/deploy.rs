@@ -1,0 +1,681 @@
+//! Deploys, rollbacks, scaling and the views of what runs.
+//!
+//! A rollout keeps promise 8: new replicas start beside the old ones and
+//! get traffic only once each has answered its health check; the old ones
+//! leave the route table in the same swap, finish the requests they hold
+//! (up to the drain deadline) and only then stop. Any failure before the
+//! swap removes the new replicas and leaves the previous release serving.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::StreamExt;
+use futures::stream::BoxStream;
+use rampart_core::audit::{AuditRecord, Outcome};
+use rampart_core::deploy::{AppSettings, ReleaseConfig, ReleaseStatus, SettingsPatch};
+use rampart_core::time::Timestamp;
+use rampart_core::wire::{self, DeployLine};
+use rampart_core::{Action, AppId, AppName};
+use rampart_runtime::{
+    LABEL_APP, LABEL_INSTALLATION, LABEL_RELEASE, Limits, LogQuery, Replica, ReplicaSpec,
+};
+use rampart_store::{AppRow, NewRelease, ReleaseRow};
+use tokio::sync::mpsc::UnboundedSender;
+
+use crate::controller::{Engine, HEALTH_POLL, Served, probe, release_of};
+use crate::{Acting, Error, Platform};
+
+/// Lines of a failed replica's log kept in the release's reason.
+const FAILED_LOG_LINES: usize = 20;
+/// How long a stopping replica has to exit after SIGTERM.
+const STOP_GRACE: Duration = Duration::from_secs(10);
+
+/// What replicas of one release run: its number, image and variables.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Run<'a> {
+    pub release: u64,
+    pub image_id: &'a str,
+    pub env: &'a [(String, String)],
+}
+
+/// Where a deploy's image comes from.
+#[derive(Debug)]
+pub enum Source {
+    /// A tar build context with a Dockerfile.
+    Build(Bytes),
+    /// An image the engine has.
+    Image(String),
+    /// An earlier release, deployed again.
+    Release(u64),
+}
+
+fn release_view(row: ReleaseRow) -> wire::Release {
+    wire::Release {
+        number: row.number,
+        image: row.image,
+        image_id: row.image_id,
+        status: row.status,
+        reason: row.reason,
+        created_by: row.created_by,
+        created_at: row.created_at,
+        finished_at: row.finished_at,
+        env_names: row.config.env_names,
+        settings: row.config.settings,
+    }
+}
+
+fn step(progress: &UnboundedSender<DeployLine>, message: impl Into<String>) {
+    let _ = progress.send(DeployLine::Step {
+        message: message.into(),
+    });
+}
+
+fn limits(settings: &AppSettings) -> Limits {
+    Limits {
+        memory_bytes: u64::from(settings.memory_mb) * 1024 * 1024,
+        cpu_millis: settings.cpu_millis,
+        pids: settings.pids,
+    }
+}
+
+/// A replica's address on its network, at the app's port.
+fn address(replica: &Replica, port: u16) -> Option<SocketAddr> {
+    replica.ip.map(|ip| SocketAddr::new(ip, port))
+}
+
+impl Platform {
+    fn system_record(&self, actor: &str, action: Action, target: String, ok: bool) -> AuditRecord {
+        AuditRecord {
+            time: Timestamp::now().to_rfc3339(),
+            actor: actor.to_owned(),
+            action: action.as_str().into(),
+            target,
+            outcome: if ok { Outcome::Ok } else { Outcome::Failed },
+            request_id: rampart_core::RequestId::generate().to_string(),
+        }
+    }
+
+    async fn app_by_name(&self, name: &str) -> Result<AppRow, Error> {
+        let name = AppName::parse(name).map_err(|e| Error::Invalid(e.to_string()))?;
+        self.store
+            .app(&name)
+            .await?
+            .ok_or_else(|| Error::NotFound(format!("there is no app named {:?}", name.as_str())))
+    }
+
+    /// The app's variables in clear text, for its replicas.
+    pub(crate) async fn replica_env(&self, app: &AppRow) -> Result<Vec<(String, String)>, Error> {
+        let mut env = Vec::new();
+        for var in self.store.env(&app.id).await? {
+            let aad = crate::ops::env_aad(&app.id, &var.name);
+            let value = self.key.open(&aad, &var.sealed).map_err(|_| {
+                Error::Sealed(format!(
+                    "the stored value of {} on app {:?} cannot be opened with this master key",
+                    var.name,
+                    app.name.as_str()
+                ))
+            })?;
+            env.push((
+                var.name.to_string(),
+                String::from_utf8_lossy(&value).into_owned(),
+            ));
+        }
+        Ok(env)
+    }
+
+    /// Deploys a new release of `app` and returns it once it serves. Progress
+    /// goes to `progress`; the outcome is recorded on the release whatever
+    /// happens.
+    pub async fn deploy(
+        &self,
+        acting: Acting<'_>,
+        app: &str,
+        source: Source,
+        progress: UnboundedSender<DeployLine>,
+    ) -> Result<wire::Release, Error> {
+        let engine = self.engine()?;
+        let row = self.app_by_name(app).await?;
+        let lock = engine.lock_for(&row.id);
+        let _turn = lock.lock().await;
+        engine.runtime.ping().await?;
+        let actor = acting.caller.user_id.to_string();
+        let next = self
+            .store
+            .releases(&row.id)
+            .await?
+            .first()
+            .map_or(1, |r| r.number + 1);
+
+        let (image_ref, image) = match source {
+            Source::Build(context) => {
+                rampart_runtime::context::check(&context)
+                    .map_err(|e| Error::Invalid(e.to_string()))?;
+                let tag = format!("rampart/{}:r{next}", row.name);
+                step(&progress, format!("building {tag}"));
+                let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+                let forward = {
+                    let progress = progress.clone();
+                    tokio::spawn(async move {
+                        while let Some(line) = rx.recv().await {
+                            let _ = progress.send(DeployLine::Build { line });
+                        }
+                    })
+                };
+                let built = engine.runtime.build(&tag, context, tx).await;
+                let _ = forward.await;
+                (tag, built)
+            }
+            Source::Image(reference) => {
+                if reference.is_empty()
+                    || reference.len() > 512
+                    || reference
+                        .chars()
+                        .any(|c| c.is_whitespace() || c.is_control())
+                {
+                    return Err(Error::Invalid(format!(
+                        "{reference:?} is not an image reference"
+                    )));
+                }
+                let found = engine.runtime.image(&reference).await;
+                (reference, found)
+            }
+            Source::Release(number) => {
+                let earlier = self.store.release(&row.id, number).await?.ok_or_else(|| {
+                    Error::NotFound(format!("app {:?} has no release {number}", app))
+                })?;
+                if earlier.image_id.is_empty() {
+                    return Err(Error::Invalid(format!(
+                        "release {number} never had an image; it cannot be deployed again"
+                    )));
+                }
+                step(
+                    &progress,
+                    format!("rolling back to the image of release {number}"),
+                );
+                let found = engine.runtime.image(&earlier.image_id).await;
+                (earlier.image, found)
+            }
+        };
+
+        let env = self.replica_env(&row).await?;
+        let config = ReleaseConfig {
+            env_names: env.iter().map(|(k, _)| k.clone()).collect(),
+            settings: row.settings.clone(),
+        };
+        let (image_id, image_error) = match image {
+            Ok(image) => (image.id, None),
+            Err(error) => (String::new(), Some(error)),
+        };
+        let new = NewRelease {
+            image: image_ref.clone(),
+            image_id: image_id.clone(),
+            config,
+            created_by: actor.clone(),
+            created_at: Timestamp::now().to_rfc3339(),
+        };
+        let target = format!("apps/{}/releases/{next}", row.name);
+        let record = self.record_for(acting, Action::Deploy, target.clone());
+        let (number, entry) = self.store.create_release(&row.id, &new, record).await?;
+        self.checkpoint(entry.seq, entry.hash).await;
+
+        let outcome = match image_error {
+            Some(error) => Err(error.to_string()),
+            None => {
+                step(&progress, format!("release {number}: image {image_id}"));
+                self.rollout(
+                    engine,
+                    &row,
+                    Run {
+                        release: number,
+                        image_id: &image_id,
+                        env: &env,
+                    },
+                    &progress,
+                )
+                .await
+            }
+        };
+        let (status, reason) = match &outcome {
+            Ok(()) => (ReleaseStatus::Live, None),
+            Err(reason) => (ReleaseStatus::Failed, Some(reason.as_str())),
+        };
+        let record = self.system_record(
+            &actor,
+            Action::Deploy,
+            format!("{target}/{status}"),
+            outcome.is_ok(),
+        );
+        let at = Timestamp::now().to_rfc3339();
+        let entry = self
+            .store
+            .finish_release(&row.id, number, status, reason, &at, record)
+            .await?;
+        self.checkpoint(entry.seq, entry.hash).await;
+        let release = self
+            .store
+            .release(&row.id, number)
+            .await?
+            .map(release_view)
+            .ok_or_else(|| Error::NotFound(format!("release {number} vanished")))?;
+        match outcome {
+            Ok(()) => {
+                tracing::info!(app = %row.name, release = number, "release is live");
+                Ok(release)
+            }
+            Err(message) => {
+                tracing::warn!(app = %row.name, release = number, reason = %message, "deploy failed");
+                Err(Error::DeployFailed {
+                    message,
+                    release: Some(Box::new(release)),
+                })
+            }
+        }
+    }
+
+    fn record_for(&self, acting: Acting<'_>, action: Action, target: String) -> AuditRecord {
+        AuditRecord {
+            time: Timestamp::now().to_rfc3339(),
+            actor: acting.caller.user_id.to_string(),
+            action: action.as_str().into(),
+            target,
+            outcome: Outcome::Ok,
+            request_id: acting.request_id.to_string(),
+        }
+    }
+
+    fn replica_spec(&self, engine: &Engine, app: &AppRow, run: Run<'_>) -> ReplicaSpec {
+        let Run {
+            release,
+            image_id,
+            env,
+        } = run;
+        let suffix = crate::ops::random_suffix();
+        let name = format!(
+            "rampart-{}-{}-r{release}-{suffix}",
+            engine.installation, app.name
+        );
+        let mut env: Vec<(String, String)> = env
+            .iter()
+            .filter(|(k, _)| !k.starts_with("RAMPART_") && k != "PORT")
+            .cloned()
+            .collect();
+        env.push(("PORT".into(), app.settings.port.to_string()));
+        env.push(("RAMPART_APP".into(), app.name.to_string()));
+        env.push(("RAMPART_RELEASE".into(), release.to_string()));
+        env.push(("RAMPART_REPLICA".into(), suffix));
+        ReplicaSpec {
+            name,
+            image: image_id.to_owned(),
+            network: engine.network(&app.name, app.settings.egress).name,
+            env,
+            labels: BTreeMap::from([
+                (LABEL_INSTALLATION.to_owned(), engine.installation.clone()),
+                (LABEL_APP.to_owned(), app.name.to_string()),
+                (LABEL_RELEASE.to_owned(), release.to_string()),
+            ]),
+            limits: limits(&app.settings),
+            allow_root: app.settings.allow_root,
+            media_volume: None,
+        }
+    }
+
+    /// Starts `count` replicas of a release and waits for each to pass its
+    /// health check. On failure every replica started is removed and the
+    /// reason returned.
+    pub(crate) async fn start_healthy(
+        &self,
+        engine: &Engine,
+        app: &AppRow,
+        run: Run<'_>,
+        count: u32,
+        progress: &UnboundedSender<DeployLine>,
+    ) -> Result<Vec<Served>, String> {
+        let release = run.release;
+        engine
+            .runtime
+            .ensure_network(&engine.network(&app.name, app.settings.egress))
+            .await
+            .map_err(|e| e.to_string())?;
+        let mut started = Vec::new();
+        let mut failure = None;
+        for _ in 0..count {
+            let spec = self.replica_spec(engine, app, run);
+            match engine.runtime.start(&spec).await {
+                Ok(replica) => {
+                    step(progress, format!("started replica {}", replica.name));
+                    started.push(replica);
+                }
+                Err(e) => {
+                    failure = Some(format!("cannot start a replica: {e}"));
+                    break;
+                }
+            }
+        }
+        if failure.is_none() {
+            let checks = started
+                .iter()
+                .map(|r| self.wait_healthy(engine, app, r, progress));
+            let results = futures::future::join_all(checks).await;
+            failure = results.into_iter().find_map(Result::err);
+        }
+        if let Some(reason) = failure {
+            for replica in &started {
+                let _ = engine.runtime.remove(&replica.id, Duration::ZERO).await;
+            }
+            return Err(reason);
+        }
+        Ok(started
+            .iter()
+            .filter_map(|r| {
+                Some(Served {
+                    container: r.id.clone(),
+                    addr: address(r, app.settings.port)?,
+                    release,
+                })
+            })
+            .collect())
+    }
+
+    async fn wait_healthy(
+        &self,
+        engine: &Engine,
+        app: &AppRow,
+        replica: &Replica,
+        progress: &UnboundedSender<DeployLine>,
+    ) -> Result<(), String> {
+        let settings = &app.settings;
+        let deadline = tokio::time::Instant::now()
+            + Duration::from_secs(u64::from(settings.health_timeout_secs));
+        let host = format!("{}.localhost", app.name);
+        loop {
+            let current = engine
+                .runtime
+                .replica(&replica.id)
+                .await
+                .map_err(|e| e.to_string())?
+                .ok_or_else(|| format!("replica {} disappeared", replica.name))?;
+            if !current.is_running() || current.restarts > 0 {
+                let status = current
+                    .exit_code
+                    .map_or_else(String::new, |c| format!(" with status {c}"));
+                return Err(format!(
+                    "replica {} exited{status} before it became healthy{}",
+                    replica.name,
+                    self.last_lines(engine, &replica.id).await
+                ));
+            }
+            if let Some(addr) = address(&current, settings.port)
+                && probe(addr, &settings.health_path, &host).await
+            {
+                step(progress, format!("replica {} is healthy", replica.name));
+                return Ok(());
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(format!(
+                    "replica {} did not pass its health check (GET {} on port {}) within {} s{}",
+                    replica.name,
+                    settings.health_path,
+                    settings.port,
+                    settings.health_timeout_secs,
+                    self.last_lines(engine, &replica.id).await
+                ));
+            }
+            tokio::time::sleep(HEALTH_POLL).await;
+        }
+    }
+
+    /// The last lines a replica printed, formatted for a failure reason.
+    async fn last_lines(&self, engine: &Engine, id: &str) -> String {
+        let query = LogQuery {
+            tail: Some(FAILED_LOG_LINES),
+            ..Default::default()
+        };
+        let lines: Vec<String> = engine
+            .runtime
+            .logs(id, query)
+            .filter_map(|l| async move { l.ok().map(|l| l.text) })
+            .collect()
+            .await;
+        if lines.is_empty() {
+            String::new()
+        } else {
+            format!("; its last log lines:\n{}", lines.join("\n"))
+        }
+    }
+
+    /// Replaces the serving replicas of `app` with healthy ones of
+    /// `release`.
+    async fn rollout(
+        &self,
+        engine: &Engine,
+        app: &AppRow,
+        run: Run<'_>,
+        progress: &UnboundedSender<DeployLine>,
+    ) -> Result<(), String> {
+        let release = run.release;
+        let fresh = self
+            .start_healthy(engine, app, run, app.settings.replicas, progress)
+            .await?;
+        let old = engine.serving_of(&app.id);
+        engine.set_serving(&app.id, fresh.clone());
+        if let Err(error) = self.publish().await {
+            engine.set_serving(&app.id, old);
+            for r in &fresh {
+                let _ = engine.runtime.remove(&r.container, Duration::ZERO).await;
+            }
+            return Err(error.to_string());
+        }
+        step(progress, format!("release {release} receives traffic"));
+        self.retire(engine, app, &old).await;
+        // Replicas of other releases that were not serving (left by a crash
+        // or a failed repair) go too.
+        if let Ok(all) = engine.replicas(Some(&app.name)).await {
+            for r in all.iter().filter(|r| release_of(r) != Some(release)) {
+                let _ = engine.runtime.remove(&r.id, Duration::ZERO).await;
+            }
+        }
+        self.remove_unused_network(engine, app).await;
+        Ok(())
+    }
+
+    /// Lets replicas that left the route table finish their requests, then
+    /// stops them.
+    pub(crate) async fn retire(&self, engine: &Engine, app: &AppRow, old: &[Served]) {
+        if old.is_empty() {
+            return;
+        }
+        let addrs: Vec<SocketAddr> = old.iter().map(|s| s.addr).collect();
+        engine
+            .drain(
+                &addrs,
+                Duration::from_secs(u64::from(app.settings.drain_secs)),
+            )
+            .await;
+        for r in old {
+            if let Err(error) = engine.runtime.remove(&r.container, STOP_GRACE).await {
+                tracing::warn!(app = %app.name, container = %r.container, %error, "cannot remove an old replica");
+            }
+        }
+    }
+
+    /// Removes the app's network of the egress mode it no longer uses.
+    async fn remove_unused_network(&self, engine: &Engine, app: &AppRow) {
+        let other = engine.network(&app.name, !app.settings.egress);
+        let _ = engine.runtime.remove_network(&other.name).await;
+    }
+
+    /// The release a rollback deploys: `to`, or the one live before the
+    /// current one.
+    pub async fn rollback_target(&self, app: &str, to: Option<u64>) -> Result<u64, Error> {
+        let row = self.app_by_name(app).await?;
+        let releases = self.store.releases(&row.id).await?;
+        if let Some(n) = to {
+            let found = releases
+                .iter()
+                .find(|r| r.number == n)
+                .ok_or_else(|| Error::NotFound(format!("app {app:?} has no release {n}")))?;
+            if found.image_id.is_empty() {
+                return Err(Error::Invalid(format!(
+                    "release {n} never had an image; it cannot be deployed again"
+                )));
+            }
+            return Ok(n);
+        }
+        let live = row.live_release.ok_or_else(|| {
+            Error::Invalid(format!("app {app:?} has no live release to roll back from"))
+        })?;
+        releases
+            .iter()
+            .find(|r| r.number < live && r.status == ReleaseStatus::Retired)
+            .map(|r| r.number)
+            .ok_or_else(|| {
+                Error::Invalid(format!(
+                    "app {app:?} has no earlier release that served; name one with --to"
+                ))
+            })
+    }
+
+    /// Fails unless a container engine is attached.
+    pub fn runtime_ready(&self) -> Result<(), Error> {
+        self.engine().map(|_| ())
+    }
+
+    pub async fn releases(&self, app: &str) -> Result<Vec<wire::Release>, Error> {
+        let row = self.app_by_name(app).await?;
+        Ok(self
+            .store
+            .releases(&row.id)
+            .await?
+            .into_iter()
+            .map(release_view)
+            .collect())
+    }
+
+    pub async fn settings(&self, app: &str) -> Result<AppSettings, Error> {
+        Ok(self.app_by_name(app).await?.settings)
+    }
+
+    /// Changes how an app runs. Replica counts take effect at once; the
+    /// other settings with the next deploy.
+    pub async fn configure(
+        &self,
+        acting: Acting<'_>,
+        app: &str,
+        patch: SettingsPatch,
+    ) -> Result<AppSettings, Error> {
+        let row = self.app_by_name(app).await?;
+        let next = row.settings.patched(&patch).map_err(Error::Invalid)?;
+        let record = self.record_for(
+            acting,
+            Action::AppConfigure,
+            format!("apps/{}/settings", row.name),
+        );
+        let entry = self.store.set_settings(&row.id, &next, record).await?;
+        self.checkpoint(entry.seq, entry.hash).await;
+        if patch.replicas.is_some() && self.engine.get().is_some() {
+            let row = self.app_by_name(app).await?;
+            self.converge(&row).await?;
+        }
+        Ok(next)
+    }
+
+    /// Replicas, health and events of an app.
+    pub async fn status(&self, app: &str) -> Result<wire::AppStatus, Error> {
+        let engine = self.engine()?;
+        let row = self.app_by_name(app).await?;
+        let serving = engine.serving_of(&row.id);
+        let now = time::OffsetDateTime::now_utc();
+        let replicas = engine
+            .replicas(Some(&row.name))
+            .await?
+            .into_iter()
+            .map(|r| {
+                let started = r.started_at.as_deref().and_then(|s| {
+                    time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
+                        .ok()
+                });
+                wire::ReplicaStatus {
+                    id: r.id.chars().take(12).collect(),
+                    release: release_of(&r),
+                    serving: serving.iter().any(|s| s.container == r.id),
+                    address: address(&r, row.settings.port).map(|a| a.to_string()),
+                    uptime_secs: started
+                        .filter(|_| r.is_running())
+                        .map(|s| (now - s).whole_seconds().max(0) as u64),
+                    started_at: r.started_at.clone(),
+                    restarts: r.restarts,
+                    state: r.state,
+                    name: r.name,
+                }
+            })
+            .collect();
+        let events = self
+            .store
+            .events(&row.id, 20)
+            .await?
+            .into_iter()
+            .map(|e| wire::AppEvent {
+                time: e.time,
+                kind: e.kind,
+                message: e.message,
+            })
+            .collect();
+        Ok(wire::AppStatus {
+            app: row.name.to_string(),
+            live_release: row.live_release,
+            desired_replicas: row.settings.replicas,
+            replicas,
+            events,
+        })
+    }
+
+    /// The app's log lines: the last `tail` of each replica since `since`
+    /// (unix seconds), then, with `follow`, new lines as they come.
+    pub async fn logs(
+        &self,
+        app: &str,
+        query: LogQuery,
+    ) -> Result<BoxStream<'static, wire::LogLine>, Error> {
+        let engine = self.engine()?;
+        let row = self.app_by_name(app).await?;
+        let replicas = engine.replicas(Some(&row.name)).await?;
+        let streams = replicas.into_iter().map(|r| {
+            let name = r.name.clone();
+            engine
+                .runtime
+                .logs(&r.id, query)
+                .filter_map(move |line| {
+                    let name = name.clone();
+                    async move {
+                        line.ok().map(|l| wire::LogLine {
+                            replica: name,
+                            stream: l.stream.to_owned(),
+                            line: l.text,
+                        })
+                    }
+                })
+                .boxed()
+        });
+        Ok(futures::stream::select_all(streams).boxed())
+    }
+
+    /// Removes an app's replicas and networks after the app was deleted.
+    pub(crate) async fn remove_app_runtime(&self, app: &AppName, id: &AppId) {
+        let Ok(engine) = self.engine() else { return };
+        engine.set_serving(id, Vec::new());
+        let _ = self.publish().await;
+        if let Ok(replicas) = engine.replicas(Some(app)).await {
+            for r in replicas {
+                let _ = engine.runtime.remove(&r.id, STOP_GRACE).await;
+            }
+        }
+        for egress in [false, true] {
+            let _ = engine
+                .runtime
+                .remove_network(&engine.network(app, egress).name)
+                .await;
+        }
+    }
+}

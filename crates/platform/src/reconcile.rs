@@ -1,0 +1,268 @@
+//! Reconciliation: make what runs match what the store says should run.
+//!
+//! At start and then periodically, every app is compared with the engine's
+//! containers carrying this installation's label: replicas of the live
+//! release that answer their health check serve, missing ones are started,
+//! extra ones and replicas of any other release are removed, and containers
+//! or networks of apps that no longer exist go too. A deploy interrupted by
+//! a crash is marked failed at the next start, so the previous release —
+//! still the live one in the store — is what converges.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rampart_core::audit::{AuditRecord, Outcome};
+use rampart_core::deploy::ReleaseStatus;
+use rampart_core::time::Timestamp;
+use rampart_core::{Action, RequestId};
+use rampart_runtime::{LABEL_APP, LABEL_INSTALLATION};
+use rampart_store::{AppEvent, AppRow};
+use tokio::sync::watch;
+
+use crate::controller::{Served, probe, release_of};
+use crate::{Error, Platform};
+
+/// Restarts of one replica after which it is said to be crash-looping.
+const CRASH_LOOP_RESTARTS: u64 = 3;
+
+impl Platform {
+    /// Marks deploys left unfinished by a crash as failed; run once at start,
+    /// before the first reconciliation.
+    pub async fn fail_interrupted_deploys(&self) -> Result<(), Error> {
+        for release in self.store.unfinished_releases().await? {
+            let record = AuditRecord {
+                time: Timestamp::now().to_rfc3339(),
+                actor: "system".into(),
+                action: Action::Deploy.as_str().into(),
+                target: format!("apps/{}/releases/{}/failed", release.app_id, release.number),
+                outcome: Outcome::Failed,
+                request_id: RequestId::generate().to_string(),
+            };
+            let entry = self
+                .store
+                .finish_release(
+                    &release.app_id,
+                    release.number,
+                    ReleaseStatus::Failed,
+                    Some("interrupted: the platform stopped during the deploy"),
+                    &Timestamp::now().to_rfc3339(),
+                    record,
+                )
+                .await?;
+            self.checkpoint(entry.seq, entry.hash).await;
+            tracing::warn!(app = %release.app_id, release = release.number, "marked an interrupted deploy failed");
+        }
+        Ok(())
+    }
+
+    async fn event(&self, app: &AppRow, kind: &str, message: String) {
+        tracing::info!(app = %app.name, kind, %message, "app event");
+        let event = AppEvent {
+            time: Timestamp::now().to_rfc3339(),
+            kind: kind.to_owned(),
+            message,
+        };
+        if let Err(error) = self.store.add_event(&app.id, &event).await {
+            tracing::error!(%error, "cannot record an app event");
+        }
+    }
+
+    /// Brings one app to its desired state. Waits for the app's turn, so it
+    /// never races a deploy.
+    pub(crate) async fn converge(&self, app: &AppRow) -> Result<(), Error> {
+        let engine = self.engine()?;
+        let lock = engine.lock_for(&app.id);
+        let _turn = lock.lock().await;
+        // Settings may have changed while we waited.
+        let Some(app) = self.store.app(&app.name).await? else {
+            return Ok(());
+        };
+        self.converge_locked(&app).await
+    }
+
+    async fn converge_locked(&self, app: &AppRow) -> Result<(), Error> {
+        let engine = self.engine()?;
+        let replicas = engine.replicas(Some(&app.name)).await?;
+        let live = app.live_release;
+        let port = app.settings.port;
+        let host = format!("{}.localhost", app.name);
+        let before = engine.serving_of(&app.id);
+
+        // Watch for crashes.
+        for r in &replicas {
+            let seen = engine
+                .restarts
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(r.id.clone(), r.restarts)
+                .unwrap_or(0);
+            if r.restarts > seen {
+                let code = r
+                    .exit_code
+                    .map_or_else(String::new, |c| format!(", last exit status {c}"));
+                let (kind, what) = if r.restarts >= CRASH_LOOP_RESTARTS {
+                    ("crash_loop", "is crash-looping")
+                } else {
+                    ("restart", "crashed and was restarted")
+                };
+                self.event(
+                    app,
+                    kind,
+                    format!("replica {} {what} ({} restarts{code})", r.name, r.restarts),
+                )
+                .await;
+            }
+        }
+
+        let mut keep: Vec<Served> = Vec::new();
+        let mut waiting = 0u32;
+        let mut remove = Vec::new();
+        for r in &replicas {
+            let current = live.is_some() && release_of(r) == live;
+            if !current {
+                remove.push(r.clone());
+                continue;
+            }
+            match r.state.as_str() {
+                "running" | "restarting" => {}
+                _ => {
+                    remove.push(r.clone());
+                    continue;
+                }
+            }
+            let addr = r.ip.map(|ip| std::net::SocketAddr::new(ip, port));
+            let serving_now = before.iter().any(|s| s.container == r.id);
+            let healthy = match addr {
+                Some(addr) if r.is_running() => {
+                    serving_now || probe(addr, &app.settings.health_path, &host).await
+                }
+                _ => false,
+            };
+            match (healthy, addr) {
+                (true, Some(addr)) => keep.push(Served {
+                    container: r.id.clone(),
+                    addr,
+                    release: live.unwrap_or(0),
+                }),
+                // Restarting or not answering yet: the engine restarts it
+                // with backoff, and the next pass looks again.
+                _ => waiting += 1,
+            }
+        }
+        let desired = if live.is_some() {
+            app.settings.replicas
+        } else {
+            0
+        };
+        let have = keep.len() as u32 + waiting;
+
+        if have < desired
+            && let Some(number) = live
+            && let Some(release) = self.store.release(&app.id, number).await?
+        {
+            let missing = desired - have;
+            let env = self.replica_env(app).await?;
+            let (tx, _rx) = tokio::sync::mpsc::unbounded_channel();
+            match self
+                .start_healthy(
+                    engine,
+                    app,
+                    crate::deploy::Run {
+                        release: number,
+                        image_id: &release.image_id,
+                        env: &env,
+                    },
+                    missing,
+                    &tx,
+                )
+                .await
+            {
+                Ok(fresh) => {
+                    self.event(
+                        app,
+                        "repair",
+                        format!("started {missing} replica(s) of release {number}"),
+                    )
+                    .await;
+                    keep.extend(fresh);
+                }
+                Err(reason) => {
+                    self.event(
+                        app,
+                        "repair_failed",
+                        format!("cannot start replicas of release {number}: {reason}"),
+                    )
+                    .await;
+                }
+            }
+        }
+        let mut extra = Vec::new();
+        while keep.len() as u32 > desired {
+            if let Some(s) = keep.pop() {
+                extra.push(s);
+            }
+        }
+
+        let changed = {
+            let a: HashSet<_> = before.iter().map(|s| &s.container).collect();
+            let b: HashSet<_> = keep.iter().map(|s| &s.container).collect();
+            a != b
+        };
+        if changed {
+            engine.set_serving(&app.id, keep);
+            self.publish().await?;
+        }
+        self.retire(engine, app, &extra).await;
+        for r in remove {
+            tracing::info!(app = %app.name, replica = %r.name, "removing a replica that should not run");
+            let _ = engine.runtime.remove(&r.id, Duration::from_secs(10)).await;
+        }
+        Ok(())
+    }
+
+    /// One pass over every app, and removal of what belongs to no app.
+    pub async fn reconcile(&self) -> Result<(), Error> {
+        let engine = self.engine()?;
+        let apps = self.store.apps().await?;
+        let names: HashSet<String> = apps.iter().map(|a| a.name.to_string()).collect();
+        for app in &apps {
+            if let Err(error) = self.converge(app).await {
+                tracing::warn!(app = %app.name, %error, "cannot reconcile the app");
+            }
+        }
+        let labels = [(LABEL_INSTALLATION, engine.installation.as_str())];
+        for r in engine.runtime.replicas(&labels).await? {
+            if !r.label(LABEL_APP).is_some_and(|a| names.contains(a)) {
+                tracing::info!(replica = %r.name, "removing a replica of an app that no longer exists");
+                let _ = engine.runtime.remove(&r.id, Duration::from_secs(10)).await;
+            }
+        }
+        for network in engine.runtime.networks(&labels).await? {
+            let app = network
+                .strip_prefix(&format!("rampart-{}-", engine.installation))
+                .map(|rest| rest.trim_end_matches("-egress"));
+            if !app.is_some_and(|a| names.contains(a)) {
+                let _ = engine.runtime.remove_network(&network).await;
+            }
+        }
+        Ok(())
+    }
+
+    /// Reconciles every `every` until `stop` turns true.
+    pub async fn reconcile_forever(
+        self: Arc<Self>,
+        every: Duration,
+        mut stop: watch::Receiver<bool>,
+    ) {
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(every) => {}
+                _ = stop.changed() => return,
+            }
+            if let Err(error) = self.reconcile().await {
+                tracing::warn!(%error, "reconciliation failed; will retry");
+            }
+        }
+    }
+}

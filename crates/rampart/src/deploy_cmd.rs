@@ -1,0 +1,344 @@
+//! Runtime commands: deploy, releases, rollback, scale, ps, logs and app
+//! settings.
+
+use std::io::Write;
+use std::path::PathBuf;
+
+use anyhow::{Context, bail};
+use clap::Args;
+use rampart_client::{Client, Deploy};
+use rampart_core::deploy::SettingsPatch;
+use rampart_core::wire::{self, DeployLine};
+
+use crate::{Connection, Exit, credentials, output};
+
+/// Largest build context the CLI sends.
+const MAX_CONTEXT: u64 = 4 * 1024 * 1024 * 1024;
+
+#[derive(Debug, Args)]
+pub struct DeployArgs {
+    app: String,
+    /// A directory with a Dockerfile: it is sent as the build context,
+    /// honouring .dockerignore, and built into rampart/APP:rN.
+    #[arg(long, required_unless_present = "image", conflicts_with = "image")]
+    path: Option<PathBuf>,
+    /// An image the Docker engine already has (nothing is pulled).
+    #[arg(long)]
+    image: Option<String>,
+    /// Print the release as JSON at the end instead of progress.
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    conn: Connection,
+}
+
+#[derive(Debug, Args)]
+pub struct RollbackArgs {
+    app: String,
+    /// The release to deploy again; the previous live one by default.
+    #[arg(long)]
+    to: Option<u64>,
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    conn: Connection,
+}
+
+#[derive(Debug, Args)]
+pub struct AppArgs {
+    app: String,
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    conn: Connection,
+}
+
+#[derive(Debug, Args)]
+pub struct ScaleArgs {
+    app: String,
+    /// How many replicas serve the app (0 stops it).
+    #[arg(long)]
+    replicas: u32,
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    conn: Connection,
+}
+
+#[derive(Debug, Args)]
+pub struct LogsArgs {
+    app: String,
+    /// Keep printing new lines.
+    #[arg(long, short)]
+    follow: bool,
+    /// Only lines newer than this: 30s, 10m, 2h, 1d.
+    #[arg(long)]
+    since: Option<String>,
+    /// At most this many of the newest lines per replica.
+    #[arg(long, default_value_t = 200)]
+    tail: u32,
+    #[command(flatten)]
+    conn: Connection,
+}
+
+/// Settings of an app; unnamed ones keep their value.
+#[derive(Debug, Args)]
+pub struct ConfigureArgs {
+    pub app: String,
+    /// Port the app listens on inside its container.
+    #[arg(long)]
+    pub port: Option<u16>,
+    /// Path of the HTTP health check.
+    #[arg(long)]
+    pub health_path: Option<String>,
+    /// Seconds a new replica has to become healthy.
+    #[arg(long)]
+    pub health_timeout: Option<u32>,
+    /// Seconds an old replica may finish its requests before it stops.
+    #[arg(long)]
+    pub drain: Option<u32>,
+    #[arg(long)]
+    pub memory_mb: Option<u32>,
+    /// CPUs in thousandths (1000 = one CPU).
+    #[arg(long)]
+    pub cpu_millis: Option<u32>,
+    #[arg(long)]
+    pub pids: Option<u32>,
+    /// Allow connections beyond the app's own network.
+    #[arg(long)]
+    pub egress: Option<bool>,
+    /// Let an image that runs as root keep doing so.
+    #[arg(long)]
+    pub allow_root: Option<bool>,
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub conn: Connection,
+}
+
+/// Parses `30s`, `10m`, `2h`, `1d` (or plain seconds).
+pub fn parse_duration(text: &str) -> anyhow::Result<u64> {
+    let text = text.trim();
+    let (number, unit) = match text.find(|c: char| !c.is_ascii_digit()) {
+        Some(i) => text.split_at(i),
+        None => (text, "s"),
+    };
+    let n: u64 = number
+        .parse()
+        .with_context(|| format!("{text:?} is not a duration such as 30s, 10m, 2h or 1d"))?;
+    let factor = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        _ => bail!("{text:?} is not a duration such as 30s, 10m, 2h or 1d"),
+    };
+    n.checked_mul(factor)
+        .with_context(|| format!("{text:?} is too long"))
+}
+
+/// Runs a deploy, printing its progress; fails (exit 1) when it fails.
+async fn follow_deploy(client: &Client, app: &str, what: Deploy, json: bool) -> anyhow::Result<()> {
+    let mut out = std::io::stderr();
+    let last = client
+        .deploy(app, what, |line| {
+            if json {
+                return;
+            }
+            let _ = match line {
+                DeployLine::Build { line } => writeln!(out, "  | {line}"),
+                DeployLine::Step { message } => writeln!(out, "-> {message}"),
+                _ => Ok(()),
+            };
+        })
+        .await?;
+    match last {
+        DeployLine::Done { release } => {
+            if json {
+                return output::json(&release);
+            }
+            println!(
+                "Release {} of {app} is live ({})",
+                release.number, release.image
+            );
+            Ok(())
+        }
+        DeployLine::Failed { message, release } => {
+            if json && let Some(release) = &release {
+                output::json(release)?;
+            }
+            match release {
+                Some(r) => eprintln!(
+                    "error: release {} of {app} failed; the previous release keeps serving: {message}",
+                    r.number
+                ),
+                None => eprintln!("error: the deploy of {app} failed: {message}"),
+            }
+            Err(Exit(1).into())
+        }
+        other => bail!("unexpected last line of the deploy: {other:?}"),
+    }
+}
+
+pub async fn deploy(args: DeployArgs) -> anyhow::Result<()> {
+    let client = credentials::client(&args.conn)?;
+    let what = match (&args.path, args.image) {
+        (Some(path), _) => {
+            let context = rampart_runtime::context::pack(path, MAX_CONTEXT)?;
+            eprintln!(
+                "-> sending a build context of {} bytes from {}",
+                context.len(),
+                path.display()
+            );
+            Deploy::Build(context)
+        }
+        (None, Some(image)) => Deploy::Image(image),
+        (None, None) => bail!("give --path DIR or --image REF"),
+    };
+    follow_deploy(&client, &args.app, what, args.json).await
+}
+
+pub async fn rollback(args: RollbackArgs) -> anyhow::Result<()> {
+    let client = credentials::client(&args.conn)?;
+    follow_deploy(&client, &args.app, Deploy::Rollback(args.to), args.json).await
+}
+
+pub async fn releases(args: AppArgs) -> anyhow::Result<()> {
+    let releases = credentials::client(&args.conn)?.releases(&args.app).await?;
+    if args.json {
+        return output::json(&releases);
+    }
+    let rows: Vec<Vec<String>> = releases
+        .into_iter()
+        .map(|r| {
+            vec![
+                format!("r{}", r.number),
+                r.status.to_string(),
+                r.image,
+                r.created_at,
+                r.created_by,
+                r.reason
+                    .map(|m| m.lines().next().unwrap_or_default().to_owned())
+                    .unwrap_or_default(),
+            ]
+        })
+        .collect();
+    output::table(
+        &["RELEASE", "STATUS", "IMAGE", "CREATED", "BY", "REASON"],
+        &rows,
+    );
+    Ok(())
+}
+
+fn print_status(status: &wire::AppStatus) {
+    println!(
+        "{}: live release {}, {} replica(s) wanted",
+        status.app,
+        status
+            .live_release
+            .map_or_else(|| "none".into(), |n| format!("r{n}")),
+        status.desired_replicas
+    );
+    let rows: Vec<Vec<String>> = status
+        .replicas
+        .iter()
+        .map(|r| {
+            vec![
+                r.name.clone(),
+                r.release.map_or_else(|| "-".into(), |n| format!("r{n}")),
+                r.state.clone(),
+                if r.serving { "serving" } else { "-" }.into(),
+                r.address.clone().unwrap_or_default(),
+                r.uptime_secs
+                    .map_or_else(|| "-".into(), |s| format!("{s}s")),
+                r.restarts.to_string(),
+            ]
+        })
+        .collect();
+    output::table(
+        &[
+            "REPLICA", "RELEASE", "STATE", "TRAFFIC", "ADDRESS", "UPTIME", "RESTARTS",
+        ],
+        &rows,
+    );
+    if !status.events.is_empty() {
+        println!("events:");
+        for e in &status.events {
+            println!("  {} {} {}", e.time, e.kind, e.message);
+        }
+    }
+}
+
+pub async fn scale(args: ScaleArgs) -> anyhow::Result<()> {
+    let status = credentials::client(&args.conn)?
+        .scale(&args.app, args.replicas)
+        .await?;
+    if args.json {
+        return output::json(&status);
+    }
+    print_status(&status);
+    Ok(())
+}
+
+pub async fn ps(args: AppArgs) -> anyhow::Result<()> {
+    let status = credentials::client(&args.conn)?.ps(&args.app).await?;
+    if args.json {
+        return output::json(&status);
+    }
+    print_status(&status);
+    Ok(())
+}
+
+pub async fn logs(args: LogsArgs) -> anyhow::Result<()> {
+    let since = args.since.as_deref().map(parse_duration).transpose()?;
+    let client = credentials::client(&args.conn)?;
+    let mut out = std::io::stdout();
+    client
+        .logs(&args.app, since, Some(args.tail), args.follow, |line| {
+            let _ = writeln!(out, "{} | {}", line.replica, line.line);
+        })
+        .await?;
+    Ok(())
+}
+
+pub async fn configure(args: ConfigureArgs) -> anyhow::Result<()> {
+    let patch = SettingsPatch {
+        replicas: None,
+        port: args.port,
+        health_path: args.health_path,
+        health_timeout_secs: args.health_timeout,
+        drain_secs: args.drain,
+        memory_mb: args.memory_mb,
+        cpu_millis: args.cpu_millis,
+        pids: args.pids,
+        egress: args.egress,
+        allow_root: args.allow_root,
+    };
+    let client = credentials::client(&args.conn)?;
+    let settings = if patch == SettingsPatch::default() {
+        client.settings(&args.app).await?
+    } else {
+        client.configure(&args.app, &patch).await?
+    };
+    if args.json {
+        return output::json(&settings);
+    }
+    println!("{}", toml::to_string(&settings)?.trim_end());
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_parse() {
+        assert_eq!(parse_duration("30s").unwrap(), 30);
+        assert_eq!(parse_duration("10m").unwrap(), 600);
+        assert_eq!(parse_duration("2h").unwrap(), 7200);
+        assert_eq!(parse_duration("45").unwrap(), 45);
+        for bad in ["", "m", "10x", "-5s", "99999999999999999999d"] {
+            assert!(parse_duration(bad).is_err(), "{bad:?}");
+        }
+    }
+}
