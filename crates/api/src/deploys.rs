@@ -153,6 +153,7 @@ pub async fn deploy_image(
     Path(app): Path<String>,
     Body(request): Body<wire::DeployImage>,
 ) -> Result<Response, ApiError> {
+    rampart_platform::deploy::check_image_reference(&request.image)?;
     run_deploy(p, ctx, app, Source::Image(request.image)).await
 }
 

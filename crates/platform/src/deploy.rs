@@ -51,6 +51,22 @@ pub enum Source {
     Release(u64),
 }
 
+/// Refuses what cannot be an image reference or id.
+pub fn check_image_reference(reference: &str) -> Result<(), Error> {
+    let ok = !reference.is_empty()
+        && reference.len() <= 512
+        && reference
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.:/@+".contains(&b));
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::Invalid(format!(
+            "{reference:?} is not an image reference such as name:tag or sha256:…"
+        )))
+    }
+}
+
 fn release_view(row: ReleaseRow) -> wire::Release {
     wire::Release {
         number: row.number,
@@ -410,7 +426,11 @@ impl Platform {
                 && probe(addr, &settings.health_path, &host).await
             {
                 step(progress, format!("replica {} is healthy", replica.name));
-                return Ok(());
+                return engine
+                    .runtime
+                    .keep_running(&replica.id)
+                    .await
+                    .map_err(|e| e.to_string());
             }
             if tokio::time::Instant::now() >= deadline {
                 return Err(format!(

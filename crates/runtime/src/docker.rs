@@ -5,9 +5,9 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use bollard::models::{
-    ContainerCreateBody, ContainerInspectResponse, EndpointSettings, HostConfig,
-    HostConfigLogConfig, Mount, MountType, NetworkCreateRequest, NetworkingConfig, RestartPolicy,
-    RestartPolicyNameEnum,
+    ContainerCreateBody, ContainerInspectResponse, ContainerUpdateBody, EndpointSettings,
+    HostConfig, HostConfigLogConfig, Mount, MountType, NetworkCreateRequest, NetworkingConfig,
+    RestartPolicy, RestartPolicyNameEnum,
 };
 use bollard::query_parameters::{
     BuildImageOptionsBuilder, CreateContainerOptionsBuilder, ListContainersOptionsBuilder,
@@ -35,9 +35,8 @@ const BUILD_MEMORY: i32 = 1024 * 1024 * 1024;
 /// The local Docker engine. The API version is agreed on first use, and
 /// again after a failure, so a platform started before its engine (or
 /// outliving an engine restart) recovers by itself.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct Docker {
-    base: bollard::Docker,
     client: std::sync::Arc<tokio::sync::OnceCell<bollard::Docker>>,
 }
 
@@ -76,21 +75,16 @@ fn is_root_user(user: &str) -> bool {
 impl Docker {
     /// The engine at `DOCKER_HOST` or the default socket. Nothing is sent
     /// until the first call.
-    pub fn new() -> Result<Self, RuntimeError> {
-        let base = bollard::Docker::connect_with_local_defaults()
-            .map_err(|e| RuntimeError::Unreachable(e.to_string()))?
-            .with_timeout(Duration::from_secs(300));
-        Ok(Self {
-            base,
-            client: Default::default(),
-        })
+    pub fn new() -> Self {
+        Self::default()
     }
 
     async fn client(&self) -> Result<&bollard::Docker, RuntimeError> {
         self.client
             .get_or_try_init(|| async {
-                self.base
-                    .clone()
+                bollard::Docker::connect_with_local_defaults()
+                    .map_err(|e| RuntimeError::Unreachable(e.to_string()))?
+                    .with_timeout(Duration::from_secs(300))
                     .negotiate_version()
                     .await
                     .map_err(|e| RuntimeError::Unreachable(e.to_string()))
@@ -284,8 +278,10 @@ impl ContainerRuntime for Docker {
             privileged: Some(false),
             publish_all_ports: Some(false),
             network_mode: Some(spec.network.clone()),
+            // Not restarted until it has proved healthy (see keep_running),
+            // so a replica that fails at once stays down with its status.
             restart_policy: Some(RestartPolicy {
-                name: Some(RestartPolicyNameEnum::UNLESS_STOPPED),
+                name: Some(RestartPolicyNameEnum::NO),
                 maximum_retry_count: None,
             }),
             log_config: Some(HostConfigLogConfig {
@@ -336,6 +332,21 @@ impl ContainerRuntime for Docker {
         self.replica(&created.id)
             .await?
             .ok_or_else(|| RuntimeError::NoContainer(created.id.clone()))
+    }
+
+    async fn keep_running(&self, id: &str) -> Result<(), RuntimeError> {
+        let update = ContainerUpdateBody {
+            restart_policy: Some(RestartPolicy {
+                name: Some(RestartPolicyNameEnum::UNLESS_STOPPED),
+                maximum_retry_count: None,
+            }),
+            ..Default::default()
+        };
+        self.client()
+            .await?
+            .update_container(id, update)
+            .await
+            .map_err(engine_error)
     }
 
     async fn remove(&self, id: &str, grace: Duration) -> Result<(), RuntimeError> {

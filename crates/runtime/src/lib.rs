@@ -170,8 +170,13 @@ pub trait ContainerRuntime: Send + Sync + std::fmt::Debug + 'static {
     /// Networks carrying every label in `labels`, by name.
     async fn networks(&self, labels: &[(&str, &str)]) -> Result<Vec<String>, RuntimeError>;
 
-    /// Creates and starts a hardened replica.
+    /// Creates and starts a hardened replica. It is not restarted if it
+    /// exits until [`ContainerRuntime::keep_running`] says so.
     async fn start(&self, spec: &ReplicaSpec) -> Result<Replica, RuntimeError>;
+
+    /// From now on the engine restarts the replica when it exits (with
+    /// backoff); called once it has passed its first health check.
+    async fn keep_running(&self, id: &str) -> Result<(), RuntimeError>;
 
     /// Stops a replica (SIGTERM, then SIGKILL after `grace`) and removes it;
     /// a missing one is not an error.

@@ -158,6 +158,12 @@ pub struct Server {
 }
 
 impl Server {
+    /// Starts a prepared `rampart up` command (stdout and stderr piped) and
+    /// waits until it listens.
+    pub fn spawn_command(cmd: Command, data_dir: PathBuf) -> anyhow::Result<Self> {
+        Self::spawn(cmd, data_dir)
+    }
+
     fn spawn(mut cmd: Command, data_dir: PathBuf) -> anyhow::Result<Self> {
         let mut child = cmd.spawn().context("cannot start rampart up")?;
         let output = Captured::default();

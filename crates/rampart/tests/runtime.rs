@@ -1,0 +1,729 @@
+//! Apps on the real Docker engine, through the real binary: deploys,
+//! hardening, isolation, zero-downtime redeploys, failed deploys, rollback,
+//! scaling and recovery after a SIGKILL.
+//!
+//! Test images are built `FROM scratch` from the statically linked
+//! `examples/hello`, which build.rs compiles, so nothing is pulled.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use rampart_testkit::{Sandbox, Server, run};
+use serde_json::Value;
+
+/// The statically linked sample app.
+const HELLO: &str = concat!(env!("OUT_DIR"), "/hello");
+
+/// Edge limits high enough that a load test from one address is not shed.
+const CONFIG: &str = "[edge.limits]\nrequests_per_second = 100000\nburst = 100000\n";
+
+fn sandbox() -> Sandbox {
+    Sandbox::new(env!("CARGO_BIN_EXE_rampart"))
+}
+
+fn cli(sb: &Sandbox, server: &Server) -> Command {
+    let mut cmd = sb.command();
+    cmd.env("RAMPART_SERVER", server.url())
+        .env("RAMPART_CA", server.ca_path())
+        .env("RAMPART_TOKEN", server.bootstrap_token());
+    cmd
+}
+
+fn ok(cmd: &mut Command) -> String {
+    let (code, out, err) = run(cmd);
+    assert_eq!(
+        code, 0,
+        "command failed: {cmd:?}\nstdout: {out}\nstderr: {err}"
+    );
+    out
+}
+
+fn json(cmd: &mut Command) -> Value {
+    serde_json::from_str(&ok(cmd.arg("--json"))).expect("JSON output")
+}
+
+/// A build context: the hello binary, and a Dockerfile (`extra` lines added).
+fn context(dir: &Path, extra: &str) -> PathBuf {
+    std::fs::create_dir_all(dir).unwrap();
+    std::fs::copy(HELLO, dir.join("hello")).unwrap();
+    std::fs::write(
+        dir.join("Dockerfile"),
+        format!("FROM scratch\nCOPY hello /hello\n{extra}ENTRYPOINT [\"/hello\"]\n"),
+    )
+    .unwrap();
+    dir.to_owned()
+}
+
+fn docker(args: &[&str]) -> (i32, String, String) {
+    run(Command::new("docker").args(args))
+}
+
+/// Containers of `app` on this engine, any state, by label.
+fn containers(app_label: &str) -> Vec<String> {
+    let (_, out, _) = docker(&[
+        "ps",
+        "-aq",
+        "--no-trunc",
+        "--filter",
+        &format!("label=rampart.app={app_label}"),
+    ]);
+    out.lines().map(str::to_owned).collect()
+}
+
+fn inspect(id: &str) -> Value {
+    let (code, out, err) = docker(&["inspect", id]);
+    assert_eq!(code, 0, "{err}");
+    serde_json::from_str::<Value>(&out).unwrap()[0].clone()
+}
+
+/// Removes what a test's apps left, whatever happened.
+struct Cleanup(Vec<String>);
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        for app in &self.0 {
+            for id in containers(app) {
+                let _ = docker(&["rm", "-f", &id]);
+            }
+            let (_, nets, _) = docker(&[
+                "network",
+                "ls",
+                "-q",
+                "--filter",
+                &format!("label=rampart.app={app}"),
+            ]);
+            for net in nets.lines() {
+                let _ = docker(&["network", "rm", net]);
+            }
+        }
+    }
+}
+
+/// A client for apps behind the edge, trusting the platform's CA.
+fn edge_client(server: &Server, host: &str) -> reqwest::blocking::Client {
+    client_for(&server.ca_pem(), host, server.edge_addr())
+}
+
+fn client_for(ca: &[u8], host: &str, edge: SocketAddr) -> reqwest::blocking::Client {
+    let ca = reqwest::Certificate::from_pem(ca).unwrap();
+    reqwest::blocking::Client::builder()
+        .use_rustls_tls()
+        .tls_built_in_root_certs(false)
+        .add_root_certificate(ca)
+        .resolve(host, edge)
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap()
+}
+
+fn app_url(server: &Server, host: &str) -> String {
+    format!("https://{host}:{}/", server.edge_addr().port())
+}
+
+fn get(client: &reqwest::blocking::Client, url: &str) -> (u16, String) {
+    match client.get(url).send() {
+        Ok(r) => {
+            let status = r.status().as_u16();
+            (status, r.text().unwrap_or_default())
+        }
+        Err(e) => (0, e.to_string()),
+    }
+}
+
+/// Polls `check` until it holds or `limit` passes.
+fn eventually(limit: Duration, what: &str, mut check: impl FnMut() -> bool) {
+    let until = Instant::now() + limit;
+    while !check() {
+        assert!(Instant::now() < until, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
+#[test]
+fn a_deployed_app_serves_over_https_from_hardened_isolated_replicas() {
+    let sb = sandbox();
+    let _cleanup = Cleanup(vec!["hard".into()]);
+    let server = sb.start(&sb.write_config(CONFIG)).unwrap();
+    ok(cli(&sb, &server).args(["apps", "create", "hard"]));
+    let dir = context(&sb.path().join("ctx"), "");
+    std::fs::write(dir.join("ignored.bin"), vec![0u8; 1 << 20]).unwrap();
+    std::fs::write(dir.join(".dockerignore"), "ignored.bin\n").unwrap();
+    let release = json(
+        cli(&sb, &server)
+            .args(["deploy", "hard", "--path"])
+            .arg(&dir),
+    );
+    assert_eq!(release["number"], 1);
+    assert_eq!(release["status"], "live");
+    assert_eq!(release["image"], "rampart/hard:r1");
+
+    let host = "hard.localhost";
+    let client = edge_client(&server, host);
+    let (status, body) = get(&client, &app_url(&server, host));
+    assert_eq!(status, 200, "{body}");
+    assert!(body.starts_with("hello from release 1"), "{body}");
+    let response = client.get(app_url(&server, host)).send().unwrap();
+    assert!(
+        response
+            .headers()
+            .get("strict-transport-security")
+            .is_some()
+    );
+
+    let ps = json(cli(&sb, &server).args(["ps", "hard"]));
+    let replicas = ps["replicas"].as_array().unwrap();
+    assert_eq!(replicas.len(), 2, "{ps}");
+    assert!(replicas.iter().all(|r| r["serving"] == true), "{ps}");
+
+    let ids = containers("hard");
+    assert_eq!(ids.len(), 2);
+    for id in &ids {
+        let c = inspect(id);
+        let host_config = &c["HostConfig"];
+        assert_eq!(host_config["CapDrop"], serde_json::json!(["ALL"]), "{id}");
+        assert!(host_config["CapAdd"].is_null());
+        assert_eq!(host_config["Privileged"], false);
+        assert_eq!(host_config["ReadonlyRootfs"], true);
+        assert!(
+            host_config["SecurityOpt"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|o| o.as_str().unwrap().starts_with("no-new-privileges"))
+        );
+        assert_eq!(host_config["Memory"], 256 * 1024 * 1024);
+        assert_eq!(host_config["NanoCpus"], 1_000_000_000i64);
+        assert_eq!(host_config["PidsLimit"], 256);
+        assert!(host_config["Tmpfs"]["/tmp"].is_string());
+        assert!(
+            host_config["PortBindings"]
+                .as_object()
+                .is_none_or(|m| m.is_empty()),
+            "no published ports: {}",
+            host_config["PortBindings"]
+        );
+        assert_eq!(host_config["PublishAllPorts"], false);
+        assert!(host_config["Binds"].as_array().is_none_or(|b| b.is_empty()));
+        assert!(c["Mounts"].as_array().unwrap().is_empty(), "no host mounts");
+        let ports = &c["NetworkSettings"]["Ports"];
+        assert!(
+            ports
+                .as_object()
+                .is_none_or(|m| m.values().all(Value::is_null)),
+            "nothing bound on the host: {ports}"
+        );
+        assert_eq!(
+            c["Config"]["User"], "65534:65534",
+            "root images run as nobody"
+        );
+        assert_eq!(c["Config"]["Labels"]["rampart.app"], "hard");
+        assert_eq!(c["Config"]["Labels"]["rampart.release"], "1");
+        let env = c["Config"]["Env"].as_array().unwrap();
+        assert!(!env.iter().any(|e| e.as_str().unwrap().contains("DOCKER")));
+        // The app's network has no way out.
+        let networks = c["NetworkSettings"]["Networks"].as_object().unwrap();
+        assert_eq!(networks.len(), 1);
+        let net = networks.keys().next().unwrap();
+        let (_, out, _) = docker(&["network", "inspect", net]);
+        let net: Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(net[0]["Internal"], true, "{net}");
+    }
+
+    // The build context honoured .dockerignore: the image is small.
+    let (_, size, _) = docker(&["image", "inspect", "-f", "{{.Size}}", "rampart/hard:r1"]);
+    let size: u64 = size.trim().parse().unwrap();
+    let hello = std::fs::metadata(HELLO).unwrap().len();
+    assert!(size < hello + 512 * 1024, "image {size} vs binary {hello}");
+
+    // Scale, then roll back to release 1 (deployed again as release 2 then 3).
+    let status = json(cli(&sb, &server).args(["scale", "hard", "--replicas", "3"]));
+    assert_eq!(status["replicas"].as_array().unwrap().len(), 3, "{status}");
+    ok(cli(&sb, &server).args(["deploy", "hard", "--image", "rampart/hard:r1"]));
+    let rolled = json(cli(&sb, &server).args(["rollback", "hard"]));
+    assert_eq!(rolled["number"], 3);
+    assert_eq!(rolled["status"], "live");
+    let releases = json(cli(&sb, &server).args(["releases", "hard"]));
+    let statuses: Vec<_> = releases
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["status"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(statuses, ["live", "retired", "retired"]);
+    eventually(
+        Duration::from_secs(30),
+        "three replicas of release 3",
+        || {
+            containers("hard")
+                .iter()
+                .filter(|id| inspect(id)["Config"]["Labels"]["rampart.release"] == "3")
+                .count()
+                == 3
+                && containers("hard").len() == 3
+        },
+    );
+    let logs = ok(cli(&sb, &server).args(["logs", "hard", "--tail", "5"]));
+    assert!(logs.contains("listening on port 8080"), "{logs}");
+
+    // Deleting the app removes its replicas and its network.
+    ok(cli(&sb, &server).args(["apps", "delete", "hard", "--yes"]));
+    assert!(containers("hard").is_empty());
+    let (_, nets, _) = docker(&["network", "ls", "-q", "--filter", "label=rampart.app=hard"]);
+    assert!(nets.trim().is_empty(), "{nets}");
+    let verify = json(cli(&sb, &server).args(["audit", "verify"]));
+    assert_eq!(verify["ok"], true, "{verify}");
+}
+
+#[test]
+fn one_app_cannot_reach_another() {
+    let sb = sandbox();
+    let _cleanup = Cleanup(vec!["wall-a".into(), "wall-b".into()]);
+    let server = sb.start(&sb.write_config(CONFIG)).unwrap();
+    let dir = context(&sb.path().join("ctx"), "");
+    for app in ["wall-a", "wall-b"] {
+        ok(cli(&sb, &server).args(["apps", "create", app]));
+        ok(cli(&sb, &server).args(["deploy", app, "--path"]).arg(&dir));
+    }
+    let ip_of = |id: &str| -> String {
+        let c = inspect(id);
+        let nets = c["NetworkSettings"]["Networks"]
+            .as_object()
+            .unwrap()
+            .clone();
+        nets.values().next().unwrap()["IPAddress"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    let a = containers("wall-a");
+    let b = containers("wall-b");
+    assert_eq!((a.len(), b.len()), (2, 2));
+    let probe = |from: &str, to: &str| {
+        let target = format!("{}:8080", ip_of(to));
+        docker(&["exec", from, "/hello", "probe", &target])
+    };
+    // Control: replicas of one app reach each other, so the probe works.
+    let (code, out, err) = probe(&a[0], &a[1]);
+    assert_eq!(code, 0, "sibling replicas connect: {out}{err}");
+    for (from, to) in [(&a[0], &b[0]), (&a[1], &b[1]), (&b[0], &a[0])] {
+        let (code, out, err) = probe(from, to);
+        assert_eq!(code, 1, "app A must not reach app B: {out}{err}");
+    }
+    // Nor can a replica reach the outside world or the host's API port.
+    let api = server.addr().port().to_string();
+    let (code, out, _) = docker(&["exec", &a[0], "/hello", "probe", "1.1.1.1:443"]);
+    assert_eq!(code, 1, "no egress: {out}");
+    let gateway = {
+        let c = inspect(&a[0]);
+        let nets = c["NetworkSettings"]["Networks"]
+            .as_object()
+            .unwrap()
+            .clone();
+        nets.values().next().unwrap()["Gateway"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned()
+    };
+    if !gateway.is_empty() {
+        let (code, out, _) = docker(&[
+            "exec",
+            &a[0],
+            "/hello",
+            "probe",
+            &format!("{gateway}:{api}"),
+        ]);
+        assert_eq!(code, 1, "the API listens on loopback only: {out}");
+    }
+}
+
+type Counters = (
+    Arc<AtomicU64>,
+    Arc<AtomicU64>,
+    Arc<std::sync::Mutex<Vec<String>>>,
+);
+
+/// Sends requests through the edge on `threads` threads until `stop`,
+/// counting successes and failures. Odd threads open a new connection for
+/// every request; even ones keep theirs alive.
+fn load(
+    server: &Server,
+    host: &str,
+    threads: usize,
+    stop: Arc<AtomicBool>,
+) -> (Vec<std::thread::JoinHandle<()>>, Counters) {
+    let good = Arc::new(AtomicU64::new(0));
+    let bad = Arc::new(AtomicU64::new(0));
+    let errors = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let url = app_url(server, host);
+    let ca = server.ca_pem();
+    let edge = server.edge_addr();
+    let host = host.to_owned();
+    let handles = (0..threads)
+        .map(|i| {
+            let (stop, good, bad, errors, url) = (
+                stop.clone(),
+                good.clone(),
+                bad.clone(),
+                errors.clone(),
+                url.clone(),
+            );
+            let (ca, host) = (ca.clone(), host.clone());
+            std::thread::spawn(move || {
+                let make = || client_for(&ca, &host, edge);
+                let keep = make();
+                while !stop.load(Ordering::Relaxed) {
+                    let fresh;
+                    let client = if i % 2 == 0 {
+                        &keep
+                    } else {
+                        fresh = make();
+                        &fresh
+                    };
+                    let (status, body) = get(client, &url);
+                    if status == 200 && body.starts_with("hello from release") {
+                        good.fetch_add(1, Ordering::Relaxed);
+                    } else {
+                        bad.fetch_add(1, Ordering::Relaxed);
+                        errors.lock().unwrap().push(format!("{status}: {body}"));
+                    }
+                }
+            })
+        })
+        .collect();
+    (handles, (good, bad, errors))
+}
+
+#[test]
+fn ten_redeploys_under_load_fail_no_request() {
+    let sb = sandbox();
+    let _cleanup = Cleanup(vec!["steady".into()]);
+    let server = sb.start(&sb.write_config(CONFIG)).unwrap();
+    ok(cli(&sb, &server).args(["apps", "create", "steady"]));
+    let dir = context(&sb.path().join("ctx"), "");
+    ok(cli(&sb, &server)
+        .args(["deploy", "steady", "--path"])
+        .arg(&dir));
+    ok(cli(&sb, &server).args(["apps", "configure", "steady", "--drain", "5"]));
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let (handles, (good, bad, errors)) = load(&server, "steady.localhost", 4, stop.clone());
+    for n in 0..10 {
+        let release =
+            json(cli(&sb, &server).args(["deploy", "steady", "--image", "rampart/steady:r1"]));
+        assert_eq!(release["number"], n + 2);
+        assert_eq!(release["status"], "live");
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    stop.store(true, Ordering::Relaxed);
+    for h in handles {
+        h.join().unwrap();
+    }
+    let (good, bad) = (good.load(Ordering::Relaxed), bad.load(Ordering::Relaxed));
+    let errors = errors.lock().unwrap();
+    assert_eq!(
+        bad,
+        0,
+        "failed requests during redeploys: {:?}",
+        &errors[..errors.len().min(5)]
+    );
+    assert!(good > 200, "the load ran: {good} requests");
+    let client = edge_client(&server, "steady.localhost");
+    let (_, body) = get(&client, &app_url(&server, "steady.localhost"));
+    assert!(body.starts_with("hello from release 11"), "{body}");
+    eventually(Duration::from_secs(30), "only release 11 runs", || {
+        let ids = containers("steady");
+        ids.len() == 2
+            && ids
+                .iter()
+                .all(|id| inspect(id)["Config"]["Labels"]["rampart.release"] == "11")
+    });
+}
+
+#[test]
+fn failed_deploys_leave_the_previous_release_serving_and_nothing_running() {
+    let sb = sandbox();
+    let _cleanup = Cleanup(vec!["sturdy".into()]);
+    let server = sb.start(&sb.write_config(CONFIG)).unwrap();
+    ok(cli(&sb, &server).args(["apps", "create", "sturdy"]));
+    let dir = context(&sb.path().join("ctx"), "");
+    ok(cli(&sb, &server)
+        .args(["deploy", "sturdy", "--path"])
+        .arg(&dir));
+    ok(cli(&sb, &server).args(["apps", "configure", "sturdy", "--health-timeout", "4"]));
+    let client = edge_client(&server, "sturdy.localhost");
+    let url = app_url(&server, "sturdy.localhost");
+    let serving_release_1 = || {
+        let (status, body) = get(&client, &url);
+        assert_eq!(status, 200, "{body}");
+        assert!(body.starts_with("hello from release 1 "), "{body}");
+        let ids = containers("sturdy");
+        assert_eq!(ids.len(), 2, "only release 1's replicas are left");
+        for id in ids {
+            assert_eq!(inspect(&id)["Config"]["Labels"]["rampart.release"], "1");
+        }
+    };
+    let deploy_fails = |sb: &Sandbox, args: &[&str], reason: &str| {
+        let (code, out, err) = run(cli(sb, &server).args(args));
+        assert_eq!(code, 1, "{args:?} must fail\n{out}\n{err}");
+        assert!(
+            err.contains("the previous release keeps serving") && err.contains(reason),
+            "{args:?}: {err}"
+        );
+    };
+
+    // A health check that never passes.
+    ok(cli(&sb, &server).args(["env", "set", "sturdy", "HELLO_HEALTH=fail"]));
+    deploy_fails(
+        &sb,
+        &["deploy", "sturdy", "--image", "rampart/sturdy:r1"],
+        "did not pass its health check",
+    );
+    serving_release_1();
+    ok(cli(&sb, &server).args(["env", "unset", "sturdy", "HELLO_HEALTH"]));
+
+    // A container that exits at once.
+    ok(cli(&sb, &server).args(["env", "set", "sturdy", "HELLO_EXIT=3"]));
+    deploy_fails(
+        &sb,
+        &["deploy", "sturdy", "--image", "rampart/sturdy:r1"],
+        "exited with status 3",
+    );
+    serving_release_1();
+    ok(cli(&sb, &server).args(["env", "unset", "sturdy", "HELLO_EXIT"]));
+
+    // An image the engine does not have.
+    deploy_fails(
+        &sb,
+        &["deploy", "sturdy", "--image", "rampart/none:missing"],
+        "no image",
+    );
+    serving_release_1();
+
+    // A build that fails.
+    let broken = context(&sb.path().join("broken"), "COPY missing-file /x\n");
+    let (code, _, err) = run(cli(&sb, &server)
+        .args(["deploy", "sturdy", "--path"])
+        .arg(&broken));
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("failed"), "{err}");
+    serving_release_1();
+
+    let releases = json(cli(&sb, &server).args(["releases", "sturdy"]));
+    let releases = releases.as_array().unwrap();
+    assert_eq!(releases.len(), 5);
+    assert!(
+        releases[..4].iter().all(|r| r["status"] == "failed"),
+        "{releases:?}"
+    );
+    assert!(releases[..4].iter().all(|r| r["reason"].is_string()));
+    let health = releases[3]["reason"].as_str().unwrap();
+    assert!(health.contains("last log lines"), "{health}");
+
+    // Refused before anything starts: no release is recorded.
+    let empty = sb.path().join("empty");
+    std::fs::create_dir_all(&empty).unwrap();
+    let (code, _, err) = run(cli(&sb, &server)
+        .args(["deploy", "sturdy", "--path"])
+        .arg(&empty));
+    assert_ne!(code, 0);
+    assert!(err.contains("no Dockerfile"), "{err}");
+    let api = server.client(Some(&server.bootstrap_token()));
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    for body in [b"not a tar archive".to_vec(), vec![0u8; 1024], Vec::new()] {
+        let (status, text) = rt
+            .block_on(api.raw(
+                rampart_client::HttpMethod::POST,
+                "/api/apps/sturdy/deploys/build",
+                Some("application/x-tar"),
+                body,
+            ))
+            .unwrap();
+        assert_eq!(status.as_u16(), 400, "{}", String::from_utf8_lossy(&text));
+    }
+    let (status, _) = rt
+        .block_on(api.raw(
+            rampart_client::HttpMethod::POST,
+            "/api/apps/sturdy/deploys/build",
+            Some("application/json"),
+            b"{}".to_vec(),
+        ))
+        .unwrap();
+    assert_eq!(status.as_u16(), 415);
+    for body in [
+        &b"{\"image\": \"\"}"[..],
+        b"{\"image\": \"a b\"}",
+        b"{\"img\": 1}",
+        b"[]",
+    ] {
+        let (status, _) = rt
+            .block_on(api.raw(
+                rampart_client::HttpMethod::POST,
+                "/api/apps/sturdy/deploys/image",
+                Some("application/json"),
+                body.to_vec(),
+            ))
+            .unwrap();
+        assert_eq!(status.as_u16(), 400, "{}", String::from_utf8_lossy(body));
+    }
+    for patch in [
+        &b"{\"replicas\": 1000}"[..],
+        b"{\"health_path\": \"no-slash\"}",
+        b"{\"memory_mb\": 1}",
+        b"{\"unknown\": true}",
+    ] {
+        let (status, _) = rt
+            .block_on(api.raw(
+                rampart_client::HttpMethod::PATCH,
+                "/api/apps/sturdy/settings",
+                Some("application/json"),
+                patch.to_vec(),
+            ))
+            .unwrap();
+        assert_eq!(status.as_u16(), 400, "{}", String::from_utf8_lossy(patch));
+    }
+    let after = json(cli(&sb, &server).args(["releases", "sturdy"]));
+    assert_eq!(
+        after.as_array().unwrap().len(),
+        5,
+        "refused requests record nothing"
+    );
+    let settings = json(cli(&sb, &server).args(["apps", "configure", "sturdy"]));
+    assert_eq!(settings["replicas"], 2);
+    assert_eq!(settings["health_timeout_secs"], 4);
+    serving_release_1();
+}
+
+#[test]
+fn a_restart_after_sigkill_mid_deploy_converges() {
+    let sb = sandbox();
+    let _cleanup = Cleanup(vec!["phoenix".into()]);
+    let config = sb.write_config(CONFIG);
+    let server = sb.start(&config).unwrap();
+    ok(cli(&sb, &server).args(["apps", "create", "phoenix"]));
+    let dir = context(&sb.path().join("ctx"), "");
+    ok(cli(&sb, &server)
+        .args(["deploy", "phoenix", "--path"])
+        .arg(&dir));
+    // Release 2 will never become healthy: the deploy waits, and is killed.
+    ok(cli(&sb, &server).args(["env", "set", "phoenix", "HELLO_HEALTH=fail"]));
+    let mut deploying = cli(&sb, &server)
+        .args(["deploy", "phoenix", "--image", "rampart/phoenix:r1"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    eventually(
+        Duration::from_secs(30),
+        "release 2's replicas to start",
+        || {
+            containers("phoenix")
+                .iter()
+                .filter(|id| inspect(id)["Config"]["Labels"]["rampart.release"] == "2")
+                .count()
+                == 2
+        },
+    );
+    drop(server); // SIGKILL
+    let _ = deploying.wait();
+
+    let server = sb.start(&config).unwrap();
+    eventually(
+        Duration::from_secs(40),
+        "release 2's replicas to be removed",
+        || {
+            let ids = containers("phoenix");
+            ids.len() == 2
+                && ids
+                    .iter()
+                    .all(|id| inspect(id)["Config"]["Labels"]["rampart.release"] == "1")
+        },
+    );
+    let releases = json(cli(&sb, &server).args(["releases", "phoenix"]));
+    assert_eq!(releases[0]["number"], 2);
+    assert_eq!(releases[0]["status"], "failed");
+    assert!(
+        releases[0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("interrupted"),
+        "{releases}"
+    );
+    assert_eq!(releases[1]["status"], "live");
+    let client = edge_client(&server, "phoenix.localhost");
+    eventually(Duration::from_secs(20), "release 1 to serve again", || {
+        let (status, body) = get(&client, &app_url(&server, "phoenix.localhost"));
+        status == 200 && body.starts_with("hello from release 1 ")
+    });
+    let ps = json(cli(&sb, &server).args(["ps", "phoenix"]));
+    assert_eq!(ps["live_release"], 1);
+    assert!(
+        ps["replicas"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|r| r["serving"] == true),
+        "{ps}"
+    );
+
+    // A replica removed behind the platform's back is replaced.
+    let victim = containers("phoenix")[0].clone();
+    ok(cli(&sb, &server).args(["env", "unset", "phoenix", "HELLO_HEALTH"]));
+    docker(&["rm", "-f", &victim]);
+    eventually(
+        Duration::from_secs(40),
+        "a healthy replacement replica",
+        || {
+            let ps = json(cli(&sb, &server).args(["ps", "phoenix"]));
+            let replicas = ps["replicas"].as_array().unwrap();
+            replicas.len() == 2
+                && replicas.iter().all(|r| r["serving"] == true)
+                && ps["events"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .any(|e| e["kind"] == "repair")
+        },
+    );
+    assert!(!containers("phoenix").contains(&victim));
+    let verify = json(cli(&sb, &server).args(["audit", "verify"]));
+    assert_eq!(verify["ok"], true, "{verify}");
+}
+
+#[test]
+fn an_unreachable_engine_is_reported_and_changes_nothing() {
+    let sb = sandbox();
+    let config = sb.write_config("");
+    let mut cmd = sb.command();
+    cmd.arg("up")
+        .arg("--data-dir")
+        .arg(sb.data_dir())
+        .arg("--config")
+        .arg(&config)
+        .env(
+            "DOCKER_HOST",
+            format!("unix://{}", sb.path().join("no-docker.sock").display()),
+        )
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let server = Server::spawn_command(cmd, sb.data_dir()).unwrap();
+    eventually(Duration::from_secs(10), "the engine warning", || {
+        server.output().contains("Docker engine is unreachable")
+    });
+    ok(cli(&sb, &server).args(["apps", "create", "lonely"]));
+    let (code, _, err) = run(cli(&sb, &server).args(["deploy", "lonely", "--image", "anything:1"]));
+    assert_ne!(code, 0);
+    assert!(err.contains("Docker engine is unreachable"), "{err}");
+    let releases = json(cli(&sb, &server).args(["releases", "lonely"]));
+    assert_eq!(releases, serde_json::json!([]), "nothing was recorded");
+    let (code, _, err) = run(cli(&sb, &server).args(["ps", "lonely"]));
+    assert_ne!(code, 0);
+    assert!(err.contains("unreachable"), "{err}");
+    let verify = json(cli(&sb, &server).args(["audit", "verify"]));
+    assert_eq!(verify["ok"], true, "{verify}");
+    let (status, out) = server.stop().unwrap();
+    assert!(status.success(), "{out}");
+}
