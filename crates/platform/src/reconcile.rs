@@ -204,9 +204,10 @@ impl Platform {
             }
         }
 
+        // A restarted replica may come back on another address.
         let changed = {
-            let a: HashSet<_> = before.iter().map(|s| &s.container).collect();
-            let b: HashSet<_> = keep.iter().map(|s| &s.container).collect();
+            let a: HashSet<_> = before.iter().map(|s| (&s.container, s.addr)).collect();
+            let b: HashSet<_> = keep.iter().map(|s| (&s.container, s.addr)).collect();
             a != b
         };
         if changed {

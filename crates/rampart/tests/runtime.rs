@@ -727,3 +727,44 @@ fn an_unreachable_engine_is_reported_and_changes_nothing() {
     let (status, out) = server.stop().unwrap();
     assert!(status.success(), "{out}");
 }
+
+#[test]
+fn a_crashing_replica_is_restarted_and_a_crash_loop_is_recorded() {
+    let sb = sandbox();
+    let _cleanup = Cleanup(vec!["crashy".into()]);
+    let server = sb.start(&sb.write_config(CONFIG)).unwrap();
+    ok(cli(&sb, &server).args(["apps", "create", "crashy"]));
+    let dir = context(&sb.path().join("ctx"), "");
+    ok(cli(&sb, &server).args(["deploy", "crashy", "--path"]).arg(&dir));
+    let victim = containers("crashy")[0].clone();
+    let client = edge_client(&server, "crashy.localhost");
+    let url = app_url(&server, "crashy.localhost");
+    for round in 1..=3u64 {
+        eventually(Duration::from_secs(30), "the replica to run", || {
+            inspect(&victim)["State"]["Running"] == true
+        });
+        // The app's process dies (as if it crashed): kill it from the host.
+        let pid = inspect(&victim)["State"]["Pid"].as_i64().unwrap();
+        let (code, _, err) = run(Command::new("kill").args(["-KILL", &pid.to_string()]));
+        assert_eq!(code, 0, "{err}");
+        eventually(Duration::from_secs(30), "the engine to restart it", || {
+            inspect(&victim)["RestartCount"].as_u64() >= Some(round)
+        });
+        // The other replica keeps the app up meanwhile.
+        let (status, body) = get(&client, &url);
+        assert_eq!(status, 200, "{body}");
+    }
+    eventually(Duration::from_secs(40), "a crash_loop event", || {
+        let ps = json(cli(&sb, &server).args(["ps", "crashy"]));
+        ps["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["kind"] == "crash_loop")
+    });
+    eventually(Duration::from_secs(30), "both replicas serving again", || {
+        let ps = json(cli(&sb, &server).args(["ps", "crashy"]));
+        let replicas = ps["replicas"].as_array().unwrap();
+        replicas.len() == 2 && replicas.iter().all(|r| r["serving"] == true)
+    });
+}

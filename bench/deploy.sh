@@ -1,0 +1,105 @@
+#!/usr/bin/env bash
+# Deploy benchmark: time from `rampart deploy` starting to the new release
+# answering through the edge, for the demo app (examples/hello, two
+# replicas), on this machine's Docker engine.
+#
+# Rows: deploys with `--path` (a build context sent and built; the engine's
+# build cache makes the steps after the first cheap, as in everyday use) and
+# deploys with `--image` (an image the engine has). Each row is the median
+# of RUNS deploys; the first build is reported on its own. The clock stops at
+# the first HTTPS answer that names the new release, so health checks, the
+# edge's table swap and everything before them are inside the figure; the
+# old replicas' drain and stop happen after it, as users see it.
+#
+# There is no external anchor: the figure is absolute, and also given as a
+# multiple of a plain `docker run` of the same image until its port answers,
+# the floor any container platform pays.
+#
+# Usage: bench/deploy.sh [RUNS]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+RUNS="${1:-7}"
+work=$(mktemp -d /tmp/rampart-bench-deploy.XXXXXX)
+server=""
+cleanup() {
+  [ -n "$server" ] && kill "$server" 2>/dev/null || true
+  wait 2>/dev/null || true
+  docker ps -aq --filter label=rampart.app=benchhello | xargs -r docker rm -f >/dev/null
+  docker ps -aq --filter name=rampart-bench-floor | xargs -r docker rm -f >/dev/null
+  docker network ls -q --filter label=rampart.app=benchhello | xargs -r docker network rm >/dev/null
+}
+trap cleanup EXIT
+
+command -v bc >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq bc >/dev/null; }
+cargo build --release --quiet -p rampart
+bin=target/release/rampart
+hello=$(ls -t target/release/build/rampart-*/out/hello | head -1)
+
+cat > "$work/rampart.toml" <<TOML
+[api]
+listen = "127.0.0.1:0"
+[edge.listen]
+https = "127.0.0.1:0"
+http = "127.0.0.1:0"
+admin = ""
+TOML
+"$bin" up --data-dir "$work/data" --config "$work/rampart.toml" > "$work/up.log" 2>&1 &
+server=$!
+for _ in $(seq 100); do grep -q "API listening" "$work/up.log" && break; sleep 0.1; done
+api=$(grep -o 'API listening on https://[0-9.:]*' "$work/up.log" | awk '{print $4}')
+edge_port=$(grep -o 'apps are served at https://[0-9.:]*' "$work/up.log" | awk -F: '{print $NF}')
+export HOME="$work/home" RAMPART_SERVER="$api" RAMPART_CA="$work/data/ca.pem"
+RAMPART_TOKEN=$(cat "$work/data/bootstrap-token")
+export RAMPART_TOKEN
+
+ctx="$work/ctx"
+mkdir -p "$ctx"
+cp "$hello" "$ctx/hello"
+printf 'FROM scratch\nCOPY hello /hello\nUSER 65534:65534\nENTRYPOINT ["/hello"]\n' > "$ctx/Dockerfile"
+"$bin" apps create benchhello >/dev/null
+
+now() { date +%s.%N; }
+# Runs a deploy and waits until the edge answers with release $1.
+timed() {
+  local want=$1; shift
+  local start; start=$(now)
+  "$bin" deploy benchhello "$@" --json > /dev/null 2>"$work/deploy.err" &
+  local deploy=$!
+  until curl -s --cacert "$work/data/ca.pem" --resolve "benchhello.localhost:$edge_port:127.0.0.1" \
+      "https://benchhello.localhost:$edge_port/" 2>/dev/null | grep -q "release $want "; do
+    sleep 0.02
+  done
+  local end; end=$(now)
+  wait "$deploy"
+  echo "$end - $start" | bc -l
+}
+median() { sort -n | awk '{a[NR]=$1} END {m=(NR%2)?a[(NR+1)/2]:(a[NR/2]+a[NR/2+1])/2; printf "%.2f", m}'; }
+
+n=1
+first=$(timed $n --path "$ctx"); n=$((n+1))
+builds=()
+for _ in $(seq "$RUNS"); do builds+=("$(timed $n --path "$ctx")"); n=$((n+1)); done
+images=()
+for _ in $(seq "$RUNS"); do images+=("$(timed $n --image rampart/benchhello:r1)"); n=$((n+1)); done
+
+# The floor: docker run of the same image until its port answers.
+floors=()
+for i in $(seq "$RUNS"); do
+  start=$(now)
+  id=$(docker run -d --name "rampart-bench-floor-$i" rampart/benchhello:r1)
+  ip=$(docker inspect -f '{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}' "$id")
+  until curl -s "http://$ip:8080/health" >/dev/null 2>&1; do sleep 0.01; done
+  end=$(now)
+  floors+=("$(echo "$end - $start" | bc -l)")
+  docker rm -f "$id" >/dev/null
+done
+
+b=$(printf '%s\n' "${builds[@]}" | median)
+i=$(printf '%s\n' "${images[@]}" | median)
+f=$(printf '%s\n' "${floors[@]}" | median)
+printf '\nrampart deploy → new release serving, examples/hello, 2 replicas, %s runs each\n' "$RUNS"
+printf '| deploy | median | vs docker run |\n| --- | --- | --- |\n'
+printf '| --path, first build | %.2f s | %.1f× |\n' "$first" "$(echo "$first / $f" | bc -l)"
+printf '| --path (build cache warm) | %s s | %.1f× |\n' "$b" "$(echo "$b / $f" | bc -l)"
+printf '| --image | %s s | %.1f× |\n' "$i" "$(echo "$i / $f" | bc -l)"
+printf '| docker run until the port answers | %s s | 1.0× |\n' "$f"
