@@ -4,111 +4,25 @@
 
 mod common;
 
-use std::net::{SocketAddr, TcpListener};
-use std::process::{Child, Command, Stdio};
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use common::Upstream;
 use rampart_edge::{Edge, EdgeConfig};
-use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair};
 
 const HOST: &str = "app.rampart.test";
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-struct Killed(Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// A CA and a localhost certificate for Pebble's own HTTPS listener.
-fn pebble_tls(dir: &std::path::Path) -> std::path::PathBuf {
-    let ca_key = KeyPair::generate().unwrap();
-    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    let ca = ca_params.self_signed(&ca_key).unwrap();
-    let key = KeyPair::generate().unwrap();
-    let params =
-        CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()]).unwrap();
-    let cert = params.signed_by(&key, &ca, &ca_key).unwrap();
-    std::fs::write(dir.join("pebble-cert.pem"), cert.pem()).unwrap();
-    std::fs::write(dir.join("pebble-key.pem"), key.serialize_pem()).unwrap();
-    let trust = dir.join("pebble-ca.pem");
-    std::fs::write(&trust, ca.pem()).unwrap();
-    trust
-}
-
-fn wait_for_port(addr: SocketAddr) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while std::net::TcpStream::connect(addr).is_err() {
-        assert!(Instant::now() < deadline, "{addr} did not open");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn certificates_come_from_pebble_over_http01_and_survive_a_restart() {
     let dir = tempfile::tempdir().unwrap();
-    let trust = pebble_tls(dir.path());
-    let (acme_port, mgmt_port, dns_port, dns_mgmt, http_port, tls_port) = (
-        free_port(),
-        free_port(),
-        free_port(),
-        free_port(),
-        free_port(),
-        free_port(),
-    );
-    let dns = Killed(
-        Command::new("pebble-challtestsrv")
-            .args(["-defaultIPv4", "127.0.0.1", "-defaultIPv6", ""])
-            .args(["-dns01", &format!("127.0.0.1:{dns_port}")])
-            .args(["-http01", "", "-https01", "", "-tlsalpn01", ""])
-            .args(["-management", &format!("127.0.0.1:{dns_mgmt}")])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("pebble-challtestsrv (Debian package pebble) must be installed"),
-    );
-    let config = serde_json::json!({"pebble": {
-        "listenAddress": format!("127.0.0.1:{acme_port}"),
-        "managementListenAddress": format!("127.0.0.1:{mgmt_port}"),
-        "certificate": dir.path().join("pebble-cert.pem"),
-        "privateKey": dir.path().join("pebble-key.pem"),
-        "httpPort": http_port,
-        "tlsPort": tls_port,
-        "ocspResponderURL": "",
-        "externalAccountBindingRequired": false
-    }});
-    let config_path = dir.path().join("pebble.json");
-    std::fs::write(&config_path, config.to_string()).unwrap();
-    let pebble = Killed(
-        Command::new("pebble")
-            .arg("-config")
-            .arg(&config_path)
-            .args(["-dnsserver", &format!("127.0.0.1:{dns_port}")])
-            .env("PEBBLE_VA_NOSLEEP", "1")
-            .env("PEBBLE_WFE_NONCEREJECT", "0")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("pebble (Debian package pebble) must be installed"),
-    );
-    wait_for_port(format!("127.0.0.1:{acme_port}").parse().unwrap());
+    let pebble = rampart_testkit::Pebble::start().unwrap();
+    let (http_port, trust) = (pebble.http_port, pebble.trust.clone());
+    let acme_directory = pebble.directory.clone();
 
     let up = Upstream::start("acme-site").await;
     let edge_toml = format!(
         "[listen]\nhttp = \"127.0.0.1:{http_port}\"\nhttps = \"127.0.0.1:0\"\nadmin = \"\"\n\
-         [tls]\nstate_dir = \"{}\"\nacme_directory = \"https://127.0.0.1:{acme_port}/dir\"\n\
+         [tls]\nstate_dir = \"{}\"\nacme_directory = \"{acme_directory}\"\n\
          acme_email = \"ops@example.com\"\nacme_trust = \"{}\"\n\
          [[site]]\nhosts = [\"{HOST}\"]\ntls = \"acme\"\nupstreams = [\"{}\"]\n",
         dir.path().join("state").display(),
@@ -120,20 +34,7 @@ async fn certificates_come_from_pebble_over_http01_and_survive_a_restart() {
         .unwrap();
 
     // Pebble's roots sign what it issues.
-    let mgmt = reqwest::Client::builder()
-        .add_root_certificate(
-            reqwest::Certificate::from_pem(&std::fs::read(&trust).unwrap()).unwrap(),
-        )
-        .build()
-        .unwrap();
-    let root = mgmt
-        .get(format!("https://127.0.0.1:{mgmt_port}/roots/0"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let root = pebble.issuing_root().unwrap();
     let client = |https: SocketAddr| {
         reqwest::Client::builder()
             .use_rustls_tls()
@@ -183,5 +84,5 @@ async fn certificates_come_from_pebble_over_http01_and_survive_a_restart() {
         "the stored certificate was reused"
     );
     edge.shutdown().await;
-    drop((pebble, dns));
+    drop(pebble);
 }

@@ -735,7 +735,9 @@ fn a_crashing_replica_is_restarted_and_a_crash_loop_is_recorded() {
     let server = sb.start(&sb.write_config(CONFIG)).unwrap();
     ok(cli(&sb, &server).args(["apps", "create", "crashy"]));
     let dir = context(&sb.path().join("ctx"), "");
-    ok(cli(&sb, &server).args(["deploy", "crashy", "--path"]).arg(&dir));
+    ok(cli(&sb, &server)
+        .args(["deploy", "crashy", "--path"])
+        .arg(&dir));
     let victim = containers("crashy")[0].clone();
     let client = edge_client(&server, "crashy.localhost");
     let url = app_url(&server, "crashy.localhost");
@@ -762,9 +764,93 @@ fn a_crashing_replica_is_restarted_and_a_crash_loop_is_recorded() {
             .iter()
             .any(|e| e["kind"] == "crash_loop")
     });
-    eventually(Duration::from_secs(30), "both replicas serving again", || {
-        let ps = json(cli(&sb, &server).args(["ps", "crashy"]));
-        let replicas = ps["replicas"].as_array().unwrap();
-        replicas.len() == 2 && replicas.iter().all(|r| r["serving"] == true)
+    eventually(
+        Duration::from_secs(30),
+        "both replicas serving again",
+        || {
+            let ps = json(cli(&sb, &server).args(["ps", "crashy"]));
+            let replicas = ps["replicas"].as_array().unwrap();
+            replicas.len() == 2 && replicas.iter().all(|r| r["serving"] == true)
+        },
+    );
+}
+
+#[test]
+fn the_demo_prints_a_curl_line_that_works_as_printed() {
+    let sb = sandbox();
+    let _cleanup = Cleanup(vec!["hello".into()]);
+    let server = sb.start_with(&sb.write_config(""), &["--demo"]).unwrap();
+    eventually(Duration::from_secs(60), "the demo to be live", || {
+        server.output().contains("try  curl")
     });
+    let out = server.output();
+    assert!(!out.contains("could not start"), "{out}");
+    assert!(
+        out.contains(&server.ca_path().display().to_string()),
+        "{out}"
+    );
+    assert!(
+        out.contains(&server.token_file().display().to_string()),
+        "{out}"
+    );
+    let line = out
+        .lines()
+        .find_map(|l| l.split("try  ").nth(1))
+        .unwrap()
+        .to_owned();
+    let (code, body, err) = run(Command::new("sh").arg("-c").arg(&line));
+    assert_eq!(code, 0, "{line}: {err}");
+    assert!(body.starts_with("hello from release 1 replica"), "{body}");
+    let ps = json(cli(&sb, &server).args(["ps", "hello"]));
+    assert_eq!(ps["replicas"].as_array().unwrap().len(), 2, "{ps}");
+}
+
+#[test]
+fn custom_domains_get_acme_certificates_and_name_localhost_keeps_working() {
+    let pebble = rampart_testkit::Pebble::start().unwrap();
+    let sb = sandbox();
+    let _cleanup = Cleanup(vec!["shop".into()]);
+    let config = sb.write_raw_config(&format!(
+        "[api]\nlisten = \"127.0.0.1:0\"\n\
+         [edge.listen]\nhttps = \"127.0.0.1:0\"\nhttp = \"127.0.0.1:{}\"\nadmin = \"\"\n\
+         [edge.tls]\nacme_directory = \"{}\"\nacme_email = \"ops@example.com\"\nacme_trust = \"{}\"\n",
+        pebble.http_port,
+        pebble.directory,
+        pebble.trust.display()
+    ));
+    let server = sb.start(&config).unwrap();
+    ok(cli(&sb, &server).args(["apps", "create", "shop", "--domain", "shop.rampart.test"]));
+    let dir = context(&sb.path().join("ctx"), "");
+    ok(cli(&sb, &server)
+        .args(["deploy", "shop", "--path"])
+        .arg(&dir));
+
+    let root = pebble.issuing_root().unwrap();
+    let public = client_for(root.as_bytes(), "shop.rampart.test", server.edge_addr());
+    let url = app_url(&server, "shop.rampart.test");
+    eventually(
+        Duration::from_secs(60),
+        "an ACME certificate for the custom domain",
+        || {
+            let (status, body) = get(&public, &url);
+            status == 200 && body.starts_with("hello from release 1")
+        },
+    );
+    // APP.localhost is served too, with the internal CA.
+    let local = edge_client(&server, "shop.localhost");
+    let (status, body) = get(&local, &app_url(&server, "shop.localhost"));
+    assert_eq!(status, 200, "{body}");
+    // And plain HTTP redirects to HTTPS.
+    let (code, out, _) = run(Command::new("curl").args([
+        "-s",
+        "-o",
+        "/dev/null",
+        "-w",
+        "%{http_code} %{redirect_url}",
+        "--resolve",
+        &format!("shop.rampart.test:{}:127.0.0.1", pebble.http_port),
+        &format!("http://shop.rampart.test:{}/x", pebble.http_port),
+    ]));
+    assert_eq!(code, 0);
+    assert!(out.starts_with("308 https://shop.rampart.test"), "{out}");
 }

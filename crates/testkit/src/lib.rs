@@ -5,6 +5,9 @@
 //! Ports come from the OS (`api.listen = "127.0.0.1:0"`; the address is read
 //! from the process's ready line), and every wait polls against a deadline.
 
+mod pebble;
+pub use pebble::Pebble;
+
 use std::io::{BufRead, BufReader, Read};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -78,14 +81,28 @@ impl Sandbox {
         cmd
     }
 
+    /// Writes `rampart.toml` holding exactly `text`.
+    pub fn write_raw_config(&self, text: &str) -> PathBuf {
+        let path = self.root.path().join("rampart.toml");
+        std::fs::write(&path, text).expect("cannot write rampart.toml");
+        path
+    }
+
     /// Runs `rampart up` with `config` and waits until it listens.
     pub fn start(&self, config: &Path) -> anyhow::Result<Server> {
+        self.start_with(config, &[])
+    }
+
+    /// Runs `rampart up` with `config` and `extra` arguments, and waits
+    /// until it listens.
+    pub fn start_with(&self, config: &Path, extra: &[&str]) -> anyhow::Result<Server> {
         let mut cmd = self.command();
         cmd.arg("up")
             .arg("--data-dir")
             .arg(self.data_dir())
             .arg("--config")
             .arg(config)
+            .args(extra)
             .env("RUST_LOG", "debug")
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
