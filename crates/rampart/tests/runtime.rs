@@ -338,6 +338,41 @@ fn one_app_cannot_reach_another() {
         ]);
         assert_eq!(code, 1, "the API listens on loopback only: {out}");
     }
+
+    // An app that asks for egress moves to a network with a way out; it is
+    // still walled off from the other app.
+    ok(cli(&sb, &server).args(["apps", "configure", "wall-b", "--egress", "true"]));
+    ok(cli(&sb, &server).args(["deploy", "wall-b", "--image", "rampart/wall-b:r1"]));
+    let b = containers("wall-b");
+    assert_eq!(b.len(), 2, "the old replicas stopped");
+    let c = inspect(&b[0]);
+    let net = c["NetworkSettings"]["Networks"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .next()
+        .unwrap()
+        .clone();
+    assert!(net.ends_with("-egress"), "{net}");
+    let (_, out, _) = docker(&["network", "inspect", "-f", "{{.Internal}}", &net]);
+    assert_eq!(out.trim(), "false");
+    let (code, out, err) = probe(&a[0], &b[0]);
+    assert_eq!(code, 1, "egress does not open app B to app A: {out}{err}");
+    let (code, out, err) = probe(&b[0], &a[0]);
+    assert_eq!(code, 1, "nor app A to app B: {out}{err}");
+    let (_, nets, _) = docker(&[
+        "network",
+        "ls",
+        "--format",
+        "{{.Name}}",
+        "--filter",
+        "label=rampart.app=wall-b",
+    ]);
+    assert_eq!(
+        nets.lines().count(),
+        1,
+        "the unused network was removed: {nets}"
+    );
 }
 
 type Counters = (
