@@ -777,11 +777,17 @@ fn a_crashing_replica_is_restarted_and_a_crash_loop_is_recorded() {
     let client = edge_client(&server, "crashy.localhost");
     let url = app_url(&server, "crashy.localhost");
     for round in 1..=3u64 {
-        eventually(Duration::from_secs(30), "the replica to run", || {
-            inspect(&victim)["State"]["Running"] == true
-        });
         // The app's process dies (as if it crashed): kill it from the host.
-        let pid = inspect(&victim)["State"]["Pid"].as_i64().unwrap();
+        // The pid is read together with the running state; a replica that is
+        // between runs reports pid 0, which `kill` would take for our own
+        // process group.
+        let mut pid = 0;
+        eventually(Duration::from_secs(30), "the replica to run", || {
+            let state = inspect(&victim)["State"].clone();
+            pid = state["Pid"].as_i64().unwrap_or(0);
+            state["Running"] == true && pid > 1
+        });
+        assert!(pid > 1);
         let (code, _, err) = run(Command::new("kill").args(["-KILL", &pid.to_string()]));
         assert_eq!(code, 0, "{err}");
         eventually(Duration::from_secs(30), "the engine to restart it", || {
