@@ -64,6 +64,8 @@ impl From<Error> for ApiError {
                 tracing::error!(error = %m, "sealed value does not open");
                 Self::new(StatusCode::INTERNAL_SERVER_ERROR, "sealed_value", m)
             }
+            Error::Forbidden(m) => Self::forbidden(m),
+            Error::Unauthenticated(m) => Self::unauthenticated(m),
             Error::Unavailable(m) => Self::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", m),
             Error::DeployFailed { message, .. } => {
                 Self::new(StatusCode::UNPROCESSABLE_ENTITY, "deploy_failed", message)

@@ -34,16 +34,27 @@ fn target_of(path: &str) -> String {
     path.chars().take(256).collect()
 }
 
+/// The `{app}` segment of a path, by the position it has in the route's
+/// template.
+fn app_of(template: &str, path: &str) -> Option<String> {
+    let index = template.split('/').position(|seg| seg == "{app}")?;
+    path.split('/').nth(index).map(str::to_owned)
+}
+
 pub async fn gate(State(platform): State<AppState>, mut request: Request, next: Next) -> Response {
     let started = Instant::now();
     let request_id = RequestId::generate();
     let method = request.method().clone();
     let path = request.uri().path().to_owned();
-    let rule = request
+    let template = request
         .extensions()
         .get::<MatchedPath>()
-        .and_then(|m| access(&method, m.as_str()))
+        .map(|m| m.as_str().to_owned());
+    let rule = template
+        .as_deref()
+        .and_then(|t| access(&method, t))
         .unwrap_or(Access::Authenticated);
+    let app = template.as_deref().and_then(|t| app_of(t, &path));
     let action = match rule {
         Access::Action(action) => Some(action),
         _ => None,
@@ -65,13 +76,9 @@ pub async fn gate(State(platform): State<AppState>, mut request: Request, next: 
             };
             actor = caller.user_id.to_string();
             if let Some(action) = action
-                && !policy::allows(caller.role, action)
+                && let Err(reason) = policy::decide(&caller, action, app.as_deref())
             {
-                break 'handled ApiError::forbidden(format!(
-                    "role {} may not perform {action}",
-                    caller.role
-                ))
-                .into_response();
+                break 'handled ApiError::forbidden(reason).into_response();
             }
             request.extensions_mut().insert(caller);
         }

@@ -14,6 +14,7 @@ pub mod policy;
 pub mod routes;
 mod serve;
 pub mod tls;
+mod users;
 
 use std::sync::Arc;
 
@@ -43,6 +44,7 @@ pub use serve::serve;
         (name = "env", description = "Environment variables and secrets"),
         (name = "tokens", description = "API tokens"),
         (name = "audit", description = "The hash-chained audit log"),
+        (name = "identity", description = "Sessions, invitations, users, grants and MFA"),
         (name = "deploys", description = "Releases, deploys, rollbacks, scaling, replicas and logs"),
     )
 )]
@@ -89,6 +91,16 @@ fn documented_routes() -> (Router<routes::AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(deploys::scale))
         .routes(routes!(deploys::ps))
         .routes(routes!(deploys::logs))
+        .routes(routes!(users::login))
+        .routes(routes!(users::logout))
+        .routes(routes!(users::accept_invitation))
+        .routes(routes!(users::list_users, users::invite_user))
+        .routes(routes!(users::set_role, users::remove_user))
+        .routes(routes!(users::export_user))
+        .routes(routes!(users::erase_user))
+        .routes(routes!(users::grant, users::revoke_grant))
+        .routes(routes!(users::enroll_mfa))
+        .routes(routes!(users::confirm_mfa))
         .split_for_parts()
 }
 

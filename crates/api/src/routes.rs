@@ -36,7 +36,10 @@ pub enum Access {
 pub fn access(method: &Method, path: &str) -> Option<Access> {
     use Action::*;
     let action = match (method.as_str(), path) {
-        ("GET", "/api/health") | ("GET", "/api/openapi.json") => return Some(Access::Public),
+        ("GET", "/api/health")
+        | ("GET", "/api/openapi.json")
+        | ("POST", "/api/sessions")
+        | ("POST", "/api/invitations/accept") => return Some(Access::Public),
         ("GET", "/api/whoami") => return Some(Access::Authenticated),
         ("GET", "/api/apps") | ("GET", "/api/apps/{app}") | ("GET", "/api/apps/{app}/env") => {
             AppRead
@@ -58,6 +61,17 @@ pub fn access(method: &Method, path: &str) -> Option<Access> {
         | ("GET", "/api/apps/{app}/settings")
         | ("GET", "/api/apps/{app}/ps") => RuntimeRead,
         ("GET", "/api/apps/{app}/logs") => LogsRead,
+        ("DELETE", "/api/sessions/current") => SessionEnd,
+        ("GET", "/api/users") => UserRead,
+        ("POST", "/api/users") => UserInvite,
+        ("PATCH", "/api/users/{id}") => UserSetRole,
+        ("DELETE", "/api/users/{id}") => UserRemove,
+        ("GET", "/api/users/{id}/export") => UserExport,
+        ("POST", "/api/users/{id}/erase") => UserErase,
+        ("PUT", "/api/users/{id}/grants/{app}") | ("DELETE", "/api/users/{id}/grants/{app}") => {
+            UserGrant
+        }
+        ("POST", "/api/mfa/enroll") | ("POST", "/api/mfa/confirm") => MfaEnroll,
         _ => return None,
     };
     Some(Access::Action(action))

@@ -21,6 +21,10 @@ const MAX_CONNECTIONS: usize = 1024;
 
 /// Serves `router` over TLS on `listener` until `shutdown` completes, then
 /// waits up to `drain` for in-flight requests to finish.
+/// The client address of a request.
+#[derive(Debug, Clone, Copy)]
+pub struct Peer(pub std::net::IpAddr);
+
 pub async fn serve(
     listener: TcpListener,
     tls: Arc<ServerConfig>,
@@ -44,7 +48,6 @@ pub async fn serve(
         .keep_alive_interval(Duration::from_secs(30));
     let builder = Arc::new(builder);
     let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
-    let service = TowerToHyperService::new(router);
 
     tokio::pin!(shutdown);
     loop {
@@ -66,7 +69,14 @@ pub async fn serve(
         };
         let acceptor = acceptor.clone();
         let builder = builder.clone();
-        let service = service.clone();
+        // Handlers that throttle by client (logins) read its address.
+        let service = TowerToHyperService::new(tower::ServiceExt::map_request(
+            router.clone(),
+            move |mut request: hyper::Request<hyper::body::Incoming>| {
+                request.extensions_mut().insert(Peer(peer.ip()));
+                request
+            },
+        ));
         let watcher = graceful.watcher();
         tokio::spawn(async move {
             let _slot = slot;

@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::time::Duration;
 
+use rampart_core::Role;
 use rampart_core::deploy::{AppSettings, SettingsPatch};
 use rampart_core::wire;
 
@@ -273,9 +274,84 @@ impl Client {
         self.get("/api/tokens").await
     }
 
-    pub async fn create_token(&self, name: &str) -> Result<wire::CreatedToken, ClientError> {
-        let body = wire::CreateToken { name: name.into() };
-        self.call(Method::POST, "/api/tokens", Some(&body)).await
+    pub async fn create_token(
+        &self,
+        request: &wire::CreateToken,
+    ) -> Result<wire::CreatedToken, ClientError> {
+        self.call(Method::POST, "/api/tokens", Some(request)).await
+    }
+
+    /// Signs in; the session token is in the answer.
+    pub async fn login(&self, request: &wire::Login) -> Result<wire::Session, ClientError> {
+        self.call(Method::POST, "/api/sessions", Some(request))
+            .await
+    }
+
+    /// Revokes the token this client uses.
+    pub async fn logout(&self) -> Result<(), ClientError> {
+        self.delete("/api/sessions/current").await
+    }
+
+    pub async fn accept_invitation(
+        &self,
+        request: &wire::AcceptInvitation,
+    ) -> Result<(), ClientError> {
+        self.send(Method::POST, "/api/invitations/accept", Some(request))
+            .await
+            .map(drop)
+    }
+
+    pub async fn users(&self) -> Result<Vec<wire::UserInfo>, ClientError> {
+        self.get("/api/users").await
+    }
+
+    pub async fn invite_user(
+        &self,
+        request: &wire::InviteUser,
+    ) -> Result<wire::Invited, ClientError> {
+        self.call(Method::POST, "/api/users", Some(request)).await
+    }
+
+    pub async fn set_role(&self, id: &str, role: Role) -> Result<wire::UserInfo, ClientError> {
+        let path = format!("/api/users/{}", segment(id));
+        self.call(Method::PATCH, &path, Some(&wire::SetRole { role }))
+            .await
+    }
+
+    pub async fn remove_user(&self, id: &str) -> Result<(), ClientError> {
+        self.delete(&format!("/api/users/{}", segment(id))).await
+    }
+
+    pub async fn export_user(&self, id: &str) -> Result<wire::UserExport, ClientError> {
+        self.get(&format!("/api/users/{}/export", segment(id)))
+            .await
+    }
+
+    pub async fn erase_user(&self, id: &str) -> Result<(), ClientError> {
+        let path = format!("/api/users/{}/erase", segment(id));
+        self.send::<()>(Method::POST, &path, None).await.map(drop)
+    }
+
+    pub async fn grant(
+        &self,
+        id: &str,
+        app: &str,
+        granted: bool,
+    ) -> Result<wire::UserInfo, ClientError> {
+        let path = format!("/api/users/{}/grants/{}", segment(id), segment(app));
+        let method = if granted { Method::PUT } else { Method::DELETE };
+        self.call::<(), _>(method, &path, None).await
+    }
+
+    pub async fn enroll_mfa(&self) -> Result<wire::MfaEnrollment, ClientError> {
+        self.call::<(), _>(Method::POST, "/api/mfa/enroll", None)
+            .await
+    }
+
+    pub async fn confirm_mfa(&self, code: &str) -> Result<wire::RecoveryCodes, ClientError> {
+        let body = wire::ConfirmMfa { code: code.into() };
+        self.call(Method::POST, "/api/mfa/confirm", Some(&body))
+            .await
     }
 
     pub async fn revoke_token(&self, id: &str) -> Result<(), ClientError> {

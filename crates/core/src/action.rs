@@ -28,12 +28,32 @@ pub enum Action {
     RuntimeRead,
     /// Read an app's logs.
     LogsRead,
+    /// List users.
+    UserRead,
+    /// Create a user with an invitation.
+    UserInvite,
+    UserSetRole,
+    UserRemove,
+    /// Grant or withdraw a developer's access to an app.
+    UserGrant,
+    /// Export everything held about a user.
+    UserExport,
+    /// Erase a user's personal data.
+    UserErase,
+    /// Enroll or confirm one's own MFA.
+    MfaEnroll,
+    /// Sign in with email, password and code.
+    SessionCreate,
+    /// Sign out: revoke one's own session.
+    SessionEnd,
+    /// Set one's password from an invitation.
+    InvitationAccept,
     /// First start: the owner and their token are created.
     Bootstrap,
 }
 
 impl Action {
-    pub const ALL: [Action; 15] = [
+    pub const ALL: [Action; 26] = [
         Action::AppRead,
         Action::AppCreate,
         Action::AppDelete,
@@ -48,6 +68,17 @@ impl Action {
         Action::AppConfigure,
         Action::RuntimeRead,
         Action::LogsRead,
+        Action::UserRead,
+        Action::UserInvite,
+        Action::UserSetRole,
+        Action::UserRemove,
+        Action::UserGrant,
+        Action::UserExport,
+        Action::UserErase,
+        Action::MfaEnroll,
+        Action::SessionCreate,
+        Action::SessionEnd,
+        Action::InvitationAccept,
         Action::Bootstrap,
     ];
 
@@ -68,6 +99,17 @@ impl Action {
             Action::AppConfigure => "app.configure",
             Action::RuntimeRead => "app.runtime.read",
             Action::LogsRead => "app.logs.read",
+            Action::UserRead => "user.read",
+            Action::UserInvite => "user.invite",
+            Action::UserSetRole => "user.set_role",
+            Action::UserRemove => "user.remove",
+            Action::UserGrant => "user.grant",
+            Action::UserExport => "user.export",
+            Action::UserErase => "user.erase",
+            Action::MfaEnroll => "mfa.enroll",
+            Action::SessionCreate => "session.create",
+            Action::SessionEnd => "session.end",
+            Action::InvitationAccept => "invitation.accept",
             Action::Bootstrap => "system.bootstrap",
         }
     }
@@ -82,6 +124,7 @@ impl Action {
                 | Action::AuditRead
                 | Action::RuntimeRead
                 | Action::LogsRead
+                | Action::UserRead
         )
     }
 }

@@ -54,9 +54,20 @@ struct RawConfig {
     log: RawLog,
     #[serde(default)]
     bootstrap: RawBootstrap,
+    #[serde(default)]
+    auth: RawAuth,
     /// Checked by the edge's own parser, which the platform hands it to.
     #[serde(default)]
     edge: toml::Table,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAuth {
+    require_mfa: Option<bool>,
+    session_hours: Option<u32>,
+    invitation_hours: Option<u32>,
+    max_backoff_secs: Option<u32>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -96,6 +107,7 @@ pub struct Config {
     pub api: ApiConfig,
     pub log: LogConfig,
     pub bootstrap: BootstrapConfig,
+    pub auth: AuthConfig,
     /// The `[edge]` table: the edge's listeners, TLS/ACME settings and
     /// limits, under the same names as in `edge.toml`. The edge validates it.
     pub edge: toml::Table,
@@ -115,6 +127,17 @@ pub struct ApiConfig {
 pub struct LogConfig {
     pub level: String,
     pub format: LogFormat,
+}
+
+/// Sign-in rules.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuthConfig {
+    /// Owners and admins may do nothing but enroll until they have MFA.
+    pub require_mfa: bool,
+    pub session_hours: u32,
+    pub invitation_hours: u32,
+    /// Longest wait imposed after failed logins.
+    pub max_backoff_secs: u32,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -234,6 +257,33 @@ impl Config {
             ));
         }
 
+        let hours = |key: &'static str, value: Option<u32>, default: u32, max: u32| {
+            let v = value.unwrap_or(default);
+            if v == 0 || v > max {
+                return Err(ConfigError::invalid(
+                    key,
+                    format!("{v} is out of range; use 1 to {max}"),
+                ));
+            }
+            Ok(v)
+        };
+        let auth = AuthConfig {
+            require_mfa: raw.auth.require_mfa.unwrap_or(true),
+            session_hours: hours("auth.session_hours", raw.auth.session_hours, 12, 24 * 30)?,
+            invitation_hours: hours(
+                "auth.invitation_hours",
+                raw.auth.invitation_hours,
+                72,
+                24 * 30,
+            )?,
+            max_backoff_secs: hours(
+                "auth.max_backoff_secs",
+                raw.auth.max_backoff_secs,
+                900,
+                86_400,
+            )?,
+        };
+
         if let Some(dir) = &raw.data_dir {
             if dir.as_os_str().is_empty() {
                 return Err(ConfigError::invalid("data_dir", "must not be empty"));
@@ -251,6 +301,7 @@ impl Config {
             },
             log: LogConfig { level, format },
             bootstrap: BootstrapConfig { owner_email },
+            auth,
             edge: raw.edge,
         })
     }

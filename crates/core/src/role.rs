@@ -24,6 +24,26 @@ pub enum Role {
 impl Role {
     pub const ALL: [Role; 4] = [Role::Owner, Role::Admin, Role::Developer, Role::Viewer];
 
+    /// Power, higher for stronger roles.
+    pub fn rank(self) -> u8 {
+        match self {
+            Role::Owner => 3,
+            Role::Admin => 2,
+            Role::Developer => 1,
+            Role::Viewer => 0,
+        }
+    }
+
+    /// The weaker of two roles: what a token limited to `limit` may do for
+    /// a user holding `self`.
+    pub fn at_most(self, limit: Role) -> Role {
+        if limit.rank() < self.rank() {
+            limit
+        } else {
+            self
+        }
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Role::Owner => "owner",

@@ -70,6 +70,15 @@ pub struct RevealedEnv {
 pub struct CreateToken {
     /// What the token is for, e.g. `ci-deploy`: 1 to 64 printable characters.
     pub name: String,
+    /// Act with this role instead of the caller's (never above it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role: Option<Role>,
+    /// Act on this app only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub app: Option<String>,
+    /// Expire after this many days (1 to 3650); never when omitted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_in_days: Option<u32>,
 }
 
 /// A newly created token. The `token` value is shown this once.
@@ -87,9 +96,15 @@ pub struct TokenInfo {
     pub id: String,
     pub name: String,
     pub user_id: String,
+    /// The role the token acts with.
     pub role: Role,
     pub created_at: String,
     pub revoked_at: Option<String>,
+    /// The only app the token may act on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub app: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<String>,
 }
 
 /// Who the caller is.
@@ -99,6 +114,16 @@ pub struct WhoAmI {
     pub email: Option<String>,
     pub role: Role,
     pub token_id: String,
+    /// Whether this is a login session (else an API token).
+    pub session: bool,
+    pub mfa_enrolled: bool,
+    /// True when the caller must enroll MFA before anything else.
+    pub mfa_required: bool,
+    /// The only app the token may act on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub app: Option<String>,
+    /// Apps a developer may act on.
+    pub grants: Vec<String>,
 }
 
 /// One entry of the audit log.
@@ -270,4 +295,122 @@ pub struct LogLine {
     /// `stdout` or `stderr`.
     pub stream: String,
     pub line: String,
+}
+
+/// A user as listed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct UserInfo {
+    pub id: String,
+    /// `None` once erased.
+    pub email: Option<String>,
+    pub role: Role,
+    /// `invited`, `active` or `removed`.
+    pub status: String,
+    pub mfa_enabled: bool,
+    pub created_at: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub erased_at: Option<String>,
+    /// Apps the user may act on as a developer.
+    pub grants: Vec<String>,
+}
+
+/// Body of `POST /api/users`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct InviteUser {
+    pub email: String,
+    pub role: Role,
+}
+
+/// A new user and their invitation token, shown this once.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Invited {
+    pub user: UserInfo,
+    /// Single use; the user sets their password with it.
+    pub invitation: String,
+    pub expires_at: String,
+}
+
+/// Body of `POST /api/invitations/accept`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AcceptInvitation {
+    pub invitation: String,
+    /// 12 to 1024 characters.
+    pub password: String,
+}
+
+/// Body of `PATCH /api/users/{id}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SetRole {
+    pub role: Role,
+}
+
+/// Body of `POST /api/sessions`.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Login {
+    pub email: String,
+    pub password: String,
+    /// A TOTP code or a recovery code; required once MFA is enrolled.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub code: Option<String>,
+}
+
+impl std::fmt::Debug for Login {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Login")
+            .field("email", &self.email)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A login session; the token is shown this once.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Session {
+    pub token: String,
+    pub user_id: String,
+    pub role: Role,
+    pub expires_at: String,
+}
+
+/// A TOTP enrollment awaiting its first code.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct MfaEnrollment {
+    /// Base32 seed, for entering by hand.
+    pub secret: String,
+    /// `otpauth://totp/…` for authenticator apps (also as a QR code).
+    pub otpauth_uri: String,
+}
+
+/// Body of `POST /api/mfa/confirm`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ConfirmMfa {
+    pub code: String,
+}
+
+/// Single-use recovery codes, shown this once.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct RecoveryCodes {
+    pub codes: Vec<String>,
+}
+
+/// An invitation as exported.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct InvitationInfo {
+    pub created_at: String,
+    pub expires_at: String,
+    pub used_at: Option<String>,
+}
+
+/// Everything held about a user (`rampart users export`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct UserExport {
+    pub user: UserInfo,
+    pub tokens: Vec<TokenInfo>,
+    pub invitations: Vec<InvitationInfo>,
+    /// Audit entries the user is the actor of.
+    pub audit: Vec<AuditEntry>,
 }

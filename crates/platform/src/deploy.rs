@@ -113,7 +113,7 @@ impl Platform {
         }
     }
 
-    async fn app_by_name(&self, name: &str) -> Result<AppRow, Error> {
+    pub(crate) async fn app_by_name(&self, name: &str) -> Result<AppRow, Error> {
         let name = AppName::parse(name).map_err(|e| Error::Invalid(e.to_string()))?;
         self.store
             .app(&name)

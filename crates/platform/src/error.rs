@@ -19,6 +19,12 @@ pub enum Error {
     NotFound(String),
     #[error("{0}")]
     Conflict(String),
+    /// The caller may not do this to this target.
+    #[error("{0}")]
+    Forbidden(String),
+    /// A credential (invitation, password) was refused.
+    #[error("{0}")]
+    Unauthenticated(String),
     /// A sealed value does not open under the master key.
     #[error("{0}")]
     Sealed(String),
@@ -66,6 +72,10 @@ pub enum AuthError {
     Unknown,
     #[error("the token has been revoked")]
     Revoked,
+    #[error("the token has expired")]
+    Expired,
+    #[error("the account is not active")]
+    Inactive,
     #[error("the token could not be checked: {0}")]
     Store(String),
 }

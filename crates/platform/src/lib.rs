@@ -21,6 +21,7 @@ mod controller;
 mod data_dir;
 pub mod deploy;
 mod error;
+pub mod identity;
 mod ops;
 mod reconcile;
 
@@ -28,9 +29,9 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use rampart_core::audit::{AuditRecord, ChainHash, Outcome};
-use rampart_core::config::Config;
+use rampart_core::config::{AuthConfig, Config};
 use rampart_core::time::Timestamp;
-use rampart_core::{Action, RequestId, Role, Secret, TokenId, UserId, token};
+use rampart_core::{Action, AppName, RequestId, Role, Secret, TokenId, UserId, token};
 use rampart_store::{NewToken, NewUser, SqliteStore, Store, StoreError};
 use tokio::sync::Mutex;
 
@@ -46,8 +47,20 @@ const KEY_CHECK_SETTING: &str = "master_key_check";
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Caller {
     pub user_id: UserId,
+    /// The role the token acts with (the user's, or lower).
     pub role: Role,
     pub token_id: TokenId,
+    /// A login session rather than an API token.
+    pub session: bool,
+    /// The only app the token may act on.
+    pub scope: Option<AppName>,
+    /// Apps the user may act on as a developer.
+    pub grants: Vec<AppName>,
+    /// Whether the user has MFA.
+    pub mfa_enrolled: bool,
+    /// An owner or admin without MFA while `auth.require_mfa` holds: they
+    /// may only enroll.
+    pub needs_mfa: bool,
 }
 
 /// The caller and request an operation is performed for; it is what the
@@ -69,6 +82,10 @@ pub struct Platform {
     head: Mutex<u64>,
     /// The container engine and the edge, once attached.
     engine: std::sync::OnceLock<Arc<Engine>>,
+    auth: AuthConfig,
+    throttle: identity::Throttle,
+    /// Verified against when a login names no known user.
+    dummy_hash: String,
 }
 
 /// What [`Platform::open`] did on a first start.
@@ -108,6 +125,13 @@ impl Platform {
             dir,
             head: Mutex::new(head),
             engine: std::sync::OnceLock::new(),
+            auth: config.auth.clone(),
+            throttle: identity::Throttle::new(std::time::Duration::from_secs(u64::from(
+                config.auth.max_backoff_secs,
+            ))),
+            dummy_hash: tokio::task::spawn_blocking(identity::dummy_hash)
+                .await
+                .unwrap_or_default(),
         };
 
         let bootstrapped = if platform.store.user_count().await? == 0 {
@@ -137,13 +161,13 @@ impl Platform {
             created_at: now.clone(),
         };
         let secret: Secret<String> = token::generate();
-        let new_token = NewToken {
-            id: TokenId::generate(),
-            user_id: owner.id.clone(),
-            name: "bootstrap".into(),
-            hash: token::hash(secret.expose()),
-            created_at: now.clone(),
-        };
+        let new_token = NewToken::unlimited(
+            TokenId::generate(),
+            owner.id.clone(),
+            "bootstrap".into(),
+            token::hash(secret.expose()),
+            now.clone(),
+        );
         // The token file is written before the owner is committed: if the
         // commit fails the next start tries again with a new token, whereas
         // the other order could leave an owner nobody can log in as.
@@ -193,22 +217,49 @@ impl Platform {
         &self.dir
     }
 
-    /// Checks a presented API token.
+    /// Checks a presented token: known, not revoked, not expired, of an
+    /// active user.
     pub async fn authenticate(&self, presented: &str) -> Result<Caller, AuthError> {
         token::check(presented).map_err(AuthError::Malformed)?;
+        let store_error = |e: StoreError| AuthError::Store(e.to_string());
         let row = self
             .store
             .token_by_hash(&token::hash(presented))
             .await
-            .map_err(|e| AuthError::Store(e.to_string()))?
+            .map_err(store_error)?
             .ok_or(AuthError::Unknown)?;
         if row.revoked_at.is_some() {
             return Err(AuthError::Revoked);
         }
+        if let Some(expires) = &row.expires_at {
+            let expired = time::OffsetDateTime::parse(
+                expires,
+                &time::format_description::well_known::Rfc3339,
+            )
+            .map_or(true, |t| t <= time::OffsetDateTime::now_utc());
+            if expired {
+                return Err(AuthError::Expired);
+            }
+        }
+        if row.user_status != rampart_store::UserStatus::Active {
+            return Err(AuthError::Inactive);
+        }
+        let grants = if row.role == Role::Developer {
+            self.store.grants(&row.user_id).await.map_err(store_error)?
+        } else {
+            Vec::new()
+        };
+        let needs_mfa =
+            self.auth.require_mfa && matches!(row.role, Role::Owner | Role::Admin) && !row.user_mfa;
         Ok(Caller {
             user_id: row.user_id,
             role: row.role,
             token_id: row.id,
+            session: row.kind == rampart_store::TokenKind::Session,
+            scope: row.app.map(|(_, name)| name),
+            grants,
+            mfa_enrolled: row.user_mfa,
+            needs_mfa,
         })
     }
 

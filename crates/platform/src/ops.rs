@@ -27,7 +27,7 @@ fn app_view(row: AppRow) -> wire::App {
     }
 }
 
-fn token_view(row: TokenRow) -> wire::TokenInfo {
+pub(crate) fn token_view(row: TokenRow) -> wire::TokenInfo {
     wire::TokenInfo {
         id: row.id.to_string(),
         name: row.name,
@@ -35,10 +35,12 @@ fn token_view(row: TokenRow) -> wire::TokenInfo {
         role: row.role,
         created_at: row.created_at,
         revoked_at: row.revoked_at,
+        app: row.app.map(|(_, name)| name.to_string()),
+        expires_at: row.expires_at,
     }
 }
 
-fn entry_view(entry: rampart_core::audit::AuditEntry) -> wire::AuditEntry {
+pub(crate) fn entry_view(entry: rampart_core::audit::AuditEntry) -> wire::AuditEntry {
     wire::AuditEntry {
         seq: entry.seq,
         time: entry.record.time,
@@ -328,13 +330,52 @@ impl Platform {
                 "a token name must not contain control characters".into(),
             ));
         }
+        let caller = acting.caller;
+        if let Some(role) = request.role
+            && role.rank() > caller.role.rank()
+        {
+            return Err(Error::Forbidden(format!(
+                "a token cannot act with a role ({role}) above its creator's ({})",
+                caller.role
+            )));
+        }
+        let app = match (&request.app, &caller.scope) {
+            (Some(name), _) => Some(self.app_row(name).await?),
+            (None, Some(scope)) => Some(self.app_row(scope.as_str()).await?),
+            (None, None) => None,
+        };
+        if let (Some(app), Some(scope)) = (&app, &caller.scope)
+            && &app.name != scope
+        {
+            return Err(Error::Forbidden(format!(
+                "this token may only create tokens for app {scope}"
+            )));
+        }
+        let expires_at = match request.expires_in_days {
+            None => None,
+            Some(days @ 1..=3650) => Some(
+                Timestamp::from(
+                    time::OffsetDateTime::now_utc() + time::Duration::days(i64::from(days)),
+                )
+                .to_rfc3339(),
+            ),
+            Some(_) => {
+                return Err(Error::Invalid(
+                    "expires_in_days must be between 1 and 3650".into(),
+                ));
+            }
+        };
         let secret = token::generate();
         let new = NewToken {
             id: TokenId::generate(),
-            user_id: acting.caller.user_id.clone(),
+            user_id: caller.user_id.clone(),
             name: name.to_owned(),
             hash: token::hash(secret.expose()),
             created_at: Timestamp::now().to_rfc3339(),
+            kind: rampart_store::TokenKind::Api,
+            role: request.role.filter(|r| *r != caller.role),
+            app: app.map(|a| a.id),
+            expires_at,
         };
         let record = self.record(acting, Action::TokenCreate, format!("tokens/{}", new.id));
         self.committed(self.store.create_token(&new, record).await)
@@ -427,6 +468,11 @@ impl Platform {
             email: user.and_then(|u| u.email),
             role: caller.role,
             token_id: caller.token_id.to_string(),
+            session: caller.session,
+            mfa_enrolled: caller.mfa_enrolled,
+            mfa_required: caller.needs_mfa,
+            app: caller.scope.as_ref().map(ToString::to_string),
+            grants: caller.grants.iter().map(ToString::to_string).collect(),
         })
     }
 }

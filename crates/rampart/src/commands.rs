@@ -21,23 +21,64 @@ pub struct LoginArgs {
     /// The server's CA certificate (DATA/ca.pem on the server).
     #[arg(long)]
     ca: PathBuf,
-    /// A file holding an API token, such as DATA/bootstrap-token.
+    /// Sign in with an API token from this file (such as
+    /// DATA/bootstrap-token) instead of email, password and code.
     #[arg(long)]
-    token_file: PathBuf,
+    token_file: Option<PathBuf>,
+    /// The email to sign in as; asked for when omitted.
+    #[arg(long)]
+    email: Option<String>,
+}
+
+/// Reads one line: from the terminal with `prompt` (hidden when `secret`),
+/// or the next line of standard input when it is not a terminal.
+pub fn ask(prompt: &str, secret: bool) -> anyhow::Result<String> {
+    let stdin = std::io::stdin();
+    if stdin.is_terminal() {
+        if secret {
+            return Ok(rpassword::prompt_password(prompt)?);
+        }
+        eprint!("{prompt}");
+    }
+    let mut line = String::new();
+    stdin.read_line(&mut line)?;
+    Ok(line.trim_end_matches(['\r', '\n']).to_owned())
 }
 
 pub async fn login(args: LoginArgs) -> anyhow::Result<()> {
     let ca = std::fs::read(&args.ca)
         .with_context(|| format!("cannot read the CA certificate {}", args.ca.display()))?;
-    let text = std::fs::read_to_string(&args.token_file)
-        .with_context(|| format!("cannot read the token file {}", args.token_file.display()))?;
-    let token = text.trim().to_owned();
-    token::check(&token).with_context(|| {
-        format!(
-            "{} does not hold a Rampart token",
-            args.token_file.display()
-        )
-    })?;
+    let token = match &args.token_file {
+        Some(file) => {
+            let text = std::fs::read_to_string(file)
+                .with_context(|| format!("cannot read the token file {}", file.display()))?;
+            let token = text.trim().to_owned();
+            token::check(&token)
+                .with_context(|| format!("{} does not hold a Rampart token", file.display()))?;
+            token
+        }
+        None => {
+            let email = match args.email.clone() {
+                Some(email) => email,
+                None => ask("Email: ", false)?,
+            };
+            let password = ask("Password: ", true)?;
+            let code = ask(
+                "Code (authenticator or recovery code; empty if none): ",
+                false,
+            )?;
+            let request = rampart_core::wire::Login {
+                email,
+                password,
+                code: (!code.trim().is_empty()).then_some(code),
+            };
+            let session = Client::new(&args.server, &ca, None)?
+                .login(&request)
+                .await?;
+            eprintln!("Session valid until {}", session.expires_at);
+            session.token
+        }
+    };
     let client = Client::new(&args.server, &ca, Some(token.clone()))?;
     let me = client.whoami().await?;
     let path = credentials::save(client.server(), &ca, &token)?;
@@ -48,6 +89,9 @@ pub async fn login(args: LoginArgs) -> anyhow::Result<()> {
         me.role,
         path.display()
     );
+    if me.mfa_required {
+        eprintln!("MFA is required for your role: run `rampart mfa enroll` before anything else");
+    }
     Ok(())
 }
 
@@ -279,6 +323,15 @@ pub enum TokensCommand {
     Create {
         /// What the token is for, e.g. ci-deploy.
         name: String,
+        /// Act with this role instead of yours (never above it).
+        #[arg(long)]
+        role: Option<rampart_core::Role>,
+        /// Act on this app only.
+        #[arg(long)]
+        app: Option<String>,
+        /// Expire after this many days.
+        #[arg(long)]
+        expires_in_days: Option<u32>,
         #[arg(long)]
         json: bool,
         #[command(flatten)]
@@ -301,8 +354,21 @@ pub enum TokensCommand {
 
 pub async fn tokens(cmd: TokensCommand) -> anyhow::Result<()> {
     match cmd {
-        TokensCommand::Create { name, json, conn } => {
-            let created = credentials::client(&conn)?.create_token(&name).await?;
+        TokensCommand::Create {
+            name,
+            role,
+            app,
+            expires_in_days,
+            json,
+            conn,
+        } => {
+            let request = rampart_core::wire::CreateToken {
+                name,
+                role,
+                app,
+                expires_in_days,
+            };
+            let created = credentials::client(&conn)?.create_token(&request).await?;
             if json {
                 return output::json(&created);
             }

@@ -6,6 +6,7 @@ mod credentials;
 mod demo;
 mod deploy_cmd;
 mod edge_cmd;
+mod identity_cmd;
 mod output;
 mod repo_cmd;
 mod up;
@@ -34,8 +35,20 @@ enum Command {
     Up(up::UpArgs),
     /// Run the edge load balancer alone.
     Edge(edge_cmd::EdgeArgs),
-    /// Store the server, CA and token the other commands use.
+    /// Sign in (email, password, code; or an API token file) and store the
+    /// session the other commands use.
     Login(commands::LoginArgs),
+    /// Sign out: revoke the stored session.
+    Logout {
+        #[command(flatten)]
+        conn: Connection,
+    },
+    /// Add, list, remove users; roles, grants, invitations, personal data.
+    #[command(subcommand)]
+    Users(identity_cmd::UsersCommand),
+    /// Multi-factor authentication.
+    #[command(subcommand)]
+    Mfa(identity_cmd::MfaCommand),
     /// Create, list, show and delete apps.
     #[command(subcommand)]
     Apps(commands::AppsCommand),
@@ -109,6 +122,9 @@ fn main() -> ExitCode {
             Command::Up(args) => up::run(args).await,
             Command::Edge(args) => edge_cmd::run(args).await,
             Command::Login(args) => commands::login(args).await,
+            Command::Logout { conn } => identity_cmd::logout(conn).await,
+            Command::Users(cmd) => identity_cmd::users(cmd).await,
+            Command::Mfa(cmd) => identity_cmd::mfa(cmd).await,
             Command::Apps(cmd) => commands::apps(cmd).await,
             Command::Env(cmd) => commands::env(cmd).await,
             Command::Tokens(cmd) => commands::tokens(cmd).await,

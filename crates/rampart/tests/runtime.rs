@@ -852,7 +852,7 @@ fn custom_domains_get_acme_certificates_and_name_localhost_keeps_working() {
     let sb = sandbox();
     let _cleanup = Cleanup(vec!["shop".into()]);
     let config = sb.write_raw_config(&format!(
-        "[api]\nlisten = \"127.0.0.1:0\"\n\
+        "[api]\nlisten = \"127.0.0.1:0\"\n[auth]\nrequire_mfa = false\n\
          [edge.listen]\nhttps = \"127.0.0.1:0\"\nhttp = \"127.0.0.1:{}\"\nadmin = \"\"\n\
          [edge.tls]\nacme_directory = \"{}\"\nacme_email = \"ops@example.com\"\nacme_trust = \"{}\"\n",
         pebble.http_port,

@@ -17,10 +17,11 @@ use async_trait::async_trait;
 use rampart_core::audit::{AuditEntry, AuditRecord};
 use rampart_core::deploy::{AppSettings, ReleaseStatus};
 use rampart_core::token::TokenHash;
-use rampart_core::{AppId, AppName, EnvName, TokenId, UserId};
+use rampart_core::{AppId, AppName, EnvName, Role, TokenId, UserId};
 
 pub use model::{
-    AppEvent, AppRow, NewApp, NewRelease, NewToken, NewUser, ReleaseRow, SealedVar, TokenRow, User,
+    AppEvent, AppRow, Credentials, InvitationRow, NewApp, NewInvitation, NewRelease, NewToken,
+    NewUser, ReleaseRow, SealedVar, TokenKind, TokenRow, User, UserStatus,
 };
 pub use sqlite::SqliteStore;
 
@@ -68,11 +69,84 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     ) -> Result<AuditEntry>;
 
     async fn user(&self, id: &UserId) -> Result<Option<User>>;
+    /// Every user, erased ones too, oldest first.
+    async fn users(&self) -> Result<Vec<User>>;
+    /// A user's sign-in material, by email (compared without case).
+    async fn credentials_by_email(&self, email: &str) -> Result<Option<Credentials>>;
+    async fn credentials(&self, id: &UserId) -> Result<Option<Credentials>>;
+
+    /// Creates an invited user and their invitation; [`StoreError::Conflict`]
+    /// when the email is taken.
+    async fn invite(
+        &self,
+        user: &NewUser,
+        invitation: &NewInvitation,
+        audit: AuditRecord,
+    ) -> Result<AuditEntry>;
+    async fn invitation_by_hash(&self, hash: &TokenHash) -> Result<Option<InvitationRow>>;
+    async fn invitations(&self, user: &UserId) -> Result<Vec<InvitationRow>>;
+    /// Uses an invitation: sets the password and activates the user.
+    /// [`StoreError::Conflict`] if it was used already (nothing changes).
+    async fn accept_invitation(
+        &self,
+        invitation: &str,
+        password_hash: &str,
+        at: &str,
+        audit: AuditRecord,
+    ) -> Result<AuditEntry>;
+
+    /// Changes a role; [`StoreError::Conflict`] if no active owner would
+    /// remain.
+    async fn set_role(&self, user: &UserId, role: Role, audit: AuditRecord) -> Result<AuditEntry>;
+    /// Ends an account: no more sign-in, every token revoked.
+    /// [`StoreError::Conflict`] for the last active owner.
+    async fn remove_user(&self, user: &UserId, at: &str, audit: AuditRecord) -> Result<AuditEntry>;
+    /// Removes the account and its personal data (email, password, MFA
+    /// seed and codes, invitations); the id stays, so the audit chain and
+    /// records that name it keep verifying.
+    async fn erase_user(&self, user: &UserId, at: &str, audit: AuditRecord) -> Result<AuditEntry>;
+
+    /// Stores a sealed TOTP seed awaiting confirmation;
+    /// [`StoreError::Conflict`] if MFA is already enabled.
+    async fn set_mfa_seed(
+        &self,
+        user: &UserId,
+        sealed: &[u8],
+        audit: AuditRecord,
+    ) -> Result<AuditEntry>;
+    /// Turns MFA on with the step of the confirming code and the hashes of
+    /// fresh recovery codes (replacing any old ones).
+    async fn enable_mfa(
+        &self,
+        user: &UserId,
+        step: u64,
+        recovery: &[String],
+        audit: AuditRecord,
+    ) -> Result<AuditEntry>;
+    /// Records a TOTP step as used; false if it is not newer than the last
+    /// one (a replay).
+    async fn use_totp_step(&self, user: &UserId, step: u64) -> Result<bool>;
+    /// Uses a recovery code once; false if unknown or used.
+    async fn use_recovery_code(&self, user: &UserId, hash: &str, at: &str) -> Result<bool>;
+    async fn unused_recovery_codes(&self, user: &UserId) -> Result<u64>;
+
+    /// Grants or withdraws a developer's access to an app.
+    async fn set_grant(
+        &self,
+        user: &UserId,
+        app: &AppId,
+        granted: bool,
+        audit: AuditRecord,
+    ) -> Result<AuditEntry>;
+    async fn grants(&self, user: &UserId) -> Result<Vec<AppName>>;
 
     /// A token by the hash of its value, with its owner's role; revoked
     /// tokens are returned too, so the caller can say why it was refused.
     async fn token_by_hash(&self, hash: &TokenHash) -> Result<Option<TokenRow>>;
+    /// Every API token (sessions are not listed).
     async fn tokens(&self) -> Result<Vec<TokenRow>>;
+    /// Every token of one user, sessions included.
+    async fn user_tokens(&self, user: &UserId) -> Result<Vec<TokenRow>>;
     async fn create_token(&self, token: &NewToken, audit: AuditRecord) -> Result<AuditEntry>;
     /// Marks a token revoked; [`StoreError::NotFound`] when there is no such
     /// unrevoked token.

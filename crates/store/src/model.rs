@@ -12,6 +12,35 @@ pub struct NewUser {
     pub created_at: String,
 }
 
+/// Where a user account is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UserStatus {
+    /// Created; the user has not set a password from the invitation yet.
+    Invited,
+    Active,
+    /// May no longer sign in; tokens are revoked.
+    Removed,
+}
+
+impl UserStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            UserStatus::Invited => "invited",
+            UserStatus::Active => "active",
+            UserStatus::Removed => "removed",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        Some(match text {
+            "invited" => UserStatus::Invited,
+            "active" => UserStatus::Active,
+            "removed" => UserStatus::Removed,
+            _ => return None,
+        })
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct User {
     pub id: UserId,
@@ -19,6 +48,46 @@ pub struct User {
     pub email: Option<String>,
     pub role: Role,
     pub created_at: String,
+    pub status: UserStatus,
+    pub mfa_enabled: bool,
+    pub erased_at: Option<String>,
+}
+
+/// What signing in checks: never listed, never logged.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Credentials {
+    pub user: User,
+    /// Argon2id PHC string.
+    pub password_hash: Option<String>,
+    /// Sealed TOTP seed (enrolled or pending).
+    pub mfa_seed: Option<Vec<u8>>,
+    pub mfa_last_step: u64,
+}
+
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Credentials")
+            .field("user", &self.user)
+            .finish_non_exhaustive()
+    }
+}
+
+/// How a token came to be.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenKind {
+    /// Made with `tokens create`, for scripts and CI.
+    Api,
+    /// Made by a login; expires.
+    Session,
+}
+
+impl TokenKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TokenKind::Api => "api",
+            TokenKind::Session => "session",
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -28,17 +97,70 @@ pub struct NewToken {
     pub name: String,
     pub hash: TokenHash,
     pub created_at: String,
+    pub kind: TokenKind,
+    /// A role below the user's; `None` acts with the user's role.
+    pub role: Option<Role>,
+    /// The only app the token may act on.
+    pub app: Option<AppId>,
+    pub expires_at: Option<String>,
+}
+
+impl NewToken {
+    /// An API token acting with its user's role on everything, never expiring.
+    pub fn unlimited(
+        id: TokenId,
+        user_id: UserId,
+        name: String,
+        hash: TokenHash,
+        at: String,
+    ) -> Self {
+        Self {
+            id,
+            user_id,
+            name,
+            hash,
+            created_at: at,
+            kind: TokenKind::Api,
+            role: None,
+            app: None,
+            expires_at: None,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TokenRow {
     pub id: TokenId,
     pub user_id: UserId,
-    /// The owning user's role: a token acts with it.
+    /// The role the token acts with: its user's, or lower if the token is
+    /// limited.
     pub role: Role,
     pub name: String,
     pub created_at: String,
     pub revoked_at: Option<String>,
+    pub kind: TokenKind,
+    /// The app the token is limited to.
+    pub app: Option<(AppId, AppName)>,
+    pub expires_at: Option<String>,
+    pub user_status: UserStatus,
+    pub user_mfa: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewInvitation {
+    pub id: String,
+    pub hash: TokenHash,
+    pub created_at: String,
+    pub expires_at: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InvitationRow {
+    pub id: String,
+    pub user_id: UserId,
+    pub created_at: String,
+    pub expires_at: String,
+    pub used_at: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -19,8 +19,9 @@ use sqlx::{Row, SqliteConnection, SqlitePool};
 use tokio::sync::Mutex;
 
 use crate::{
-    AppEvent, AppRow, NewApp, NewRelease, NewToken, NewUser, ReleaseRow, Result, SealedVar, Store,
-    StoreError, TokenRow, User,
+    AppEvent, AppRow, Credentials, InvitationRow, NewApp, NewInvitation, NewRelease, NewToken,
+    NewUser, ReleaseRow, Result, SealedVar, Store, StoreError, TokenKind, TokenRow, User,
+    UserStatus,
 };
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
@@ -140,31 +141,141 @@ fn parse_role(text: &str) -> Result<Role> {
 }
 
 fn token_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<TokenRow> {
+    let user_role = parse_role(row.try_get("user_role")?)?;
+    let token_role: Option<String> = row.try_get("token_role")?;
+    let role = match token_role {
+        Some(r) => user_role.at_most(parse_role(&r)?),
+        None => user_role,
+    };
+    let kind: String = row.try_get("kind")?;
+    let app_id: Option<String> = row.try_get("app_id")?;
+    let app_name: Option<String> = row.try_get("app_name")?;
+    let app = match (app_id, app_name) {
+        (Some(id), Some(name)) => Some((
+            AppId::from_stored(id),
+            AppName::parse(&name).map_err(|e| StoreError::Corrupt(e.to_string()))?,
+        )),
+        _ => None,
+    };
+    let status: String = row.try_get("user_status")?;
+    let mfa: i64 = row.try_get("user_mfa")?;
     Ok(TokenRow {
         id: TokenId::from_stored(row.try_get("id")?),
         user_id: UserId::from_stored(row.try_get("user_id")?),
-        role: parse_role(row.try_get("role")?)?,
+        role,
         name: row.try_get("name")?,
         created_at: row.try_get("created_at")?,
         revoked_at: row.try_get("revoked_at")?,
+        kind: match kind.as_str() {
+            "session" => TokenKind::Session,
+            _ => TokenKind::Api,
+        },
+        app,
+        expires_at: row.try_get("expires_at")?,
+        user_status: UserStatus::parse(&status)
+            .ok_or_else(|| StoreError::Corrupt(format!("user status {status:?}")))?,
+        user_mfa: mfa != 0,
     })
 }
 
-const TOKEN_SELECT: &str = "SELECT t.id, t.user_id, u.role, t.name, t.created_at, t.revoked_at
-     FROM api_tokens t JOIN users u ON u.id = t.user_id";
+const TOKEN_SELECT: &str = "SELECT t.id, t.user_id, u.role AS user_role, t.role AS token_role,
+        t.name, t.created_at, t.revoked_at, t.kind, t.app_id, a.name AS app_name, t.expires_at,
+        u.status AS user_status, u.mfa_enabled AS user_mfa
+     FROM api_tokens t JOIN users u ON u.id = t.user_id LEFT JOIN apps a ON a.id = t.app_id";
 
 async fn insert_token(conn: &mut SqliteConnection, token: &NewToken) -> Result<()> {
     sqlx::query(
-        "INSERT INTO api_tokens (id, user_id, name, hash, created_at) VALUES (?, ?, ?, ?, ?)",
+        "INSERT INTO api_tokens (id, user_id, name, hash, created_at, kind, role, app_id, expires_at)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
     )
     .bind(token.id.as_str())
     .bind(token.user_id.as_str())
     .bind(&token.name)
     .bind(&token.hash.0)
     .bind(&token.created_at)
+    .bind(token.kind.as_str())
+    .bind(token.role.map(Role::as_str))
+    .bind(token.app.as_ref().map(AppId::as_str))
+    .bind(&token.expires_at)
     .execute(&mut *conn)
     .await
     .map_err(|e| conflict_or(e, || "a token with this value already exists".into()))?;
+    Ok(())
+}
+
+const USER_COLUMNS: &str = "id, email, role, created_at, status, mfa_enabled, erased_at, \
+     password_hash, mfa_seed, mfa_last_step";
+
+fn user_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<User> {
+    let status: String = row.try_get("status")?;
+    let mfa: i64 = row.try_get("mfa_enabled")?;
+    Ok(User {
+        id: UserId::from_stored(row.try_get("id")?),
+        email: row.try_get("email")?,
+        role: parse_role(row.try_get("role")?)?,
+        created_at: row.try_get("created_at")?,
+        status: UserStatus::parse(&status)
+            .ok_or_else(|| StoreError::Corrupt(format!("user status {status:?}")))?,
+        mfa_enabled: mfa != 0,
+        erased_at: row.try_get("erased_at")?,
+    })
+}
+
+fn credentials_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<Credentials> {
+    let step: i64 = row.try_get("mfa_last_step")?;
+    Ok(Credentials {
+        user: user_from_row(row)?,
+        password_hash: row.try_get("password_hash")?,
+        mfa_seed: row.try_get("mfa_seed")?,
+        mfa_last_step: u64::try_from(step).unwrap_or(0),
+    })
+}
+
+fn invitation_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<InvitationRow> {
+    Ok(InvitationRow {
+        id: row.try_get("id")?,
+        user_id: UserId::from_stored(row.try_get("user_id")?),
+        created_at: row.try_get("created_at")?,
+        expires_at: row.try_get("expires_at")?,
+        used_at: row.try_get("used_at")?,
+    })
+}
+
+/// Refuses a change that would leave no active owner.
+async fn keep_an_owner(conn: &mut SqliteConnection, user: &UserId, what: &str) -> Result<()> {
+    let owners: Vec<String> =
+        sqlx::query_scalar("SELECT id FROM users WHERE role = 'owner' AND status = 'active'")
+            .fetch_all(&mut *conn)
+            .await?;
+    if owners.len() == 1 && owners[0] == user.as_str() {
+        return Err(StoreError::Conflict(format!(
+            "the last owner cannot {what}; make another user owner first"
+        )));
+    }
+    Ok(())
+}
+
+async fn user_exists(conn: &mut SqliteConnection, user: &UserId) -> Result<()> {
+    let found: Option<i64> = sqlx::query_scalar("SELECT 1 FROM users WHERE id = ?")
+        .bind(user.as_str())
+        .fetch_optional(&mut *conn)
+        .await?;
+    found
+        .map(drop)
+        .ok_or_else(|| StoreError::NotFound(format!("there is no user {user}")))
+}
+
+/// Marks an account removed and revokes every token it has.
+async fn end_account(conn: &mut SqliteConnection, user: &UserId, at: &str) -> Result<()> {
+    sqlx::query("UPDATE users SET status = 'removed' WHERE id = ?")
+        .bind(user.as_str())
+        .execute(&mut *conn)
+        .await?;
+    sqlx::query("UPDATE api_tokens SET revoked_at = ? WHERE user_id = ? AND revoked_at IS NULL")
+        .bind(at)
+        .bind(user.as_str())
+        .execute(&mut *conn)
+        .await?;
     Ok(())
 }
 
@@ -287,19 +398,328 @@ impl Store for SqliteStore {
     }
 
     async fn user(&self, id: &UserId) -> Result<Option<User>> {
-        let row = sqlx::query("SELECT id, email, role, created_at FROM users WHERE id = ?")
+        Ok(self.credentials(id).await?.map(|c| c.user))
+    }
+
+    async fn users(&self) -> Result<Vec<User>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {USER_COLUMNS} FROM users ORDER BY created_at, id"
+        ))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(user_from_row).collect()
+    }
+
+    async fn credentials_by_email(&self, email: &str) -> Result<Option<Credentials>> {
+        let row = sqlx::query(&format!(
+            "SELECT {USER_COLUMNS} FROM users WHERE email = ? COLLATE NOCASE"
+        ))
+        .bind(email)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(credentials_from_row).transpose()
+    }
+
+    async fn credentials(&self, id: &UserId) -> Result<Option<Credentials>> {
+        let row = sqlx::query(&format!("SELECT {USER_COLUMNS} FROM users WHERE id = ?"))
             .bind(id.as_str())
             .fetch_optional(&self.pool)
             .await?;
-        row.map(|row| {
-            Ok(User {
-                id: UserId::from_stored(row.try_get("id")?),
-                email: row.try_get("email")?,
-                role: parse_role(row.try_get("role")?)?,
-                created_at: row.try_get("created_at")?,
-            })
-        })
-        .transpose()
+        row.as_ref().map(credentials_from_row).transpose()
+    }
+
+    async fn invite(
+        &self,
+        user: &NewUser,
+        invitation: &NewInvitation,
+        audit: AuditRecord,
+    ) -> Result<AuditEntry> {
+        let _write = self.write.lock().await;
+        let mut tx = self.pool.begin().await?;
+        let taken: Option<i64> =
+            sqlx::query_scalar("SELECT 1 FROM users WHERE email = ? COLLATE NOCASE")
+                .bind(&user.email)
+                .fetch_optional(&mut *tx)
+                .await?;
+        if taken.is_some() {
+            return Err(StoreError::Conflict("a user with this email exists".into()));
+        }
+        sqlx::query(
+            "INSERT INTO users (id, email, role, created_at, status) VALUES (?, ?, ?, ?, 'invited')",
+        )
+        .bind(user.id.as_str())
+        .bind(&user.email)
+        .bind(user.role.as_str())
+        .bind(&user.created_at)
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| conflict_or(e, || "a user with this email exists".into()))?;
+        sqlx::query(
+            "INSERT INTO invitations (id, user_id, hash, created_at, expires_at)
+             VALUES (?, ?, ?, ?, ?)",
+        )
+        .bind(&invitation.id)
+        .bind(user.id.as_str())
+        .bind(&invitation.hash.0)
+        .bind(&invitation.created_at)
+        .bind(&invitation.expires_at)
+        .execute(&mut *tx)
+        .await?;
+        let entry = append(&mut tx, audit).await?;
+        tx.commit().await?;
+        Ok(entry)
+    }
+
+    async fn invitation_by_hash(&self, hash: &TokenHash) -> Result<Option<InvitationRow>> {
+        let row = sqlx::query(
+            "SELECT id, user_id, created_at, expires_at, used_at FROM invitations WHERE hash = ?",
+        )
+        .bind(&hash.0)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(invitation_from_row).transpose()
+    }
+
+    async fn invitations(&self, user: &UserId) -> Result<Vec<InvitationRow>> {
+        let rows = sqlx::query(
+            "SELECT id, user_id, created_at, expires_at, used_at FROM invitations
+             WHERE user_id = ? ORDER BY created_at",
+        )
+        .bind(user.as_str())
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(invitation_from_row).collect()
+    }
+
+    async fn accept_invitation(
+        &self,
+        invitation: &str,
+        password_hash: &str,
+        at: &str,
+        audit: AuditRecord,
+    ) -> Result<AuditEntry> {
+        let _write = self.write.lock().await;
+        let mut tx = self.pool.begin().await?;
+        let user: Option<String> = sqlx::query_scalar(
+            "UPDATE invitations SET used_at = ? WHERE id = ? AND used_at IS NULL RETURNING user_id",
+        )
+        .bind(at)
+        .bind(invitation)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(user) = user else {
+            return Err(StoreError::Conflict(
+                "the invitation was used already".into(),
+            ));
+        };
+        let done = sqlx::query(
+            "UPDATE users SET password_hash = ?, status = 'active'
+             WHERE id = ? AND status = 'invited'",
+        )
+        .bind(password_hash)
+        .bind(&user)
+        .execute(&mut *tx)
+        .await?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::Conflict(
+                "the account is not awaiting its invitation".into(),
+            ));
+        }
+        let entry = append(&mut tx, audit).await?;
+        tx.commit().await?;
+        Ok(entry)
+    }
+
+    async fn set_role(&self, user: &UserId, role: Role, audit: AuditRecord) -> Result<AuditEntry> {
+        let _write = self.write.lock().await;
+        let mut tx = self.pool.begin().await?;
+        user_exists(&mut tx, user).await?;
+        if role != Role::Owner {
+            keep_an_owner(&mut tx, user, "change role").await?;
+        }
+        sqlx::query("UPDATE users SET role = ? WHERE id = ?")
+            .bind(role.as_str())
+            .bind(user.as_str())
+            .execute(&mut *tx)
+            .await?;
+        let entry = append(&mut tx, audit).await?;
+        tx.commit().await?;
+        Ok(entry)
+    }
+
+    async fn remove_user(&self, user: &UserId, at: &str, audit: AuditRecord) -> Result<AuditEntry> {
+        let _write = self.write.lock().await;
+        let mut tx = self.pool.begin().await?;
+        user_exists(&mut tx, user).await?;
+        keep_an_owner(&mut tx, user, "be removed").await?;
+        end_account(&mut tx, user, at).await?;
+        let entry = append(&mut tx, audit).await?;
+        tx.commit().await?;
+        Ok(entry)
+    }
+
+    async fn erase_user(&self, user: &UserId, at: &str, audit: AuditRecord) -> Result<AuditEntry> {
+        let _write = self.write.lock().await;
+        let mut tx = self.pool.begin().await?;
+        user_exists(&mut tx, user).await?;
+        keep_an_owner(&mut tx, user, "be erased").await?;
+        end_account(&mut tx, user, at).await?;
+        sqlx::query(
+            "UPDATE users SET email = NULL, password_hash = NULL, mfa_seed = NULL,
+                    mfa_enabled = 0, erased_at = ? WHERE id = ?",
+        )
+        .bind(at)
+        .bind(user.as_str())
+        .execute(&mut *tx)
+        .await?;
+        for table in ["recovery_codes", "invitations", "app_grants"] {
+            sqlx::query(&format!("DELETE FROM {table} WHERE user_id = ?"))
+                .bind(user.as_str())
+                .execute(&mut *tx)
+                .await?;
+        }
+        // Token names are free text the user chose; they go too.
+        sqlx::query("UPDATE api_tokens SET name = '(erased)' WHERE user_id = ?")
+            .bind(user.as_str())
+            .execute(&mut *tx)
+            .await?;
+        let entry = append(&mut tx, audit).await?;
+        tx.commit().await?;
+        Ok(entry)
+    }
+
+    async fn set_mfa_seed(
+        &self,
+        user: &UserId,
+        sealed: &[u8],
+        audit: AuditRecord,
+    ) -> Result<AuditEntry> {
+        let _write = self.write.lock().await;
+        let mut tx = self.pool.begin().await?;
+        let done = sqlx::query("UPDATE users SET mfa_seed = ? WHERE id = ? AND mfa_enabled = 0")
+            .bind(sealed)
+            .bind(user.as_str())
+            .execute(&mut *tx)
+            .await?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::Conflict("MFA is already enrolled".into()));
+        }
+        let entry = append(&mut tx, audit).await?;
+        tx.commit().await?;
+        Ok(entry)
+    }
+
+    async fn enable_mfa(
+        &self,
+        user: &UserId,
+        step: u64,
+        recovery: &[String],
+        audit: AuditRecord,
+    ) -> Result<AuditEntry> {
+        let _write = self.write.lock().await;
+        let mut tx = self.pool.begin().await?;
+        let done = sqlx::query(
+            "UPDATE users SET mfa_enabled = 1, mfa_last_step = ?
+             WHERE id = ? AND mfa_enabled = 0 AND mfa_seed IS NOT NULL",
+        )
+        .bind(step as i64)
+        .bind(user.as_str())
+        .execute(&mut *tx)
+        .await?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::Conflict(
+                "there is no MFA enrollment to confirm".into(),
+            ));
+        }
+        sqlx::query("DELETE FROM recovery_codes WHERE user_id = ?")
+            .bind(user.as_str())
+            .execute(&mut *tx)
+            .await?;
+        for hash in recovery {
+            sqlx::query("INSERT INTO recovery_codes (user_id, hash) VALUES (?, ?)")
+                .bind(user.as_str())
+                .bind(hash)
+                .execute(&mut *tx)
+                .await?;
+        }
+        let entry = append(&mut tx, audit).await?;
+        tx.commit().await?;
+        Ok(entry)
+    }
+
+    async fn use_totp_step(&self, user: &UserId, step: u64) -> Result<bool> {
+        let _write = self.write.lock().await;
+        let done =
+            sqlx::query("UPDATE users SET mfa_last_step = ? WHERE id = ? AND mfa_last_step < ?")
+                .bind(step as i64)
+                .bind(user.as_str())
+                .bind(step as i64)
+                .execute(&self.pool)
+                .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn use_recovery_code(&self, user: &UserId, hash: &str, at: &str) -> Result<bool> {
+        let _write = self.write.lock().await;
+        let done = sqlx::query(
+            "UPDATE recovery_codes SET used_at = ?
+             WHERE user_id = ? AND hash = ? AND used_at IS NULL",
+        )
+        .bind(at)
+        .bind(user.as_str())
+        .bind(hash)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn unused_recovery_codes(&self, user: &UserId) -> Result<u64> {
+        let n: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM recovery_codes WHERE user_id = ? AND used_at IS NULL",
+        )
+        .bind(user.as_str())
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(u64::try_from(n).unwrap_or(0))
+    }
+
+    async fn set_grant(
+        &self,
+        user: &UserId,
+        app: &AppId,
+        granted: bool,
+        audit: AuditRecord,
+    ) -> Result<AuditEntry> {
+        let _write = self.write.lock().await;
+        let mut tx = self.pool.begin().await?;
+        user_exists(&mut tx, user).await?;
+        let sql = if granted {
+            "INSERT OR IGNORE INTO app_grants (user_id, app_id) VALUES (?, ?)"
+        } else {
+            "DELETE FROM app_grants WHERE user_id = ? AND app_id = ?"
+        };
+        sqlx::query(sql)
+            .bind(user.as_str())
+            .bind(app.as_str())
+            .execute(&mut *tx)
+            .await?;
+        let entry = append(&mut tx, audit).await?;
+        tx.commit().await?;
+        Ok(entry)
+    }
+
+    async fn grants(&self, user: &UserId) -> Result<Vec<AppName>> {
+        let names: Vec<String> = sqlx::query_scalar(
+            "SELECT a.name FROM app_grants g JOIN apps a ON a.id = g.app_id
+             WHERE g.user_id = ? ORDER BY a.name",
+        )
+        .bind(user.as_str())
+        .fetch_all(&self.pool)
+        .await?;
+        names
+            .iter()
+            .map(|n| AppName::parse(n).map_err(|e| StoreError::Corrupt(e.to_string())))
+            .collect()
     }
 
     async fn token_by_hash(&self, hash: &TokenHash) -> Result<Option<TokenRow>> {
@@ -311,9 +731,21 @@ impl Store for SqliteStore {
     }
 
     async fn tokens(&self) -> Result<Vec<TokenRow>> {
-        let rows = sqlx::query(&format!("{TOKEN_SELECT} ORDER BY t.created_at, t.id"))
-            .fetch_all(&self.pool)
-            .await?;
+        let rows = sqlx::query(&format!(
+            "{TOKEN_SELECT} WHERE t.kind = 'api' ORDER BY t.created_at, t.id"
+        ))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(token_from_row).collect()
+    }
+
+    async fn user_tokens(&self, user: &UserId) -> Result<Vec<TokenRow>> {
+        let rows = sqlx::query(&format!(
+            "{TOKEN_SELECT} WHERE t.user_id = ? ORDER BY t.created_at, t.id"
+        ))
+        .bind(user.as_str())
+        .fetch_all(&self.pool)
+        .await?;
         rows.iter().map(token_from_row).collect()
     }
 

@@ -46,13 +46,13 @@ async fn bootstrap_happens_once() {
         created_at: "2026-11-29T10:00:00.000Z".into(),
     };
     let secret = token::generate();
-    let tok = NewToken {
-        id: TokenId::generate(),
-        user_id: owner.id.clone(),
-        name: "bootstrap".into(),
-        hash: token::hash(secret.expose()),
-        created_at: owner.created_at.clone(),
-    };
+    let tok = NewToken::unlimited(
+        TokenId::generate(),
+        owner.id.clone(),
+        "bootstrap".into(),
+        token::hash(secret.expose()),
+        owner.created_at.clone(),
+    );
     store
         .bootstrap(&owner, &tok, &[("key_check", "abc")], record("bootstrap"))
         .await

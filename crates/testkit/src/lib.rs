@@ -56,11 +56,14 @@ impl Sandbox {
     }
 
     /// Writes `rampart.toml` with `extra` appended to loopback listeners
-    /// (API and edge) on ports the OS picks.
+    /// (API and edge) on ports the OS picks. MFA is not required here, so
+    /// that tests can act as the bootstrap owner at once; the identity tests
+    /// write their own configuration and keep the default.
     pub fn write_config(&self, extra: &str) -> PathBuf {
         let path = self.root.path().join("rampart.toml");
         let text = format!(
             "[api]\nlisten = \"127.0.0.1:0\"\n\
+             [auth]\nrequire_mfa = false\n\
              [edge.listen]\nhttps = \"127.0.0.1:0\"\nhttp = \"127.0.0.1:0\"\nadmin = \"\"\n{extra}"
         );
         std::fs::write(&path, text).expect("cannot write rampart.toml");
