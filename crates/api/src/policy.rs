@@ -10,7 +10,7 @@
 //! - a token limited to one app acts on that app only;
 //! - a token never acts above its role (the store already caps it).
 
-use rampart_core::{Action, Role};
+use rampart_core::{Action, AppName, Role};
 use rampart_platform::Caller;
 
 /// Whether `role` may perform `action` at all.
@@ -53,9 +53,11 @@ pub fn decide(caller: &Caller, action: Action, app: Option<&str>) -> Result<(), 
     {
         return Err(format!("this token may only act on app {scope}"));
     }
+    // A token limited to one app carries that app as its grant.
     if caller.role == Role::Developer
         && let Some(app) = app
         && !caller.grants.iter().any(|g| g.as_str() == app)
+        && caller.scope.as_ref().map(AppName::as_str) != Some(app)
     {
         return Err(format!("app {app} is not granted to this developer"));
     }
@@ -65,7 +67,7 @@ pub fn decide(caller: &Caller, action: Action, app: Option<&str>) -> Result<(), 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use rampart_core::{AppName, TokenId, UserId};
+    use rampart_core::{TokenId, UserId};
 
     fn caller(role: Role) -> Caller {
         Caller {

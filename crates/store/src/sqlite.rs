@@ -45,6 +45,9 @@ impl SqliteStore {
             // committed transaction across a power cut.
             .synchronous(SqliteSynchronous::Full)
             .foreign_keys(true)
+            // Deleted and overwritten content is zeroed, so erased personal
+            // data does not linger in free pages.
+            .pragma("secure_delete", "on")
             .busy_timeout(Duration::from_secs(10));
         let pool = SqlitePoolOptions::new()
             .max_connections(4)
@@ -585,6 +588,12 @@ impl Store for SqliteStore {
             .await?;
         let entry = append(&mut tx, audit).await?;
         tx.commit().await?;
+        // Old page images in the write-ahead log still hold the data; move
+        // everything into the (securely deleting) database file and empty
+        // the log.
+        sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
+            .execute(&self.pool)
+            .await?;
         Ok(entry)
     }
 
