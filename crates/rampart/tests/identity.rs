@@ -224,12 +224,44 @@ async fn invitations_logins_and_totp_replay() {
         Some(401)
     );
 
+    // An expired invitation is refused like a used one.
+    let late = owner
+        .invite_user(&InviteUser {
+            email: "late@example.com".into(),
+            role: Role::Viewer,
+        })
+        .await
+        .unwrap();
+    sql(
+        &sb.data_dir().join("rampart.db"),
+        "UPDATE invitations SET expires_at = '2020-01-01T00:00:00Z' WHERE used_at IS NULL",
+    )
+    .await;
+    let expired = anonymous(&server)
+        .accept_invitation(&wire::AcceptInvitation {
+            invitation: late.invitation,
+            password: password_of("late@example.com"),
+        })
+        .await;
+    assert_eq!(status(&expired), Some(401));
+    let users = owner.users().await.unwrap();
+    assert!(users.iter().any(|u| u.email.as_deref() == Some("late@example.com") && u.status == "invited"));
+
     // An admin without MFA gets a session but may only enroll.
     let ada = login(&server, "ada@example.com", None).await.unwrap();
     assert!(ada.whoami().await.unwrap().mfa_required);
     assert_eq!(status(&ada.users().await), Some(403));
     let (secret, recovery) = enroll(&ada).await;
     ada.users().await.unwrap();
+    // The seed is sealed at rest: neither its bytes nor its base32 text
+    // are in the database.
+    let seed = totp_rs::Secret::Encoded(secret.clone()).to_bytes().unwrap();
+    let db = std::fs::read(sb.data_dir().join("rampart.db")).unwrap();
+    let wal = std::fs::read(sb.data_dir().join("rampart.db-wal")).unwrap_or_default();
+    for file in [&db, &wal] {
+        assert!(!file.windows(seed.len()).any(|w| w == seed.as_slice()));
+        assert!(!file.windows(secret.len()).any(|w| w == secret.as_bytes()));
+    }
 
     // From now on a code is needed, each time step once.
     // Each failure doubles the wait before the next attempt is judged.
