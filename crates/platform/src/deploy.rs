@@ -13,7 +13,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures::StreamExt;
 use futures::stream::BoxStream;
-use rampart_core::audit::{AuditRecord, Outcome};
+use rampart_core::audit::Outcome;
 use rampart_core::deploy::{AppSettings, ReleaseConfig, ReleaseStatus, SettingsPatch};
 use rampart_core::time::Timestamp;
 use rampart_core::wire::{self, DeployLine};
@@ -102,17 +102,6 @@ fn address(replica: &Replica, port: u16) -> Option<SocketAddr> {
 }
 
 impl Platform {
-    fn system_record(&self, actor: &str, action: Action, target: String, ok: bool) -> AuditRecord {
-        AuditRecord {
-            time: Timestamp::now().to_rfc3339(),
-            actor: actor.to_owned(),
-            action: action.as_str().into(),
-            target,
-            outcome: if ok { Outcome::Ok } else { Outcome::Failed },
-            request_id: rampart_core::RequestId::generate().to_string(),
-        }
-    }
-
     pub(crate) async fn app_by_name(&self, name: &str) -> Result<AppRow, Error> {
         let name = AppName::parse(name).map_err(|e| Error::Invalid(e.to_string()))?;
         self.store
@@ -232,7 +221,7 @@ impl Platform {
             created_at: Timestamp::now().to_rfc3339(),
         };
         let target = format!("apps/{}/releases/{next}", row.name);
-        let record = self.record_for(acting, Action::Deploy, target.clone());
+        let record = self.record(acting, Action::Deploy, target.clone());
         let (number, entry) = self.store.create_release(&row.id, &new, record).await?;
         self.checkpoint(entry.seq, entry.hash).await;
 
@@ -257,18 +246,25 @@ impl Platform {
             Ok(()) => (ReleaseStatus::Live, None),
             Err(reason) => (ReleaseStatus::Failed, Some(reason.as_str())),
         };
-        let record = self.system_record(
+        let outcome_of = if outcome.is_ok() {
+            Outcome::Ok
+        } else {
+            Outcome::Failed
+        };
+        let record = Self::record_by(
             &actor,
             Action::Deploy,
             format!("{target}/{status}"),
-            outcome.is_ok(),
+            outcome_of,
+            acting.request_id,
         );
         let at = Timestamp::now().to_rfc3339();
-        let entry = self
-            .store
-            .finish_release(&row.id, number, status, reason, &at, record)
-            .await?;
-        self.checkpoint(entry.seq, entry.hash).await;
+        self.committed(
+            self.store
+                .finish_release(&row.id, number, status, reason, &at, record)
+                .await,
+        )
+        .await?;
         let release = self
             .store
             .release(&row.id, number)
@@ -287,17 +283,6 @@ impl Platform {
                     release: Some(Box::new(release)),
                 })
             }
-        }
-    }
-
-    fn record_for(&self, acting: Acting<'_>, action: Action, target: String) -> AuditRecord {
-        AuditRecord {
-            time: Timestamp::now().to_rfc3339(),
-            actor: acting.caller.user_id.to_string(),
-            action: action.as_str().into(),
-            target,
-            outcome: Outcome::Ok,
-            request_id: acting.request_id.to_string(),
         }
     }
 
@@ -587,13 +572,13 @@ impl Platform {
     ) -> Result<AppSettings, Error> {
         let row = self.app_by_name(app).await?;
         let next = row.settings.patched(&patch).map_err(Error::Invalid)?;
-        let record = self.record_for(
+        let record = self.record(
             acting,
             Action::AppConfigure,
             format!("apps/{}/settings", row.name),
         );
-        let entry = self.store.set_settings(&row.id, &next, record).await?;
-        self.checkpoint(entry.seq, entry.hash).await;
+        self.committed(self.store.set_settings(&row.id, &next, record).await)
+            .await?;
         if patch.replicas.is_some() && self.engine.get().is_some() {
             let row = self.app_by_name(app).await?;
             self.converge(&row).await?;

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use argon2::password_hash::rand_core::OsRng;
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::{Algorithm, Argon2, Params, Version};
-use rampart_core::audit::{AuditRecord, Outcome};
+use rampart_core::audit::Outcome;
 use rampart_core::time::Timestamp;
 use rampart_core::{Action, AppName, RequestId, Role, TokenId, UserId, token, wire};
 use rampart_store::{
@@ -202,31 +202,6 @@ pub(crate) fn user_view(user: User, grants: Vec<AppName>) -> wire::UserInfo {
 }
 
 impl Platform {
-    fn audit_record(
-        &self,
-        actor: &str,
-        action: Action,
-        target: String,
-        outcome: Outcome,
-        request_id: &RequestId,
-    ) -> AuditRecord {
-        AuditRecord {
-            time: Timestamp::now().to_rfc3339(),
-            actor: actor.to_owned(),
-            action: action.as_str().into(),
-            target,
-            outcome,
-            request_id: request_id.to_string(),
-        }
-    }
-
-    async fn append(&self, record: AuditRecord) {
-        match self.store.append_audit(record).await {
-            Ok(entry) => self.checkpoint(entry.seq, entry.hash).await,
-            Err(error) => tracing::error!(%error, "cannot append to the audit log"),
-        }
-    }
-
     async fn user_row(&self, id: &str) -> Result<User, Error> {
         let id =
             UserId::parse(id).ok_or_else(|| Error::NotFound(format!("there is no user {id:?}")))?;
@@ -276,9 +251,9 @@ impl Platform {
             created_at: user.created_at.clone(),
             expires_at: Timestamp::from(expires).to_rfc3339(),
         };
-        let record = self.record_as(acting, Action::UserInvite, format!("users/{}", user.id));
-        let entry = self.store.invite(&user, &invitation, record).await?;
-        self.checkpoint(entry.seq, entry.hash).await;
+        let record = self.record(acting, Action::UserInvite, format!("users/{}", user.id));
+        self.committed(self.store.invite(&user, &invitation, record).await)
+            .await?;
         let row = self
             .store
             .user(&user.id)
@@ -316,7 +291,7 @@ impl Platform {
         )
         .map_or(true, |t| t < time::OffsetDateTime::now_utc());
         if invitation.used_at.is_some() || expired {
-            let record = self.audit_record(
+            let record = Self::record_by(
                 invitation.user_id.as_str(),
                 Action::InvitationAccept,
                 format!("users/{}", invitation.user_id),
@@ -336,7 +311,7 @@ impl Platform {
         let hash = tokio::task::spawn_blocking(move || hash_password(&password))
             .await
             .map_err(|e| Error::Invalid(e.to_string()))??;
-        let record = self.audit_record(
+        let record = Self::record_by(
             user.id.as_str(),
             Action::InvitationAccept,
             format!("users/{}", user.id),
@@ -365,13 +340,13 @@ impl Platform {
         let user = self.user_row(id).await?;
         Self::check_manages(acting.caller, user.role)?;
         Self::check_manages(acting.caller, role)?;
-        let record = self.record_as(
+        let record = self.record(
             acting,
             Action::UserSetRole,
             format!("users/{}/role/{role}", user.id),
         );
-        let entry = self.store.set_role(&user.id, role, record).await?;
-        self.checkpoint(entry.seq, entry.hash).await;
+        self.committed(self.store.set_role(&user.id, role, record).await)
+            .await?;
         let user = self.user_row(id).await?;
         let grants = self.store.grants(&user.id).await?;
         Ok(user_view(user, grants))
@@ -380,10 +355,10 @@ impl Platform {
     pub async fn remove_user(&self, acting: Acting<'_>, id: &str) -> Result<(), Error> {
         let user = self.user_row(id).await?;
         Self::check_manages(acting.caller, user.role)?;
-        let record = self.record_as(acting, Action::UserRemove, format!("users/{}", user.id));
+        let record = self.record(acting, Action::UserRemove, format!("users/{}", user.id));
         let at = Timestamp::now().to_rfc3339();
-        let entry = self.store.remove_user(&user.id, &at, record).await?;
-        self.checkpoint(entry.seq, entry.hash).await;
+        self.committed(self.store.remove_user(&user.id, &at, record).await)
+            .await?;
         Ok(())
     }
 
@@ -392,10 +367,10 @@ impl Platform {
     pub async fn erase_user(&self, acting: Acting<'_>, id: &str) -> Result<(), Error> {
         let user = self.user_row(id).await?;
         Self::check_manages(acting.caller, user.role)?;
-        let record = self.record_as(acting, Action::UserErase, format!("users/{}", user.id));
+        let record = self.record(acting, Action::UserErase, format!("users/{}", user.id));
         let at = Timestamp::now().to_rfc3339();
-        let entry = self.store.erase_user(&user.id, &at, record).await?;
-        self.checkpoint(entry.seq, entry.hash).await;
+        self.committed(self.store.erase_user(&user.id, &at, record).await)
+            .await?;
         Ok(())
     }
 
@@ -409,16 +384,17 @@ impl Platform {
         let user = self.user_row(id).await?;
         let app = self.app_by_name(app).await?;
         let verb = if granted { "grant" } else { "revoke" };
-        let record = self.record_as(
+        let record = self.record(
             acting,
             Action::UserGrant,
             format!("users/{}/grants/{}/{verb}", user.id, app.name),
         );
-        let entry = self
-            .store
-            .set_grant(&user.id, &app.id, granted, record)
-            .await?;
-        self.checkpoint(entry.seq, entry.hash).await;
+        self.committed(
+            self.store
+                .set_grant(&user.id, &app.id, granted, record)
+                .await,
+        )
+        .await?;
         let grants = self.store.grants(&user.id).await?;
         Ok(user_view(user, grants))
     }
@@ -431,9 +407,9 @@ impl Platform {
         id: &str,
     ) -> Result<wire::UserExport, Error> {
         let user = self.user_row(id).await?;
-        let record = self.record_as(acting, Action::UserExport, format!("users/{}", user.id));
-        let entry = self.store.append_audit(record).await?;
-        self.checkpoint(entry.seq, entry.hash).await;
+        let record = self.record(acting, Action::UserExport, format!("users/{}", user.id));
+        self.committed(self.store.append_audit(record).await)
+            .await?;
         let tokens = self
             .store
             .user_tokens(&user.id)
@@ -487,13 +463,13 @@ impl Platform {
         let mut seed = [0u8; 20];
         rand::fill(&mut seed);
         let sealed = self.key.seal(&totp_aad(&user.id), &seed);
-        let record = self.record_as(
+        let record = self.record(
             acting,
             Action::MfaEnroll,
             format!("users/{}/mfa/start", user.id),
         );
-        let entry = self.store.set_mfa_seed(&user.id, &sealed, record).await?;
-        self.checkpoint(entry.seq, entry.hash).await;
+        self.committed(self.store.set_mfa_seed(&user.id, &sealed, record).await)
+            .await?;
         let secret = totp_rs::Secret::Raw(seed.to_vec()).to_encoded().to_string();
         let account = user.email.unwrap_or_else(|| user.id.to_string());
         let label: String = format!("Rampart:{account}")
@@ -538,7 +514,7 @@ impl Platform {
                 Error::Sealed("the TOTP seed does not open with this master key".into())
             })?;
         let Some(step) = matching_step(&totp(&seed)?, code.trim(), now_secs()) else {
-            let record = self.audit_record(
+            let record = Self::record_by(
                 creds.user.id.as_str(),
                 Action::MfaEnroll,
                 format!("users/{}/mfa/confirm", creds.user.id),
@@ -550,16 +526,17 @@ impl Platform {
         };
         let codes: Vec<String> = (0..RECOVERY_CODES).map(|_| recovery_code()).collect();
         let hashes: Vec<String> = codes.iter().map(|c| sha256_hex(c)).collect();
-        let record = self.record_as(
+        let record = self.record(
             acting,
             Action::MfaEnroll,
             format!("users/{}/mfa/confirm", creds.user.id),
         );
-        let entry = self
-            .store
-            .enable_mfa(&creds.user.id, step, &hashes, record)
-            .await?;
-        self.checkpoint(entry.seq, entry.hash).await;
+        self.committed(
+            self.store
+                .enable_mfa(&creds.user.id, step, &hashes, record)
+                .await,
+        )
+        .await?;
         Ok(wire::RecoveryCodes { codes })
     }
 
@@ -604,7 +581,7 @@ impl Platform {
         let email = request.email.trim().to_ascii_lowercase();
         let keys = [format!("account:{email}"), format!("ip:{client}")];
         if let Some(wait) = self.throttle.wait(&keys) {
-            let record = self.audit_record(
+            let record = Self::record_by(
                 "anonymous",
                 Action::SessionCreate,
                 "sessions/throttled".into(),
@@ -647,7 +624,7 @@ impl Platform {
             .map_or_else(|| "anonymous".to_owned(), |c| c.user.id.to_string());
         let Some(creds) = creds.filter(|_| ok) else {
             self.throttle.failed(&keys);
-            let record = self.audit_record(
+            let record = Self::record_by(
                 &actor,
                 Action::SessionCreate,
                 "sessions".into(),
@@ -676,15 +653,15 @@ impl Platform {
             app: None,
             expires_at: Some(expires_at.clone()),
         };
-        let record = self.audit_record(
+        let record = Self::record_by(
             creds.user.id.as_str(),
             Action::SessionCreate,
             format!("sessions/{}", new.id),
             Outcome::Ok,
             request_id,
         );
-        let entry = self.store.create_token(&new, record).await?;
-        self.checkpoint(entry.seq, entry.hash).await;
+        self.committed(self.store.create_token(&new, record).await)
+            .await?;
         Ok(Ok(wire::Session {
             token: secret.expose().clone(),
             user_id: creds.user.id.to_string(),
@@ -695,33 +672,19 @@ impl Platform {
 
     /// Signs out: revokes the caller's own token.
     pub async fn logout(&self, acting: Acting<'_>) -> Result<(), Error> {
-        let record = self.record_as(
+        let record = self.record(
             acting,
             Action::SessionEnd,
             format!("sessions/{}", acting.caller.token_id),
         );
         let now = Timestamp::now().to_rfc3339();
-        let entry = self
-            .store
-            .revoke_token(&acting.caller.token_id, &now, record)
-            .await?;
-        self.checkpoint(entry.seq, entry.hash).await;
-        Ok(())
-    }
-
-    pub(crate) fn record_as(
-        &self,
-        acting: Acting<'_>,
-        action: Action,
-        target: String,
-    ) -> AuditRecord {
-        self.audit_record(
-            acting.caller.user_id.as_str(),
-            action,
-            target,
-            Outcome::Ok,
-            acting.request_id,
+        self.committed(
+            self.store
+                .revoke_token(&acting.caller.token_id, &now, record)
+                .await,
         )
+        .await?;
+        Ok(())
     }
 }
 

@@ -282,9 +282,7 @@ impl Platform {
             outcome,
             request_id: request_id.to_string(),
         };
-        let entry = self.store.append_audit(record).await?;
-        self.checkpoint(entry.seq, entry.hash).await;
-        Ok(())
+        self.committed(self.store.append_audit(record).await).await
     }
 
     /// Moves the head checkpoint forward to `seq`. Failing to write it is

@@ -78,18 +78,46 @@ fn parse_env_name(name: &str) -> Result<EnvName, Error> {
 }
 
 impl Platform {
-    fn record(&self, acting: Acting<'_>, action: Action, target: String) -> AuditRecord {
+    /// The audit record of a successful action by the caller.
+    pub(crate) fn record(&self, acting: Acting<'_>, action: Action, target: String) -> AuditRecord {
+        Self::record_by(
+            acting.caller.user_id.as_str(),
+            action,
+            target,
+            Outcome::Ok,
+            acting.request_id,
+        )
+    }
+
+    /// An audit record for any actor (`system`, `anonymous`, a user id).
+    pub(crate) fn record_by(
+        actor: &str,
+        action: Action,
+        target: String,
+        outcome: Outcome,
+        request_id: &rampart_core::RequestId,
+    ) -> AuditRecord {
         AuditRecord {
             time: Timestamp::now().to_rfc3339(),
-            actor: acting.caller.user_id.to_string(),
+            actor: actor.to_owned(),
             action: action.as_str().into(),
             target,
-            outcome: Outcome::Ok,
-            request_id: acting.request_id.to_string(),
+            outcome,
+            request_id: request_id.to_string(),
         }
     }
 
-    async fn committed(
+    /// Appends a record that goes with no other change; a failure is logged,
+    /// as the request it records has already been answered.
+    pub(crate) async fn append(&self, record: AuditRecord) {
+        match self.store.append_audit(record).await {
+            Ok(entry) => self.checkpoint(entry.seq, entry.hash).await,
+            Err(error) => tracing::error!(%error, "cannot append to the audit log"),
+        }
+    }
+
+    /// Moves the head checkpoint after a committed change and its entry.
+    pub(crate) async fn committed(
         &self,
         entry: Result<rampart_core::audit::AuditEntry, StoreError>,
     ) -> Result<(), Error> {

@@ -12,7 +12,7 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use rampart_core::audit::{AuditRecord, Outcome};
+use rampart_core::audit::Outcome;
 use rampart_core::deploy::ReleaseStatus;
 use rampart_core::time::Timestamp;
 use rampart_core::{Action, RequestId};
@@ -31,26 +31,28 @@ impl Platform {
     /// before the first reconciliation.
     pub async fn fail_interrupted_deploys(&self) -> Result<(), Error> {
         for release in self.store.unfinished_releases().await? {
-            let record = AuditRecord {
-                time: Timestamp::now().to_rfc3339(),
-                actor: "system".into(),
-                action: Action::Deploy.as_str().into(),
-                target: format!("apps/{}/releases/{}/failed", release.app_id, release.number),
-                outcome: Outcome::Failed,
-                request_id: RequestId::generate().to_string(),
-            };
-            let entry = self
-                .store
-                .finish_release(
-                    &release.app_id,
-                    release.number,
-                    ReleaseStatus::Failed,
-                    Some("interrupted: the platform stopped during the deploy"),
-                    &Timestamp::now().to_rfc3339(),
-                    record,
-                )
-                .await?;
-            self.checkpoint(entry.seq, entry.hash).await;
+            let record = Self::record_by(
+                "system",
+                Action::Deploy,
+                format!("apps/{}/releases/{}/failed", release.app_id, release.number),
+                Outcome::Failed,
+                &RequestId::generate(),
+            );
+            let at = Timestamp::now().to_rfc3339();
+            let reason = Some("interrupted: the platform stopped during the deploy");
+            self.committed(
+                self.store
+                    .finish_release(
+                        &release.app_id,
+                        release.number,
+                        ReleaseStatus::Failed,
+                        reason,
+                        &at,
+                        record,
+                    )
+                    .await,
+            )
+            .await?;
             tracing::warn!(app = %release.app_id, release = release.number, "marked an interrupted deploy failed");
         }
         Ok(())

@@ -245,7 +245,11 @@ async fn invitations_logins_and_totp_replay() {
         .await;
     assert_eq!(status(&expired), Some(401));
     let users = owner.users().await.unwrap();
-    assert!(users.iter().any(|u| u.email.as_deref() == Some("late@example.com") && u.status == "invited"));
+    assert!(
+        users
+            .iter()
+            .any(|u| u.email.as_deref() == Some("late@example.com") && u.status == "invited")
+    );
 
     // An admin without MFA gets a session but may only enroll.
     let ada = login(&server, "ada@example.com", None).await.unwrap();
