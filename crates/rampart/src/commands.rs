@@ -172,21 +172,14 @@ pub async fn apps(cmd: AppsCommand) -> anyhow::Result<()> {
         }
         AppsCommand::List { json, conn } => {
             let apps = credentials::client(&conn)?.apps().await?;
-            if json {
-                return output::json(&apps);
-            }
-            let rows: Vec<Vec<String>> = apps
-                .into_iter()
-                .map(|a| {
-                    vec![
-                        a.name,
-                        a.domains.join(","),
-                        a.env_count.to_string(),
-                        a.created_at,
-                    ]
-                })
-                .collect();
-            output::table(&["NAME", "DOMAINS", "ENV", "CREATED"], &rows);
+            output::list(json, &apps, &["NAME", "DOMAINS", "ENV", "CREATED"], |a| {
+                vec![
+                    a.name.clone(),
+                    a.domains.join(","),
+                    a.env_count.to_string(),
+                    a.created_at.clone(),
+                ]
+            })?;
         }
         AppsCommand::Show { name, json, conn } => {
             let app = credentials::client(&conn)?.app(&name).await?;
@@ -380,23 +373,20 @@ pub async fn tokens(cmd: TokensCommand) -> anyhow::Result<()> {
         }
         TokensCommand::List { json, conn } => {
             let tokens = credentials::client(&conn)?.tokens().await?;
-            if json {
-                return output::json(&tokens);
-            }
-            let rows: Vec<Vec<String>> = tokens
-                .into_iter()
-                .map(|t| {
-                    vec![
-                        t.id,
-                        t.name,
-                        t.role.to_string(),
-                        t.created_at,
-                        t.revoked_at
-                            .map_or_else(|| "active".into(), |at| format!("revoked {at}")),
-                    ]
-                })
-                .collect();
-            output::table(&["ID", "NAME", "ROLE", "CREATED", "STATUS"], &rows);
+            let header = ["ID", "NAME", "ROLE", "APP", "CREATED", "EXPIRES", "STATUS"];
+            output::list(json, &tokens, &header, |t| {
+                vec![
+                    t.id.clone(),
+                    t.name.clone(),
+                    t.role.to_string(),
+                    t.app.clone().unwrap_or_else(|| "-".into()),
+                    t.created_at.clone(),
+                    t.expires_at.clone().unwrap_or_else(|| "never".into()),
+                    t.revoked_at
+                        .as_ref()
+                        .map_or_else(|| "active".into(), |at| format!("revoked {at}")),
+                ]
+            })?;
         }
         TokensCommand::Revoke { id, conn } => {
             credentials::client(&conn)?.revoke_token(&id).await?;

@@ -126,23 +126,17 @@ pub async fn users(cmd: UsersCommand) -> anyhow::Result<()> {
         }
         UsersCommand::List { json, conn } => {
             let users = credentials::client(&conn)?.users().await?;
-            if json {
-                return output::json(&users);
-            }
-            let rows: Vec<Vec<String>> = users
-                .into_iter()
-                .map(|u| {
-                    vec![
-                        u.id,
-                        u.email.unwrap_or_else(|| "(erased)".into()),
-                        u.role.to_string(),
-                        u.status,
-                        if u.mfa_enabled { "yes" } else { "no" }.into(),
-                        u.grants.join(","),
-                    ]
-                })
-                .collect();
-            output::table(&["ID", "EMAIL", "ROLE", "STATUS", "MFA", "GRANTS"], &rows);
+            let header = ["ID", "EMAIL", "ROLE", "STATUS", "MFA", "GRANTS"];
+            output::list(json, &users, &header, |u| {
+                vec![
+                    u.id.clone(),
+                    u.email.clone().unwrap_or_else(|| "(erased)".into()),
+                    u.role.to_string(),
+                    u.status.clone(),
+                    if u.mfa_enabled { "yes" } else { "no" }.into(),
+                    u.grants.join(","),
+                ]
+            })?;
         }
         UsersCommand::Remove { email, conn } => {
             let client = credentials::client(&conn)?;

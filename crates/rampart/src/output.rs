@@ -34,3 +34,18 @@ pub fn table(header: &[&str], rows: &[Vec<String>]) {
         line(row.iter().map(String::as_str).collect());
     }
 }
+
+/// Prints `items` as JSON with `--json`, else as a table with one row each.
+pub fn list<T: Serialize>(
+    json_wanted: bool,
+    items: &[T],
+    header: &[&str],
+    row: impl Fn(&T) -> Vec<String>,
+) -> anyhow::Result<()> {
+    if json_wanted {
+        return json(&items);
+    }
+    let rows: Vec<Vec<String>> = items.iter().map(row).collect();
+    table(header, &rows);
+    Ok(())
+}

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use rampart_client::{Client, ClientError, HttpMethod};
 use rampart_core::Role;
 use rampart_core::wire::{self, CreateToken, InviteUser, Login};
-use rampart_testkit::{Sandbox, Server, run};
+use rampart_testkit::{Sandbox, Server, run, sql};
 use serde_json::Value;
 
 fn sandbox() -> Sandbox {
@@ -450,14 +450,6 @@ async fn failed_logins_back_off_and_do_not_reveal_accounts() {
             .iter()
             .any(|e| e.action == "session.create" && e.target == "sessions/throttled")
     );
-}
-
-async fn sql(db: &std::path::Path, statement: &str) {
-    let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", db.display()))
-        .await
-        .unwrap();
-    sqlx::query(statement).execute(&pool).await.unwrap();
-    pool.close().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -3,7 +3,7 @@
 
 use std::process::Command;
 
-use rampart_testkit::{Sandbox, Server, contains, files_under, run};
+use rampart_testkit::{Sandbox, Server, contains, files_under, ok, run, sql};
 use serde_json::Value;
 
 fn sandbox() -> Sandbox {
@@ -17,15 +17,6 @@ fn cli(sandbox: &Sandbox, server: &Server, token: &str) -> Command {
         .env("RAMPART_CA", server.ca_path())
         .env("RAMPART_TOKEN", token);
     cmd
-}
-
-fn ok(cmd: &mut Command) -> String {
-    let (code, out, err) = run(cmd);
-    assert_eq!(
-        code, 0,
-        "command failed: {cmd:?}\nstdout: {out}\nstderr: {err}"
-    );
-    out
 }
 
 fn fails(cmd: &mut Command) -> String {
@@ -194,14 +185,6 @@ fn secrets_stay_out_of_the_database_and_logs_and_survive_a_restart() {
             "env.reveal"
         ]
     );
-}
-
-async fn sql(db: &std::path::Path, statement: &str) {
-    let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", db.display()))
-        .await
-        .unwrap();
-    sqlx::query(statement).execute(&pool).await.unwrap();
-    pool.close().await;
 }
 
 #[tokio::test(flavor = "multi_thread")]

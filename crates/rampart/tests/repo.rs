@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use rampart_testkit::{S3Server, run};
+use rampart_testkit::{S3Server, ok, run};
 use rand::rngs::StdRng;
 use rand::{Rng, RngCore, SeedableRng};
 
@@ -37,12 +37,6 @@ impl Env {
             .stdin(Stdio::null());
         cmd
     }
-}
-
-fn ok(cmd: &mut Command) -> String {
-    let (code, out, err) = run(cmd);
-    assert_eq!(code, 0, "{cmd:?} failed\nstdout: {out}\nstderr: {err}");
-    out
 }
 
 fn tree_files(root: &Path) -> Vec<(PathBuf, Vec<u8>)> {

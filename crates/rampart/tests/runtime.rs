@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use rampart_testkit::{Sandbox, Server, run};
+use rampart_testkit::{Sandbox, Server, ok, run};
 use serde_json::Value;
 
 /// The statically linked sample app.
@@ -31,15 +31,6 @@ fn cli(sb: &Sandbox, server: &Server) -> Command {
         .env("RAMPART_CA", server.ca_path())
         .env("RAMPART_TOKEN", server.bootstrap_token());
     cmd
-}
-
-fn ok(cmd: &mut Command) -> String {
-    let (code, out, err) = run(cmd);
-    assert_eq!(
-        code, 0,
-        "command failed: {cmd:?}\nstdout: {out}\nstderr: {err}"
-    );
-    out
 }
 
 fn json(cmd: &mut Command) -> Value {

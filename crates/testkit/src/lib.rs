@@ -307,6 +307,29 @@ impl Drop for Server {
     }
 }
 
+/// Runs a CLI command that must succeed; returns its stdout.
+pub fn ok(cmd: &mut Command) -> String {
+    let (code, out, err) = run(cmd);
+    assert_eq!(
+        code, 0,
+        "command failed: {cmd:?}\nstdout: {out}\nstderr: {err}"
+    );
+    out
+}
+
+/// Runs one SQL statement on a database file behind the platform's back,
+/// as an attacker with disk access would.
+pub async fn sql(db: &Path, statement: &str) {
+    let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", db.display()))
+        .await
+        .expect("the database opens");
+    sqlx::query(statement)
+        .execute(&pool)
+        .await
+        .expect("the statement runs");
+    pool.close().await;
+}
+
 /// Runs a CLI command and returns (exit code, stdout, stderr).
 pub fn run(cmd: &mut Command) -> (i32, String, String) {
     let output = cmd.output().expect("cannot run rampart");
