@@ -18,9 +18,10 @@ pub struct LoginArgs {
     /// Server URL, e.g. https://127.0.0.1:7443.
     #[arg(long)]
     server: String,
-    /// The server's CA certificate (DATA/ca.pem on the server).
+    /// The server's CA certificate (DATA/ca.pem on the server); the copy
+    /// stored by an earlier login when omitted.
     #[arg(long)]
-    ca: PathBuf,
+    ca: Option<PathBuf>,
     /// Sign in with an API token from this file (such as
     /// DATA/bootstrap-token) instead of email, password and code.
     #[arg(long)]
@@ -46,8 +47,16 @@ pub fn ask(prompt: &str, secret: bool) -> anyhow::Result<String> {
 }
 
 pub async fn login(args: LoginArgs) -> anyhow::Result<()> {
-    let ca = std::fs::read(&args.ca)
-        .with_context(|| format!("cannot read the CA certificate {}", args.ca.display()))?;
+    let ca_path = match &args.ca {
+        Some(path) => path.clone(),
+        None => credentials::dir()?.join("ca.pem"),
+    };
+    let ca = std::fs::read(&ca_path).with_context(|| {
+        format!(
+            "cannot read the CA certificate {}; pass --ca FILE (DATA/ca.pem on the server)",
+            ca_path.display()
+        )
+    })?;
     let token = match &args.token_file {
         Some(file) => {
             let text = std::fs::read_to_string(file)
