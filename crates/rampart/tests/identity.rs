@@ -838,3 +838,52 @@ async fn every_route_and_role_is_decided_as_the_table_says() {
     let verify = owner.verify_audit().await.unwrap();
     assert!(verify.ok);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn garbage_at_the_public_doors_changes_nothing() {
+    let sb = sandbox();
+    let (server, owner, _) = setup(&sb, "").await;
+    add_user(&owner, &server, "vic@example.com", Role::Viewer).await;
+    let before = owner.audit(1000).await.unwrap().len();
+    let users_before = owner.users().await.unwrap();
+    let anon = anonymous(&server);
+    let long = "a".repeat(100_000);
+    for path in ["/api/sessions", "/api/invitations/accept"] {
+        for (content_type, body) in [
+            (Some("application/json"), b"not json".to_vec()),
+            (
+                Some("application/json"),
+                b"{\"email\": 1, \"password\": []}".to_vec(),
+            ),
+            (Some("application/json"), b"{}".to_vec()),
+            (Some("application/json"), vec![0xff, 0xfe, 0x00]),
+            (
+                Some("application/json"),
+                format!("{{\"email\": \"{long}\"}}").into_bytes(),
+            ),
+            (
+                Some("text/plain"),
+                b"{\"email\": \"a\", \"password\": \"b\"}".to_vec(),
+            ),
+            (None, Vec::new()),
+        ] {
+            let (status, text) = anon
+                .raw(HttpMethod::POST, path, content_type, body.clone())
+                .await
+                .unwrap();
+            let status = status.as_u16();
+            assert!(
+                matches!(status, 400 | 413 | 415),
+                "{path} {content_type:?}: {status} {}",
+                String::from_utf8_lossy(&text)
+            );
+            let body: Value = serde_json::from_slice(&text).unwrap();
+            assert!(body["error"]["message"].is_string());
+        }
+    }
+    // Nothing was recorded or changed, and nothing was throttled.
+    let after = owner.audit(1000).await.unwrap();
+    assert_eq!(after.len(), before, "{:?}", &after[before..]);
+    assert_eq!(owner.users().await.unwrap(), users_before);
+    login(&server, "vic@example.com", None).await.unwrap();
+}

@@ -311,6 +311,20 @@ fn a_bad_config_names_the_key_and_creates_nothing() {
         ("[log]\nlevel = \"loud\"\n", "log.level"),
         ("[bootstrap]\nowner_email = 3\n", "bootstrap.owner_email"),
         ("[api]\n\n\u{0}garbage", "line 3"),
+        ("[auth]\nsession_hours = 0\n", "auth.session_hours"),
+        ("[auth]\nrequire_mfa = \"yes\"\n", "auth.require_mfa"),
+        ("[auth]\nmfa = true\n", "unknown field `mfa`"),
+        ("[api]\nmax_context_bytes = 1\n", "api.max_context_bytes"),
+        ("[edge.limits]\nburst = 0\n", "[edge] limits.burst"),
+        (
+            "[edge.listen]\nhttps = \"nowhere\"\n",
+            "[edge] listen.https",
+        ),
+        ("[edge]\nflood = 1\n", "[edge]"),
+        (
+            "[[edge.site]]\nhosts = [\"a.test\"]\nupstreams = [\"127.0.0.1:1\"]\n",
+            "sites come from apps",
+        ),
     ] {
         let path = sb.path().join("bad.toml");
         std::fs::write(&path, text).unwrap();

@@ -238,6 +238,24 @@ mod tests {
     }
 
     #[test]
+    fn a_broken_dockerignore_names_its_line_and_packs_nothing() {
+        let err = Ignore::parse("ok\n# fine\n[unclosed\n").unwrap_err();
+        assert!(
+            err.to_string().starts_with(".dockerignore line 3:"),
+            "{err}"
+        );
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("Dockerfile"), "FROM scratch\n").unwrap();
+        std::fs::write(dir.path().join(".dockerignore"), b"a\n[b\n").unwrap();
+        assert!(matches!(
+            pack(dir.path(), 1 << 20),
+            Err(ContextError::Ignore { line: 2, .. })
+        ));
+        std::fs::write(dir.path().join(".dockerignore"), [0xff, 0xfe, b'\n']).unwrap();
+        assert!(pack(dir.path(), 1 << 20).is_err(), "not UTF-8");
+    }
+
+    #[test]
     fn pack_honours_dockerignore_and_needs_a_dockerfile() {
         let dir = tempfile::tempdir().unwrap();
         let err = pack(dir.path(), 1 << 20).unwrap_err();
