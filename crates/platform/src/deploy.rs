@@ -22,6 +22,7 @@ use rampart_runtime::{
     LABEL_APP, LABEL_INSTALLATION, LABEL_RELEASE, Limits, LogQuery, Replica, ReplicaSpec,
 };
 use rampart_store::{AppRow, NewRelease, ReleaseRow};
+use time::format_description::well_known::Rfc3339;
 use tokio::sync::mpsc::UnboundedSender;
 
 use crate::controller::{Engine, HEALTH_POLL, Served, probe, release_of};
@@ -64,6 +65,113 @@ pub fn check_image_reference(reference: &str) -> Result<(), Error> {
         Err(Error::Invalid(format!(
             "{reference:?} is not an image reference such as name:tag or sha256:…"
         )))
+    }
+}
+
+fn line_view(replica: &str, line: rampart_runtime::LogLine) -> wire::LogLine {
+    wire::LogLine {
+        replica: replica.to_owned(),
+        stream: line.stream.to_owned(),
+        line: line.text,
+    }
+}
+
+/// Follows an app's logs across replica restarts and new replicas: a
+/// replica's stream ends when it exits; when it runs again its stream is
+/// reopened from the last line's time, and lines already sent are skipped.
+struct Follower {
+    runtime: std::sync::Arc<dyn rampart_runtime::ContainerRuntime>,
+    installation: String,
+    app: String,
+    query: LogQuery,
+    tx: tokio::sync::mpsc::Sender<wire::LogLine>,
+}
+
+impl Follower {
+    async fn run(self, first: Vec<Replica>) {
+        use std::collections::HashMap;
+        type Time = time::OffsetDateTime;
+        let mut active: HashMap<String, tokio::task::JoinHandle<Option<Time>>> = HashMap::new();
+        let mut last: HashMap<String, Time> = HashMap::new();
+        let mut replicas = first;
+        let mut initial = true;
+        loop {
+            let finished: Vec<String> = active
+                .iter()
+                .filter(|(_, task)| task.is_finished())
+                .map(|(id, _)| id.clone())
+                .collect();
+            for id in finished {
+                if let Some(task) = active.remove(&id)
+                    && let Ok(Some(time)) = task.await
+                {
+                    last.insert(id, time);
+                }
+            }
+            for replica in &replicas {
+                if active.contains_key(&replica.id) || (!initial && !replica.is_running()) {
+                    continue;
+                }
+                let after = last.get(&replica.id).copied();
+                let query = match (after, initial) {
+                    (Some(time), _) => LogQuery {
+                        since: Some(time.unix_timestamp()),
+                        tail: None,
+                        follow: true,
+                    },
+                    (None, true) => self.query,
+                    (None, false) => LogQuery {
+                        since: None,
+                        tail: None,
+                        follow: true,
+                    },
+                };
+                let stream = self.runtime.logs(&replica.id, query);
+                let tx = self.tx.clone();
+                let name = replica.name.clone();
+                let task = tokio::spawn(async move {
+                    let mut stream = stream;
+                    // Lines from before this stream opened were sent by it
+                    // (its tail) or are not wanted; a reopened stream starts
+                    // after the later of the two.
+                    let mut newest = after.max(Some(Time::now_utc()));
+                    while let Some(Ok(line)) = stream.next().await {
+                        let time = line
+                            .time
+                            .as_deref()
+                            .and_then(|t| Time::parse(t, &Rfc3339).ok());
+                        // Reopened streams start at a whole second: skip
+                        // what was sent before.
+                        if let (Some(time), Some(after)) = (time, after)
+                            && time <= after
+                        {
+                            continue;
+                        }
+                        newest = newest.max(time);
+                        if tx.send(line_view(&name, line)).await.is_err() {
+                            break;
+                        }
+                    }
+                    newest
+                });
+                active.insert(replica.id.clone(), task);
+            }
+            initial = false;
+            tokio::select! {
+                () = tokio::time::sleep(Duration::from_millis(500)) => {}
+                () = self.tx.closed() => break,
+            }
+            let labels = [
+                (LABEL_INSTALLATION, self.installation.as_str()),
+                (LABEL_APP, self.app.as_str()),
+            ];
+            if let Ok(now) = self.runtime.replicas(&labels).await {
+                replicas = now;
+            }
+        }
+        for (_, task) in active {
+            task.abort();
+        }
     }
 }
 
@@ -637,7 +745,8 @@ impl Platform {
     }
 
     /// The app's log lines: the last `tail` of each replica since `since`
-    /// (unix seconds), then, with `follow`, new lines as they come.
+    /// (unix seconds), then, with `follow`, new lines as they come, also
+    /// from replicas that restart or start later.
     pub async fn logs(
         &self,
         app: &str,
@@ -646,24 +755,33 @@ impl Platform {
         let engine = self.engine()?;
         let row = self.app_by_name(app).await?;
         let replicas = engine.replicas(Some(&row.name)).await?;
-        let streams = replicas.into_iter().map(|r| {
-            let name = r.name.clone();
-            engine
-                .runtime
-                .logs(&r.id, query)
-                .filter_map(move |line| {
-                    let name = name.clone();
-                    async move {
-                        line.ok().map(|l| wire::LogLine {
-                            replica: name,
-                            stream: l.stream.to_owned(),
-                            line: l.text,
-                        })
-                    }
-                })
-                .boxed()
-        });
-        Ok(futures::stream::select_all(streams).boxed())
+        if !query.follow {
+            let streams = replicas.iter().map(|r| {
+                let name = r.name.clone();
+                engine
+                    .runtime
+                    .logs(&r.id, query)
+                    .filter_map(move |line| {
+                        let view = line.ok().map(|l| line_view(&name, l));
+                        async move { view }
+                    })
+                    .boxed()
+            });
+            return Ok(futures::stream::select_all(streams).boxed());
+        }
+        let (tx, rx) = tokio::sync::mpsc::channel(1024);
+        let follower = Follower {
+            runtime: engine.runtime.clone(),
+            installation: engine.installation.clone(),
+            app: row.name.to_string(),
+            query,
+            tx,
+        };
+        tokio::spawn(follower.run(replicas));
+        Ok(futures::stream::unfold(rx, |mut rx| async move {
+            rx.recv().await.map(|line| (line, rx))
+        })
+        .boxed())
     }
 
     /// Removes an app's replicas and networks after the app was deleted.

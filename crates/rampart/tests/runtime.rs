@@ -765,6 +765,27 @@ fn a_crashing_replica_is_restarted_and_a_crash_loop_is_recorded() {
         .args(["deploy", "crashy", "--path"])
         .arg(&dir));
     let victim = containers("crashy")[0].clone();
+    // `logs --follow` keeps printing: the restarted replica's new lines show.
+    let mut follow = cli(&sb, &server)
+        .args(["logs", "crashy", "--follow", "--tail", "0"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let followed = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let reader = {
+        let followed = followed.clone();
+        let stdout = follow.stdout.take().unwrap();
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            for line in std::io::BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                followed.lock().unwrap().push_str(&line);
+                followed.lock().unwrap().push('\n');
+            }
+        })
+    };
+    std::thread::sleep(Duration::from_millis(500));
     let client = edge_client(&server, "crashy.localhost");
     let url = app_url(&server, "crashy.localhost");
     for round in 1..=3u64 {
@@ -788,6 +809,33 @@ fn a_crashing_replica_is_restarted_and_a_crash_loop_is_recorded() {
         let (status, body) = get(&client, &url);
         assert_eq!(status, 200, "{body}");
     }
+    eventually(
+        Duration::from_secs(20),
+        "the restarts in the followed logs",
+        || {
+            followed
+                .lock()
+                .unwrap()
+                .matches("listening on port 8080")
+                .count()
+                >= 3
+        },
+    );
+    std::thread::sleep(Duration::from_secs(1));
+    let text = followed.lock().unwrap().clone();
+    assert!(text.lines().all(|l| l.starts_with("rampart-")), "{text}");
+    assert_eq!(
+        text.matches("listening on port 8080").count(),
+        3,
+        "each restart once, no line twice: {text}"
+    );
+    assert!(
+        follow.try_wait().unwrap().is_none(),
+        "--follow keeps running"
+    );
+    let _ = follow.kill();
+    let _ = follow.wait();
+    let _ = reader.join();
     eventually(Duration::from_secs(40), "a crash_loop event", || {
         let ps = json(cli(&sb, &server).args(["ps", "crashy"]));
         ps["events"]

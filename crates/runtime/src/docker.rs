@@ -421,6 +421,7 @@ impl ContainerRuntime for Docker {
         let mut options = LogsOptionsBuilder::new()
             .stdout(true)
             .stderr(true)
+            .timestamps(true)
             .follow(query.follow);
         if let Some(since) = query.since {
             options = options.since(since.clamp(0, i64::from(i32::MAX)) as i32);
@@ -451,10 +452,20 @@ impl ContainerRuntime for Docker {
                     }
                     LogOutput::StdIn { message } => ("stdin", message),
                 };
+                let text = String::from_utf8_lossy(&bytes);
+                let text = text.trim_end();
+                // With timestamps on, every line starts with its time.
+                let (time, text) = match text.split_once(' ') {
+                    Some((time, rest)) if time.ends_with('Z') && time.len() >= 20 => {
+                        (Some(time.to_owned()), rest)
+                    }
+                    _ => (None, text),
+                };
                 Ok(LogLine {
                     replica: replica.clone(),
                     stream,
-                    text: String::from_utf8_lossy(&bytes).trim_end().to_owned(),
+                    text: text.to_owned(),
+                    time,
                 })
             })
             .boxed()

@@ -130,6 +130,8 @@ pub struct LogLine {
     pub replica: String,
     pub stream: &'static str,
     pub text: String,
+    /// When the engine received it (RFC 3339).
+    pub time: Option<String>,
 }
 
 /// What reads a replica's logs.
