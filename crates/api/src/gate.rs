@@ -2,6 +2,8 @@
 //! authenticates the caller, applies the role policy, records refused
 //! audited requests, renders error bodies and writes the request's log line.
 
+use std::net::IpAddr;
+use std::sync::Arc;
 use std::time::Instant;
 
 use axum::Json;
@@ -17,6 +19,7 @@ use rampart_core::wire::{ErrorBody, ErrorDetail};
 use crate::error::ApiError;
 use crate::policy;
 use crate::routes::{Access, AppState, access};
+use crate::serve::Peer;
 
 /// The bearer token of a request, if it sent one.
 fn bearer(request: &Request) -> Option<&str> {
@@ -41,6 +44,51 @@ fn app_of(template: &str, path: &str) -> Option<String> {
     path.split('/').nth(index).map(str::to_owned)
 }
 
+/// Failed authentications per client address. A client that keeps sending
+/// missing or bad tokens is answered 429 without an audit entry, so a flood
+/// cannot grow the audit log without bound.
+#[derive(Clone)]
+pub struct AuthFailures(Arc<Limiter>);
+
+type Limiter = governor::RateLimiter<
+    IpAddr,
+    governor::state::keyed::DefaultKeyedStateStore<IpAddr>,
+    governor::clock::DefaultClock,
+>;
+
+/// Failed authentications a client may make per minute (and at once).
+const AUTH_FAILURES_PER_MINUTE: u32 = 30;
+
+impl AuthFailures {
+    pub fn new() -> Self {
+        let n = std::num::NonZeroU32::new(AUTH_FAILURES_PER_MINUTE)
+            .unwrap_or(std::num::NonZeroU32::MIN);
+        Self(Arc::new(governor::RateLimiter::keyed(
+            governor::Quota::per_minute(n),
+        )))
+    }
+
+    /// Counts a failure; false once the client is over its quota.
+    fn admit(&self, client: IpAddr) -> bool {
+        if self.0.len() > 100_000 {
+            self.0.retain_recent();
+        }
+        self.0.check_key(&client).is_ok()
+    }
+}
+
+impl Default for AuthFailures {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl std::fmt::Debug for AuthFailures {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuthFailures").finish_non_exhaustive()
+    }
+}
+
 pub async fn gate(State(platform): State<AppState>, mut request: Request, next: Next) -> Response {
     let started = Instant::now();
     let request_id = RequestId::generate();
@@ -61,6 +109,9 @@ pub async fn gate(State(platform): State<AppState>, mut request: Request, next: 
     };
     request.extensions_mut().insert(request_id.clone());
 
+    let client = request.extensions().get::<Peer>().map(|p| p.0);
+    let failures = request.extensions().get::<AuthFailures>().cloned();
+    let mut flooding = false;
     let mut actor = String::from("anonymous");
     let response = 'handled: {
         if rule != Access::Public {
@@ -72,7 +123,20 @@ pub async fn gate(State(platform): State<AppState>, mut request: Request, next: 
             };
             let caller = match caller {
                 Ok(caller) => caller,
-                Err(error) => break 'handled error.into_response(),
+                Err(error) => {
+                    if let (Some(client), Some(failures)) = (client, &failures)
+                        && !failures.admit(client)
+                    {
+                        flooding = true;
+                        break 'handled ApiError::new(
+                            StatusCode::TOO_MANY_REQUESTS,
+                            "throttled",
+                            "too many requests without a valid token; wait a minute",
+                        )
+                        .into_response();
+                    }
+                    break 'handled error.into_response();
+                }
             };
             actor = caller.user_id.to_string();
             if let Some(action) = action
@@ -91,6 +155,7 @@ pub async fn gate(State(platform): State<AppState>, mut request: Request, next: 
     if let Some(action) = action
         && action.is_audited()
         && !status.is_success()
+        && !flooding
     {
         let outcome = match status {
             StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => Outcome::Denied,

@@ -135,5 +135,6 @@ pub fn router(platform: Arc<Platform>, max_body_bytes: usize, max_context_bytes:
         ))
         .layer(DefaultBodyLimit::max(max_body_bytes))
         .layer(axum::Extension(deploys::ContextLimit(max_context_bytes)))
+        .layer(axum::Extension(gate::AuthFailures::new()))
         .with_state(platform)
 }

@@ -411,3 +411,39 @@ fn the_api_speaks_only_tls() {
         .unwrap();
     assert_eq!(health.status, "ok");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_flood_of_bad_tokens_is_throttled_and_does_not_grow_the_audit_log() {
+    let sb = sandbox();
+    let server = sb.start(&sb.write_config("")).unwrap();
+    let owner = server.client(Some(&server.bootstrap_token()));
+    let before = owner.audit(10_000).await.unwrap().len();
+    let garbage = server.client(Some("rmp_not-a-real-token"));
+    let mut statuses = Vec::new();
+    for _ in 0..45 {
+        let (status, _) = garbage
+            .raw(
+                rampart_client::HttpMethod::POST,
+                "/api/apps",
+                Some("application/json"),
+                br#"{"name": "flood"}"#.to_vec(),
+            )
+            .await
+            .unwrap();
+        statuses.push(status.as_u16());
+    }
+    let refused = statuses.iter().filter(|s| **s == 401).count();
+    let throttled = statuses.iter().filter(|s| **s == 429).count();
+    assert_eq!(refused + throttled, 45, "{statuses:?}");
+    assert!((25..=31).contains(&refused), "{statuses:?}");
+    assert!(statuses.ends_with(&[429, 429, 429]), "{statuses:?}");
+    // Each refusal before the quota is audited; the flood beyond it is not.
+    let after = owner.audit(10_000).await.unwrap();
+    let denied = after[before..]
+        .iter()
+        .filter(|e| e.action == "app.create" && e.outcome.as_str() == "denied")
+        .count();
+    assert_eq!(denied, refused);
+    // A valid token from the same address is not affected.
+    assert!(owner.apps().await.unwrap().is_empty());
+}
