@@ -504,14 +504,45 @@ pub async fn handle_https(
     proxy(shared, limits, meta, site, pool, req).await
 }
 
+/// Whether a request asks to become a WebSocket. Only HTTP/1.1 WebSocket
+/// upgrades are passed on; other protocols (h2c above all, a request
+/// smuggling vector) are not.
+fn wants_websocket(req: &Request<Incoming>) -> bool {
+    let has_token = |name: header::HeaderName, token: &str| {
+        req.headers()
+            .get_all(name)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .any(|t| t.trim().eq_ignore_ascii_case(token))
+    };
+    req.version() == Version::HTTP_11
+        && req.method() == Method::GET
+        && has_token(header::CONNECTION, "upgrade")
+        && has_token(header::UPGRADE, "websocket")
+}
+
+/// Joins the client's upgraded connection to the replica's.
+fn tunnel(client: hyper::upgrade::OnUpgrade, upstream: hyper::upgrade::OnUpgrade) {
+    tokio::spawn(async move {
+        let (Ok(client), Ok(upstream)) = (client.await, upstream.await) else {
+            return;
+        };
+        let mut client = hyper_util::rt::TokioIo::new(client);
+        let mut upstream = hyper_util::rt::TokioIo::new(upstream);
+        let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
+    });
+}
+
 async fn proxy(
     shared: Arc<Shared>,
     limits: Arc<Limits>,
     meta: Meta,
     site: Arc<SiteSpec>,
     pool: Option<Arc<Pool>>,
-    req: Request<Incoming>,
+    mut req: Request<Incoming>,
 ) -> Response<BoxBody> {
+    let mut client_upgrade = wants_websocket(&req).then(|| hyper::upgrade::on(&mut req));
     let (mut parts, body) = req.into_parts();
     let retryable = idempotent(&parts.method) && body.is_end_stream();
     let guarded = GuardedBody {
@@ -525,6 +556,14 @@ async fn proxy(
     let mut body = Some(guarded.boxed());
 
     strip_hop_by_hop(&mut parts.headers);
+    if client_upgrade.is_some() {
+        parts
+            .headers
+            .insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+        parts
+            .headers
+            .insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+    }
     for name in [
         "x-forwarded-for",
         "x-forwarded-proto",
@@ -639,6 +678,27 @@ async fn proxy(
                 );
             }
         };
+        let mut response = response;
+        if response.status() == StatusCode::SWITCHING_PROTOCOLS
+            && let Some(client) = client_upgrade.take()
+        {
+            // The replica's connection now belongs to the tunnel; it is not
+            // returned to the pool.
+            drop(sender);
+            tunnel(client, hyper::upgrade::on(&mut response));
+            let (mut resp_parts, _) = response.into_parts();
+            strip_hop_by_hop(&mut resp_parts.headers);
+            resp_parts
+                .headers
+                .insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+            resp_parts
+                .headers
+                .insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+            secure_headers(&mut resp_parts.headers, Some(&site));
+            let status = resp_parts.status;
+            finish(&shared, meta, status, Some(upstream.addr), None, 0);
+            return Response::from_parts(resp_parts, empty_body());
+        }
         let (mut resp_parts, resp_body) = response.into_parts();
         strip_hop_by_hop(&mut resp_parts.headers);
         secure_headers(&mut resp_parts.headers, Some(&site));

@@ -95,8 +95,10 @@ impl Upstream {
             hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
                 .await
                 .map_err(std::io::Error::other)?;
+        // With upgrades, a 101 answer hands the connection to a tunnel
+        // (WebSockets) instead of closing it.
         tokio::spawn(async move {
-            let _ = connection.await;
+            let _ = connection.with_upgrades().await;
         });
         Ok((sender, false))
     }

@@ -272,3 +272,109 @@ async fn idle_connections_are_closed_and_connection_caps_hold() {
     assert_eq!(edge.status(&client, "app.localhost", "/").await, 200);
     drop(held);
 }
+
+/// A replica that answers a WebSocket upgrade with 101 and then echoes
+/// bytes, and anything else with whether it saw an Upgrade header.
+async fn upgrade_upstream() -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut stream, _)) = listener.accept().await else {
+                return;
+            };
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                let mut byte = [0u8; 1];
+                while !head.ends_with(b"\r\n\r\n") {
+                    if stream.read(&mut byte).await.unwrap_or(0) == 0 {
+                        return;
+                    }
+                    head.push(byte[0]);
+                }
+                let head = String::from_utf8_lossy(&head).to_ascii_lowercase();
+                if head.contains("upgrade: websocket") {
+                    let _ = stream
+                        .write_all(b"HTTP/1.1 101 Switching Protocols\r\nConnection: upgrade\r\nUpgrade: websocket\r\n\r\n")
+                        .await;
+                    let (mut r, mut w) = stream.split();
+                    let _ = tokio::io::copy(&mut r, &mut w).await;
+                } else {
+                    let body = if head.contains("\r\nupgrade:") {
+                        "upgrade-seen"
+                    } else {
+                        "no-upgrade"
+                    };
+                    let _ = stream
+                        .write_all(
+                            format!(
+                                "HTTP/1.1 200 OK\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                                body.len()
+                            )
+                            .as_bytes(),
+                        )
+                        .await;
+                }
+            });
+        }
+    });
+    addr
+}
+
+async fn read_head(stream: &mut TlsStream<tokio::net::TcpStream>) -> String {
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        let n = tokio::time::timeout(Duration::from_secs(5), stream.read(&mut byte))
+            .await
+            .expect("an answer within 5 s")
+            .unwrap();
+        assert!(n > 0, "closed after {:?}", String::from_utf8_lossy(&head));
+        head.push(byte[0]);
+    }
+    String::from_utf8(head).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn websockets_are_tunnelled_and_h2c_upgrades_are_not() {
+    let upstream = upgrade_upstream().await;
+    let edge = TestEdge::start("", &site(&["app.localhost"], &[upstream], "")).await;
+
+    let mut ws = tls(edge.https(), "127.0.0.1", &edge.ca, &[b"http/1.1"]).await;
+    ws.write_all(
+        b"GET /socket HTTP/1.1\r\nHost: app.localhost\r\nConnection: Upgrade\r\n\
+          Upgrade: websocket\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
+          Sec-WebSocket-Version: 13\r\n\r\n",
+    )
+    .await
+    .unwrap();
+    let head = read_head(&mut ws).await;
+    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+    assert!(
+        head.to_ascii_lowercase().contains("upgrade: websocket"),
+        "{head}"
+    );
+    for message in [&b"ping"[..], b"a longer frame of bytes \x00\x01\x02"] {
+        ws.write_all(message).await.unwrap();
+        let mut back = vec![0u8; message.len()];
+        tokio::time::timeout(Duration::from_secs(5), ws.read_exact(&mut back))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(back, message);
+    }
+
+    // An h2c upgrade is a plain request to the replica, without Upgrade.
+    let mut h2c = tls(edge.https(), "127.0.0.1", &edge.ca, &[b"http/1.1"]).await;
+    h2c.write_all(
+        b"GET / HTTP/1.1\r\nHost: app.localhost\r\nConnection: Upgrade, HTTP2-Settings\r\n\
+          Upgrade: h2c\r\nHTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA\r\n\r\n",
+    )
+    .await
+    .unwrap();
+    let head = read_head(&mut h2c).await;
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    let mut body = [0u8; 10];
+    h2c.read_exact(&mut body).await.unwrap();
+    assert_eq!(&body, b"no-upgrade");
+}
