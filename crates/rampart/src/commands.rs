@@ -221,6 +221,10 @@ pub enum EnvCommand {
         app: String,
         #[arg(required = true, value_name = "NAME=VALUE")]
         pairs: Vec<String>,
+        /// Roll the replicas now (zero downtime) so they see the change;
+        /// otherwise it applies with the next deploy.
+        #[arg(long)]
+        restart: bool,
         #[command(flatten)]
         conn: Connection,
     },
@@ -229,6 +233,9 @@ pub enum EnvCommand {
         app: String,
         #[arg(required = true, value_name = "NAME")]
         names: Vec<String>,
+        /// Roll the replicas now (zero downtime) so they see the change.
+        #[arg(long)]
+        restart: bool,
         #[command(flatten)]
         conn: Connection,
     },
@@ -277,16 +284,33 @@ fn parse_pairs(pairs: Vec<String>) -> anyhow::Result<BTreeMap<String, String>> {
 
 pub async fn env(cmd: EnvCommand) -> anyhow::Result<()> {
     match cmd {
-        EnvCommand::Set { app, pairs, conn } => {
+        EnvCommand::Set {
+            app,
+            pairs,
+            restart,
+            conn,
+        } => {
             let client = credentials::client(&conn)?;
             let vars = parse_pairs(pairs)?;
             let names: Vec<String> = vars.keys().cloned().collect();
             client.set_env(&app, vars).await?;
             println!("Set {} on {app}", names.join(", "));
+            if restart {
+                crate::deploy_cmd::restart(&client, &app).await?;
+            }
         }
-        EnvCommand::Unset { app, names, conn } => {
-            credentials::client(&conn)?.unset_env(&app, &names).await?;
+        EnvCommand::Unset {
+            app,
+            names,
+            restart,
+            conn,
+        } => {
+            let client = credentials::client(&conn)?;
+            client.unset_env(&app, &names).await?;
             println!("Removed {} from {app}", names.join(", "));
+            if restart {
+                crate::deploy_cmd::restart(&client, &app).await?;
+            }
         }
         EnvCommand::List {
             app,

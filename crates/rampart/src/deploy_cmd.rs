@@ -198,6 +198,23 @@ pub async fn deploy(args: DeployArgs) -> anyhow::Result<()> {
     follow_deploy(&client, &args.app, what, args.json).await
 }
 
+/// Deploys the live release's image again, so its replicas pick up changed
+/// variables, with the same zero-downtime rollout as any deploy.
+pub async fn restart(client: &Client, app: &str) -> anyhow::Result<()> {
+    let live = client
+        .releases(app)
+        .await?
+        .into_iter()
+        .find(|r| r.status == rampart_core::deploy::ReleaseStatus::Live);
+    match live {
+        Some(release) => follow_deploy(client, app, Deploy::Image(release.image_id), false).await,
+        None => {
+            println!("{app} has no live release; the change applies with its first deploy");
+            Ok(())
+        }
+    }
+}
+
 pub async fn rollback(args: RollbackArgs) -> anyhow::Result<()> {
     let client = credentials::client(&args.conn)?;
     follow_deploy(&client, &args.app, Deploy::Rollback(args.to), args.json).await

@@ -257,6 +257,27 @@ fn a_deployed_app_serves_over_https_from_hardened_isolated_replicas() {
                 && containers("hard").len() == 3
         },
     );
+    // A variable set with --restart reaches new replicas at once.
+    ok(cli(&sb, &server).args(["env", "set", "hard", "GREETING=hi", "--restart"]));
+    let releases = json(cli(&sb, &server).args(["releases", "hard"]));
+    assert_eq!(releases[0]["number"], 4);
+    assert_eq!(releases[0]["status"], "live");
+    assert_eq!(releases[0]["env_names"], serde_json::json!(["GREETING"]));
+    eventually(
+        Duration::from_secs(30),
+        "replicas with the variable",
+        || {
+            let ids = containers("hard");
+            ids.len() == 3
+                && ids.iter().all(|id| {
+                    inspect(id)["Config"]["Env"]
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .any(|e| e == "GREETING=hi")
+                })
+        },
+    );
     let logs = ok(cli(&sb, &server).args(["logs", "hard", "--tail", "5"]));
     assert!(logs.contains("listening on port 8080"), "{logs}");
 
