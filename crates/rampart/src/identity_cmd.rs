@@ -245,11 +245,24 @@ pub async fn mfa(cmd: MfaCommand) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Signs out: a login session is revoked; an API token (such as the
+/// bootstrap token, which may be the owner's only way in) is only forgotten
+/// here and stays valid until `tokens revoke`.
 pub async fn logout(conn: Connection) -> anyhow::Result<()> {
-    credentials::client(&conn)?.logout().await?;
+    let client = credentials::client(&conn)?;
+    let session = client.whoami().await?.session;
+    if session {
+        client.logout().await?;
+    }
     if let Ok(dir) = credentials::dir() {
         let _ = std::fs::remove_file(dir.join("credentials.toml"));
     }
-    println!("Logged out; the token is revoked");
+    if session {
+        println!("Logged out; the session is revoked");
+    } else {
+        println!(
+            "Logged out; the API token was forgotten here and stays valid (rampart tokens revoke ID ends it)"
+        );
+    }
     Ok(())
 }

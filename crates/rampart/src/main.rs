@@ -38,7 +38,7 @@ enum Command {
     /// Sign in (email, password, code; or an API token file) and store the
     /// session the other commands use.
     Login(commands::LoginArgs),
-    /// Sign out: revoke the stored session.
+    /// Sign out: revoke the stored session and forget it.
     Logout {
         #[command(flatten)]
         conn: Connection,
@@ -49,7 +49,7 @@ enum Command {
     /// Multi-factor authentication.
     #[command(subcommand)]
     Mfa(identity_cmd::MfaCommand),
-    /// Create, list, show and delete apps.
+    /// Create, list, show, configure and delete apps.
     #[command(subcommand)]
     Apps(commands::AppsCommand),
     /// Set, unset and list an app's environment variables and secrets.

@@ -95,6 +95,15 @@ fn apps_lifecycle_through_login_and_the_cli() {
         serde_json::from_str(&ok(rampart().args(["apps", "list", "--json"]))).unwrap();
     assert_eq!(listed.as_array().unwrap().len(), 1);
 
+    // Logging out of an API-token login forgets it here but does not
+    // revoke it: the bootstrap token may be the owner's only way in.
+    let out = ok(rampart().arg("logout"));
+    assert!(out.contains("stays valid"), "{out}");
+    assert!(!stored.exists());
+    let err = fails(rampart().args(["apps", "list"]));
+    assert!(err.contains("not logged in"), "{err}");
+    ok(cli(&sb, &server, &server.bootstrap_token()).args(["apps", "list"]));
+
     let (status, _) = server.stop().unwrap();
     assert!(status.success(), "SIGTERM ends with exit 0: {status}");
 }
