@@ -38,6 +38,9 @@ hello=$(ls -t target/release/build/rampart-*/out/hello | head -1)
 cat > "$work/rampart.toml" <<TOML
 [api]
 listen = "127.0.0.1:0"
+# The bench acts as the bootstrap owner straight away.
+[auth]
+require_mfa = false
 [edge.listen]
 https = "127.0.0.1:0"
 http = "127.0.0.1:0"

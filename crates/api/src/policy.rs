@@ -39,8 +39,9 @@ pub fn allows(role: Role, action: Action) -> bool {
 pub fn decide(caller: &Caller, action: Action, app: Option<&str>) -> Result<(), String> {
     let own_account = matches!(action, Action::MfaEnroll | Action::SessionEnd);
     if caller.needs_mfa && !own_account {
+        // Only owners and admins need MFA, and both take "an".
         return Err(format!(
-            "a {} must enroll MFA before anything else: run `rampart mfa enroll`",
+            "an {} must enroll MFA before anything else: run `rampart mfa enroll`",
             caller.role
         ));
     }
