@@ -235,12 +235,20 @@ impl Platform {
             }
         }
         let labels = [(LABEL_INSTALLATION, engine.installation.as_str())];
-        for r in engine.runtime.replicas(&labels).await? {
+        let all = engine.runtime.replicas(&labels).await?;
+        for r in &all {
             if !r.label(LABEL_APP).is_some_and(|a| names.contains(a)) {
                 tracing::info!(replica = %r.name, "removing a replica of an app that no longer exists");
                 let _ = engine.runtime.remove(&r.id, Duration::from_secs(10)).await;
             }
         }
+        // Forget the restart counts of replicas that are gone.
+        let alive: HashSet<&str> = all.iter().map(|r| r.id.as_str()).collect();
+        engine
+            .restarts
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|id, _| alive.contains(id.as_str()));
         for network in engine.runtime.networks(&labels).await? {
             let app = network
                 .strip_prefix(&format!("rampart-{}-", engine.installation))
