@@ -522,6 +522,12 @@ fn wants_websocket(req: &Request<Incoming>) -> bool {
         && has_token(header::UPGRADE, "websocket")
 }
 
+/// Puts back the hop-by-hop headers a WebSocket upgrade needs.
+fn mark_websocket(headers: &mut HeaderMap) {
+    headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+    headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+}
+
 /// Joins the client's upgraded connection to the replica's.
 fn tunnel(client: hyper::upgrade::OnUpgrade, upstream: hyper::upgrade::OnUpgrade) {
     tokio::spawn(async move {
@@ -557,12 +563,7 @@ async fn proxy(
 
     strip_hop_by_hop(&mut parts.headers);
     if client_upgrade.is_some() {
-        parts
-            .headers
-            .insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
-        parts
-            .headers
-            .insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+        mark_websocket(&mut parts.headers);
     }
     for name in [
         "x-forwarded-for",
@@ -688,12 +689,7 @@ async fn proxy(
             tunnel(client, hyper::upgrade::on(&mut response));
             let (mut resp_parts, _) = response.into_parts();
             strip_hop_by_hop(&mut resp_parts.headers);
-            resp_parts
-                .headers
-                .insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
-            resp_parts
-                .headers
-                .insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+            mark_websocket(&mut resp_parts.headers);
             secure_headers(&mut resp_parts.headers, Some(&site));
             let status = resp_parts.status;
             finish(&shared, meta, status, Some(upstream.addr), None, 0);
