@@ -1,0 +1,184 @@
+//! The managed cluster against the host's real PostgreSQL: roles reach only
+//! their own database, only over TLS; dumps restore to the same fingerprint.
+
+use std::io::Write;
+use std::net::TcpListener;
+
+use rampart_services::cluster::{Access, Layout, ManagedCluster, find_bin_dir};
+use rampart_services::postgres::{Admin, Server, connect_tls};
+use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair};
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+struct Pki {
+    ca_pem: String,
+    cert_pem: String,
+    key_pem: String,
+}
+
+fn pki() -> Pki {
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca_cert = ca.self_signed(&ca_key).unwrap();
+    let key = KeyPair::generate().unwrap();
+    let leaf = CertificateParams::new(vec!["127.0.0.1".to_owned()])
+        .unwrap()
+        .signed_by(&key, &ca_cert, &ca_key)
+        .unwrap();
+    Pki {
+        ca_pem: ca_cert.pem(),
+        cert_pem: leaf.pem(),
+        key_pem: key.serialize_pem(),
+    }
+}
+
+fn url(role: &str, password: &str, port: u16, db: &str) -> tokio_postgres::Config {
+    let mut config = tokio_postgres::Config::new();
+    config
+        .host("127.0.0.1")
+        .port(port)
+        .user(role)
+        .password(password)
+        .dbname(db);
+    config
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn roles_reach_only_their_database_over_tls_and_dumps_restore_exactly() {
+    let bin = find_bin_dir().expect("PostgreSQL is installed (scripts/test installs it)");
+    let tmp = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let cluster = ManagedCluster::new(tmp.path().join("postgres"), bin.clone(), port).unwrap();
+    let pki = pki();
+    let loopback = "127.0.0.1/32".to_owned();
+    let mut layout = Layout {
+        listen: vec!["127.0.0.1".parse().unwrap()],
+        access: vec![Access {
+            database: "app_a".into(),
+            role: "app_a".into(),
+            network: loopback.clone(),
+        }],
+        cert_pem: pki.cert_pem.clone(),
+        key_pem: pki.key_pem.clone(),
+    };
+    cluster.apply(&layout).await.unwrap();
+    let admin = Admin::new(
+        Server::Socket {
+            dir: cluster.socket_dir(),
+            port,
+        },
+        bin,
+    );
+    admin
+        .create_database("app_a", "app_a", "password-of-a")
+        .await
+        .unwrap();
+    admin
+        .create_database("app_b", "app_b", "password-of-b")
+        .await
+        .unwrap();
+    layout.access.push(Access {
+        database: "app_b".into(),
+        role: "app_b".into(),
+        network: loopback,
+    });
+    cluster.apply(&layout).await.unwrap();
+
+    // Each role reaches its own database over TLS.
+    let a = connect_tls(&url("app_a", "password-of-a", port, "app_a"), &pki.ca_pem)
+        .await
+        .unwrap();
+    a.batch_execute(
+        "CREATE TABLE notes (id serial PRIMARY KEY, body text NOT NULL);
+         INSERT INTO notes (body) SELECT 'note ' || g FROM generate_series(1, 500) g;",
+    )
+    .await
+    .unwrap();
+
+    // A's credentials against B's database, and B's role with A's password.
+    let err = connect_tls(&url("app_a", "password-of-a", port, "app_b"), &pki.ca_pem)
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("pg_hba.conf"), "{err}");
+    let err = connect_tls(&url("app_b", "password-of-a", port, "app_b"), &pki.ca_pem)
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("password authentication failed"),
+        "{err}"
+    );
+    // The admin role cannot come in over TCP at all.
+    let err = connect_tls(&url("rampart", "anything", port, "postgres"), &pki.ca_pem)
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("pg_hba.conf"), "{err}");
+    // Without TLS nothing gets in, not even the right role to its database.
+    let mut plain = url("app_a", "password-of-a", port, "app_a");
+    plain.ssl_mode(tokio_postgres::config::SslMode::Disable);
+    let Err(err) = plain.connect(tokio_postgres::NoTls).await else {
+        panic!("a connection without TLS was let in");
+    };
+    let err = rampart_services::ServiceError::from(err).to_string();
+    assert!(err.contains("no encryption"), "{err}");
+    // A role cannot create databases or roles.
+    let err = a.batch_execute("CREATE DATABASE sneaky").await.unwrap_err();
+    let err = rampart_services::ServiceError::from(err).to_string();
+    assert!(err.contains("permission denied"), "{err}");
+
+    // Dump as of an exported snapshot, restore into a fresh database owned by
+    // the app's role, compare fingerprints.
+    let (holder, snapshot, sums) = admin.exported_snapshot("app_a").await.unwrap();
+    assert_eq!(sums.len(), 1);
+    assert_eq!(sums[0].table, "public.notes");
+    assert_eq!(sums[0].rows, 500);
+    // A write after the snapshot is not in the dump.
+    a.batch_execute("INSERT INTO notes (body) VALUES ('late')")
+        .await
+        .unwrap();
+    let dump = admin.dump_command("app_a", &snapshot).output().unwrap();
+    assert!(
+        dump.status.success(),
+        "{}",
+        String::from_utf8_lossy(&dump.stderr)
+    );
+    drop(holder);
+    admin.create_empty("app_a_restore", "app_a").await.unwrap();
+    let mut restore = admin
+        .restore_command("app_a_restore", "app_a")
+        .spawn()
+        .unwrap();
+    restore
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(&dump.stdout)
+        .unwrap();
+    let out = restore.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(admin.fingerprint("app_a_restore").await.unwrap(), sums);
+    assert_ne!(admin.fingerprint("app_a").await.unwrap(), sums);
+    let owner = a
+        .query_one(
+            "SELECT pg_catalog.pg_get_userbyid(relowner) FROM pg_class WHERE relname = 'notes'",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(owner.get::<_, String>(0), "app_a");
+    assert!(!admin.is_empty("app_a_restore").await.unwrap());
+    assert!(admin.is_empty("app_b").await.unwrap());
+
+    cluster.stop().await.unwrap();
+    assert!(!cluster.is_running().await);
+}
