@@ -125,7 +125,14 @@ pub fn prune(repo: &Repository) -> Result<PruneReport> {
         .into_iter()
         .filter_map(|(name, _)| Id::parse(&name))
         .collect();
-    let indexed: HashSet<Id> = index.packs().iter().map(|(id, _)| *id).collect();
+    // Packs no index knows are leftovers of interrupted backups; the packs
+    // just written hold the rewritten live blobs and are not among them.
+    let indexed: HashSet<Id> = index
+        .packs()
+        .iter()
+        .map(|(id, _)| *id)
+        .chain(written.iter().map(|p| p.id))
+        .collect();
     let orphans: Vec<(Id, u64)> = repo
         .backend()
         .list(Kind::Pack)?
