@@ -60,6 +60,12 @@ pub enum Source {
         name: String,
         reader: Box<dyn Read + Send>,
     },
+    /// Streams and folders in one snapshot, each stored under the name
+    /// given (an app's database dump beside its media, say).
+    Parts {
+        streams: Vec<(String, Box<dyn Read + Send>)>,
+        folders: Vec<(String, PathBuf)>,
+    },
 }
 
 impl std::fmt::Debug for Source {
@@ -67,6 +73,14 @@ impl std::fmt::Debug for Source {
         match self {
             Source::Paths(p) => f.debug_tuple("Paths").field(p).finish(),
             Source::Stdin { name, .. } => f.debug_struct("Stdin").field("name", name).finish(),
+            Source::Parts { streams, folders } => f
+                .debug_struct("Parts")
+                .field(
+                    "streams",
+                    &streams.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>(),
+                )
+                .field("folders", folders)
+                .finish(),
         }
     }
 }
@@ -299,6 +313,31 @@ impl Walker<'_> {
         self.store(BlobKind::Tree, json)
     }
 
+    /// Stores a stream as a file node named `name`.
+    fn stream_node(&mut self, name: String, reader: impl Read) -> Result<Node> {
+        let now = time::OffsetDateTime::now_utc();
+        let (content, size) = self.store_stream(reader)?;
+        self.summary.files += 1;
+        self.summary.bytes += size;
+        Ok(Node {
+            name,
+            name_raw: None,
+            kind: NodeKind::File,
+            mode: 0o600,
+            mtime: now.unix_timestamp(),
+            mtime_ns: now.nanosecond(),
+            uid: 0,
+            gid: 0,
+            size,
+            content,
+            subtree: None,
+            target: None,
+            target_raw: None,
+            inode: 0,
+            ctime: 0,
+        })
+    }
+
     fn store_stream(&mut self, reader: impl Read) -> Result<(Vec<Id>, u64)> {
         let mut chunker = Chunker::new(reader, &self.repo.config().chunker);
         let mut content = Vec::new();
@@ -410,6 +449,15 @@ impl Walker<'_> {
     }
 }
 
+fn check_part_name(name: &str) -> Result<()> {
+    if name.is_empty() || name.contains('/') || name == "." || name == ".." {
+        return Err(Error::Invalid(format!(
+            "{name:?} is not a usable file name in a snapshot"
+        )));
+    }
+    Ok(())
+}
+
 /// Runs a backup and writes its snapshot.
 pub fn backup(
     repo: &Repository,
@@ -436,12 +484,30 @@ pub fn backup(
             (abs, labels)
         }
         Source::Stdin { name, .. } => {
-            if name.is_empty() || name.contains('/') || name == "." || name == ".." {
-                return Err(Error::Invalid(format!(
-                    "{name:?} is not a usable file name for stdin"
-                )));
-            }
+            check_part_name(name)?;
             (Vec::new(), vec![format!("-/{name}")])
+        }
+        Source::Parts { streams, folders } => {
+            let mut names = HashSet::new();
+            let mut labels = Vec::new();
+            let mut abs = Vec::new();
+            for (name, _) in streams {
+                check_part_name(name)?;
+                if !names.insert(name.clone()) {
+                    return Err(Error::Invalid(format!("two parts are named {name:?}")));
+                }
+                labels.push(format!("-/{name}"));
+            }
+            for (name, path) in folders {
+                check_part_name(name)?;
+                if !names.insert(name.clone()) {
+                    return Err(Error::Invalid(format!("two parts are named {name:?}")));
+                }
+                let a = std::fs::canonicalize(path).map_err(|e| Error::io("find", path, e))?;
+                labels.push(format!("{name}={}", a.display()));
+                abs.push(a);
+            }
+            (abs, labels)
         }
     };
 
@@ -488,27 +554,25 @@ pub fn backup(
             }
         }
         Source::Stdin { name, reader } => {
-            let now = time::OffsetDateTime::now_utc();
-            let (content, size) = walker.store_stream(reader)?;
-            walker.summary.files += 1;
-            walker.summary.bytes += size;
-            root.nodes.push(Node {
-                name,
-                name_raw: None,
-                kind: NodeKind::File,
-                mode: 0o600,
-                mtime: now.unix_timestamp(),
-                mtime_ns: now.nanosecond(),
-                uid: 0,
-                gid: 0,
-                size,
-                content,
-                subtree: None,
-                target: None,
-                target_raw: None,
-                inode: 0,
-                ctime: 0,
-            });
+            let node = walker.stream_node(name, reader)?;
+            root.nodes.push(node);
+        }
+        Source::Parts { streams, folders } => {
+            for (name, reader) in streams {
+                let node = walker.stream_node(name, reader)?;
+                root.nodes.push(node);
+            }
+            for ((name, _), path) in folders.iter().zip(&paths) {
+                let os_name = std::ffi::OsString::from(name);
+                let prev = parent_tree.as_ref().and_then(|t| {
+                    t.nodes
+                        .iter()
+                        .find(|x| x.name == *name && x.name_raw.is_none())
+                });
+                if let Some(node) = walker.save_path(path, &os_name, prev)? {
+                    root.nodes.push(node);
+                }
+            }
         }
     }
     let tree = walker.store_tree(root)?;

@@ -646,3 +646,120 @@ fn the_in_memory_backend_behaves_like_the_folder() {
     assert_eq!(out, b"create table t();");
     assert_eq!(repo.snapshots().unwrap()[0].1.tags, ["db"]);
 }
+
+fn backup_parts(
+    repo: &Repository,
+    manifest: &str,
+    dump: &[u8],
+    media: &Path,
+) -> rampart_backup::BackupOutcome {
+    let request = BackupRequest {
+        source: Source::Parts {
+            streams: vec![
+                (
+                    "manifest.json".into(),
+                    Box::new(std::io::Cursor::new(manifest.as_bytes().to_vec())),
+                ),
+                (
+                    "database.dump".into(),
+                    Box::new(std::io::Cursor::new(dump.to_vec())),
+                ),
+            ],
+            folders: vec![("media".into(), media.to_path_buf())],
+        },
+        tags: vec!["app=blog".into()],
+    };
+    backup(repo, request, &Silent).unwrap()
+}
+
+#[test]
+fn snapshots_survive_a_prune_that_rewrites_the_packs_they_share() {
+    let work = tempfile::tempdir().unwrap();
+    let repo_dir = work.path().join("repo");
+    let media = work.path().join("media-of-blog");
+    fs::create_dir_all(media.join("img")).unwrap();
+    fs::write(media.join("img/a.bin"), vec![7u8; 100_000]).unwrap();
+    let repo = init(&repo_dir);
+    let mut dump = vec![0u8; 300_000];
+    StdRng::seed_from_u64(9).fill_bytes(&mut dump);
+    let mut ids = Vec::new();
+    for i in 0..3 {
+        ids.push(backup_parts(&repo, &format!("{{\"n\": {i}}}"), &dump, &media).id);
+    }
+    let report = check(&repo, ReadData::All).unwrap();
+    assert!(report.ok(), "before prune: {report:?}");
+    let snaps = repo.snapshots().unwrap();
+    assert_eq!(snaps.len(), 3);
+    assert_eq!(snaps[0].1.paths.len(), 3, "{:?}", snaps[0].1.paths);
+    repo.backend()
+        .delete(Kind::Snapshot, &ids[0].hex())
+        .unwrap();
+    let report = rampart_backup::prune::prune(&repo).unwrap();
+    assert!(report.packs_rewritten > 0, "{report:?}");
+
+    let repo = open(&repo_dir, b"secret").unwrap();
+    for (i, id) in ids.iter().enumerate().skip(1) {
+        let mut out = Vec::new();
+        repo.dump(&id.hex(), "manifest.json", &mut out).unwrap();
+        assert_eq!(out, format!("{{\"n\": {i}}}").as_bytes());
+        let mut out = Vec::new();
+        repo.dump(&id.hex(), "database.dump", &mut out).unwrap();
+        assert_eq!(out, dump);
+        let target = work.path().join(format!("restored-{i}"));
+        restore(&repo, &id.hex(), &target, &["media".into()], &Silent).unwrap();
+        assert_eq!(
+            fs::read(target.join("media/img/a.bin")).unwrap(),
+            vec![7u8; 100_000]
+        );
+    }
+    let report = check(&repo, ReadData::All).unwrap();
+    assert!(report.ok(), "{report:?}");
+}
+
+/// A stream that fails after some bytes, as a dump program that dies does.
+struct Failing(usize);
+
+impl std::io::Read for Failing {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if self.0 == 0 {
+            return Err(std::io::Error::other("pg_dump failed (exit status: 1)"));
+        }
+        let n = buf.len().min(self.0);
+        buf[..n].fill(1);
+        self.0 -= n;
+        Ok(n)
+    }
+}
+
+#[test]
+fn a_stream_that_fails_leaves_no_snapshot() {
+    let work = tempfile::tempdir().unwrap();
+    let repo = init(&work.path().join("repo"));
+    let request = BackupRequest {
+        source: Source::Parts {
+            streams: vec![
+                (
+                    "manifest.json".into(),
+                    Box::new(std::io::Cursor::new(b"{}".to_vec())),
+                ),
+                ("database.dump".into(), Box::new(Failing(5_000_000))),
+            ],
+            folders: vec![],
+        },
+        tags: vec![],
+    };
+    let err = backup(&repo, request, &Silent).unwrap_err();
+    assert!(err.to_string().contains("pg_dump failed"), "{err}");
+    assert!(repo.snapshots().unwrap().is_empty());
+    for bad in ["", "a/b", "..", "."] {
+        let request = BackupRequest {
+            source: Source::Parts {
+                streams: vec![(bad.into(), Box::new(std::io::Cursor::new(Vec::new())))],
+                folders: vec![],
+            },
+            tags: vec![],
+        };
+        assert!(backup(&repo, request, &Silent).is_err(), "{bad:?}");
+    }
+    assert!(repo.snapshots().unwrap().is_empty());
+}
