@@ -591,11 +591,13 @@ async fn proxy(
         parts.headers.insert(header::HOST, v);
     }
     parts.version = Version::HTTP_11;
-    let path = parts
-        .uri
-        .path_and_query()
-        .map_or("/", |p| p.as_str())
-        .to_owned();
+    // Replicas get the origin form (`/path?query`) with the Host header, as
+    // from any client; the absolute form is for proxies and many apps
+    // do not route it.
+    let origin = match parts.uri.path_and_query() {
+        Some(p) => Uri::from(p.clone()),
+        None => Uri::from_static("/"),
+    };
 
     let mut tried: Vec<SocketAddr> = Vec::new();
     let mut retried_stale = false;
@@ -605,15 +607,7 @@ async fn proxy(
             return plain(&shared, meta, &site, StatusCode::SERVICE_UNAVAILABLE, text);
         };
         tried.push(upstream.addr);
-        let Ok(uri) = format!("http://{}{}", upstream.addr, path).parse::<Uri>() else {
-            return plain(
-                &shared,
-                meta,
-                &site,
-                StatusCode::BAD_REQUEST,
-                "Bad Request\n",
-            );
-        };
+        let uri = origin.clone();
         let mut request =
             Request::from_parts(parts.clone(), body.take().unwrap_or_else(empty_body));
         *request.uri_mut() = uri;

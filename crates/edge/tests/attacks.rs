@@ -274,7 +274,8 @@ async fn idle_connections_are_closed_and_connection_caps_hold() {
 }
 
 /// A replica that answers a WebSocket upgrade with 101 and then echoes
-/// bytes, and anything else with whether it saw an Upgrade header.
+/// bytes, `/request-line` with the request line it got, and anything else
+/// with whether it saw an Upgrade header.
 async fn upgrade_upstream() -> SocketAddr {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -300,7 +301,10 @@ async fn upgrade_upstream() -> SocketAddr {
                     let (mut r, mut w) = stream.split();
                     let _ = tokio::io::copy(&mut r, &mut w).await;
                 } else {
-                    let body = if head.contains("\r\nupgrade:") {
+                    let first = head.lines().next().unwrap_or("").to_owned();
+                    let body = if first.contains("/request-line") {
+                        first.as_str()
+                    } else if head.contains("\r\nupgrade:") {
                         "upgrade-seen"
                     } else {
                         "no-upgrade"
@@ -377,4 +381,22 @@ async fn websockets_are_tunnelled_and_h2c_upgrades_are_not() {
     let mut body = [0u8; 10];
     h2c.read_exact(&mut body).await.unwrap();
     assert_eq!(&body, b"no-upgrade");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_get_requests_in_origin_form() {
+    let upstream = upgrade_upstream().await;
+    let edge = TestEdge::start("", &site(&["app.localhost"], &[upstream], "")).await;
+    let body = edge
+        .client(&["app.localhost"], None)
+        .post(edge.url("app.localhost", "/request-line?a=1&b=%20"))
+        .body("x")
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    // Lowercased by the replica above; not `post http://10.…/request-line`.
+    assert_eq!(body, "post /request-line?a=1&b=%20 http/1.1");
 }
