@@ -7,6 +7,7 @@
 //! its outcome. The OpenAPI document is generated from the handlers, so the
 //! tests that walk every route stay complete as routes are added.
 
+pub mod data;
 pub mod deploys;
 pub mod error;
 mod gate;
@@ -46,6 +47,7 @@ pub use serve::serve;
         (name = "audit", description = "The hash-chained audit log"),
         (name = "identity", description = "Sessions, invitations, users, grants and MFA"),
         (name = "deploys", description = "Releases, deploys, rollbacks, scaling, replicas and logs"),
+        (name = "data", description = "Each app's database, media and backups"),
     )
 )]
 struct ApiDoc;
@@ -101,6 +103,17 @@ fn documented_routes() -> (Router<routes::AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(users::grant, users::revoke_grant))
         .routes(routes!(users::enroll_mfa))
         .routes(routes!(users::confirm_mfa))
+        .routes(routes!(data::create_database, data::database_info))
+        .routes(routes!(data::reveal_database))
+        .routes(routes!(data::run_backup, data::list_backups))
+        .routes(routes!(data::backup_results))
+        .routes(routes!(data::verify_backup))
+        .routes(routes!(data::restore_backup))
+        .routes(routes!(
+            data::backup_schedule,
+            data::set_backup_schedule,
+            data::remove_backup_schedule
+        ))
         .split_for_parts()
 }
 

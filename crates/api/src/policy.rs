@@ -2,8 +2,9 @@
 //!
 //! Roles: owners and admins may do everything the API offers (only owners
 //! manage owners, which the operations check against their target);
-//! developers deploy, configure, set variables and read logs of the apps
-//! granted to them; viewers only read. Three more rules apply on top:
+//! developers deploy, configure, set variables, read logs and take backups
+//! of the apps granted to them; viewers only read. Database passwords,
+//! restores and schedules are for owners and admins. Three more rules apply on top:
 //!
 //! - an owner or admin without MFA, while `auth.require_mfa` holds, may
 //!   only enroll (and sign out);
@@ -27,10 +28,16 @@ pub fn allows(role: Role, action: Action) -> bool {
                 | AppConfigure
                 | RuntimeRead
                 | LogsRead
+                | DatabaseRead
+                | BackupRun
+                | BackupRead
                 | MfaEnroll
                 | SessionEnd
         ),
-        Role::Viewer => matches!(action, AppRead | RuntimeRead | MfaEnroll | SessionEnd),
+        Role::Viewer => matches!(
+            action,
+            AppRead | RuntimeRead | DatabaseRead | BackupRead | MfaEnroll | SessionEnd
+        ),
     }
 }
 

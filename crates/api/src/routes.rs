@@ -72,6 +72,18 @@ pub fn access(method: &Method, path: &str) -> Option<Access> {
             UserGrant
         }
         ("POST", "/api/mfa/enroll") | ("POST", "/api/mfa/confirm") => MfaEnroll,
+        ("POST", "/api/apps/{app}/database") => DatabaseCreate,
+        ("GET", "/api/apps/{app}/database") => DatabaseRead,
+        ("POST", "/api/apps/{app}/database/reveal") => DatabaseReveal,
+        ("POST", "/api/apps/{app}/backups") | ("POST", "/api/apps/{app}/backups/verify") => {
+            BackupRun
+        }
+        ("GET", "/api/apps/{app}/backups")
+        | ("GET", "/api/apps/{app}/backups/results")
+        | ("GET", "/api/apps/{app}/backup-schedule") => BackupRead,
+        ("POST", "/api/apps/{app}/backups/{snapshot}/restore") => BackupRestore,
+        ("PUT", "/api/apps/{app}/backup-schedule")
+        | ("DELETE", "/api/apps/{app}/backup-schedule") => BackupSchedule,
         _ => return None,
     };
     Some(Access::Action(action))
@@ -198,7 +210,7 @@ pub async fn show_app(
     Ok(Json(p.app(&app).await?))
 }
 
-/// Deletes an app with its variables.
+/// Deletes an app with its variables, database and media.
 #[utoipa::path(delete, path = "/api/apps/{app}", tag = "apps", security(("bearer" = [])),
     params(("app" = String, Path, description = "App name")),
     responses((status = 204), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),

@@ -155,10 +155,28 @@ impl Client {
         body: Option<&B>,
     ) -> Result<T, ClientError> {
         let bytes = self.send(method, path, body).await?;
-        serde_json::from_slice(&bytes).map_err(|e| ClientError::Protocol {
+        self.decode(&bytes)
+    }
+
+    fn decode<T: DeserializeOwned>(&self, bytes: &[u8]) -> Result<T, ClientError> {
+        serde_json::from_slice(bytes).map_err(|e| ClientError::Protocol {
             server: self.base.clone(),
             detail: e.to_string(),
         })
+    }
+
+    /// A call that may take as long as the work it asks for (a backup or a
+    /// restore of a large app).
+    async fn call_long<B: Serialize, T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&B>,
+    ) -> Result<T, ClientError> {
+        let bytes = self
+            .send_timed(method, path, body, Some(STREAM_TIMEOUT))
+            .await?;
+        self.decode(&bytes)
     }
 
     async fn send<B: Serialize>(
@@ -167,7 +185,20 @@ impl Client {
         path: &str,
         body: Option<&B>,
     ) -> Result<Vec<u8>, ClientError> {
+        self.send_timed(method, path, body, None).await
+    }
+
+    async fn send_timed<B: Serialize>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&B>,
+        timeout: Option<Duration>,
+    ) -> Result<Vec<u8>, ClientError> {
         let mut request = self.http.request(method, format!("{}{path}", self.base));
+        if let Some(timeout) = timeout {
+            request = request.timeout(timeout);
+        }
         if let Some(token) = &self.token {
             request = request.bearer_auth(token);
         }
@@ -268,6 +299,102 @@ impl Client {
             Some(&body),
         )
         .await
+    }
+
+    pub async fn create_database(&self, app: &str) -> Result<wire::DatabaseInfo, ClientError> {
+        self.call::<(), _>(
+            Method::POST,
+            &format!("/api/apps/{}/database", segment(app)),
+            None,
+        )
+        .await
+    }
+
+    pub async fn database(&self, app: &str) -> Result<wire::DatabaseInfo, ClientError> {
+        self.get(&format!("/api/apps/{}/database", segment(app)))
+            .await
+    }
+
+    pub async fn reveal_database(&self, app: &str) -> Result<wire::DatabaseInfo, ClientError> {
+        self.call::<(), _>(
+            Method::POST,
+            &format!("/api/apps/{}/database/reveal", segment(app)),
+            None,
+        )
+        .await
+    }
+
+    pub async fn run_backup(&self, app: &str) -> Result<wire::BackupRecord, ClientError> {
+        self.call_long::<(), _>(
+            Method::POST,
+            &format!("/api/apps/{}/backups", segment(app)),
+            None,
+        )
+        .await
+    }
+
+    pub async fn backups(&self, app: &str) -> Result<Vec<wire::BackupSnapshot>, ClientError> {
+        self.get(&format!("/api/apps/{}/backups", segment(app)))
+            .await
+    }
+
+    pub async fn backup_results(&self, app: &str) -> Result<Vec<wire::BackupRecord>, ClientError> {
+        self.get(&format!("/api/apps/{}/backups/results", segment(app)))
+            .await
+    }
+
+    pub async fn verify_backup(
+        &self,
+        app: &str,
+        snapshot: Option<String>,
+    ) -> Result<wire::BackupRecord, ClientError> {
+        self.call_long(
+            Method::POST,
+            &format!("/api/apps/{}/backups/verify", segment(app)),
+            Some(&wire::VerifyBackup { snapshot }),
+        )
+        .await
+    }
+
+    pub async fn restore_backup(
+        &self,
+        app: &str,
+        snapshot: &str,
+        request: &wire::RestoreBackup,
+    ) -> Result<wire::RestoredBackup, ClientError> {
+        self.call_long(
+            Method::POST,
+            &format!(
+                "/api/apps/{}/backups/{}/restore",
+                segment(app),
+                segment(snapshot)
+            ),
+            Some(request),
+        )
+        .await
+    }
+
+    pub async fn backup_schedule(&self, app: &str) -> Result<wire::BackupSchedule, ClientError> {
+        self.get(&format!("/api/apps/{}/backup-schedule", segment(app)))
+            .await
+    }
+
+    pub async fn set_backup_schedule(
+        &self,
+        app: &str,
+        request: &wire::SetBackupSchedule,
+    ) -> Result<wire::BackupSchedule, ClientError> {
+        self.call(
+            Method::PUT,
+            &format!("/api/apps/{}/backup-schedule", segment(app)),
+            Some(request),
+        )
+        .await
+    }
+
+    pub async fn remove_backup_schedule(&self, app: &str) -> Result<(), ClientError> {
+        self.delete(&format!("/api/apps/{}/backup-schedule", segment(app)))
+            .await
     }
 
     pub async fn tokens(&self) -> Result<Vec<wire::TokenInfo>, ClientError> {

@@ -48,12 +48,26 @@ pub enum Action {
     SessionEnd,
     /// Set one's password from an invitation.
     InvitationAccept,
+    /// Create an app's database.
+    DatabaseCreate,
+    /// Read where an app's database is (not its password).
+    DatabaseRead,
+    /// Read an app's database password in clear text.
+    DatabaseReveal,
+    /// Take a backup of an app, or test-restore one.
+    BackupRun,
+    /// List an app's snapshots, schedule and backup results.
+    BackupRead,
+    /// Restore a snapshot over an app's data.
+    BackupRestore,
+    /// Set or remove an app's backup schedule.
+    BackupSchedule,
     /// First start: the owner and their token are created.
     Bootstrap,
 }
 
 impl Action {
-    pub const ALL: [Action; 26] = [
+    pub const ALL: [Action; 33] = [
         Action::AppRead,
         Action::AppCreate,
         Action::AppDelete,
@@ -79,6 +93,13 @@ impl Action {
         Action::SessionCreate,
         Action::SessionEnd,
         Action::InvitationAccept,
+        Action::DatabaseCreate,
+        Action::DatabaseRead,
+        Action::DatabaseReveal,
+        Action::BackupRun,
+        Action::BackupRead,
+        Action::BackupRestore,
+        Action::BackupSchedule,
         Action::Bootstrap,
     ];
 
@@ -110,6 +131,13 @@ impl Action {
             Action::SessionCreate => "session.create",
             Action::SessionEnd => "session.end",
             Action::InvitationAccept => "invitation.accept",
+            Action::DatabaseCreate => "app.database.create",
+            Action::DatabaseRead => "app.database.read",
+            Action::DatabaseReveal => "app.database.reveal",
+            Action::BackupRun => "app.backup.run",
+            Action::BackupRead => "app.backup.read",
+            Action::BackupRestore => "app.backup.restore",
+            Action::BackupSchedule => "app.backup.schedule",
             Action::Bootstrap => "system.bootstrap",
         }
     }
@@ -125,6 +153,8 @@ impl Action {
                 | Action::RuntimeRead
                 | Action::LogsRead
                 | Action::UserRead
+                | Action::DatabaseRead
+                | Action::BackupRead
         )
     }
 }

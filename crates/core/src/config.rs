@@ -59,6 +59,58 @@ struct RawConfig {
     /// Checked by the edge's own parser, which the platform hands it to.
     #[serde(default)]
     edge: toml::Table,
+    #[serde(default)]
+    postgres: RawPostgres,
+    #[serde(default)]
+    backup: RawBackup,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPostgres {
+    mode: Option<String>,
+    port: Option<u16>,
+    bin_dir: Option<PathBuf>,
+    admin_url: Option<String>,
+    ca_file: Option<PathBuf>,
+    app_host: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawBackup {
+    repository: Option<String>,
+    key_file: Option<PathBuf>,
+}
+
+/// Default port of the managed PostgreSQL cluster on app networks.
+pub const DEFAULT_POSTGRES_PORT: u16 = 6543;
+
+/// Where apps' databases live.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PostgresConfig {
+    /// A private cluster under `DATA/postgres`, run from the host's
+    /// PostgreSQL (`bin_dir`, or found under /usr/lib/postgresql).
+    Managed { port: u16, bin_dir: Option<PathBuf> },
+    /// A server run by someone else, administered through `admin_url`
+    /// over TLS verified against `ca_file`; apps reach it at `app_host`.
+    External {
+        admin_url: String,
+        ca_file: PathBuf,
+        app_host: String,
+        port: u16,
+        bin_dir: Option<PathBuf>,
+    },
+}
+
+/// The platform's backup repository.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BackupConfig {
+    /// A folder outside the data directory, or `s3://bucket/prefix`.
+    pub repository: String,
+    /// The repository's password, one line; created with the repository
+    /// when both are missing.
+    pub key_file: PathBuf,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -111,6 +163,9 @@ pub struct Config {
     /// The `[edge]` table: the edge's listeners, TLS/ACME settings and
     /// limits, under the same names as in `edge.toml`. The edge validates it.
     pub edge: toml::Table,
+    pub postgres: PostgresConfig,
+    /// `None` until `[backup]` names a repository.
+    pub backup: Option<BackupConfig>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -290,7 +345,63 @@ impl Config {
             }
         }
 
+        let postgres = validate_postgres(raw.postgres)?;
+        let backup = match (raw.backup.repository, raw.backup.key_file) {
+            (None, None) => None,
+            (Some(_), None) => {
+                return Err(ConfigError::invalid(
+                    "backup.key_file",
+                    "is required with backup.repository",
+                ));
+            }
+            (None, Some(_)) => {
+                return Err(ConfigError::invalid(
+                    "backup.repository",
+                    "is required with backup.key_file",
+                ));
+            }
+            (Some(repository), Some(key_file)) => {
+                if repository.trim().is_empty() {
+                    return Err(ConfigError::invalid(
+                        "backup.repository",
+                        "must not be empty",
+                    ));
+                }
+                if repository.starts_with("s3://")
+                    && repository["s3://".len()..]
+                        .split('/')
+                        .next()
+                        .unwrap_or("")
+                        .is_empty()
+                {
+                    return Err(ConfigError::invalid(
+                        "backup.repository",
+                        format!("{repository:?} names no bucket; use s3://BUCKET/PREFIX"),
+                    ));
+                }
+                if !repository.starts_with("s3://")
+                    && !std::path::Path::new(&repository).is_absolute()
+                {
+                    return Err(ConfigError::invalid(
+                        "backup.repository",
+                        format!(
+                            "{repository:?} is neither an absolute folder nor s3://BUCKET/PREFIX"
+                        ),
+                    ));
+                }
+                if key_file.as_os_str().is_empty() {
+                    return Err(ConfigError::invalid("backup.key_file", "must not be empty"));
+                }
+                Some(BackupConfig {
+                    repository,
+                    key_file,
+                })
+            }
+        };
+
         Ok(Config {
+            postgres,
+            backup,
             data_dir: raw.data_dir,
             api: ApiConfig {
                 listen,
@@ -304,6 +415,75 @@ impl Config {
             auth,
             edge: raw.edge,
         })
+    }
+}
+
+fn validate_postgres(raw: RawPostgres) -> Result<PostgresConfig, ConfigError> {
+    let mode = raw.mode.as_deref().unwrap_or("managed");
+    if raw.port == Some(0) {
+        return Err(ConfigError::invalid("postgres.port", "0 is not a port"));
+    }
+    match mode {
+        "managed" => {
+            for (key, set) in [
+                ("postgres.admin_url", raw.admin_url.is_some()),
+                ("postgres.ca_file", raw.ca_file.is_some()),
+                ("postgres.app_host", raw.app_host.is_some()),
+            ] {
+                if set {
+                    return Err(ConfigError::invalid(
+                        key,
+                        "applies only with mode = \"external\"",
+                    ));
+                }
+            }
+            Ok(PostgresConfig::Managed {
+                port: raw.port.unwrap_or(DEFAULT_POSTGRES_PORT),
+                bin_dir: raw.bin_dir,
+            })
+        }
+        "external" => {
+            let admin_url = raw.admin_url.ok_or_else(|| {
+                ConfigError::invalid("postgres.admin_url", "is required with mode = \"external\"")
+            })?;
+            let rest = admin_url
+                .strip_prefix("postgresql://")
+                .or_else(|| admin_url.strip_prefix("postgres://"))
+                .ok_or_else(|| {
+                    ConfigError::invalid(
+                        "postgres.admin_url",
+                        "must be a URL such as postgresql://admin:secret@db.example.com:5432/postgres",
+                    )
+                })?;
+            let authority = rest.split(['/', '?']).next().unwrap_or("");
+            let host_port = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+            let (url_host, url_port) = match host_port.rsplit_once(':') {
+                Some((h, p)) if !h.ends_with(']') || h.starts_with('[') => {
+                    (h.to_owned(), p.parse::<u16>().ok())
+                }
+                _ => (host_port.to_owned(), None),
+            };
+            if url_host.is_empty() {
+                return Err(ConfigError::invalid("postgres.admin_url", "names no host"));
+            }
+            let ca_file = raw.ca_file.ok_or_else(|| {
+                ConfigError::invalid(
+                    "postgres.ca_file",
+                    "is required with mode = \"external\": the CA that signed the server's certificate",
+                )
+            })?;
+            Ok(PostgresConfig::External {
+                app_host: raw.app_host.unwrap_or(url_host),
+                port: raw.port.or(url_port).unwrap_or(5432),
+                admin_url,
+                ca_file,
+                bin_dir: raw.bin_dir,
+            })
+        }
+        other => Err(ConfigError::invalid(
+            "postgres.mode",
+            format!("{other:?} is not one of managed, external"),
+        )),
     }
 }
 
@@ -344,6 +524,39 @@ mod tests {
     }
 
     #[test]
+    fn postgres_and_backup_sections_parse() {
+        let config = Config::from_toml("").unwrap();
+        assert_eq!(
+            config.postgres,
+            PostgresConfig::Managed {
+                port: DEFAULT_POSTGRES_PORT,
+                bin_dir: None
+            }
+        );
+        assert_eq!(config.backup, None);
+        let config = Config::from_toml(
+            r#"
+            [postgres]
+            mode = "external"
+            admin_url = "postgresql://admin:pw@db.internal:5433/postgres"
+            ca_file = "/etc/db-ca.pem"
+            [backup]
+            repository = "s3://backups/rampart"
+            key_file = "/etc/rampart/backup.key"
+            "#,
+        )
+        .unwrap();
+        match config.postgres {
+            PostgresConfig::External { app_host, port, .. } => {
+                assert_eq!(app_host, "db.internal");
+                assert_eq!(port, 5433);
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(config.backup.unwrap().repository, "s3://backups/rampart");
+    }
+
+    #[test]
     fn unknown_keys_are_named() {
         let err = Config::from_toml("[api]\nlisten = \"127.0.0.1:1\"\nlisen = 1\n").unwrap_err();
         let text = err.to_string();
@@ -371,6 +584,31 @@ mod tests {
                 "bootstrap.owner_email",
             ),
             ("data_dir = \"\"", "data_dir"),
+            ("[postgres]\nmode = \"cloud\"", "postgres.mode"),
+            ("[postgres]\nport = 0", "postgres.port"),
+            (
+                "[postgres]\nadmin_url = \"postgresql://a@b/c\"",
+                "postgres.admin_url",
+            ),
+            ("[postgres]\nmode = \"external\"", "postgres.admin_url"),
+            (
+                "[postgres]\nmode = \"external\"\nadmin_url = \"mysql://x\"",
+                "postgres.admin_url",
+            ),
+            (
+                "[postgres]\nmode = \"external\"\nadmin_url = \"postgresql://a@db/x\"",
+                "postgres.ca_file",
+            ),
+            ("[backup]\nrepository = \"/srv/b\"", "backup.key_file"),
+            ("[backup]\nkey_file = \"/k\"", "backup.repository"),
+            (
+                "[backup]\nrepository = \"relative\"\nkey_file = \"/k\"",
+                "backup.repository",
+            ),
+            (
+                "[backup]\nrepository = \"s3:///x\"\nkey_file = \"/k\"",
+                "backup.repository",
+            ),
         ];
         for (text, key) in cases {
             let err = Config::from_toml(text).unwrap_err();

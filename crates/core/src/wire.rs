@@ -22,6 +22,9 @@ pub struct CreateApp {
     /// Host names the app is served on; `NAME.localhost` when omitted.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub domains: Option<Vec<String>>,
+    /// Create the app's database with it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub with_db: bool,
 }
 
 /// An app as the API shows it.
@@ -413,4 +416,187 @@ pub struct UserExport {
     pub invitations: Vec<InvitationInfo>,
     /// Audit entries the user is the actor of.
     pub audit: Vec<AuditEntry>,
+}
+
+/// An app's database. The password and URL appear only in the answer to
+/// `POST /api/apps/{app}/database/reveal`, which is audited.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct DatabaseInfo {
+    pub app: String,
+    /// The address replicas connect to.
+    pub host: String,
+    pub port: u16,
+    pub database: String,
+    pub user: String,
+    /// TLS is required; replicas find the CA to verify the server with here.
+    pub ca_path: String,
+    pub created_at: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password: Option<String>,
+    /// `DATABASE_URL` as the replicas get it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+}
+
+/// A snapshot of an app in the platform's backup repository.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct BackupSnapshot {
+    /// The snapshot id (hex); any unique prefix names it.
+    pub id: String,
+    pub time: String,
+    pub app: String,
+    /// The release that was live when it was taken.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub release: Option<u64>,
+    /// `manual`, `scheduled` or `safety` (taken before a forced restore).
+    pub reason: String,
+    /// Bytes of database dump and media.
+    pub bytes: u64,
+    pub tables: u32,
+    pub rows: u64,
+    pub media_files: u32,
+}
+
+/// What a backup, retention run, test restore or restore did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct BackupRecord {
+    pub app: String,
+    /// `backup`, `retention`, `verify` or `restore`.
+    pub kind: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub snapshot: Option<String>,
+    pub started_at: String,
+    pub finished_at: String,
+    pub bytes: u64,
+    pub ok: bool,
+    pub detail: String,
+}
+
+/// Body of `POST /api/apps/{app}/backups/{snapshot}/restore`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RestoreBackup {
+    /// Restore into this app instead of the snapshot's own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub into: Option<String>,
+    /// Replace live data (after a safety snapshot of it).
+    #[serde(default)]
+    pub force: bool,
+}
+
+/// What a restore did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct RestoredBackup {
+    pub snapshot: String,
+    pub app: String,
+    /// The snapshot of the replaced data, taken first when `force` was given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub safety_snapshot: Option<String>,
+    pub tables: u32,
+    pub rows: u64,
+    pub media_files: u32,
+}
+
+/// Body of `PUT /api/apps/{app}/backup-schedule`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SetBackupSchedule {
+    /// How often: `30s`, `15m`, `24h`, `7d`, `daily`, `weekly`.
+    pub every: String,
+    #[serde(default)]
+    pub keep_last: u32,
+    #[serde(default)]
+    pub keep_daily: u32,
+    #[serde(default)]
+    pub keep_weekly: u32,
+    #[serde(default)]
+    pub keep_monthly: u32,
+    /// How often to test-restore the newest snapshot, in the same form as
+    /// `every`; never when omitted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verify: Option<String>,
+}
+
+/// An app's backup schedule.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct BackupSchedule {
+    pub app: String,
+    pub every_secs: u64,
+    pub keep_last: u32,
+    pub keep_daily: u32,
+    pub keep_weekly: u32,
+    pub keep_monthly: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verify_every_secs: Option<u64>,
+    pub next_backup_at: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_verify_at: Option<String>,
+}
+
+/// Body of `POST /api/apps/{app}/backups/verify`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct VerifyBackup {
+    /// The snapshot to test-restore; the newest when omitted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub snapshot: Option<String>,
+}
+
+/// Parses an interval: `N` followed by `s`, `m`, `h` or `d`, or `hourly`,
+/// `daily`, `weekly`. At least one second, at most a year.
+pub fn parse_interval(text: &str) -> Result<u64, String> {
+    let secs = match text.trim() {
+        "hourly" => 3600,
+        "daily" => 86_400,
+        "weekly" => 7 * 86_400,
+        t => {
+            let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+            let (number, unit) = t.split_at(split);
+            let n: u64 = number
+                .parse()
+                .map_err(|_| format!("{text:?} is not an interval such as 30s, 15m, 24h or 7d"))?;
+            let scale = match unit {
+                "s" => 1,
+                "m" => 60,
+                "h" => 3600,
+                "d" => 86_400,
+                _ => {
+                    return Err(format!(
+                        "{text:?} is not an interval such as 30s, 15m, 24h or 7d"
+                    ));
+                }
+            };
+            n.checked_mul(scale)
+                .ok_or_else(|| format!("{text:?} is too long"))?
+        }
+    };
+    if secs == 0 || secs > 366 * 86_400 {
+        return Err(format!("{text:?} is out of range: use 1s to 366d"));
+    }
+    Ok(secs)
+}
+
+#[cfg(test)]
+mod interval_tests {
+    use super::parse_interval;
+
+    #[test]
+    fn intervals_parse_and_bad_ones_are_named() {
+        assert_eq!(parse_interval("30s"), Ok(30));
+        assert_eq!(parse_interval("24h"), Ok(86_400));
+        assert_eq!(parse_interval("weekly"), Ok(604_800));
+        for bad in [
+            "",
+            "0s",
+            "5",
+            "h",
+            "1y",
+            "-1h",
+            "99999999999999999999d",
+            "400d",
+            "1 h",
+        ] {
+            assert!(parse_interval(bad).is_err(), "{bad:?}");
+        }
+    }
 }

@@ -394,7 +394,13 @@ impl Platform {
         }
     }
 
-    fn replica_spec(&self, engine: &Engine, app: &AppRow, run: Run<'_>) -> ReplicaSpec {
+    fn replica_spec(
+        &self,
+        engine: &Engine,
+        app: &AppRow,
+        run: Run<'_>,
+        data: &crate::data::DataMounts,
+    ) -> ReplicaSpec {
         let Run {
             release,
             image_id,
@@ -407,9 +413,12 @@ impl Platform {
         );
         let mut env: Vec<(String, String)> = env
             .iter()
-            .filter(|(k, _)| !k.starts_with("RAMPART_") && k != "PORT")
+            .filter(|(k, _)| {
+                !k.starts_with("RAMPART_") && k != "PORT" && !data.env.iter().any(|(d, _)| d == k)
+            })
             .cloned()
             .collect();
+        env.extend(data.env.iter().cloned());
         env.push(("PORT".into(), app.settings.port.to_string()));
         env.push(("RAMPART_APP".into(), app.name.to_string()));
         env.push(("RAMPART_RELEASE".into(), release.to_string()));
@@ -426,7 +435,8 @@ impl Platform {
             ]),
             limits: limits(&app.settings),
             allow_root: app.settings.allow_root,
-            media_volume: None,
+            media_volume: data.media_volume.clone(),
+            ca_volume: data.ca_volume.clone(),
         }
     }
 
@@ -447,10 +457,14 @@ impl Platform {
             .ensure_network(&engine.network(&app.name, app.settings.egress))
             .await
             .map_err(|e| e.to_string())?;
+        let data = self
+            .prepare_data(engine, app, run.image_id)
+            .await
+            .map_err(|e| format!("cannot prepare the app's data: {e}"))?;
         let mut started = Vec::new();
         let mut failure = None;
         for _ in 0..count {
-            let spec = self.replica_spec(engine, app, run);
+            let spec = self.replica_spec(engine, app, run, &data);
             match engine.runtime.start(&spec).await {
                 Ok(replica) => {
                     step(progress, format!("started replica {}", replica.name));

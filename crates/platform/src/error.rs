@@ -99,4 +99,7 @@ pub enum StartError {
     },
     #[error("{0} exists and is not a directory")]
     NotADirectory(PathBuf),
+    /// The configuration cannot work with this installation.
+    #[error("{0}")]
+    Config(String),
 }

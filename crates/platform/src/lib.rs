@@ -17,7 +17,9 @@ pub mod secrets;
 /// from it; the platform uses it for the API.
 pub use rampart_edge::pki;
 
+mod backups;
 mod controller;
+mod data;
 mod data_dir;
 pub mod deploy;
 mod error;
@@ -86,6 +88,10 @@ pub struct Platform {
     throttle: identity::Throttle,
     /// Verified against when a login names no known user.
     dummy_hash: String,
+    /// Databases and media.
+    services: data::Services,
+    /// The platform's backup repository, when configured.
+    backup: Option<rampart_core::config::BackupConfig>,
 }
 
 /// What [`Platform::open`] did on a first start.
@@ -105,6 +111,23 @@ impl Platform {
         dir: DataDir,
         config: &Config,
     ) -> Result<(Self, Option<Bootstrapped>), StartError> {
+        if let Some(backup) = &config.backup
+            && !backup.repository.starts_with("s3://")
+        {
+            let root = std::fs::canonicalize(dir.root())
+                .or_else(|_| std::path::absolute(dir.root()))
+                .unwrap_or_else(|_| dir.root().to_owned());
+            let repo = std::path::Path::new(&backup.repository);
+            let inside = |p: &std::path::Path| p.starts_with(&root) || p.starts_with(dir.root());
+            let resolved = std::fs::canonicalize(repo).unwrap_or_else(|_| repo.to_owned());
+            if inside(repo) || inside(&resolved) {
+                return Err(StartError::Config(format!(
+                    "backup.repository {} is inside the data directory {}; keep backups apart from the data they protect",
+                    repo.display(),
+                    dir.root().display()
+                )));
+            }
+        }
         dir.create()?;
         let db_path = dir.db();
         let db_existed = db_path.exists();
@@ -118,7 +141,10 @@ impl Platform {
         let store: Arc<dyn Store> = Arc::new(store);
         let ca = InternalCa::load_or_create(&dir.ca_cert(), &dir.ca_key())?;
         let head = read_head(&dir.audit_head()).map_or(0, |(seq, _)| seq);
+        let services = data::Services::new(dir.root(), &config.postgres, ca.cert_pem());
         let platform = Self {
+            services,
+            backup: config.backup.clone(),
             store,
             key,
             ca,

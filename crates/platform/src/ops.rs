@@ -69,6 +69,16 @@ pub(crate) fn random_suffix() -> String {
         .collect()
 }
 
+/// `n` random letters and digits, for keys written to files.
+pub(crate) fn random_token(n: usize) -> String {
+    use rand::Rng;
+    rand::rng()
+        .sample_iter(rand::distr::Alphanumeric)
+        .take(n)
+        .map(char::from)
+        .collect()
+}
+
 fn parse_app_name(name: &str) -> Result<AppName, Error> {
     AppName::parse(name).map_err(|e| Error::Invalid(e.to_string()))
 }
@@ -126,7 +136,7 @@ impl Platform {
         Ok(())
     }
 
-    async fn app_row(&self, name: &str) -> Result<AppRow, Error> {
+    pub(crate) async fn app_row(&self, name: &str) -> Result<AppRow, Error> {
         let name = parse_app_name(name)?;
         self.store
             .app(&name)
@@ -179,19 +189,28 @@ impl Platform {
             domains,
             created_at: Timestamp::now().to_rfc3339(),
         };
+        if request.with_db {
+            // Refused before the app exists when there is nowhere to put it.
+            self.services().admin()?;
+        }
         let record = self.record(acting, Action::AppCreate, format!("apps/{name}"));
         self.committed(self.store.create_app(&app, record).await)
             .await?;
         tracing::info!(app = %name, request_id = %acting.request_id, "app created");
+        if request.with_db {
+            self.create_database(acting, name.as_str()).await?;
+        }
         self.app(name.as_str()).await
     }
 
     pub async fn delete_app(&self, acting: Acting<'_>, name: &str) -> Result<(), Error> {
         let row = self.app_row(name).await?;
+        let db = self.store.database(&row.id).await?;
         let record = self.record(acting, Action::AppDelete, format!("apps/{}", row.name));
         self.committed(self.store.delete_app(&row.id, record).await)
             .await?;
         self.remove_app_runtime(&row.name, &row.id).await;
+        self.remove_app_data(&row.name, db).await;
         tracing::info!(app = %row.name, request_id = %acting.request_id, "app deleted");
         Ok(())
     }

@@ -113,6 +113,9 @@ pub enum AppsCommand {
         /// A domain to serve the app on (repeatable); NAME.localhost by default.
         #[arg(long = "domain")]
         domains: Vec<String>,
+        /// Create the app's PostgreSQL database with it.
+        #[arg(long)]
+        with_db: bool,
         #[arg(long)]
         json: bool,
         #[command(flatten)]
@@ -135,7 +138,7 @@ pub enum AppsCommand {
     },
     /// Show or change how an app runs (port, health check, limits, egress).
     Configure(crate::deploy_cmd::ConfigureArgs),
-    /// Delete an app with its environment.
+    /// Delete an app with its environment, database and media.
     Delete {
         name: String,
         /// Confirm without asking.
@@ -165,6 +168,7 @@ pub async fn apps(cmd: AppsCommand) -> anyhow::Result<()> {
         AppsCommand::Create {
             name,
             domains,
+            with_db,
             json,
             conn,
         } => {
@@ -172,12 +176,19 @@ pub async fn apps(cmd: AppsCommand) -> anyhow::Result<()> {
             let request = CreateApp {
                 name,
                 domains: (!domains.is_empty()).then_some(domains),
+                with_db,
             };
             let app = client.create_app(&request).await?;
             if json {
                 return output::json(&app);
             }
             println!("Created app {} at {}", app.name, app.domains.join(", "));
+            if with_db {
+                println!(
+                    "Its database is ready; replicas get DATABASE_URL at their next deploy (`rampart db info {}`)",
+                    app.name
+                );
+            }
         }
         AppsCommand::List { json, conn } => {
             let apps = credentials::client(&conn)?.apps().await?;

@@ -1,5 +1,6 @@
-//! `rampart up --demo`: deploys the sample app `hello` with two replicas
-//! and prints how to reach it.
+//! `rampart up --demo`: deploys the sample app `hello` with two replicas and
+//! its own database (when the host has PostgreSQL) and prints how to reach
+//! it.
 //!
 //! The app's static binary is built with this one (see build.rs) and packed
 //! with a Dockerfile `FROM scratch` into a build context, so the demo needs
@@ -62,10 +63,28 @@ pub async fn run(platform: &Platform, edge: SocketAddr) -> anyhow::Result<()> {
             let request = CreateApp {
                 name: APP.into(),
                 domains: None,
+                with_db: false,
             };
             platform.create_app(acting, request).await?
         }
         Err(other) => return Err(other.into()),
+    };
+    let with_db = match platform.database_info(APP).await {
+        Ok(_) => true,
+        Err(Error::NotFound(_)) => match platform.create_database(acting, APP).await {
+            Ok(db) => {
+                println!("rampart: demo: created database {} for {APP}", db.database);
+                true
+            }
+            Err(error) => {
+                println!("rampart: demo: {APP} runs without a database: {error}");
+                false
+            }
+        },
+        Err(error) => {
+            println!("rampart: demo: {APP} runs without a database: {error}");
+            false
+        }
     };
     let live = platform
         .releases(APP)
@@ -113,5 +132,13 @@ pub async fn run(platform: &Platform, edge: SocketAddr) -> anyhow::Result<()> {
         port = edge.port(),
         ip = edge.ip(),
     );
+    if with_db {
+        println!(
+            "rampart: demo: and write to its database: curl --cacert {} --resolve {host}:{port}:{ip} -d 'a note' https://{host}:{port}/notes",
+            ca.display(),
+            port = edge.port(),
+            ip = edge.ip(),
+        );
+    }
     Ok(())
 }

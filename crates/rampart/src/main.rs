@@ -3,6 +3,7 @@
 
 mod commands;
 mod credentials;
+mod data_cmd;
 mod demo;
 mod deploy_cmd;
 mod edge_cmd;
@@ -73,6 +74,12 @@ enum Command {
     Ps(deploy_cmd::AppArgs),
     /// Print an app's logs.
     Logs(deploy_cmd::LogsArgs),
+    /// An app's PostgreSQL database.
+    #[command(subcommand)]
+    Db(data_cmd::DbCommand),
+    /// Back up, list, restore and test-restore apps; schedules and retention.
+    #[command(subcommand)]
+    Backup(data_cmd::BackupCommand),
     /// The backup engine: encrypted, deduplicated repositories.
     Repo(repo_cmd::RepoArgs),
 }
@@ -135,6 +142,8 @@ fn main() -> ExitCode {
             Command::Scale(args) => deploy_cmd::scale(args).await,
             Command::Ps(args) => deploy_cmd::ps(args).await,
             Command::Logs(args) => deploy_cmd::logs(args).await,
+            Command::Db(cmd) => data_cmd::db(cmd).await,
+            Command::Backup(cmd) => data_cmd::backup(cmd).await,
             Command::Repo(_) => unreachable!("handled before the runtime starts"),
         }
     });

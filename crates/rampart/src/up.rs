@@ -33,6 +33,8 @@ pub struct UpArgs {
 
 /// How often the platform compares what runs with what should.
 const RECONCILE_EVERY: Duration = Duration::from_secs(10);
+/// How often due backups and test restores are looked for.
+const BACKUP_CHECK_EVERY: Duration = Duration::from_secs(2);
 
 /// The edge's configuration from the `[edge]` table of rampart.toml: the
 /// same keys as edge.toml, with TLS state kept in the data directory and
@@ -163,6 +165,9 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     platform.fail_interrupted_deploys().await?;
     match docker.ping().await {
         Ok(()) => {
+            if let Err(error) = platform.start_services().await {
+                eprintln!("rampart: the managed PostgreSQL cluster did not start: {error}");
+            }
             if let Err(error) = platform.reconcile().await {
                 tracing::warn!(%error, "the first reconciliation failed; will retry");
             }
@@ -174,7 +179,24 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         }
     }
     let (stop, stopped) = tokio::sync::watch::channel(false);
-    let reconciler = tokio::spawn(platform.clone().reconcile_forever(RECONCILE_EVERY, stopped));
+    let reconciler = tokio::spawn(
+        platform
+            .clone()
+            .reconcile_forever(RECONCILE_EVERY, stopped.clone()),
+    );
+    let scheduler = {
+        let platform = platform.clone();
+        let mut stopped = stopped;
+        tokio::spawn(async move {
+            loop {
+                platform.run_due_backups().await;
+                tokio::select! {
+                    _ = tokio::time::sleep(BACKUP_CHECK_EVERY) => {}
+                    _ = stopped.changed() => break,
+                }
+            }
+        })
+    };
     if args.demo {
         let platform = platform.clone();
         tokio::spawn(async move {
@@ -193,6 +215,8 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     rampart_api::serve(listener, tls, router, shutdown_signal(), DRAIN).await;
     let _ = stop.send(true);
     let _ = reconciler.await;
+    let _ = scheduler.await;
+    platform.stop_services().await;
     edge.shutdown().await;
     platform.close().await;
     println!("rampart: stopped");

@@ -121,6 +121,7 @@ async fn owners_cannot_act_until_they_enroll_mfa_through_the_cli() {
         .create_app(&wire::CreateApp {
             name: "early".into(),
             domains: None,
+            with_db: false,
         })
         .await;
     assert_eq!(status(&refused), Some(403));
@@ -169,6 +170,7 @@ async fn owners_cannot_act_until_they_enroll_mfa_through_the_cli() {
         .create_app(&wire::CreateApp {
             name: "now".into(),
             domains: None,
+            with_db: false,
         })
         .await
         .unwrap();
@@ -461,6 +463,7 @@ async fn tokens_expire_are_revoked_tampered_and_scoped() {
             .create_app(&wire::CreateApp {
                 name: app.into(),
                 domains: None,
+                with_db: false,
             })
             .await
             .unwrap();
@@ -589,6 +592,7 @@ async fn owners_are_kept_and_personal_data_is_exported_and_erased() {
         .create_app(&wire::CreateApp {
             name: "shop".into(),
             domains: None,
+            with_db: false,
         })
         .await
         .unwrap();
@@ -691,6 +695,19 @@ fn allowed(method: &str, path: &str) -> Option<&'static [Role]> {
         | ("GET", "/api/apps/{app}/ps") => ALL,
         ("PATCH", "/api/apps/{app}/settings") | ("POST", "/api/apps/{app}/scale") => BUILDERS,
         ("GET", "/api/apps/{app}/logs") => BUILDERS,
+        ("POST", "/api/apps/{app}/database") | ("POST", "/api/apps/{app}/database/reveal") => {
+            MANAGERS
+        }
+        ("GET", "/api/apps/{app}/database") => ALL,
+        ("POST", "/api/apps/{app}/backups") | ("POST", "/api/apps/{app}/backups/verify") => {
+            BUILDERS
+        }
+        ("GET", "/api/apps/{app}/backups")
+        | ("GET", "/api/apps/{app}/backups/results")
+        | ("GET", "/api/apps/{app}/backup-schedule") => ALL,
+        ("POST", "/api/apps/{app}/backups/{snapshot}/restore")
+        | ("PUT", "/api/apps/{app}/backup-schedule")
+        | ("DELETE", "/api/apps/{app}/backup-schedule") => MANAGERS,
         ("DELETE", "/api/sessions/current") => ALL,
         ("POST", "/api/mfa/enroll") | ("POST", "/api/mfa/confirm") => ALL,
         ("GET", "/api/users")
@@ -714,6 +731,7 @@ async fn every_route_and_role_is_decided_as_the_table_says() {
             .create_app(&wire::CreateApp {
                 name: app.into(),
                 domains: None,
+                with_db: false,
             })
             .await
             .unwrap();

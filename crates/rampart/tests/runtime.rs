@@ -5,134 +5,16 @@
 //! Test images are built `FROM scratch` from the statically linked
 //! `examples/hello`, which build.rs compiles, so nothing is pulled.
 
-use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+mod common;
+
+use common::*;
 use rampart_testkit::{Sandbox, Server, ok, run};
 use serde_json::Value;
-
-/// The statically linked sample app.
-const HELLO: &str = concat!(env!("OUT_DIR"), "/hello");
-
-/// Edge limits high enough that a load test from one address is not shed.
-const CONFIG: &str = "[edge.limits]\nrequests_per_second = 100000\nburst = 100000\n";
-
-fn sandbox() -> Sandbox {
-    Sandbox::new(env!("CARGO_BIN_EXE_rampart"))
-}
-
-fn cli(sb: &Sandbox, server: &Server) -> Command {
-    let mut cmd = sb.command();
-    cmd.env("RAMPART_SERVER", server.url())
-        .env("RAMPART_CA", server.ca_path())
-        .env("RAMPART_TOKEN", server.bootstrap_token());
-    cmd
-}
-
-fn json(cmd: &mut Command) -> Value {
-    serde_json::from_str(&ok(cmd.arg("--json"))).expect("JSON output")
-}
-
-/// A build context: the hello binary, and a Dockerfile (`extra` lines added).
-fn context(dir: &Path, extra: &str) -> PathBuf {
-    std::fs::create_dir_all(dir).unwrap();
-    std::fs::copy(HELLO, dir.join("hello")).unwrap();
-    std::fs::write(
-        dir.join("Dockerfile"),
-        format!("FROM scratch\nCOPY hello /hello\n{extra}ENTRYPOINT [\"/hello\"]\n"),
-    )
-    .unwrap();
-    dir.to_owned()
-}
-
-fn docker(args: &[&str]) -> (i32, String, String) {
-    run(Command::new("docker").args(args))
-}
-
-/// Containers of `app` on this engine, any state, by label.
-fn containers(app_label: &str) -> Vec<String> {
-    let (_, out, _) = docker(&[
-        "ps",
-        "-aq",
-        "--no-trunc",
-        "--filter",
-        &format!("label=rampart.app={app_label}"),
-    ]);
-    out.lines().map(str::to_owned).collect()
-}
-
-fn inspect(id: &str) -> Value {
-    let (code, out, err) = docker(&["inspect", id]);
-    assert_eq!(code, 0, "{err}");
-    serde_json::from_str::<Value>(&out).unwrap()[0].clone()
-}
-
-/// Removes what a test's apps left, whatever happened.
-struct Cleanup(Vec<String>);
-
-impl Drop for Cleanup {
-    fn drop(&mut self) {
-        for app in &self.0 {
-            for id in containers(app) {
-                let _ = docker(&["rm", "-f", &id]);
-            }
-            let (_, nets, _) = docker(&[
-                "network",
-                "ls",
-                "-q",
-                "--filter",
-                &format!("label=rampart.app={app}"),
-            ]);
-            for net in nets.lines() {
-                let _ = docker(&["network", "rm", net]);
-            }
-        }
-    }
-}
-
-/// A client for apps behind the edge, trusting the platform's CA.
-fn edge_client(server: &Server, host: &str) -> reqwest::blocking::Client {
-    client_for(&server.ca_pem(), host, server.edge_addr())
-}
-
-fn client_for(ca: &[u8], host: &str, edge: SocketAddr) -> reqwest::blocking::Client {
-    let ca = reqwest::Certificate::from_pem(ca).unwrap();
-    reqwest::blocking::Client::builder()
-        .use_rustls_tls()
-        .tls_built_in_root_certs(false)
-        .add_root_certificate(ca)
-        .resolve(host, edge)
-        .timeout(Duration::from_secs(10))
-        .build()
-        .unwrap()
-}
-
-fn app_url(server: &Server, host: &str) -> String {
-    format!("https://{host}:{}/", server.edge_addr().port())
-}
-
-fn get(client: &reqwest::blocking::Client, url: &str) -> (u16, String) {
-    match client.get(url).send() {
-        Ok(r) => {
-            let status = r.status().as_u16();
-            (status, r.text().unwrap_or_default())
-        }
-        Err(e) => (0, e.to_string()),
-    }
-}
-
-/// Polls `check` until it holds or `limit` passes.
-fn eventually(limit: Duration, what: &str, mut check: impl FnMut() -> bool) {
-    let until = Instant::now() + limit;
-    while !check() {
-        assert!(Instant::now() < until, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(250));
-    }
-}
 
 #[test]
 fn a_deployed_app_serves_over_https_from_hardened_isolated_replicas() {
@@ -199,7 +81,15 @@ fn a_deployed_app_serves_over_https_from_hardened_isolated_replicas() {
         );
         assert_eq!(host_config["PublishAllPorts"], false);
         assert!(host_config["Binds"].as_array().is_none_or(|b| b.is_empty()));
-        assert!(c["Mounts"].as_array().unwrap().is_empty(), "no host mounts");
+        // No host mounts: the one mount is the app's own media volume.
+        let mounts = c["Mounts"].as_array().unwrap();
+        assert_eq!(mounts.len(), 1, "{mounts:?}");
+        assert_eq!(mounts[0]["Type"], "volume", "{mounts:?}");
+        assert_eq!(mounts[0]["Destination"], "/data/media");
+        assert!(
+            mounts[0]["Name"].as_str().unwrap().ends_with("-hard-media"),
+            "{mounts:?}"
+        );
         let ports = &c["NetworkSettings"]["Ports"];
         assert!(
             ports
@@ -904,6 +794,14 @@ fn the_demo_prints_a_curl_line_that_works_as_printed() {
     assert!(body.starts_with("hello from release 1 replica"), "{body}");
     let ps = json(cli(&sb, &server).args(["ps", "hello"]));
     assert_eq!(ps["replicas"].as_array().unwrap().len(), 2, "{ps}");
+    // The demo app has its own database (the tests install PostgreSQL).
+    let line = out
+        .lines()
+        .find_map(|l| l.split("write to its database: ").nth(1))
+        .unwrap_or_else(|| panic!("no database line: {out}"))
+        .to_owned();
+    let (code, body, err) = run(Command::new("sh").arg("-c").arg(&line));
+    assert_eq!((code, body.as_str()), (0, "1 notes\n"), "{line}: {err}");
 }
 
 #[test]

@@ -227,6 +227,80 @@ impl ContainerRuntime for Docker {
         }
     }
 
+    async fn network_addresses(
+        &self,
+        name: &str,
+    ) -> Result<Option<crate::NetworkAddresses>, RuntimeError> {
+        let network = match self
+            .client()
+            .await?
+            .inspect_network(
+                name,
+                None::<bollard::query_parameters::InspectNetworkOptions>,
+            )
+            .await
+        {
+            Ok(n) => n,
+            Err(e) if is_not_found(&e) => return Ok(None),
+            Err(e) => return Err(engine_error(e)),
+        };
+        let config = network
+            .ipam
+            .and_then(|ipam| ipam.config)
+            .unwrap_or_default()
+            .into_iter()
+            .find_map(|c| {
+                let subnet = c.subnet?;
+                let gateway = c.gateway?.parse().ok()?;
+                subnet.contains('.').then_some((subnet, gateway))
+            });
+        match config {
+            Some((subnet, gateway)) => Ok(Some(crate::NetworkAddresses { subnet, gateway })),
+            None => Err(RuntimeError::Engine(format!(
+                "network {name} has no IPv4 subnet and gateway"
+            ))),
+        }
+    }
+
+    async fn ensure_volume(&self, spec: &crate::VolumeSpec) -> Result<(), RuntimeError> {
+        let client = self.client().await?;
+        if client.inspect_volume(&spec.name).await.is_ok() {
+            return Ok(());
+        }
+        let request = bollard::models::VolumeCreateRequest {
+            name: Some(spec.name.clone()),
+            driver: Some("local".into()),
+            driver_opts: Some(HashMap::from([
+                ("type".to_owned(), "none".to_owned()),
+                ("o".to_owned(), "bind".to_owned()),
+                (
+                    "device".to_owned(),
+                    spec.folder.to_string_lossy().into_owned(),
+                ),
+            ])),
+            labels: Some(spec.labels.clone().into_iter().collect()),
+            ..Default::default()
+        };
+        client
+            .create_volume(request)
+            .await
+            .map(|_| ())
+            .map_err(engine_error)
+    }
+
+    async fn remove_volume(&self, name: &str) -> Result<(), RuntimeError> {
+        match self
+            .client()
+            .await?
+            .remove_volume(name, None::<bollard::query_parameters::RemoveVolumeOptions>)
+            .await
+        {
+            Ok(()) => Ok(()),
+            Err(e) if is_not_found(&e) => Ok(()),
+            Err(e) => Err(engine_error(e)),
+        }
+    }
+
     async fn remove_network(&self, name: &str) -> Result<(), RuntimeError> {
         match self.client().await?.remove_network(name).await {
             Ok(()) => Ok(()),
@@ -251,15 +325,26 @@ impl ContainerRuntime for Docker {
     async fn start(&self, spec: &ReplicaSpec) -> Result<Replica, RuntimeError> {
         let image = self.image(&spec.image).await?;
         let user = (!spec.allow_root && is_root_user(&image.user)).then(|| NOBODY.to_owned());
-        let mounts = spec.media_volume.as_ref().map(|volume| {
-            vec![Mount {
-                target: Some("/media".into()),
+        let mut mounts = Vec::new();
+        if let Some(volume) = &spec.media_volume {
+            mounts.push(Mount {
+                target: Some(crate::MEDIA_MOUNT.into()),
                 source: Some(volume.clone()),
                 typ: Some(MountType::VOLUME),
                 read_only: Some(false),
                 ..Default::default()
-            }]
-        });
+            });
+        }
+        if let Some(volume) = &spec.ca_volume {
+            mounts.push(Mount {
+                target: Some(crate::CA_MOUNT.into()),
+                source: Some(volume.clone()),
+                typ: Some(MountType::VOLUME),
+                read_only: Some(true),
+                ..Default::default()
+            });
+        }
+        let mounts = (!mounts.is_empty()).then_some(mounts);
         let host_config = HostConfig {
             cap_drop: Some(vec!["ALL".into()]),
             security_opt: Some(vec!["no-new-privileges:true".into()]),

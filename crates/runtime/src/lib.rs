@@ -85,8 +85,54 @@ pub struct ReplicaSpec {
     /// Run as the image's root user; otherwise a root image runs as
     /// nobody (65534).
     pub allow_root: bool,
-    /// A named volume mounted at `/media` (the app's media storage).
+    /// A named volume mounted read-write at `/data/media` (the app's media
+    /// storage).
     pub media_volume: Option<String>,
+    /// A named volume mounted read-only at `/etc/rampart` (the internal
+    /// CA certificate, for TLS to the app's database).
+    pub ca_volume: Option<String>,
+}
+
+/// Where replicas find their media volume and the platform's CA.
+pub const MEDIA_MOUNT: &str = "/data/media";
+pub const CA_MOUNT: &str = "/etc/rampart";
+
+/// A named volume whose data lives in a folder the platform manages (the
+/// local driver, bound to `folder`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VolumeSpec {
+    pub name: String,
+    pub folder: std::path::PathBuf,
+    pub labels: BTreeMap<String, String>,
+}
+
+/// An app network's addresses.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NetworkAddresses {
+    /// CIDR, such as `172.18.0.0/16`.
+    pub subnet: String,
+    /// The host's address on the network.
+    pub gateway: std::net::IpAddr,
+}
+
+/// The user and group a replica of an image with configured user
+/// `image_user` runs as, when numeric: nobody for a root image unless root
+/// is allowed. `None` when the image names its user (a name only the image
+/// can resolve).
+pub fn run_as(image_user: &str, allow_root: bool) -> Option<(u32, u32)> {
+    let (user, group) = match image_user.split_once(':') {
+        Some((u, g)) => (u, Some(g)),
+        None => (image_user, None),
+    };
+    if user.is_empty() || user == "0" || user == "root" {
+        return Some(if allow_root { (0, 0) } else { (65534, 65534) });
+    }
+    let uid: u32 = user.parse().ok()?;
+    let gid = match group {
+        Some(g) => g.parse().ok()?,
+        None => uid,
+    };
+    Some((uid, gid))
 }
 
 /// What the engine says about a replica.
@@ -166,6 +212,16 @@ pub trait ContainerRuntime: Send + Sync + std::fmt::Debug + 'static {
     /// Creates the network unless it exists.
     async fn ensure_network(&self, spec: &NetworkSpec) -> Result<(), RuntimeError>;
 
+    /// The subnet and gateway of a network, if it exists.
+    async fn network_addresses(&self, name: &str)
+    -> Result<Option<NetworkAddresses>, RuntimeError>;
+
+    /// Creates a volume bound to a folder, unless it exists.
+    async fn ensure_volume(&self, spec: &VolumeSpec) -> Result<(), RuntimeError>;
+
+    /// Removes a volume if it exists (its folder stays).
+    async fn remove_volume(&self, name: &str) -> Result<(), RuntimeError>;
+
     /// Removes a network; a missing one is not an error.
     async fn remove_network(&self, name: &str) -> Result<(), RuntimeError>;
 
@@ -198,5 +254,22 @@ impl Limits {
     /// Docker's NanoCpus.
     pub fn nano_cpus(&self) -> i64 {
         i64::from(self.cpu_millis) * 1_000_000
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn replicas_of_root_images_run_as_nobody_unless_root_is_allowed() {
+        for user in ["", "0", "root", "0:0", "root:root"] {
+            assert_eq!(run_as(user, false), Some((65534, 65534)), "{user:?}");
+            assert_eq!(run_as(user, true), Some((0, 0)), "{user:?}");
+        }
+        assert_eq!(run_as("1000", false), Some((1000, 1000)));
+        assert_eq!(run_as("1000:50", false), Some((1000, 50)));
+        assert_eq!(run_as("app", false), None);
+        assert_eq!(run_as("1000:staff", false), None);
     }
 }

@@ -214,18 +214,34 @@ impl ManagedCluster {
             self.own(&dir, 0o700)?;
         }
         if self.run_as.is_some() {
-            // The server's user must be able to walk down to its directory.
-            let mut parent = self.dir.parent();
-            while let Some(dir) = parent {
-                let mode = std::fs::metadata(dir)
-                    .map_err(|e| ServiceError::io("read", dir, e))?
+            // The server's user must be able to walk down to its directory:
+            // the platform's own directory is opened for traversal (not
+            // listing); any other ancestor that is closed is reported.
+            if let Some(own) = self.dir.parent() {
+                let mode = std::fs::metadata(own)
+                    .map_err(|e| ServiceError::io("read", own, e))?
                     .permissions()
                     .mode();
                 if mode & 0o001 == 0 {
-                    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(mode | 0o011))
-                        .map_err(|e| ServiceError::io("let the postgres user through", dir, e))?;
+                    std::fs::set_permissions(own, std::fs::Permissions::from_mode(mode | 0o011))
+                        .map_err(|e| ServiceError::io("let the postgres user through", own, e))?;
                 }
-                parent = dir.parent();
+                let mut parent = own.parent();
+                while let Some(dir) = parent {
+                    let mode = std::fs::metadata(dir)
+                        .map_err(|e| ServiceError::io("read", dir, e))?
+                        .permissions()
+                        .mode();
+                    if mode & 0o001 == 0 {
+                        return Err(ServiceError::Unavailable(format!(
+                            "the postgres user cannot reach {}: {} is closed to other users (mode {:o}); choose a data directory under a traversable path",
+                            self.dir.display(),
+                            dir.display(),
+                            mode & 0o777
+                        )));
+                    }
+                    parent = dir.parent();
+                }
             }
         }
         let data = self.data();

@@ -382,9 +382,9 @@ impl Admin {
         cmd
     }
 
-    /// `pg_restore` from stdin into `database`, with every object owned by
-    /// `role`, in one transaction.
-    pub fn restore_command(&self, database: &str, role: &str) -> std::process::Command {
+    /// `pg_restore` from stdin into `database`, in one transaction, with
+    /// every object owned by `role` when given (else by the admin).
+    pub fn restore_command(&self, database: &str, role: Option<&str>) -> std::process::Command {
         let mut cmd = self.tool("pg_restore", database);
         cmd.args([
             "--no-owner",
@@ -393,7 +393,7 @@ impl Admin {
             "--single-transaction",
             "--exit-on-error",
         ])
-        .arg(format!("--role={role}"))
+        .args(role.map(|r| format!("--role={r}")))
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
         .stderr(Stdio::piped());

@@ -54,8 +54,15 @@ fn url(role: &str, password: &str, port: u16, db: &str) -> tokio_postgres::Confi
 async fn roles_reach_only_their_database_over_tls_and_dumps_restore_exactly() {
     let bin = find_bin_dir().expect("PostgreSQL is installed (scripts/test installs it)");
     let tmp = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(
+        tmp.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o711),
+    )
+    .unwrap();
+    let tmp_data = tmp.path().join("data");
+    std::fs::create_dir_all(&tmp_data).unwrap();
     let port = free_port();
-    let cluster = ManagedCluster::new(tmp.path().join("postgres"), bin.clone(), port).unwrap();
+    let cluster = ManagedCluster::new(tmp_data.join("postgres"), bin.clone(), port).unwrap();
     let pki = pki();
     let loopback = "127.0.0.1/32".to_owned();
     let mut layout = Layout {
@@ -151,7 +158,7 @@ async fn roles_reach_only_their_database_over_tls_and_dumps_restore_exactly() {
     drop(holder);
     admin.create_empty("app_a_restore", "app_a").await.unwrap();
     let mut restore = admin
-        .restore_command("app_a_restore", "app_a")
+        .restore_command("app_a_restore", Some("app_a"))
         .spawn()
         .unwrap();
     restore

@@ -20,8 +20,9 @@ use rampart_core::token::TokenHash;
 use rampart_core::{AppId, AppName, EnvName, Role, TokenId, UserId};
 
 pub use model::{
-    AppEvent, AppRow, Credentials, InvitationRow, NewApp, NewInvitation, NewRelease, NewToken,
-    NewUser, ReleaseRow, SealedVar, TokenKind, TokenRow, User, UserStatus,
+    AppEvent, AppRow, BackupResult, Credentials, DatabaseRow, InvitationRow, NewApp, NewInvitation,
+    NewRelease, NewToken, NewUser, ReleaseRow, ScheduleRow, SealedVar, TokenKind, TokenRow, User,
+    UserStatus,
 };
 pub use sqlite::SqliteStore;
 
@@ -227,5 +228,33 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     async fn audit_entry(&self, seq: u64) -> Result<Option<AuditEntry>>;
 
     /// Finishes pending work and closes connections.
+    /// The database of an app, if it has one.
+    async fn database(&self, app: &AppId) -> Result<Option<DatabaseRow>>;
+    /// Every app's database.
+    async fn databases(&self) -> Result<Vec<DatabaseRow>>;
+    /// Records an app's new database (or its new password).
+    async fn put_database(&self, row: &DatabaseRow, audit: AuditRecord) -> Result<AuditEntry>;
+
+    async fn backup_schedule(&self, app: &AppId) -> Result<Option<ScheduleRow>>;
+    async fn backup_schedules(&self) -> Result<Vec<ScheduleRow>>;
+    /// Sets an app's schedule, or removes it with `None`.
+    async fn set_backup_schedule(
+        &self,
+        app: &AppId,
+        schedule: Option<&ScheduleRow>,
+        audit: AuditRecord,
+    ) -> Result<AuditEntry>;
+    /// Moves a schedule's next times on (no audit entry: the scheduler
+    /// records results instead).
+    async fn advance_backup_schedule(
+        &self,
+        app: &AppId,
+        next_backup_at: &str,
+        next_verify_at: Option<&str>,
+    ) -> Result<()>;
+    async fn add_backup_result(&self, result: &BackupResult) -> Result<()>;
+    /// The newest results of an app, oldest first.
+    async fn backup_results(&self, app: &str, limit: u32) -> Result<Vec<BackupResult>>;
+
     async fn close(&self);
 }

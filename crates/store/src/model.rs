@@ -233,3 +233,41 @@ pub struct AppEvent {
     pub kind: String,
     pub message: String,
 }
+
+/// An app's database: the database and its role share `name`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DatabaseRow {
+    pub app_id: AppId,
+    pub name: String,
+    /// Sealed with the master key.
+    pub password: Vec<u8>,
+    pub created_at: String,
+}
+
+/// When an app is backed up and test-restored, and what is kept.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScheduleRow {
+    pub app_id: AppId,
+    pub every_secs: u64,
+    pub keep_last: u32,
+    pub keep_daily: u32,
+    pub keep_weekly: u32,
+    pub keep_monthly: u32,
+    pub verify_every_secs: Option<u64>,
+    pub next_backup_at: String,
+    pub next_verify_at: Option<String>,
+}
+
+/// What one backup, retention run, test restore or restore did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BackupResult {
+    pub app: String,
+    /// `backup`, `retention`, `verify` or `restore`.
+    pub kind: String,
+    pub snapshot: Option<String>,
+    pub started_at: String,
+    pub finished_at: String,
+    pub bytes: u64,
+    pub ok: bool,
+    pub detail: String,
+}

@@ -37,6 +37,13 @@ impl Sandbox {
             .tempdir()
             .expect("cannot create a temporary directory");
         std::fs::create_dir_all(root.path().join("home")).expect("cannot create home");
+        // Traversable (not listable) by other users: the managed PostgreSQL
+        // cluster runs as the postgres user when the tests run as root.
+        std::fs::set_permissions(
+            root.path(),
+            std::os::unix::fs::PermissionsExt::from_mode(0o711),
+        )
+        .expect("cannot open the sandbox for traversal");
         Self {
             root,
             binary: binary.into(),

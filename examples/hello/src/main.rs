@@ -1,9 +1,14 @@
 //! `hello`: the sample app of Rampart's demo and tests.
 //!
-//! A small HTTP/1.1 server on the standard library alone, so that it links
-//! statically and runs in an image built `FROM scratch`. It answers:
+//! A small HTTP/1.1 server, linked statically so that it runs in an image
+//! built `FROM scratch`. It answers:
 //!
 //! - `GET /health` with `ok` (or 500 when `HELLO_HEALTH=fail`);
+//! - `POST /notes` stores the body as a row of the table `notes` in the
+//!   app's database (`DATABASE_URL`, over TLS verified against the CA its
+//!   `sslrootcert` names); `GET /notes` counts the rows;
+//! - `PUT /media/NAME` stores the body as a file in `MEDIA_ROOT`;
+//!   `GET /media/NAME` returns it;
 //! - anything else with a line naming its release and replica, taken from
 //!   `RAMPART_RELEASE` and `RAMPART_REPLICA`.
 //!
@@ -19,7 +24,7 @@ use std::time::Duration;
 
 /// Largest request head accepted.
 const MAX_HEAD: usize = 16 * 1024;
-/// Largest request body read (and discarded).
+/// Largest request body read.
 const MAX_BODY: u64 = 1024 * 1024;
 
 struct Identity {
@@ -132,11 +137,41 @@ fn serve(stream: TcpStream, identity: &Identity) -> std::io::Result<()> {
         if length > MAX_BODY {
             return respond(&mut writer, 413, "body too large\n", false);
         }
-        std::io::copy(&mut reader.by_ref().take(length), &mut std::io::sink())?;
+        let mut body = Vec::new();
+        reader.by_ref().take(length).read_to_end(&mut body)?;
         let keep = !close;
         match (method, path) {
             (_, "/health") if identity.healthy => respond(&mut writer, 200, "ok\n", keep)?,
             (_, "/health") => respond(&mut writer, 500, "unhealthy\n", keep)?,
+            ("POST", "/notes") => {
+                let text = String::from_utf8_lossy(&body).into_owned();
+                match database::add_note(&text) {
+                    Ok(n) => respond(&mut writer, 200, &format!("{n} notes\n"), keep)?,
+                    Err(e) => respond(&mut writer, 503, &format!("database: {e}\n"), keep)?,
+                }
+            }
+            ("GET", "/notes") => match database::count_notes() {
+                Ok(n) => respond(&mut writer, 200, &format!("{n} notes\n"), keep)?,
+                Err(e) => respond(&mut writer, 503, &format!("database: {e}\n"), keep)?,
+            },
+            ("PUT", p) if p.starts_with("/media/") => match media_path(p) {
+                Some(path) => match std::fs::write(&path, &body) {
+                    Ok(()) => respond(
+                        &mut writer,
+                        200,
+                        &format!("stored {} bytes\n", body.len()),
+                        keep,
+                    )?,
+                    Err(e) => respond(&mut writer, 503, &format!("media: {e}\n"), keep)?,
+                },
+                None => respond(&mut writer, 404, "no such media name\n", keep)?,
+            },
+            ("GET", p) if p.starts_with("/media/") => match media_path(p).map(std::fs::read) {
+                Some(Ok(bytes)) => {
+                    respond(&mut writer, 200, &String::from_utf8_lossy(&bytes), keep)?
+                }
+                _ => respond(&mut writer, 404, "no such media file\n", keep)?,
+            },
             ("GET" | "HEAD", _) => {
                 let body = format!(
                     "hello from release {} replica {}\n",
@@ -152,13 +187,107 @@ fn serve(stream: TcpStream, identity: &Identity) -> std::io::Result<()> {
     }
 }
 
+/// The file a `/media/NAME` path names: plain names only, inside
+/// `MEDIA_ROOT`.
+fn media_path(path: &str) -> Option<std::path::PathBuf> {
+    let name = path.strip_prefix("/media/")?;
+    let ok = !name.is_empty()
+        && !name.starts_with('.')
+        && name.len() <= 100
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-' || b == b'_');
+    let root = std::env::var_os("MEDIA_ROOT")?;
+    ok.then(|| std::path::Path::new(&root).join(name))
+}
+
+mod database {
+    //! The app's side of `DATABASE_URL`: a libpq-style URL whose
+    //! `sslmode=verify-full` and `sslrootcert` are honoured here, since the
+    //! driver takes TLS settings as code rather than URL options.
+
+    use std::sync::Arc;
+
+    use rustls_pki_types::CertificateDer;
+    use rustls_pki_types::pem::PemObject;
+
+    fn connect() -> Result<postgres::Client, String> {
+        let url =
+            std::env::var("DATABASE_URL").map_err(|_| "DATABASE_URL is not set".to_owned())?;
+        let (base, query) = url.split_once('?').unwrap_or((&url, ""));
+        let mut ca_file = None;
+        let mut kept = vec!["sslmode=require".to_owned()];
+        for pair in query.split('&').filter(|p| !p.is_empty()) {
+            match pair.split_once('=') {
+                Some(("sslrootcert", v)) => ca_file = Some(v.to_owned()),
+                Some(("sslmode", _)) => {}
+                _ => kept.push(pair.to_owned()),
+            }
+        }
+        let ca_file = ca_file.ok_or("DATABASE_URL names no sslrootcert")?;
+        let pem = std::fs::read(&ca_file).map_err(|e| format!("{ca_file}: {e}"))?;
+        let mut roots = rustls::RootCertStore::empty();
+        for cert in CertificateDer::pem_slice_iter(&pem) {
+            let cert = cert.map_err(|e| format!("{ca_file}: {e}"))?;
+            roots.add(cert).map_err(|e| format!("{ca_file}: {e}"))?;
+        }
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let tls = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|e| e.to_string())?
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        let url = format!("{base}?{}", kept.join("&"));
+        postgres::Client::connect(&url, tokio_postgres_rustls::MakeRustlsConnect::new(tls)).map_err(
+            |e| match e.as_db_error() {
+                Some(db) => db.message().to_owned(),
+                None => e.to_string(),
+            },
+        )
+    }
+
+    fn message(e: postgres::Error) -> String {
+        match e.as_db_error() {
+            Some(db) => db.message().to_owned(),
+            None => e.to_string(),
+        }
+    }
+
+    /// Stores a note; returns how many there are.
+    pub fn add_note(text: &str) -> Result<i64, String> {
+        let mut client = connect()?;
+        client
+            .batch_execute(
+                "CREATE TABLE IF NOT EXISTS notes (id bigserial PRIMARY KEY, body text NOT NULL, at timestamptz NOT NULL DEFAULT now())",
+            )
+            .map_err(message)?;
+        client
+            .execute("INSERT INTO notes (body) VALUES ($1)", &[&text])
+            .map_err(message)?;
+        count(&mut client)
+    }
+
+    pub fn count_notes() -> Result<i64, String> {
+        count(&mut connect()?)
+    }
+
+    fn count(client: &mut postgres::Client) -> Result<i64, String> {
+        let row = client
+            .query_one("SELECT count(*) FROM notes", &[])
+            .map_err(message)?;
+        Ok(row.get(0))
+    }
+}
+
 fn respond(out: &mut TcpStream, status: u16, body: &str, keep: bool) -> std::io::Result<()> {
     let reason = match status {
         200 => "OK",
+        404 => "Not Found",
         405 => "Method Not Allowed",
         411 => "Length Required",
         413 => "Content Too Large",
         431 => "Request Header Fields Too Large",
+        503 => "Service Unavailable",
         _ => "Internal Server Error",
     };
     let connection = if keep { "keep-alive" } else { "close" };

@@ -1,0 +1,159 @@
+//! Helpers shared by the tests that run apps on the real Docker engine.
+
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use rampart_testkit::{Sandbox, Server, ok, run};
+use serde_json::Value;
+
+/// The statically linked sample app.
+pub const HELLO: &str = concat!(env!("OUT_DIR"), "/hello");
+
+/// Edge limits high enough that a load test from one address is not shed.
+pub const CONFIG: &str = "[edge.limits]\nrequests_per_second = 100000\nburst = 100000\n";
+
+pub fn sandbox() -> Sandbox {
+    Sandbox::new(env!("CARGO_BIN_EXE_rampart"))
+}
+
+pub fn cli(sb: &Sandbox, server: &Server) -> Command {
+    let mut cmd = sb.command();
+    cmd.env("RAMPART_SERVER", server.url())
+        .env("RAMPART_CA", server.ca_path())
+        .env("RAMPART_TOKEN", server.bootstrap_token());
+    cmd
+}
+
+pub fn json(cmd: &mut Command) -> Value {
+    serde_json::from_str(&ok(cmd.arg("--json"))).expect("JSON output")
+}
+
+/// A build context: the hello binary, and a Dockerfile (`extra` lines added).
+pub fn context(dir: &Path, extra: &str) -> PathBuf {
+    std::fs::create_dir_all(dir).unwrap();
+    std::fs::copy(HELLO, dir.join("hello")).unwrap();
+    std::fs::write(
+        dir.join("Dockerfile"),
+        format!("FROM scratch\nCOPY hello /hello\n{extra}ENTRYPOINT [\"/hello\"]\n"),
+    )
+    .unwrap();
+    dir.to_owned()
+}
+
+pub fn docker(args: &[&str]) -> (i32, String, String) {
+    run(Command::new("docker").args(args))
+}
+
+/// Containers of `app` on this engine, any state, by label.
+pub fn containers(app_label: &str) -> Vec<String> {
+    let (_, out, _) = docker(&[
+        "ps",
+        "-aq",
+        "--no-trunc",
+        "--filter",
+        &format!("label=rampart.app={app_label}"),
+    ]);
+    out.lines().map(str::to_owned).collect()
+}
+
+pub fn inspect(id: &str) -> Value {
+    let (code, out, err) = docker(&["inspect", id]);
+    assert_eq!(code, 0, "{err}");
+    serde_json::from_str::<Value>(&out).unwrap()[0].clone()
+}
+
+/// Removes what a test's apps left, whatever happened.
+pub struct Cleanup(pub Vec<String>);
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        let mut installations = std::collections::BTreeSet::new();
+        for app in &self.0 {
+            for id in containers(app) {
+                if let Some(i) = inspect_label(&id, "rampart.installation") {
+                    installations.insert(i);
+                }
+                let _ = docker(&["rm", "-f", &id]);
+            }
+            let (_, volumes, _) = docker(&[
+                "volume",
+                "ls",
+                "-q",
+                "--filter",
+                &format!("label=rampart.app={app}"),
+            ]);
+            for volume in volumes.lines() {
+                let _ = docker(&["volume", "rm", "-f", volume]);
+            }
+            let (_, nets, _) = docker(&[
+                "network",
+                "ls",
+                "-q",
+                "--filter",
+                &format!("label=rampart.app={app}"),
+            ]);
+            for net in nets.lines() {
+                let _ = docker(&["network", "rm", net]);
+            }
+        }
+        // The installation's CA volume (shared by its apps).
+        for installation in installations {
+            let _ = docker(&["volume", "rm", "-f", &format!("rampart-{installation}-ca")]);
+        }
+    }
+}
+
+/// One label of a container, if it has it.
+pub fn inspect_label(id: &str, label: &str) -> Option<String> {
+    let (code, out, _) = docker(&[
+        "inspect",
+        "--format",
+        &format!("{{{{index .Config.Labels \"{label}\"}}}}"),
+        id,
+    ]);
+    (code == 0 && !out.trim().is_empty()).then(|| out.trim().to_owned())
+}
+
+/// A client for apps behind the edge, trusting the platform's CA.
+pub fn edge_client(server: &Server, host: &str) -> reqwest::blocking::Client {
+    client_for(&server.ca_pem(), host, server.edge_addr())
+}
+
+pub fn client_for(ca: &[u8], host: &str, edge: SocketAddr) -> reqwest::blocking::Client {
+    let ca = reqwest::Certificate::from_pem(ca).unwrap();
+    reqwest::blocking::Client::builder()
+        .use_rustls_tls()
+        .tls_built_in_root_certs(false)
+        .add_root_certificate(ca)
+        .resolve(host, edge)
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap()
+}
+
+pub fn app_url(server: &Server, host: &str) -> String {
+    format!("https://{host}:{}/", server.edge_addr().port())
+}
+
+pub fn get(client: &reqwest::blocking::Client, url: &str) -> (u16, String) {
+    match client.get(url).send() {
+        Ok(r) => {
+            let status = r.status().as_u16();
+            (status, r.text().unwrap_or_default())
+        }
+        Err(e) => (0, e.to_string()),
+    }
+}
+
+/// Polls `check` until it holds or `limit` passes.
+pub fn eventually(limit: Duration, what: &str, mut check: impl FnMut() -> bool) {
+    let until = Instant::now() + limit;
+    while !check() {
+        assert!(Instant::now() < until, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}

@@ -1,0 +1,560 @@
+//! Managed data through the real binary, the real Docker engine and the
+//! host's real PostgreSQL: each app's database and media are its own, TLS
+//! is required, and backups restore exactly; schedules, retention and test
+//! restores run by themselves and report damage.
+
+mod common;
+
+use std::net::TcpListener;
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use common::*;
+use rampart_services::cluster::find_bin_dir;
+use rampart_services::postgres::{Admin, Server as PgServer, TableSum, connect_tls};
+use rampart_testkit::{Sandbox, Server, ok, run};
+use serde_json::Value;
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A platform with a managed cluster on a free port and a backup
+/// repository beside (not inside) its data directory.
+fn start(sb: &Sandbox) -> (Server, u16) {
+    let port = free_port();
+    let config = sb.write_config(&format!(
+        "{CONFIG}[postgres]\nport = {port}\n[backup]\nrepository = \"{}\"\nkey_file = \"{}\"\n",
+        sb.path().join("backups").display(),
+        sb.path().join("backup.key").display(),
+    ));
+    (sb.start(&config).unwrap(), port)
+}
+
+fn admin(sb: &Sandbox, port: u16) -> Admin {
+    Admin::new(
+        PgServer::Socket {
+            dir: sb.data_dir().join("postgres/run"),
+            port,
+        },
+        find_bin_dir().unwrap(),
+    )
+}
+
+/// One runtime for the test binary: database connections run on it
+/// between calls.
+fn runtime() -> &'static tokio::runtime::Runtime {
+    static RUNTIME: std::sync::OnceLock<tokio::runtime::Runtime> = std::sync::OnceLock::new();
+    RUNTIME.get_or_init(|| {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap()
+    })
+}
+
+/// Connects as `role` with `password` to `database` at `host:port`, over
+/// TLS trusting the platform's CA (or without TLS).
+fn connect(
+    server: &Server,
+    host: &str,
+    port: u16,
+    role: &str,
+    password: &str,
+    database: &str,
+    tls: bool,
+) -> Result<tokio_postgres::Client, String> {
+    let mut config = tokio_postgres::Config::new();
+    config
+        .host(host)
+        .port(port)
+        .user(role)
+        .password(password)
+        .dbname(database)
+        .connect_timeout(Duration::from_secs(5));
+    let ca = String::from_utf8(server.ca_pem()).unwrap();
+    runtime().block_on(async move {
+        if tls {
+            connect_tls(&config, &ca).await.map_err(|e| e.to_string())
+        } else {
+            config.ssl_mode(tokio_postgres::config::SslMode::Disable);
+            match config.connect(tokio_postgres::NoTls).await {
+                Ok((client, connection)) => {
+                    tokio::spawn(connection);
+                    Ok(client)
+                }
+                Err(e) => Err(rampart_services::ServiceError::from(e).to_string()),
+            }
+        }
+    })
+}
+
+fn fingerprint(sb: &Sandbox, port: u16, db: &str) -> Vec<TableSum> {
+    runtime().block_on(admin(sb, port).fingerprint(db)).unwrap()
+}
+
+fn post(client: &reqwest::blocking::Client, url: &str, body: &str) -> (u16, String) {
+    let r = client.post(url).body(body.to_owned()).send().unwrap();
+    (r.status().as_u16(), r.text().unwrap_or_default())
+}
+
+fn put(client: &reqwest::blocking::Client, url: &str, body: &[u8]) -> (u16, String) {
+    let r = client.put(url).body(body.to_vec()).send().unwrap();
+    (r.status().as_u16(), r.text().unwrap_or_default())
+}
+
+/// `rampart ARGS` expected to fail: its stderr.
+fn fails(cmd: &mut Command) -> String {
+    let (code, out, err) = run(cmd);
+    assert_ne!(code, 0, "expected a failure, got: {out}");
+    err
+}
+
+fn snapshots(sb: &Sandbox, server: &Server, app: &str) -> Vec<Value> {
+    json(cli(sb, server).args(["backup", "list", app]))
+        .as_array()
+        .unwrap()
+        .clone()
+}
+
+fn files(dir: &Path) -> Vec<String> {
+    let mut out: Vec<String> = std::fs::read_dir(dir)
+        .map(|d| {
+            d.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    out.sort();
+    out
+}
+
+#[test]
+fn databases_and_media_are_each_apps_own_and_backups_restore_exactly() {
+    let sb = sandbox();
+    let _cleanup = Cleanup(vec!["blog".into(), "shop".into()]);
+    let (server, port) = start(&sb);
+    for app in ["blog", "shop"] {
+        let out = ok(cli(&sb, &server).args(["apps", "create", app, "--with-db"]));
+        assert!(out.contains("database is ready"), "{out}");
+        let dir = context(&sb.path().join(format!("ctx-{app}")), "");
+        ok(cli(&sb, &server).args(["deploy", app, "--path"]).arg(&dir));
+    }
+
+    // The app reads and writes its table and its media through the edge.
+    let blog = edge_client(&server, "blog.localhost");
+    let blog_url = app_url(&server, "blog.localhost");
+    for i in 1..=5 {
+        let (status, body) = post(&blog, &format!("{blog_url}notes"), &format!("post {i}"));
+        assert_eq!(
+            (status, body.as_str()),
+            (200, format!("{i} notes\n").as_str())
+        );
+    }
+    let logo = b"an image, byte for byte \x00\x01\x02";
+    let (status, body) = put(&blog, &format!("{blog_url}media/logo.png"), logo);
+    assert_eq!(status, 200, "{body}");
+    let shop = edge_client(&server, "shop.localhost");
+    let shop_url = app_url(&server, "shop.localhost");
+    for i in 1..=2 {
+        assert_eq!(
+            post(&shop, &format!("{shop_url}notes"), "order").0,
+            200,
+            "{i}"
+        );
+    }
+    // Media live in the app's own folder, owned by the replicas' user.
+    let media = sb.data_dir().join("media/blog");
+    assert_eq!(std::fs::read(media.join("logo.png")).unwrap(), logo);
+    assert!(files(&sb.data_dir().join("media/shop")).is_empty());
+
+    // Replicas got their URL with TLS required; the root file system stays
+    // read-only and only /data/media is mounted writable.
+    for id in containers("blog") {
+        let c = inspect(&id);
+        let env = c["Config"]["Env"].as_array().unwrap();
+        let url = env
+            .iter()
+            .filter_map(Value::as_str)
+            .find_map(|e| e.strip_prefix("DATABASE_URL="))
+            .expect("DATABASE_URL is injected");
+        assert!(url.contains("sslmode=verify-full"), "{url}");
+        assert!(env.iter().any(|e| e == "MEDIA_ROOT=/data/media"));
+        assert_eq!(c["HostConfig"]["ReadonlyRootfs"], true);
+        let mounts = c["Mounts"].as_array().unwrap();
+        let writable: Vec<&str> = mounts
+            .iter()
+            .filter(|m| m["RW"] == true)
+            .map(|m| m["Destination"].as_str().unwrap())
+            .collect();
+        assert_eq!(writable, ["/data/media"], "{mounts:?}");
+    }
+
+    // Database info: no password unless revealed, and the reveal is audited.
+    let info = json(cli(&sb, &server).args(["db", "info", "blog"]));
+    assert!(info.get("password").is_none(), "{info}");
+    let blog_db = json(cli(&sb, &server).args(["db", "info", "blog", "--reveal"]));
+    let shop_db = json(cli(&sb, &server).args(["db", "info", "shop", "--reveal"]));
+    let audit = ok(cli(&sb, &server).args(["audit", "list"]));
+    assert!(audit.contains("app.database.reveal"), "{audit}");
+    let s = |v: &Value, k: &str| v[k].as_str().unwrap().to_owned();
+    let (blog_host, blog_pw) = (s(&blog_db, "host"), s(&blog_db, "password"));
+    let (shop_host, shop_pw) = (s(&shop_db, "host"), s(&shop_db, "password"));
+    assert_ne!(blog_host, shop_host, "each app has its own network");
+
+    // Each role reaches its own database over TLS from its own network (the
+    // host's address on that network is inside it) …
+    let c = connect(
+        &server, &blog_host, port, "app_blog", &blog_pw, "app_blog", true,
+    )
+    .unwrap();
+    let rows = runtime()
+        .block_on(c.query_one("SELECT count(*) FROM notes", &[]))
+        .unwrap();
+    assert_eq!(rows.get::<_, i64>(0), 5);
+    // … and nothing else: not the other app's database, not from the other
+    // app's network, not the admin, not without TLS.
+    let refused = [
+        connect(
+            &server, &blog_host, port, "app_blog", &blog_pw, "app_shop", true,
+        ),
+        connect(
+            &server, &shop_host, port, "app_blog", &blog_pw, "app_shop", true,
+        ),
+        connect(
+            &server, &blog_host, port, "app_shop", &shop_pw, "app_shop", true,
+        ),
+        connect(
+            &server, &blog_host, port, "app_shop", &blog_pw, "app_blog", true,
+        ),
+        connect(&server, &blog_host, port, "rampart", "x", "postgres", true),
+        connect(
+            &server, &blog_host, port, "app_blog", &blog_pw, "app_blog", false,
+        ),
+    ];
+    for (i, attempt) in refused.into_iter().enumerate() {
+        let err = attempt
+            .err()
+            .unwrap_or_else(|| panic!("attempt {i} was let in"));
+        assert!(
+            err.contains("pg_hba.conf") || err.contains("no encryption"),
+            "attempt {i}: {err}"
+        );
+    }
+    // The cluster listens on app networks and its socket, never on a public
+    // address or loopback.
+    assert!(
+        connect(
+            &server,
+            "127.0.0.1",
+            port,
+            "app_blog",
+            &blog_pw,
+            "app_blog",
+            true
+        )
+        .is_err()
+    );
+
+    // Backup, then a restore over live data is refused without --force.
+    let before = fingerprint(&sb, port, "app_blog");
+    assert_eq!(before[0].rows, 5);
+    let record = json(cli(&sb, &server).args(["backup", "run", "blog"]));
+    assert_eq!(record["ok"], true, "{record}");
+    let snap = s(&record, "snapshot");
+    let listed = snapshots(&sb, &server, "blog");
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0]["id"], snap.as_str());
+    assert_eq!(listed[0]["release"], 1);
+    let err = fails(cli(&sb, &server).args(["backup", "restore", "blog", &snap[..12]]));
+    assert!(
+        err.contains("live data") && err.contains("--force"),
+        "{err}\n{}",
+        server.output()
+    );
+    assert_eq!(
+        fingerprint(&sb, port, "app_blog"),
+        before,
+        "nothing changed"
+    );
+
+    // A snapshot of another app is refused without --into.
+    let err = fails(cli(&sb, &server).args(["backup", "restore", "shop", &snap[..12]]));
+    assert!(err.contains("belongs to"), "{err}");
+    let shop_before = fingerprint(&sb, port, "app_shop");
+    assert_eq!(shop_before[0].rows, 2);
+
+    // Destroy the data, restore, get identical tables and media.
+    runtime()
+        .block_on(c.batch_execute("DROP TABLE notes"))
+        .unwrap();
+    drop(c);
+    std::fs::remove_file(media.join("logo.png")).unwrap();
+    assert_eq!(get(&blog, &format!("{blog_url}notes")).0, 503);
+    let restored = json(cli(&sb, &server).args(["backup", "restore", "blog", &snap[..12]]));
+    assert_eq!(restored["rows"], 5, "{restored}");
+    assert!(restored.get("safety_snapshot").is_none());
+    assert_eq!(fingerprint(&sb, port, "app_blog"), before);
+    assert_eq!(std::fs::read(media.join("logo.png")).unwrap(), logo);
+    let (status, body) = get(&blog, &format!("{blog_url}notes"));
+    assert_eq!((status, body.as_str()), (200, "5 notes\n"));
+    let served = blog
+        .get(format!("{blog_url}media/logo.png"))
+        .send()
+        .unwrap();
+    assert_eq!(served.bytes().unwrap().as_ref(), logo);
+    // The restored tables belong to the app's role, which keeps writing.
+    assert_eq!(
+        post(&blog, &format!("{blog_url}notes"), "after").1,
+        "6 notes\n"
+    );
+
+    // --force over live data takes a safety snapshot first.
+    let forced =
+        json(cli(&sb, &server).args(["backup", "restore", "blog", &snap[..12], "--force"]));
+    let safety = s(&forced, "safety_snapshot");
+    assert_eq!(fingerprint(&sb, port, "app_blog"), before);
+    let listed = snapshots(&sb, &server, "blog");
+    assert!(
+        listed
+            .iter()
+            .any(|x| x["id"] == safety.as_str() && x["reason"] == "safety")
+    );
+
+    // Into another app: its live data needs --force too.
+    let err =
+        fails(cli(&sb, &server).args(["backup", "restore", "blog", &snap[..12], "--into", "shop"]));
+    assert!(err.contains("live data"), "{err}");
+    assert_eq!(fingerprint(&sb, port, "app_shop"), shop_before);
+    json(cli(&sb, &server).args([
+        "backup",
+        "restore",
+        "blog",
+        &snap[..12],
+        "--into",
+        "shop",
+        "--force",
+    ]));
+    assert_eq!(fingerprint(&sb, port, "app_shop"), before);
+    let (status, body) = get(&shop, &format!("{shop_url}notes"));
+    assert_eq!((status, body.as_str()), (200, "5 notes\n"));
+    assert_eq!(
+        std::fs::read(sb.data_dir().join("media/shop/logo.png")).unwrap(),
+        logo
+    );
+
+    let results = json(cli(&sb, &server).args(["backup", "results", "blog"]));
+    let kinds: Vec<&str> = results
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["kind"].as_str().unwrap())
+        .collect();
+    assert!(
+        kinds.contains(&"backup") && kinds.contains(&"restore"),
+        "{kinds:?}"
+    );
+    let audit = ok(cli(&sb, &server).args(["audit", "verify"]));
+    assert!(
+        audit.contains("ok") || audit.contains("verified"),
+        "{audit}"
+    );
+
+    // Deleting an app drops its database and role and removes its media.
+    ok(cli(&sb, &server).args(["apps", "delete", "shop", "--yes"]));
+    assert!(
+        !runtime()
+            .block_on(admin(&sb, port).database_exists("app_shop"))
+            .unwrap()
+    );
+    assert!(!sb.data_dir().join("media/shop").exists());
+    server.stop().unwrap();
+}
+
+#[test]
+fn schedules_keep_what_retention_says_and_test_restores_catch_damage() {
+    let sb = sandbox();
+    let _cleanup = Cleanup(vec!["wiki".into()]);
+    let (server, port) = start(&sb);
+    ok(cli(&sb, &server).args(["apps", "create", "wiki", "--with-db"]));
+    let db = json(cli(&sb, &server).args(["db", "info", "wiki", "--reveal"]));
+    let (host, password) = (
+        db["host"].as_str().unwrap().to_owned(),
+        db["password"].as_str().unwrap().to_owned(),
+    );
+    let c = connect(
+        &server, &host, port, "app_wiki", &password, "app_wiki", true,
+    )
+    .unwrap();
+    runtime()
+        .block_on(c.batch_execute(
+            "CREATE TABLE pages (id serial PRIMARY KEY, title text, body text);
+             INSERT INTO pages (title, body) SELECT 'page ' || g, repeat('words ', g) FROM generate_series(1, 300) g;",
+        ))
+        .unwrap();
+    let media = sb.data_dir().join("media/wiki");
+    std::fs::create_dir_all(media.join("img")).unwrap();
+    std::fs::write(media.join("img/a.bin"), vec![7u8; 100_000]).unwrap();
+
+    // Bad schedules change nothing.
+    for bad in [
+        vec!["--every", "0s", "--keep-last", "2"],
+        vec!["--every", "soon", "--keep-last", "2"],
+        vec!["--every", "3s"],
+        vec!["--every", "3s", "--keep-last", "2", "--verify", "1y"],
+    ] {
+        fails(
+            cli(&sb, &server)
+                .args(["backup", "schedule", "wiki"])
+                .args(&bad),
+        );
+    }
+    fails(cli(&sb, &server).args(["backup", "schedule", "wiki"]));
+
+    ok(cli(&sb, &server).args([
+        "backup",
+        "schedule",
+        "wiki",
+        "--every",
+        "3s",
+        "--keep-last",
+        "2",
+        "--verify",
+        "5s",
+    ]));
+    let results = || -> Vec<Value> {
+        json(cli(&sb, &server).args(["backup", "results", "wiki"]))
+            .as_array()
+            .unwrap()
+            .clone()
+    };
+    let count = |rs: &[Value], kind: &str| {
+        rs.iter()
+            .filter(|r| r["kind"] == kind && r["ok"] == true)
+            .count()
+    };
+    eventually(
+        Duration::from_secs(90),
+        "four scheduled backups and a test restore",
+        || {
+            let rs = results();
+            count(&rs, "backup") >= 4 && count(&rs, "verify") >= 1 && count(&rs, "retention") >= 2
+        },
+    );
+    ok(cli(&sb, &server).args(["backup", "schedule", "wiki", "--remove"]));
+    // Let a run that was under way finish.
+    std::thread::sleep(Duration::from_secs(3));
+    let rs = results();
+    assert!(rs.iter().all(|r| r["ok"] == true), "{rs:?}");
+    let backups: Vec<String> = rs
+        .iter()
+        .filter(|r| r["kind"] == "backup")
+        .map(|r| r["snapshot"].as_str().unwrap().to_owned())
+        .collect();
+    let kept: Vec<String> = snapshots(&sb, &server, "wiki")
+        .iter()
+        .map(|s| s["id"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(
+        kept,
+        backups[backups.len() - 2..],
+        "retention keeps the last two"
+    );
+    let verify = rs.iter().find(|r| r["kind"] == "verify").unwrap();
+    assert!(
+        verify["detail"].as_str().unwrap().contains("300 rows"),
+        "{verify}"
+    );
+
+    // A manual test restore passes, then fails once the repository's data
+    // is damaged, and the failure is recorded and raised as an app event.
+    let record = json(cli(&sb, &server).args(["backup", "verify", "wiki"]));
+    assert_eq!(record["ok"], true, "{record}");
+    let data = sb.path().join("backups/data");
+    let mut damaged = 0;
+    for entry in walk(&data) {
+        let mut bytes = std::fs::read(&entry).unwrap();
+        if bytes.len() > 200 {
+            let at = bytes.len() / 2;
+            bytes[at] ^= 0xff;
+            std::fs::write(&entry, bytes).unwrap();
+            damaged += 1;
+        }
+    }
+    assert!(damaged > 0);
+    let (code, out, _) = run(cli(&sb, &server).args(["backup", "verify", "wiki", "--json"]));
+    assert_ne!(code, 0, "{out}");
+    let record: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(record["ok"], false, "{record}");
+    let rs = results();
+    let last = rs.last().unwrap();
+    assert_eq!(
+        (last["kind"].as_str(), last["ok"].as_bool()),
+        (Some("verify"), Some(false))
+    );
+    let ps = ok(cli(&sb, &server).args(["ps", "wiki"]));
+    assert!(ps.contains("verify_failed"), "{ps}");
+
+    // An unreachable repository or a wrong key: recorded as failed with the
+    // reason, and no snapshot appears.
+    let before = rs.len();
+    let moved = sb.path().join("backups-away");
+    std::fs::rename(sb.path().join("backups"), &moved).unwrap();
+    let err = fails(cli(&sb, &server).args(["backup", "run", "wiki"]));
+    assert!(err.contains("unreachable"), "{err}");
+    assert!(
+        !sb.path().join("backups").exists(),
+        "nothing was created in its place"
+    );
+    std::fs::rename(&moved, sb.path().join("backups")).unwrap();
+    let key = sb.path().join("backup.key");
+    let real_key = std::fs::read(&key).unwrap();
+    std::fs::write(&key, "not the key\n").unwrap();
+    let err = fails(cli(&sb, &server).args(["backup", "run", "wiki"]));
+    assert!(err.contains("password") || err.contains("key"), "{err}");
+    std::fs::write(&key, real_key).unwrap();
+    let rs = results();
+    assert_eq!(rs.len(), before + 2);
+    for r in &rs[before..] {
+        assert_eq!(
+            (r["kind"].as_str(), r["ok"].as_bool()),
+            (Some("backup"), Some(false))
+        );
+        assert!(r["snapshot"].is_null(), "{r}");
+    }
+    assert_eq!(snapshots(&sb, &server, "wiki").len(), 2);
+    server.stop().unwrap();
+}
+
+fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            out.extend(walk(&path));
+        } else {
+            out.push(path);
+        }
+    }
+    out
+}
+
+#[test]
+fn a_backup_repository_inside_the_data_directory_is_refused() {
+    let sb = sandbox();
+    let config = sb.write_config(&format!(
+        "[backup]\nrepository = \"{}\"\nkey_file = \"{}\"\n",
+        sb.data_dir().join("backups").display(),
+        sb.path().join("backup.key").display(),
+    ));
+    let out = sb.start_expecting_failure(&config).unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("inside the data directory"), "{err}");
+    assert!(!sb.data_dir().exists(), "nothing was created");
+}
