@@ -63,6 +63,28 @@ struct RawConfig {
     postgres: RawPostgres,
     #[serde(default)]
     backup: RawBackup,
+    #[serde(default)]
+    media: RawMedia,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMedia {
+    s3_endpoint: Option<String>,
+    s3_region: Option<String>,
+    s3_access_key_id: Option<String>,
+    s3_secret_key_file: Option<PathBuf>,
+}
+
+/// Apps' media on an S3-protocol server: a bucket and an IAM user per app,
+/// created with this administrator's key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MediaS3Config {
+    pub endpoint: String,
+    pub region: String,
+    pub access_key_id: String,
+    /// A file holding the secret key, one line.
+    pub secret_key_file: PathBuf,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -166,6 +188,8 @@ pub struct Config {
     pub postgres: PostgresConfig,
     /// `None` until `[backup]` names a repository.
     pub backup: Option<BackupConfig>,
+    /// `None`: media live in folders under the data directory.
+    pub media_s3: Option<MediaS3Config>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -399,9 +423,60 @@ impl Config {
             }
         };
 
+        let media_s3 = match raw.media {
+            RawMedia {
+                s3_endpoint: None,
+                s3_region: None,
+                s3_access_key_id: None,
+                s3_secret_key_file: None,
+            } => None,
+            RawMedia {
+                s3_endpoint,
+                s3_region,
+                s3_access_key_id,
+                s3_secret_key_file,
+            } => {
+                let endpoint = s3_endpoint.ok_or_else(|| {
+                    ConfigError::invalid(
+                        "media.s3_endpoint",
+                        "is required with the other media.s3_* keys",
+                    )
+                })?;
+                if !(endpoint.starts_with("http://") || endpoint.starts_with("https://"))
+                    || endpoint.len() < "http://x".len()
+                {
+                    return Err(ConfigError::invalid(
+                        "media.s3_endpoint",
+                        format!("{endpoint:?} is not an http(s) URL"),
+                    ));
+                }
+                let access_key_id = s3_access_key_id
+                    .filter(|k| !k.trim().is_empty())
+                    .ok_or_else(|| {
+                        ConfigError::invalid(
+                            "media.s3_access_key_id",
+                            "is required with media.s3_endpoint",
+                        )
+                    })?;
+                let secret_key_file = s3_secret_key_file.ok_or_else(|| {
+                    ConfigError::invalid(
+                        "media.s3_secret_key_file",
+                        "is required with media.s3_endpoint",
+                    )
+                })?;
+                Some(MediaS3Config {
+                    endpoint,
+                    region: s3_region.unwrap_or_else(|| "us-east-1".into()),
+                    access_key_id,
+                    secret_key_file,
+                })
+            }
+        };
+
         Ok(Config {
             postgres,
             backup,
+            media_s3,
             data_dir: raw.data_dir,
             api: ApiConfig {
                 listen,
@@ -600,6 +675,16 @@ mod tests {
                 "postgres.ca_file",
             ),
             ("[backup]\nrepository = \"/srv/b\"", "backup.key_file"),
+            ("[media]\ns3_region = \"eu\"", "media.s3_endpoint"),
+            ("[media]\ns3_endpoint = \"ftp://x\"", "media.s3_endpoint"),
+            (
+                "[media]\ns3_endpoint = \"http://s3\"",
+                "media.s3_access_key_id",
+            ),
+            (
+                "[media]\ns3_endpoint = \"http://s3\"\ns3_access_key_id = \"AK\"",
+                "media.s3_secret_key_file",
+            ),
             ("[backup]\nkey_file = \"/k\"", "backup.repository"),
             (
                 "[backup]\nrepository = \"relative\"\nkey_file = \"/k\"",

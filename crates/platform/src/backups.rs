@@ -296,10 +296,19 @@ struct Scratch(PathBuf);
 
 impl Scratch {
     fn new(root: &Path, what: &str) -> Result<Self, String> {
+        use std::os::unix::fs::PermissionsExt;
         let dir = root.join(format!("{what}-{}", crate::ops::random_suffix()));
         std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700))
+            .map_err(|e| format!("{}: {e}", dir.display()))?;
         Ok(Self(dir))
     }
+}
+
+/// Where an app's media are.
+enum MediaPlace {
+    Folder(PathBuf),
+    Bucket(Arc<dyn object_store::ObjectStore>),
 }
 
 impl Drop for Scratch {
@@ -361,6 +370,25 @@ impl Platform {
         }
     }
 
+    async fn media_place(&self, app: &AppRow) -> Result<MediaPlace, String> {
+        if let Some(s3) = self.services().s3() {
+            let s3 = s3.map_err(|e| e.to_string())?;
+            if let Some(row) = self
+                .store
+                .media_bucket(&app.id)
+                .await
+                .map_err(|e| e.to_string())?
+            {
+                return Ok(MediaPlace::Bucket(
+                    s3.store(&row.bucket).map_err(|e| e.to_string())?,
+                ));
+            }
+        }
+        Ok(MediaPlace::Folder(
+            self.services().media.dir(app.name.as_str()),
+        ))
+    }
+
     /// Takes one snapshot of the app's database and media.
     async fn snapshot_app(&self, app: &AppRow, reason: Reason) -> Result<(String, u64), String> {
         let repo = self.repository().await?;
@@ -373,7 +401,17 @@ impl Platform {
             Some(_) => Some(self.services().admin().map_err(|e| e.to_string())?.clone()),
             None => None,
         };
-        let media_dir = self.services().media.dir(app.name.as_str());
+        // Media in a bucket are copied to a private folder first.
+        let (media_dir, staged) = match self.media_place(app).await? {
+            MediaPlace::Folder(dir) => (dir, None),
+            MediaPlace::Bucket(store) => {
+                let scratch = Scratch::new(self.services().media.root(), ".backup")?;
+                rampart_services::s3::download(store.as_ref(), &scratch.0)
+                    .await
+                    .map_err(|e| format!("reading media from the bucket: {e}"))?;
+                (scratch.0.clone(), Some(scratch))
+            }
+        };
         let media_sums = {
             let dir = media_dir.clone();
             tokio::task::spawn_blocking(move || media::fingerprint(&dir))
@@ -449,6 +487,7 @@ impl Platform {
         .await
         .map_err(|e| e.to_string())?;
         drop(holder);
+        drop(staged);
         let outcome = outcome?;
         if !outcome.warnings.is_empty() {
             tracing::warn!(app = %app.name, warnings = ?outcome.warnings, "backup left files out");
@@ -706,14 +745,17 @@ impl Platform {
             Some(_) => Some(self.services().admin()?.clone()),
             None => None,
         };
-        let media_dir = self.services().media.dir(target.name.as_str());
+        let place = self.media_place(&target).await.map_err(failed)?;
 
         // Live data is replaced only when asked, and then kept first.
         let db_live = match (&target_db, &admin) {
             (Some(db), Some(admin)) => !admin.is_empty(&db.name).await?,
             _ => false,
         };
-        let media_live = !media::is_empty(&media_dir)?;
+        let media_live = match &place {
+            MediaPlace::Folder(dir) => !media::is_empty(dir)?,
+            MediaPlace::Bucket(store) => rampart_services::s3::has_media(store.as_ref()).await?,
+        };
         let mut safety = None;
         if db_live || media_live {
             if !request.force {
@@ -747,8 +789,8 @@ impl Platform {
                 &id,
                 &manifest,
                 &target,
-                target_db.as_ref().map(|d| d.name.clone()),
-                admin,
+                target_db.as_ref().map(|d| d.name.clone()).zip(admin),
+                place,
             )
             .await;
         result.finished_at = Timestamp::now().to_rfc3339();
@@ -807,10 +849,10 @@ impl Platform {
         id: &str,
         manifest: &Manifest,
         target: &AppRow,
-        database: Option<String>,
-        admin: Option<Admin>,
+        database: Option<(String, Admin)>,
+        place: MediaPlace,
     ) -> Result<(), String> {
-        if let (Some(_), Some(db), Some(admin)) = (&manifest.database, &database, &admin) {
+        if let (Some(_), Some((db, admin))) = (&manifest.database, &database) {
             let fresh = format!("{db}_restore_{}", crate::ops::random_suffix());
             admin
                 .create_empty(&fresh, db)
@@ -861,25 +903,14 @@ impl Platform {
             }
         }
 
-        // Media: restored beside the live folder, checked, then moved in.
-        let owner = {
-            use std::os::unix::fs::MetadataExt;
-            let dir = self.services().media.dir(target.name.as_str());
-            std::fs::metadata(&dir).ok().map(|m| (m.uid(), m.gid()))
-        };
-        let live = self
-            .services()
-            .media
-            .ensure(target.name.as_str(), owner)
-            .map_err(|e| e.to_string())?;
+        // Media: restored beside the live folder, checked, then moved in (or
+        // uploaded to the app's bucket).
+        let media_root = self.services().media.root().to_path_buf();
+        std::fs::create_dir_all(&media_root).map_err(|e| e.to_string())?;
         let has_media = !manifest.media.is_empty();
-        let (repo, id, media_root) = (
-            Arc::clone(repo),
-            id.to_owned(),
-            self.services().media.root().to_path_buf(),
-        );
         let want = manifest.media.clone();
-        tokio::task::spawn_blocking(move || {
+        let (repo, id) = (Arc::clone(repo), id.to_owned());
+        let staging = tokio::task::spawn_blocking(move || {
             let staging = Scratch::new(&media_root, ".restore")?;
             if has_media {
                 rampart_backup::restore(&repo, &id, &staging.0, &[MEDIA.to_owned()], &Silent)
@@ -891,13 +922,39 @@ impl Platform {
             if let Some(problem) = compare(&[], &[], &want, &got) {
                 return Err(format!("the restored media differ: {problem}"));
             }
-            if let Some(owner) = owner {
-                media::chown_tree(&restored, owner).map_err(|e| e.to_string())?;
-            }
-            media::replace_contents(&live, &restored).map_err(|e| e.to_string())
+            Ok(staging)
         })
         .await
-        .map_err(|e| e.to_string())?
+        .map_err(|e| e.to_string())??;
+        let restored = staging.0.join(MEDIA);
+        match place {
+            MediaPlace::Bucket(store) => rampart_services::s3::upload(store.as_ref(), &restored)
+                .await
+                .map_err(|e| format!("writing media to the bucket: {e}")),
+            MediaPlace::Folder(_) => {
+                let owner = {
+                    use std::os::unix::fs::MetadataExt;
+                    let dir = self.services().media.dir(target.name.as_str());
+                    std::fs::metadata(&dir).ok().map(|m| (m.uid(), m.gid()))
+                };
+                let live = self
+                    .services()
+                    .media
+                    .ensure(target.name.as_str(), owner)
+                    .map_err(|e| e.to_string())?;
+                tokio::task::spawn_blocking(move || {
+                    if let Some(owner) = owner {
+                        media::chown_tree(&restored, owner).map_err(|e| e.to_string())?;
+                    }
+                    let moved =
+                        media::replace_contents(&live, &restored).map_err(|e| e.to_string());
+                    drop(staging);
+                    moved
+                })
+                .await
+                .map_err(|e| e.to_string())?
+            }
+        }
     }
 
     /// Test-restores a snapshot (the newest when `None`) into a scratch

@@ -19,7 +19,8 @@ use rampart_services::ServiceError;
 use rampart_services::cluster::{Access, Layout, ManagedCluster};
 use rampart_services::media::MediaStore;
 use rampart_services::postgres::{Admin, Server, database_name, new_password};
-use rampart_store::{AppRow, DatabaseRow};
+use rampart_services::s3::{AppKey, MEDIA_PREFIX, S3Admin};
+use rampart_store::{AppRow, DatabaseRow, MediaBucketRow};
 use tokio::sync::Mutex;
 
 use crate::controller::Engine;
@@ -53,6 +54,9 @@ pub(crate) struct Services {
     apply: Mutex<()>,
     /// One backup, restore or test restore at a time.
     pub(crate) backups: Mutex<()>,
+    /// Media on an S3 server instead of folders, when configured (or why
+    /// its administrator key cannot be used).
+    s3: Option<Result<S3Admin, String>>,
 }
 
 /// What the replicas of an app get for their data.
@@ -64,7 +68,25 @@ pub(crate) struct DataMounts {
 }
 
 impl Services {
-    pub(crate) fn new(root: &std::path::Path, config: &PostgresConfig, internal_ca: &str) -> Self {
+    pub(crate) fn new(
+        root: &std::path::Path,
+        config: &PostgresConfig,
+        media_s3: Option<&rampart_core::config::MediaS3Config>,
+        internal_ca: &str,
+    ) -> Self {
+        let s3 = media_s3.map(|c| {
+            std::fs::read_to_string(&c.secret_key_file)
+                .map_err(|e| {
+                    format!(
+                        "media.s3_secret_key_file {}: {e}",
+                        c.secret_key_file.display()
+                    )
+                })
+                .and_then(|secret| {
+                    S3Admin::new(&c.endpoint, &c.region, &c.access_key_id, secret.trim())
+                        .map_err(|e| e.to_string())
+                })
+        });
         let (cluster, admin, db_ca) = match config {
             PostgresConfig::Managed { port, bin_dir } => {
                 let bin = bin_dir
@@ -127,6 +149,7 @@ impl Services {
             db_ca,
             apply: Mutex::new(()),
             backups: Mutex::new(()),
+            s3,
         }
     }
 
@@ -138,6 +161,14 @@ impl Services {
 
     fn managed(&self) -> Option<&ManagedCluster> {
         self.cluster.as_ref().ok()
+    }
+
+    /// The S3 administrator, when media live on S3.
+    pub(crate) fn s3(&self) -> Option<Result<&S3Admin, Error>> {
+        self.s3.as_ref().map(|r| {
+            r.as_ref()
+                .map_err(|e| Error::Unavailable(format!("media storage is unavailable: {e}")))
+        })
     }
 }
 
@@ -379,6 +410,47 @@ impl Platform {
         self.database_view(&row, &db, true).await
     }
 
+    /// The app's media bucket and key, created with its first use.
+    pub(crate) async fn media_bucket(
+        &self,
+        engine: &Engine,
+        app: &AppRow,
+        s3: &S3Admin,
+    ) -> Result<(MediaBucketRow, AppKey), Error> {
+        if let Some(row) = self.store.media_bucket(&app.id).await? {
+            let secret = self
+                .key
+                .open(&media_aad(&app.id), &row.secret)
+                .map_err(|_| {
+                    Error::Sealed(format!(
+                        "the media key of app {:?} cannot be opened with this master key",
+                        app.name.as_str()
+                    ))
+                })?;
+            let key = AppKey {
+                access_key_id: row.access_key_id.clone(),
+                secret_access_key: String::from_utf8_lossy(&secret).into_owned(),
+            };
+            return Ok((row, key));
+        }
+        let name = format!("rampart-{}-{}", engine.installation, app.name);
+        s3.create_bucket(&name).await?;
+        let key = s3.create_app_user(&name, &name).await?;
+        let row = MediaBucketRow {
+            app_id: app.id.clone(),
+            bucket: name.clone(),
+            iam_user: name,
+            access_key_id: key.access_key_id.clone(),
+            secret: self
+                .key
+                .seal(&media_aad(&app.id), key.secret_access_key.as_bytes()),
+            created_at: Timestamp::now().to_rfc3339(),
+        };
+        self.store.put_media_bucket(&row).await?;
+        tracing::info!(app = %app.name, bucket = %row.bucket, "media bucket created");
+        Ok((row, key))
+    }
+
     /// The name of an app's media volume.
     fn media_volume(engine: &Engine, app: &AppName) -> String {
         format!("rampart-{}-{}-media", engine.installation, app)
@@ -405,22 +477,47 @@ impl Platform {
             }
             labels
         };
-        let image = engine.runtime.image(image_id).await?;
-        let owner = rampart_runtime::run_as(&image.user, app.settings.allow_root);
-        let folder = self.services.media.ensure(app.name.as_str(), owner)?;
-        let media_volume = Self::media_volume(engine, &app.name);
-        engine
-            .runtime
-            .ensure_volume(&VolumeSpec {
-                name: media_volume.clone(),
-                folder,
-                labels: labels(Some(&app.name)),
-            })
-            .await?;
-        let mut env = vec![
-            ("MEDIA_ROOT".to_owned(), MEDIA_MOUNT.to_owned()),
-            ("MEDIA_URL".to_owned(), "/media/".to_owned()),
-        ];
+        let mut env = Vec::new();
+        let mut media_volume = None;
+        if let Some(s3) = self.services.s3() {
+            // Media on S3: the app's own bucket, reached with its own key.
+            let s3 = s3?;
+            let (bucket, key) = self.media_bucket(engine, app, s3).await?;
+            for (k, v) in [
+                ("MEDIA_STORAGE", "s3".to_owned()),
+                ("MEDIA_S3_ENDPOINT", s3.endpoint().to_owned()),
+                ("MEDIA_S3_REGION", s3.region().to_owned()),
+                ("MEDIA_S3_BUCKET", bucket.bucket.clone()),
+                ("MEDIA_S3_PREFIX", MEDIA_PREFIX.to_owned()),
+                (
+                    "MEDIA_URL",
+                    format!("{}/{}/{MEDIA_PREFIX}", s3.endpoint(), bucket.bucket),
+                ),
+                ("AWS_ENDPOINT_URL", s3.endpoint().to_owned()),
+                ("AWS_DEFAULT_REGION", s3.region().to_owned()),
+                ("AWS_ACCESS_KEY_ID", key.access_key_id),
+                ("AWS_SECRET_ACCESS_KEY", key.secret_access_key),
+            ] {
+                env.push((k.to_owned(), v));
+            }
+        } else {
+            let image = engine.runtime.image(image_id).await?;
+            let owner = rampart_runtime::run_as(&image.user, app.settings.allow_root);
+            let folder = self.services.media.ensure(app.name.as_str(), owner)?;
+            let volume = Self::media_volume(engine, &app.name);
+            engine
+                .runtime
+                .ensure_volume(&VolumeSpec {
+                    name: volume.clone(),
+                    folder,
+                    labels: labels(Some(&app.name)),
+                })
+                .await?;
+            media_volume = Some(volume);
+            env.push(("MEDIA_STORAGE".to_owned(), "local".to_owned()));
+            env.push(("MEDIA_ROOT".to_owned(), MEDIA_MOUNT.to_owned()));
+            env.push(("MEDIA_URL".to_owned(), "/media/".to_owned()));
+        }
 
         let mut ca_volume = None;
         if let Some(db) = self.store.database(&app.id).await? {
@@ -459,13 +556,37 @@ impl Platform {
         }
         Ok(DataMounts {
             env,
-            media_volume: Some(media_volume),
+            media_volume,
             ca_volume,
         })
     }
 
-    /// Drops a deleted app's database and role and removes its media.
-    pub(crate) async fn remove_app_data(&self, app: &AppName, db: Option<DatabaseRow>) {
+    /// Drops a deleted app's database and role and removes its media (its
+    /// folder, or its bucket and key).
+    pub(crate) async fn remove_app_data(
+        &self,
+        app: &AppName,
+        db: Option<DatabaseRow>,
+        bucket: Option<MediaBucketRow>,
+    ) {
+        if let Some(bucket) = bucket {
+            match self.services.s3() {
+                Some(Ok(s3)) => {
+                    if let Err(error) = s3.delete_bucket(&bucket.bucket).await {
+                        tracing::warn!(%error, app = %app, "cannot delete the media bucket of a deleted app");
+                    }
+                    if let Err(error) = s3
+                        .delete_app_user(&bucket.iam_user, &bucket.access_key_id)
+                        .await
+                    {
+                        tracing::warn!(%error, app = %app, "cannot delete the media key of a deleted app");
+                    }
+                }
+                _ => {
+                    tracing::warn!(app = %app, bucket = %bucket.bucket, "the media bucket of a deleted app is left")
+                }
+            }
+        }
         if let Some(db) = db {
             match self.services.admin() {
                 Ok(admin) => {
@@ -494,6 +615,11 @@ impl Platform {
             tracing::warn!(%error, app = %app, "cannot remove the media of a deleted app");
         }
     }
+}
+
+/// The associated data that binds a sealed media key to its app.
+pub(crate) fn media_aad(app: &AppId) -> Vec<u8> {
+    format!("rampart/media/v1\0{app}").into_bytes()
 }
 
 /// The associated data that binds a sealed database password to its app.

@@ -141,7 +141,12 @@ impl Platform {
         let store: Arc<dyn Store> = Arc::new(store);
         let ca = InternalCa::load_or_create(&dir.ca_cert(), &dir.ca_key())?;
         let head = read_head(&dir.audit_head()).map_or(0, |(seq, _)| seq);
-        let services = data::Services::new(dir.root(), &config.postgres, ca.cert_pem());
+        let services = data::Services::new(
+            dir.root(),
+            &config.postgres,
+            config.media_s3.as_ref(),
+            ca.cert_pem(),
+        );
         let platform = Self {
             services,
             backup: config.backup.clone(),

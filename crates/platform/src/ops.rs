@@ -206,11 +206,12 @@ impl Platform {
     pub async fn delete_app(&self, acting: Acting<'_>, name: &str) -> Result<(), Error> {
         let row = self.app_row(name).await?;
         let db = self.store.database(&row.id).await?;
+        let bucket = self.store.media_bucket(&row.id).await?;
         let record = self.record(acting, Action::AppDelete, format!("apps/{}", row.name));
         self.committed(self.store.delete_app(&row.id, record).await)
             .await?;
         self.remove_app_runtime(&row.name, &row.id).await;
-        self.remove_app_data(&row.name, db).await;
+        self.remove_app_data(&row.name, db, bucket).await;
         tracing::info!(app = %row.name, request_id = %acting.request_id, "app deleted");
         Ok(())
     }

@@ -558,3 +558,121 @@ fn a_backup_repository_inside_the_data_directory_is_refused() {
     assert!(err.contains("inside the data directory"), "{err}");
     assert!(!sb.data_dir().exists(), "nothing was created");
 }
+
+/// The value of `name` in a container's environment.
+fn container_env(id: &str, name: &str) -> Option<String> {
+    let c = inspect(id);
+    c["Config"]["Env"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(Value::as_str)
+        .find_map(|e| e.strip_prefix(&format!("{name}=")).map(str::to_owned))
+}
+
+#[test]
+fn media_on_s3_get_a_bucket_and_key_per_app_and_restore_exactly() {
+    use object_store::ObjectStore;
+    use object_store::path::Path as Key;
+    use rampart_services::s3::S3Admin;
+
+    let sb = sandbox();
+    let _cleanup = Cleanup(vec!["photos".into(), "notes".into()]);
+    let (s3, admin) = rampart_testkit::S3Server::start_with_iam().unwrap();
+    let secret_file = sb.path().join("s3-secret");
+    std::fs::write(&secret_file, format!("{}\n", admin.secret_access_key)).unwrap();
+    let config = sb.write_config(&format!(
+        "{CONFIG}[media]\ns3_endpoint = \"{}\"\ns3_access_key_id = \"{}\"\ns3_secret_key_file = \"{}\"\n\
+         [backup]\nrepository = \"{}\"\nkey_file = \"{}\"\n",
+        s3.endpoint(),
+        admin.access_key_id,
+        secret_file.display(),
+        sb.path().join("backups").display(),
+        sb.path().join("backup.key").display(),
+    ));
+    let server = sb.start(&config).unwrap();
+    for app in ["photos", "notes"] {
+        ok(cli(&sb, &server).args(["apps", "create", app]));
+        let dir = context(&sb.path().join(format!("ctx-{app}")), "");
+        ok(cli(&sb, &server).args(["deploy", app, "--path"]).arg(&dir));
+    }
+
+    // Each replica has its bucket and key, and no writable mount at all.
+    let keys: Vec<(String, String, String)> = ["photos", "notes"]
+        .iter()
+        .map(|app| {
+            let id = &containers(app)[0];
+            assert_eq!(container_env(id, "MEDIA_STORAGE").as_deref(), Some("s3"));
+            assert!(inspect(id)["Mounts"].as_array().unwrap().is_empty());
+            (
+                container_env(id, "MEDIA_S3_BUCKET").unwrap(),
+                container_env(id, "AWS_ACCESS_KEY_ID").unwrap(),
+                container_env(id, "AWS_SECRET_ACCESS_KEY").unwrap(),
+            )
+        })
+        .collect();
+    let (photos_bucket, notes_bucket) = (&keys[0].0, &keys[1].0);
+    assert!(photos_bucket.ends_with("-photos"), "{photos_bucket}");
+    let as_app = |i: usize, bucket: &str| {
+        S3Admin::new(s3.endpoint(), "us-east-1", &keys[i].1, &keys[i].2)
+            .unwrap()
+            .store(bucket)
+            .unwrap()
+    };
+    let rt = runtime();
+    let picture = vec![42u8; 70_000];
+    let key = Key::from("media/2026/cat.jpg");
+    rt.block_on(as_app(0, photos_bucket).put(&key, picture.clone().into()))
+        .unwrap();
+    rt.block_on(as_app(1, notes_bucket).put(&Key::from("media/n.txt"), b"note".to_vec().into()))
+        .unwrap();
+    // One app's key opens nothing of the other's.
+    assert!(rt.block_on(as_app(1, photos_bucket).get(&key)).is_err());
+    assert!(
+        rt.block_on(as_app(1, photos_bucket).put(&Key::from("media/x"), b"x".to_vec().into()))
+            .is_err()
+    );
+    assert!(
+        rt.block_on(as_app(0, notes_bucket).get(&Key::from("media/n.txt")))
+            .is_err()
+    );
+
+    // Back up, lose the object, restore it byte for byte.
+    let record = json(cli(&sb, &server).args(["backup", "run", "photos"]));
+    assert_eq!(record["ok"], true, "{record}");
+    let snap = record["snapshot"].as_str().unwrap().to_owned();
+    rt.block_on(as_app(0, photos_bucket).delete(&key)).unwrap();
+    rt.block_on(as_app(0, photos_bucket).put(&Key::from("media/junk"), b"junk".to_vec().into()))
+        .unwrap();
+    let err = fails(cli(&sb, &server).args(["backup", "restore", "photos", &snap[..12]]));
+    assert!(err.contains("live data"), "{err}");
+    let restored =
+        json(cli(&sb, &server).args(["backup", "restore", "photos", &snap[..12], "--force"]));
+    assert_eq!(restored["media_files"], 1, "{restored}");
+    let back = rt
+        .block_on(async { as_app(0, photos_bucket).get(&key).await?.bytes().await })
+        .unwrap();
+    assert_eq!(back.as_ref(), picture.as_slice());
+    assert!(
+        rt.block_on(as_app(0, photos_bucket).get(&Key::from("media/junk")))
+            .is_err(),
+        "what the snapshot did not hold is gone"
+    );
+    let verify = json(cli(&sb, &server).args(["backup", "verify", "photos"]));
+    assert_eq!(verify["ok"], true, "{verify}");
+
+    // Deleting the app removes its bucket and its key.
+    ok(cli(&sb, &server).args(["apps", "delete", "photos", "--yes"]));
+    let admin_store = S3Admin::new(
+        s3.endpoint(),
+        "us-east-1",
+        &admin.access_key_id,
+        &admin.secret_access_key,
+    )
+    .unwrap();
+    assert!(
+        rt.block_on(admin_store.store(photos_bucket).unwrap().get(&key))
+            .is_err()
+    );
+    server.stop().unwrap();
+}

@@ -1,6 +1,7 @@
 //! Managed services for apps: the platform's private PostgreSQL cluster
 //! (`cluster`), databases and roles per app and the tools that dump,
-//! restore and fingerprint them (`postgres`), and media folders (`media`).
+//! restore and fingerprint them (`postgres`), media folders (`media`) and
+//! media buckets on an S3-protocol server (`s3`).
 //!
 //! The crate knows nothing of apps beyond their names: the platform decides
 //! which database belongs to whom and keeps the passwords sealed.
@@ -8,6 +9,7 @@
 pub mod cluster;
 pub mod media;
 pub mod postgres;
+pub mod s3;
 
 use std::path::PathBuf;
 

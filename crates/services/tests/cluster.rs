@@ -26,12 +26,16 @@ fn pki() -> Pki {
     let ca_key = KeyPair::generate().unwrap();
     let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
     ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    // libpq (OpenSSL) takes a leaf whose issuer equals its subject for
+    // self-signed, so the two get names of their own.
+    ca.distinguished_name
+        .push(rcgen::DnType::CommonName, "test database CA");
     let ca_cert = ca.self_signed(&ca_key).unwrap();
     let key = KeyPair::generate().unwrap();
-    let leaf = CertificateParams::new(vec!["127.0.0.1".to_owned()])
-        .unwrap()
-        .signed_by(&key, &ca_cert, &ca_key)
-        .unwrap();
+    let mut leaf = CertificateParams::new(vec!["127.0.0.1".to_owned()]).unwrap();
+    leaf.distinguished_name
+        .push(rcgen::DnType::CommonName, "test database server");
+    let leaf = leaf.signed_by(&key, &ca_cert, &ca_key).unwrap();
     Pki {
         ca_pem: ca_cert.pem(),
         cert_pem: leaf.pem(),
@@ -188,4 +192,135 @@ async fn roles_reach_only_their_database_over_tls_and_dumps_restore_exactly() {
 
     cluster.stop().await.unwrap();
     assert!(!cluster.is_running().await);
+}
+
+/// An "external" server: a cluster whose rules the test writes itself, with
+/// the admin reachable over TLS with a password, as a hosted PostgreSQL
+/// would be. The platform administers it by URL alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_external_server_is_administered_by_url_over_verified_tls() {
+    use std::os::unix::process::CommandExt;
+
+    let bin = find_bin_dir().expect("PostgreSQL is installed (scripts/test installs it)");
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(
+        tmp.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o711),
+    )
+    .unwrap();
+    let root = tmp.path().join("data");
+    std::fs::create_dir_all(&root).unwrap();
+    let port = free_port();
+    let dir = root.join("postgres");
+    let cluster = ManagedCluster::new(dir.clone(), bin.clone(), port).unwrap();
+    let pki = pki();
+    let layout = Layout {
+        listen: vec!["127.0.0.1".parse().unwrap()],
+        access: vec![],
+        cert_pem: pki.cert_pem.clone(),
+        key_pem: pki.key_pem.clone(),
+    };
+    cluster.apply(&layout).await.unwrap();
+    let socket = Admin::new(
+        Server::Socket {
+            dir: cluster.socket_dir(),
+            port,
+        },
+        bin.clone(),
+    );
+    socket
+        .connect("postgres")
+        .await
+        .unwrap()
+        .batch_execute("ALTER ROLE rampart PASSWORD 'admin-secret'")
+        .await
+        .unwrap();
+    // The operator's rules: the admin and the app's role over TLS only.
+    let hba = dir.join("pg_hba.conf");
+    let mut rules = std::fs::read_to_string(&hba).unwrap();
+    rules.push_str("hostssl all rampart 127.0.0.1/32 scram-sha-256\n");
+    rules.push_str("hostssl app_ext app_ext 127.0.0.1/32 scram-sha-256\n");
+    std::fs::write(&hba, rules).unwrap();
+    let mut reload = std::process::Command::new(bin.join("pg_ctl"));
+    reload.args(["reload", "-D"]).arg(dir.join("data"));
+    if rampart_services::effective_uid() == 0 {
+        let meta = std::fs::metadata(dir.join("data")).unwrap();
+        use std::os::unix::fs::MetadataExt;
+        reload.uid(meta.uid()).gid(meta.gid());
+    }
+    assert!(reload.status().unwrap().success());
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+
+    let ca_file = tmp.path().join("server-ca.pem");
+    std::fs::write(&ca_file, &pki.ca_pem).unwrap();
+    let external = Admin::new(
+        Server::External {
+            url: format!("postgresql://rampart:admin-secret@127.0.0.1:{port}/postgres"),
+            ca_file: ca_file.clone(),
+            ca_pem: pki.ca_pem.clone(),
+        },
+        bin.clone(),
+    );
+    external.ping().await.unwrap();
+    external
+        .create_database("app_ext", "app_ext", "password-of-ext")
+        .await
+        .unwrap();
+    let app = connect_tls(
+        &url("app_ext", "password-of-ext", port, "app_ext"),
+        &pki.ca_pem,
+    )
+    .await
+    .unwrap();
+    app.batch_execute("CREATE TABLE t (v int); INSERT INTO t SELECT generate_series(1, 42);")
+        .await
+        .unwrap();
+
+    // A different CA is refused: the admin verifies the server.
+    let stranger = self::pki();
+    let wrong = Admin::new(
+        Server::External {
+            url: format!("postgresql://rampart:admin-secret@127.0.0.1:{port}/postgres"),
+            ca_file: ca_file.clone(),
+            ca_pem: stranger.ca_pem,
+        },
+        bin.clone(),
+    );
+    assert!(wrong.ping().await.is_err());
+
+    // pg_dump and pg_restore reach it by URL with verify-full.
+    let (holder, snapshot, sums) = external.exported_snapshot("app_ext").await.unwrap();
+    assert_eq!(sums[0].rows, 42);
+    let dump = external
+        .dump_command("app_ext", &snapshot)
+        .output()
+        .unwrap();
+    assert!(
+        dump.status.success(),
+        "{}",
+        String::from_utf8_lossy(&dump.stderr)
+    );
+    drop(holder);
+    external
+        .create_empty("app_ext_copy", "app_ext")
+        .await
+        .unwrap();
+    let mut restore = external
+        .restore_command("app_ext_copy", Some("app_ext"))
+        .spawn()
+        .unwrap();
+    restore
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(&dump.stdout)
+        .unwrap();
+    let out = restore.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(external.fingerprint("app_ext_copy").await.unwrap(), sums);
+    cluster.stop().await.unwrap();
 }

@@ -1,5 +1,5 @@
 -- Rampart control-plane schema, version 4: managed data. Each app's
--- database, backup schedules and the results of backups, retention runs,
+-- database and media bucket, backup schedules and the results of backups, retention runs,
 -- test restores and restores.
 
 -- An app's database on the platform's PostgreSQL: the database and its
@@ -10,6 +10,17 @@ CREATE TABLE app_databases (
     name       TEXT NOT NULL UNIQUE,
     password   BLOB NOT NULL,
     created_at TEXT NOT NULL
+) STRICT;
+
+-- An app's media bucket on the S3 server, with the app's own key (the
+-- secret sealed with the master key, bound to the app id).
+CREATE TABLE app_media (
+    app_id        TEXT PRIMARY KEY REFERENCES apps (id) ON DELETE CASCADE,
+    bucket        TEXT NOT NULL UNIQUE,
+    iam_user      TEXT NOT NULL,
+    access_key_id TEXT NOT NULL,
+    secret        BLOB NOT NULL,
+    created_at    TEXT NOT NULL
 ) STRICT;
 
 CREATE TABLE backup_schedules (

@@ -20,9 +20,9 @@ use rampart_core::token::TokenHash;
 use rampart_core::{AppId, AppName, EnvName, Role, TokenId, UserId};
 
 pub use model::{
-    AppEvent, AppRow, BackupResult, Credentials, DatabaseRow, InvitationRow, NewApp, NewInvitation,
-    NewRelease, NewToken, NewUser, ReleaseRow, ScheduleRow, SealedVar, TokenKind, TokenRow, User,
-    UserStatus,
+    AppEvent, AppRow, BackupResult, Credentials, DatabaseRow, InvitationRow, MediaBucketRow,
+    NewApp, NewInvitation, NewRelease, NewToken, NewUser, ReleaseRow, ScheduleRow, SealedVar,
+    TokenKind, TokenRow, User, UserStatus,
 };
 pub use sqlite::SqliteStore;
 
@@ -234,6 +234,12 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     async fn databases(&self) -> Result<Vec<DatabaseRow>>;
     /// Records an app's new database (or its new password).
     async fn put_database(&self, row: &DatabaseRow, audit: AuditRecord) -> Result<AuditEntry>;
+
+    /// The media bucket of an app, if it has one.
+    async fn media_bucket(&self, app: &AppId) -> Result<Option<MediaBucketRow>>;
+    /// Records an app's media bucket (created with its first deploy, which
+    /// carries the audit entry).
+    async fn put_media_bucket(&self, row: &MediaBucketRow) -> Result<()>;
 
     async fn backup_schedule(&self, app: &AppId) -> Result<Option<ScheduleRow>>;
     async fn backup_schedules(&self) -> Result<Vec<ScheduleRow>>;

@@ -271,3 +271,15 @@ pub struct BackupResult {
     pub ok: bool,
     pub detail: String,
 }
+
+/// An app's media bucket and its own key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MediaBucketRow {
+    pub app_id: AppId,
+    pub bucket: String,
+    pub iam_user: String,
+    pub access_key_id: String,
+    /// Sealed with the master key.
+    pub secret: Vec<u8>,
+    pub created_at: String,
+}

@@ -19,9 +19,9 @@ use sqlx::{Row, SqliteConnection, SqlitePool};
 use tokio::sync::Mutex;
 
 use crate::{
-    AppEvent, AppRow, BackupResult, Credentials, DatabaseRow, InvitationRow, NewApp, NewInvitation,
-    NewRelease, NewToken, NewUser, ReleaseRow, Result, ScheduleRow, SealedVar, Store, StoreError,
-    TokenKind, TokenRow, User, UserStatus,
+    AppEvent, AppRow, BackupResult, Credentials, DatabaseRow, InvitationRow, MediaBucketRow,
+    NewApp, NewInvitation, NewRelease, NewToken, NewUser, ReleaseRow, Result, ScheduleRow,
+    SealedVar, Store, StoreError, TokenKind, TokenRow, User, UserStatus,
 };
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
@@ -1176,6 +1176,45 @@ impl Store for SqliteStore {
         let entry = append(&mut tx, audit).await?;
         tx.commit().await?;
         Ok(entry)
+    }
+
+    async fn media_bucket(&self, app: &AppId) -> Result<Option<MediaBucketRow>> {
+        let row = sqlx::query(
+            "SELECT app_id, bucket, iam_user, access_key_id, secret, created_at FROM app_media WHERE app_id = ?",
+        )
+        .bind(app.as_str())
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|row| {
+            Ok(MediaBucketRow {
+                app_id: app_id(row.try_get("app_id")?)?,
+                bucket: row.try_get("bucket")?,
+                iam_user: row.try_get("iam_user")?,
+                access_key_id: row.try_get("access_key_id")?,
+                secret: row.try_get("secret")?,
+                created_at: row.try_get("created_at")?,
+            })
+        })
+        .transpose()
+    }
+
+    async fn put_media_bucket(&self, r: &MediaBucketRow) -> Result<()> {
+        let _write = self.write.lock().await;
+        sqlx::query(
+            "INSERT INTO app_media (app_id, bucket, iam_user, access_key_id, secret, created_at)
+             VALUES (?, ?, ?, ?, ?, ?)
+             ON CONFLICT (app_id) DO UPDATE SET access_key_id = excluded.access_key_id,
+                secret = excluded.secret",
+        )
+        .bind(r.app_id.as_str())
+        .bind(&r.bucket)
+        .bind(&r.iam_user)
+        .bind(&r.access_key_id)
+        .bind(&r.secret)
+        .bind(&r.created_at)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
     }
 
     async fn backup_schedule(&self, app: &AppId) -> Result<Option<ScheduleRow>> {

@@ -380,10 +380,60 @@ pub struct S3Server {
     endpoint: String,
 }
 
+/// An administrator's key on an [`S3Server`] that checks keys and policies.
+#[derive(Debug, Clone)]
+pub struct S3AdminKey {
+    pub access_key_id: String,
+    pub secret_access_key: String,
+}
+
 impl S3Server {
     pub fn start() -> anyhow::Result<Self> {
-        let mut child = Command::new("python3")
-            .args(["-m", "moto.server", "-H", "127.0.0.1", "-p", "0"])
+        Self::spawn(None)
+    }
+
+    /// A server that checks signatures and IAM policies, with one
+    /// administrator allowed everything; its key is returned.
+    pub fn start_with_iam() -> anyhow::Result<(Self, S3AdminKey)> {
+        // The first three calls (the administrator's user, policy and key)
+        // go unchecked; every later one is authenticated and authorised.
+        let server = Self::spawn(Some(3))?;
+        let script = r#"
+import boto3, json, sys
+iam = boto3.client("iam", endpoint_url=sys.argv[1], region_name="us-east-1",
+                   aws_access_key_id="setup", aws_secret_access_key="setup")
+iam.create_user(UserName="platform-admin")
+iam.put_user_policy(UserName="platform-admin", PolicyName="all", PolicyDocument=json.dumps(
+    {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]}))
+key = iam.create_access_key(UserName="platform-admin")["AccessKey"]
+print(key["AccessKeyId"], key["SecretAccessKey"])
+"#;
+        let out = Command::new("python3")
+            .args(["-c", script, &server.endpoint])
+            .output()
+            .context("cannot run python3 to create the S3 administrator")?;
+        if !out.status.success() {
+            bail!(
+                "creating the S3 administrator failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        let text = String::from_utf8_lossy(&out.stdout);
+        let mut parts = text.split_whitespace();
+        let key = S3AdminKey {
+            access_key_id: parts.next().context("no key id")?.to_owned(),
+            secret_access_key: parts.next().context("no secret")?.to_owned(),
+        };
+        Ok((server, key))
+    }
+
+    fn spawn(unchecked_calls: Option<u32>) -> anyhow::Result<Self> {
+        let mut cmd = Command::new("python3");
+        cmd.args(["-m", "moto.server", "-H", "127.0.0.1", "-p", "0"]);
+        if let Some(n) = unchecked_calls {
+            cmd.env("INITIAL_NO_AUTH_ACTION_COUNT", n.to_string());
+        }
+        let mut child = cmd
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
