@@ -411,22 +411,7 @@ impl ManagedCluster {
             return self.start().await;
         }
         if config_changed {
-            self.run(
-                "pg_ctl",
-                &[
-                    "restart".as_ref(),
-                    "-D".as_ref(),
-                    data.as_os_str(),
-                    "-m".as_ref(),
-                    "fast".as_ref(),
-                    "-w".as_ref(),
-                    "-t".as_ref(),
-                    "60".as_ref(),
-                    "-l".as_ref(),
-                    log.as_os_str(),
-                ],
-            )
-            .await
+            self.pg_ctl("restart", &["-m", "fast"]).await
         } else {
             self.run(
                 "pg_ctl",
@@ -440,22 +425,25 @@ impl ManagedCluster {
     }
 
     async fn start(&self) -> Result<()> {
+        self.pg_ctl("start", &[]).await
+    }
+
+    /// `pg_ctl ACTION -D DATA -w -t 60 -l LOG EXTRA…`.
+    async fn pg_ctl(&self, action: &str, extra: &[&str]) -> Result<()> {
         let data = self.data();
         let log = self.log_file();
-        self.run(
-            "pg_ctl",
-            &[
-                "start".as_ref(),
-                "-D".as_ref(),
-                data.as_os_str(),
-                "-w".as_ref(),
-                "-t".as_ref(),
-                "60".as_ref(),
-                "-l".as_ref(),
-                log.as_os_str(),
-            ],
-        )
-        .await
+        let mut args: Vec<&std::ffi::OsStr> = vec![
+            action.as_ref(),
+            "-D".as_ref(),
+            data.as_os_str(),
+            "-w".as_ref(),
+            "-t".as_ref(),
+            "60".as_ref(),
+            "-l".as_ref(),
+            log.as_os_str(),
+        ];
+        args.extend(extra.iter().map(|a| std::ffi::OsStr::new(*a)));
+        self.run("pg_ctl", &args).await
     }
 
     /// Stops the server (fast: open sessions are ended).

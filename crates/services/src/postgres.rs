@@ -169,7 +169,7 @@ impl Admin {
     /// Creates `role` (with `password`) owning a new `database` that no one
     /// else may connect to.
     pub async fn create_database(&self, database: &str, role: &str, password: &str) -> Result<()> {
-        let db = ident(database)?;
+        ident(database)?;
         let role_q = ident(role)?;
         let client = self.connect("postgres").await?;
         let verifier = postgres_protocol::password::scram_sha_256(password.as_bytes());
@@ -190,20 +190,9 @@ impl Admin {
             )
         };
         client.batch_execute(&statement).await?;
-        let db_exists = client
-            .query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[&database])
-            .await?
-            .is_some();
-        if !db_exists {
-            client
-                .batch_execute(&format!("CREATE DATABASE {db} OWNER {role_q}"))
-                .await?;
+        if !self.database_exists(database).await? {
+            self.create_empty(database, role).await?;
         }
-        client
-            .batch_execute(&format!(
-                "REVOKE ALL ON DATABASE {db} FROM PUBLIC; GRANT CONNECT, TEMPORARY ON DATABASE {db} TO {role_q}"
-            ))
-            .await?;
         Ok(())
     }
 

@@ -5,7 +5,7 @@ use std::io::Write;
 use std::net::TcpListener;
 
 use rampart_services::cluster::{Access, Layout, ManagedCluster, find_bin_dir};
-use rampart_services::postgres::{Admin, Server, connect_tls};
+use rampart_services::postgres::{Admin, Server, TableSum, connect_tls};
 use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair};
 
 fn free_port() -> u16 {
@@ -54,17 +54,39 @@ fn url(role: &str, password: &str, port: u16, db: &str) -> tokio_postgres::Confi
     config
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn roles_reach_only_their_database_over_tls_and_dumps_restore_exactly() {
-    let bin = find_bin_dir().expect("PostgreSQL is installed (scripts/test installs it)");
+/// Restores `dump` into a fresh `database` owned by `role` and returns its
+/// fingerprint.
+async fn restore_copy(admin: &Admin, dump: &[u8], database: &str, role: &str) -> Vec<TableSum> {
+    admin.create_empty(database, role).await.unwrap();
+    let mut restore = admin.restore_command(database, Some(role)).spawn().unwrap();
+    restore.stdin.take().unwrap().write_all(dump).unwrap();
+    let out = restore.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    admin.fingerprint(database).await.unwrap()
+}
+
+/// A temporary folder the postgres user can traverse, and a data directory
+/// in it.
+fn traversable_tempdir() -> (tempfile::TempDir, std::path::PathBuf) {
     let tmp = tempfile::tempdir().unwrap();
     std::fs::set_permissions(
         tmp.path(),
         std::os::unix::fs::PermissionsExt::from_mode(0o711),
     )
     .unwrap();
-    let tmp_data = tmp.path().join("data");
-    std::fs::create_dir_all(&tmp_data).unwrap();
+    let data = tmp.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    (tmp, data)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn roles_reach_only_their_database_over_tls_and_dumps_restore_exactly() {
+    let bin = find_bin_dir().expect("PostgreSQL is installed (scripts/test installs it)");
+    let (_tmp, tmp_data) = traversable_tempdir();
     let port = free_port();
     let cluster = ManagedCluster::new(tmp_data.join("postgres"), bin.clone(), port).unwrap();
     let pki = pki();
@@ -160,24 +182,10 @@ async fn roles_reach_only_their_database_over_tls_and_dumps_restore_exactly() {
         String::from_utf8_lossy(&dump.stderr)
     );
     drop(holder);
-    admin.create_empty("app_a_restore", "app_a").await.unwrap();
-    let mut restore = admin
-        .restore_command("app_a_restore", Some("app_a"))
-        .spawn()
-        .unwrap();
-    restore
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(&dump.stdout)
-        .unwrap();
-    let out = restore.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    assert_eq!(
+        restore_copy(&admin, &dump.stdout, "app_a_restore", "app_a").await,
+        sums
     );
-    assert_eq!(admin.fingerprint("app_a_restore").await.unwrap(), sums);
     assert_ne!(admin.fingerprint("app_a").await.unwrap(), sums);
     let owner = a
         .query_one(
@@ -202,14 +210,7 @@ async fn an_external_server_is_administered_by_url_over_verified_tls() {
     use std::os::unix::process::CommandExt;
 
     let bin = find_bin_dir().expect("PostgreSQL is installed (scripts/test installs it)");
-    let tmp = tempfile::tempdir().unwrap();
-    std::fs::set_permissions(
-        tmp.path(),
-        std::os::unix::fs::PermissionsExt::from_mode(0o711),
-    )
-    .unwrap();
-    let root = tmp.path().join("data");
-    std::fs::create_dir_all(&root).unwrap();
+    let (tmp, root) = traversable_tempdir();
     let port = free_port();
     let dir = root.join("postgres");
     let cluster = ManagedCluster::new(dir.clone(), bin.clone(), port).unwrap();
@@ -301,26 +302,9 @@ async fn an_external_server_is_administered_by_url_over_verified_tls() {
         String::from_utf8_lossy(&dump.stderr)
     );
     drop(holder);
-    external
-        .create_empty("app_ext_copy", "app_ext")
-        .await
-        .unwrap();
-    let mut restore = external
-        .restore_command("app_ext_copy", Some("app_ext"))
-        .spawn()
-        .unwrap();
-    restore
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(&dump.stdout)
-        .unwrap();
-    let out = restore.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    assert_eq!(
+        restore_copy(&external, &dump.stdout, "app_ext_copy", "app_ext").await,
+        sums
     );
-    assert_eq!(external.fingerprint("app_ext_copy").await.unwrap(), sums);
     cluster.stop().await.unwrap();
 }
