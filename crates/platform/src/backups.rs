@@ -840,9 +840,11 @@ impl Platform {
         answer
     }
 
-    /// Restores the snapshot's database into a fresh database that then
-    /// takes the live one's place, and its media into the app's folder;
-    /// checks both against the manifest.
+    /// Restores the snapshot's database into a fresh database and its media
+    /// into a private folder, checks both against the manifest, and only
+    /// then puts them in place: the database by rename (the live one is
+    /// closed to new sessions first), the media entry by entry (or into the
+    /// bucket). A failure before that point leaves live data as it was.
     async fn restore_into(
         &self,
         repo: &Repo,
@@ -852,6 +854,7 @@ impl Platform {
         database: Option<(String, Admin)>,
         place: MediaPlace,
     ) -> Result<(), String> {
+        let mut fresh_db = None;
         if let (Some(_), Some((db, admin))) = (&manifest.database, &database) {
             let fresh = format!("{db}_restore_{}", crate::ops::random_suffix());
             admin
@@ -874,43 +877,33 @@ impl Platform {
                 .and_then(|r| r)
             };
             let checked = match loaded {
-                Ok(()) => {
-                    let got = admin.fingerprint(&fresh).await.map_err(|e| e.to_string())?;
-                    match compare(&manifest.tables, &got, &[], &[]) {
+                Ok(()) => match admin.fingerprint(&fresh).await {
+                    Ok(got) => match compare(&manifest.tables, &got, &[], &[]) {
                         None => Ok(()),
                         Some(problem) => Err(format!("the restored database differs: {problem}")),
-                    }
-                }
+                    },
+                    Err(e) => Err(e.to_string()),
+                },
                 Err(e) => Err(e),
             };
             if let Err(e) = checked {
                 let _ = admin.drop_database(&fresh).await;
                 return Err(e);
             }
-            // Swap: the live database is closed, renamed away and dropped.
-            let old = format!("{db}_old_{}", crate::ops::random_suffix());
-            admin.close_database(db).await.map_err(|e| e.to_string())?;
-            if let Err(e) = admin.rename_database(db, &old).await {
-                let _ = admin.allow_connections(db).await;
-                return Err(e.to_string());
-            }
-            admin
-                .rename_database(&fresh, db)
-                .await
-                .map_err(|e| e.to_string())?;
-            if let Err(error) = admin.drop_database(&old).await {
-                tracing::warn!(%error, database = %old, "cannot drop the replaced database");
-            }
+            fresh_db = Some(fresh);
         }
+        let drop_fresh = || async {
+            if let (Some(fresh), Some((_, admin))) = (&fresh_db, &database) {
+                let _ = admin.drop_database(fresh).await;
+            }
+        };
 
-        // Media: restored beside the live folder, checked, then moved in (or
-        // uploaded to the app's bucket).
         let media_root = self.services().media.root().to_path_buf();
-        std::fs::create_dir_all(&media_root).map_err(|e| e.to_string())?;
         let has_media = !manifest.media.is_empty();
         let want = manifest.media.clone();
         let (repo, id) = (Arc::clone(repo), id.to_owned());
-        let staging = tokio::task::spawn_blocking(move || {
+        let staged = tokio::task::spawn_blocking(move || {
+            std::fs::create_dir_all(&media_root).map_err(|e| e.to_string())?;
             let staging = Scratch::new(&media_root, ".restore")?;
             if has_media {
                 rampart_backup::restore(&repo, &id, &staging.0, &[MEDIA.to_owned()], &Silent)
@@ -925,7 +918,37 @@ impl Platform {
             Ok(staging)
         })
         .await
-        .map_err(|e| e.to_string())??;
+        .map_err(|e| e.to_string())
+        .and_then(|r| r);
+        let staging = match staged {
+            Ok(staging) => staging,
+            Err(e) => {
+                drop_fresh().await;
+                return Err(e);
+            }
+        };
+
+        // Both parts are loaded and checked: swap the database in.
+        if let (Some(fresh), Some((db, admin))) = (&fresh_db, &database) {
+            let old = format!("{db}_old_{}", crate::ops::random_suffix());
+            let swapped = async {
+                admin.close_database(db).await?;
+                if let Err(e) = admin.rename_database(db, &old).await {
+                    let _ = admin.allow_connections(db).await;
+                    return Err(e);
+                }
+                admin.rename_database(fresh, db).await
+            }
+            .await;
+            if let Err(e) = swapped {
+                drop_fresh().await;
+                return Err(e.to_string());
+            }
+            if let Err(error) = admin.drop_database(&old).await {
+                tracing::warn!(%error, database = %old, "cannot drop the replaced database");
+            }
+        }
+
         let restored = staging.0.join(MEDIA);
         match place {
             MediaPlace::Bucket(store) => rampart_services::s3::upload(store.as_ref(), &restored)

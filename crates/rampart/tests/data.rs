@@ -500,6 +500,16 @@ fn schedules_keep_what_retention_says_and_test_restores_catch_damage() {
     );
     let ps = ok(cli(&sb, &server).args(["ps", "wiki"]));
     assert!(ps.contains("verify_failed"), "{ps}");
+    // A restore from the damaged repository fails before it touches the
+    // live database or media.
+    let live_tables = fingerprint(&sb, port, "app_wiki");
+    let live_media = std::fs::read(media.join("img/a.bin")).unwrap();
+    let newest = kept.last().unwrap();
+    let err =
+        fails(cli(&sb, &server).args(["backup", "restore", "wiki", &newest[..12], "--force"]));
+    assert!(err.contains("damaged"), "{err}");
+    assert_eq!(fingerprint(&sb, port, "app_wiki"), live_tables);
+    assert_eq!(std::fs::read(media.join("img/a.bin")).unwrap(), live_media);
 
     // An unreachable repository or a wrong key: recorded as failed with the
     // reason, and no snapshot appears.
