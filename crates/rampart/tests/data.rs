@@ -686,3 +686,73 @@ fn media_on_s3_get_a_bucket_and_key_per_app_and_restore_exactly() {
     );
     server.stop().unwrap();
 }
+
+#[test]
+fn an_external_server_gets_the_same_provisioning_and_backups() {
+    let sb = sandbox();
+    let external = rampart_testkit::ExternalPostgres::start().unwrap();
+    let config = sb.write_config(&format!(
+        "[postgres]\nmode = \"external\"\nadmin_url = \"{}\"\nca_file = \"{}\"\n\
+         [backup]\nrepository = \"{}\"\nkey_file = \"{}\"\n",
+        external.admin_url,
+        external.ca_file.display(),
+        sb.path().join("backups").display(),
+        sb.path().join("backup.key").display(),
+    ));
+    let server = sb.start(&config).unwrap();
+    ok(cli(&sb, &server).args(["apps", "create", "ledger", "--with-db"]));
+    assert!(
+        !sb.data_dir().join("postgres").exists(),
+        "no managed cluster"
+    );
+    let db = json(cli(&sb, &server).args(["db", "info", "ledger", "--reveal"]));
+    assert_eq!(db["host"], "127.0.0.1", "{db}");
+    assert_eq!(db["port"], external.port, "{db}");
+    let url = db["url"].as_str().unwrap();
+    assert!(url.contains("sslmode=verify-full"), "{url}");
+    let password = db["password"].as_str().unwrap().to_owned();
+
+    // The app's role reaches its database over TLS, verified against the
+    // operator's CA.
+    let ca = std::fs::read_to_string(&external.ca_file).unwrap();
+    let mut config = tokio_postgres::Config::new();
+    config
+        .host("127.0.0.1")
+        .port(external.port)
+        .user("app_ledger")
+        .password(password.as_str())
+        .dbname("app_ledger");
+    let admin = Admin::new(
+        PgServer::External {
+            url: external.admin_url.clone(),
+            ca_file: external.ca_file.clone(),
+            ca_pem: ca.clone(),
+        },
+        find_bin_dir().unwrap(),
+    );
+    let rt = runtime();
+    let client = rt.block_on(connect_tls(&config, &ca)).unwrap();
+    rt.block_on(client.batch_execute(
+        "CREATE TABLE entries (id serial PRIMARY KEY, amount numeric);
+         INSERT INTO entries (amount) SELECT g * 1.5 FROM generate_series(1, 120) g;",
+    ))
+    .unwrap();
+    let before = rt.block_on(admin.fingerprint("app_ledger")).unwrap();
+    assert_eq!(before[0].rows, 120);
+
+    // Backup by URL, lose the table, restore it exactly.
+    let record = json(cli(&sb, &server).args(["backup", "run", "ledger"]));
+    assert_eq!(record["ok"], true, "{record}");
+    let snap = record["snapshot"].as_str().unwrap().to_owned();
+    rt.block_on(client.batch_execute("DROP TABLE entries"))
+        .unwrap();
+    drop(client);
+    json(cli(&sb, &server).args(["backup", "restore", "ledger", &snap[..12]]));
+    assert_eq!(
+        rt.block_on(admin.fingerprint("app_ledger")).unwrap(),
+        before
+    );
+    let verify = json(cli(&sb, &server).args(["backup", "verify", "ledger"]));
+    assert_eq!(verify["ok"], true, "{verify}");
+    server.stop().unwrap();
+}

@@ -6,7 +6,9 @@
 //! from the process's ready line), and every wait polls against a deadline.
 
 mod pebble;
+mod postgres;
 pub use pebble::Pebble;
+pub use postgres::ExternalPostgres;
 
 use std::io::{BufRead, BufReader, Read};
 use std::net::SocketAddr;
