@@ -272,7 +272,14 @@ fn finish(
 ) {
     match &meta.counters {
         Some(counters) => counters.count(status.as_u16()),
-        None => shared.metrics.request(&meta.site, status.as_u16()),
+        None => {
+            let site = if meta.site.is_empty() {
+                "-"
+            } else {
+                &meta.site
+            };
+            shared.metrics.request(site, status.as_u16())
+        }
     }
     if let Some(kind) = shield {
         shared.metrics.shield(kind);
@@ -300,10 +307,11 @@ fn finish(
 /// Headers every HTTPS response gets.
 fn secure_headers(headers: &mut HeaderMap, site: Option<&SiteSpec>) {
     headers.remove(header::SERVER);
-    let hsts = site.map_or_else(|| "max-age=63072000".to_owned(), SiteSpec::hsts);
-    if let Ok(v) = HeaderValue::from_str(&hsts) {
-        headers.insert(header::STRICT_TRANSPORT_SECURITY, v);
-    }
+    let hsts = site.map_or(
+        HeaderValue::from_static(crate::routes::HSTS[0]),
+        SiteSpec::hsts_header,
+    );
+    headers.insert(header::STRICT_TRANSPORT_SECURITY, hsts);
     for (name, value) in [
         (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
         (header::REFERRER_POLICY, "strict-origin-when-cross-origin"),
@@ -403,20 +411,30 @@ pub async fn handle_https(
     let limits = shared.limits.load_full();
     let client = crate::routes::canonical(conn.peer.ip());
     let host = host_of(&req).unwrap_or_default();
-    let path = req
-        .uri()
-        .path_and_query()
-        .map_or("/", |p| p.as_str())
-        .to_owned();
+    // Method and path are kept only for the access event.
+    let logging = shared.access.is_active();
     let mut meta = Meta {
         started: Instant::now(),
         client,
         host: host.chars().take(256).collect(),
-        method: req.method().to_string(),
-        path: path.chars().take(2048).collect(),
+        method: if logging {
+            req.method().to_string()
+        } else {
+            String::new()
+        },
+        path: if logging {
+            req.uri()
+                .path_and_query()
+                .map_or("/", |p| p.as_str())
+                .chars()
+                .take(2048)
+                .collect()
+        } else {
+            String::new()
+        },
         request_id: request_id(),
         tls_version: conn.tls_version,
-        site: String::from("-"),
+        site: String::new(),
         counters: None,
         bytes_in: Arc::new(AtomicU64::new(0)),
     };

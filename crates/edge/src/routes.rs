@@ -111,17 +111,23 @@ impl SiteSpec {
     }
 
     /// The `Strict-Transport-Security` value.
-    pub fn hsts(&self) -> String {
-        let mut value = String::from("max-age=63072000");
-        if self.hsts_include_subdomains {
-            value.push_str("; includeSubDomains");
-        }
-        if self.hsts_preload {
-            value.push_str("; preload");
-        }
-        value
+    pub fn hsts(&self) -> &'static str {
+        HSTS[usize::from(self.hsts_include_subdomains) + 2 * usize::from(self.hsts_preload)]
+    }
+
+    /// The `Strict-Transport-Security` header, without an allocation.
+    pub fn hsts_header(&self) -> hyper::header::HeaderValue {
+        hyper::header::HeaderValue::from_static(self.hsts())
     }
 }
+
+/// `Strict-Transport-Security` values by (includeSubDomains + 2 × preload).
+pub const HSTS: [&str; 4] = [
+    "max-age=63072000",
+    "max-age=63072000; includeSubDomains",
+    "max-age=63072000; preload",
+    "max-age=63072000; includeSubDomains; preload",
+];
 
 /// IPv4-mapped IPv6 addresses are treated as the IPv4 address they carry.
 pub fn canonical(ip: std::net::IpAddr) -> std::net::IpAddr {
@@ -290,7 +296,10 @@ mod tests {
         let mut s = site(&["a.localhost"]);
         assert_eq!(s.hsts(), "max-age=63072000");
         s.hsts_include_subdomains = true;
+        assert_eq!(s.hsts(), "max-age=63072000; includeSubDomains");
         s.hsts_preload = true;
         assert_eq!(s.hsts(), "max-age=63072000; includeSubDomains; preload");
+        s.hsts_include_subdomains = false;
+        assert_eq!(s.hsts(), "max-age=63072000; preload");
     }
 }
