@@ -452,6 +452,7 @@ pub struct BackupSnapshot {
     pub reason: String,
     /// Bytes of database dump and media.
     pub bytes: u64,
+    /// Tables, rows and media files as the snapshot's manifest counted them.
     pub tables: u32,
     pub rows: u64,
     pub media_files: u32,

@@ -36,6 +36,10 @@ const TAG_APP: &str = "app=";
 const TAG_APP_ID: &str = "app_id=";
 const TAG_RELEASE: &str = "release=";
 const TAG_REASON: &str = "reason=";
+/// What the manifest counted, so listings need not open it.
+const TAG_TABLES: &str = "tables=";
+const TAG_ROWS: &str = "rows=";
+const TAG_MEDIA: &str = "media_files=";
 
 /// What a snapshot holds, recorded beside the data it describes.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -457,6 +461,12 @@ impl Platform {
             format!("{TAG_APP}{}", app.name),
             format!("{TAG_APP_ID}{}", app.id),
             format!("{TAG_REASON}{}", reason.as_str()),
+            format!("{TAG_TABLES}{}", manifest.tables.len()),
+            format!(
+                "{TAG_ROWS}{}",
+                manifest.tables.iter().map(|t| t.rows).sum::<u64>()
+            ),
+            format!("{TAG_MEDIA}{}", manifest.media.len()),
         ];
         if let Some(r) = release {
             tags.push(format!("{TAG_RELEASE}{r}"));
@@ -645,11 +655,15 @@ impl Platform {
                 release: tag(&s.tags, TAG_RELEASE).and_then(|r| r.parse().ok()),
                 reason: tag(&s.tags, TAG_REASON).unwrap_or("-").to_owned(),
                 bytes: s.summary.bytes,
-                // Filled from the manifest only on restore; the listing
-                // reads snapshot headers alone.
-                tables: 0,
-                rows: 0,
-                media_files: 0,
+                tables: tag(&s.tags, TAG_TABLES)
+                    .and_then(|n| n.parse().ok())
+                    .unwrap_or(0),
+                rows: tag(&s.tags, TAG_ROWS)
+                    .and_then(|n| n.parse().ok())
+                    .unwrap_or(0),
+                media_files: tag(&s.tags, TAG_MEDIA)
+                    .and_then(|n| n.parse().ok())
+                    .unwrap_or(0),
             })
             .collect())
     }

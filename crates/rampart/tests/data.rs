@@ -272,6 +272,15 @@ fn databases_and_media_are_each_apps_own_and_backups_restore_exactly() {
     assert_eq!(listed.len(), 1);
     assert_eq!(listed[0]["id"], snap.as_str());
     assert_eq!(listed[0]["release"], 1);
+    assert_eq!(
+        (
+            &listed[0]["tables"],
+            &listed[0]["rows"],
+            &listed[0]["media_files"]
+        ),
+        (&Value::from(1), &Value::from(5), &Value::from(1)),
+        "{listed:?}"
+    );
     let err = fails(cli(&sb, &server).args(["backup", "restore", "blog", &snap[..12]]));
     assert!(
         err.contains("live data") && err.contains("--force"),
