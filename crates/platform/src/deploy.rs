@@ -131,10 +131,13 @@ impl Follower {
                 let name = replica.name.clone();
                 let task = tokio::spawn(async move {
                     let mut stream = stream;
-                    // Lines from before this stream opened were sent by it
-                    // (its tail) or are not wanted; a reopened stream starts
-                    // after the later of the two.
-                    let mut newest = after.max(Some(Time::now_utc()));
+                    // A first stream: lines from before it opened were sent by
+                    // its tail or are not wanted. A reopened stream carries on
+                    // from the last line delivered, not from when it opened:
+                    // a replica restarting as the stream opens may end it
+                    // before its first lines are sent, and those lines must
+                    // come with the next stream.
+                    let mut newest = after.or(Some(Time::now_utc()));
                     while let Some(Ok(line)) = stream.next().await {
                         let time = line
                             .time

@@ -720,18 +720,21 @@ fn a_crashing_replica_is_restarted_and_a_crash_loop_is_recorded() {
         let (status, body) = get(&client, &url);
         assert_eq!(status, 200, "{body}");
     }
-    eventually(
-        Duration::from_secs(20),
-        "the restarts in the followed logs",
-        || {
-            followed
-                .lock()
-                .unwrap()
-                .matches("listening on port 8080")
-                .count()
-                >= 3
-        },
-    );
+    let until = std::time::Instant::now() + Duration::from_secs(20);
+    while followed
+        .lock()
+        .unwrap()
+        .matches("listening on port 8080")
+        .count()
+        < 3
+    {
+        assert!(
+            std::time::Instant::now() < until,
+            "the followed logs lack a restart: {}",
+            followed.lock().unwrap()
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
     std::thread::sleep(Duration::from_secs(1));
     let text = followed.lock().unwrap().clone();
     assert!(text.lines().all(|l| l.starts_with("rampart-")), "{text}");
