@@ -74,6 +74,10 @@ impl Services {
         media_s3: Option<&rampart_core::config::MediaS3Config>,
         internal_ca: &str,
     ) -> Self {
+        // Docker binds volumes to these folders and PostgreSQL reads its
+        // paths from its own directory: both need them absolute, whatever
+        // the data directory was given as (`./rampart-data` by default).
+        let root = &std::path::absolute(root).unwrap_or_else(|_| root.to_path_buf());
         let s3 = media_s3.map(|c| {
             std::fs::read_to_string(&c.secret_key_file)
                 .map_err(|e| {

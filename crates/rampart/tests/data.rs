@@ -765,3 +765,36 @@ fn an_external_server_gets_the_same_provisioning_and_backups() {
     assert_eq!(verify["ok"], true, "{verify}");
     server.stop().unwrap();
 }
+
+/// As the README runs it: `rampart up` with the data directory given
+/// relative to the working directory. Docker volumes and PostgreSQL need
+/// whole paths; the app still gets its media and its database.
+#[test]
+fn a_relative_data_directory_works_for_media_and_databases() {
+    let sb = sandbox();
+    let _cleanup = Cleanup(vec!["rel".into()]);
+    let port = free_port();
+    let config = sb.write_config(&format!("{CONFIG}[postgres]\nport = {port}\n"));
+    let mut cmd = sb.command();
+    cmd.current_dir(sb.path())
+        .args(["up", "--data-dir", "data", "--config"])
+        .arg(&config)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let server = Server::spawn_command(cmd, sb.data_dir()).unwrap();
+    ok(cli(&sb, &server).args(["apps", "create", "rel", "--with-db"]));
+    let dir = context(&sb.path().join("ctx"), "");
+    ok(cli(&sb, &server)
+        .args(["deploy", "rel", "--path"])
+        .arg(&dir));
+    let client = edge_client(&server, "rel.localhost");
+    let url = app_url(&server, "rel.localhost");
+    let (status, body) = post(&client, &format!("{url}notes"), "relative");
+    assert_eq!((status, body.as_str()), (200, "1 notes\n"));
+    assert_eq!(put(&client, &format!("{url}media/a.txt"), b"x").0, 200);
+    assert_eq!(
+        std::fs::read(sb.data_dir().join("media/rel/a.txt")).unwrap(),
+        b"x"
+    );
+    server.stop().unwrap();
+}

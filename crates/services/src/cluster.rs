@@ -123,6 +123,11 @@ impl ManagedCluster {
         } else {
             None
         };
+        // PostgreSQL reads every path in its configuration from its own
+        // data directory, and the walk up the ancestors below needs them
+        // whole: a relative data directory (the default `./rampart-data`)
+        // becomes absolute here.
+        let dir = std::path::absolute(&dir).map_err(|e| ServiceError::io("resolve", &dir, e))?;
         Ok(Self {
             dir,
             bin_dir,
@@ -227,7 +232,7 @@ impl ManagedCluster {
                         .map_err(|e| ServiceError::io("let the postgres user through", own, e))?;
                 }
                 let mut parent = own.parent();
-                while let Some(dir) = parent {
+                while let Some(dir) = parent.filter(|d| !d.as_os_str().is_empty()) {
                     let mode = std::fs::metadata(dir)
                         .map_err(|e| ServiceError::io("read", dir, e))?
                         .permissions()
