@@ -691,9 +691,9 @@ impl Platform {
         {
             return Err(Error::Invalid(format!("{wanted:?} is not a snapshot id")));
         }
-        let repo = Arc::clone(repo);
+        let finder = Arc::clone(repo);
         let wanted = wanted.to_owned();
-        let (id, snap) = tokio::task::spawn_blocking(move || repo.find_snapshot(&wanted))
+        let (id, snap) = tokio::task::spawn_blocking(move || finder.find_snapshot(&wanted))
             .await
             .map_err(|e| failed(e.to_string()))?
             .map_err(|e| match e {
@@ -711,10 +711,9 @@ impl Platform {
                 app.name
             )));
         }
-        let repo = self.repository().await.map_err(failed)?;
         let hex = id.hex();
         let manifest = {
-            let hex = hex.clone();
+            let (repo, hex) = (Arc::clone(repo), hex.clone());
             tokio::task::spawn_blocking(move || read_manifest(&repo, &hex))
                 .await
                 .map_err(|e| failed(e.to_string()))?
