@@ -19,7 +19,9 @@
 # took.
 #
 # Ratios are Rampart's figure divided by the other's (above 1.0 is better for
-# Rampart; for latency and memory, the other's divided by Rampart's).
+# Rampart; for CPU per request, latency and memory, the other's divided by
+# Rampart's). CPU per request is each proxy process's user + system time
+# during its run divided by the requests it served.
 #
 # Usage: bench/edge.sh [DURATION_SECONDS]
 set -euo pipefail
@@ -145,21 +147,35 @@ rps() { # URL [wrk args...]
   wrk -t1 -c32 -d"${DURATION}s" "$@" "$url" 2>/dev/null | awk '/Requests\/sec/ {print int($2)}'
 }
 ratio() { echo "scale=2; $1 / $2" | bc -l; }
+# CPU time (user + system, all threads) a process has used, in clock ticks.
+ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+TCK=$(getconf CLK_TCK)
 
-declare -A R
+declare -A R C
+# Runs wrk against URL; R[KEY] gets req/s and C[KEY] the CPU microseconds
+# PID spent per request meanwhile (a measure of the proxy's own cost that
+# does not depend on how the two cores were shared with wrk and the
+# upstream).
+measure() { # KEY PID URL [wrk args...]
+  local key=$1 pid=$2 url=$3 t0 t1; shift 3
+  t0=$(ticks "$pid")
+  R[$key]=$(rps "$url" "$@")
+  t1=$(ticks "$pid")
+  C[$key]=$(echo "scale=1; ($t1 - $t0) * 1000000 / $TCK / (${R[$key]} * $DURATION)" | bc -l)
+}
 R[direct]=$(rps http://127.0.0.1:19100/)
-R[nginx_http]=$(rps http://127.0.0.1:19201/)
-R[haproxy_http]=$(rps http://127.0.0.1:19301/)
-R[caddy_http]=$(rps http://localhost:19401/)
-R[nginx_https]=$(rps https://localhost:19202/)
-R[haproxy_https]=$(rps https://localhost:19302/)
-R[caddy_https]=$(rps https://localhost:19402/)
-R[rampart_https]=$(rps https://localhost:19502/)
-R[rampart_log]=$(rps https://localhost:19602/)
-R[nginx_new]=$(rps https://localhost:19202/ -H "Connection: close")
-R[haproxy_new]=$(rps https://localhost:19302/ -H "Connection: close")
-R[caddy_new]=$(rps https://localhost:19402/ -H "Connection: close")
-R[rampart_new]=$(rps https://localhost:19502/ -H "Connection: close")
+measure nginx_http "$nginx_pid" http://127.0.0.1:19201/
+measure haproxy_http "$haproxy_pid" http://127.0.0.1:19301/
+measure caddy_http "$caddy_pid" http://localhost:19401/
+measure nginx_https "$nginx_pid" https://localhost:19202/
+measure haproxy_https "$haproxy_pid" https://localhost:19302/
+measure caddy_https "$caddy_pid" https://localhost:19402/
+measure rampart_https "$rampart_pid" https://localhost:19502/
+measure rampart_log "$rampart_log_pid" https://localhost:19602/
+measure nginx_new "$nginx_pid" https://localhost:19202/ -H "Connection: close"
+measure haproxy_new "$haproxy_pid" https://localhost:19302/ -H "Connection: close"
+measure caddy_new "$caddy_pid" https://localhost:19402/ -H "Connection: close"
+measure rampart_new "$rampart_pid" https://localhost:19502/ -H "Connection: close"
 
 # p99 at half of keep-alive saturation: each connection waits 2 ms between
 # requests, so N connections offer at most N * 500 requests per second.
@@ -204,16 +220,18 @@ read -r I_haproxy M_haproxy < <(idle_rss 19302 "$haproxy_pid")
 
 echo "edge benchmark: $(nproc) cores, wrk -t1 -c32 -d${DURATION}s, one worker per proxy, 19-byte upstream body"
 echo "nginx $(nginx -v 2>&1 | cut -d/ -f2), HAProxy $(haproxy -v | head -1 | awk '{print $3}'), Caddy $(caddy version | awk '{print $1}')"
-printf '\n%-44s %10s\n' "row" "req/s"
-printf '%-44s %10s\n' "direct to the upstream" "${R[direct]}"
-for p in nginx haproxy caddy; do printf '%-44s %10s\n' "$p, plain HTTP" "${R[${p}_http]}"; done
-for p in nginx haproxy caddy rampart; do printf '%-44s %10s\n' "$p, HTTPS keep-alive" "${R[${p}_https]}"; done
-for p in nginx haproxy caddy rampart; do printf '%-44s %10s\n' "$p, HTTPS new connection per request" "${R[${p}_new]}"; done
-printf '%-44s %10s\n' "rampart, HTTPS keep-alive, access log on" "${R[rampart_log]}"
+printf '\n%-44s %10s %14s\n' "row" "req/s" "CPU us/req"
+printf '%-44s %10s %14s\n' "direct to the upstream" "${R[direct]}" "-"
+for p in nginx haproxy caddy; do printf '%-44s %10s %14s\n' "$p, plain HTTP" "${R[${p}_http]}" "${C[${p}_http]}"; done
+for p in nginx haproxy caddy rampart; do printf '%-44s %10s %14s\n' "$p, HTTPS keep-alive" "${R[${p}_https]}" "${C[${p}_https]}"; done
+for p in nginx haproxy caddy rampart; do printf '%-44s %10s %14s\n' "$p, HTTPS new connection per request" "${R[${p}_new]}" "${C[${p}_new]}"; done
+printf '%-44s %10s %14s\n' "rampart, HTTPS keep-alive, access log on" "${R[rampart_log]}" "${C[rampart_log]}"
 printf '\n%-44s %10s %10s %10s\n' "Rampart's ratio to" "nginx" "HAProxy" "Caddy"
 printf '%-44s %10s %10s %10s\n' "plain HTTP (Rampart over HTTPS)" "$(ratio "${R[rampart_https]}" "${R[nginx_http]}")" "$(ratio "${R[rampart_https]}" "${R[haproxy_http]}")" "$(ratio "${R[rampart_https]}" "${R[caddy_http]}")"
 printf '%-44s %10s %10s %10s\n' "HTTPS keep-alive" "$(ratio "${R[rampart_https]}" "${R[nginx_https]}")" "$(ratio "${R[rampart_https]}" "${R[haproxy_https]}")" "$(ratio "${R[rampart_https]}" "${R[caddy_https]}")"
 printf '%-44s %10s %10s %10s\n' "HTTPS new connection per request" "$(ratio "${R[rampart_new]}" "${R[nginx_new]}")" "$(ratio "${R[rampart_new]}" "${R[haproxy_new]}")" "$(ratio "${R[rampart_new]}" "${R[caddy_new]}")"
+printf '%-44s %10s %10s %10s\n' "CPU per request, HTTPS keep-alive" "$(ratio "${C[nginx_https]}" "${C[rampart_https]}")" "$(ratio "${C[haproxy_https]}" "${C[rampart_https]}")" "$(ratio "${C[caddy_https]}" "${C[rampart_https]}")"
+printf '%-44s %10s %10s %10s\n' "CPU per request, new connection" "$(ratio "${C[nginx_new]}" "${C[rampart_new]}")" "$(ratio "${C[haproxy_new]}" "${C[rampart_new]}")" "$(ratio "${C[caddy_new]}" "${C[rampart_new]}")"
 printf '\n%-44s %10s %10s %10s\n' "" "rampart" "nginx" "HAProxy"
 printf '%-44s %9sms %9sms %9sms\n' "p99 at half of keep-alive saturation" "$P_rampart" "$P_nginx" "$P_haproxy"
 printf '%-44s %8sMiB %8sMiB %8sMiB\n' "peak RSS, 10,000 idle HTTPS connections" "$((M_rampart / 1024))" "$((M_nginx / 1024))" "$((M_haproxy / 1024))"

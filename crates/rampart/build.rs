@@ -40,7 +40,11 @@ fn main() {
         .args(["--target", &triple])
         .arg("--target-dir")
         .arg(&target_dir)
-        .env(flags_var, "-C target-feature=+crt-static -C strip=symbols");
+        .env(flags_var, "-C target-feature=+crt-static -C strip=symbols")
+        // The test image needs no whole-program optimisation; skipping it
+        // keeps the test build quick.
+        .env("CARGO_PROFILE_RELEASE_LTO", "false")
+        .env("CARGO_PROFILE_RELEASE_CODEGEN_UNITS", "16");
     // What cargo set for this build script is not meant for the nested one.
     for (key, _) in std::env::vars_os() {
         let Some(key) = key.to_str() else { continue };

@@ -53,6 +53,7 @@ struct RawListen {
     http: Option<String>,
     https: Option<String>,
     admin: Option<String>,
+    workers: Option<u32>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -79,6 +80,7 @@ struct RawLimits {
     h2_max_concurrent_streams: Option<u32>,
     h2_max_pending_reset_streams: Option<u32>,
     drain_timeout_ms: Option<u64>,
+    upstream_timeout_ms: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -111,7 +113,14 @@ pub struct Listen {
     pub http: SocketAddr,
     pub https: SocketAddr,
     pub admin: Option<SocketAddr>,
+    /// HTTPS worker threads, each with its own single-threaded runtime
+    /// accepting on the same socket. `None` serves HTTPS on the runtime
+    /// that started the edge.
+    pub workers: Option<usize>,
 }
+
+/// Most HTTPS worker threads an edge may run.
+pub const MAX_WORKERS: u32 = 256;
 
 /// TLS and ACME settings.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -137,6 +146,8 @@ pub struct Limits {
     pub h2_max_concurrent_streams: u32,
     pub h2_max_pending_reset_streams: usize,
     pub drain_timeout: Duration,
+    /// A replica connection with no byte either way for this long fails.
+    pub upstream_timeout: Duration,
 }
 
 impl Default for Limits {
@@ -154,6 +165,7 @@ impl Default for Limits {
             h2_max_concurrent_streams: 100,
             h2_max_pending_reset_streams: 20,
             drain_timeout: Duration::from_millis(10_000),
+            upstream_timeout: Duration::from_millis(60_000),
         }
     }
 }
@@ -221,6 +233,16 @@ impl EdgeConfig {
             admin: match raw.listen.admin.as_deref() {
                 Some("") => None,
                 other => Some(addr("listen.admin", other, "127.0.0.1:9180")?),
+            },
+            workers: match raw.listen.workers {
+                None => None,
+                Some(n) if (1..=MAX_WORKERS).contains(&n) => Some(n as usize),
+                Some(n) => {
+                    return Err(invalid(
+                        "listen.workers",
+                        format!("{n} must be between 1 and {MAX_WORKERS}"),
+                    ));
+                }
             },
         };
         let tls = TlsSettings {
@@ -313,6 +335,14 @@ impl EdgeConfig {
                     10_000,
                 )?),
                 d.drain_timeout,
+            ),
+            upstream_timeout: ms(
+                Some(positive(
+                    "limits.upstream_timeout_ms",
+                    l.upstream_timeout_ms,
+                    60_000,
+                )?),
+                d.upstream_timeout,
             ),
         };
         if limits.max_header_bytes < 1024 {
@@ -486,6 +516,9 @@ deny = ["10.0.0.0/8"]
         assert_eq!(config.routes.sites().len(), 1);
         assert_eq!(config.limits.burst, 200);
         assert!(config.routes.lookup("app.localhost").is_some());
+        assert_eq!(config.listen.workers, None);
+        let two = EdgeConfig::from_toml("[listen]\nworkers = 2").unwrap();
+        assert_eq!(two.listen.workers, Some(2));
     }
 
     #[test]
@@ -493,6 +526,13 @@ deny = ["10.0.0.0/8"]
         let cases = [
             ("[listen]\nhttps = \"nope\"", "listen.https"),
             ("[limits]\nburst = 0", "limits.burst"),
+            ("[listen]\nworkers = 0", "listen.workers"),
+            (
+                "[limits]\nupstream_timeout_ms = 0",
+                "limits.upstream_timeout_ms",
+            ),
+            ("[listen]\nworkers = 100000", "listen.workers"),
+            ("[listen]\nworkers = -1", "listen.workers"),
             ("[limits]\nburst = \"many\"", "limits.burst"),
             ("[[site]]\nupstreams = [\"127.0.0.1:1\"]", "site[0].hosts"),
             ("[[site]]\nhosts = [\"a.localhost\"]", "site[0].upstreams"),

@@ -75,6 +75,8 @@ pub enum EdgeError {
     Tls(#[from] rustls::Error),
     #[error("cannot open the access log: {0}")]
     AccessLog(std::io::Error),
+    #[error("cannot start the HTTPS workers: {0}")]
+    Workers(std::io::Error),
 }
 
 /// The addresses the edge listens on.
@@ -149,9 +151,8 @@ impl Edge {
             .pool_max_idle_per_host(1024)
             .build(connector);
         let challenges = Arc::new(Challenges::default());
-        let access = access::AccessLog::start(config.access_log.clone())
-            .await
-            .map_err(EdgeError::AccessLog)?;
+        let access =
+            access::AccessLog::start(config.access_log.clone()).map_err(EdgeError::AccessLog)?;
         let shared = Arc::new(Shared {
             table: ArcSwap::from_pointee(Table::default()),
             limits: ArcSwap::from_pointee(config.limits.clone()),
@@ -194,16 +195,26 @@ impl Edge {
         edge.certs.set_fallback(fallback);
         edge.apply(config.routes)?;
 
-        let mut tasks = vec![
-            tokio::spawn(server::serve_https(
+        let mut tasks = match config.listen.workers {
+            None => vec![tokio::spawn(server::serve_https(
                 https,
                 tls,
                 shared.clone(),
                 stop_rx.clone(),
-            )),
-            tokio::spawn(server::serve_http(http, shared.clone(), stop_rx.clone())),
-            tokio::spawn(maintain(Arc::downgrade(&edge), stop_rx.clone())),
-        ];
+            ))],
+            Some(n) => {
+                https_workers(n, https, &tls, &shared, &stop_rx).map_err(EdgeError::Workers)?
+            }
+        };
+        tasks.push(tokio::spawn(server::serve_http(
+            http,
+            shared.clone(),
+            stop_rx.clone(),
+        )));
+        tasks.push(tokio::spawn(maintain(
+            Arc::downgrade(&edge),
+            stop_rx.clone(),
+        )));
         if let Some(admin) = admin {
             let weak = Arc::downgrade(&edge);
             let render = move || {
@@ -432,6 +443,47 @@ impl Edge {
             order.abort();
         }
     }
+}
+
+/// Serves HTTPS from `n` threads, each running a single-threaded runtime
+/// that accepts on its own handle of the listening socket. A connection
+/// then lives on one thread from handshake to close, as in an event-loop
+/// proxy: no work-stealing queues, no cross-thread wake-ups on the request
+/// path. What the threads share (route table, shields, pools, metrics) is
+/// already safe to share. Each returned task ends when its thread has
+/// drained.
+fn https_workers(
+    n: usize,
+    listener: TcpListener,
+    tls: &Arc<rustls::ServerConfig>,
+    shared: &Arc<Shared>,
+    stop: &watch::Receiver<bool>,
+) -> std::io::Result<Vec<JoinHandle<()>>> {
+    let listener = listener.into_std()?;
+    let mut tasks = Vec::with_capacity(n);
+    for i in 0..n {
+        let socket = listener.try_clone()?;
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        let (tls, shared, stop) = (tls.clone(), shared.clone(), stop.clone());
+        let (done, finished) = tokio::sync::oneshot::channel::<()>();
+        std::thread::Builder::new()
+            .name(format!("edge-https-{i}"))
+            .spawn(move || {
+                runtime.block_on(async move {
+                    match TcpListener::from_std(socket) {
+                        Ok(listener) => server::serve_https(listener, tls, shared, stop).await,
+                        Err(error) => tracing::error!(%error, "HTTPS worker cannot listen"),
+                    }
+                });
+                drop(done);
+            })?;
+        tasks.push(tokio::spawn(async move {
+            let _ = finished.await;
+        }));
+    }
+    Ok(tasks)
 }
 
 /// Housekeeping every few seconds: forget quiet clients, renew

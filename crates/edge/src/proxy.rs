@@ -225,6 +225,10 @@ const HOP_BY_HOP: [HeaderName; 8] = [
 ];
 
 fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    // Most messages carry none: one pass without hashing settles that.
+    if !headers.keys().any(|name| HOP_BY_HOP.contains(name)) {
+        return;
+    }
     let listed: Vec<HeaderName> = headers
         .get_all(header::CONNECTION)
         .iter()
@@ -237,9 +241,28 @@ fn strip_hop_by_hop(headers: &mut HeaderMap) {
     }
 }
 
-fn request_id() -> String {
+const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+const FORWARDED: HeaderName = header::FORWARDED;
+
+/// Headers only the edge may set on a request to a replica.
+const EDGE_SET: [HeaderName; 5] = [
+    X_FORWARDED_FOR,
+    X_FORWARDED_PROTO,
+    X_FORWARDED_HOST,
+    X_REQUEST_ID,
+    FORWARDED,
+];
+
+/// 96 random bits in hex, as a header value that request and response
+/// share without copying.
+fn request_id() -> HeaderValue {
     let bytes: [u8; 12] = rand::random();
-    hex::encode(bytes)
+    let mut text = [0u8; 24];
+    hex::encode_to_slice(bytes, &mut text).expect("24 bytes hold 12 in hex");
+    HeaderValue::from_bytes(&text).expect("hex digits are a valid header value")
 }
 
 fn now_rfc3339() -> String {
@@ -255,7 +278,7 @@ struct Meta {
     host: String,
     method: String,
     path: String,
-    request_id: String,
+    request_id: HeaderValue,
     tls_version: Option<&'static str>,
     site: String,
     counters: Option<crate::metrics::SiteCounters>,
@@ -298,7 +321,7 @@ fn finish(
         bytes_out,
         duration_ms: meta.started.elapsed().as_secs_f64() * 1000.0,
         upstream: upstream.map(|u| u.to_string()),
-        request_id: meta.request_id,
+        request_id: meta.request_id.to_str().unwrap_or_default().to_owned(),
         tls_version: meta.tls_version,
         shield,
     });
@@ -306,20 +329,39 @@ fn finish(
 
 /// Headers every HTTPS response gets.
 fn secure_headers(headers: &mut HeaderMap, site: Option<&SiteSpec>) {
-    headers.remove(header::SERVER);
+    // One pass without hashing finds which of these the app set itself.
+    let (mut server, mut nosniff, mut referrer, mut frame) = (false, false, false, false);
+    for name in headers.keys() {
+        server |= name == header::SERVER;
+        nosniff |= name == header::X_CONTENT_TYPE_OPTIONS;
+        referrer |= name == header::REFERRER_POLICY;
+        frame |= name == header::X_FRAME_OPTIONS;
+    }
+    if server {
+        headers.remove(header::SERVER);
+    }
     let hsts = site.map_or(
         HeaderValue::from_static(crate::routes::HSTS[0]),
         SiteSpec::hsts_header,
     );
     headers.insert(header::STRICT_TRANSPORT_SECURITY, hsts);
-    for (name, value) in [
-        (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
-        (header::REFERRER_POLICY, "strict-origin-when-cross-origin"),
-        (header::X_FRAME_OPTIONS, "SAMEORIGIN"),
-    ] {
-        if !headers.contains_key(&name) {
-            headers.insert(name, HeaderValue::from_static(value));
-        }
+    if !nosniff {
+        headers.append(
+            header::X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static("nosniff"),
+        );
+    }
+    if !referrer {
+        headers.append(
+            header::REFERRER_POLICY,
+            HeaderValue::from_static("strict-origin-when-cross-origin"),
+        );
+    }
+    if !frame {
+        headers.append(
+            header::X_FRAME_OPTIONS,
+            HeaderValue::from_static("SAMEORIGIN"),
+        );
     }
 }
 
@@ -340,9 +382,7 @@ fn local(
         header::CONTENT_TYPE,
         HeaderValue::from_static("text/plain; charset=utf-8"),
     );
-    if let Ok(v) = HeaderValue::from_str(&meta.request_id) {
-        headers.insert(HeaderName::from_static("x-request-id"), v);
-    }
+    headers.insert(X_REQUEST_ID, meta.request_id.clone());
     if let Some((name, value)) = extra {
         headers.insert(name, value);
     }
@@ -583,31 +623,30 @@ async fn proxy(
     if client_upgrade.is_some() {
         mark_websocket(&mut parts.headers);
     }
-    for name in [
-        "x-forwarded-for",
-        "x-forwarded-proto",
-        "x-forwarded-host",
-        "x-request-id",
-        "forwarded",
-    ] {
-        parts.headers.remove(name);
-    }
-    let set = |headers: &mut HeaderMap, name: &'static str, value: &str| {
-        if let Ok(v) = HeaderValue::from_str(value) {
-            headers.insert(HeaderName::from_static(name), v);
+    if parts.headers.keys().any(|name| EDGE_SET.contains(name)) {
+        for name in EDGE_SET {
+            parts.headers.remove(name);
         }
+    }
+    let mut ip = [0u8; 64];
+    let ip = {
+        use std::io::Write;
+        let mut cursor = std::io::Cursor::new(&mut ip[..]);
+        let _ = write!(cursor, "{}", meta.client);
+        let len = cursor.position() as usize;
+        &ip[..len]
     };
-    set(
-        &mut parts.headers,
-        "x-forwarded-for",
-        &meta.client.to_string(),
-    );
-    set(&mut parts.headers, "x-forwarded-proto", "https");
-    set(&mut parts.headers, "x-forwarded-host", &meta.host);
-    set(&mut parts.headers, "x-request-id", &meta.request_id);
+    if let Ok(v) = HeaderValue::from_bytes(ip) {
+        parts.headers.insert(X_FORWARDED_FOR, v);
+    }
+    parts
+        .headers
+        .insert(X_FORWARDED_PROTO, HeaderValue::from_static("https"));
     if let Ok(v) = HeaderValue::from_str(&meta.host) {
+        parts.headers.insert(X_FORWARDED_HOST, v.clone());
         parts.headers.insert(header::HOST, v);
     }
+    parts.headers.insert(X_REQUEST_ID, meta.request_id.clone());
     parts.version = Version::HTTP_11;
     // Replicas get the origin form (`/path?query`) with the Host header, as
     // from any client; the absolute form is for proxies and many apps
@@ -629,10 +668,9 @@ async fn proxy(
         let mut request =
             Request::from_parts(parts.clone(), body.take().unwrap_or_else(empty_body));
         *request.uri_mut() = uri;
-        let sent = tokio::time::timeout(Duration::from_secs(60), upstream.send(request)).await;
-        let (response, sender) = match sent {
-            Ok(Ok(done)) => done,
-            Ok(Err(SendError::Connect(error))) => {
+        let (mut response, sender) = match upstream.send(request, limits.upstream_timeout).await {
+            Ok(done) => done,
+            Err(SendError::Connect(error)) => {
                 upstream.passive_failure();
                 if retryable {
                     // The request never reached the replica; another may serve it.
@@ -648,7 +686,7 @@ async fn proxy(
                     "Bad Gateway\n",
                 );
             }
-            Ok(Err(SendError::Request { error, reused })) => {
+            Err(SendError::Request { error, reused }) => {
                 if let Some(body_err) = body_error(&error) {
                     let (status, text, kind) = match body_err {
                         BodyError::TooLarge => (
@@ -681,7 +719,7 @@ async fn proxy(
                     "Bad Gateway\n",
                 );
             }
-            Err(_) => {
+            Err(SendError::Timeout) => {
                 return plain(
                     &shared,
                     meta,
@@ -691,7 +729,6 @@ async fn proxy(
                 );
             }
         };
-        let mut response = response;
         if response.status() == StatusCode::SWITCHING_PROTOCOLS
             && let Some(client) = client_upgrade.take()
         {
@@ -710,20 +747,17 @@ async fn proxy(
         let (mut resp_parts, resp_body) = response.into_parts();
         strip_hop_by_hop(&mut resp_parts.headers);
         secure_headers(&mut resp_parts.headers, Some(&site));
-        if let Ok(v) = HeaderValue::from_str(&meta.request_id) {
-            resp_parts
-                .headers
-                .insert(HeaderName::from_static("x-request-id"), v);
-        }
+        resp_parts
+            .headers
+            .insert(X_REQUEST_ID, meta.request_id.clone());
         let status = resp_parts.status;
         let shared2 = shared.clone();
         let addr = upstream.addr;
-        let pool_home = upstream.clone();
         let tracked = Tracked {
             inner: resp_body.map_err(BodyError::Hyper).boxed(),
             sent: 0,
             on_done: Some(Box::new(move |sent| {
-                pool_home.checkin(sender);
+                upstream.checkin(sender);
                 finish(&shared2, meta, status, Some(addr), None, sent)
             })),
         };

@@ -32,7 +32,7 @@ use crate::proxy::{BoxBody, Conn, Shared, handle_http, handle_https};
 ///
 /// I/O only records the time; the timer is re-armed when it fires early,
 /// so a busy connection costs no timer operations per read or write.
-struct IdleIo<T> {
+pub(crate) struct IdleIo<T> {
     inner: T,
     idle: Duration,
     last: tokio::time::Instant,
@@ -40,7 +40,7 @@ struct IdleIo<T> {
 }
 
 impl<T> IdleIo<T> {
-    fn new(inner: T, idle: Duration) -> Self {
+    pub(crate) fn new(inner: T, idle: Duration) -> Self {
         Self {
             inner,
             idle,

@@ -28,6 +28,8 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 pub enum SendError {
     /// No connection could be made: the request never left the edge.
     Connect(std::io::Error),
+    /// No byte moved on the replica's connection for the upstream timeout.
+    Timeout,
     /// The request failed on a connection; `reused` when the connection came
     /// from the idle pool (and may have been closed by the replica).
     Request { error: hyper::Error, reused: bool },
@@ -76,7 +78,11 @@ impl Upstream {
     }
 
     /// An idle connection that is ready, or a new one.
-    async fn connection(&self) -> Result<(Sender, bool), std::io::Error> {
+    ///
+    /// A connection on which no byte moves for `idle` fails: a request
+    /// waiting on a silent replica ends (504) and an idle pooled connection
+    /// is closed. One timer per connection, not one per request.
+    async fn connection(&self, idle: Duration) -> Result<(Sender, bool), std::io::Error> {
         loop {
             let candidate = self.idle.lock().unwrap_or_else(|e| e.into_inner()).pop();
             let Some(mut sender) = candidate else { break };
@@ -91,8 +97,9 @@ impl Upstream {
                     std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timed out")
                 })??;
         stream.set_nodelay(true)?;
+        let io = crate::server::IdleIo::new(stream, idle);
         let (sender, connection) =
-            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(io))
                 .await
                 .map_err(std::io::Error::other)?;
         // With upgrades, a 101 answer hands the connection to a tunnel
@@ -108,10 +115,12 @@ impl Upstream {
     pub async fn send(
         &self,
         request: Request<crate::proxy::BoxBody>,
+        idle: Duration,
     ) -> Result<(hyper::Response<hyper::body::Incoming>, Sender), SendError> {
-        let (mut sender, reused) = self.connection().await.map_err(SendError::Connect)?;
+        let (mut sender, reused) = self.connection(idle).await.map_err(SendError::Connect)?;
         match sender.send_request(request).await {
             Ok(response) => Ok((response, sender)),
+            Err(error) if timed_out(&error) => Err(SendError::Timeout),
             Err(error) => Err(SendError::Request { error, reused }),
         }
     }
@@ -146,6 +155,22 @@ impl Upstream {
             tracing::warn!(upstream = %self.addr, "connection to upstream failed; ejected");
         }
     }
+}
+
+/// Whether a request failed because the replica's connection went idle
+/// (not because the client's body stalled: that is the client's doing).
+fn timed_out(error: &hyper::Error) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    while let Some(e) = source {
+        if e.is::<crate::proxy::BodyError>() {
+            return false;
+        }
+        if let Some(io) = e.downcast_ref::<std::io::Error>() {
+            return io.kind() == std::io::ErrorKind::TimedOut;
+        }
+        source = e.source();
+    }
+    false
 }
 
 /// The replicas of one site.

@@ -219,9 +219,39 @@ async fn http2_rapid_reset_is_cut_off() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn shutdown_lets_requests_in_flight_finish() {
+async fn a_silent_replica_gets_504_after_the_upstream_timeout() {
     let up = Upstream::start("one").await;
-    let edge = TestEdge::start("", &site(&["app.localhost"], &[up.addr], "")).await;
+    let edge = TestEdge::start(
+        "upstream_timeout_ms = 500",
+        &site(&["app.localhost"], &[up.addr], ""),
+    )
+    .await;
+    let client = edge.client(&["app.localhost"], None);
+    let started = Instant::now();
+    assert_eq!(edge.status(&client, "app.localhost", "/silent").await, 504);
+    let waited = started.elapsed();
+    assert!(
+        waited >= Duration::from_millis(450) && waited < Duration::from_secs(3),
+        "{waited:?}"
+    );
+    // A silent request is not retried elsewhere or again: one hit.
+    assert_eq!(up.hits(), 1);
+    // The replica itself is still served.
+    assert_eq!(edge.status(&client, "app.localhost", "/").await, 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_lets_requests_in_flight_finish() {
+    for listen in ["", "workers = 2"] {
+        shutdown_drains(listen).await;
+    }
+}
+
+/// On the caller's runtime (`""`) and on the edge's own HTTPS workers.
+async fn shutdown_drains(listen: &str) {
+    let up = Upstream::start("one").await;
+    let edge =
+        TestEdge::start_with_listen(listen, "", &site(&["app.localhost"], &[up.addr], "")).await;
     let client = edge.client(&["app.localhost"], None);
     let url = edge.url("app.localhost", "/slow");
     let in_flight =

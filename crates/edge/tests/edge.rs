@@ -59,6 +59,40 @@ async fn proxies_over_http1_and_http2_with_security_headers() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn https_workers_serve_many_connections_over_http1_and_http2() {
+    let up = Upstream::start("one").await;
+    let edge =
+        TestEdge::start_with_listen("workers = 2", "", &site(&["app.localhost"], &[up.addr], ""))
+            .await;
+    let mut requests = tokio::task::JoinSet::new();
+    for i in 0..64 {
+        // A client each: a connection each, spread over both workers.
+        let client = edge.client(&["app.localhost"], None);
+        let url = edge.url("app.localhost", &format!("/n/{i}"));
+        requests.spawn(async move {
+            let mut request = client.get(url);
+            if i % 2 == 0 {
+                request = request.version(reqwest::Version::HTTP_11);
+            }
+            let response = request.send().await.unwrap();
+            let secure = response.headers().contains_key("strict-transport-security");
+            (
+                response.status().as_u16(),
+                secure,
+                response.text().await.unwrap(),
+            )
+        });
+    }
+    let mut served = 0;
+    while let Some(done) = requests.join_next().await {
+        assert_eq!(done.unwrap(), (200, true, "one".to_owned()));
+        served += 1;
+    }
+    assert_eq!(served, 64);
+    assert_eq!(up.hits(), 64);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn plain_http_redirects_and_unknown_hosts_get_421_without_upstream_work() {
     let up = Upstream::start("one").await;
     let edge = TestEdge::start(
@@ -505,4 +539,84 @@ async fn certificates_from_files_are_served_and_bad_files_are_refused_without_ch
         client.get(&url).send().await.unwrap().text().await.unwrap(),
         "files"
     );
+}
+
+/// A replica on raw sockets that answers every request with `ok`, counts
+/// the connections it accepts, and closes each connection `close_after`
+/// its last answer (as a replica's own keep-alive timeout does).
+async fn counting_replica(close_after: Duration) -> (std::net::SocketAddr, Arc<AtomicUsize>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let count = accepted.clone();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            count.fetch_add(1, Ordering::SeqCst);
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 4096];
+                loop {
+                    let read = tokio::time::timeout(close_after, stream.read(&mut chunk)).await;
+                    let Ok(Ok(n)) = read else { return };
+                    if n == 0 {
+                        return;
+                    }
+                    buf.extend_from_slice(&chunk[..n]);
+                    while let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                        let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
+                        let body_len = head
+                            .lines()
+                            .find_map(|l| l.strip_prefix("content-length:"))
+                            .and_then(|v| v.trim().parse::<usize>().ok())
+                            .unwrap_or(0);
+                        if buf.len() < end + 4 + body_len {
+                            break;
+                        }
+                        buf.drain(..end + 4 + body_len);
+                        if stream
+                            .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+                            .await
+                            .is_err()
+                        {
+                            return;
+                        }
+                    }
+                }
+            });
+        }
+    });
+    (addr, accepted)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replica_connections_are_reused_and_closed_ones_are_not() {
+    let (addr, accepted) = counting_replica(Duration::from_millis(300)).await;
+    // Health checks every 5 s: none during the requests below but the first.
+    let sites = format!(
+        "[[site]]\nhosts = [\"app.localhost\"]\nupstreams = [\"{addr}\"]\nhealth_path = \"/\"\nhealth_interval_ms = 5000\n"
+    );
+    let edge = TestEdge::start("", &sites).await;
+    let client = edge.client(&["app.localhost"], None);
+    let before = accepted.load(Ordering::SeqCst);
+    for _ in 0..50 {
+        assert_eq!(edge.status(&client, "app.localhost", "/").await, 200);
+    }
+    let used = accepted.load(Ordering::SeqCst) - before;
+    assert!(used <= 2, "50 sequential requests took {used} connections");
+
+    // The replica closes its idle connections; a POST, which is never
+    // retried, must not be sent on one of them.
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    for _ in 0..3 {
+        let response = client
+            .post(edge.url("app.localhost", "/form"))
+            .body("a=1")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+        assert_eq!(response.text().await.unwrap(), "ok");
+        tokio::time::sleep(Duration::from_millis(600)).await;
+    }
 }

@@ -20,7 +20,19 @@ pub struct EdgeArgs {
 fn load(path: &Path) -> anyhow::Result<EdgeConfig> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("cannot read the config file {}", path.display()))?;
-    EdgeConfig::from_toml(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
+    let mut config =
+        EdgeConfig::from_toml(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    config.listen.workers = Some(config.listen.workers.unwrap_or_else(default_workers));
+    Ok(config)
+}
+
+/// One HTTPS worker per core, or `TOKIO_WORKER_THREADS` when it is set.
+fn default_workers() -> usize {
+    std::env::var("TOKIO_WORKER_THREADS")
+        .ok()
+        .and_then(|v| v.trim().parse::<usize>().ok())
+        .filter(|n| (1..=rampart_edge::config::MAX_WORKERS as usize).contains(n))
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, usize::from))
 }
 
 pub async fn run(args: EdgeArgs) -> anyhow::Result<()> {

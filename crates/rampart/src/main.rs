@@ -114,10 +114,14 @@ fn main() -> ExitCode {
         // The backup engine is synchronous and brings its own I/O runtime.
         return finish(repo_cmd::run(args));
     }
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    // The standalone edge serves HTTPS from worker threads of its own; its
+    // main runtime only keeps signals, health checks and certificates.
+    let mut builder = if matches!(cli.command, Command::Edge(_)) {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+    };
+    let runtime = match builder.enable_all().build() {
         Ok(runtime) => runtime,
         Err(err) => {
             eprintln!("rampart: cannot start the async runtime: {err}");

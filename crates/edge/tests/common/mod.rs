@@ -56,6 +56,9 @@ async fn serve(
                     if path == "/slow" {
                         tokio::time::sleep(Duration::from_millis(1500)).await;
                     }
+                    if path == "/silent" {
+                        std::future::pending::<()>().await;
+                    }
                     let body = req
                         .into_body()
                         .collect()
@@ -143,8 +146,18 @@ pub struct TestEdge {
 }
 
 pub fn config_text(dir: &std::path::Path, limits: &str, sites: &str) -> String {
+    config_with_listen(dir, "", limits, sites)
+}
+
+/// A config with `listen` (more `[listen]` keys) added.
+pub fn config_with_listen(
+    dir: &std::path::Path,
+    listen: &str,
+    limits: &str,
+    sites: &str,
+) -> String {
     format!(
-        "[listen]\nhttp = \"127.0.0.1:0\"\nhttps = \"127.0.0.1:0\"\nadmin = \"127.0.0.1:0\"\n\
+        "[listen]\nhttp = \"127.0.0.1:0\"\nhttps = \"127.0.0.1:0\"\nadmin = \"127.0.0.1:0\"\n{listen}\n\
          [tls]\nstate_dir = \"{}\"\n[log]\naccess = \"{}\"\n[limits]\n{limits}\n{sites}",
         dir.join("state").display(),
         dir.join("access.jsonl").display()
@@ -163,8 +176,14 @@ pub fn site(hosts: &[&str], upstreams: &[SocketAddr], extra: &str) -> String {
 
 impl TestEdge {
     pub async fn start(limits: &str, sites: &str) -> Self {
+        Self::start_with_listen("", limits, sites).await
+    }
+
+    /// An edge with more `[listen]` keys, such as `workers = 2`.
+    pub async fn start_with_listen(listen: &str, limits: &str, sites: &str) -> Self {
         let dir = tempfile::tempdir().unwrap();
-        let config = EdgeConfig::from_toml(&config_text(dir.path(), limits, sites)).unwrap();
+        let text = config_with_listen(dir.path(), listen, limits, sites);
+        let config = EdgeConfig::from_toml(&text).unwrap();
         let edge = Edge::start(config).await.unwrap();
         let ca = edge.ca_pem().as_bytes().to_vec();
         Self { edge, dir, ca }
