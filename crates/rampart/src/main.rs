@@ -18,7 +18,10 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand};
 
 /// mimalloc: the edge allocates and frees many small buffers per request,
-/// and the system allocator's consolidation showed up in its profile.
+/// and the system allocator's consolidation showed up in its profile. It is
+/// built without transparent huge pages (`no_thp`): with them, 10,000 idle
+/// HTTPS connections peaked at 442 MiB instead of 309 MiB, for no measured
+/// gain in throughput.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
