@@ -591,7 +591,7 @@ async fn counting_replica(close_after: Duration) -> (std::net::SocketAddr, Arc<A
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replica_connections_are_reused_and_closed_ones_are_not() {
-    let (addr, accepted) = counting_replica(Duration::from_millis(300)).await;
+    let (addr, accepted) = counting_replica(Duration::from_millis(1000)).await;
     // Health checks every 5 s: none during the requests below but the first.
     let sites = format!(
         "[[site]]\nhosts = [\"app.localhost\"]\nupstreams = [\"{addr}\"]\nhealth_path = \"/\"\nhealth_interval_ms = 5000\n"
@@ -602,12 +602,15 @@ async fn replica_connections_are_reused_and_closed_ones_are_not() {
     for _ in 0..50 {
         assert_eq!(edge.status(&client, "app.localhost", "/").await, 200);
     }
+    // The edge's connection, and at most one more: the first health check
+    // may land after `before`, and a slow test machine may let one
+    // connection idle out.
     let used = accepted.load(Ordering::SeqCst) - before;
-    assert!(used <= 2, "50 sequential requests took {used} connections");
+    assert!(used <= 3, "50 sequential requests took {used} connections");
 
     // The replica closes its idle connections; a POST, which is never
     // retried, must not be sent on one of them.
-    tokio::time::sleep(Duration::from_millis(600)).await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
     for _ in 0..3 {
         let response = client
             .post(edge.url("app.localhost", "/form"))
@@ -617,6 +620,6 @@ async fn replica_connections_are_reused_and_closed_ones_are_not() {
             .unwrap();
         assert_eq!(response.status(), 200);
         assert_eq!(response.text().await.unwrap(), "ok");
-        tokio::time::sleep(Duration::from_millis(600)).await;
+        tokio::time::sleep(Duration::from_millis(1500)).await;
     }
 }
