@@ -628,15 +628,7 @@ async fn proxy(
             parts.headers.remove(name);
         }
     }
-    let mut ip = [0u8; 64];
-    let ip = {
-        use std::io::Write;
-        let mut cursor = std::io::Cursor::new(&mut ip[..]);
-        let _ = write!(cursor, "{}", meta.client);
-        let len = cursor.position() as usize;
-        &ip[..len]
-    };
-    if let Ok(v) = HeaderValue::from_bytes(ip) {
+    if let Ok(v) = HeaderValue::from_str(&meta.client.to_string()) {
         parts.headers.insert(X_FORWARDED_FOR, v);
     }
     parts
