@@ -35,7 +35,14 @@ pub struct AccessEvent {
 #[derive(Debug, Clone)]
 pub struct AccessLog {
     bus: broadcast::Sender<Arc<AccessEvent>>,
-    file: Option<SyncSender<Arc<AccessEvent>>>,
+    file: Option<SyncSender<ToWriter>>,
+}
+
+/// What the log writer's thread receives.
+enum ToWriter {
+    Event(Arc<AccessEvent>),
+    /// Write everything sent before this, then answer.
+    Flush(tokio::sync::oneshot::Sender<()>),
 }
 
 impl AccessLog {
@@ -74,9 +81,22 @@ impl AccessLog {
     pub fn emit(&self, event: AccessEvent) {
         let event = Arc::new(event);
         if let Some(file) = &self.file {
-            let _ = file.try_send(event.clone());
+            let _ = file.try_send(ToWriter::Event(event.clone()));
         }
         let _ = self.bus.send(event);
+    }
+
+    /// Waits (up to `deadline`) until every event emitted so far is in the
+    /// file: the last requests of a drain are logged before the edge exits.
+    pub async fn flush(&self, deadline: Duration) {
+        let Some(file) = &self.file else { return };
+        let (done, written) = tokio::sync::oneshot::channel();
+        let file = file.clone();
+        // The queue may be full; waiting for room is the point here.
+        let sent = tokio::task::spawn_blocking(move || file.send(ToWriter::Flush(done)).is_ok());
+        if matches!(sent.await, Ok(true)) {
+            let _ = tokio::time::timeout(deadline, written).await;
+        }
     }
 }
 
@@ -88,12 +108,18 @@ const GATHER: Duration = Duration::from_millis(5);
 /// The log writer's thread: serialises and appends events in batches, one
 /// write per batch, off the request path. Ends when the edge drops its
 /// sender.
-fn write_loop(mut file: std::fs::File, rx: Receiver<Arc<AccessEvent>>) {
+fn write_loop(mut file: std::fs::File, rx: Receiver<ToWriter>) {
     let mut batch = Vec::with_capacity(64 * 1024);
+    let mut flushed = Vec::new();
     while let Ok(first) = rx.recv() {
-        for event in std::iter::once(first).chain(rx.try_iter()) {
-            if serde_json::to_writer(&mut batch, &*event).is_ok() {
-                batch.push(b'\n');
+        for message in std::iter::once(first).chain(rx.try_iter()) {
+            match message {
+                ToWriter::Event(event) => {
+                    if serde_json::to_writer(&mut batch, &*event).is_ok() {
+                        batch.push(b'\n');
+                    }
+                }
+                ToWriter::Flush(done) => flushed.push(done),
             }
         }
         if let Err(error) = file.write_all(&batch) {
@@ -101,6 +127,9 @@ fn write_loop(mut file: std::fs::File, rx: Receiver<Arc<AccessEvent>>) {
             return;
         }
         batch.clear();
+        for done in flushed.drain(..) {
+            let _ = done.send(());
+        }
         std::thread::sleep(GATHER);
     }
 }

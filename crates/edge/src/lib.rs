@@ -421,7 +421,8 @@ impl Edge {
     }
 
     /// Stops accepting, lets requests in flight finish (up to the drain
-    /// deadline), and stops every background task.
+    /// deadline), writes their access events, and stops every background
+    /// task.
     pub async fn shutdown(&self) {
         let _ = self.stop.send(true);
         let tasks: Vec<JoinHandle<()>> = self
@@ -433,6 +434,8 @@ impl Edge {
         for task in tasks {
             let _ = task.await;
         }
+        // The drained requests' events reach the file before the edge goes.
+        self.shared.access.flush(Duration::from_secs(2)).await;
         self.registry.stop();
         for (_, order) in self
             .acme_orders

@@ -259,6 +259,13 @@ async fn shutdown_drains(listen: &str) {
     tokio::time::sleep(Duration::from_millis(300)).await;
     let addr = edge.https();
     edge.edge.shutdown().await;
+    // The drained request's access event is in the file when shutdown ends
+    // (it is emitted last, so without the final flush it is often missing).
+    let log = std::fs::read_to_string(edge.dir.path().join("access.jsonl")).unwrap();
+    assert!(
+        log.lines().any(|l| l.contains("\"path\":\"/slow\"")),
+        "{log}"
+    );
     assert_eq!(in_flight.await.unwrap().unwrap(), 200);
     assert!(
         tokio::net::TcpStream::connect(addr).await.is_err(),
