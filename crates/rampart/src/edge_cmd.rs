@@ -26,12 +26,12 @@ fn load(path: &Path) -> anyhow::Result<EdgeConfig> {
     Ok(config)
 }
 
-/// One HTTPS worker per core, or `TOKIO_WORKER_THREADS` when it is set.
+/// One HTTPS worker per core, or `TOKIO_WORKER_THREADS` when it is set
+/// (checked before the runtime starts).
 fn default_workers() -> usize {
-    std::env::var("TOKIO_WORKER_THREADS")
+    crate::worker_threads()
         .ok()
-        .and_then(|v| v.trim().parse::<usize>().ok())
-        .filter(|n| (1..=rampart_edge::config::MAX_WORKERS as usize).contains(n))
+        .flatten()
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, usize::from))
 }
 

@@ -117,12 +117,23 @@ fn main() -> ExitCode {
         // The backup engine is synchronous and brings its own I/O runtime.
         return finish(repo_cmd::run(args));
     }
+    let workers = match worker_threads() {
+        Ok(workers) => workers,
+        Err(message) => {
+            eprintln!("rampart: error: {message}");
+            return ExitCode::from(2);
+        }
+    };
     // The standalone edge serves HTTPS from worker threads of its own; its
     // main runtime only keeps signals, health checks and certificates.
     let mut builder = if matches!(cli.command, Command::Edge(_)) {
         tokio::runtime::Builder::new_current_thread()
     } else {
-        tokio::runtime::Builder::new_multi_thread()
+        let mut builder = tokio::runtime::Builder::new_multi_thread();
+        if let Some(n) = workers {
+            builder.worker_threads(n);
+        }
+        builder
     };
     let runtime = match builder.enable_all().build() {
         Ok(runtime) => runtime,
@@ -155,6 +166,26 @@ fn main() -> ExitCode {
         }
     });
     finish(result)
+}
+
+/// `TOKIO_WORKER_THREADS`, when set: a whole number from 1 to 256. (Left to
+/// tokio, a bad value is a panic.)
+pub fn worker_threads() -> Result<Option<usize>, String> {
+    const MAX_WORKER_THREADS: usize = rampart_edge::config::MAX_WORKERS as usize;
+    let Some(value) = std::env::var_os("TOKIO_WORKER_THREADS") else {
+        return Ok(None);
+    };
+    value
+        .to_str()
+        .and_then(|v| v.trim().parse::<usize>().ok())
+        .filter(|n| (1..=MAX_WORKER_THREADS).contains(n))
+        .map(Some)
+        .ok_or_else(|| {
+            format!(
+                "TOKIO_WORKER_THREADS={} is not a number of threads from 1 to {MAX_WORKER_THREADS}",
+                value.to_string_lossy()
+            )
+        })
 }
 
 fn finish(result: anyhow::Result<()>) -> ExitCode {

@@ -161,3 +161,21 @@ fn a_bad_edge_config_is_refused_with_the_key_named() {
     assert!(err.contains("limits.burst"), "{err}");
     assert_eq!(err.trim().lines().count(), 1);
 }
+
+#[test]
+fn a_bad_worker_count_is_refused_before_anything_starts() {
+    for value in ["abc", "0", "-1", "100000"] {
+        let output = Command::new(env!("CARGO_BIN_EXE_rampart"))
+            .args(["edge", "--config", "/nonexistent/edge.toml"])
+            .env("TOKIO_WORKER_THREADS", value)
+            .output()
+            .unwrap();
+        assert_eq!(output.status.code(), Some(2), "{value}");
+        let err = String::from_utf8_lossy(&output.stderr);
+        assert!(
+            err.contains("TOKIO_WORKER_THREADS") && !err.contains("panicked"),
+            "{err}"
+        );
+        assert_eq!(err.trim().lines().count(), 1, "{err}");
+    }
+}
