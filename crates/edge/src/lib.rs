@@ -15,6 +15,7 @@
 pub mod access;
 pub mod acme;
 pub mod config;
+mod idle;
 pub mod metrics;
 pub mod pki;
 pub mod proxy;

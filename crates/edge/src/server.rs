@@ -4,10 +4,7 @@
 //! lets in-flight requests finish until the drain deadline.
 
 use std::future::Future;
-use std::io;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -19,120 +16,13 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use rustls::ServerConfig;
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
-use tokio::time::Sleep;
 use tokio_rustls::TlsAcceptor;
 
 use crate::config::Limits;
+use crate::idle::IdleIo;
 use crate::proxy::{BoxBody, Conn, Shared, handle_http, handle_https};
-
-/// A stream that fails once neither side has moved a byte for `idle`.
-///
-/// I/O only records the time; the timer is re-armed when it fires early,
-/// so a busy connection costs no timer operations per read or write.
-pub(crate) struct IdleIo<T> {
-    inner: T,
-    idle: Duration,
-    last: tokio::time::Instant,
-    sleep: Pin<Box<Sleep>>,
-}
-
-impl<T> IdleIo<T> {
-    pub(crate) fn new(inner: T, idle: Duration) -> Self {
-        Self {
-            inner,
-            idle,
-            last: tokio::time::Instant::now(),
-            sleep: Box::pin(tokio::time::sleep(idle)),
-        }
-    }
-
-    fn touch(&mut self) {
-        self.last = tokio::time::Instant::now();
-    }
-
-    fn expired(&mut self, cx: &mut Context<'_>) -> bool {
-        loop {
-            if self.sleep.as_mut().poll(cx).is_pending() {
-                return false;
-            }
-            let deadline = self.last + self.idle;
-            if tokio::time::Instant::now() >= deadline {
-                return true;
-            }
-            self.sleep.as_mut().reset(deadline);
-        }
-    }
-}
-
-impl<T: AsyncRead + Unpin> AsyncRead for IdleIo<T> {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        let this = self.get_mut();
-        let before = buf.filled().len();
-        match Pin::new(&mut this.inner).poll_read(cx, buf) {
-            Poll::Ready(Ok(())) => {
-                if buf.filled().len() > before {
-                    this.touch();
-                }
-                Poll::Ready(Ok(()))
-            }
-            Poll::Pending if this.expired(cx) => {
-                Poll::Ready(Err(io::Error::new(io::ErrorKind::TimedOut, "idle timeout")))
-            }
-            other => other,
-        }
-    }
-}
-
-impl<T: AsyncWrite + Unpin> AsyncWrite for IdleIo<T> {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        let this = self.get_mut();
-        let result = Pin::new(&mut this.inner).poll_write(cx, buf);
-        if let Poll::Ready(Ok(n)) = &result {
-            if *n > 0 {
-                this.touch();
-            }
-        }
-        result
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
-    }
-
-    fn poll_write_vectored(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        let this = self.get_mut();
-        let result = Pin::new(&mut this.inner).poll_write_vectored(cx, bufs);
-        if let Poll::Ready(Ok(n)) = &result {
-            if *n > 0 {
-                this.touch();
-            }
-        }
-        result
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.inner.is_write_vectored()
-    }
-}
 
 /// An HTTP server builder with every timeout armed and every limit set.
 fn builder(limits: &Limits) -> auto::Builder<TokioExecutor> {

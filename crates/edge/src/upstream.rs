@@ -97,7 +97,7 @@ impl Upstream {
                     std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timed out")
                 })??;
         stream.set_nodelay(true)?;
-        let io = crate::server::IdleIo::new(stream, idle);
+        let io = crate::idle::IdleIo::new(stream, idle);
         let (sender, connection) =
             hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(io))
                 .await
