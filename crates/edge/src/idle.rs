@@ -4,7 +4,7 @@
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
@@ -13,12 +13,15 @@ use tokio::time::Sleep;
 /// A stream that fails once neither side has moved a byte for `idle`.
 ///
 /// I/O only records the time; the timer is re-armed when it fires early,
-/// so a busy connection costs no timer operations per read or write.
+/// so a busy connection costs no timer operations per read or write, and a
+/// read that waits again on the same task does not touch the timer.
 pub struct IdleIo<T> {
     inner: T,
     idle: Duration,
     last: tokio::time::Instant,
     sleep: Pin<Box<Sleep>>,
+    /// The waker the armed timer holds.
+    armed: Option<Waker>,
 }
 
 impl<T> IdleIo<T> {
@@ -28,6 +31,7 @@ impl<T> IdleIo<T> {
             idle,
             last: tokio::time::Instant::now(),
             sleep: Box::pin(tokio::time::sleep(idle)),
+            armed: None,
         }
     }
 
@@ -36,8 +40,15 @@ impl<T> IdleIo<T> {
     }
 
     fn expired(&mut self, cx: &mut Context<'_>) -> bool {
+        if let Some(waker) = &self.armed {
+            if waker.will_wake(cx.waker()) && !self.sleep.is_elapsed() {
+                // The timer will wake this same task when it fires.
+                return false;
+            }
+        }
         loop {
             if self.sleep.as_mut().poll(cx).is_pending() {
+                self.armed = Some(cx.waker().clone());
                 return false;
             }
             let deadline = self.last + self.idle;
