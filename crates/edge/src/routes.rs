@@ -181,7 +181,7 @@ impl RouteTable {
     /// Like [`RouteTable::lookup`], with the site's position in the table.
     pub fn find(&self, host: &str) -> Option<(usize, &Arc<SiteSpec>)> {
         let host = normalize_host(host)?;
-        let i = match self.exact.get(host.as_str()) {
+        let i = match self.exact.get(&*host) {
             Some(&i) => i,
             None => {
                 let (_, parent) = host.split_once('.')?;
@@ -194,7 +194,7 @@ impl RouteTable {
 
 /// Lowercases a host and strips a port and a trailing dot; `None` for
 /// anything that cannot be a host name.
-pub fn normalize_host(host: &str) -> Option<String> {
+pub fn normalize_host(host: &str) -> Option<std::borrow::Cow<'_, str>> {
     let host = if let Some(rest) = host.strip_prefix('[') {
         // An IPv6 literal never names a site.
         let _ = rest;
@@ -208,8 +208,39 @@ pub fn normalize_host(host: &str) -> Option<String> {
     if host.is_empty() || host.len() > 253 {
         return None;
     }
-    let lower = host.to_ascii_lowercase();
-    lower.split('.').all(valid_label).then_some(lower)
+    // One pass checks the labels and whether any letter is upper case;
+    // most clients send the name in lower case, so no copy is made then.
+    let mut upper = false;
+    let (mut label, mut last) = (0usize, b'.');
+    for b in host.bytes() {
+        if b == b'.' {
+            if label == 0 || last == b'-' {
+                return None;
+            }
+            label = 0;
+        } else {
+            upper |= b.is_ascii_uppercase();
+            let b = b.to_ascii_lowercase();
+            if !(b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+                || (b == b'-' && label == 0)
+            {
+                return None;
+            }
+            label += 1;
+            if label > 63 {
+                return None;
+            }
+        }
+        last = b;
+    }
+    if label == 0 || last == b'-' {
+        return None;
+    }
+    Some(if upper {
+        std::borrow::Cow::Owned(host.to_ascii_lowercase())
+    } else {
+        std::borrow::Cow::Borrowed(host)
+    })
 }
 
 #[cfg(test)]
@@ -232,6 +263,86 @@ mod tests {
             deny: vec![],
             hsts_include_subdomains: false,
             hsts_preload: false,
+        }
+    }
+
+    /// The plain statement of what `normalize_host` accepts, kept to check
+    /// the one-pass version against.
+    fn normalize_reference(host: &str) -> Option<String> {
+        if host.starts_with('[') {
+            return None;
+        }
+        let host = host
+            .rsplit_once(':')
+            .filter(|(_, port)| port.bytes().all(|b| b.is_ascii_digit()))
+            .map_or(host, |(h, _)| h);
+        let host = host.strip_suffix('.').unwrap_or(host);
+        if host.is_empty() || host.len() > 253 {
+            return None;
+        }
+        let lower = host.to_ascii_lowercase();
+        lower.split('.').all(valid_label).then_some(lower)
+    }
+
+    #[test]
+    fn host_normalization_matches_its_plain_statement() {
+        let long_label = "a".repeat(63);
+        let too_long_label = "a".repeat(64);
+        let mut cases: Vec<String> = [
+            "app.localhost",
+            "APP.LocalHost",
+            "app.localhost:8443",
+            "app.localhost.",
+            "app.localhost.:443",
+            "app..localhost",
+            ".app",
+            "app.",
+            "-app.x",
+            "app-.x",
+            "a-b.x",
+            "a_b.x",
+            "app.localhost:",
+            "app.localhost:44a",
+            "[::1]:443",
+            "",
+            ":",
+            ".",
+            "..",
+            "-",
+            "a",
+            "A",
+            "1.2.3.4",
+            "xn--bcher-kva.example",
+            "app.local host",
+            "app.localhöst",
+            "app.localhost::1",
+            "é.x",
+            "a.-",
+            "a.b-",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        cases.push(format!("{long_label}.x"));
+        cases.push(format!("{too_long_label}.x"));
+        cases.push(format!("{}.x", "b.".repeat(125)));
+        cases.push(format!("{}.x", "b.".repeat(126)));
+        // Every string over a small alphabet up to four characters long.
+        let alphabet = ['a', 'Z', '0', '-', '.', ':', '['];
+        let mut frontier = vec![String::new()];
+        for _ in 0..4 {
+            frontier = frontier
+                .iter()
+                .flat_map(|s| alphabet.iter().map(move |c| format!("{s}{c}")))
+                .collect();
+            cases.extend(frontier.iter().cloned());
+        }
+        for case in &cases {
+            assert_eq!(
+                normalize_host(case).map(|h| h.into_owned()),
+                normalize_reference(case),
+                "{case:?}"
+            );
         }
     }
 

@@ -60,7 +60,7 @@ impl CertStore {
     fn find(&self, name: &str) -> Option<Arc<CertifiedKey>> {
         let host = normalize_host(name)?;
         let certs = self.certs.load();
-        if let Some(s) = certs.get(&host) {
+        if let Some(s) = certs.get(&*host) {
             return Some(s.key.clone());
         }
         let (_, parent) = host.split_once('.')?;
