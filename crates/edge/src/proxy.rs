@@ -103,10 +103,25 @@ pub struct Shared {
 }
 
 /// The connection a request came on.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Conn {
     pub peer: SocketAddr,
     pub tls_version: Option<&'static str>,
+    /// The client's address as `X-Forwarded-For` gives it, made once per
+    /// connection.
+    pub forwarded_for: HeaderValue,
+}
+
+impl Conn {
+    pub fn new(peer: SocketAddr, tls_version: Option<&'static str>) -> Self {
+        let client = crate::routes::canonical(peer.ip()).to_string();
+        Self {
+            peer,
+            tls_version,
+            forwarded_for: HeaderValue::from_str(&client)
+                .expect("an IP address is a valid header value"),
+        }
+    }
 }
 
 /// Request body with a size limit and a stall timeout. The timer is
@@ -213,6 +228,8 @@ impl Drop for Tracked {
     }
 }
 
+/// Headers that describe one connection, never passed on. `Connection`
+/// comes first: [`strip_hop_by_hop`] relies on it.
 const HOP_BY_HOP: [HeaderName; 8] = [
     header::CONNECTION,
     HeaderName::from_static("keep-alive"),
@@ -224,19 +241,44 @@ const HOP_BY_HOP: [HeaderName; 8] = [
     header::UPGRADE,
 ];
 
+/// Removes the hop-by-hop headers: the standard ones and any the
+/// `Connection` header names. One pass over the names finds which standard
+/// ones are present, so the common message (none, or only
+/// `Connection: keep-alive`) costs no lookups beyond the removals it needs.
 fn strip_hop_by_hop(headers: &mut HeaderMap) {
-    // Most messages carry none: one pass without hashing settles that.
-    if !headers.keys().any(|name| HOP_BY_HOP.contains(name)) {
+    let mut present = 0u16;
+    for name in headers.keys() {
+        if let Some(i) = HOP_BY_HOP.iter().position(|h| h == name) {
+            present |= 1 << i;
+        }
+    }
+    if present == 0 {
         return;
     }
-    let listed: Vec<HeaderName> = headers
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
-        .collect();
-    for name in listed.iter().chain(HOP_BY_HOP.iter()) {
+    // Options that name a standard hop-by-hop header are handled below.
+    let listed: Vec<HeaderName> = if present & 1 != 0 {
+        headers
+            .get_all(header::CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .map(str::trim)
+            .filter(|t| {
+                !HOP_BY_HOP
+                    .iter()
+                    .any(|h| t.eq_ignore_ascii_case(h.as_str()))
+            })
+            .filter_map(|t| HeaderName::from_bytes(t.as_bytes()).ok())
+            .collect()
+    } else {
+        Vec::new()
+    };
+    for (i, name) in HOP_BY_HOP.iter().enumerate() {
+        if present & (1 << i) != 0 {
+            headers.remove(name);
+        }
+    }
+    for name in &listed {
         headers.remove(name);
     }
 }
@@ -345,20 +387,21 @@ fn secure_headers(headers: &mut HeaderMap, site: Option<&SiteSpec>) {
         SiteSpec::hsts_header,
     );
     headers.insert(header::STRICT_TRANSPORT_SECURITY, hsts);
+    // Absent, so `insert` adds them; it costs less than `append`.
     if !nosniff {
-        headers.append(
+        headers.insert(
             header::X_CONTENT_TYPE_OPTIONS,
             HeaderValue::from_static("nosniff"),
         );
     }
     if !referrer {
-        headers.append(
+        headers.insert(
             header::REFERRER_POLICY,
             HeaderValue::from_static("strict-origin-when-cross-origin"),
         );
     }
     if !frame {
-        headers.append(
+        headers.insert(
             header::X_FRAME_OPTIONS,
             HeaderValue::from_static("SAMEORIGIN"),
         );
@@ -417,6 +460,23 @@ fn host_of(req: &Request<Incoming>) -> Option<String> {
         })
 }
 
+/// The host a request names, as a header value: the URI's authority
+/// (HTTP/2, absolute form), else the `Host` header, shared, not copied.
+fn host_value(req: &Request<Incoming>) -> Option<HeaderValue> {
+    match req.uri().authority() {
+        Some(authority) => HeaderValue::from_str(authority.as_str()).ok(),
+        None => req.headers().get(header::HOST).cloned(),
+    }
+}
+
+/// At most `max` characters of `text`.
+fn prefix(text: &str, max: usize) -> String {
+    match text.char_indices().nth(max) {
+        Some((end, _)) => text[..end].to_owned(),
+        None => text.to_owned(),
+    }
+}
+
 fn header_bytes(headers: &HeaderMap) -> usize {
     headers
         .iter()
@@ -450,13 +510,21 @@ pub async fn handle_https(
 ) -> Response<BoxBody> {
     let limits = shared.limits.load_full();
     let client = crate::routes::canonical(conn.peer.ip());
-    let host = host_of(&req).unwrap_or_default();
-    // Method and path are kept only for the access event.
+    let host = host_value(&req);
+    let host_name = host
+        .as_ref()
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    // Host, method and path are kept only for the access event.
     let logging = shared.access.is_active();
     let mut meta = Meta {
         started: Instant::now(),
         client,
-        host: host.chars().take(256).collect(),
+        host: if logging {
+            prefix(host_name, 256)
+        } else {
+            String::new()
+        },
         method: if logging {
             req.method().to_string()
         } else {
@@ -490,7 +558,7 @@ pub async fn handle_https(
         );
     }
     let table = shared.table.load_full();
-    let Some((index, site)) = table.routes.find(&host) else {
+    let (Some((index, site)), Some(host)) = (table.routes.find(host_name), host) else {
         return local(
             &shared,
             meta,
@@ -559,7 +627,19 @@ pub async fn handle_https(
     let pool = table.pools.get(index).cloned();
     let site = site.clone();
     drop(table);
-    proxy(shared, limits, meta, site, pool, req).await
+    let forward = Forward {
+        client: conn.forwarded_for,
+        host,
+    };
+    proxy(shared, limits, meta, forward, site, pool, req).await
+}
+
+/// What the edge tells a replica about the request it passes on.
+struct Forward {
+    /// `X-Forwarded-For`.
+    client: HeaderValue,
+    /// `X-Forwarded-Host`, and `Host`.
+    host: HeaderValue,
 }
 
 /// Whether a request asks to become a WebSocket. Only HTTP/1.1 WebSocket
@@ -602,6 +682,7 @@ async fn proxy(
     shared: Arc<Shared>,
     limits: Arc<Limits>,
     meta: Meta,
+    forward: Forward,
     site: Arc<SiteSpec>,
     pool: Option<Arc<Pool>>,
     mut req: Request<Incoming>,
@@ -628,16 +709,15 @@ async fn proxy(
             parts.headers.remove(name);
         }
     }
-    if let Ok(v) = HeaderValue::from_str(&meta.client.to_string()) {
-        parts.headers.insert(X_FORWARDED_FOR, v);
-    }
+    parts.headers.reserve(4);
+    parts.headers.insert(X_FORWARDED_FOR, forward.client);
     parts
         .headers
         .insert(X_FORWARDED_PROTO, HeaderValue::from_static("https"));
-    if let Ok(v) = HeaderValue::from_str(&meta.host) {
-        parts.headers.insert(X_FORWARDED_HOST, v.clone());
-        parts.headers.insert(header::HOST, v);
-    }
+    parts.headers.insert(X_FORWARDED_HOST, forward.host.clone());
+    // Always set, so a request with two Host headers reaches the replica
+    // with the one the edge routed on.
+    parts.headers.insert(header::HOST, forward.host);
     parts.headers.insert(X_REQUEST_ID, meta.request_id.clone());
     parts.version = Version::HTTP_11;
     // Replicas get the origin form (`/path?query`) with the Host header, as
@@ -738,6 +818,8 @@ async fn proxy(
         }
         let (mut resp_parts, resp_body) = response.into_parts();
         strip_hop_by_hop(&mut resp_parts.headers);
+        // Room for the security headers and the request id at once.
+        resp_parts.headers.reserve(5);
         secure_headers(&mut resp_parts.headers, Some(&site));
         resp_parts
             .headers
@@ -848,5 +930,67 @@ pub async fn handle_http(
             None,
             None,
         ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for (name, value) in pairs {
+            map.append(
+                HeaderName::from_bytes(name.as_bytes()).unwrap(),
+                HeaderValue::from_str(value).unwrap(),
+            );
+        }
+        map
+    }
+
+    fn names(map: &HeaderMap) -> Vec<&str> {
+        let mut names: Vec<&str> = map.keys().map(HeaderName::as_str).collect();
+        names.sort_unstable();
+        names
+    }
+
+    #[test]
+    fn hop_by_hop_headers_and_the_ones_connection_names_are_removed() {
+        let mut map = headers(&[
+            ("content-type", "text/plain"),
+            ("connection", "keep-alive, X-Session-Secret"),
+            ("connection", "close ,te"),
+            ("keep-alive", "timeout=5"),
+            ("proxy-connection", "keep-alive"),
+            ("te", "trailers"),
+            ("trailer", "x-checksum"),
+            ("transfer-encoding", "chunked"),
+            ("upgrade", "h2c"),
+            ("proxy-authenticate", "Basic"),
+            ("x-session-secret", "1"),
+            ("x-kept", "2"),
+        ]);
+        strip_hop_by_hop(&mut map);
+        assert_eq!(names(&map), ["content-type", "x-kept"]);
+    }
+
+    #[test]
+    fn messages_without_hop_by_hop_headers_are_untouched() {
+        let pairs = [
+            ("content-type", "text/plain"),
+            ("x-kept", "2"),
+            ("x-kept", "3"),
+        ];
+        let mut map = headers(&pairs);
+        strip_hop_by_hop(&mut map);
+        assert_eq!(map, headers(&pairs));
+        // Connection options that name no header present change nothing else.
+        let mut map = headers(&[("connection", "keep-alive"), ("x-kept", "2")]);
+        strip_hop_by_hop(&mut map);
+        assert_eq!(names(&map), ["x-kept"]);
+        // An option that is not a valid header name is skipped, not an error.
+        let mut map = headers(&[("connection", "bad name, x-gone"), ("x-gone", "1")]);
+        strip_hop_by_hop(&mut map);
+        assert!(map.is_empty());
     }
 }

@@ -102,13 +102,10 @@ pub async fn serve_https(
                     return;
                 }
             };
-            let conn = Conn {
-                peer,
-                tls_version: tls_version(stream.get_ref().1),
-            };
+            let conn = Conn::new(peer, tls_version(stream.get_ref().1));
             let io = TokioIo::new(IdleIo::new(stream, limits.idle_timeout));
             let service = service_fn(move |req: Request<Incoming>| {
-                let shared = shared.clone();
+                let (shared, conn) = (shared.clone(), conn.clone());
                 async move { Ok::<_, std::convert::Infallible>(handle_https(shared, conn, req).await) }
             });
             let builder = builder(&limits);
@@ -152,13 +149,10 @@ pub async fn serve_http(
         let watcher = graceful.watcher();
         tokio::spawn(async move {
             let _slot = slot;
-            let conn = Conn {
-                peer,
-                tls_version: None,
-            };
+            let conn = Conn::new(peer, None);
             let io = TokioIo::new(IdleIo::new(stream, limits.idle_timeout));
             let service = service_fn(move |req: Request<Incoming>| {
-                let shared = shared.clone();
+                let (shared, conn) = (shared.clone(), conn.clone());
                 async move { Ok::<_, std::convert::Infallible>(handle_http(shared, conn, req).await) }
             });
             let mut builder = hyper::server::conn::http1::Builder::new();

@@ -437,3 +437,33 @@ async fn replicas_get_requests_in_origin_form() {
     // Lowercased by the replica above; not `post http://10.…/request-line`.
     assert_eq!(body, "post /request-line?a=1&b=%20 http/1.1");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hop_by_hop_headers_stay_at_the_edge() {
+    let up = Upstream::start("one").await;
+    let edge = TestEdge::start("", &site(&["app.localhost"], &[up.addr], "")).await;
+    let mut stream = tls(edge.https(), "127.0.0.1", &edge.ca, &[b"http/1.1"]).await;
+    stream
+        .write_all(
+            b"GET /hop HTTP/1.1\r\nHost: app.localhost\r\n\
+              Connection: keep-alive, X-Session-Secret\r\nX-Session-Secret: 1\r\n\
+              Keep-Alive: timeout=5\r\nProxy-Connection: keep-alive\r\nTE: trailers\r\n\
+              X-Kept: 2\r\n\r\n",
+        )
+        .await
+        .unwrap();
+    let head = read_head(&mut stream).await;
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    let seen = up.last_headers.lock().unwrap().clone();
+    assert_eq!(seen["x-kept"], "2");
+    assert_eq!(seen["host"], "app.localhost");
+    for name in [
+        "connection",
+        "x-session-secret",
+        "keep-alive",
+        "proxy-connection",
+        "te",
+    ] {
+        assert!(seen.get(name).is_none(), "{name} reached the replica");
+    }
+}

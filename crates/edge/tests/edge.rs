@@ -47,6 +47,7 @@ async fn proxies_over_http1_and_http2_with_security_headers() {
                 .starts_with("app.localhost")
         );
         assert_eq!(seen["x-request-id"].to_str().unwrap(), id);
+        assert_eq!(seen["host"], seen["x-forwarded-host"]);
         assert_eq!(seen.get_all("x-forwarded-for").iter().count(), 1);
     }
     // An app's own framing policy wins.
