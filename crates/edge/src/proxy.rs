@@ -436,6 +436,19 @@ fn local(
     response
 }
 
+/// 400 for a request the edge will not pass on as it stands.
+fn bad_request(shared: &Shared, meta: Meta) -> Response<BoxBody> {
+    local(
+        shared,
+        meta,
+        None,
+        StatusCode::BAD_REQUEST,
+        "Bad Request\n",
+        None,
+        None,
+    )
+}
+
 /// A response made by the edge for a site, with no shield involved.
 fn plain(
     shared: &Shared,
@@ -447,26 +460,36 @@ fn plain(
     local(shared, meta, Some(site), status, text, None, None)
 }
 
-fn host_of(req: &Request<Incoming>) -> Option<String> {
-    req.uri()
+/// A request with more than one `Host` header, which RFC 9112 (3.2) has a
+/// server refuse with 400: a replica might route on the other one.
+struct DoubledHost;
+
+/// The `Host` header, if there is exactly one.
+fn host_header(req: &Request<Incoming>) -> Result<Option<&HeaderValue>, DoubledHost> {
+    let mut all = req.headers().get_all(header::HOST).iter();
+    match (all.next(), all.next()) {
+        (_, Some(_)) => Err(DoubledHost),
+        (first, None) => Ok(first),
+    }
+}
+
+fn host_of(req: &Request<Incoming>) -> Result<Option<String>, DoubledHost> {
+    let header = host_header(req)?;
+    Ok(req
+        .uri()
         .authority()
         .map(|a| a.as_str().to_owned())
-        .or_else(|| {
-            req.headers()
-                .get(header::HOST)?
-                .to_str()
-                .ok()
-                .map(str::to_owned)
-        })
+        .or_else(|| header?.to_str().ok().map(str::to_owned)))
 }
 
 /// The host a request names, as a header value: the URI's authority
 /// (HTTP/2, absolute form), else the `Host` header, shared, not copied.
-fn host_value(req: &Request<Incoming>) -> Option<HeaderValue> {
-    match req.uri().authority() {
+fn host_value(req: &Request<Incoming>) -> Result<Option<HeaderValue>, DoubledHost> {
+    let header = host_header(req)?;
+    Ok(match req.uri().authority() {
         Some(authority) => HeaderValue::from_str(authority.as_str()).ok(),
-        None => req.headers().get(header::HOST).cloned(),
-    }
+        None => header.cloned(),
+    })
 }
 
 /// At most `max` characters of `text`.
@@ -511,6 +534,8 @@ pub async fn handle_https(
     let limits = shared.limits.load_full();
     let client = crate::routes::canonical(conn.peer.ip());
     let host = host_value(&req);
+    let doubled = host.is_err();
+    let host = host.unwrap_or_default();
     let host_name = host
         .as_ref()
         .and_then(|v| v.to_str().ok())
@@ -556,6 +581,9 @@ pub async fn handle_https(
             Some(ShieldAction::Banned),
             None,
         );
+    }
+    if doubled {
+        return bad_request(&shared, meta);
     }
     let table = shared.table.load_full();
     let (Some((index, site)), Some(host)) = (table.routes.find(host_name), host) else {
@@ -845,7 +873,9 @@ pub async fn handle_http(
     conn: Conn,
     req: Request<Incoming>,
 ) -> Response<BoxBody> {
-    let host = host_of(&req).unwrap_or_default();
+    let host = host_of(&req);
+    let doubled = host.is_err();
+    let host = host.ok().flatten().unwrap_or_default();
     let path = req
         .uri()
         .path_and_query()
@@ -863,6 +893,9 @@ pub async fn handle_http(
         counters: None,
         bytes_in: Arc::new(AtomicU64::new(0)),
     };
+    if doubled {
+        return bad_request(&shared, meta);
+    }
     if let Some(token) = req
         .uri()
         .path()

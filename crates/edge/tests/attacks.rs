@@ -467,3 +467,29 @@ async fn hop_by_hop_headers_stay_at_the_edge() {
         assert!(seen.get(name).is_none(), "{name} reached the replica");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_with_two_host_headers_is_refused() {
+    let up = Upstream::start("one").await;
+    let edge = TestEdge::start("", &site(&["app.localhost"], &[up.addr], "")).await;
+    let mut stream = tls(edge.https(), "127.0.0.1", &edge.ca, &[b"http/1.1"]).await;
+    stream
+        .write_all(b"GET / HTTP/1.1\r\nHost: app.localhost\r\nHost: other.localhost\r\n\r\n")
+        .await
+        .unwrap();
+    let head = read_head(&mut stream).await;
+    assert!(head.starts_with("HTTP/1.1 400"), "{head}");
+    assert!(head.contains("strict-transport-security"), "{head}");
+    // Plain HTTP does not redirect it either.
+    let mut plain = tokio::net::TcpStream::connect(edge.edge.addrs().http)
+        .await
+        .unwrap();
+    plain
+        .write_all(b"GET / HTTP/1.1\r\nHost: app.localhost\r\nHost: evil.example\r\n\r\n")
+        .await
+        .unwrap();
+    let mut answer = vec![0u8; 12];
+    plain.read_exact(&mut answer).await.unwrap();
+    assert_eq!(&answer, b"HTTP/1.1 400");
+    assert_eq!(up.hits(), 0, "nothing reached the replica");
+}
