@@ -23,10 +23,15 @@
 # Rampart's). CPU per request is each proxy process's user + system time
 # during its run divided by the requests it served.
 #
-# Usage: bench/edge.sh [DURATION_SECONDS]
+# Throughput rows are measured in ROUNDS rounds (default 3); each round runs
+# every proxy once, one after another, so a slow spell of the machine falls
+# on all of them alike, and each figure printed is the median of its rounds.
+#
+# Usage: bench/edge.sh [DURATION_SECONDS] [ROUNDS]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DURATION="${1:-8}"
+ROUNDS="${2:-3}"
 work=$(mktemp -d /tmp/rampart-bench-edge.XXXXXX)
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
@@ -151,31 +156,39 @@ ratio() { echo "scale=2; $1 / $2" | bc -l; }
 ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 TCK=$(getconf CLK_TCK)
 
-declare -A R C
-# Runs wrk against URL; R[KEY] gets req/s and C[KEY] the CPU microseconds
-# PID spent per request meanwhile (a measure of the proxy's own cost that
-# does not depend on how the two cores were shared with wrk and the
-# upstream).
+declare -A R C RR CR
+# Runs wrk against URL; RR[KEY] gathers req/s and CR[KEY] the CPU
+# microseconds PID spent per request meanwhile (a measure of the proxy's own
+# cost that does not depend on how the two cores were shared with wrk and
+# the upstream), one figure per round.
 measure() { # KEY PID URL [wrk args...]
-  local key=$1 pid=$2 url=$3 t0 t1; shift 3
+  local key=$1 pid=$2 url=$3 t0 t1 r; shift 3
   t0=$(ticks "$pid")
-  R[$key]=$(rps "$url" "$@")
+  r=$(rps "$url" "$@")
   t1=$(ticks "$pid")
-  C[$key]=$(echo "scale=1; ($t1 - $t0) * 1000000 / $TCK / (${R[$key]} * $DURATION)" | bc -l)
+  RR[$key]+="$r "
+  CR[$key]+="$(echo "scale=1; ($t1 - $t0) * 1000000 / $TCK / ($r * $DURATION)" | bc -l) "
 }
+median() { tr ' ' '\n' | grep -v '^$' | sort -n | awk '{v[NR] = $1} END {print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2}'; }
 R[direct]=$(rps http://127.0.0.1:19100/)
-measure nginx_http "$nginx_pid" http://127.0.0.1:19201/
-measure haproxy_http "$haproxy_pid" http://127.0.0.1:19301/
-measure caddy_http "$caddy_pid" http://localhost:19401/
-measure nginx_https "$nginx_pid" https://localhost:19202/
-measure haproxy_https "$haproxy_pid" https://localhost:19302/
-measure caddy_https "$caddy_pid" https://localhost:19402/
-measure rampart_https "$rampart_pid" https://localhost:19502/
-measure rampart_log "$rampart_log_pid" https://localhost:19602/
-measure nginx_new "$nginx_pid" https://localhost:19202/ -H "Connection: close"
-measure haproxy_new "$haproxy_pid" https://localhost:19302/ -H "Connection: close"
-measure caddy_new "$caddy_pid" https://localhost:19402/ -H "Connection: close"
-measure rampart_new "$rampart_pid" https://localhost:19502/ -H "Connection: close"
+for _ in $(seq "$ROUNDS"); do
+  measure nginx_http "$nginx_pid" http://127.0.0.1:19201/
+  measure haproxy_http "$haproxy_pid" http://127.0.0.1:19301/
+  measure caddy_http "$caddy_pid" http://localhost:19401/
+  measure nginx_https "$nginx_pid" https://localhost:19202/
+  measure haproxy_https "$haproxy_pid" https://localhost:19302/
+  measure caddy_https "$caddy_pid" https://localhost:19402/
+  measure rampart_https "$rampart_pid" https://localhost:19502/
+  measure rampart_log "$rampart_log_pid" https://localhost:19602/
+  measure nginx_new "$nginx_pid" https://localhost:19202/ -H "Connection: close"
+  measure haproxy_new "$haproxy_pid" https://localhost:19302/ -H "Connection: close"
+  measure caddy_new "$caddy_pid" https://localhost:19402/ -H "Connection: close"
+  measure rampart_new "$rampart_pid" https://localhost:19502/ -H "Connection: close"
+done
+for key in "${!RR[@]}"; do
+  R[$key]=$(echo "${RR[$key]}" | median | awk '{printf "%d", $1 + 0.5}')
+  C[$key]=$(echo "${CR[$key]}" | median)
+done
 
 # p99 at half of keep-alive saturation: each connection waits 2 ms between
 # requests, so N connections offer at most N * 500 requests per second.
@@ -218,7 +231,7 @@ read -r I_rampart M_rampart < <(idle_rss 19502 "$rampart_pid")
 read -r I_nginx M_nginx < <(idle_rss 19202 "$nginx_pid")
 read -r I_haproxy M_haproxy < <(idle_rss 19302 "$haproxy_pid")
 
-echo "edge benchmark: $(nproc) cores, wrk -t1 -c32 -d${DURATION}s, one worker per proxy, 19-byte upstream body"
+echo "edge benchmark: $(nproc) cores, wrk -t1 -c32 -d${DURATION}s, median of $ROUNDS rounds, one worker per proxy, 19-byte upstream body"
 echo "nginx $(nginx -v 2>&1 | cut -d/ -f2), HAProxy $(haproxy -v | head -1 | awk '{print $3}'), Caddy $(caddy version | awk '{print $1}')"
 printf '\n%-44s %10s %14s\n' "row" "req/s" "CPU us/req"
 printf '%-44s %10s %14s\n' "direct to the upstream" "${R[direct]}" "-"
@@ -236,3 +249,5 @@ printf '\n%-44s %10s %10s %10s\n' "" "rampart" "nginx" "HAProxy"
 printf '%-44s %9sms %9sms %9sms\n' "p99 at half of keep-alive saturation" "$P_rampart" "$P_nginx" "$P_haproxy"
 printf '%-44s %8sMiB %8sMiB %8sMiB\n' "peak RSS, 10,000 idle HTTPS connections" "$((M_rampart / 1024))" "$((M_nginx / 1024))" "$((M_haproxy / 1024))"
 printf '%-44s %10s %10s %10s\n' "idle connections established" "$I_rampart" "$I_nginx" "$I_haproxy"
+printf '\n%s\n' "each round, HTTPS keep-alive req/s and CPU us/req:"
+for p in nginx haproxy caddy rampart; do printf '  %-10s %s / %s\n' "$p" "${RR[${p}_https]}" "${CR[${p}_https]}"; done
