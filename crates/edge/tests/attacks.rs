@@ -493,3 +493,30 @@ async fn a_request_with_two_host_headers_is_refused() {
     assert_eq!(&answer, b"HTTP/1.1 400");
     assert_eq!(up.hits(), 0, "nothing reached the replica");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_http1_keep_alive_connection_is_closed_after_the_header_timeout() {
+    let up = Upstream::start("one").await;
+    let edge = TestEdge::start(
+        "header_timeout_ms = 1000\nidle_timeout_ms = 30000",
+        &site(&["app.localhost"], &[up.addr], ""),
+    )
+    .await;
+    let mut stream = tls(edge.https(), "127.0.0.1", &edge.ca, &[b"http/1.1"]).await;
+    stream
+        .write_all(b"GET / HTTP/1.1\r\nHost: app.localhost\r\n\r\n")
+        .await
+        .unwrap();
+    let head = read_head(&mut stream).await;
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    // The waiting for the next request head is timed like the first one,
+    // well before the idle timeout.
+    let waited = Instant::now();
+    let (_, closed) = read_until_closed(&mut stream, Duration::from_secs(10)).await;
+    assert!(closed, "the keep-alive connection stayed open");
+    let after = waited.elapsed();
+    assert!(
+        after >= Duration::from_millis(900) && after < Duration::from_secs(5),
+        "closed after {after:?}"
+    );
+}
