@@ -1,0 +1,91 @@
+#!/usr/bin/env bash
+# User-space instructions the edge spends per HTTPS keep-alive request,
+# counted by callgrind. Unlike req/s or CPU time on a shared 2-core machine,
+# the count repeats to within 0.1% from run to run, so two builds of the
+# request path can be compared with one run each (check out one, run, check
+# out the other, run). It leaves out the kernel, which is most of the edge's
+# time per request: a change that saves instructions here saves a smaller
+# share of wall-clock CPU.
+#
+# Setup as in bench/edge.sh: nginx returning a 19-byte body as the upstream,
+# one edge worker, shields on with limits too high to trigger, access log
+# off. Load: h2load over HTTP/1.1, 16 connections, REQUESTS requests after
+# a warm-up of 500; counting starts after the warm-up (callgrind_control
+# --zero), so TLS handshakes are counted only for the 16 connections.
+#
+# Usage: bench/edge-instructions.sh [REQUESTS]   (default 4000)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+REQUESTS="${1:-4000}"
+work=$(mktemp -d /tmp/rampart-bench-instr.XXXXXX)
+pids=()
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
+trap cleanup EXIT
+
+need() { command -v "$1" >/dev/null 2>&1 || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$2" >/dev/null; }; }
+need nginx nginx; need h2load nghttp2-client; need valgrind valgrind; need openssl openssl
+
+for port in 19700 19701 19702; do
+  if (echo > /dev/tcp/127.0.0.1/$port) 2>/dev/null; then
+    echo "bench/edge-instructions.sh: port $port is in use; stop whatever listens there first" >&2
+    exit 1
+  fi
+done
+
+cargo build --release --locked -q -p rampart
+rampart="$PWD/target/release/rampart"
+
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 30 \
+  -keyout "$work/key.pem" -out "$work/cert.pem" -subj /CN=localhost \
+  -addext subjectAltName=DNS:localhost 2>/dev/null
+cat > "$work/upstream.conf" <<CONF
+worker_processes 1; daemon off; pid $work/upstream.pid; error_log $work/upstream.err warn;
+events { worker_connections 1024; }
+http { access_log off; default_type text/plain;
+  server { listen 127.0.0.1:19700; location / { return 200 "0123456789abcdefgh\n"; } } }
+CONF
+cat > "$work/edge.toml" <<CONF
+[listen]
+http = "127.0.0.1:19701"
+https = "127.0.0.1:19702"
+admin = ""
+[tls]
+state_dir = "$work/state"
+[limits]
+requests_per_second = 100000000
+burst = 100000000
+connections_per_ip = 1000000
+max_connections = 1000000
+[log]
+access = ""
+[[site]]
+hosts = ["localhost"]
+tls = "files"
+cert = "$work/cert.pem"
+key = "$work/key.pem"
+upstreams = ["127.0.0.1:19700"]
+health_path = "/"
+health_interval_ms = 5000
+CONF
+
+nginx -c "$work/upstream.conf" & pids+=($!)
+TOKIO_WORKER_THREADS=1 RUST_LOG=warn valgrind --tool=callgrind --dump-instr=no \
+  --callgrind-out-file="$work/callgrind.%p" "$rampart" edge --config "$work/edge.toml" \
+  >"$work/edge.log" 2>&1 & pids+=($!); edge_pid=$!
+for _ in $(seq 600); do (echo > /dev/tcp/127.0.0.1/19702) 2>/dev/null && break; sleep 0.1; done
+sleep 1
+
+h2load --h1 -n 500 -c 16 https://localhost:19702/ >/dev/null 2>&1
+callgrind_control --zero "$edge_pid" >/dev/null 2>&1
+h2load --h1 -n "$REQUESTS" -c 16 https://localhost:19702/ >"$work/h2load.txt" 2>&1
+callgrind_control --dump "$edge_pid" >/dev/null 2>&1
+sleep 1
+
+ok=$(awk '/^requests:/ {print $8}' "$work/h2load.txt")
+if [ "$ok" != "$REQUESTS" ]; then
+  echo "bench/edge-instructions.sh: only $ok of $REQUESTS requests succeeded" >&2
+  cat "$work/h2load.txt" >&2
+  exit 1
+fi
+total=$(cat "$work"/callgrind.*.1 | awk '/^totals:/ {s += $2} END {print s}')
+echo "edge, HTTPS keep-alive over HTTP/1.1: $((total / REQUESTS)) user-space instructions per request ($REQUESTS requests, $(git rev-parse --short HEAD))"
