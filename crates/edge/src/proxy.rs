@@ -954,15 +954,7 @@ pub async fn handle_http(
             None,
             Some((header::LOCATION, v)),
         ),
-        Err(_) => local(
-            &shared,
-            meta,
-            None,
-            StatusCode::BAD_REQUEST,
-            "Bad Request\n",
-            None,
-            None,
-        ),
+        Err(_) => bad_request(&shared, meta),
     }
 }
 
