@@ -473,15 +473,6 @@ fn host_header(req: &Request<Incoming>) -> Result<Option<&HeaderValue>, DoubledH
     }
 }
 
-fn host_of(req: &Request<Incoming>) -> Result<Option<String>, DoubledHost> {
-    let header = host_header(req)?;
-    Ok(req
-        .uri()
-        .authority()
-        .map(|a| a.as_str().to_owned())
-        .or_else(|| header?.to_str().ok().map(str::to_owned)))
-}
-
 /// The host a request names, as a header value: the URI's authority
 /// (HTTP/2, absolute form), else the `Host` header, shared, not copied.
 fn host_value(req: &Request<Incoming>) -> Result<Option<HeaderValue>, DoubledHost> {
@@ -873,9 +864,13 @@ pub async fn handle_http(
     conn: Conn,
     req: Request<Incoming>,
 ) -> Response<BoxBody> {
-    let host = host_of(&req);
+    let host = host_value(&req);
     let doubled = host.is_err();
-    let host = host.ok().flatten().unwrap_or_default();
+    let host = host
+        .ok()
+        .flatten()
+        .and_then(|v| v.to_str().ok().map(str::to_owned))
+        .unwrap_or_default();
     let path = req
         .uri()
         .path_and_query()
