@@ -309,7 +309,7 @@ impl Edge {
         let counters = routes
             .sites()
             .iter()
-            .map(|s| self.shared.metrics.site_counters(&s.name()))
+            .map(|s| Arc::new(self.shared.metrics.site_counters(&s.name())))
             .collect();
         self.certs.replace(certs);
         self.shared.table.store(Arc::new(Table {

@@ -54,8 +54,9 @@ pub struct Table {
     pub routes: RouteTable,
     /// One pool per site, in the table's order.
     pub pools: Vec<Arc<Pool>>,
-    /// Request counters per site, in the table's order.
-    pub counters: Vec<crate::metrics::SiteCounters>,
+    /// Request counters per site, in the table's order (one reference to
+    /// clone per request, not one per status class).
+    pub counters: Vec<Arc<crate::metrics::SiteCounters>>,
 }
 
 /// Tokens and key authorizations for ACME HTTP-01 challenges.
@@ -315,7 +316,8 @@ fn now_rfc3339() -> String {
 
 /// What the access event needs to know about a request.
 struct Meta {
-    started: Instant,
+    /// Read only when the access log is on, so taken only then.
+    started: Option<Instant>,
     client: IpAddr,
     host: String,
     method: String,
@@ -323,7 +325,7 @@ struct Meta {
     request_id: HeaderValue,
     tls_version: Option<&'static str>,
     site: String,
-    counters: Option<crate::metrics::SiteCounters>,
+    counters: Option<Arc<crate::metrics::SiteCounters>>,
     bytes_in: Arc<AtomicU64>,
 }
 
@@ -361,7 +363,9 @@ fn finish(
         status: status.as_u16(),
         bytes_in: meta.bytes_in.load(Ordering::Relaxed),
         bytes_out,
-        duration_ms: meta.started.elapsed().as_secs_f64() * 1000.0,
+        duration_ms: meta
+            .started
+            .map_or(0.0, |t| t.elapsed().as_secs_f64() * 1000.0),
         upstream: upstream.map(|u| u.to_string()),
         request_id: meta.request_id.to_str().unwrap_or_default().to_owned(),
         tls_version: meta.tls_version,
@@ -534,7 +538,7 @@ pub async fn handle_https(
     // Host, method and path are kept only for the access event.
     let logging = shared.access.is_active();
     let mut meta = Meta {
-        started: Instant::now(),
+        started: logging.then(Instant::now),
         client,
         host: if logging {
             prefix(host_name, 256)
@@ -709,15 +713,21 @@ async fn proxy(
     let mut client_upgrade = wants_websocket(&req).then(|| hyper::upgrade::on(&mut req));
     let (mut parts, body) = req.into_parts();
     let retryable = idempotent(&parts.method) && body.is_end_stream();
-    let guarded = GuardedBody {
-        inner: body,
-        limit: limits.max_body_bytes,
-        seen: meta.bytes_in.clone(),
-        timeout: limits.body_timeout,
-        last: tokio::time::Instant::now(),
-        sleep: None,
-    };
-    let mut body = Some(guarded.boxed());
+    // A request that ends with its head (most GETs) has no body to limit
+    // or time.
+    let mut body = Some(if body.is_end_stream() {
+        empty_body()
+    } else {
+        GuardedBody {
+            inner: body,
+            limit: limits.max_body_bytes,
+            seen: meta.bytes_in.clone(),
+            timeout: limits.body_timeout,
+            last: tokio::time::Instant::now(),
+            sleep: None,
+        }
+        .boxed()
+    });
 
     strip_hop_by_hop(&mut parts.headers);
     if client_upgrade.is_some() {
@@ -877,7 +887,7 @@ pub async fn handle_http(
         .map_or("/", |p| p.as_str())
         .to_owned();
     let meta = Meta {
-        started: Instant::now(),
+        started: Some(Instant::now()),
         client: crate::routes::canonical(conn.peer.ip()),
         host: host.chars().take(256).collect(),
         method: req.method().to_string(),
