@@ -14,6 +14,8 @@
 # --zero), so TLS handshakes are counted only for the 16 connections.
 #
 # Usage: bench/edge-instructions.sh [REQUESTS]   (default 4000)
+# RAMPART=PATH counts that binary instead of building this checkout, so
+# two builds kept side by side can be compared without a rebuild.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 REQUESTS="${1:-4000}"
@@ -32,8 +34,14 @@ for port in 19700 19701 19702; do
   fi
 done
 
-cargo build --release --locked -q -p rampart
-rampart="$PWD/target/release/rampart"
+if [ -n "${RAMPART:-}" ]; then
+  rampart="$RAMPART"
+  build="$RAMPART"
+else
+  cargo build --release --locked -q -p rampart
+  rampart="$PWD/target/release/rampart"
+  build=$(git rev-parse --short HEAD)
+fi
 
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 30 \
   -keyout "$work/key.pem" -out "$work/cert.pem" -subj /CN=localhost \
@@ -88,4 +96,4 @@ if [ "$ok" != "$REQUESTS" ]; then
   exit 1
 fi
 total=$(cat "$work"/callgrind.*.1 | awk '/^totals:/ {s += $2} END {print s}')
-echo "edge, HTTPS keep-alive over HTTP/1.1: $((total / REQUESTS)) user-space instructions per request ($REQUESTS requests, $(git rev-parse --short HEAD))"
+echo "edge, HTTPS keep-alive over HTTP/1.1: $((total / REQUESTS)) user-space instructions per request ($REQUESTS requests, $build)"

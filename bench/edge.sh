@@ -11,7 +11,8 @@
 # HTTPS with keep-alive; HTTPS with a new TLS connection per request;
 # Rampart with its access log on; p99 latency at half of each proxy's
 # keep-alive saturation (wrk pacing each connection with delay()); peak RSS
-# of each proxy holding 10,000 idle keep-alive HTTPS connections.
+# of each proxy holding 10,000 idle keep-alive HTTPS connections (a fresh
+# process per sample, median of three samples).
 #
 # HAProxy derives its file-descriptor needs from maxconn (two per
 # connection); with this machine's hard limit of 20,000 descriptors it can
@@ -135,7 +136,7 @@ edge_conf 19500 "" > "$work/edge.toml"
 edge_conf 19600 "$work/access.jsonl" > "$work/edge-log.toml"
 
 nginx -c "$work/upstream.conf" & pids+=($!)
-nginx -c "$work/nginx.conf" & pids+=($!); nginx_pid=$!
+nginx -c "$work/nginx.conf" & pids+=($!); nginx_pid=$!; nginx_master=$!
 haproxy -f "$work/haproxy.cfg" -q & pids+=($!); haproxy_pid=$!
 GOMAXPROCS=1 caddy run --config "$work/Caddyfile" --adapter caddyfile >/dev/null 2>&1 & pids+=($!); caddy_pid=$!
 TOKIO_WORKER_THREADS=1 RUST_LOG=warn "$rampart" edge --config "$work/edge.toml" >/dev/null & pids+=($!); rampart_pid=$!
@@ -227,9 +228,41 @@ idle_rss() { # PORT PID -> "connections peak_kib"
   local ok; ok=$(python3 "$work/idle.py" "$1" 10000 | head -1)
   echo "$ok $(awk '/VmHWM/ {print $2}' /proc/"$2"/status)"
 }
-read -r I_rampart M_rampart < <(idle_rss 19502 "$rampart_pid")
-read -r I_nginx M_nginx < <(idle_rss 19202 "$nginx_pid")
-read -r I_haproxy M_haproxy < <(idle_rss 19302 "$haproxy_pid")
+wait_port() { for _ in $(seq 100); do (echo > /dev/tcp/127.0.0.1/"$1") 2>/dev/null && return; sleep 0.1; done; }
+# Each idle sample gets a fresh process, so its peak is the idle
+# connections' alone (not the throughput rows' that ran before), and the row
+# is the median of IDLE_SAMPLES samples: the peak of the same build moves by
+# a quarter from one process to the next.
+IDLE_SAMPLES=3
+kill "$nginx_master" "$haproxy_pid" "$rampart_pid" 2>/dev/null || true
+for p in "$nginx_master" "$haproxy_pid" "$rampart_pid"; do wait "$p" 2>/dev/null || true; done
+idle_sample() { # NAME; sets conns and kib
+  local pid port worker
+  case $1 in
+    nginx) nginx -c "$work/nginx.conf" 2>/dev/null & pid=$!; port=19202 ;;
+    haproxy) haproxy -f "$work/haproxy.cfg" -q & pid=$!; port=19302 ;;
+    rampart) TOKIO_WORKER_THREADS=1 RUST_LOG=warn "$rampart" edge --config "$work/edge.toml" >/dev/null & pid=$!; port=19502 ;;
+  esac
+  pids+=("$pid")
+  wait_port "$port"; sleep 0.5
+  worker=$pid
+  if [ "$1" = nginx ]; then worker=$(pgrep -P "$pid" | head -1); fi
+  read -r conns kib < <(idle_rss "$port" "$worker")
+  kill "$pid" 2>/dev/null || true
+  wait "$pid" 2>/dev/null || true
+}
+declare -A I M
+for _ in $(seq "$IDLE_SAMPLES"); do
+  for p in rampart nginx haproxy; do
+    idle_sample "$p"
+    I[$p]+="$conns "; M[$p]+="$kib "
+  done
+done
+for p in rampart nginx haproxy; do
+  echo "${M[$p]}" > "$work/idle-$p.samples"
+  M[$p]=$(echo "${M[$p]}" | median | awk '{printf "%d", $1}')
+  I[$p]=$(echo "${I[$p]}" | median | awk '{printf "%d", $1}')
+done
 
 echo "edge benchmark: $(nproc) cores, wrk -t1 -c32 -d${DURATION}s, median of $ROUNDS rounds, one worker per proxy, 19-byte upstream body"
 echo "nginx $(nginx -v 2>&1 | cut -d/ -f2), HAProxy $(haproxy -v | head -1 | awk '{print $3}'), Caddy $(caddy version | awk '{print $1}')"
@@ -247,7 +280,9 @@ printf '%-44s %10s %10s %10s\n' "CPU per request, HTTPS keep-alive" "$(ratio "${
 printf '%-44s %10s %10s %10s\n' "CPU per request, new connection" "$(ratio "${C[nginx_new]}" "${C[rampart_new]}")" "$(ratio "${C[haproxy_new]}" "${C[rampart_new]}")" "$(ratio "${C[caddy_new]}" "${C[rampart_new]}")"
 printf '\n%-44s %10s %10s %10s\n' "" "rampart" "nginx" "HAProxy"
 printf '%-44s %9sms %9sms %9sms\n' "p99 at half of keep-alive saturation" "$P_rampart" "$P_nginx" "$P_haproxy"
-printf '%-44s %8sMiB %8sMiB %8sMiB\n' "peak RSS, 10,000 idle HTTPS connections" "$((M_rampart / 1024))" "$((M_nginx / 1024))" "$((M_haproxy / 1024))"
-printf '%-44s %10s %10s %10s\n' "idle connections established" "$I_rampart" "$I_nginx" "$I_haproxy"
+printf '%-44s %8sMiB %8sMiB %8sMiB\n' "peak RSS, 10,000 idle HTTPS connections" "$((M[rampart] / 1024))" "$((M[nginx] / 1024))" "$((M[haproxy] / 1024))"
+printf '%-44s %10s %10s %10s\n' "idle connections established" "${I[rampart]}" "${I[nginx]}" "${I[haproxy]}"
 printf '\n%s\n' "each round, HTTPS keep-alive req/s and CPU us/req:"
 for p in nginx haproxy caddy rampart; do printf '  %-10s %s / %s\n' "$p" "${RR[${p}_https]}" "${CR[${p}_https]}"; done
+printf '%s\n' "each sample, peak RSS (KiB) with 10,000 idle connections, fresh process each:"
+for p in rampart nginx haproxy; do printf '  %-10s %s\n' "$p" "$(cat "$work/idle-$p.samples")"; done
