@@ -20,19 +20,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 REQUESTS="${1:-4000}"
 work=$(mktemp -d /tmp/rampart-bench-instr.XXXXXX)
-pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
-trap cleanup EXIT
-
-need() { command -v "$1" >/dev/null 2>&1 || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$2" >/dev/null; }; }
+. bench/edge-common.sh
 need nginx nginx; need h2load nghttp2-client; need valgrind valgrind; need openssl openssl
-
-for port in 19700 19701 19702; do
-  if (echo > /dev/tcp/127.0.0.1/$port) 2>/dev/null; then
-    echo "bench/edge-instructions.sh: port $port is in use; stop whatever listens there first" >&2
-    exit 1
-  fi
-done
+ports_free bench/edge-instructions.sh 19700 19701 19702 19703
 
 if [ -n "${RAMPART:-}" ]; then
   rampart="$RAMPART"
@@ -43,44 +33,15 @@ else
   build=$(git rev-parse --short HEAD)
 fi
 
-openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 30 \
-  -keyout "$work/key.pem" -out "$work/cert.pem" -subj /CN=localhost \
-  -addext subjectAltName=DNS:localhost 2>/dev/null
-cat > "$work/upstream.conf" <<CONF
-worker_processes 1; daemon off; pid $work/upstream.pid; error_log $work/upstream.err warn;
-events { worker_connections 1024; }
-http { access_log off; default_type text/plain;
-  server { listen 127.0.0.1:19700; location / { return 200 "0123456789abcdefgh\n"; } } }
-CONF
-cat > "$work/edge.toml" <<CONF
-[listen]
-http = "127.0.0.1:19701"
-https = "127.0.0.1:19702"
-admin = ""
-[tls]
-state_dir = "$work/state"
-[limits]
-requests_per_second = 100000000
-burst = 100000000
-connections_per_ip = 1000000
-max_connections = 1000000
-[log]
-access = ""
-[[site]]
-hosts = ["localhost"]
-tls = "files"
-cert = "$work/cert.pem"
-key = "$work/key.pem"
-upstreams = ["127.0.0.1:19700"]
-health_path = "/"
-health_interval_ms = 5000
-CONF
+self_signed
+upstream_conf 19703 > "$work/upstream.conf"
+edge_conf 19700 19703 "" > "$work/edge.toml"
 
 nginx -c "$work/upstream.conf" & pids+=($!)
 TOKIO_WORKER_THREADS=1 RUST_LOG=warn valgrind --tool=callgrind --dump-instr=no \
   --callgrind-out-file="$work/callgrind.%p" "$rampart" edge --config "$work/edge.toml" \
   >"$work/edge.log" 2>&1 & pids+=($!); edge_pid=$!
-for _ in $(seq 600); do (echo > /dev/tcp/127.0.0.1/19702) 2>/dev/null && break; sleep 0.1; done
+wait_port 19702 60
 sleep 1
 
 h2load --h1 -n 500 -c 16 https://localhost:19702/ >/dev/null 2>&1

@@ -34,35 +34,17 @@ cd "$(dirname "$0")/.."
 DURATION="${1:-8}"
 ROUNDS="${2:-3}"
 work=$(mktemp -d /tmp/rampart-bench-edge.XXXXXX)
-pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
-trap cleanup EXIT
-
-need() { command -v "$1" >/dev/null 2>&1 || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$2" >/dev/null; }; }
+. bench/edge-common.sh
 need wrk wrk; need nginx nginx; need haproxy haproxy; need caddy caddy; need openssl openssl; need bc bc
 ulimit -n "$(ulimit -Hn)"
-
-for port in 19100 19201 19202 19301 19302 19401 19402 19501 19502 19601 19602; do
-  if (echo > /dev/tcp/127.0.0.1/$port) 2>/dev/null; then
-    echo "bench/edge.sh: port $port is in use; stop whatever listens there first" >&2
-    exit 1
-  fi
-done
+ports_free bench/edge.sh 19100 19201 19202 19301 19302 19401 19402 19501 19502 19601 19602
 
 cargo build --release --locked -q -p rampart
 rampart="$PWD/target/release/rampart"
 
-openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 30 \
-  -keyout "$work/key.pem" -out "$work/cert.pem" -subj /CN=localhost \
-  -addext subjectAltName=DNS:localhost 2>/dev/null
+self_signed
 cat "$work/cert.pem" "$work/key.pem" > "$work/combined.pem"
-
-cat > "$work/upstream.conf" <<CONF
-worker_processes 1; daemon off; pid $work/upstream.pid; error_log $work/upstream.err warn;
-events { worker_connections 20000; }
-http { access_log off; default_type text/plain;
-  server { listen 127.0.0.1:19100 backlog=4096; location / { return 200 "0123456789abcdefgh\n"; } } }
-CONF
+upstream_conf 19100 > "$work/upstream.conf"
 cat > "$work/nginx.conf" <<CONF
 worker_processes 1; daemon off; pid $work/nginx.pid; error_log $work/nginx.err warn;
 worker_rlimit_nofile 20000;
@@ -107,33 +89,8 @@ https://localhost:19402 {
   reverse_proxy 127.0.0.1:19100
 }
 CONF
-edge_conf() { # PORT_BASE ACCESS_LOG
-  cat <<CONF
-[listen]
-http = "127.0.0.1:$(( $1 + 1 ))"
-https = "127.0.0.1:$(( $1 + 2 ))"
-admin = ""
-[tls]
-state_dir = "$work/state-$1"
-[limits]
-requests_per_second = 100000000
-burst = 100000000
-connections_per_ip = 1000000
-max_connections = 1000000
-[log]
-access = "$2"
-[[site]]
-hosts = ["localhost"]
-tls = "files"
-cert = "$work/cert.pem"
-key = "$work/key.pem"
-upstreams = ["127.0.0.1:19100"]
-health_path = "/"
-health_interval_ms = 5000
-CONF
-}
-edge_conf 19500 "" > "$work/edge.toml"
-edge_conf 19600 "$work/access.jsonl" > "$work/edge-log.toml"
+edge_conf 19500 19100 "" > "$work/edge.toml"
+edge_conf 19600 19100 "$work/access.jsonl" > "$work/edge-log.toml"
 
 nginx -c "$work/upstream.conf" & pids+=($!)
 nginx -c "$work/nginx.conf" & pids+=($!); nginx_pid=$!; nginx_master=$!
@@ -141,9 +98,7 @@ haproxy -f "$work/haproxy.cfg" -q & pids+=($!); haproxy_pid=$!
 GOMAXPROCS=1 caddy run --config "$work/Caddyfile" --adapter caddyfile >/dev/null 2>&1 & pids+=($!); caddy_pid=$!
 TOKIO_WORKER_THREADS=1 RUST_LOG=warn "$rampart" edge --config "$work/edge.toml" >/dev/null & pids+=($!); rampart_pid=$!
 TOKIO_WORKER_THREADS=1 RUST_LOG=warn "$rampart" edge --config "$work/edge-log.toml" >/dev/null & pids+=($!); rampart_log_pid=$!
-for port in 19100 19201 19202 19301 19302 19401 19402 19502 19602; do
-  for _ in $(seq 100); do (echo > /dev/tcp/127.0.0.1/$port) 2>/dev/null && break; sleep 0.1; done
-done
+for port in 19100 19201 19202 19301 19302 19401 19402 19502 19602; do wait_port "$port"; done
 sleep 1
 # nginx serves from a worker process, not the master started above.
 nginx_pid=$(pgrep -P "$nginx_pid" | head -1)
@@ -228,7 +183,6 @@ idle_rss() { # PORT PID -> "connections peak_kib"
   local ok; ok=$(python3 "$work/idle.py" "$1" 10000 | head -1)
   echo "$ok $(awk '/VmHWM/ {print $2}' /proc/"$2"/status)"
 }
-wait_port() { for _ in $(seq 100); do (echo > /dev/tcp/127.0.0.1/"$1") 2>/dev/null && return; sleep 0.1; done; }
 # Each idle sample gets a fresh process, so its peak is the idle
 # connections' alone (not the throughput rows' that ran before), and the row
 # is the median of IDLE_SAMPLES samples: the peak of the same build moves by
