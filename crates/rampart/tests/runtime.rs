@@ -699,7 +699,23 @@ fn a_crashing_replica_is_restarted_and_a_crash_loop_is_recorded() {
     std::thread::sleep(Duration::from_millis(500));
     let client = edge_client(&server, "crashy.localhost");
     let url = app_url(&server, "crashy.localhost");
+    let listening = || {
+        followed
+            .lock()
+            .unwrap()
+            .matches("listening on port 8080")
+            .count()
+    };
     for round in 1..=3u64 {
+        // A run killed before it prints its first line leaves no line to
+        // follow: the engine reports it running as soon as its process
+        // starts. So each restarted run is killed only once its line came.
+        let restarts_seen = usize::try_from(round - 1).unwrap();
+        eventually(
+            Duration::from_secs(30),
+            "the restarted replica's line",
+            || listening() >= restarts_seen,
+        );
         // The app's process dies (as if it crashed): kill it from the host.
         // The pid is read together with the running state; a replica that is
         // between runs reports pid 0, which `kill` would take for our own
@@ -721,13 +737,7 @@ fn a_crashing_replica_is_restarted_and_a_crash_loop_is_recorded() {
         assert_eq!(status, 200, "{body}");
     }
     let until = std::time::Instant::now() + Duration::from_secs(20);
-    while followed
-        .lock()
-        .unwrap()
-        .matches("listening on port 8080")
-        .count()
-        < 3
-    {
+    while listening() < 3 {
         assert!(
             std::time::Instant::now() < until,
             "the followed logs lack a restart: {}",
