@@ -43,6 +43,17 @@ async fn tls(
     connector(ca, alpn).connect(name, tcp).await.unwrap()
 }
 
+/// An HTTP/1.1 connection from 127.0.0.1 that has sent one GET for
+/// `app.localhost`, its answer not yet read.
+async fn one_http1_request(ca: &[u8], edge: SocketAddr) -> TlsStream<tokio::net::TcpStream> {
+    let mut stream = tls(edge, "127.0.0.1", ca, &[b"http/1.1"]).await;
+    stream
+        .write_all(b"GET / HTTP/1.1\r\nHost: app.localhost\r\n\r\n")
+        .await
+        .unwrap();
+    stream
+}
+
 /// Reads until the peer closes or `limit` passes; the bytes read and
 /// whether it closed.
 async fn read_until_closed(
@@ -282,11 +293,7 @@ async fn idle_connections_are_closed_and_connection_caps_hold() {
     )
     .await;
     // A keep-alive connection that goes quiet after one request is closed.
-    let mut stream = tls(edge.https(), "127.0.0.1", &edge.ca, &[b"http/1.1"]).await;
-    stream
-        .write_all(b"GET / HTTP/1.1\r\nHost: app.localhost\r\n\r\n")
-        .await
-        .unwrap();
+    let mut stream = one_http1_request(&edge.ca, edge.https()).await;
     let started = Instant::now();
     let (answer, closed) = read_until_closed(&mut stream, Duration::from_secs(5)).await;
     assert!(String::from_utf8_lossy(&answer).starts_with("HTTP/1.1 200"));
@@ -502,11 +509,7 @@ async fn an_idle_http1_keep_alive_connection_is_closed_after_the_header_timeout(
         &site(&["app.localhost"], &[up.addr], ""),
     )
     .await;
-    let mut stream = tls(edge.https(), "127.0.0.1", &edge.ca, &[b"http/1.1"]).await;
-    stream
-        .write_all(b"GET / HTTP/1.1\r\nHost: app.localhost\r\n\r\n")
-        .await
-        .unwrap();
+    let mut stream = one_http1_request(&edge.ca, edge.https()).await;
     let head = read_head(&mut stream).await;
     assert!(head.starts_with("HTTP/1.1 200"), "{head}");
     // The waiting for the next request head is timed like the first one,
