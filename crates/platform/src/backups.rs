@@ -22,7 +22,7 @@ use rampart_core::config::BackupConfig;
 use rampart_core::time::Timestamp;
 use rampart_core::{Action, AppName, wire};
 use rampart_services::media::{self, FileSum};
-use rampart_services::postgres::{Admin, TableSum};
+use rampart_services::postgres::{Admin, TableSum, Tenant};
 use rampart_store::{AppEvent, AppRow, BackupResult, ScheduleRow};
 use serde::{Deserialize, Serialize};
 
@@ -208,16 +208,17 @@ impl Drop for DumpReader {
     }
 }
 
-/// Runs `pg_restore` into `database`, fed from the snapshot's dump.
+/// Runs `pg_restore` into `database` as `tenant`, fed from the snapshot's
+/// dump.
 fn restore_dump(
     repo: &Repository,
-    admin: &Admin,
+    tenant: &Tenant,
     snapshot: &str,
     database: &str,
-    role: Option<&str>,
 ) -> Result<(), String> {
-    let mut child = admin
-        .restore_command(database, role)
+    let mut child = tenant
+        .restore_command(database)
+        .map_err(|e| e.to_string())?
         .spawn()
         .map_err(|e| format!("cannot run pg_restore: {e}"))?;
     let mut stdin = child.stdin.take().ok_or("pg_restore has no input")?;
@@ -401,8 +402,8 @@ impl Platform {
             .database(&app.id)
             .await
             .map_err(|e| e.to_string())?;
-        let admin = match &db {
-            Some(_) => Some(self.services().admin().map_err(|e| e.to_string())?.clone()),
+        let tenant = match &db {
+            Some(db) => Some(self.tenant(app, db).map_err(|e| e.to_string())?),
             None => None,
         };
         // Media in a bucket are copied to a private folder first.
@@ -425,15 +426,19 @@ impl Platform {
         };
         // The dump and the fingerprint see one snapshot of the database,
         // held open until the dump is stored.
-        let (holder, dump_cmd, tables) = match (&db, &admin) {
-            (Some(db), Some(admin)) => {
-                let (holder, snapshot, tables) = admin
+        let (holder, dump_cmd, tables) = match (&db, &tenant) {
+            (Some(db), Some(tenant)) => {
+                let (holder, snapshot, tables) = tenant
                     .exported_snapshot(&db.name)
                     .await
                     .map_err(|e| e.to_string())?;
                 (
                     Some(holder),
-                    Some(admin.dump_command(&db.name, &snapshot)),
+                    Some(
+                        tenant
+                            .dump_command(&db.name, &snapshot)
+                            .map_err(|e| e.to_string())?,
+                    ),
                     tables,
                 )
             }
@@ -754,16 +759,20 @@ impl Platform {
                 target.name
             )));
         }
-        let admin = match &target_db {
-            Some(_) => Some(self.services().admin()?.clone()),
+        let database = match &target_db {
+            Some(db) => Some((
+                db.name.clone(),
+                self.services().admin()?.clone(),
+                self.tenant(&target, db)?,
+            )),
             None => None,
         };
         let place = self.media_place(&target).await.map_err(failed)?;
 
         // Live data is replaced only when asked, and then kept first.
-        let db_live = match (&target_db, &admin) {
-            (Some(db), Some(admin)) => !admin.is_empty(&db.name).await?,
-            _ => false,
+        let db_live = match &database {
+            Some((name, _, tenant)) => !tenant.is_empty(name).await?,
+            None => false,
         };
         let media_live = match &place {
             MediaPlace::Folder(dir) => !media::is_empty(dir)?,
@@ -797,14 +806,7 @@ impl Platform {
         let mut result = Self::result(&target, "restore", started_at);
         result.snapshot = Some(id.clone());
         let outcome = self
-            .restore_into(
-                &repo,
-                &id,
-                &manifest,
-                &target,
-                target_db.as_ref().map(|d| d.name.clone()).zip(admin),
-                place,
-            )
+            .restore_into(&repo, &id, &manifest, &target, database, place)
             .await;
         result.finished_at = Timestamp::now().to_rfc3339();
         let audit_outcome;
@@ -864,33 +866,30 @@ impl Platform {
         id: &str,
         manifest: &Manifest,
         target: &AppRow,
-        database: Option<(String, Admin)>,
+        database: Option<(String, Admin, Tenant)>,
         place: MediaPlace,
     ) -> Result<(), String> {
         let mut fresh_db = None;
-        if let (Some(_), Some((db, admin))) = (&manifest.database, &database) {
+        if let (Some(_), Some((db, admin, tenant))) = (&manifest.database, &database) {
             let fresh = format!("{db}_restore_{}", crate::ops::random_suffix());
             admin
                 .create_empty(&fresh, db)
                 .await
                 .map_err(|e| e.to_string())?;
             let loaded = {
-                let (repo, admin, id, fresh, role) = (
+                let (repo, tenant, id, fresh) = (
                     Arc::clone(repo),
-                    admin.clone(),
+                    tenant.clone(),
                     id.to_owned(),
                     fresh.clone(),
-                    db.clone(),
                 );
-                tokio::task::spawn_blocking(move || {
-                    restore_dump(&repo, &admin, &id, &fresh, Some(&role))
-                })
-                .await
-                .map_err(|e| e.to_string())
-                .and_then(|r| r)
+                tokio::task::spawn_blocking(move || restore_dump(&repo, &tenant, &id, &fresh))
+                    .await
+                    .map_err(|e| e.to_string())
+                    .and_then(|r| r)
             };
             let checked = match loaded {
-                Ok(()) => match admin.fingerprint(&fresh).await {
+                Ok(()) => match tenant.fingerprint(&fresh).await {
                     Ok(got) => match compare(&manifest.tables, &got, &[], &[]) {
                         None => Ok(()),
                         Some(problem) => Err(format!("the restored database differs: {problem}")),
@@ -906,7 +905,7 @@ impl Platform {
             fresh_db = Some(fresh);
         }
         let drop_fresh = || async {
-            if let (Some(fresh), Some((_, admin))) = (&fresh_db, &database) {
+            if let (Some(fresh), Some((_, admin, _))) = (&fresh_db, &database) {
                 let _ = admin.drop_database(fresh).await;
             }
         };
@@ -942,7 +941,7 @@ impl Platform {
         };
 
         // Both parts are loaded and checked: swap the database in.
-        if let (Some(fresh), Some((db, admin))) = (&fresh_db, &database) {
+        if let (Some(fresh), Some((db, admin, _))) = (&fresh_db, &database) {
             let old = format!("{db}_old_{}", crate::ops::random_suffix());
             let swapped = async {
                 admin.close_database(db).await?;
@@ -1043,42 +1042,44 @@ impl Platform {
         result.snapshot = Some(id.clone());
         let mut got_tables = Vec::new();
         if manifest.database.is_some() {
+            // The snapshot is loaded by a role of its own that owns only the
+            // scratch database: whatever the app planted in its data runs
+            // with less than the app's rights, and never the admin's.
             let admin = self.services().admin().map_err(|e| e.to_string())?.clone();
             let scratch = format!("rampart_verify_{}", crate::ops::random_suffix());
-            let role = self
-                .store
-                .database(&app.id)
-                .await
-                .ok()
-                .flatten()
-                .map(|d| d.name);
-            let owner = role
-                .clone()
-                .unwrap_or_else(|| rampart_services::cluster::ADMIN_ROLE.to_owned());
+            let password = rampart_services::postgres::new_password();
             admin
-                .create_empty(&scratch, &owner)
+                .create_database(&scratch, &scratch, &password)
                 .await
                 .map_err(|e| e.to_string())?;
-            let loaded = {
-                let (repo, admin, id, scratch) = (
-                    Arc::clone(&repo),
-                    admin.clone(),
-                    id.clone(),
-                    scratch.clone(),
-                );
-                tokio::task::spawn_blocking(move || {
-                    restore_dump(&repo, &admin, &id, &scratch, role.as_deref())
-                })
-                .await
-                .map_err(|e| e.to_string())
-                .and_then(|r| r)
+            let loaded = match admin.tenant(&scratch, &password) {
+                Ok(tenant) => {
+                    let (repo, loader, id, db) = (
+                        Arc::clone(&repo),
+                        tenant.clone(),
+                        id.clone(),
+                        scratch.clone(),
+                    );
+                    tokio::task::spawn_blocking(move || restore_dump(&repo, &loader, &id, &db))
+                        .await
+                        .map_err(|e| e.to_string())
+                        .and_then(|r| r)
+                        .map(|()| tenant)
+                }
+                Err(e) => Err(e.to_string()),
             };
             let fingerprint = match loaded {
-                Ok(()) => admin.fingerprint(&scratch).await.map_err(|e| e.to_string()),
+                Ok(tenant) => tenant
+                    .fingerprint(&scratch)
+                    .await
+                    .map_err(|e| e.to_string()),
                 Err(e) => Err(e),
             };
             if let Err(error) = admin.drop_database(&scratch).await {
                 tracing::warn!(%error, database = %scratch, "cannot drop a test-restore database");
+            }
+            if let Err(error) = admin.drop_role(&scratch).await {
+                tracing::warn!(%error, role = %scratch, "cannot drop a test-restore role");
             }
             got_tables = fingerprint?;
         }

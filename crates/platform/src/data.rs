@@ -18,7 +18,7 @@ use rampart_runtime::{CA_MOUNT, LABEL_APP, LABEL_INSTALLATION, MEDIA_MOUNT, Volu
 use rampart_services::ServiceError;
 use rampart_services::cluster::{Access, Layout, ManagedCluster};
 use rampart_services::media::MediaStore;
-use rampart_services::postgres::{Admin, Server, database_name, new_password};
+use rampart_services::postgres::{Admin, Server, Tenant, database_name, new_password};
 use rampart_services::s3::{AppKey, MEDIA_PREFIX, S3Admin};
 use rampart_store::{AppRow, DatabaseRow, MediaBucketRow};
 use tokio::sync::Mutex;
@@ -302,6 +302,13 @@ impl Platform {
         })?;
         String::from_utf8(plain)
             .map_err(|_| Error::Sealed("the database password is not UTF-8".into()))
+    }
+
+    /// A handle that acts as the app's own database role: everything that
+    /// reads or loads the app's data goes through it, never the admin.
+    pub(crate) fn tenant(&self, app: &AppRow, db: &DatabaseRow) -> Result<Tenant, Error> {
+        let password = self.open_db_password(app, db)?;
+        Ok(self.services().admin()?.tenant(&db.name, &password)?)
     }
 
     async fn database_view(

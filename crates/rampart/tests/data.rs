@@ -95,8 +95,22 @@ fn connect(
     })
 }
 
+/// The test's own view of a database's tables, read as the cluster's
+/// superuser (the test trusts what it planted; the platform never does).
 fn fingerprint(sb: &Sandbox, port: u16, db: &str) -> Vec<TableSum> {
-    runtime().block_on(admin(sb, port).fingerprint(db)).unwrap()
+    runtime()
+        .block_on(async {
+            let mut config = tokio_postgres::Config::new();
+            config
+                .host_path(sb.data_dir().join("postgres/run"))
+                .port(port)
+                .user("rampart")
+                .dbname(db);
+            let (client, connection) = config.connect(tokio_postgres::NoTls).await?;
+            tokio::spawn(connection);
+            rampart_services::postgres::fingerprint(&client).await
+        })
+        .unwrap()
 }
 
 fn post(client: &reqwest::blocking::Client, url: &str, body: &str) -> (u16, String) {
@@ -731,14 +745,16 @@ fn an_external_server_gets_the_same_provisioning_and_backups() {
         .user("app_ledger")
         .password(password.as_str())
         .dbname("app_ledger");
-    let admin = Admin::new(
+    let tenant = Admin::new(
         PgServer::External {
             url: external.admin_url.clone(),
             ca_file: external.ca_file.clone(),
             ca_pem: ca.clone(),
         },
         find_bin_dir().unwrap(),
-    );
+    )
+    .tenant("app_ledger", &password)
+    .unwrap();
     let rt = runtime();
     let client = rt.block_on(connect_tls(&config, &ca)).unwrap();
     rt.block_on(client.batch_execute(
@@ -746,7 +762,7 @@ fn an_external_server_gets_the_same_provisioning_and_backups() {
          INSERT INTO entries (amount) SELECT g * 1.5 FROM generate_series(1, 120) g;",
     ))
     .unwrap();
-    let before = rt.block_on(admin.fingerprint("app_ledger")).unwrap();
+    let before = rt.block_on(tenant.fingerprint("app_ledger")).unwrap();
     assert_eq!(before[0].rows, 120);
 
     // Backup by URL, lose the table, restore it exactly.
@@ -758,7 +774,7 @@ fn an_external_server_gets_the_same_provisioning_and_backups() {
     drop(client);
     json(cli(&sb, &server).args(["backup", "restore", "ledger", &snap[..12]]));
     assert_eq!(
-        rt.block_on(admin.fingerprint("app_ledger")).unwrap(),
+        rt.block_on(tenant.fingerprint("app_ledger")).unwrap(),
         before
     );
     let verify = json(cli(&sb, &server).args(["backup", "verify", "ledger"]));
@@ -796,5 +812,123 @@ fn a_relative_data_directory_works_for_media_and_databases() {
         std::fs::read(sb.data_dir().join("media/rel/a.txt")).unwrap(),
         b"x"
     );
+    server.stop().unwrap();
+}
+
+/// Finding: the platform read and loaded an app's data as the cluster's
+/// superuser, so code the app planted in its own database (an operator that
+/// shadows a built-in one, a function behind an index) ran with the
+/// superuser's rights during backups and restores: `COPY … TO PROGRAM` is a
+/// shell on the host. The attack needs nothing but the app's own
+/// credentials, as app code or an SQL injection has them. Backups, test
+/// restores and restores must still work, and no planted code may run with
+/// more than the app's rights.
+#[test]
+fn code_an_app_plants_in_its_database_never_runs_with_the_platforms_rights() {
+    let sb = sandbox();
+    let _cleanup = Cleanup(vec!["evil".into()]);
+    let (server, port) = start(&sb);
+    ok(cli(&sb, &server).args(["apps", "create", "evil", "--with-db"]));
+    let dir = context(&sb.path().join("ctx-evil"), "");
+    ok(cli(&sb, &server)
+        .args(["deploy", "evil", "--path"])
+        .arg(&dir));
+    let db = json(cli(&sb, &server).args(["db", "info", "evil", "--reveal"]));
+    let (host, password) = (
+        db["host"].as_str().unwrap().to_owned(),
+        db["password"].as_str().unwrap().to_owned(),
+    );
+    let app = connect(
+        &server, &host, port, "app_evil", &password, "app_evil", true,
+    )
+    .unwrap();
+
+    // What the planted code does with whatever rights it runs with: leave a
+    // file on the host through the server, and make its role a superuser.
+    let marker = std::env::temp_dir().join(format!(
+        "rampart-pwned-{}",
+        sb.path().file_name().unwrap().to_string_lossy()
+    ));
+    let _ = std::fs::remove_file(&marker);
+    let payload = format!(
+        "BEGIN EXECUTE 'RESET ROLE'; EXCEPTION WHEN others THEN NULL; END;
+         BEGIN EXECUTE 'COPY (SELECT 1) TO PROGRAM ''touch {marker}'''; EXCEPTION WHEN others THEN NULL; END;
+         BEGIN EXECUTE 'ALTER ROLE app_evil SUPERUSER'; EXCEPTION WHEN others THEN NULL; END;",
+        marker = marker.display()
+    );
+    let plant = format!(
+        "CREATE TABLE notes (id serial PRIMARY KEY, body text NOT NULL);
+         INSERT INTO notes (body) SELECT 'note ' || g FROM generate_series(1, 20) g;
+         -- An operator that shadows pg_catalog's !~~(name, text) for a
+         -- (name, unknown) comparison (the CVE-2018-1058 class).
+         CREATE FUNCTION public.shadow(name, name) RETURNS boolean LANGUAGE plpgsql AS $f$
+         BEGIN {payload} RETURN NOT ($1::text LIKE $2::text); END $f$;
+         CREATE OPERATOR public.!~~ (LEFTARG = name, RIGHTARG = name, FUNCTION = public.shadow);
+         CREATE FUNCTION public.md5(name) RETURNS text LANGUAGE plpgsql AS $f$
+         BEGIN {payload} RETURN pg_catalog.md5($1::text); END $f$;
+         -- A function that every load of the data runs: an index expression.
+         CREATE FUNCTION public.keyed(text) RETURNS text LANGUAGE plpgsql IMMUTABLE AS $f$
+         BEGIN {payload} RETURN $1; END $f$;
+         CREATE INDEX notes_keyed ON notes (public.keyed(body));
+         -- A check constraint and a domain that loading the rows evaluates.
+         CREATE FUNCTION public.fine(text) RETURNS boolean LANGUAGE plpgsql IMMUTABLE AS $f$
+         BEGIN {payload} RETURN true; END $f$;
+         CREATE DOMAIN public.checked AS text CHECK (public.fine(VALUE));
+         CREATE TABLE tags (name public.checked, CHECK (public.fine(name)));
+         INSERT INTO tags VALUES ('a'), ('b');
+         -- The app's database and role settings, for any session there.
+         ALTER DATABASE app_evil SET search_path = public, pg_catalog;
+         ALTER ROLE app_evil SET search_path = public, pg_catalog;"
+    );
+    runtime().block_on(app.batch_execute(&plant)).unwrap();
+    drop(app);
+    assert!(!marker.exists(), "the app's own rights cannot run programs");
+    let superuser = || {
+        let row = runtime()
+            .block_on(async {
+                let mut config = tokio_postgres::Config::new();
+                config
+                    .host_path(sb.data_dir().join("postgres/run"))
+                    .port(port)
+                    .user("rampart")
+                    .dbname("postgres");
+                let (client, connection) = config.connect(tokio_postgres::NoTls).await.unwrap();
+                tokio::spawn(connection);
+                client
+                    .query_one(
+                        "SELECT rolsuper FROM pg_catalog.pg_roles WHERE rolname = 'app_evil'",
+                        &[],
+                    )
+                    .await
+            })
+            .unwrap();
+        row.get::<_, bool>(0)
+    };
+    assert!(!superuser());
+
+    // Backup, test restore, and a restore over the live data: each works,
+    // and the planted code gained nothing.
+    let record = json(cli(&sb, &server).args(["backup", "run", "evil"]));
+    assert_eq!(record["ok"], true, "{record}");
+    assert!(
+        !marker.exists(),
+        "a backup ran planted code as the platform"
+    );
+    let snap = record["snapshot"].as_str().unwrap().to_owned();
+    let verify = json(cli(&sb, &server).args(["backup", "verify", "evil"]));
+    assert_eq!(verify["ok"], true, "{verify}");
+    assert!(
+        !marker.exists(),
+        "a test restore ran planted code as the platform"
+    );
+    let before = fingerprint(&sb, port, "app_evil");
+    json(cli(&sb, &server).args(["backup", "restore", "evil", &snap[..12], "--force"]));
+    assert!(
+        !marker.exists(),
+        "a restore ran planted code as the platform"
+    );
+    assert_eq!(fingerprint(&sb, port, "app_evil"), before);
+    assert!(!superuser(), "planted code made the app's role a superuser");
+    let _ = std::fs::remove_file(&marker);
     server.stop().unwrap();
 }

@@ -325,7 +325,10 @@ impl ManagedCluster {
         let mut text = String::from(
             "# Written by Rampart; changes here are lost.\n\
              # The platform administers the cluster over its socket, as its owner.\n\
-             local all rampart peer map=rampart\n",
+             local all rampart peer map=rampart\n\
+             # It reads and loads an app's data as the app's own role, with\n\
+             # its password; only the platform can reach the socket.\n\
+             local all all scram-sha-256\n",
         );
         for a in &layout.access {
             let _ = writeln!(
@@ -506,6 +509,7 @@ mod tests {
             rules,
             [
                 "local all rampart peer map=rampart",
+                "local all all scram-sha-256",
                 "hostssl \"app_a\" \"app_a\" 172.18.0.0/16 scram-sha-256",
                 "hostssl \"app_b; all\" \"app_b\" 172.19.0.0/16 scram-sha-256",
             ]

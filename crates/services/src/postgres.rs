@@ -108,13 +108,29 @@ pub async fn connect_tls(config: &Config, ca_pem: &str) -> Result<Client> {
     Ok(client)
 }
 
+/// Every session the platform opens resolves names in the system catalog
+/// first and nowhere a tenant can write: an operator, function or type an
+/// app defines in its own schemas is never picked over the built-in one
+/// (the CVE-2018-1058 class).
+const PINNED_OPTIONS: &str = "-c search_path=pg_catalog,pg_temp";
+
 /// The platform's administrative handle on a server.
+///
+/// The admin is a superuser (on the managed cluster) or a role that can
+/// create roles and databases (on an external server). It only ever works
+/// in the `postgres` maintenance database, which no app may enter: it never
+/// opens a session in an app's database, because whatever an app defines
+/// there (operators, functions, triggers, casts) would run with the admin's
+/// rights. Reading and loading an app's data goes through [`Tenant`].
 #[derive(Debug, Clone)]
 pub struct Admin {
     server: Server,
     /// Where `pg_dump` and `pg_restore` live.
     bin_dir: PathBuf,
 }
+
+/// The maintenance database the admin works in.
+const MAINTENANCE_DB: &str = "postgres";
 
 impl Admin {
     pub fn new(server: Server, bin_dir: PathBuf) -> Self {
@@ -125,44 +141,66 @@ impl Admin {
         &self.server
     }
 
-    /// Connects to `database` as the admin.
-    pub async fn connect(&self, database: &str) -> Result<Client> {
-        match &self.server {
+    /// The connection settings of `role` (the admin when `None`) on
+    /// `database`, with the search path pinned.
+    fn config(&self, login: Option<(&str, &str)>, database: &str) -> Result<Config> {
+        let mut config = match &self.server {
             Server::Socket { dir, port } => {
                 let mut config = Config::new();
+                config.host_path(dir).port(*port).user(ADMIN_ROLE);
                 config
-                    .host_path(dir)
-                    .port(*port)
-                    .user(ADMIN_ROLE)
-                    .dbname(database)
-                    .application_name("rampart")
-                    .connect_timeout(std::time::Duration::from_secs(10));
+            }
+            Server::External { url, .. } => {
+                let mut config: Config = url
+                    .parse()
+                    .map_err(|e| ServiceError::Invalid(format!("postgres.admin_url: {e}")))?;
+                config.ssl_mode(tokio_postgres::config::SslMode::Require);
+                config
+            }
+        };
+        if let Some((role, password)) = login {
+            config.user(role).password(password);
+        }
+        config
+            .dbname(database)
+            .options(PINNED_OPTIONS)
+            .application_name("rampart")
+            .connect_timeout(std::time::Duration::from_secs(10));
+        Ok(config)
+    }
+
+    async fn open(&self, config: &Config) -> Result<Client> {
+        match &self.server {
+            Server::Socket { .. } => {
                 let (client, connection) = config.connect(NoTls).await?;
                 tokio::spawn(async move {
                     let _ = connection.await;
                 });
                 Ok(client)
             }
-            Server::External { url, ca_pem, .. } => {
-                let mut config: Config = url
-                    .parse()
-                    .map_err(|e| ServiceError::Invalid(format!("postgres.admin_url: {e}")))?;
-                config
-                    .dbname(database)
-                    .ssl_mode(tokio_postgres::config::SslMode::Require)
-                    .application_name("rampart")
-                    .connect_timeout(std::time::Duration::from_secs(10));
-                connect_tls(&config, ca_pem).await
-            }
+            Server::External { ca_pem, .. } => connect_tls(config, ca_pem).await,
         }
+    }
+
+    /// Connects as the admin to the maintenance database.
+    pub async fn connect(&self) -> Result<Client> {
+        self.open(&self.config(None, MAINTENANCE_DB)?).await
+    }
+
+    /// A handle that acts as `role`, authenticated with `password`: for
+    /// everything that reads or loads that role's data.
+    pub fn tenant(&self, role: &str, password: &str) -> Result<Tenant> {
+        ident(role)?;
+        Ok(Tenant {
+            admin: self.clone(),
+            role: role.to_owned(),
+            password: Password(password.to_owned()),
+        })
     }
 
     /// Whether the server answers.
     pub async fn ping(&self) -> Result<()> {
-        self.connect("postgres")
-            .await?
-            .simple_query("SELECT 1")
-            .await?;
+        self.connect().await?.simple_query("SELECT 1").await?;
         Ok(())
     }
 
@@ -171,10 +209,13 @@ impl Admin {
     pub async fn create_database(&self, database: &str, role: &str, password: &str) -> Result<()> {
         ident(database)?;
         let role_q = ident(role)?;
-        let client = self.connect("postgres").await?;
+        let client = self.connect().await?;
         let verifier = postgres_protocol::password::scram_sha_256(password.as_bytes());
         let exists = client
-            .query_opt("SELECT 1 FROM pg_roles WHERE rolname = $1", &[&role])
+            .query_opt(
+                "SELECT 1 FROM pg_catalog.pg_roles WHERE rolname OPERATOR(pg_catalog.=) $1",
+                &[&role],
+            )
             .await?
             .is_some();
         let attributes = "LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS CONNECTION LIMIT 64";
@@ -200,7 +241,7 @@ impl Admin {
     pub async fn set_password(&self, role: &str, password: &str) -> Result<()> {
         let role_q = ident(role)?;
         let verifier = postgres_protocol::password::scram_sha_256(password.as_bytes());
-        self.connect("postgres")
+        self.connect()
             .await?
             .batch_execute(&format!(
                 "ALTER ROLE {role_q} PASSWORD {}",
@@ -214,13 +255,15 @@ impl Admin {
     /// [`Admin::allow_connections`].
     pub async fn close_database(&self, database: &str) -> Result<()> {
         let db = ident(database)?;
-        let client = self.connect("postgres").await?;
+        let client = self.connect().await?;
         client
             .batch_execute(&format!("ALTER DATABASE {db} ALLOW_CONNECTIONS false"))
             .await?;
         client
             .execute(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()",
+                "SELECT pg_catalog.pg_terminate_backend(pid) FROM pg_catalog.pg_stat_activity
+                 WHERE datname OPERATOR(pg_catalog.=) $1
+                   AND pid OPERATOR(pg_catalog.<>) pg_catalog.pg_backend_pid()",
                 &[&database],
             )
             .await?;
@@ -229,7 +272,7 @@ impl Admin {
 
     pub async fn allow_connections(&self, database: &str) -> Result<()> {
         let db = ident(database)?;
-        self.connect("postgres")
+        self.connect()
             .await?
             .batch_execute(&format!("ALTER DATABASE {db} ALLOW_CONNECTIONS true"))
             .await?;
@@ -239,7 +282,7 @@ impl Admin {
     /// Drops `database` if it exists (its sessions are ended first).
     pub async fn drop_database(&self, database: &str) -> Result<()> {
         let db = ident(database)?;
-        let client = self.connect("postgres").await?;
+        let client = self.connect().await?;
         client
             .batch_execute(&format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"))
             .await?;
@@ -249,7 +292,7 @@ impl Admin {
     /// Drops `role` if it exists.
     pub async fn drop_role(&self, role: &str) -> Result<()> {
         let role_q = ident(role)?;
-        self.connect("postgres")
+        self.connect()
             .await?
             .batch_execute(&format!("DROP ROLE IF EXISTS {role_q}"))
             .await?;
@@ -259,7 +302,7 @@ impl Admin {
     /// Renames `from` to `to` (no session may be open on `from`).
     pub async fn rename_database(&self, from: &str, to: &str) -> Result<()> {
         let (f, t) = (ident(from)?, ident(to)?);
-        self.connect("postgres")
+        self.connect()
             .await?
             .batch_execute(&format!("ALTER DATABASE {f} RENAME TO {t}"))
             .await?;
@@ -269,7 +312,7 @@ impl Admin {
     /// Creates an empty `database` owned by `role`, closed to PUBLIC.
     pub async fn create_empty(&self, database: &str, role: &str) -> Result<()> {
         let (db, role_q) = (ident(database)?, ident(role)?);
-        let client = self.connect("postgres").await?;
+        let client = self.connect().await?;
         client
             .batch_execute(&format!("CREATE DATABASE {db} OWNER {role_q}"))
             .await?;
@@ -283,11 +326,55 @@ impl Admin {
 
     pub async fn database_exists(&self, database: &str) -> Result<bool> {
         Ok(self
-            .connect("postgres")
+            .connect()
             .await?
-            .query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[&database])
+            .query_opt(
+                "SELECT 1 FROM pg_catalog.pg_database WHERE datname OPERATOR(pg_catalog.=) $1",
+                &[&database],
+            )
             .await?
             .is_some())
+    }
+}
+
+/// A password whose `Debug` form hides it.
+#[derive(Clone)]
+struct Password(String);
+
+impl std::fmt::Debug for Password {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("***")
+    }
+}
+
+/// Sessions and tools that act as one app's own role.
+///
+/// Everything that reads or loads an app's data (fingerprints, `pg_dump`,
+/// `pg_restore`) authenticates as that role, so whatever the app planted in
+/// its database runs with the app's rights and no more. The role is never a
+/// superuser and is not a member of any other role, so `RESET ROLE` or `SET
+/// ROLE` inside planted code leads nowhere.
+#[derive(Debug, Clone)]
+pub struct Tenant {
+    admin: Admin,
+    role: String,
+    password: Password,
+}
+
+impl Tenant {
+    pub fn role(&self) -> &str {
+        &self.role
+    }
+
+    fn config(&self, database: &str) -> Result<Config> {
+        self.admin
+            .config(Some((&self.role, &self.password.0)), database)
+    }
+
+    /// Connects to `database` as the role.
+    pub async fn connect(&self, database: &str) -> Result<Client> {
+        ident(database)?;
+        self.admin.open(&self.config(database)?).await
     }
 
     /// Whether `database` holds no table of its own.
@@ -295,10 +382,11 @@ impl Admin {
         let client = self.connect(database).await?;
         let row = client
             .query_one(
-                "SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-                 WHERE c.relkind IN ('r', 'p', 'v', 'm', 'S')
-                   AND n.nspname NOT IN ('pg_catalog', 'information_schema')
-                   AND n.nspname NOT LIKE 'pg_toast%'",
+                "SELECT pg_catalog.count(*) FROM pg_catalog.pg_class c
+                 JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) c.relnamespace
+                 WHERE c.relkind OPERATOR(pg_catalog.=) ANY (ARRAY['r', 'p', 'v', 'm', 'S']::pg_catalog.\"char\"[])
+                   AND NOT (n.nspname OPERATOR(pg_catalog.=) ANY (ARRAY['pg_catalog', 'information_schema']::pg_catalog.name[]))
+                   AND NOT pg_catalog.starts_with(n.nspname::pg_catalog.text, 'pg_toast')",
                 &[],
             )
             .await?;
@@ -323,40 +411,53 @@ impl Admin {
         client
             .batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
             .await?;
-        let row = client.query_one("SELECT pg_export_snapshot()", &[]).await?;
+        let row = client
+            .query_one("SELECT pg_catalog.pg_export_snapshot()", &[])
+            .await?;
         let snapshot: String = row.get(0);
         let sums = fingerprint(&client).await?;
         Ok((client, snapshot, sums))
     }
 
-    fn tool(&self, name: &str, database: &str) -> std::process::Command {
-        let mut cmd = std::process::Command::new(self.bin_dir.join(name));
-        cmd.env("LC_ALL", "C").env_remove("PGPASSWORD");
-        match &self.server {
-            Server::Socket { dir, port } => {
-                cmd.arg("--host")
-                    .arg(dir)
-                    .arg("--port")
-                    .arg(port.to_string())
-                    .arg("--username")
-                    .arg(ADMIN_ROLE)
-                    .arg("--dbname")
-                    .arg(database);
-            }
-            Server::External { url, ca_file, .. } => {
-                cmd.arg("--dbname")
-                    .arg(with_database(url, database))
-                    .env("PGSSLMODE", "verify-full")
-                    .env("PGSSLROOTCERT", ca_file);
+    /// `pg_dump` or `pg_restore` on `database` as the role. Every connection
+    /// setting, the password above all, travels in the environment, which
+    /// only the platform's own user can read: nothing secret is on the
+    /// command line.
+    fn tool(&self, name: &str, database: &str) -> Result<std::process::Command> {
+        ident(database)?;
+        let config = self.config(database)?;
+        let mut cmd = std::process::Command::new(self.admin.bin_dir.join(name));
+        for (key, _) in std::env::vars_os() {
+            if key.to_string_lossy().starts_with("PG") {
+                cmd.env_remove(key);
             }
         }
-        cmd
+        cmd.env("LC_ALL", "C")
+            .env("PGUSER", &self.role)
+            .env("PGPASSWORD", &self.password.0)
+            .env("PGDATABASE", database)
+            .env("PGAPPNAME", "rampart")
+            .env("PGCONNECT_TIMEOUT", "10")
+            .env("PGPASSFILE", "/dev/null");
+        match config.get_hosts().first() {
+            Some(tokio_postgres::config::Host::Tcp(host)) => cmd.env("PGHOST", host),
+            Some(tokio_postgres::config::Host::Unix(dir)) => cmd.env("PGHOST", dir),
+            None => cmd.env("PGHOST", "localhost"),
+        };
+        if let Some(port) = config.get_ports().first() {
+            cmd.env("PGPORT", port.to_string());
+        }
+        if let Server::External { ca_file, .. } = &self.admin.server {
+            cmd.env("PGSSLMODE", "verify-full")
+                .env("PGSSLROOTCERT", ca_file);
+        }
+        Ok(cmd)
     }
 
     /// `pg_dump` of `database` in the custom format (uncompressed, so the
     /// backup engine can deduplicate it), as of `snapshot`, to stdout.
-    pub fn dump_command(&self, database: &str, snapshot: &str) -> std::process::Command {
-        let mut cmd = self.tool("pg_dump", database);
+    pub fn dump_command(&self, database: &str, snapshot: &str) -> Result<std::process::Command> {
+        let mut cmd = self.tool("pg_dump", database)?;
         cmd.args([
             "--format=custom",
             "--compress=0",
@@ -368,54 +469,42 @@ impl Admin {
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
-        cmd
+        Ok(cmd)
     }
 
-    /// `pg_restore` from stdin into `database`, in one transaction, with
-    /// every object owned by `role` when given (else by the admin).
-    pub fn restore_command(&self, database: &str, role: Option<&str>) -> std::process::Command {
-        let mut cmd = self.tool("pg_restore", database);
+    /// `pg_restore` from stdin into `database`, in one transaction, every
+    /// object owned by the role that loads it.
+    pub fn restore_command(&self, database: &str) -> Result<std::process::Command> {
+        let mut cmd = self.tool("pg_restore", database)?;
         cmd.args([
             "--no-owner",
             "--no-privileges",
             "--no-password",
             "--single-transaction",
             "--exit-on-error",
+            "--dbname",
+            database,
         ])
-        .args(role.map(|r| format!("--role={r}")))
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
         .stderr(Stdio::piped());
-        cmd
+        Ok(cmd)
     }
 }
 
-/// `url` with its database replaced by `database`.
-fn with_database(url: &str, database: &str) -> String {
-    let (base, query) = match url.split_once('?') {
-        Some((b, q)) => (b, Some(q)),
-        None => (url, None),
-    };
-    let authority_start = base.find("://").map_or(0, |i| i + 3);
-    let path_start = base[authority_start..]
-        .find('/')
-        .map_or(base.len(), |i| authority_start + i);
-    let mut out = format!("{}/{database}", &base[..path_start]);
-    if let Some(q) = query {
-        out.push('?');
-        out.push_str(q);
-    }
-    out
-}
-
-async fn fingerprint(client: &Client) -> Result<Vec<TableSum>> {
+/// Row counts and checksums of every table `client`'s database holds, in
+/// name order. Every name is schema-qualified: the session's own search path
+/// decides nothing.
+pub async fn fingerprint(client: &Client) -> Result<Vec<TableSum>> {
     let tables = client
         .query(
-            "SELECT n.nspname, c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-             WHERE c.relkind = 'r'
-               AND n.nspname NOT IN ('pg_catalog', 'information_schema')
-               AND n.nspname NOT LIKE 'pg_toast%'
-             ORDER BY 1, 2",
+            "SELECT n.nspname::pg_catalog.text, c.relname::pg_catalog.text
+             FROM pg_catalog.pg_class c
+             JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) c.relnamespace
+             WHERE c.relkind OPERATOR(pg_catalog.=) 'r'
+               AND NOT (n.nspname OPERATOR(pg_catalog.=) ANY (ARRAY['pg_catalog', 'information_schema']::pg_catalog.name[]))
+               AND NOT pg_catalog.starts_with(n.nspname::pg_catalog.text, 'pg_toast')
+             ORDER BY n.nspname COLLATE \"C\", c.relname COLLATE \"C\"",
             &[],
         )
         .await?;
@@ -431,8 +520,9 @@ async fn fingerprint(client: &Client) -> Result<Vec<TableSum>> {
         let row = client
             .query_one(
                 &format!(
-                    "SELECT count(*), coalesce(md5(string_agg(h, ',' ORDER BY h)), '')
-                     FROM (SELECT md5(t::text) AS h FROM {qualified} t) rows"
+                    "SELECT pg_catalog.count(*),
+                            COALESCE(pg_catalog.md5(pg_catalog.string_agg(h, ',' ORDER BY h COLLATE \"C\")), '')
+                     FROM (SELECT pg_catalog.md5(t::pg_catalog.text) AS h FROM {qualified} t) rows"
                 ),
                 &[],
             )
@@ -458,14 +548,6 @@ mod tests {
             assert!(ident(bad).is_err(), "{bad:?}");
         }
         assert_eq!(literal("it's"), "'it''s'");
-        assert_eq!(
-            with_database("postgresql://a:b@db:5432/postgres?sslmode=require", "app_x"),
-            "postgresql://a:b@db:5432/app_x?sslmode=require"
-        );
-        assert_eq!(
-            with_database("postgres://db", "app_x"),
-            "postgres://db/app_x"
-        );
     }
 
     #[test]

@@ -5,7 +5,7 @@ use std::io::Write;
 use std::net::TcpListener;
 
 use rampart_services::cluster::{Access, Layout, ManagedCluster, find_bin_dir};
-use rampart_services::postgres::{Admin, Server, TableSum, connect_tls};
+use rampart_services::postgres::{Admin, Server, TableSum, Tenant, connect_tls};
 use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair};
 
 fn free_port() -> u16 {
@@ -54,11 +54,16 @@ fn url(role: &str, password: &str, port: u16, db: &str) -> tokio_postgres::Confi
     config
 }
 
-/// Restores `dump` into a fresh `database` owned by `role` and returns its
-/// fingerprint.
-async fn restore_copy(admin: &Admin, dump: &[u8], database: &str, role: &str) -> Vec<TableSum> {
-    admin.create_empty(database, role).await.unwrap();
-    let mut restore = admin.restore_command(database, Some(role)).spawn().unwrap();
+/// Restores `dump` as `tenant` into a fresh `database` owned by its role and
+/// returns its fingerprint.
+async fn restore_copy(
+    admin: &Admin,
+    tenant: &Tenant,
+    dump: &[u8],
+    database: &str,
+) -> Vec<TableSum> {
+    admin.create_empty(database, tenant.role()).await.unwrap();
+    let mut restore = tenant.restore_command(database).unwrap().spawn().unwrap();
     restore.stdin.take().unwrap().write_all(dump).unwrap();
     let out = restore.wait_with_output().unwrap();
     assert!(
@@ -66,7 +71,7 @@ async fn restore_copy(admin: &Admin, dump: &[u8], database: &str, role: &str) ->
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    admin.fingerprint(database).await.unwrap()
+    tenant.fingerprint(database).await.unwrap()
 }
 
 /// A temporary folder the postgres user can traverse, and a data directory
@@ -167,7 +172,8 @@ async fn roles_reach_only_their_database_over_tls_and_dumps_restore_exactly() {
 
     // Dump as of an exported snapshot, restore into a fresh database owned by
     // the app's role, compare fingerprints.
-    let (holder, snapshot, sums) = admin.exported_snapshot("app_a").await.unwrap();
+    let tenant_a = admin.tenant("app_a", "password-of-a").unwrap();
+    let (holder, snapshot, sums) = tenant_a.exported_snapshot("app_a").await.unwrap();
     assert_eq!(sums.len(), 1);
     assert_eq!(sums[0].table, "public.notes");
     assert_eq!(sums[0].rows, 500);
@@ -175,7 +181,11 @@ async fn roles_reach_only_their_database_over_tls_and_dumps_restore_exactly() {
     a.batch_execute("INSERT INTO notes (body) VALUES ('late')")
         .await
         .unwrap();
-    let dump = admin.dump_command("app_a", &snapshot).output().unwrap();
+    let dump = tenant_a
+        .dump_command("app_a", &snapshot)
+        .unwrap()
+        .output()
+        .unwrap();
     assert!(
         dump.status.success(),
         "{}",
@@ -183,10 +193,10 @@ async fn roles_reach_only_their_database_over_tls_and_dumps_restore_exactly() {
     );
     drop(holder);
     assert_eq!(
-        restore_copy(&admin, &dump.stdout, "app_a_restore", "app_a").await,
+        restore_copy(&admin, &tenant_a, &dump.stdout, "app_a_restore").await,
         sums
     );
-    assert_ne!(admin.fingerprint("app_a").await.unwrap(), sums);
+    assert_ne!(tenant_a.fingerprint("app_a").await.unwrap(), sums);
     let owner = a
         .query_one(
             "SELECT pg_catalog.pg_get_userbyid(relowner) FROM pg_class WHERE relname = 'notes'",
@@ -195,8 +205,11 @@ async fn roles_reach_only_their_database_over_tls_and_dumps_restore_exactly() {
         .await
         .unwrap();
     assert_eq!(owner.get::<_, String>(0), "app_a");
-    assert!(!admin.is_empty("app_a_restore").await.unwrap());
-    assert!(admin.is_empty("app_b").await.unwrap());
+    assert!(!tenant_a.is_empty("app_a_restore").await.unwrap());
+    let tenant_b = admin.tenant("app_b", "password-of-b").unwrap();
+    assert!(tenant_b.is_empty("app_b").await.unwrap());
+    // A tenant is kept out of another tenant's database on the socket too.
+    assert!(tenant_b.fingerprint("app_a").await.is_err());
 
     cluster.stop().await.unwrap();
     assert!(!cluster.is_running().await);
@@ -230,7 +243,7 @@ async fn an_external_server_is_administered_by_url_over_verified_tls() {
         bin.clone(),
     );
     socket
-        .connect("postgres")
+        .connect()
         .await
         .unwrap()
         .batch_execute("ALTER ROLE rampart PASSWORD 'admin-secret'")
@@ -240,7 +253,7 @@ async fn an_external_server_is_administered_by_url_over_verified_tls() {
     let hba = dir.join("pg_hba.conf");
     let mut rules = std::fs::read_to_string(&hba).unwrap();
     rules.push_str("hostssl all rampart 127.0.0.1/32 scram-sha-256\n");
-    rules.push_str("hostssl app_ext app_ext 127.0.0.1/32 scram-sha-256\n");
+    rules.push_str("hostssl all app_ext 127.0.0.1/32 scram-sha-256\n");
     std::fs::write(&hba, rules).unwrap();
     let mut reload = std::process::Command::new(bin.join("pg_ctl"));
     reload.args(["reload", "-D"]).arg(dir.join("data"));
@@ -290,10 +303,12 @@ async fn an_external_server_is_administered_by_url_over_verified_tls() {
     assert!(wrong.ping().await.is_err());
 
     // pg_dump and pg_restore reach it by URL with verify-full.
-    let (holder, snapshot, sums) = external.exported_snapshot("app_ext").await.unwrap();
+    let tenant = external.tenant("app_ext", "password-of-ext").unwrap();
+    let (holder, snapshot, sums) = tenant.exported_snapshot("app_ext").await.unwrap();
     assert_eq!(sums[0].rows, 42);
-    let dump = external
+    let dump = tenant
         .dump_command("app_ext", &snapshot)
+        .unwrap()
         .output()
         .unwrap();
     assert!(
@@ -303,7 +318,7 @@ async fn an_external_server_is_administered_by_url_over_verified_tls() {
     );
     drop(holder);
     assert_eq!(
-        restore_copy(&external, &dump.stdout, "app_ext_copy", "app_ext").await,
+        restore_copy(&external, &tenant, &dump.stdout, "app_ext_copy").await,
         sums
     );
     cluster.stop().await.unwrap();
