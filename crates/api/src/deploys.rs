@@ -134,7 +134,9 @@ pub async fn deploy_build(
             )));
         }
     };
-    rampart_runtime::context::check(&context).map_err(|e| ApiError::bad_request(e.to_string()))?;
+    rampart_runtime::context::check_off_thread(context.clone())
+        .await
+        .map_err(|e| ApiError::bad_request(e.to_string()))?;
     run_deploy(p, ctx, app, Source::Build(context)).await
 }
 

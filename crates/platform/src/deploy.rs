@@ -266,7 +266,8 @@ impl Platform {
 
         let (image_ref, image) = match source {
             Source::Build(context) => {
-                rampart_runtime::context::check(&context)
+                rampart_runtime::context::check_off_thread(context.clone())
+                    .await
                     .map_err(|e| Error::Invalid(e.to_string()))?;
                 let tag = format!("rampart/{}:r{next}", row.name);
                 step(&progress, format!("building {tag}"));

@@ -866,3 +866,65 @@ fn custom_domains_get_acme_certificates_and_name_localhost_keeps_working() {
     assert_eq!(code, 0);
     assert!(out.starts_with("308 https://shop.rampart.test"), "{out}");
 }
+
+/// Finding: a 3 KiB build context whose sparse entry declares 2^60 bytes
+/// made the context check copy zeros for ever on an async worker; one such
+/// request per core froze the API and every app's traffic through the
+/// in-process edge. Now the context is refused at once, and the platform
+/// keeps answering meanwhile.
+#[test]
+fn a_sparse_build_context_is_refused_and_freezes_nothing() {
+    let sb = sandbox();
+    let _cleanup = Cleanup(vec!["bomb".into()]);
+    let server = sb.start(&sb.write_config(CONFIG)).unwrap();
+    ok(cli(&sb, &server).args(["apps", "create", "bomb"]));
+    let api = server.client(Some(&server.bootstrap_token()));
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let bomb = rampart_testkit::sparse_tar_bomb();
+    assert!(bomb.len() <= 4096, "{}", bomb.len());
+    let answers = rt.block_on(async {
+        // One request per core of this machine, and one more.
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        let sends = (0..=cores).map(|_| {
+            let (api, bomb) = (api.clone(), bomb.clone());
+            tokio::spawn(async move {
+                tokio::time::timeout(
+                    Duration::from_secs(20),
+                    api.raw(
+                        rampart_client::HttpMethod::POST,
+                        "/api/apps/bomb/deploys/build",
+                        Some("application/x-tar"),
+                        bomb,
+                    ),
+                )
+                .await
+            })
+        });
+        let sends: Vec<_> = sends.collect();
+        // The API answers while they are handled.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let health = tokio::time::timeout(Duration::from_secs(10), api.health()).await;
+        assert!(
+            matches!(health, Ok(Ok(_))),
+            "the API stopped answering: {health:?}"
+        );
+        let mut answers = Vec::new();
+        for send in sends {
+            answers.push(send.await.unwrap());
+        }
+        answers
+    });
+    for answer in answers {
+        let (status, body) = answer
+            .expect("a sparse context is refused at once, not unpacked")
+            .unwrap();
+        assert_eq!(status.as_u16(), 400, "{}", String::from_utf8_lossy(&body));
+        assert!(
+            String::from_utf8_lossy(&body).contains("GNUSparse"),
+            "{}",
+            String::from_utf8_lossy(&body)
+        );
+    }
+    let releases = json(cli(&sb, &server).args(["releases", "bomb"]));
+    assert_eq!(releases.as_array().unwrap().len(), 0, "{releases}");
+}

@@ -173,7 +173,14 @@ pub fn pack(dir: &Path, limit: u64) -> Result<Vec<u8>, ContextError> {
 }
 
 /// Checks that `archive` is a readable tar archive with a `Dockerfile` at
-/// its root.
+/// its root, holding only files, directories and links.
+///
+/// What an archive unpacks to is bounded by its own length: sparse entries
+/// (whose holes a reader fills with zeros, up to any size the header
+/// declares), devices and FIFOs are refused before any content is read, and
+/// the sizes the headers declare may not add up to more than the archive.
+/// The check is CPU work proportional to that length: async callers run it
+/// on a blocking thread.
 pub fn check(archive: &[u8]) -> Result<(), ContextError> {
     let mut reader = tar::Archive::new(archive);
     let entries = reader
@@ -181,6 +188,7 @@ pub fn check(archive: &[u8]) -> Result<(), ContextError> {
         .map_err(|e| ContextError::NotTar(e.to_string()))?;
     let mut found = false;
     let mut any = false;
+    let mut declared = 0u64;
     for entry in entries {
         let mut entry = entry.map_err(|e| ContextError::NotTar(e.to_string()))?;
         any = true;
@@ -188,6 +196,20 @@ pub fn check(archive: &[u8]) -> Result<(), ContextError> {
             .path()
             .map_err(|e| ContextError::NotTar(e.to_string()))?
             .into_owned();
+        let kind = entry.header().entry_type();
+        if !(kind.is_file() || kind.is_dir() || kind.is_symlink() || kind.is_hard_link()) {
+            return Err(ContextError::NotTar(format!(
+                "{} is a {kind:?} entry; a build context holds only files, directories and links",
+                path.display()
+            )));
+        }
+        declared = declared.saturating_add(entry.size());
+        if declared > archive.len() as u64 {
+            return Err(ContextError::NotTar(format!(
+                "its entries declare more bytes than the archive holds (at {})",
+                path.display()
+            )));
+        }
         let clean: PathBuf = path
             .components()
             .filter(|c| !matches!(c, std::path::Component::CurDir))
@@ -206,6 +228,14 @@ pub fn check(archive: &[u8]) -> Result<(), ContextError> {
         return Err(ContextError::NoDockerfile(PathBuf::from("(upload)")));
     }
     Ok(())
+}
+
+/// [`check`] on a blocking thread, so a large archive never holds up an
+/// async worker.
+pub async fn check_off_thread(archive: bytes::Bytes) -> Result<(), ContextError> {
+    tokio::task::spawn_blocking(move || check(&archive))
+        .await
+        .map_err(|e| ContextError::NotTar(format!("the check stopped: {e}")))?
 }
 
 #[cfg(test)]
@@ -292,5 +322,28 @@ mod tests {
             Err(ContextError::NoDockerfile(_))
         ));
         assert!(check(&archive[..700]).is_err(), "a cut archive is refused");
+    }
+
+    #[test]
+    fn check_refuses_sparse_entries_devices_and_inflated_sizes() {
+        let bomb = rampart_testkit::sparse_tar_bomb();
+        assert!(bomb.len() < 4096);
+        let err = check(&bomb).unwrap_err().to_string();
+        assert!(err.contains("zeros") && err.contains("GNUSparse"), "{err}");
+
+        let mut builder = tar::Builder::new(Vec::new());
+        let mut header = tar::Header::new_gnu();
+        header.set_size(4);
+        header.set_cksum();
+        builder
+            .append_data(&mut header, "Dockerfile", &b"FROM"[..])
+            .unwrap();
+        let mut fifo = tar::Header::new_gnu();
+        fifo.set_entry_type(tar::EntryType::Fifo);
+        fifo.set_size(0);
+        fifo.set_cksum();
+        builder.append_data(&mut fifo, "pipe", &b""[..]).unwrap();
+        let err = check(&builder.into_inner().unwrap()).unwrap_err();
+        assert!(err.to_string().contains("pipe"), "{err}");
     }
 }

@@ -513,3 +513,34 @@ impl Drop for S3Server {
         let _ = self.child.wait();
     }
 }
+
+/// A build context of 3 KiB on the wire: a Dockerfile and a GNU sparse
+/// entry that unpacks to 2^60 zero bytes.
+pub fn sparse_tar_bomb() -> Vec<u8> {
+    let mut builder = tar::Builder::new(Vec::new());
+    let mut header = tar::Header::new_gnu();
+    header.set_size(4);
+    header.set_mode(0o644);
+    header.set_cksum();
+    builder
+        .append_data(&mut header, "Dockerfile", &b"FROM"[..])
+        .unwrap();
+    let mut header = tar::Header::new_gnu();
+    header.set_entry_type(tar::EntryType::GNUSparse);
+    header.set_size(1);
+    header.set_mode(0o644);
+    header.set_path("zeros").unwrap();
+    let huge = |field: &mut [u8; 12], value: u64| {
+        // Base-256: a leading 0x80, then the value big-endian.
+        field.fill(0);
+        field[0] = 0x80;
+        field[4..].copy_from_slice(&value.to_be_bytes());
+    };
+    let gnu = header.as_gnu_mut().unwrap();
+    huge(&mut gnu.realsize, 1 << 60);
+    huge(&mut gnu.sparse[0].offset, (1 << 60) - 1);
+    huge(&mut gnu.sparse[0].numbytes, 1);
+    header.set_cksum();
+    builder.append(&header, &b"x"[..]).unwrap();
+    builder.into_inner().unwrap()
+}
