@@ -79,6 +79,7 @@ mod tests {
 
     fn caller(role: Role) -> Caller {
         Caller {
+            expires_at: None,
             user_id: UserId::generate(),
             role,
             token_id: TokenId::generate(),

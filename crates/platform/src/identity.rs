@@ -212,7 +212,7 @@ impl Platform {
     }
 
     /// Owners are managed by owners only.
-    fn check_manages(caller: &Caller, target: Role) -> Result<(), Error> {
+    pub(crate) fn check_manages(caller: &Caller, target: Role) -> Result<(), Error> {
         if target == Role::Owner && caller.role != Role::Owner {
             return Err(Error::Forbidden("only owners manage owners".into()));
         }

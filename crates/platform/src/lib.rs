@@ -56,6 +56,8 @@ pub struct Caller {
     pub session: bool,
     /// The only app the token may act on.
     pub scope: Option<AppName>,
+    /// When the token stops working (RFC 3339), if it has an expiry.
+    pub expires_at: Option<String>,
     /// Apps the user may act on as a developer.
     pub grants: Vec<AppName>,
     /// Whether the user has MFA.
@@ -288,6 +290,7 @@ impl Platform {
             token_id: row.id,
             session: row.kind == rampart_store::TokenKind::Session,
             scope: row.app.map(|(_, name)| name),
+            expires_at: row.expires_at,
             grants,
             mfa_enrolled: row.user_mfa,
             needs_mfa,

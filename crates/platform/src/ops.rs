@@ -399,20 +399,31 @@ impl Platform {
                 "this token may only create tokens for app {scope}"
             )));
         }
-        let expires_at = match request.expires_in_days {
+        let asked = match request.expires_in_days {
             None => None,
-            Some(days @ 1..=3650) => Some(
-                Timestamp::from(
-                    time::OffsetDateTime::now_utc() + time::Duration::days(i64::from(days)),
-                )
-                .to_rfc3339(),
-            ),
+            Some(days @ 1..=3650) => {
+                Some(time::OffsetDateTime::now_utc() + time::Duration::days(i64::from(days)))
+            }
             Some(_) => {
                 return Err(Error::Invalid(
                     "expires_in_days must be between 1 and 3650".into(),
                 ));
             }
         };
+        // A token made with an API token never outlives it. (A login
+        // session is the user, who signed in with a password and MFA.)
+        let ceiling = match (&caller.expires_at, caller.session) {
+            (Some(at), false) => Some(
+                time::OffsetDateTime::parse(at, &time::format_description::well_known::Rfc3339)
+                    .map_err(|_| Error::Invalid("the calling token has a bad expiry".into()))?,
+            ),
+            _ => None,
+        };
+        let expires_at = match (asked, ceiling) {
+            (Some(a), Some(c)) => Some(a.min(c)),
+            (a, c) => a.or(c),
+        }
+        .map(|t| Timestamp::from(t).to_rfc3339());
         let secret = token::generate();
         let new = NewToken {
             id: TokenId::generate(),
@@ -421,7 +432,9 @@ impl Platform {
             hash: token::hash(secret.expose()),
             created_at: Timestamp::now().to_rfc3339(),
             kind: rampart_store::TokenKind::Api,
-            role: request.role.filter(|r| *r != caller.role),
+            // Always the role it acts with: a token never exceeds the one
+            // that made it, even when the user's own role is higher.
+            role: Some(request.role.unwrap_or(caller.role)),
             app: app.map(|a| a.id),
             expires_at,
         };
@@ -440,6 +453,14 @@ impl Platform {
     pub async fn revoke_token(&self, acting: Acting<'_>, id: &str) -> Result<(), Error> {
         let id = TokenId::parse(id)
             .ok_or_else(|| Error::NotFound(format!("there is no token {id:?}")))?;
+        // Only owners manage owners, their tokens included: an admin who
+        // could revoke them could lock out an owner who has no password.
+        if let Some(token) = self.store.token(&id).await?
+            && let Some(holder) = self.store.user(&token.user_id).await?
+            && token.user_id != acting.caller.user_id
+        {
+            Self::check_manages(acting.caller, holder.role)?;
+        }
         let record = self.record(acting, Action::TokenRevoke, format!("tokens/{id}"));
         let now = Timestamp::now().to_rfc3339();
         self.committed(self.store.revoke_token(&id, &now, record).await)

@@ -905,3 +905,65 @@ async fn garbage_at_the_public_doors_changes_nothing() {
     assert_eq!(owner.users().await.unwrap(), users_before);
     login(&server, "vic@example.com", None).await.unwrap();
 }
+
+/// Findings: a token limited to `admin` that belongs to an owner minted a
+/// token with the owner's full role (no role stored meant "the user's"), and
+/// could outlive itself; an admin could revoke an owner's tokens, locking out
+/// a bootstrap owner who has no password.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tokens_never_exceed_their_maker_and_admins_keep_off_owners_tokens() {
+    let sb = sandbox();
+    let (server, owner, _) = setup(&sb, "").await;
+    let limited = owner
+        .create_token(&CreateToken {
+            name: "admin-only".into(),
+            role: Some(Role::Admin),
+            app: None,
+            expires_in_days: Some(10),
+        })
+        .await
+        .unwrap();
+    let as_admin = server.client(Some(&limited.token));
+    assert_eq!(as_admin.whoami().await.unwrap().role, Role::Admin);
+    let minted = as_admin
+        .create_token(&CreateToken {
+            name: "minted".into(),
+            role: None,
+            app: None,
+            expires_in_days: Some(3650),
+        })
+        .await
+        .unwrap();
+    let minted_client = server.client(Some(&minted.token));
+    assert_eq!(
+        minted_client.whoami().await.unwrap().role,
+        Role::Admin,
+        "a token made by an admin-limited token acts as admin at most"
+    );
+    let tokens = owner.tokens().await.unwrap();
+    let expiry = |id: &str| {
+        tokens
+            .iter()
+            .find(|t| t.id == id)
+            .and_then(|t| t.expires_at.clone())
+            .unwrap()
+    };
+    assert!(
+        expiry(&minted.id) <= expiry(&limited.id),
+        "the new token outlives its maker: {} > {}",
+        expiry(&minted.id),
+        expiry(&limited.id)
+    );
+
+    // A real admin may not revoke an owner's token; the owner may.
+    add_user(&owner, &server, "admin@example.com", Role::Admin).await;
+    let admin = login(&server, "admin@example.com", None).await.unwrap();
+    enroll(&admin).await;
+    let bootstrap_id = owner.whoami().await.unwrap().token_id;
+    let refused = admin.revoke_token(&bootstrap_id).await;
+    assert_eq!(status(&refused), Some(403), "{refused:?}");
+    assert!(owner.whoami().await.is_ok(), "the owner was locked out");
+    admin.revoke_token(&minted.id).await.unwrap_err();
+    owner.revoke_token(&minted.id).await.unwrap();
+    assert_eq!(status(&minted_client.whoami().await), Some(401));
+}

@@ -144,6 +144,8 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     /// A token by the hash of its value, with its owner's role; revoked
     /// tokens are returned too, so the caller can say why it was refused.
     async fn token_by_hash(&self, hash: &TokenHash) -> Result<Option<TokenRow>>;
+    /// A token of any kind by its id.
+    async fn token(&self, id: &TokenId) -> Result<Option<TokenRow>>;
     /// Every API token (sessions are not listed).
     async fn tokens(&self) -> Result<Vec<TokenRow>>;
     /// Every token of one user, sessions included.

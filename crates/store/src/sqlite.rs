@@ -739,6 +739,14 @@ impl Store for SqliteStore {
         row.as_ref().map(token_from_row).transpose()
     }
 
+    async fn token(&self, id: &TokenId) -> Result<Option<TokenRow>> {
+        let row = sqlx::query(&format!("{TOKEN_SELECT} WHERE t.id = ?"))
+            .bind(id.as_str())
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(token_from_row).transpose()
+    }
+
     async fn tokens(&self) -> Result<Vec<TokenRow>> {
         let rows = sqlx::query(&format!(
             "{TOKEN_SELECT} WHERE t.kind = 'api' ORDER BY t.created_at, t.id"
