@@ -9,7 +9,7 @@ use std::time::Instant;
 use axum::Json;
 use axum::extract::{MatchedPath, Request, State};
 use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE, WWW_AUTHENTICATE};
-use axum::http::{HeaderValue, StatusCode};
+use axum::http::{HeaderValue, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use rampart_core::RequestId;
@@ -98,13 +98,16 @@ pub async fn gate(State(platform): State<AppState>, mut request: Request, next: 
         .extensions()
         .get::<MatchedPath>()
         .map(|m| m.as_str().to_owned());
-    let rule = template
-        .as_deref()
-        .and_then(|t| access(&method, t))
-        .unwrap_or(Access::Authenticated);
+    // A route without an access rule is refused to everyone: a forgotten
+    // rule is a 403, not a hole. A path that matches no route needs a
+    // valid token before it learns there is nothing there.
+    let rule = match template.as_deref() {
+        Some(t) => access(&method, t),
+        None => Some(Access::Authenticated),
+    };
     let app = template.as_deref().and_then(|t| app_of(t, &path));
     let action = match rule {
-        Access::Action(action) => Some(action),
+        Some(Access::Action(action)) => Some(action),
         _ => None,
     };
     request.extensions_mut().insert(request_id.clone());
@@ -114,7 +117,34 @@ pub async fn gate(State(platform): State<AppState>, mut request: Request, next: 
     let mut flooding = false;
     let mut actor = String::from("anonymous");
     let response = 'handled: {
-        if rule != Access::Public {
+        if rule.is_none() {
+            let template = template.as_deref().unwrap_or_default();
+            // Another method of the path has a rule: this one is simply not
+            // served. Otherwise a handler was added without its rule.
+            let served = [
+                Method::GET,
+                Method::POST,
+                Method::PUT,
+                Method::PATCH,
+                Method::DELETE,
+            ]
+            .iter()
+            .any(|m| access(m, template).is_some());
+            if served {
+                break 'handled ApiError::new(
+                    StatusCode::METHOD_NOT_ALLOWED,
+                    "method_not_allowed",
+                    format!("{method} is not served on this path"),
+                )
+                .into_response();
+            }
+            tracing::error!(%method, path = %path, "a route has no access rule; refused");
+            break 'handled ApiError::forbidden(
+                "this route has no access rule, so no one may use it".to_owned(),
+            )
+            .into_response();
+        }
+        if rule != Some(Access::Public) {
             let caller = match bearer(&request) {
                 None => Err(ApiError::unauthenticated(
                     "missing bearer token: send Authorization: Bearer rmp_…",

@@ -127,7 +127,18 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
 pub fn router(platform: Arc<Platform>, max_body_bytes: usize, max_context_bytes: u64) -> Router {
     let (router, doc) = documented_routes();
     let doc = doc.to_pretty_json().unwrap_or_else(|_| "{}".into());
-    router
+    behind_gate(router, doc, platform, max_body_bytes, max_context_bytes)
+}
+
+/// `routes` with the OpenAPI document, the fallback and the gate in front.
+fn behind_gate(
+    routes: Router<routes::AppState>,
+    doc: String,
+    platform: Arc<Platform>,
+    max_body_bytes: usize,
+    max_context_bytes: u64,
+) -> Router {
+    routes
         .route(
             "/api/openapi.json",
             get(move || {
@@ -150,4 +161,44 @@ pub fn router(platform: Arc<Platform>, max_body_bytes: usize, max_context_bytes:
         .layer(axum::Extension(deploys::ContextLimit(max_context_bytes)))
         .layer(axum::Extension(gate::AuthFailures::new()))
         .with_state(platform)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::body::Body;
+    use axum::http::{Request, StatusCode};
+    use tower::ServiceExt;
+
+    /// Finding: the gate let a route with no access rule through to any
+    /// valid token. A route added without a rule is now refused to all.
+    #[tokio::test]
+    async fn a_route_without_an_access_rule_is_refused_even_to_an_owner() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = rampart_platform::DataDir::new(dir.path().join("data"));
+        let config =
+            rampart_core::config::Config::from_toml("[auth]\nrequire_mfa = false\n").unwrap();
+        let (platform, boot) = Platform::open(data, &config).await.unwrap();
+        let token = std::fs::read_to_string(boot.unwrap().token_file).unwrap();
+        let (routes, doc) = documented_routes();
+        let routes = routes.route("/api/forgotten", get(|| async { "reached" }));
+        let router = behind_gate(
+            routes,
+            doc.to_json().unwrap(),
+            Arc::new(platform),
+            4096,
+            4096,
+        );
+        let send = |token: Option<String>| {
+            let mut request = Request::builder().uri("/api/forgotten");
+            if let Some(token) = token {
+                request = request.header("authorization", format!("Bearer {}", token.trim()));
+            }
+            router.clone().oneshot(request.body(Body::empty()).unwrap())
+        };
+        let owner = send(Some(token)).await.unwrap();
+        assert_eq!(owner.status(), StatusCode::FORBIDDEN);
+        let anonymous = send(None).await.unwrap();
+        assert_eq!(anonymous.status(), StatusCode::FORBIDDEN);
+    }
 }
