@@ -69,11 +69,21 @@ impl DataDir {
         if !meta.is_dir() {
             return Err(StartError::NotADirectory(self.root.clone()));
         }
-        if meta.permissions().mode() & 0o077 != 0 {
+        if meta.permissions().mode() & 0o066 != 0 {
             tracing::warn!(
                 path = %self.root.display(),
                 "the data directory is readable by other users; consider chmod 700"
             );
+        }
+        // Files an older version or another umask left open (the database
+        // and its journal above all) become private to the platform.
+        for entry in fs::read_dir(&self.root).map_err(|e| io("list", e))? {
+            let entry = entry.map_err(|e| io("list", e))?;
+            let meta = entry.metadata().map_err(|e| io("inspect", e))?;
+            if meta.is_file() && meta.permissions().mode() & 0o077 != 0 {
+                fs::set_permissions(entry.path(), fs::Permissions::from_mode(0o600))
+                    .map_err(|e| io("make private", e))?;
+            }
         }
         Ok(())
     }

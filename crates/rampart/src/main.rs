@@ -112,6 +112,10 @@ impl std::fmt::Display for Exit {
 impl std::error::Error for Exit {}
 
 fn main() -> ExitCode {
+    // Everything Rampart writes is private to its user whatever umask it was
+    // started with; what others must read (the CA certificate for replicas,
+    // media folders) is opened explicitly where it is made.
+    rustix::process::umask(rustix::fs::Mode::from_bits_truncate(0o077));
     let cli = Cli::parse();
     if let Command::Repo(args) = cli.command {
         // The backup engine is synchronous and brings its own I/O runtime.

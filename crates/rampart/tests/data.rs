@@ -932,3 +932,91 @@ fn code_an_app_plants_in_its_database_never_runs_with_the_platforms_rights() {
     let _ = std::fs::remove_file(&marker);
     server.stop().unwrap();
 }
+
+/// Finding: with the managed cluster and a root platform, the data
+/// directory became 0711 so the postgres user could reach its cluster, and
+/// `rampart.db` (0644 under the usual umask) was readable by every local
+/// user: password hashes, recovery-code hashes, the audit log. Now every
+/// file the platform writes is private, whatever the umask, and only the
+/// postgres user's group may pass through the data directory.
+#[test]
+fn no_other_local_user_reads_the_data_directory() {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    use std::os::unix::process::CommandExt;
+    if rampart_services::effective_uid() != 0 {
+        eprintln!("skipped: needs root to start the cluster as postgres and to act as nobody");
+        return;
+    }
+    let sb = sandbox();
+    let _cleanup = Cleanup(vec!["private".into()]);
+    let port = free_port();
+    let config = sb.write_config(&format!("{CONFIG}[postgres]\nport = {port}\n"));
+    // The operator's shell has the usual, permissive umask.
+    let mut cmd = sb.command();
+    cmd.args(["up", "--data-dir"])
+        .arg(sb.data_dir())
+        .arg("--config")
+        .arg(&config)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let server = Server::spawn_command(cmd, sb.data_dir()).unwrap();
+    ok(cli(&sb, &server).args(["apps", "create", "private", "--with-db"]));
+    ok(cli(&sb, &server).args(["env", "set", "private", "SECRET=1"]));
+
+    // A local user who knows the paths reads nothing.
+    let nobody = |path: &Path| {
+        Command::new("cat")
+            .arg(path)
+            .uid(65534)
+            .gid(65534)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .unwrap()
+            .success()
+    };
+    let data = sb.data_dir();
+    for name in [
+        "rampart.db",
+        "rampart.db-wal",
+        "master.key",
+        "ca-key.pem",
+        "audit-head",
+    ] {
+        let path = data.join(name);
+        if path.exists() {
+            assert!(!nobody(&path), "nobody read {}", path.display());
+        }
+    }
+    let mode = std::fs::metadata(&data).unwrap().permissions().mode() & 0o777;
+    assert_eq!(
+        mode & 0o007,
+        0,
+        "the data directory is open to others: {mode:o}"
+    );
+
+    // Every file the platform itself wrote is private to it, but for the
+    // CA certificate replicas read.
+    let mut open = Vec::new();
+    let mut stack = vec![data.clone()];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap().flatten() {
+            let path = entry.path();
+            let meta = std::fs::symlink_metadata(&path).unwrap();
+            if meta.uid() != 0 || path.starts_with(data.join("ca-public")) {
+                continue; // the cluster's and the replicas' own files
+            }
+            if meta.is_dir() {
+                stack.push(path);
+            } else if meta.is_file() && meta.permissions().mode() & 0o077 != 0 {
+                open.push(format!(
+                    "{} {:o}",
+                    path.display(),
+                    meta.permissions().mode()
+                ));
+            }
+        }
+    }
+    assert!(open.is_empty(), "files others may read: {open:?}");
+    server.stop().unwrap();
+}

@@ -209,26 +209,25 @@ impl ManagedCluster {
         Ok(())
     }
 
-    /// Creates the cluster if it does not exist.
-    pub async fn init(&self) -> Result<()> {
-        if self.exists() {
-            return Ok(());
-        }
-        for dir in [self.dir.clone(), self.socket_dir()] {
-            std::fs::create_dir_all(&dir).map_err(|e| ServiceError::io("create", &dir, e))?;
-            self.own(&dir, 0o700)?;
-        }
-        if self.run_as.is_some() {
+    /// Lets the server's user reach its directory, and no one else more.
+    fn open_way_in(&self) -> Result<()> {
+        if let Some((_, gid)) = self.run_as {
             // The server's user must be able to walk down to its directory:
-            // the platform's own directory is opened for traversal (not
-            // listing); any other ancestor that is closed is reported.
+            // the platform's own directory is given to the server's group
+            // for traversal alone (mode 0710), so no other local user can
+            // reach any file in it; any other ancestor that is closed is
+            // reported.
             if let Some(own) = self.dir.parent() {
-                let mode = std::fs::metadata(own)
-                    .map_err(|e| ServiceError::io("read", own, e))?
-                    .permissions()
-                    .mode();
-                if mode & 0o001 == 0 {
-                    std::fs::set_permissions(own, std::fs::Permissions::from_mode(mode | 0o011))
+                use std::os::unix::fs::MetadataExt;
+                let meta = std::fs::metadata(own).map_err(|e| ServiceError::io("read", own, e))?;
+                let mode = meta.permissions().mode() & 0o7777;
+                if meta.gid() != gid {
+                    std::os::unix::fs::chown(own, None, Some(gid))
+                        .map_err(|e| ServiceError::io("let the postgres user through", own, e))?;
+                }
+                let wanted = (mode & !0o077) | 0o010;
+                if mode != wanted {
+                    std::fs::set_permissions(own, std::fs::Permissions::from_mode(wanted))
                         .map_err(|e| ServiceError::io("let the postgres user through", own, e))?;
                 }
                 let mut parent = own.parent();
@@ -249,6 +248,19 @@ impl ManagedCluster {
                 }
             }
         }
+        Ok(())
+    }
+
+    /// Creates the cluster if it does not exist.
+    pub async fn init(&self) -> Result<()> {
+        if self.exists() {
+            return Ok(());
+        }
+        for dir in [self.dir.clone(), self.socket_dir()] {
+            std::fs::create_dir_all(&dir).map_err(|e| ServiceError::io("create", &dir, e))?;
+            self.own(&dir, 0o700)?;
+        }
+        self.open_way_in()?;
         let data = self.data();
         let pwfile = self.dir.join("initdb-password");
         let password: String = {
@@ -392,6 +404,9 @@ impl ManagedCluster {
     /// changed, restarted when its addresses changed.
     pub async fn apply(&self, layout: &Layout) -> Result<()> {
         self.init().await?;
+        // Also for a cluster an earlier version made, which opened the
+        // platform's directory to every local user.
+        self.open_way_in()?;
         let config = self.config_text(layout);
         let config_changed = self.write_file("postgresql.conf", &config, 0o600)?;
         // The data directory's own file points at ours.
