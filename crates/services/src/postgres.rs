@@ -550,6 +550,52 @@ mod tests {
         assert_eq!(literal("it's"), "'it''s'");
     }
 
+    /// Finding: `pg_dump --dbname postgresql://admin:secret@…` showed the
+    /// external server's admin password to every local user in `ps`.
+    #[test]
+    fn no_password_is_on_a_tool_command_line() {
+        let admin = Admin::new(
+            Server::External {
+                url: "postgresql://rampart:admin-secret@db.example:5432/postgres".into(),
+                ca_file: PathBuf::from("/etc/ca.pem"),
+                ca_pem: String::new(),
+            },
+            PathBuf::from("/usr/lib/postgresql/15/bin"),
+        );
+        let tenant = admin.tenant("app_x", "tenant-secret").unwrap();
+        for cmd in [
+            tenant.dump_command("app_x", "00000003-1").unwrap(),
+            tenant.restore_command("app_x_restore").unwrap(),
+        ] {
+            let args: Vec<String> = cmd
+                .get_args()
+                .map(|a| a.to_string_lossy().into_owned())
+                .collect();
+            assert!(
+                args.iter().all(|a| !a.contains("secret")),
+                "a password on the command line: {args:?}"
+            );
+            let env: std::collections::HashMap<String, String> = cmd
+                .get_envs()
+                .filter_map(|(k, v)| {
+                    Some((
+                        k.to_string_lossy().into_owned(),
+                        v?.to_string_lossy().into_owned(),
+                    ))
+                })
+                .collect();
+            assert_eq!(env["PGPASSWORD"], "tenant-secret");
+            assert_eq!(env["PGUSER"], "app_x");
+            assert_eq!(env["PGHOST"], "db.example");
+            assert_eq!(env["PGSSLMODE"], "verify-full");
+            assert!(
+                env.values().all(|v| !v.contains("admin-secret")),
+                "the tools act as the tenant, never the admin"
+            );
+        }
+        assert!(!format!("{tenant:?}").contains("tenant-secret"));
+    }
+
     #[test]
     fn passwords_are_long_and_fresh() {
         let (a, b) = (new_password(), new_password());
