@@ -967,3 +967,84 @@ async fn tokens_never_exceed_their_maker_and_admins_keep_off_owners_tokens() {
     owner.revoke_token(&minted.id).await.unwrap();
     assert_eq!(status(&minted_client.whoami().await), Some(401));
 }
+
+/// Findings: every refused login, throttled ones included, was appended to
+/// the audit log and fsynced, so anyone could grow it without limit; and
+/// the backoff was check-then-act, so guesses sent in parallel all passed
+/// the check and each got its own password check (and 19 MiB hash) before
+/// any failure was recorded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn login_floods_and_parallel_guesses_are_bounded() {
+    let sb = sandbox();
+    let (server, owner, _) = setup(&sb, "[auth]\nmax_backoff_secs = 2\n").await;
+    add_user(&owner, &server, "vic@example.com", Role::Viewer).await;
+    let logins = |owner: &Client| {
+        let owner = owner.clone();
+        async move {
+            owner
+                .audit(5000)
+                .await
+                .unwrap()
+                .into_iter()
+                .filter(|e| e.action == "session.create")
+                .collect::<Vec<_>>()
+        }
+    };
+    let before = logins(&owner).await.len();
+
+    // Parallel guesses at one account: one is judged, the rest wait.
+    let ca = reqwest::Certificate::from_pem(&server.ca_pem()).unwrap();
+    let http = reqwest::Client::builder()
+        .use_rustls_tls()
+        .tls_built_in_root_certs(false)
+        .add_root_certificate(ca)
+        .build()
+        .unwrap();
+    let guesses: Vec<_> = (0..8)
+        .map(|i| {
+            let request = http
+                .post(format!("{}/api/sessions", server.url()))
+                .header("content-type", "application/json")
+                .body(
+                    serde_json::json!({
+                        "email": "vic@example.com",
+                        "password": format!("guess number {i}"),
+                    })
+                    .to_string(),
+                );
+            tokio::spawn(async move { request.send().await.unwrap().status().as_u16() })
+        })
+        .collect();
+    let mut statuses = Vec::new();
+    for guess in guesses {
+        statuses.push(guess.await.unwrap());
+    }
+    let judged = statuses.iter().filter(|s| **s == 401).count();
+    assert_eq!(
+        judged, 1,
+        "parallel guesses were each checked: {statuses:?}"
+    );
+    assert_eq!(statuses.iter().filter(|s| **s == 429).count(), 7);
+
+    // A flood of 300 bad logins leaves a bounded trace that says so.
+    for i in 0..300 {
+        let body = serde_json::json!({
+            "email": format!("{}@example.com", "x".repeat(i % 300 + 1)),
+            "password": "flood",
+        })
+        .to_string();
+        let (status, _, _) = raw_with_retry(&server, body).await;
+        assert!(status == 401 || status == 429, "{status}");
+    }
+    let long = serde_json::json!({"email": "y".repeat(100_000), "password": "p"}).to_string();
+    let (status, _, _) = raw_with_retry(&server, long).await;
+    assert!(status == 400 || status == 413 || status == 429, "{status}");
+    let entries = logins(&owner).await;
+    let added = entries.len() - before;
+    assert!(added <= 32, "a flood grew the audit log by {added} entries");
+    assert!(
+        entries.iter().any(|e| e.target == "sessions/flood"),
+        "the flood itself is on record"
+    );
+    assert!(owner.verify_audit().await.unwrap().ok);
+}
