@@ -928,3 +928,46 @@ fn a_sparse_build_context_is_refused_and_freezes_nothing() {
     let releases = json(cli(&sb, &server).args(["releases", "bomb"]));
     assert_eq!(releases.as_array().unwrap().len(), 0, "{releases}");
 }
+
+/// Finding: `USER 00`, or a user whose passwd entry has uid 0 under another
+/// name, ran the replica as root although the app may not run as root.
+#[test]
+fn a_root_user_under_another_name_or_number_does_not_run_as_root() {
+    let sb = sandbox();
+    let _cleanup = Cleanup(vec!["sneaky".into()]);
+    let server = sb.start(&sb.write_config(CONFIG)).unwrap();
+    ok(cli(&sb, &server).args(["apps", "create", "sneaky"]));
+    for (n, user) in ["toor", "00", "1000", "app:root"].into_iter().enumerate() {
+        let dir = context(
+            &sb.path().join(format!("ctx-{n}")),
+            &format!("COPY passwd /etc/passwd\nCOPY group /etc/group\nUSER {user}\n"),
+        );
+        std::fs::write(
+            dir.join("passwd"),
+            "root:x:0:0:root:/:/hello\ntoor:x:0:0::/:/hello\napp:x:1000:1000::/:/hello\n",
+        )
+        .unwrap();
+        std::fs::write(dir.join("group"), "root:x:0:\napp:x:1000:\n").unwrap();
+        let release = json(
+            cli(&sb, &server)
+                .args(["deploy", "sneaky", "--path"])
+                .arg(&dir),
+        );
+        assert_eq!(release["status"], "live", "USER {user}: {release}");
+        for id in containers("sneaky") {
+            // What the kernel says the replica's processes run as.
+            let (code, out, err) = docker(&["top", &id, "-eo", "pid,uid,gid,comm"]);
+            assert_eq!(code, 0, "{err}");
+            let hello: Vec<&str> = out
+                .lines()
+                .filter(|l| l.ends_with("hello"))
+                .flat_map(|l| l.split_whitespace().skip(1).take(2))
+                .collect();
+            assert!(!hello.is_empty(), "{out}");
+            assert!(
+                hello.iter().all(|id| *id != "0" && *id != "root"),
+                "USER {user} runs as root: {out}"
+            );
+        }
+    }
+}
