@@ -185,9 +185,20 @@ pub async fn rollback(
         (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn releases(
     State(p): State<AppState>,
+    ctx: Ctx,
     Path(app): Path<String>,
 ) -> Result<Json<Vec<wire::Release>>, ApiError> {
-    Ok(Json(p.releases(&app).await?))
+    let mut releases = p.releases(&app).await?;
+    // Failure reasons quote the replica's log: only for those who may
+    // read it.
+    if crate::policy::decide(&ctx.caller, rampart_core::Action::LogsRead, Some(&app)).is_err() {
+        for release in &mut releases {
+            if let Some(reason) = &mut release.reason {
+                *reason = rampart_core::deploy::reason_without_log_lines(reason);
+            }
+        }
+    }
+    Ok(Json(releases))
 }
 
 /// How an app runs.

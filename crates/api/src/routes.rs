@@ -177,8 +177,15 @@ pub async fn whoami(State(p): State<AppState>, ctx: Ctx) -> Result<Json<wire::Wh
 /// All apps.
 #[utoipa::path(get, path = "/api/apps", tag = "apps", security(("bearer" = [])),
     responses((status = 200, body = [wire::App]), (status = 401, body = ErrorBody)))]
-pub async fn list_apps(State(p): State<AppState>) -> Result<Json<Vec<wire::App>>, ApiError> {
-    Ok(Json(p.apps().await?))
+pub async fn list_apps(
+    State(p): State<AppState>,
+    ctx: Ctx,
+) -> Result<Json<Vec<wire::App>>, ApiError> {
+    // Each caller sees the apps it may read: a developer those granted, a
+    // token limited to one app that app.
+    let mut apps = p.apps().await?;
+    apps.retain(|app| crate::policy::decide(&ctx.caller, Action::AppRead, Some(&app.name)).is_ok());
+    Ok(Json(apps))
 }
 
 /// Creates an app.

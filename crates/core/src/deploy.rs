@@ -9,6 +9,18 @@ use utoipa::ToSchema;
 /// Most replicas one app may run on a single machine.
 pub const MAX_REPLICAS: u32 = 32;
 
+/// Where a failed release's reason begins quoting the replica's log.
+pub const LOG_LINES: &str = "; its last log lines:\n";
+
+/// A failure reason without the log lines it quotes, for callers who may
+/// not read the app's logs.
+pub fn reason_without_log_lines(reason: &str) -> String {
+    match reason.split_once(LOG_LINES) {
+        Some((reason, _)) => format!("{reason} (its log lines are shown to roles that read logs)"),
+        None => reason.to_owned(),
+    }
+}
+
 /// How an app's replicas run. Every field has a safe default; the API
 /// changes them one at a time through [`SettingsPatch`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]

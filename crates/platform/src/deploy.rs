@@ -572,7 +572,7 @@ impl Platform {
         if lines.is_empty() {
             String::new()
         } else {
-            format!("; its last log lines:\n{}", lines.join("\n"))
+            format!("{}{}", rampart_core::deploy::LOG_LINES, lines.join("\n"))
         }
     }
 

@@ -971,3 +971,62 @@ fn a_root_user_under_another_name_or_number_does_not_run_as_root() {
         }
     }
 }
+
+/// Finding: a viewer, who may not read an app's logs, read its log lines
+/// in failed releases' reasons; a developer listed apps not granted to
+/// them.
+#[test]
+fn viewers_read_no_log_lines_and_developers_list_only_their_apps() {
+    let sb = sandbox();
+    let _cleanup = Cleanup(vec!["loud".into(), "quiet".into()]);
+    let server = sb.start(&sb.write_config(CONFIG)).unwrap();
+    ok(cli(&sb, &server).args(["apps", "create", "loud"]));
+    ok(cli(&sb, &server).args(["apps", "create", "quiet"]));
+    let dir = context(&sb.path().join("ctx"), "");
+    ok(cli(&sb, &server).args(["apps", "configure", "loud", "--health-timeout", "4"]));
+    ok(cli(&sb, &server).args(["env", "set", "loud", "HELLO_HEALTH=fail"]));
+    let (code, _, err) = run(cli(&sb, &server)
+        .args(["deploy", "loud", "--path"])
+        .arg(&dir));
+    assert_eq!(code, 1, "{err}");
+
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let owner = server.client(Some(&server.bootstrap_token()));
+    let token = |role| {
+        let made = rt
+            .block_on(owner.create_token(&rampart_core::wire::CreateToken {
+                name: format!("{role}"),
+                role: Some(role),
+                app: None,
+                expires_in_days: None,
+            }))
+            .unwrap();
+        server.client(Some(&made.token))
+    };
+    let reason = |client: &rampart_client::Client| {
+        rt.block_on(client.releases("loud")).unwrap()[0]
+            .reason
+            .clone()
+            .unwrap()
+    };
+    let full = reason(&owner);
+    assert!(full.contains("last log lines"), "{full}");
+    let viewer = token(rampart_core::Role::Viewer);
+    let seen = reason(&viewer);
+    assert!(seen.contains("did not pass its health check"), "{seen}");
+    assert!(
+        !seen.contains("last log lines"),
+        "a viewer read log lines: {seen}"
+    );
+    assert!(full.starts_with(seen.split(" (its log lines").next().unwrap()));
+
+    // The owner's developer token has no grants: it lists no app.
+    let developer = token(rampart_core::Role::Developer);
+    let listed = rt.block_on(developer.apps()).unwrap();
+    assert!(listed.is_empty(), "{listed:?}");
+    assert_eq!(
+        rt.block_on(viewer.apps()).unwrap().len(),
+        2,
+        "viewers read all"
+    );
+}
