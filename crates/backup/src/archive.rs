@@ -16,7 +16,8 @@
 use std::collections::HashSet;
 use std::ffi::OsStr;
 use std::io::Read;
-use std::os::unix::ffi::OsStrExt;
+use std::os::fd::OwnedFd;
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::thread::JoinHandle;
@@ -25,6 +26,7 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
 use bytes::Bytes;
 use crossbeam_channel::{Receiver, Sender, bounded};
+use rustix::fs::{Mode, OFlags};
 
 use crate::backend::Kind;
 use crate::chunker::Chunker;
@@ -353,7 +355,13 @@ impl Walker<'_> {
         Ok((content, size))
     }
 
-    fn save_file(&mut self, path: &Path, mut node: Node, previous: Option<&Node>) -> Result<Node> {
+    fn save_file(
+        &mut self,
+        file: std::fs::File,
+        path: &Path,
+        mut node: Node,
+        previous: Option<&Node>,
+    ) -> Result<Node> {
         self.summary.files += 1;
         self.summary.bytes += node.size;
         if let Some(prev) = previous {
@@ -372,7 +380,6 @@ impl Walker<'_> {
                 return Ok(node);
             }
         }
-        let file = std::fs::File::open(path).map_err(|e| Error::io("open", path, e))?;
         let (content, size) = self.store_stream(file).map_err(|e| match e {
             Error::Io { action, source, .. } => Error::io(action, path, source),
             other => other,
@@ -385,22 +392,25 @@ impl Walker<'_> {
         Ok(node)
     }
 
-    fn save_dir(&mut self, path: &Path, previous: Option<&Tree>) -> Result<Id> {
+    fn save_dir(&mut self, dir: &OwnedFd, path: &Path, previous: Option<&Tree>) -> Result<Id> {
         self.summary.dirs += 1;
-        let mut entries: Vec<_> = std::fs::read_dir(path)
-            .map_err(|e| Error::io("list", path, e))?
-            .collect::<std::io::Result<Vec<_>>>()
-            .map_err(|e| Error::io("list", path, e))?;
-        entries.sort_by_key(|e| e.file_name());
+        let list = |e: rustix::io::Errno| Error::io("list", path, e.into());
+        let mut names = Vec::new();
+        for entry in rustix::fs::Dir::read_from(dir).map_err(list)? {
+            let name = entry.map_err(list)?.file_name().to_bytes().to_vec();
+            if name != b"." && name != b".." {
+                names.push(std::ffi::OsString::from_vec(name));
+            }
+        }
+        names.sort();
         let mut tree = Tree::default();
-        for entry in entries {
-            let child = entry.path();
-            let name = entry.file_name();
+        for name in names {
+            let child = path.join(&name);
             let prev = previous.and_then(|t| {
                 let (n, raw) = name_of(&name);
                 t.nodes.iter().find(|x| x.name == n && x.name_raw == raw)
             });
-            match self.save_path(&child, &name, prev) {
+            match self.save_path(Some(dir), &child, &name, prev) {
                 Ok(Some(node)) => tree.nodes.push(node),
                 Ok(None) => {}
                 Err(e @ Error::Io { .. }) => {
@@ -412,17 +422,36 @@ impl Walker<'_> {
         self.store_tree(tree)
     }
 
+    /// Saves `name` in `dir` (a source path itself when `dir` is `None`).
+    ///
+    /// Everything is opened relative to its directory's handle, never by
+    /// path, and a link is never followed: a file swapped for a link to a
+    /// host file between listing and reading is refused by the kernel, and
+    /// what is read is what `fstat` says was opened. FIFOs are opened
+    /// without blocking and, like devices, left out.
     fn save_path(
         &mut self,
+        dir: Option<&OwnedFd>,
         path: &Path,
         name: &OsStr,
         previous: Option<&Node>,
     ) -> Result<Option<Node>> {
-        let meta = std::fs::symlink_metadata(path).map_err(|e| Error::io("inspect", path, e))?;
+        let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::NOCTTY;
+        let opened = match dir {
+            Some(dir) => rustix::fs::openat(dir, name, flags | OFlags::CLOEXEC, Mode::empty()),
+            None => rustix::fs::open(path, flags | OFlags::CLOEXEC, Mode::empty()),
+        };
+        let fd = match opened {
+            Ok(fd) => fd,
+            Err(rustix::io::Errno::LOOP) => return self.save_symlink(dir, path, name).map(Some),
+            Err(e) => return Err(Error::io("open", path, e.into())),
+        };
+        let file = std::fs::File::from(fd);
+        let meta = file.metadata().map_err(|e| Error::io("inspect", path, e))?;
         let ft = meta.file_type();
         if ft.is_file() {
             let node = node_from_meta(name, &meta, NodeKind::File);
-            return self.save_file(path, node, previous).map(Some);
+            return self.save_file(file, path, node, previous).map(Some);
         }
         if ft.is_dir() {
             let mut node = node_from_meta(name, &meta, NodeKind::Dir);
@@ -430,15 +459,7 @@ impl Walker<'_> {
                 .filter(|p| p.kind == NodeKind::Dir)
                 .and_then(|p| p.subtree)
                 .and_then(|id| self.repo.read_tree(self.index, &id).ok());
-            node.subtree = Some(self.save_dir(path, prev_tree.as_ref())?);
-            return Ok(Some(node));
-        }
-        if ft.is_symlink() {
-            let mut node = node_from_meta(name, &meta, NodeKind::Symlink);
-            let target = std::fs::read_link(path).map_err(|e| Error::io("read link", path, e))?;
-            let (text, raw) = name_of(target.as_os_str());
-            node.target = Some(text);
-            node.target_raw = raw;
+            node.subtree = Some(self.save_dir(&OwnedFd::from(file), path, prev_tree.as_ref())?);
             return Ok(Some(node));
         }
         self.warnings.push(format!(
@@ -446,6 +467,45 @@ impl Walker<'_> {
             path.display()
         ));
         Ok(None)
+    }
+}
+
+impl Walker<'_> {
+    /// A link, recorded as a link: its own metadata and target, read
+    /// relative to its directory.
+    fn save_symlink(&mut self, dir: Option<&OwnedFd>, path: &Path, name: &OsStr) -> Result<Node> {
+        let inspect = |e: rustix::io::Errno| Error::io("inspect", path, e.into());
+        let (stat, target) = match dir {
+            Some(dir) => (
+                rustix::fs::statat(dir, name, rustix::fs::AtFlags::SYMLINK_NOFOLLOW)
+                    .map_err(inspect)?,
+                rustix::fs::readlinkat(dir, name, Vec::new()).map_err(inspect)?,
+            ),
+            None => (
+                rustix::fs::lstat(path).map_err(inspect)?,
+                rustix::fs::readlink(path, Vec::new()).map_err(inspect)?,
+            ),
+        };
+        let (name, name_raw) = name_of(name);
+        let target = std::ffi::OsString::from_vec(target.into_bytes());
+        let (text, raw) = name_of(&target);
+        Ok(Node {
+            name,
+            name_raw,
+            kind: NodeKind::Symlink,
+            mode: stat.st_mode & 0o7777,
+            mtime: stat.st_mtime,
+            mtime_ns: stat.st_mtime_nsec as u32,
+            uid: stat.st_uid,
+            gid: stat.st_gid,
+            size: 0,
+            content: Vec::new(),
+            subtree: None,
+            target: Some(text),
+            target_raw: raw,
+            inode: stat.st_ino,
+            ctime: stat.st_ctime,
+        })
     }
 }
 
@@ -548,7 +608,7 @@ pub fn backup(
                     let (n, raw) = name_of(&name);
                     t.nodes.iter().find(|x| x.name == n && x.name_raw == raw)
                 });
-                if let Some(node) = walker.save_path(path, &name, prev)? {
+                if let Some(node) = walker.save_path(None, path, &name, prev)? {
                     root.nodes.push(node);
                 }
             }
@@ -569,7 +629,7 @@ pub fn backup(
                         .iter()
                         .find(|x| x.name == *name && x.name_raw.is_none())
                 });
-                if let Some(node) = walker.save_path(path, &os_name, prev)? {
+                if let Some(node) = walker.save_path(None, path, &os_name, prev)? {
                     root.nodes.push(node);
                 }
             }

@@ -763,3 +763,59 @@ fn a_stream_that_fails_leaves_no_snapshot() {
     }
     assert!(repo.snapshots().unwrap().is_empty());
 }
+
+/// Finding: the engine checked an entry with `lstat` and then opened it by
+/// path, so whoever writes the folder being backed up (a replica, for its
+/// media) could swap a file for a link in between: a host file (the master
+/// key) went into the snapshot, or a FIFO hung the backup, and with it
+/// every other app's. Entries are now opened relative to their directory
+/// without following links or blocking.
+#[test]
+fn a_folder_swapped_under_the_backup_leaks_no_link_target_and_never_hangs() {
+    let tmp = tempfile::tempdir().unwrap();
+    let secret = tmp.path().join("master.key");
+    std::fs::write(&secret, b"HOST-SECRET-never-in-a-snapshot").unwrap();
+    let fifo = rampart_testkit::fifo(&tmp.path().join("pipe"));
+    let media = tmp.path().join("media");
+    const FILES: usize = 64;
+    let repo = init(&tmp.path().join("repo"));
+
+    // The hostile writer: each file becomes a link to the secret or to the
+    // FIFO and back, atomically, for as long as the backups run.
+    let flipper = rampart_testkit::LinkFlipper::start(&media, FILES, &[&secret, &fifo]);
+    let repo = Arc::new(repo);
+    let mut ids = Vec::new();
+    for round in 0..25 {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let (repo, media) = (repo.clone(), media.clone());
+        std::thread::spawn(move || {
+            let _ = tx.send(backup_paths(&repo, &[&media]).id);
+        });
+        match rx.recv_timeout(Duration::from_secs(30)) {
+            Ok(id) => ids.push(id),
+            Err(_) => panic!("backup {round} hung on a swapped entry"),
+        }
+    }
+    drop(flipper);
+
+    for id in ids {
+        let out = tmp.path().join(format!("out-{}", id.hex()));
+        restore(&repo, &id.hex(), &out, &[], &Silent).unwrap();
+        let mut stack = vec![out];
+        while let Some(dir) = stack.pop() {
+            for entry in std::fs::read_dir(&dir).unwrap().flatten() {
+                let kind = entry.file_type().unwrap();
+                if kind.is_dir() {
+                    stack.push(entry.path());
+                } else if kind.is_file() {
+                    let bytes = std::fs::read(entry.path()).unwrap();
+                    assert!(
+                        !bytes.windows(11).any(|w| w == b"HOST-SECRET"),
+                        "{} holds the host file",
+                        entry.path().display()
+                    );
+                }
+            }
+        }
+    }
+}

@@ -615,7 +615,7 @@ impl Platform {
     ) -> Result<wire::BackupRecord, Error> {
         let row = self.app_row(app).await?;
         self.backup_config()?;
-        let _turn = self.services().backups.lock().await;
+        let _turn = self.services().backup_turn(&row.id).await;
         let result = self.run_backup(&row, Reason::Manual).await;
         let outcome = if result.ok {
             rampart_core::audit::Outcome::Ok
@@ -747,7 +747,7 @@ impl Platform {
                 "this token may only act on app {scope}"
             )));
         }
-        let _turn = self.services().backups.lock().await;
+        let _turn = self.services().backup_turn(&target.id).await;
         let repo = self.repository().await.map_err(failed)?;
         let (id, manifest) = self.app_snapshot(&repo, &source, snapshot).await?;
         let target_db = self.store.database(&target.id).await?;
@@ -1123,7 +1123,7 @@ impl Platform {
     ) -> Result<wire::BackupRecord, Error> {
         let row = self.app_row(app).await?;
         self.backup_config()?;
-        let _turn = self.services().backups.lock().await;
+        let _turn = self.services().backup_turn(&row.id).await;
         let result = self.run_verify(&row, request.snapshot).await;
         let record = Self::record_by(
             acting.caller.user_id.as_str(),
@@ -1205,9 +1205,11 @@ impl Platform {
         Ok(schedule_view(&row.name, schedule))
     }
 
-    /// Runs the backups and test restores that are due; the platform calls
-    /// this every few seconds.
-    pub async fn run_due_backups(&self) {
+    /// Starts the backups and test restores that are due, each app's on a
+    /// task of its own, so a slow or stuck app never holds up another's; an
+    /// app whose last run has not finished is left for the next call. The
+    /// platform calls this every few seconds.
+    pub async fn run_due_backups(self: &Arc<Self>) {
         let Ok(schedules) = self.store.backup_schedules().await else {
             return;
         };
@@ -1218,6 +1220,9 @@ impl Platform {
             if !backup_due && !verify_due {
                 continue;
             }
+            let Some(turn) = self.services().try_backup_turn(&schedule.app_id) else {
+                continue;
+            };
             let Some(app) = self
                 .store
                 .apps()
@@ -1227,33 +1232,46 @@ impl Platform {
             else {
                 continue;
             };
-            let _turn = self.services().backups.lock().await;
-            let next = |secs: u64| {
-                Timestamp::from(
-                    time::OffsetDateTime::now_utc() + time::Duration::seconds(secs as i64),
-                )
+            let platform = Arc::clone(self);
+            tokio::spawn(async move {
+                let _turn = turn;
+                platform
+                    .run_scheduled(&app, &schedule, backup_due, verify_due)
+                    .await;
+            });
+        }
+    }
+
+    async fn run_scheduled(
+        &self,
+        app: &AppRow,
+        schedule: &ScheduleRow,
+        backup_due: bool,
+        verify_due: bool,
+    ) {
+        let next = |secs: u64| {
+            Timestamp::from(time::OffsetDateTime::now_utc() + time::Duration::seconds(secs as i64))
                 .to_rfc3339()
-            };
-            let next_backup = if backup_due {
-                self.run_backup(&app, Reason::Scheduled).await;
-                next(schedule.every_secs)
-            } else {
-                schedule.next_backup_at.clone()
-            };
-            let next_verify = match (verify_due, schedule.verify_every_secs) {
-                (true, Some(secs)) => {
-                    self.run_verify(&app, None).await;
-                    Some(next(secs))
-                }
-                _ => schedule.next_verify_at.clone(),
-            };
-            if let Err(error) = self
-                .store
-                .advance_backup_schedule(&app.id, &next_backup, next_verify.as_deref())
-                .await
-            {
-                tracing::error!(%error, "cannot move a backup schedule on");
+        };
+        let next_backup = if backup_due {
+            self.run_backup(app, Reason::Scheduled).await;
+            next(schedule.every_secs)
+        } else {
+            schedule.next_backup_at.clone()
+        };
+        let next_verify = match (verify_due, schedule.verify_every_secs) {
+            (true, Some(secs)) => {
+                self.run_verify(app, None).await;
+                Some(next(secs))
             }
+            _ => schedule.next_verify_at.clone(),
+        };
+        if let Err(error) = self
+            .store
+            .advance_backup_schedule(&app.id, &next_backup, next_verify.as_deref())
+            .await
+        {
+            tracing::error!(%error, "cannot move a backup schedule on");
         }
     }
 }

@@ -8,8 +8,9 @@
 //! app with a database start (its network may be new, or switched by
 //! `egress`).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use rampart_core::config::PostgresConfig;
 use rampart_core::time::Timestamp;
@@ -21,7 +22,7 @@ use rampart_services::media::MediaStore;
 use rampart_services::postgres::{Admin, Server, Tenant, database_name, new_password};
 use rampart_services::s3::{AppKey, MEDIA_PREFIX, S3Admin};
 use rampart_store::{AppRow, DatabaseRow, MediaBucketRow};
-use tokio::sync::Mutex;
+use tokio::sync::{Mutex, OwnedMutexGuard};
 
 use crate::controller::Engine;
 use crate::{Acting, Error, Platform};
@@ -52,8 +53,9 @@ pub(crate) struct Services {
     db_ca: Result<String, String>,
     /// One layout change at a time.
     apply: Mutex<()>,
-    /// One backup, restore or test restore at a time.
-    pub(crate) backups: Mutex<()>,
+    /// One backup, restore or test restore at a time per app; apps never
+    /// wait for each other.
+    backups: std::sync::Mutex<HashMap<AppId, Arc<Mutex<()>>>>,
     /// Media on an S3 server instead of folders, when configured (or why
     /// its administrator key cannot be used).
     s3: Option<Result<S3Admin, String>>,
@@ -152,9 +154,24 @@ impl Services {
             ca_dir: root.join("ca-public"),
             db_ca,
             apply: Mutex::new(()),
-            backups: Mutex::new(()),
+            backups: std::sync::Mutex::new(HashMap::new()),
             s3,
         }
+    }
+
+    fn backup_lock(&self, app: &AppId) -> Arc<Mutex<()>> {
+        let mut locks = self.backups.lock().unwrap_or_else(|e| e.into_inner());
+        locks.entry(app.clone()).or_default().clone()
+    }
+
+    /// Waits for `app`'s turn to back up, restore or test-restore.
+    pub(crate) async fn backup_turn(&self, app: &AppId) -> OwnedMutexGuard<()> {
+        self.backup_lock(app).lock_owned().await
+    }
+
+    /// `app`'s turn, if no backup of it is running now.
+    pub(crate) fn try_backup_turn(&self, app: &AppId) -> Option<OwnedMutexGuard<()>> {
+        self.backup_lock(app).try_lock_owned().ok()
     }
 
     pub(crate) fn admin(&self) -> Result<&Admin, Error> {

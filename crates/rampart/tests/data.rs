@@ -1020,3 +1020,74 @@ fn no_other_local_user_reads_the_data_directory() {
     assert!(open.is_empty(), "files others may read: {open:?}");
     server.stop().unwrap();
 }
+
+/// Finding: every backup, restore and test restore of every app took one
+/// global lock, so an app that stalls its own backup (here by holding a lock
+/// on its table, which it may always do) held up every other app's. Each
+/// app now waits only for its own.
+#[test]
+fn one_apps_stalled_backup_does_not_hold_up_another() {
+    let sb = sandbox();
+    let _cleanup = Cleanup(vec!["stall".into(), "calm".into()]);
+    let (server, port) = start(&sb);
+    for app in ["stall", "calm"] {
+        ok(cli(&sb, &server).args(["apps", "create", app, "--with-db"]));
+    }
+    let dir = context(&sb.path().join("ctx-stall"), "");
+    ok(cli(&sb, &server)
+        .args(["deploy", "stall", "--path"])
+        .arg(&dir));
+    let db = json(cli(&sb, &server).args(["db", "info", "stall", "--reveal"]));
+    let app = connect(
+        &server,
+        db["host"].as_str().unwrap(),
+        port,
+        "app_stall",
+        db["password"].as_str().unwrap(),
+        "app_stall",
+        true,
+    )
+    .unwrap();
+    for statement in [
+        "CREATE TABLE t (v int)",
+        "BEGIN",
+        "LOCK TABLE t IN ACCESS EXCLUSIVE MODE",
+    ] {
+        runtime().block_on(app.batch_execute(statement)).unwrap();
+    }
+    // The stalled app's backup waits on its own lock …
+    let mut stalled = cli(&sb, &server);
+    stalled
+        .args(["backup", "run", "stall"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped());
+    let mut stalled = stalled.spawn().unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    if stalled.try_wait().unwrap().is_some() {
+        let mut err = String::new();
+        std::io::Read::read_to_string(&mut stalled.stderr.take().unwrap(), &mut err).unwrap();
+        panic!("the lock did not stall the backup: {err}");
+    }
+    // … and the other app's backup goes ahead meanwhile.
+    let started = std::time::Instant::now();
+    let mut calm = cli(&sb, &server);
+    calm.args(["backup", "run", "calm", "--json"])
+        .stdout(std::process::Stdio::piped());
+    let mut calm = calm.spawn().unwrap();
+    let deadline = started + Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = calm.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "another app's stalled backup held this one up"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(status.success());
+    let _ = stalled.kill();
+    let _ = stalled.wait();
+    drop(app);
+    server.stop().unwrap();
+}

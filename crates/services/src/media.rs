@@ -3,6 +3,8 @@
 //! the only writable path they have besides `/tmp`.
 
 use std::io::Read;
+use std::os::fd::OwnedFd;
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
@@ -83,52 +85,95 @@ pub fn is_empty(dir: &Path) -> Result<bool> {
 }
 
 /// Sizes and hashes of every regular file under `dir`, in path order.
+///
+/// The folder is an app's, which its replicas write while this reads: every
+/// entry is opened relative to its directory's handle without following a
+/// link or blocking on a FIFO, and only what `fstat` says is a regular file
+/// or a directory is read. A link or a special file counts for nothing.
 pub fn fingerprint(dir: &Path) -> Result<Vec<FileSum>> {
     let mut sums = Vec::new();
-    if dir.exists() {
-        walk(dir, "", &mut sums)?;
+    match open_entry(None, dir) {
+        Ok(Some((fd, Kind::Dir))) => walk(&fd, dir, "", &mut sums)?,
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(ServiceError::io("open", dir, e)),
     }
     sums.sort_by(|a, b| a.path.cmp(&b.path));
     Ok(sums)
 }
 
-fn walk(dir: &Path, prefix: &str, out: &mut Vec<FileSum>) -> Result<()> {
-    let entries = std::fs::read_dir(dir).map_err(|e| ServiceError::io("read", dir, e))?;
-    for entry in entries {
-        let entry = entry.map_err(|e| ServiceError::io("read", dir, e))?;
-        let name = entry.file_name().to_string_lossy().into_owned();
+enum Kind {
+    File,
+    Dir,
+}
+
+/// Opens `name` in `dir` (or the path itself) for reading, never through a
+/// link; `None` for anything but a regular file or a directory.
+fn open_entry(dir: Option<&OwnedFd>, name: &Path) -> std::io::Result<Option<(OwnedFd, Kind)>> {
+    use rustix::fs::{FileType, Mode, OFlags};
+    let flags =
+        OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::NOCTTY | OFlags::CLOEXEC;
+    let opened = match dir {
+        Some(dir) => rustix::fs::openat(dir, name, flags, Mode::empty()),
+        None => rustix::fs::open(name, flags, Mode::empty()),
+    };
+    let fd = match opened {
+        Ok(fd) => fd,
+        Err(rustix::io::Errno::LOOP) => return Ok(None),
+        Err(e) => return Err(e.into()),
+    };
+    let kind = match FileType::from_raw_mode(rustix::fs::fstat(&fd)?.st_mode) {
+        FileType::RegularFile => Kind::File,
+        FileType::Directory => Kind::Dir,
+        _ => return Ok(None),
+    };
+    Ok(Some((fd, kind)))
+}
+
+fn walk(dir: &OwnedFd, path: &Path, prefix: &str, out: &mut Vec<FileSum>) -> Result<()> {
+    let read = |e: rustix::io::Errno| ServiceError::io("read", path, e.into());
+    for entry in rustix::fs::Dir::read_from(dir).map_err(read)? {
+        let entry = entry.map_err(read)?;
+        let raw = entry.file_name().to_bytes();
+        if raw == b"." || raw == b".." {
+            continue;
+        }
+        let name = std::ffi::OsStr::from_bytes(raw);
+        let child = path.join(name);
         let rel = if prefix.is_empty() {
-            name
+            name.to_string_lossy().into_owned()
         } else {
-            format!("{prefix}/{name}")
+            format!("{prefix}/{}", name.to_string_lossy())
         };
-        let kind = entry
-            .file_type()
-            .map_err(|e| ServiceError::io("read", entry.path(), e))?;
-        if kind.is_dir() {
-            walk(&entry.path(), &rel, out)?;
-        } else if kind.is_file() {
-            let path = entry.path();
-            let mut file =
-                std::fs::File::open(&path).map_err(|e| ServiceError::io("open", &path, e))?;
-            let mut hasher = blake3::Hasher::new();
-            let mut buf = vec![0u8; 64 * 1024];
-            let mut size = 0u64;
-            loop {
-                let n = file
-                    .read(&mut buf)
-                    .map_err(|e| ServiceError::io("read", &path, e))?;
-                if n == 0 {
-                    break;
+        // An entry removed since the listing is simply not there.
+        let opened = match open_entry(Some(dir), Path::new(name)) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            other => other.map_err(|e| ServiceError::io("open", &child, e))?,
+        };
+        match opened {
+            Some((fd, Kind::Dir)) => walk(&fd, &child, &rel, out)?,
+            Some((fd, Kind::File)) => {
+                let mut file = std::fs::File::from(fd);
+                let mut hasher = blake3::Hasher::new();
+                let mut buf = vec![0u8; 64 * 1024];
+                let mut size = 0u64;
+                loop {
+                    let n = file
+                        .read(&mut buf)
+                        .map_err(|e| ServiceError::io("read", &child, e))?;
+                    if n == 0 {
+                        break;
+                    }
+                    size += n as u64;
+                    hasher.update(&buf[..n]);
                 }
-                size += n as u64;
-                hasher.update(&buf[..n]);
+                out.push(FileSum {
+                    path: rel,
+                    size,
+                    blake3: hasher.finalize().to_hex().to_string(),
+                });
             }
-            out.push(FileSum {
-                path: rel,
-                size,
-                blake3: hasher.finalize().to_hex().to_string(),
-            });
+            None => {}
         }
     }
     Ok(())
@@ -174,6 +219,36 @@ pub fn chown_tree(dir: &Path, owner: (u32, u32)) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Finding: the fingerprint checked an entry's type, then opened it by
+    /// path: a replica swapping a file for a link read a host file into
+    /// the manifest's hashes, or hung the backup on a FIFO.
+    #[test]
+    fn a_folder_swapped_under_the_fingerprint_never_reaches_a_link_target_or_hangs() {
+        let tmp = tempfile::tempdir().unwrap();
+        let secret = tmp.path().join("master.key");
+        std::fs::write(&secret, b"HOST-SECRET").unwrap();
+        let fifo = rampart_testkit::fifo(&tmp.path().join("pipe"));
+        let media = tmp.path().join("media");
+        let secret_hash = blake3::hash(b"HOST-SECRET").to_hex().to_string();
+        let flipper = rampart_testkit::LinkFlipper::start(&media, 64, &[&secret, &fifo]);
+        for round in 0..200 {
+            let (tx, rx) = std::sync::mpsc::channel();
+            let dir = media.clone();
+            std::thread::spawn(move || {
+                let _ = tx.send(fingerprint(&dir));
+            });
+            let sums = rx
+                .recv_timeout(std::time::Duration::from_secs(20))
+                .unwrap_or_else(|_| panic!("fingerprint {round} hung on a swapped entry"))
+                .unwrap();
+            assert!(
+                sums.iter().all(|s| s.blake3 != secret_hash),
+                "round {round} hashed the host file"
+            );
+        }
+        drop(flipper);
+    }
 
     #[test]
     fn fingerprints_follow_content_and_replacement_keeps_the_folder() {

@@ -114,6 +114,11 @@ pub async fn connect_tls(config: &Config, ca_pem: &str) -> Result<Client> {
 /// (the CVE-2018-1058 class).
 const PINNED_OPTIONS: &str = "-c search_path=pg_catalog,pg_temp";
 
+/// An app can hold locks on its own tables for as long as it likes; the
+/// platform's sessions in its database give up waiting for one after a
+/// minute instead of stalling a backup for ever.
+const TENANT_LOCK_TIMEOUT: &str = "-c lock_timeout=60s";
+
 /// The platform's administrative handle on a server.
 ///
 /// The admin is a superuser (on the managed cluster) or a role that can
@@ -367,8 +372,11 @@ impl Tenant {
     }
 
     fn config(&self, database: &str) -> Result<Config> {
-        self.admin
-            .config(Some((&self.role, &self.password.0)), database)
+        let mut config = self
+            .admin
+            .config(Some((&self.role, &self.password.0)), database)?;
+        config.options(format!("{PINNED_OPTIONS} {TENANT_LOCK_TIMEOUT}"));
+        Ok(config)
     }
 
     /// Connects to `database` as the role.
@@ -438,6 +446,7 @@ impl Tenant {
             .env("PGDATABASE", database)
             .env("PGAPPNAME", "rampart")
             .env("PGCONNECT_TIMEOUT", "10")
+            .env("PGOPTIONS", TENANT_LOCK_TIMEOUT)
             .env("PGPASSFILE", "/dev/null");
         match config.get_hosts().first() {
             Some(tokio_postgres::config::Host::Tcp(host)) => cmd.env("PGHOST", host),

@@ -544,3 +544,67 @@ pub fn sparse_tar_bomb() -> Vec<u8> {
     builder.append(&header, &b"x"[..]).unwrap();
     builder.into_inner().unwrap()
 }
+
+/// Makes a FIFO at `path` (nothing ever writes to it, so a reader that
+/// opens it blocking waits for ever) and returns the path.
+pub fn fifo(path: &Path) -> PathBuf {
+    rustix::fs::mknodat(
+        rustix::fs::CWD,
+        path,
+        rustix::fs::FileType::Fifo,
+        rustix::fs::Mode::from_bits_truncate(0o600),
+        0,
+    )
+    .expect("a FIFO");
+    path.to_owned()
+}
+
+/// A hostile writer of a folder: `files` plain files `f0`, `f1`, … that a
+/// thread keeps swapping, atomically, for links to each of `targets` in
+/// turn and back, until the flipper is dropped.
+#[derive(Debug)]
+pub struct LinkFlipper {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl LinkFlipper {
+    pub fn start(dir: &Path, files: usize, targets: &[&Path]) -> Self {
+        std::fs::create_dir_all(dir).expect("the folder");
+        for i in 0..files {
+            std::fs::write(dir.join(format!("f{i}")), b"plain").expect("a file");
+        }
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let targets: Vec<PathBuf> = targets.iter().map(|t| t.to_path_buf()).collect();
+        let thread = {
+            let (stop, dir) = (stop.clone(), dir.to_owned());
+            std::thread::spawn(move || {
+                let mut n = 0usize;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let i = n % files;
+                    let path = dir.join(format!("f{i}"));
+                    let link = dir.join(format!(".link{i}"));
+                    let plain = dir.join(format!(".plain{i}"));
+                    let _ = std::os::unix::fs::symlink(&targets[n % targets.len()], &link);
+                    let _ = std::fs::rename(&link, &path);
+                    let _ = std::fs::write(&plain, b"plain");
+                    let _ = std::fs::rename(&plain, &path);
+                    n += 1;
+                }
+            })
+        };
+        Self {
+            stop,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for LinkFlipper {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
