@@ -22,7 +22,7 @@ pub mod forget;
 pub mod format;
 pub mod index;
 mod lock;
-mod pack;
+pub mod pack;
 pub mod prune;
 mod repo;
 pub mod restore;

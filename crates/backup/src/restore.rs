@@ -8,8 +8,10 @@
 //! cannot be read is reported by name; the others are still restored.
 
 use std::collections::{HashMap, HashSet};
-use std::fs::{File, FileTimes, OpenOptions};
+use std::ffi::OsStr;
+use std::fs::{File, FileTimes};
 use std::io::Write;
+use std::os::fd::OwnedFd;
 use std::os::unix::ffi::OsStringExt;
 use std::os::unix::fs::{FileExt, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -20,6 +22,7 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
 use globset::{Glob, GlobSet, GlobSetBuilder};
 use rayon::prelude::*;
+use rustix::fs::{Mode, OFlags};
 
 use crate::archive::Progress;
 use crate::crypto::Id;
@@ -175,14 +178,104 @@ struct FileJob {
     id: Id,
 }
 
-fn set_times(path: &Path, node: &Node) {
+/// Applies a node's mode, owner (when running as root) and times to what
+/// `file` has open: never through a path.
+fn set_metadata(file: &File, node: &Node, is_root: bool) {
+    let _ = file.set_permissions(std::fs::Permissions::from_mode(node.mode));
+    if is_root {
+        let _ = rustix::fs::fchown(
+            file,
+            Some(rustix::fs::Uid::from_raw(node.uid)),
+            Some(rustix::fs::Gid::from_raw(node.gid)),
+        );
+    }
     let mtime = if node.mtime >= 0 {
         SystemTime::UNIX_EPOCH + Duration::new(node.mtime as u64, node.mtime_ns)
     } else {
         SystemTime::UNIX_EPOCH - Duration::from_secs(node.mtime.unsigned_abs())
     };
-    if let Ok(f) = File::open(path) {
-        let _ = f.set_times(FileTimes::new().set_modified(mtime).set_accessed(mtime));
+    let _ = file.set_times(FileTimes::new().set_modified(mtime).set_accessed(mtime));
+}
+
+/// The directory that holds `rel` under `root`, opened one component at a
+/// time without following a link, and the last component's name. Whatever
+/// the target already holds, or the snapshot made earlier, a link on the
+/// way is refused rather than followed out of the target.
+fn parent_of<'a>(root: &OwnedFd, rel: &'a Path) -> std::io::Result<(OwnedFd, &'a OsStr)> {
+    let mut components: Vec<&OsStr> = rel.iter().collect();
+    let name = components
+        .pop()
+        .ok_or_else(|| std::io::Error::other("an empty path"))?;
+    let mut dir = rustix::fs::openat(root, ".", DIR_FLAGS, Mode::empty())?;
+    for component in components {
+        dir = rustix::fs::openat(&dir, component, DIR_FLAGS, Mode::empty())?;
+    }
+    Ok((dir, name))
+}
+
+const DIR_FLAGS: OFlags = OFlags::RDONLY
+    .union(OFlags::DIRECTORY)
+    .union(OFlags::NOFOLLOW)
+    .union(OFlags::CLOEXEC);
+
+/// Opens the directory at `rel` under `root` without following links.
+fn open_dir(root: &OwnedFd, rel: &Path) -> std::io::Result<File> {
+    let (parent, name) = parent_of(root, rel)?;
+    Ok(File::from(rustix::fs::openat(
+        &parent,
+        name,
+        DIR_FLAGS,
+        Mode::empty(),
+    )?))
+}
+
+/// Creates one entry of the tree under `root`. A directory the target
+/// already has is reused only if it is a real directory.
+fn create_entry(root: &OwnedFd, entry: &Entry) -> std::io::Result<Option<File>> {
+    let (parent, name) = parent_of(root, &entry.rel)?;
+    match entry.node.kind {
+        NodeKind::Dir => {
+            match rustix::fs::mkdirat(&parent, name, Mode::from_bits_truncate(0o700)) {
+                Ok(()) | Err(rustix::io::Errno::EXIST) => {}
+                Err(e) => return Err(e.into()),
+            }
+            // Refuses a link or a file standing where the directory goes.
+            rustix::fs::openat(&parent, name, DIR_FLAGS, Mode::empty())?;
+            Ok(None)
+        }
+        NodeKind::Symlink => {
+            let target = entry
+                .node
+                .target_raw
+                .as_deref()
+                .and_then(|r| B64.decode(r).ok())
+                .unwrap_or_else(|| entry.node.target.clone().unwrap_or_default().into_bytes());
+            match rustix::fs::unlinkat(&parent, name, rustix::fs::AtFlags::empty()) {
+                Ok(()) | Err(rustix::io::Errno::NOENT) => {}
+                Err(e) => return Err(e.into()),
+            }
+            rustix::fs::symlinkat(std::ffi::OsString::from_vec(target), &parent, name)?;
+            Ok(None)
+        }
+        NodeKind::File => {
+            let fd = rustix::fs::openat(
+                &parent,
+                name,
+                OFlags::WRONLY
+                    | OFlags::CREATE
+                    | OFlags::TRUNC
+                    | OFlags::NOFOLLOW
+                    | OFlags::NONBLOCK
+                    | OFlags::CLOEXEC,
+                Mode::from_bits_truncate(0o600),
+            )?;
+            let file = File::from(fd);
+            if !file.metadata()?.is_file() {
+                return Err(std::io::Error::other("not a regular file"));
+            }
+            file.set_len(entry.node.size)?;
+            Ok(Some(file))
+        }
     }
 }
 
@@ -197,8 +290,23 @@ pub fn restore(
     let (_, snap) = repo.find_snapshot(snapshot)?;
     let index = repo.load_index()?;
     let set = matcher(include)?;
-    std::fs::create_dir_all(target).map_err(|e| Error::io("create", target, e))?;
     let entries = repo.walk(&index, &snap.tree)?;
+    // Two entries at one path (a link, then a directory of the same name
+    // holding files) would have the second written through the first.
+    let mut seen = HashSet::new();
+    if let Some(twice) = entries.iter().find(|e| !seen.insert(e.rel.as_path())) {
+        return Err(Error::Invalid(format!(
+            "snapshot {snapshot} holds two entries at {:?}; nothing was restored",
+            twice.path
+        )));
+    }
+    std::fs::create_dir_all(target).map_err(|e| Error::io("create", target, e))?;
+    let root = rustix::fs::open(
+        target,
+        DIR_FLAGS.difference(OFlags::NOFOLLOW),
+        Mode::empty(),
+    )
+    .map_err(|e| Error::io("open", target, e.into()))?;
     let is_root = std::fs::metadata("/proc/self").is_ok_and(|m| {
         use std::os::unix::fs::MetadataExt;
         m.uid() == 0
@@ -206,7 +314,7 @@ pub fn restore(
 
     let mut report = RestoreReport::default();
     let mut files: Vec<(PathBuf, File, &Entry)> = Vec::new();
-    let mut dirs: Vec<(PathBuf, &Entry)> = Vec::new();
+    let mut dirs: Vec<&Entry> = Vec::new();
     // A selected entry brings the directories on its way.
     let mut wanted: HashSet<&str> = HashSet::new();
     for entry in &entries {
@@ -224,32 +332,13 @@ pub fn restore(
         if !wanted.contains(entry.path.as_str()) {
             continue;
         }
-        let path = target.join(&entry.rel);
-        // Names came through `safe_name`, so `path` stays under `target`.
-        let result = match entry.node.kind {
-            NodeKind::Dir => std::fs::create_dir_all(&path).map(|()| {
-                dirs.push((path.clone(), entry));
-            }),
-            NodeKind::Symlink => {
-                let target_bytes = entry
-                    .node
-                    .target_raw
-                    .as_deref()
-                    .and_then(|r| B64.decode(r).ok())
-                    .unwrap_or_else(|| entry.node.target.clone().unwrap_or_default().into_bytes());
-                let _ = std::fs::remove_file(&path);
-                std::os::unix::fs::symlink(std::ffi::OsString::from_vec(target_bytes), &path)
-            }
-            NodeKind::File => OpenOptions::new()
-                .write(true)
-                .create(true)
-                .truncate(true)
-                .open(&path)
-                .and_then(|f| f.set_len(entry.node.size).map(|()| f))
-                .map(|f| files.push((path.clone(), f, entry))),
-        };
-        if let Err(e) = result {
-            report.failed.push((entry.path.clone(), e.to_string()));
+        // Names came through `safe_name`, so every path stays under
+        // `target`, and every entry is made through its directory's handle.
+        match create_entry(&root, entry) {
+            Ok(Some(file)) => files.push((target.join(&entry.rel), file, entry)),
+            Ok(None) if entry.node.kind == NodeKind::Dir => dirs.push(entry),
+            Ok(None) => {}
+            Err(e) => report.failed.push((entry.path.clone(), e.to_string())),
         }
     }
 
@@ -291,30 +380,24 @@ pub fn restore(
     });
     let failures = failures.into_inner().unwrap_or_else(|p| p.into_inner());
 
-    for (n, (path, file, entry)) in files.iter().enumerate() {
+    for (n, (_, file, entry)) in files.iter().enumerate() {
         if let Some(reason) = failures.get(&n) {
             report.failed.push((entry.path.clone(), reason.clone()));
             continue;
         }
-        let node = &entry.node;
-        let _ = file.set_permissions(std::fs::Permissions::from_mode(node.mode));
-        if is_root {
-            let _ = std::os::unix::fs::chown(path, Some(node.uid), Some(node.gid));
-        }
-        set_times(path, node);
+        set_metadata(file, &entry.node, is_root);
         report.files += 1;
-        report.bytes += node.size;
+        report.bytes += entry.node.size;
         progress.file();
     }
     // Deepest first, so setting a parent's time comes after its children
     // were written.
-    dirs.sort_by_key(|(p, _)| std::cmp::Reverse(p.components().count()));
-    for (path, entry) in dirs {
-        let _ = std::fs::set_permissions(&path, std::fs::Permissions::from_mode(entry.node.mode));
-        if is_root {
-            let _ = std::os::unix::fs::chown(&path, Some(entry.node.uid), Some(entry.node.gid));
+    dirs.sort_by_key(|e| std::cmp::Reverse(e.rel.components().count()));
+    for entry in dirs {
+        match open_dir(&root, &entry.rel) {
+            Ok(dir) => set_metadata(&dir, &entry.node, is_root),
+            Err(e) => report.failed.push((entry.path.clone(), e.to_string())),
         }
-        set_times(&path, &entry.node);
         report.dirs += 1;
     }
     report.failed.sort();

@@ -819,3 +819,104 @@ fn a_folder_swapped_under_the_backup_leaks_no_link_target_and_never_hangs() {
         }
     }
 }
+
+/// Replaces the tree of folder `name` in `snapshot` by `edit` of it and
+/// writes the result as a new snapshot, sealed with the repository's keys
+/// as a hostile writer of the repository (who has them) could.
+fn tampered_snapshot(
+    repo: &Repository,
+    snapshot: &rampart_backup::Id,
+    name: &str,
+    edit: impl FnOnce(&mut rampart_backup::format::Tree),
+) -> String {
+    use rampart_backup::format::{self, BlobKind, IndexFile, SealedKind, Snapshot};
+    let index = repo.load_index().unwrap();
+    let snap: Snapshot = repo
+        .read_sealed(Kind::Snapshot, SealedKind::Snapshot, &snapshot.hex())
+        .unwrap();
+    let mut root = repo.read_tree(&index, &snap.tree).unwrap();
+    let folder = root.nodes.iter_mut().find(|n| n.name == name).unwrap();
+    let mut tree = repo.read_tree(&index, &folder.subtree.unwrap()).unwrap();
+    edit(&mut tree);
+    let mut pack = rampart_backup::pack::PackWriter::new(1 << 16);
+    let mut store = |tree: &format::Tree| {
+        let json = serde_json::to_vec(tree).unwrap();
+        let id = repo.keys().blob_id(&json);
+        let sealed = format::seal_blob(repo.keys(), BlobKind::Tree, &id, &json, 0);
+        pack.add(BlobKind::Tree, id, &sealed, json.len() as u32);
+        id
+    };
+    folder.subtree = Some(store(&tree));
+    let root_id = store(&root);
+    let (bytes, indexed) = pack.finish(repo.keys());
+    repo.backend()
+        .create(Kind::Pack, &indexed.id.hex(), bytes::Bytes::from(bytes))
+        .unwrap();
+    repo.write_sealed(
+        Kind::Index,
+        SealedKind::Index,
+        &IndexFile {
+            packs: vec![indexed],
+            supersedes: Vec::new(),
+        },
+    )
+    .unwrap();
+    let snap = Snapshot {
+        tree: root_id,
+        ..snap
+    };
+    repo.write_sealed(Kind::Snapshot, SealedKind::Snapshot, &snap)
+        .unwrap()
+        .hex()
+}
+
+/// Finding: a snapshot holding a link `x → /etc` and then a directory `x`
+/// with a `passwd` in it made the restore write `/etc/passwd`; and a link
+/// already in the target was followed the same way. Duplicate names are
+/// refused, and the restore opens every directory through its parent's
+/// handle without following a link.
+#[test]
+fn a_hostile_snapshot_or_target_never_gets_a_restore_to_write_outside() {
+    let tmp = tempfile::tempdir().unwrap();
+    let outside = tmp.path().join("outside");
+    fs::create_dir(&outside).unwrap();
+    let src = tmp.path().join("src");
+    fs::create_dir_all(src.join("y")).unwrap();
+    fs::write(src.join("y/passwd"), b"root::0:0::/:/bin/sh\n").unwrap();
+    std::os::unix::fs::symlink(&outside, src.join("x")).unwrap();
+    let repo = init(&tmp.path().join("repo"));
+    let outcome = backup_paths(&repo, &[&src]);
+
+    // The directory `y` renamed `x`, after the link `x`.
+    let hostile = tampered_snapshot(&repo, &outcome.id, "src", |tree| {
+        for node in &mut tree.nodes {
+            if node.name == "y" {
+                node.name = "x".into();
+            }
+        }
+        tree.nodes
+            .sort_by_key(|n| n.kind != rampart_backup::format::NodeKind::Symlink);
+    });
+    let err = restore(&repo, &hostile, &tmp.path().join("t1"), &[], &Silent).unwrap_err();
+    assert!(err.to_string().contains("two entries"), "{err}");
+    assert!(
+        !outside.join("passwd").exists(),
+        "the restore wrote outside"
+    );
+    assert!(!tmp.path().join("t1/src").exists(), "nothing is written");
+
+    // A link the target already holds where the snapshot has a directory.
+    let target = tmp.path().join("t2");
+    fs::create_dir_all(target.join("src")).unwrap();
+    std::os::unix::fs::symlink(&outside, target.join("src/y")).unwrap();
+    let report = restore(&repo, &outcome.id.hex(), &target, &[], &Silent).unwrap();
+    assert!(
+        !outside.join("passwd").exists(),
+        "the restore followed a link"
+    );
+    assert!(
+        report.failed.iter().any(|(path, _)| path.contains("y")),
+        "{:?}",
+        report.failed
+    );
+}
