@@ -65,6 +65,86 @@ struct RawConfig {
     backup: RawBackup,
     #[serde(default)]
     media: RawMedia,
+    #[serde(default)]
+    apps: RawApps,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawApps {
+    max_replicas: Option<u32>,
+    max_memory_mb: Option<u32>,
+    max_cpu_millis: Option<u32>,
+    max_pids: Option<u32>,
+    build_memory_mb: Option<u32>,
+    build_cpu_millis: Option<u32>,
+}
+
+/// The operator's ceilings on what one app may take from the host, which
+/// no developer's settings can exceed, and the limits of image builds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AppLimits {
+    /// Replicas per app.
+    pub max_replicas: u32,
+    /// Memory per replica.
+    pub max_memory_mb: u32,
+    /// CPU per replica, in thousandths.
+    pub max_cpu_millis: u32,
+    /// Processes per replica.
+    pub max_pids: u32,
+    /// Memory of an image build (no swap beyond it).
+    pub build_memory_mb: u32,
+    /// CPU of an image build, in thousandths.
+    pub build_cpu_millis: u32,
+}
+
+impl Default for AppLimits {
+    fn default() -> Self {
+        Self {
+            max_replicas: 8,
+            max_memory_mb: 2048,
+            max_cpu_millis: 2000,
+            max_pids: 1024,
+            build_memory_mb: 1024,
+            build_cpu_millis: 1000,
+        }
+    }
+}
+
+impl AppLimits {
+    /// Checks an app's settings against the ceilings; the message names
+    /// the setting and the key that bounds it.
+    pub fn admit(&self, settings: &crate::deploy::AppSettings) -> Result<(), String> {
+        let checks = [
+            (
+                "replicas",
+                settings.replicas,
+                "apps.max_replicas",
+                self.max_replicas,
+            ),
+            (
+                "memory_mb",
+                settings.memory_mb,
+                "apps.max_memory_mb",
+                self.max_memory_mb,
+            ),
+            (
+                "cpu_millis",
+                settings.cpu_millis,
+                "apps.max_cpu_millis",
+                self.max_cpu_millis,
+            ),
+            ("pids", settings.pids, "apps.max_pids", self.max_pids),
+        ];
+        for (setting, value, key, ceiling) in checks {
+            if value > ceiling {
+                return Err(format!(
+                    "{setting} {value} is above the operator's ceiling ({key} = {ceiling})"
+                ));
+            }
+        }
+        Ok(())
+    }
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -190,6 +270,7 @@ pub struct Config {
     pub backup: Option<BackupConfig>,
     /// `None`: media live in folders under the data directory.
     pub media_s3: Option<MediaS3Config>,
+    pub apps: AppLimits,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -228,6 +309,58 @@ impl Default for Config {
     fn default() -> Self {
         Self::validate(RawConfig::default()).unwrap_or_else(|_| unreachable!("defaults are valid"))
     }
+}
+
+fn validate_apps(raw: &RawApps) -> Result<AppLimits, ConfigError> {
+    let d = AppLimits::default();
+    let pick = |key: &'static str, value: Option<u32>, default: u32, min: u32, max: u32| {
+        let v = value.unwrap_or(default);
+        if v < min || v > max {
+            return Err(ConfigError::invalid(
+                key,
+                format!("{v} is out of range; use {min} to {max}"),
+            ));
+        }
+        Ok(v)
+    };
+    Ok(AppLimits {
+        max_replicas: pick(
+            "apps.max_replicas",
+            raw.max_replicas,
+            d.max_replicas,
+            1,
+            crate::deploy::MAX_REPLICAS,
+        )?,
+        max_memory_mb: pick(
+            "apps.max_memory_mb",
+            raw.max_memory_mb,
+            d.max_memory_mb,
+            16,
+            1024 * 1024,
+        )?,
+        max_cpu_millis: pick(
+            "apps.max_cpu_millis",
+            raw.max_cpu_millis,
+            d.max_cpu_millis,
+            10,
+            256_000,
+        )?,
+        max_pids: pick("apps.max_pids", raw.max_pids, d.max_pids, 8, 1_000_000)?,
+        build_memory_mb: pick(
+            "apps.build_memory_mb",
+            raw.build_memory_mb,
+            d.build_memory_mb,
+            64,
+            1024 * 1024,
+        )?,
+        build_cpu_millis: pick(
+            "apps.build_cpu_millis",
+            raw.build_cpu_millis,
+            d.build_cpu_millis,
+            100,
+            256_000,
+        )?,
+    })
 }
 
 fn line_of(text: &str, offset: usize) -> usize {
@@ -363,6 +496,8 @@ impl Config {
             )?,
         };
 
+        let apps = validate_apps(&raw.apps)?;
+
         if let Some(dir) = &raw.data_dir {
             if dir.as_os_str().is_empty() {
                 return Err(ConfigError::invalid("data_dir", "must not be empty"));
@@ -477,6 +612,7 @@ impl Config {
             postgres,
             backup,
             media_s3,
+            apps,
             data_dir: raw.data_dir,
             api: ApiConfig {
                 listen,

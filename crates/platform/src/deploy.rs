@@ -17,7 +17,7 @@ use rampart_core::audit::Outcome;
 use rampart_core::deploy::{AppSettings, ReleaseConfig, ReleaseStatus, SettingsPatch};
 use rampart_core::time::Timestamp;
 use rampart_core::wire::{self, DeployLine};
-use rampart_core::{Action, AppId, AppName};
+use rampart_core::{Action, AppId, AppName, Role};
 use rampart_runtime::{
     LABEL_APP, LABEL_INSTALLATION, LABEL_RELEASE, Limits, LogQuery, Replica, ReplicaSpec,
 };
@@ -199,11 +199,13 @@ fn step(progress: &UnboundedSender<DeployLine>, message: impl Into<String>) {
     });
 }
 
-fn limits(settings: &AppSettings) -> Limits {
+/// A replica's limits: the app's settings, never above the operator's
+/// ceilings (which may have been lowered since the settings were made).
+fn limits(settings: &AppSettings, ceilings: &rampart_core::config::AppLimits) -> Limits {
     Limits {
-        memory_bytes: u64::from(settings.memory_mb) * 1024 * 1024,
-        cpu_millis: settings.cpu_millis,
-        pids: settings.pids,
+        memory_bytes: u64::from(settings.memory_mb.min(ceilings.max_memory_mb)) * 1024 * 1024,
+        cpu_millis: settings.cpu_millis.min(ceilings.max_cpu_millis),
+        pids: settings.pids.min(ceilings.max_pids),
     }
 }
 
@@ -437,7 +439,7 @@ impl Platform {
                 (LABEL_APP.to_owned(), app.name.to_string()),
                 (LABEL_RELEASE.to_owned(), release.to_string()),
             ]),
-            limits: limits(&app.settings),
+            limits: limits(&app.settings, &self.app_limits),
             allow_root: app.settings.allow_root,
             media_volume: data.media_volume.clone(),
             ca_volume: data.ca_volume.clone(),
@@ -698,6 +700,15 @@ impl Platform {
     ) -> Result<AppSettings, Error> {
         let row = self.app_by_name(app).await?;
         let next = row.settings.patched(&patch).map_err(Error::Invalid)?;
+        // Switching hardening off is not a developer's call.
+        let hardening_changed =
+            next.egress != row.settings.egress || next.allow_root != row.settings.allow_root;
+        if hardening_changed && !matches!(acting.caller.role, Role::Owner | Role::Admin) {
+            return Err(Error::Forbidden(
+                "only owners and admins decide egress and allow_root".into(),
+            ));
+        }
+        self.app_limits.admit(&next).map_err(Error::Invalid)?;
         let record = self.record(
             acting,
             Action::AppConfigure,

@@ -87,6 +87,8 @@ pub struct Platform {
     /// The container engine and the edge, once attached.
     engine: std::sync::OnceLock<Arc<Engine>>,
     auth: AuthConfig,
+    /// The operator's ceilings on what one app may take.
+    pub(crate) app_limits: rampart_core::config::AppLimits,
     throttle: identity::Throttle,
     /// Verified against when a login names no known user.
     dummy_hash: String,
@@ -159,6 +161,7 @@ impl Platform {
             head: Mutex::new(head),
             engine: std::sync::OnceLock::new(),
             auth: config.auth.clone(),
+            app_limits: config.apps,
             throttle: identity::Throttle::new(std::time::Duration::from_secs(u64::from(
                 config.auth.max_backoff_secs,
             ))),

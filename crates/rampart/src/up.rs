@@ -124,7 +124,12 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     let dir = DataDir::new(root);
     let edge_config = edge_config(&config, &dir, args.config.as_ref())?;
     let acme = edge_config.tls.acme_directory.is_some();
-    let docker = rampart_runtime::docker::Docker::new();
+    let docker = rampart_runtime::docker::Docker::new().with_build_limits(
+        rampart_runtime::docker::BuildLimits {
+            memory_mb: config.apps.build_memory_mb,
+            cpu_millis: config.apps.build_cpu_millis,
+        },
+    );
 
     let (platform, bootstrapped) = Platform::open(dir.clone(), &config).await?;
     let platform = Arc::new(platform);

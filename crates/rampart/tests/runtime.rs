@@ -1030,3 +1030,70 @@ fn viewers_read_no_log_lines_and_developers_list_only_their_apps() {
         "viewers read all"
     );
 }
+
+/// Finding: a developer could switch an app's hardening off (`allow_root`,
+/// `egress`) and take as much of the host as they liked (replicas ×
+/// memory × CPU × pids). Those two switches are now owners' and admins'
+/// decisions, refused and audited otherwise, and every setting stays under
+/// the operator's ceilings in `[apps]`.
+#[test]
+fn developers_cannot_switch_hardening_off_or_exceed_the_operators_ceilings() {
+    let sb = sandbox();
+    let server = sb
+        .start(&sb.write_config(&format!(
+            "{CONFIG}[apps]\nmax_replicas = 4\nmax_memory_mb = 512\n"
+        )))
+        .unwrap();
+    ok(cli(&sb, &server).args(["apps", "create", "tight"]));
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let owner = server.client(Some(&server.bootstrap_token()));
+    let dev = rt
+        .block_on(owner.create_token(&rampart_core::wire::CreateToken {
+            name: "dev".into(),
+            role: Some(rampart_core::Role::Developer),
+            app: Some("tight".into()),
+            expires_in_days: None,
+        }))
+        .unwrap();
+    let dev = server.client(Some(&dev.token));
+    let patch = |client: &rampart_client::Client, body: &str| {
+        let (status, text) = rt
+            .block_on(client.raw(
+                rampart_client::HttpMethod::PATCH,
+                "/api/apps/tight/settings",
+                Some("application/json"),
+                body.as_bytes().to_vec(),
+            ))
+            .unwrap();
+        (status.as_u16(), String::from_utf8_lossy(&text).into_owned())
+    };
+    for body in [r#"{"allow_root": true}"#, r#"{"egress": true}"#] {
+        let (status, text) = patch(&dev, body);
+        assert_eq!(status, 403, "{body}: {text}");
+    }
+    assert_eq!(
+        patch(&dev, r#"{"memory_mb": 384}"#).0,
+        200,
+        "within the ceiling"
+    );
+    for (body, key) in [
+        (r#"{"replicas": 5}"#, "apps.max_replicas"),
+        (r#"{"memory_mb": 4096}"#, "apps.max_memory_mb"),
+    ] {
+        for client in [&dev, &owner] {
+            let (status, text) = patch(client, body);
+            assert_eq!(status, 400, "{body}: {text}");
+            assert!(text.contains(key), "{text}");
+        }
+    }
+    let settings = rt.block_on(owner.settings("tight")).unwrap();
+    assert_eq!(
+        (settings.allow_root, settings.egress, settings.memory_mb),
+        (false, false, 384),
+        "{settings:?}"
+    );
+    // The owner may decide, and the refusal and the decision are on record.
+    assert_eq!(patch(&owner, r#"{"egress": true}"#).0, 200);
+    let audit = ok(cli(&sb, &server).args(["audit", "list"]));
+    assert!(audit.contains("denied"), "{audit}");
+}

@@ -29,8 +29,6 @@ use crate::{
 const NOBODY: &str = "65534:65534";
 /// Size of the writable `/tmp` of a replica.
 const TMP_SIZE: &str = "size=64m";
-/// Memory a build may use.
-const BUILD_MEMORY: i32 = 1024 * 1024 * 1024;
 
 /// The local Docker engine. The API version is agreed on first use, and
 /// again after a failure, so a platform started before its engine (or
@@ -38,6 +36,24 @@ const BUILD_MEMORY: i32 = 1024 * 1024 * 1024;
 #[derive(Debug, Clone, Default)]
 pub struct Docker {
     client: std::sync::Arc<tokio::sync::OnceCell<bollard::Docker>>,
+    build: BuildLimits,
+}
+
+/// What an image build may use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BuildLimits {
+    pub memory_mb: u32,
+    /// CPUs in thousandths (1000 = one CPU).
+    pub cpu_millis: u32,
+}
+
+impl Default for BuildLimits {
+    fn default() -> Self {
+        Self {
+            memory_mb: 1024,
+            cpu_millis: 1000,
+        }
+    }
 }
 
 fn engine_error(error: bollard::errors::Error) -> RuntimeError {
@@ -124,6 +140,16 @@ impl Docker {
     /// until the first call.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// Bounds every build to `limits`.
+    pub fn with_build_limits(mut self, limits: BuildLimits) -> Self {
+        self.build = limits;
+        self
+    }
+
+    fn build_memory(&self) -> i32 {
+        i32::try_from(u64::from(self.build.memory_mb) * 1024 * 1024).unwrap_or(i32::MAX)
     }
 
     /// The numeric user a replica of `image` runs as when it may not run as
@@ -273,7 +299,11 @@ impl ContainerRuntime for Docker {
             .rm(true)
             .forcerm(true)
             .networkmode("none")
-            .memory(BUILD_MEMORY)
+            // No swap beyond the memory limit; CPU by quota per 100 ms.
+            .memory(self.build_memory())
+            .memswap(self.build_memory())
+            .cpuperiod(100_000)
+            .cpuquota(i32::try_from(u64::from(self.build.cpu_millis) * 100).unwrap_or(i32::MAX))
             .build();
         let mut stream = self
             .client()
