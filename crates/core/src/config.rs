@@ -78,11 +78,12 @@ struct RawApps {
     max_pids: Option<u32>,
     build_memory_mb: Option<u32>,
     build_cpu_millis: Option<u32>,
+    images: Option<Vec<String>>,
 }
 
 /// The operator's ceilings on what one app may take from the host, which
 /// no developer's settings can exceed, and the limits of image builds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AppLimits {
     /// Replicas per app.
     pub max_replicas: u32,
@@ -96,6 +97,10 @@ pub struct AppLimits {
     pub build_memory_mb: u32,
     /// CPU of an image build, in thousandths.
     pub build_cpu_millis: u32,
+    /// Images on the engine that apps may run and build from, besides their
+    /// own: exact references, or prefixes ending in `*`. Another app's
+    /// images (`rampart/OTHER:…`) are never among them.
+    pub images: Vec<String>,
 }
 
 impl Default for AppLimits {
@@ -107,11 +112,22 @@ impl Default for AppLimits {
             max_pids: 1024,
             build_memory_mb: 1024,
             build_cpu_millis: 1000,
+            images: vec!["*".to_owned()],
         }
     }
 }
 
 impl AppLimits {
+    /// Whether the operator lets apps use `reference` (not one of their own).
+    pub fn allows_image(&self, reference: &str) -> bool {
+        self.images
+            .iter()
+            .any(|pattern| match pattern.strip_suffix('*') {
+                Some(prefix) => reference.starts_with(prefix),
+                None => reference == pattern,
+            })
+    }
+
     /// Checks an app's settings against the ceilings; the message names
     /// the setting and the key that bounds it.
     pub fn admit(&self, settings: &crate::deploy::AppSettings) -> Result<(), String> {
@@ -360,6 +376,23 @@ fn validate_apps(raw: &RawApps) -> Result<AppLimits, ConfigError> {
             100,
             256_000,
         )?,
+        images: match &raw.images {
+            None => d.images,
+            Some(images) => {
+                for image in images {
+                    if image.is_empty()
+                        || image.len() > 512
+                        || image.chars().any(|c| c.is_whitespace() || c.is_control())
+                    {
+                        return Err(ConfigError::invalid(
+                            "apps.images",
+                            format!("{image:?} is not an image reference or prefix"),
+                        ));
+                    }
+                }
+                images.clone()
+            }
+        },
     })
 }
 

@@ -215,6 +215,48 @@ fn address(replica: &Replica, port: u16) -> Option<SocketAddr> {
 }
 
 impl Platform {
+    /// Refuses an image `app` may not run or build from: an app uses its
+    /// own images (`rampart/APP:…`) and those the operator allows
+    /// (`apps.images`), never another app's, whatever name or id it is
+    /// given by.
+    async fn check_image_use(
+        &self,
+        engine: &Engine,
+        app: &AppRow,
+        reference: &str,
+    ) -> Result<(), Error> {
+        let own = format!("rampart/{}", app.name);
+        let named_own = reference
+            .strip_prefix(&own)
+            .is_some_and(|rest| rest.starts_with(':') || rest.starts_with('@'));
+        if !named_own
+            && (reference.starts_with("rampart/") || !self.app_limits.allows_image(reference))
+        {
+            return Err(Error::Forbidden(format!(
+                "app {:?} may not use image {reference:?}: an app runs and builds from its own images and those apps.images allows",
+                app.name.as_str()
+            )));
+        }
+        // Another name for another app's image is still that app's. (Its
+        // own tag may share an id with another app's image when both were
+        // built from the same context; that leaks nothing.)
+        if !named_own && let Ok(image) = engine.runtime.image(reference).await {
+            for other in self.store.apps().await? {
+                if other.id == app.id {
+                    continue;
+                }
+                let theirs = self.store.releases(&other.id).await?;
+                if theirs.iter().any(|r| r.image_id == image.id) {
+                    return Err(Error::Forbidden(format!(
+                        "app {:?} may not use image {reference:?}: it is an image of another app",
+                        app.name.as_str()
+                    )));
+                }
+            }
+        }
+        Ok(())
+    }
+
     pub(crate) async fn app_by_name(&self, name: &str) -> Result<AppRow, Error> {
         let name = AppName::parse(name).map_err(|e| Error::Invalid(e.to_string()))?;
         self.store
@@ -268,9 +310,14 @@ impl Platform {
 
         let (image_ref, image) = match source {
             Source::Build(context) => {
-                rampart_runtime::context::check_off_thread(context.clone())
+                let dockerfile = rampart_runtime::context::check_off_thread(context.clone())
                     .await
                     .map_err(|e| Error::Invalid(e.to_string()))?;
+                let bases = rampart_runtime::context::dockerfile_images(&dockerfile)
+                    .map_err(|e| Error::Invalid(format!("the Dockerfile: {e}")))?;
+                for base in &bases {
+                    self.check_image_use(engine, &row, base).await?;
+                }
                 let tag = format!("rampart/{}:r{next}", row.name);
                 step(&progress, format!("building {tag}"));
                 let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
@@ -297,6 +344,7 @@ impl Platform {
                         "{reference:?} is not an image reference"
                     )));
                 }
+                self.check_image_use(engine, &row, &reference).await?;
                 let found = engine.runtime.image(&reference).await;
                 (reference, found)
             }

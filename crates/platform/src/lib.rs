@@ -161,7 +161,7 @@ impl Platform {
             head: Mutex::new(head),
             engine: std::sync::OnceLock::new(),
             auth: config.auth.clone(),
-            app_limits: config.apps,
+            app_limits: config.apps.clone(),
             throttle: identity::Throttle::new(std::time::Duration::from_secs(u64::from(
                 config.auth.max_backoff_secs,
             ))),

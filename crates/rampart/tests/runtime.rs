@@ -1097,3 +1097,53 @@ fn developers_cannot_switch_hardening_off_or_exceed_the_operators_ceilings() {
     let audit = ok(cli(&sb, &server).args(["audit", "list"]));
     assert!(audit.contains("denied"), "{audit}");
 }
+
+/// Finding: a developer could run or build from another app's image
+/// (`deploy --image rampart/other:rN`, its id, or `FROM`/`COPY --from=` of
+/// it in a Dockerfile) and read whatever it holds. An app now runs and
+/// builds only from its own images and those the operator allows.
+#[test]
+fn an_app_cannot_run_or_build_from_another_apps_image() {
+    let sb = sandbox();
+    let _cleanup = Cleanup(vec!["victim".into(), "thief".into()]);
+    let server = sb.start(&sb.write_config(CONFIG)).unwrap();
+    ok(cli(&sb, &server).args(["apps", "create", "victim"]));
+    ok(cli(&sb, &server).args(["apps", "create", "thief"]));
+    ok(cli(&sb, &server)
+        .args(["deploy", "victim", "--path"])
+        .arg(context(&sb.path().join("victim"), "ENV SECRET=victims\n")));
+    let (_, id, _) = docker(&[
+        "image",
+        "inspect",
+        "--format",
+        "{{.Id}}",
+        "rampart/victim:r1",
+    ]);
+    let refused = |args: &[&str]| {
+        let (code, out, err) = run(cli(&sb, &server).args(args));
+        assert_ne!(code, 0, "{args:?} was let through: {out}");
+        assert!(err.contains("may not use image"), "{args:?}: {err}");
+    };
+    refused(&["deploy", "thief", "--image", "rampart/victim:r1"]);
+    refused(&["deploy", "thief", "--image", id.trim()]);
+    for (n, dockerfile) in [
+        "FROM rampart/victim:r1\n",
+        "FROM scratch\nCOPY --from=rampart/victim:r1 /hello /hello\nENTRYPOINT [\"/hello\"]\n",
+        "FROM scratch AS base\nCOPY hello /hello\nONBUILD COPY --from=rampart/victim:r1 /a /a\n",
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let dir = context(&sb.path().join(format!("thief-{n}")), "");
+        std::fs::write(dir.join("Dockerfile"), dockerfile).unwrap();
+        let path = dir.to_str().unwrap().to_owned();
+        refused(&["deploy", "thief", "--path", &path]);
+    }
+    let releases = json(cli(&sb, &server).args(["releases", "thief"]));
+    assert_eq!(releases.as_array().unwrap().len(), 0, "{releases}");
+    // Its own build, and then its own image, are fine.
+    ok(cli(&sb, &server)
+        .args(["deploy", "thief", "--path"])
+        .arg(context(&sb.path().join("thief-own"), "")));
+    ok(cli(&sb, &server).args(["deploy", "thief", "--image", "rampart/thief:r1"]));
+}

@@ -180,13 +180,13 @@ pub fn pack(dir: &Path, limit: u64) -> Result<Vec<u8>, ContextError> {
 /// declares), devices and FIFOs are refused before any content is read, and
 /// the sizes the headers declare may not add up to more than the archive.
 /// The check is CPU work proportional to that length: async callers run it
-/// on a blocking thread.
-pub fn check(archive: &[u8]) -> Result<(), ContextError> {
+/// on a blocking thread. Returns the Dockerfile's text.
+pub fn check(archive: &[u8]) -> Result<String, ContextError> {
     let mut reader = tar::Archive::new(archive);
     let entries = reader
         .entries()
         .map_err(|e| ContextError::NotTar(e.to_string()))?;
-    let mut found = false;
+    let mut found = None;
     let mut any = false;
     let mut declared = 0u64;
     for entry in entries {
@@ -214,8 +214,14 @@ pub fn check(archive: &[u8]) -> Result<(), ContextError> {
             .components()
             .filter(|c| !matches!(c, std::path::Component::CurDir))
             .collect();
-        if clean == Path::new("Dockerfile") && entry.header().entry_type().is_file() {
-            found = true;
+        if clean == Path::new("Dockerfile") && kind.is_file() {
+            let mut text = String::new();
+            entry
+                .by_ref()
+                .take(MAX_DOCKERFILE)
+                .read_to_string(&mut text)
+                .map_err(|e| ContextError::NotTar(format!("the Dockerfile: {e}")))?;
+            found = Some(text);
         }
         // Reading every entry to its end checks the archive's framing.
         std::io::copy(&mut entry.by_ref(), &mut std::io::sink())
@@ -224,15 +230,117 @@ pub fn check(archive: &[u8]) -> Result<(), ContextError> {
     if !any {
         return Err(ContextError::NotTar("it holds no entries".into()));
     }
-    if !found {
-        return Err(ContextError::NoDockerfile(PathBuf::from("(upload)")));
+    found.ok_or_else(|| ContextError::NoDockerfile(PathBuf::from("(upload)")))
+}
+
+/// The most of a Dockerfile that is read.
+const MAX_DOCKERFILE: u64 = 1 << 20;
+
+/// The images a Dockerfile builds from: every `FROM` that names no earlier
+/// stage (and is not `scratch`), and every `--from=` of `COPY`, `ADD` or a
+/// `RUN --mount` that names no stage, `ONBUILD` triggers included. A
+/// reference built from a variable cannot be known before the build and is
+/// refused.
+pub fn dockerfile_images(text: &str) -> Result<Vec<String>, String> {
+    let escape = text
+        .lines()
+        .take_while(|l| l.trim_start().starts_with('#'))
+        .find_map(|l| {
+            let directive = l.trim_start_matches('#').trim();
+            let (key, value) = directive.split_once('=')?;
+            (key.trim().eq_ignore_ascii_case("escape")).then(|| value.trim().chars().next())?
+        })
+        .unwrap_or('\\');
+    // Continuation lines join their instruction; comments vanish.
+    let mut instructions = Vec::new();
+    let mut current = String::new();
+    for line in text.lines() {
+        let trimmed = line.trim();
+        if trimmed.starts_with('#') && current.is_empty() {
+            continue;
+        }
+        match trimmed.strip_suffix(escape) {
+            Some(head) => {
+                current.push_str(head);
+                current.push(' ');
+            }
+            None => {
+                current.push_str(trimmed);
+                instructions.push(std::mem::take(&mut current));
+            }
+        }
     }
-    Ok(())
+    instructions.push(current);
+
+    let mut stages: Vec<String> = Vec::new();
+    let mut images = Vec::new();
+    let mut image = |reference: &str, stages: &[String], what: &str| -> Result<(), String> {
+        if reference.contains('$') {
+            return Err(format!(
+                "{what} {reference:?} names its image through a variable; name it literally"
+            ));
+        }
+        let lower = reference.to_ascii_lowercase();
+        let is_stage = stages.contains(&lower) || reference.parse::<usize>().is_ok();
+        if !is_stage && lower != "scratch" {
+            images.push(reference.to_owned());
+        }
+        Ok(())
+    };
+    for instruction in &instructions {
+        let mut words: Vec<&str> = instruction.split_whitespace().collect();
+        if words
+            .first()
+            .is_some_and(|w| w.eq_ignore_ascii_case("ONBUILD"))
+        {
+            words.remove(0);
+        }
+        let Some(keyword) = words.first().map(|w| w.to_ascii_uppercase()) else {
+            continue;
+        };
+        let flags = words[1..].iter().take_while(|w| w.starts_with("--"));
+        match keyword.as_str() {
+            "FROM" => {
+                let rest: Vec<&str> = words[1..]
+                    .iter()
+                    .copied()
+                    .skip_while(|w| w.starts_with("--"))
+                    .collect();
+                let Some(reference) = rest.first() else {
+                    return Err("a FROM names no image".into());
+                };
+                image(reference, &stages, "FROM")?;
+                if rest.len() >= 3 && rest[1].eq_ignore_ascii_case("AS") {
+                    stages.push(rest[2].to_ascii_lowercase());
+                }
+            }
+            "COPY" | "ADD" => {
+                for flag in flags {
+                    if let Some(from) = flag.strip_prefix("--from=") {
+                        image(from, &stages, "COPY --from")?;
+                    }
+                }
+            }
+            "RUN" => {
+                for flag in flags {
+                    if let Some(mount) = flag.strip_prefix("--mount=") {
+                        for option in mount.split(',') {
+                            if let Some(from) = option.strip_prefix("from=") {
+                                image(from, &stages, "RUN --mount from")?;
+                            }
+                        }
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(images)
 }
 
 /// [`check`] on a blocking thread, so a large archive never holds up an
 /// async worker.
-pub async fn check_off_thread(archive: bytes::Bytes) -> Result<(), ContextError> {
+pub async fn check_off_thread(archive: bytes::Bytes) -> Result<String, ContextError> {
     tokio::task::spawn_blocking(move || check(&archive))
         .await
         .map_err(|e| ContextError::NotTar(format!("the check stopped: {e}")))?
@@ -322,6 +430,34 @@ mod tests {
             Err(ContextError::NoDockerfile(_))
         ));
         assert!(check(&archive[..700]).is_err(), "a cut archive is refused");
+    }
+
+    #[test]
+    fn every_image_a_dockerfile_builds_from_is_found() {
+        let text = "# syntax=docker/dockerfile:1\n\
+                    FROM --platform=linux/amd64 base/one:1 AS build\n\
+                    RUN --mount=type=cache,from=cache/img:2,target=/c make\n\
+                    FROM build AS again\n\
+                    FROM scratch\n\
+                    COPY --from=build /a /a\n\
+                    COPY --from=0 /b /b\n\
+                    COPY --chown=1:1 \\\n  --from=rampart/other:r3 /c /c\n\
+                    onbuild copy --from=sneaky/img /d /d\n";
+        assert_eq!(
+            dockerfile_images(text).unwrap(),
+            [
+                "base/one:1",
+                "cache/img:2",
+                "rampart/other:r3",
+                "sneaky/img"
+            ]
+        );
+        assert!(dockerfile_images("ARG B=x\nFROM ${B}\n").is_err());
+        assert!(dockerfile_images("FROM a\nCOPY --from=$X /a /a\n").is_err());
+        assert_eq!(
+            dockerfile_images("# escape=`\nFROM `\n  rampart/other:r1\n").unwrap(),
+            ["rampart/other:r1"]
+        );
     }
 
     #[test]
