@@ -431,18 +431,24 @@ pub async fn download(store: &dyn object_store::ObjectStore, dir: &std::path::Pa
         {
             continue;
         }
-        let bytes = store
-            .get(&object.location)
-            .await
-            .map_err(|e| ServiceError::Unavailable(e.to_string()))?
-            .bytes()
-            .await
-            .map_err(|e| ServiceError::Unavailable(e.to_string()))?;
         let path = dir.join(rel);
         if let Some(parent) = path.parent() {
             std::fs::create_dir_all(parent).map_err(|e| ServiceError::io("create", parent, e))?;
         }
-        std::fs::write(&path, &bytes).map_err(|e| ServiceError::io("write", &path, e))?;
+        // An app's object may be larger than the platform's memory: it is
+        // streamed to disk, never held whole.
+        let mut stream = store
+            .get(&object.location)
+            .await
+            .map_err(|e| ServiceError::Unavailable(e.to_string()))?
+            .into_stream();
+        let mut file =
+            std::fs::File::create(&path).map_err(|e| ServiceError::io("write", &path, e))?;
+        while let Some(chunk) = futures::StreamExt::next(&mut stream).await {
+            let chunk = chunk.map_err(|e| ServiceError::Unavailable(e.to_string()))?;
+            std::io::Write::write_all(&mut file, &chunk)
+                .map_err(|e| ServiceError::io("write", &path, e))?;
+        }
         count += 1;
     }
     Ok(count)
