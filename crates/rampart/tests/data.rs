@@ -876,6 +876,17 @@ fn code_an_app_plants_in_its_database_never_runs_with_the_platforms_rights() {
          CREATE DOMAIN public.checked AS text CHECK (public.fine(VALUE));
          CREATE TABLE tags (name public.checked, CHECK (public.fine(name)));
          INSERT INTO tags VALUES ('a'), ('b');
+         -- A cast, a trigger and a view named like a catalog view.
+         CREATE TYPE public.mood AS ENUM ('ok');
+         CREATE FUNCTION public.mood_text(public.mood) RETURNS text LANGUAGE plpgsql AS $f$
+         BEGIN {payload} RETURN 'ok'; END $f$;
+         CREATE CAST (public.mood AS text) WITH FUNCTION public.mood_text(public.mood);
+         CREATE TABLE moods (m public.mood);
+         INSERT INTO moods VALUES ('ok');
+         CREATE FUNCTION public.stamp() RETURNS trigger LANGUAGE plpgsql AS $f$
+         BEGIN {payload} RETURN NEW; END $f$;
+         CREATE TRIGGER tags_stamp BEFORE INSERT ON tags FOR EACH ROW EXECUTE FUNCTION public.stamp();
+         CREATE VIEW public.pg_stat_activity AS SELECT 1 AS pid, 'x'::name AS datname;
          -- The app's database and role settings, for any session there.
          ALTER DATABASE app_evil SET search_path = public, pg_catalog;
          ALTER ROLE app_evil SET search_path = public, pg_catalog;"
