@@ -435,7 +435,7 @@ fn failed_deploys_leave_the_previous_release_serving_and_nothing_running() {
     // An image the engine does not have.
     deploy_fails(
         &sb,
-        &["deploy", "sturdy", "--image", "rampart/none:missing"],
+        &["deploy", "sturdy", "--image", "none/missing:1"],
         "no image",
     );
     serving_release_1();
