@@ -10,6 +10,7 @@ use rampart_client::{Client, Deploy};
 use rampart_core::deploy::SettingsPatch;
 use rampart_core::wire::{self, DeployLine};
 
+use crate::output::printable;
 use crate::{Connection, Exit, credentials, output};
 
 /// Largest build context the CLI sends.
@@ -146,8 +147,8 @@ async fn follow_deploy(client: &Client, app: &str, what: Deploy, json: bool) -> 
                 return;
             }
             let _ = match line {
-                DeployLine::Build { line } => writeln!(out, "  | {line}"),
-                DeployLine::Step { message } => writeln!(out, "-> {message}"),
+                DeployLine::Build { line } => writeln!(out, "  | {}", printable(&line)),
+                DeployLine::Step { message } => writeln!(out, "-> {}", printable(&message)),
                 _ => Ok(()),
             };
         })
@@ -169,10 +170,11 @@ async fn follow_deploy(client: &Client, app: &str, what: Deploy, json: bool) -> 
             }
             match release {
                 Some(r) => eprintln!(
-                    "error: release {} of {app} failed; the previous release keeps serving: {message}",
-                    r.number
+                    "error: release {} of {app} failed; the previous release keeps serving: {}",
+                    r.number,
+                    printable(&message)
                 ),
-                None => eprintln!("error: the deploy of {app} failed: {message}"),
+                None => eprintln!("error: the deploy of {app} failed: {}", printable(&message)),
             }
             Err(Exit(1).into())
         }
@@ -281,7 +283,7 @@ fn print_status(status: &wire::AppStatus) {
     if !status.events.is_empty() {
         println!("events:");
         for e in &status.events {
-            println!("  {} {} {}", e.time, e.kind, e.message);
+            println!("  {} {} {}", e.time, e.kind, printable(&e.message));
         }
     }
 }
@@ -312,7 +314,7 @@ pub async fn logs(args: LogsArgs) -> anyhow::Result<()> {
     let mut out = std::io::stdout();
     client
         .logs(&args.app, since, Some(args.tail), args.follow, |line| {
-            let _ = writeln!(out, "{} | {}", line.replica, line.line);
+            let _ = writeln!(out, "{} | {}", line.replica, printable(&line.line));
         })
         .await?;
     Ok(())

@@ -199,7 +199,7 @@ fn finish(result: anyhow::Result<()>) -> ExitCode {
             Some(Exit(code)) => ExitCode::from(*code),
             None => {
                 let line = format!("{err:#}").replace('\n', " ");
-                eprintln!("rampart: error: {line}");
+                eprintln!("rampart: error: {}", output::printable(&line));
                 ExitCode::FAILURE
             }
         },

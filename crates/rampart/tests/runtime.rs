@@ -1147,3 +1147,41 @@ fn an_app_cannot_run_or_build_from_another_apps_image() {
         .arg(context(&sb.path().join("thief-own"), "")));
     ok(cli(&sb, &server).args(["deploy", "thief", "--image", "rampart/thief:r1"]));
 }
+
+/// Same class as the findings: text an app controls (its log lines, and the
+/// failure reasons that quote them) reached the terminal of whoever read
+/// it as it was, so an app could send escape sequences that rewrite the
+/// screen, the window title or the clipboard of a developer or an admin.
+#[test]
+fn an_apps_escape_sequences_never_reach_a_readers_terminal() {
+    let sb = sandbox();
+    let _cleanup = Cleanup(vec!["noisy".into()]);
+    let server = sb.start(&sb.write_config(CONFIG)).unwrap();
+    ok(cli(&sb, &server).args(["apps", "create", "noisy"]));
+    let escape = "\u{1b}]52;c;cm0gLXJmIH4=\u{7}\u{1b}[2Jpwned";
+    ok(cli(&sb, &server).args(["env", "set", "noisy", &format!("HELLO_SAY={escape}")]));
+    ok(cli(&sb, &server)
+        .args(["deploy", "noisy", "--path"])
+        .arg(context(&sb.path().join("ctx"), "")));
+    let mut logs = String::new();
+    eventually(Duration::from_secs(10), "the line in the log", || {
+        logs = ok(cli(&sb, &server).args(["logs", "noisy"]));
+        logs.contains("pwned")
+    });
+    assert!(
+        !logs.contains('\u{1b}') && !logs.contains('\u{7}'),
+        "{logs:?}"
+    );
+    assert!(logs.contains("\\u{1b}]52;c;"), "shown escaped: {logs:?}");
+    // And through a failure reason that quotes the log.
+    ok(cli(&sb, &server).args(["apps", "configure", "noisy", "--health-timeout", "3"]));
+    ok(cli(&sb, &server).args(["env", "set", "noisy", "HELLO_HEALTH=fail"]));
+    let (code, out, err) =
+        run(cli(&sb, &server).args(["deploy", "noisy", "--image", "rampart/noisy:r1"]));
+    assert_eq!(code, 1, "{out}");
+    assert!(err.contains("pwned"), "{err}");
+    assert!(
+        !err.contains('\u{1b}') && !out.contains('\u{1b}'),
+        "{err:?}"
+    );
+}

@@ -12,8 +12,9 @@
 //! - anything else with a line naming its release and replica, taken from
 //!   `RAMPART_RELEASE` and `RAMPART_REPLICA`.
 //!
-//! It listens on `PORT` (default 8080). Two switches exist for the
-//! platform's tests: `HELLO_EXIT=N` exits with status N at once, and
+//! It listens on `PORT` (default 8080). Three switches exist for the
+//! platform's tests: `HELLO_EXIT=N` exits with status N at once,
+//! `HELLO_SAY=TEXT` writes TEXT, as it is, to its log at start, and
 //! `hello probe HOST:PORT` tries one TCP connection and exits 0 if it was
 //! accepted, 1 if not, which checks network isolation from inside a
 //! replica.
@@ -44,6 +45,9 @@ fn main() {
     {
         eprintln!("hello: exiting with status {code} as HELLO_EXIT asks");
         std::process::exit(code);
+    }
+    if let Ok(text) = std::env::var("HELLO_SAY") {
+        eprintln!("{text}");
     }
     let port: u16 = std::env::var("PORT")
         .ok()
