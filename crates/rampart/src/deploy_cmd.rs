@@ -147,8 +147,8 @@ async fn follow_deploy(client: &Client, app: &str, what: Deploy, json: bool) -> 
                 return;
             }
             let _ = match line {
-                DeployLine::Build { line } => writeln!(out, "  | {}", printable(&line)),
-                DeployLine::Step { message } => writeln!(out, "-> {}", printable(&message)),
+                DeployLine::Build { line } => writeln!(out, "  | {}", printable(line)),
+                DeployLine::Step { message } => writeln!(out, "-> {}", printable(message)),
                 _ => Ok(()),
             };
         })

@@ -59,21 +59,6 @@ pub fn table(header: &[&str], rows: &[Vec<String>]) {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn escape_sequences_are_shown_not_sent() {
-        assert_eq!(printable("plain\ttext\n"), "plain\ttext\n");
-        assert_eq!(
-            printable("\x1b]52;c;cm0gLXJmIH4=\x07title\x1b[2J"),
-            "\\u{1b}]52;c;cm0gLXJmIH4=\\u{7}title\\u{1b}[2J"
-        );
-        assert_eq!(printable("\r\u{9b}"), "\\u{d}\\u{9b}");
-    }
-}
-
 /// Prints `items` as JSON with `--json`, else as a table with one row each.
 pub fn list<T: Serialize>(
     json_wanted: bool,
@@ -87,4 +72,19 @@ pub fn list<T: Serialize>(
     let rows: Vec<Vec<String>> = items.iter().map(row).collect();
     table(header, &rows);
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escape_sequences_are_shown_not_sent() {
+        assert_eq!(printable("plain\ttext\n"), "plain\ttext\n");
+        assert_eq!(
+            printable("\x1b]52;c;cm0gLXJmIH4=\x07title\x1b[2J"),
+            "\\u{1b}]52;c;cm0gLXJmIH4=\\u{7}title\\u{1b}[2J"
+        );
+        assert_eq!(printable("\r\u{9b}"), "\\u{d}\\u{9b}");
+    }
 }
