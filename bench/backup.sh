@@ -19,8 +19,8 @@ need restic restic
 need /usr/bin/time time
 need bc bc
 
-cargo build --release --locked -q -p rampart
-rampart="$PWD/target/release/rampart"
+cargo build --profile dist --locked -q -p rampart
+rampart="$PWD/target/dist/rampart"
 
 data="$work/data"
 if [ ! -f "$data/dump.sql" ]; then

@@ -31,9 +31,9 @@ cleanup() {
 trap cleanup EXIT
 
 command -v bc >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq bc >/dev/null; }
-cargo build --release --quiet -p rampart
-bin=target/release/rampart
-hello=$(ls -t target/release/build/rampart-*/out/hello | head -1)
+cargo build --profile dist --quiet -p rampart
+bin=target/dist/rampart
+hello=$(ls -t target/dist/build/rampart-*/out/hello | head -1)
 
 cat > "$work/rampart.toml" <<TOML
 [api]

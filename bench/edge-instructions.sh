@@ -28,8 +28,8 @@ if [ -n "${RAMPART:-}" ]; then
   rampart="$RAMPART"
   build="$RAMPART"
 else
-  cargo build --release --locked -q -p rampart
-  rampart="$PWD/target/release/rampart"
+  cargo build --profile dist --locked -q -p rampart
+  rampart="$PWD/target/dist/rampart"
   build=$(git rev-parse --short HEAD)
 fi
 

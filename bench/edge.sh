@@ -39,8 +39,8 @@ need wrk wrk; need nginx nginx; need haproxy haproxy; need caddy caddy; need ope
 ulimit -n "$(ulimit -Hn)"
 ports_free bench/edge.sh 19100 19201 19202 19301 19302 19401 19402 19501 19502 19601 19602
 
-cargo build --release --locked -q -p rampart
-rampart="$PWD/target/release/rampart"
+cargo build --profile dist --locked -q -p rampart
+rampart="$PWD/target/dist/rampart"
 
 self_signed
 cat "$work/cert.pem" "$work/key.pem" > "$work/combined.pem"
