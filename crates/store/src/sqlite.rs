@@ -310,6 +310,30 @@ const RELEASE_COLUMNS: &str =
     "app_id, number, image, image_id, config, created_by, created_at, status, reason, finished_at";
 
 impl SqliteStore {
+    /// Runs `change` and appends `audit` in one transaction, under the
+    /// write lock: the store's one invariant, no change without its record.
+    async fn audited(
+        &self,
+        audit: AuditRecord,
+        change: impl AsyncFnOnce(&mut SqliteConnection) -> Result<()>,
+    ) -> Result<AuditEntry> {
+        Ok(self.audited_with(audit, change).await?.1)
+    }
+
+    /// [`SqliteStore::audited`] for a change that yields a value.
+    async fn audited_with<T>(
+        &self,
+        audit: AuditRecord,
+        change: impl AsyncFnOnce(&mut SqliteConnection) -> Result<T>,
+    ) -> Result<(T, AuditEntry)> {
+        let _write = self.write.lock().await;
+        let mut tx = self.pool.begin().await?;
+        let value = change(&mut tx).await?;
+        let entry = append(&mut tx, audit).await?;
+        tx.commit().await?;
+        Ok((value, entry))
+    }
+
     async fn app_rows(&self, filter: Option<&AppName>) -> Result<Vec<AppRow>> {
         let sql = "SELECT a.id, a.name, a.created_at, a.settings, a.live_release,
                       (SELECT COUNT(*) FROM env_vars e WHERE e.app_id = a.id) AS env_count,
@@ -370,34 +394,33 @@ impl Store for SqliteStore {
         settings: &[(&str, &str)],
         audit: AuditRecord,
     ) -> Result<AuditEntry> {
-        let _write = self.write.lock().await;
-        let mut tx = self.pool.begin().await?;
-        let users: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM users")
-            .fetch_one(&mut *tx)
-            .await?;
-        if users > 0 {
-            return Err(StoreError::Conflict(
-                "the installation is already set up".into(),
-            ));
-        }
-        sqlx::query("INSERT INTO users (id, email, role, created_at) VALUES (?, ?, ?, ?)")
-            .bind(owner.id.as_str())
-            .bind(owner.email.as_deref())
-            .bind(owner.role.as_str())
-            .bind(&owner.created_at)
-            .execute(&mut *tx)
-            .await?;
-        insert_token(&mut tx, token).await?;
-        for (key, value) in settings {
-            sqlx::query("INSERT INTO settings (key, value) VALUES (?, ?)")
-                .bind(key)
-                .bind(value)
+        self.audited(audit, async |tx| {
+            let users: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM users")
+                .fetch_one(&mut *tx)
+                .await?;
+            if users > 0 {
+                return Err(StoreError::Conflict(
+                    "the installation is already set up".into(),
+                ));
+            }
+            sqlx::query("INSERT INTO users (id, email, role, created_at) VALUES (?, ?, ?, ?)")
+                .bind(owner.id.as_str())
+                .bind(owner.email.as_deref())
+                .bind(owner.role.as_str())
+                .bind(&owner.created_at)
                 .execute(&mut *tx)
                 .await?;
-        }
-        let entry = append(&mut tx, audit).await?;
-        tx.commit().await?;
-        Ok(entry)
+            insert_token(&mut *tx, token).await?;
+            for (key, value) in settings {
+                sqlx::query("INSERT INTO settings (key, value) VALUES (?, ?)")
+                    .bind(key)
+                    .bind(value)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            Ok(())
+        })
+        .await
     }
 
     async fn user(&self, id: &UserId) -> Result<Option<User>> {
@@ -437,40 +460,39 @@ impl Store for SqliteStore {
         invitation: &NewInvitation,
         audit: AuditRecord,
     ) -> Result<AuditEntry> {
-        let _write = self.write.lock().await;
-        let mut tx = self.pool.begin().await?;
-        let taken: Option<i64> =
-            sqlx::query_scalar("SELECT 1 FROM users WHERE email = ? COLLATE NOCASE")
-                .bind(&user.email)
-                .fetch_optional(&mut *tx)
-                .await?;
-        if taken.is_some() {
-            return Err(StoreError::Conflict("a user with this email exists".into()));
-        }
-        sqlx::query(
-            "INSERT INTO users (id, email, role, created_at, status) VALUES (?, ?, ?, ?, 'invited')",
-        )
-        .bind(user.id.as_str())
-        .bind(&user.email)
-        .bind(user.role.as_str())
-        .bind(&user.created_at)
-        .execute(&mut *tx)
+        self.audited(audit, async |tx| {
+            let taken: Option<i64> =
+                sqlx::query_scalar("SELECT 1 FROM users WHERE email = ? COLLATE NOCASE")
+                    .bind(&user.email)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+            if taken.is_some() {
+                return Err(StoreError::Conflict("a user with this email exists".into()));
+            }
+            sqlx::query(
+                "INSERT INTO users (id, email, role, created_at, status) VALUES (?, ?, ?, ?, 'invited')",
+            )
+            .bind(user.id.as_str())
+            .bind(&user.email)
+            .bind(user.role.as_str())
+            .bind(&user.created_at)
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| conflict_or(e, || "a user with this email exists".into()))?;
+            sqlx::query(
+                "INSERT INTO invitations (id, user_id, hash, created_at, expires_at)
+                 VALUES (?, ?, ?, ?, ?)",
+            )
+            .bind(&invitation.id)
+            .bind(user.id.as_str())
+            .bind(&invitation.hash.0)
+            .bind(&invitation.created_at)
+            .bind(&invitation.expires_at)
+            .execute(&mut *tx)
+            .await?;
+            Ok(())
+        })
         .await
-        .map_err(|e| conflict_or(e, || "a user with this email exists".into()))?;
-        sqlx::query(
-            "INSERT INTO invitations (id, user_id, hash, created_at, expires_at)
-             VALUES (?, ?, ?, ?, ?)",
-        )
-        .bind(&invitation.id)
-        .bind(user.id.as_str())
-        .bind(&invitation.hash.0)
-        .bind(&invitation.created_at)
-        .bind(&invitation.expires_at)
-        .execute(&mut *tx)
-        .await?;
-        let entry = append(&mut tx, audit).await?;
-        tx.commit().await?;
-        Ok(entry)
     }
 
     async fn invitation_by_hash(&self, hash: &TokenHash) -> Result<Option<InvitationRow>> {
@@ -501,93 +523,91 @@ impl Store for SqliteStore {
         at: &str,
         audit: AuditRecord,
     ) -> Result<AuditEntry> {
-        let _write = self.write.lock().await;
-        let mut tx = self.pool.begin().await?;
-        let user: Option<String> = sqlx::query_scalar(
-            "UPDATE invitations SET used_at = ? WHERE id = ? AND used_at IS NULL RETURNING user_id",
-        )
-        .bind(at)
-        .bind(invitation)
-        .fetch_optional(&mut *tx)
-        .await?;
-        let Some(user) = user else {
-            return Err(StoreError::Conflict(
-                "the invitation was used already".into(),
-            ));
-        };
-        let done = sqlx::query(
-            "UPDATE users SET password_hash = ?, status = 'active'
-             WHERE id = ? AND status = 'invited'",
-        )
-        .bind(password_hash)
-        .bind(&user)
-        .execute(&mut *tx)
-        .await?;
-        if done.rows_affected() == 0 {
-            return Err(StoreError::Conflict(
-                "the account is not awaiting its invitation".into(),
-            ));
-        }
-        let entry = append(&mut tx, audit).await?;
-        tx.commit().await?;
-        Ok(entry)
+        self.audited(audit, async |tx| {
+            let user: Option<String> = sqlx::query_scalar(
+                "UPDATE invitations SET used_at = ? WHERE id = ? AND used_at IS NULL RETURNING user_id",
+            )
+            .bind(at)
+            .bind(invitation)
+            .fetch_optional(&mut *tx)
+            .await?;
+            let Some(user) = user else {
+                return Err(StoreError::Conflict(
+                    "the invitation was used already".into(),
+                ));
+            };
+            let done = sqlx::query(
+                "UPDATE users SET password_hash = ?, status = 'active'
+                 WHERE id = ? AND status = 'invited'",
+            )
+            .bind(password_hash)
+            .bind(&user)
+            .execute(&mut *tx)
+            .await?;
+            if done.rows_affected() == 0 {
+                return Err(StoreError::Conflict(
+                    "the account is not awaiting its invitation".into(),
+                ));
+            }
+            Ok(())
+        })
+        .await
     }
 
     async fn set_role(&self, user: &UserId, role: Role, audit: AuditRecord) -> Result<AuditEntry> {
-        let _write = self.write.lock().await;
-        let mut tx = self.pool.begin().await?;
-        user_exists(&mut tx, user).await?;
-        if role != Role::Owner {
-            keep_an_owner(&mut tx, user, "change role").await?;
-        }
-        sqlx::query("UPDATE users SET role = ? WHERE id = ?")
-            .bind(role.as_str())
-            .bind(user.as_str())
-            .execute(&mut *tx)
-            .await?;
-        let entry = append(&mut tx, audit).await?;
-        tx.commit().await?;
-        Ok(entry)
-    }
-
-    async fn remove_user(&self, user: &UserId, at: &str, audit: AuditRecord) -> Result<AuditEntry> {
-        let _write = self.write.lock().await;
-        let mut tx = self.pool.begin().await?;
-        user_exists(&mut tx, user).await?;
-        keep_an_owner(&mut tx, user, "be removed").await?;
-        end_account(&mut tx, user, at).await?;
-        let entry = append(&mut tx, audit).await?;
-        tx.commit().await?;
-        Ok(entry)
-    }
-
-    async fn erase_user(&self, user: &UserId, at: &str, audit: AuditRecord) -> Result<AuditEntry> {
-        let _write = self.write.lock().await;
-        let mut tx = self.pool.begin().await?;
-        user_exists(&mut tx, user).await?;
-        keep_an_owner(&mut tx, user, "be erased").await?;
-        end_account(&mut tx, user, at).await?;
-        sqlx::query(
-            "UPDATE users SET email = NULL, password_hash = NULL, mfa_seed = NULL,
-                    mfa_enabled = 0, erased_at = ? WHERE id = ?",
-        )
-        .bind(at)
-        .bind(user.as_str())
-        .execute(&mut *tx)
-        .await?;
-        for table in ["recovery_codes", "invitations", "app_grants"] {
-            sqlx::query(&format!("DELETE FROM {table} WHERE user_id = ?"))
+        self.audited(audit, async |tx| {
+            user_exists(&mut *tx, user).await?;
+            if role != Role::Owner {
+                keep_an_owner(&mut *tx, user, "change role").await?;
+            }
+            sqlx::query("UPDATE users SET role = ? WHERE id = ?")
+                .bind(role.as_str())
                 .bind(user.as_str())
                 .execute(&mut *tx)
                 .await?;
-        }
-        // Token names are free text the user chose; they go too.
-        sqlx::query("UPDATE api_tokens SET name = '(erased)' WHERE user_id = ?")
-            .bind(user.as_str())
-            .execute(&mut *tx)
+            Ok(())
+        })
+        .await
+    }
+
+    async fn remove_user(&self, user: &UserId, at: &str, audit: AuditRecord) -> Result<AuditEntry> {
+        self.audited(audit, async |tx| {
+            user_exists(&mut *tx, user).await?;
+            keep_an_owner(&mut *tx, user, "be removed").await?;
+            end_account(&mut *tx, user, at).await?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn erase_user(&self, user: &UserId, at: &str, audit: AuditRecord) -> Result<AuditEntry> {
+        let entry = self
+            .audited(audit, async |tx| {
+                user_exists(&mut *tx, user).await?;
+                keep_an_owner(&mut *tx, user, "be erased").await?;
+                end_account(&mut *tx, user, at).await?;
+                sqlx::query(
+                    "UPDATE users SET email = NULL, password_hash = NULL, mfa_seed = NULL,
+                            mfa_enabled = 0, erased_at = ? WHERE id = ?",
+                )
+                .bind(at)
+                .bind(user.as_str())
+                .execute(&mut *tx)
+                .await?;
+                for table in ["recovery_codes", "invitations", "app_grants"] {
+                    sqlx::query(&format!("DELETE FROM {table} WHERE user_id = ?"))
+                        .bind(user.as_str())
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                // Token names are free text the user chose; they go too.
+                sqlx::query("UPDATE api_tokens SET name = '(erased)' WHERE user_id = ?")
+                    .bind(user.as_str())
+                    .execute(&mut *tx)
+                    .await?;
+                Ok(())
+            })
             .await?;
-        let entry = append(&mut tx, audit).await?;
-        tx.commit().await?;
         // Old page images in the write-ahead log still hold the data; move
         // everything into the (securely deleting) database file and empty
         // the log.
@@ -603,19 +623,19 @@ impl Store for SqliteStore {
         sealed: &[u8],
         audit: AuditRecord,
     ) -> Result<AuditEntry> {
-        let _write = self.write.lock().await;
-        let mut tx = self.pool.begin().await?;
-        let done = sqlx::query("UPDATE users SET mfa_seed = ? WHERE id = ? AND mfa_enabled = 0")
-            .bind(sealed)
-            .bind(user.as_str())
-            .execute(&mut *tx)
-            .await?;
-        if done.rows_affected() == 0 {
-            return Err(StoreError::Conflict("MFA is already enrolled".into()));
-        }
-        let entry = append(&mut tx, audit).await?;
-        tx.commit().await?;
-        Ok(entry)
+        self.audited(audit, async |tx| {
+            let done =
+                sqlx::query("UPDATE users SET mfa_seed = ? WHERE id = ? AND mfa_enabled = 0")
+                    .bind(sealed)
+                    .bind(user.as_str())
+                    .execute(&mut *tx)
+                    .await?;
+            if done.rows_affected() == 0 {
+                return Err(StoreError::Conflict("MFA is already enrolled".into()));
+            }
+            Ok(())
+        })
+        .await
     }
 
     async fn enable_mfa(
@@ -625,35 +645,34 @@ impl Store for SqliteStore {
         recovery: &[String],
         audit: AuditRecord,
     ) -> Result<AuditEntry> {
-        let _write = self.write.lock().await;
-        let mut tx = self.pool.begin().await?;
-        let done = sqlx::query(
-            "UPDATE users SET mfa_enabled = 1, mfa_last_step = ?
-             WHERE id = ? AND mfa_enabled = 0 AND mfa_seed IS NOT NULL",
-        )
-        .bind(step as i64)
-        .bind(user.as_str())
-        .execute(&mut *tx)
-        .await?;
-        if done.rows_affected() == 0 {
-            return Err(StoreError::Conflict(
-                "there is no MFA enrollment to confirm".into(),
-            ));
-        }
-        sqlx::query("DELETE FROM recovery_codes WHERE user_id = ?")
+        self.audited(audit, async |tx| {
+            let done = sqlx::query(
+                "UPDATE users SET mfa_enabled = 1, mfa_last_step = ?
+                 WHERE id = ? AND mfa_enabled = 0 AND mfa_seed IS NOT NULL",
+            )
+            .bind(step as i64)
             .bind(user.as_str())
             .execute(&mut *tx)
             .await?;
-        for hash in recovery {
-            sqlx::query("INSERT INTO recovery_codes (user_id, hash) VALUES (?, ?)")
+            if done.rows_affected() == 0 {
+                return Err(StoreError::Conflict(
+                    "there is no MFA enrollment to confirm".into(),
+                ));
+            }
+            sqlx::query("DELETE FROM recovery_codes WHERE user_id = ?")
                 .bind(user.as_str())
-                .bind(hash)
                 .execute(&mut *tx)
                 .await?;
-        }
-        let entry = append(&mut tx, audit).await?;
-        tx.commit().await?;
-        Ok(entry)
+            for hash in recovery {
+                sqlx::query("INSERT INTO recovery_codes (user_id, hash) VALUES (?, ?)")
+                    .bind(user.as_str())
+                    .bind(hash)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            Ok(())
+        })
+        .await
     }
 
     async fn use_totp_step(&self, user: &UserId, step: u64) -> Result<bool> {
@@ -699,22 +718,21 @@ impl Store for SqliteStore {
         granted: bool,
         audit: AuditRecord,
     ) -> Result<AuditEntry> {
-        let _write = self.write.lock().await;
-        let mut tx = self.pool.begin().await?;
-        user_exists(&mut tx, user).await?;
-        let sql = if granted {
-            "INSERT OR IGNORE INTO app_grants (user_id, app_id) VALUES (?, ?)"
-        } else {
-            "DELETE FROM app_grants WHERE user_id = ? AND app_id = ?"
-        };
-        sqlx::query(sql)
-            .bind(user.as_str())
-            .bind(app.as_str())
-            .execute(&mut *tx)
-            .await?;
-        let entry = append(&mut tx, audit).await?;
-        tx.commit().await?;
-        Ok(entry)
+        self.audited(audit, async |tx| {
+            user_exists(&mut *tx, user).await?;
+            let sql = if granted {
+                "INSERT OR IGNORE INTO app_grants (user_id, app_id) VALUES (?, ?)"
+            } else {
+                "DELETE FROM app_grants WHERE user_id = ? AND app_id = ?"
+            };
+            sqlx::query(sql)
+                .bind(user.as_str())
+                .bind(app.as_str())
+                .execute(&mut *tx)
+                .await?;
+            Ok(())
+        })
+        .await
     }
 
     async fn grants(&self, user: &UserId) -> Result<Vec<AppName>> {
@@ -767,31 +785,30 @@ impl Store for SqliteStore {
     }
 
     async fn create_token(&self, token: &NewToken, audit: AuditRecord) -> Result<AuditEntry> {
-        let _write = self.write.lock().await;
-        let mut tx = self.pool.begin().await?;
-        insert_token(&mut tx, token).await?;
-        let entry = append(&mut tx, audit).await?;
-        tx.commit().await?;
-        Ok(entry)
+        self.audited(audit, async |tx| {
+            insert_token(&mut *tx, token).await?;
+            Ok(())
+        })
+        .await
     }
 
     async fn revoke_token(&self, id: &TokenId, at: &str, audit: AuditRecord) -> Result<AuditEntry> {
-        let _write = self.write.lock().await;
-        let mut tx = self.pool.begin().await?;
-        let done =
-            sqlx::query("UPDATE api_tokens SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL")
-                .bind(at)
-                .bind(id.as_str())
-                .execute(&mut *tx)
-                .await?;
-        if done.rows_affected() == 0 {
-            return Err(StoreError::NotFound(format!(
-                "there is no active token {id}"
-            )));
-        }
-        let entry = append(&mut tx, audit).await?;
-        tx.commit().await?;
-        Ok(entry)
+        self.audited(audit, async |tx| {
+            let done = sqlx::query(
+                "UPDATE api_tokens SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL",
+            )
+            .bind(at)
+            .bind(id.as_str())
+            .execute(&mut *tx)
+            .await?;
+            if done.rows_affected() == 0 {
+                return Err(StoreError::NotFound(format!(
+                    "there is no active token {id}"
+                )));
+            }
+            Ok(())
+        })
+        .await
     }
 
     async fn apps(&self) -> Result<Vec<AppRow>> {
@@ -803,55 +820,53 @@ impl Store for SqliteStore {
     }
 
     async fn create_app(&self, app: &NewApp, audit: AuditRecord) -> Result<AuditEntry> {
-        let _write = self.write.lock().await;
-        let mut tx = self.pool.begin().await?;
-        sqlx::query("INSERT INTO apps (id, name, created_at) VALUES (?, ?, ?)")
-            .bind(app.id.as_str())
-            .bind(app.name.as_str())
-            .bind(&app.created_at)
-            .execute(&mut *tx)
-            .await
-            .map_err(|e| {
-                conflict_or(e, || {
-                    format!("an app named {:?} already exists", app.name.as_str())
-                })
-            })?;
-        for (pos, domain) in app.domains.iter().enumerate() {
-            sqlx::query("INSERT INTO app_domains (domain, app_id, pos) VALUES (?, ?, ?)")
-                .bind(domain.as_str())
+        self.audited(audit, async |tx| {
+            sqlx::query("INSERT INTO apps (id, name, created_at) VALUES (?, ?, ?)")
                 .bind(app.id.as_str())
-                .bind(pos as i64)
+                .bind(app.name.as_str())
+                .bind(&app.created_at)
                 .execute(&mut *tx)
                 .await
                 .map_err(|e| {
                     conflict_or(e, || {
-                        format!(
-                            "the domain {:?} already belongs to another app",
-                            domain.as_str()
-                        )
+                        format!("an app named {:?} already exists", app.name.as_str())
                     })
                 })?;
-        }
-        let entry = append(&mut tx, audit).await?;
-        tx.commit().await?;
-        Ok(entry)
+            for (pos, domain) in app.domains.iter().enumerate() {
+                sqlx::query("INSERT INTO app_domains (domain, app_id, pos) VALUES (?, ?, ?)")
+                    .bind(domain.as_str())
+                    .bind(app.id.as_str())
+                    .bind(pos as i64)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(|e| {
+                        conflict_or(e, || {
+                            format!(
+                                "the domain {:?} already belongs to another app",
+                                domain.as_str()
+                            )
+                        })
+                    })?;
+            }
+            Ok(())
+        })
+        .await
     }
 
     async fn delete_app(&self, id: &AppId, audit: AuditRecord) -> Result<AuditEntry> {
-        let _write = self.write.lock().await;
-        let mut tx = self.pool.begin().await?;
-        let done = sqlx::query("DELETE FROM apps WHERE id = ?")
-            .bind(id.as_str())
-            .execute(&mut *tx)
-            .await?;
-        if done.rows_affected() == 0 {
-            return Err(StoreError::NotFound(format!(
-                "there is no app with id {id}"
-            )));
-        }
-        let entry = append(&mut tx, audit).await?;
-        tx.commit().await?;
-        Ok(entry)
+        self.audited(audit, async |tx| {
+            let done = sqlx::query("DELETE FROM apps WHERE id = ?")
+                .bind(id.as_str())
+                .execute(&mut *tx)
+                .await?;
+            if done.rows_affected() == 0 {
+                return Err(StoreError::NotFound(format!(
+                    "there is no app with id {id}"
+                )));
+            }
+            Ok(())
+        })
+        .await
     }
 
     async fn env(&self, app: &AppId) -> Result<Vec<SealedVar>> {
@@ -879,23 +894,22 @@ impl Store for SqliteStore {
         vars: &[SealedVar],
         audit: AuditRecord,
     ) -> Result<AuditEntry> {
-        let _write = self.write.lock().await;
-        let mut tx = self.pool.begin().await?;
-        for var in vars {
-            sqlx::query(
-                "INSERT INTO env_vars (app_id, name, sealed, updated_at) VALUES (?, ?, ?, ?)
-                 ON CONFLICT (app_id, name) DO UPDATE SET sealed = excluded.sealed, updated_at = excluded.updated_at",
-            )
-            .bind(app.as_str())
-            .bind(var.name.as_str())
-            .bind(&var.sealed)
-            .bind(&var.updated_at)
-            .execute(&mut *tx)
-            .await?;
-        }
-        let entry = append(&mut tx, audit).await?;
-        tx.commit().await?;
-        Ok(entry)
+        self.audited(audit, async |tx| {
+            for var in vars {
+                sqlx::query(
+                    "INSERT INTO env_vars (app_id, name, sealed, updated_at) VALUES (?, ?, ?, ?)
+                     ON CONFLICT (app_id, name) DO UPDATE SET sealed = excluded.sealed, updated_at = excluded.updated_at",
+                )
+                .bind(app.as_str())
+                .bind(var.name.as_str())
+                .bind(&var.sealed)
+                .bind(&var.updated_at)
+                .execute(&mut *tx)
+                .await?;
+            }
+            Ok(())
+        })
+        .await
     }
 
     async fn unset_env(
@@ -904,24 +918,23 @@ impl Store for SqliteStore {
         names: &[EnvName],
         audit: AuditRecord,
     ) -> Result<AuditEntry> {
-        let _write = self.write.lock().await;
-        let mut tx = self.pool.begin().await?;
-        for name in names {
-            let done = sqlx::query("DELETE FROM env_vars WHERE app_id = ? AND name = ?")
-                .bind(app.as_str())
-                .bind(name.as_str())
-                .execute(&mut *tx)
-                .await?;
-            if done.rows_affected() == 0 {
-                // Dropping the transaction rolls back the names removed so far.
-                return Err(StoreError::NotFound(format!(
-                    "environment variable {name} is not set"
-                )));
+        self.audited(audit, async |tx| {
+            for name in names {
+                let done = sqlx::query("DELETE FROM env_vars WHERE app_id = ? AND name = ?")
+                    .bind(app.as_str())
+                    .bind(name.as_str())
+                    .execute(&mut *tx)
+                    .await?;
+                if done.rows_affected() == 0 {
+                    // Dropping the transaction rolls back the names removed so far.
+                    return Err(StoreError::NotFound(format!(
+                        "environment variable {name} is not set"
+                    )));
+                }
             }
-        }
-        let entry = append(&mut tx, audit).await?;
-        tx.commit().await?;
-        Ok(entry)
+            Ok(())
+        })
+        .await
     }
 
     async fn set_settings(
@@ -932,21 +945,20 @@ impl Store for SqliteStore {
     ) -> Result<AuditEntry> {
         let text =
             serde_json::to_string(settings).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        let _write = self.write.lock().await;
-        let mut tx = self.pool.begin().await?;
-        let done = sqlx::query("UPDATE apps SET settings = ? WHERE id = ?")
-            .bind(text)
-            .bind(app.as_str())
-            .execute(&mut *tx)
-            .await?;
-        if done.rows_affected() == 0 {
-            return Err(StoreError::NotFound(format!(
-                "there is no app with id {app}"
-            )));
-        }
-        let entry = append(&mut tx, audit).await?;
-        tx.commit().await?;
-        Ok(entry)
+        self.audited(audit, async |tx| {
+            let done = sqlx::query("UPDATE apps SET settings = ? WHERE id = ?")
+                .bind(text)
+                .bind(app.as_str())
+                .execute(&mut *tx)
+                .await?;
+            if done.rows_affected() == 0 {
+                return Err(StoreError::NotFound(format!(
+                    "there is no app with id {app}"
+                )));
+            }
+            Ok(())
+        })
+        .await
     }
 
     async fn create_release(
@@ -957,38 +969,39 @@ impl Store for SqliteStore {
     ) -> Result<(u64, AuditEntry)> {
         let config = serde_json::to_string(&release.config)
             .map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        let _write = self.write.lock().await;
-        let mut tx = self.pool.begin().await?;
-        let exists: Option<i64> = sqlx::query_scalar("SELECT 1 FROM apps WHERE id = ?")
-            .bind(app.as_str())
-            .fetch_optional(&mut *tx)
+        let (number, entry) = self
+            .audited_with(audit, async |tx| {
+                let exists: Option<i64> = sqlx::query_scalar("SELECT 1 FROM apps WHERE id = ?")
+                    .bind(app.as_str())
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                if exists.is_none() {
+                    return Err(StoreError::NotFound(format!(
+                        "there is no app with id {app}"
+                    )));
+                }
+                let number: i64 = sqlx::query_scalar(
+                    "SELECT COALESCE(MAX(number), 0) + 1 FROM releases WHERE app_id = ?",
+                )
+                .bind(app.as_str())
+                .fetch_one(&mut *tx)
+                .await?;
+                sqlx::query(
+                    "INSERT INTO releases (app_id, number, image, image_id, config, created_by, created_at, status)
+                     VALUES (?, ?, ?, ?, ?, ?, ?, 'deploying')",
+                )
+                .bind(app.as_str())
+                .bind(number)
+                .bind(&release.image)
+                .bind(&release.image_id)
+                .bind(config)
+                .bind(&release.created_by)
+                .bind(&release.created_at)
+                .execute(&mut *tx)
+                .await?;
+                Ok(number)
+            })
             .await?;
-        if exists.is_none() {
-            return Err(StoreError::NotFound(format!(
-                "there is no app with id {app}"
-            )));
-        }
-        let number: i64 = sqlx::query_scalar(
-            "SELECT COALESCE(MAX(number), 0) + 1 FROM releases WHERE app_id = ?",
-        )
-        .bind(app.as_str())
-        .fetch_one(&mut *tx)
-        .await?;
-        sqlx::query(
-            "INSERT INTO releases (app_id, number, image, image_id, config, created_by, created_at, status)
-             VALUES (?, ?, ?, ?, ?, ?, ?, 'deploying')",
-        )
-        .bind(app.as_str())
-        .bind(number)
-        .bind(&release.image)
-        .bind(&release.image_id)
-        .bind(config)
-        .bind(&release.created_by)
-        .bind(&release.created_at)
-        .execute(&mut *tx)
-        .await?;
-        let entry = append(&mut tx, audit).await?;
-        tx.commit().await?;
         Ok((number as u64, entry))
     }
 
@@ -1001,42 +1014,41 @@ impl Store for SqliteStore {
         at: &str,
         audit: AuditRecord,
     ) -> Result<AuditEntry> {
-        let _write = self.write.lock().await;
-        let mut tx = self.pool.begin().await?;
-        let done = sqlx::query(
-            "UPDATE releases SET status = ?, reason = ?, finished_at = ?
-             WHERE app_id = ? AND number = ? AND status = 'deploying'",
-        )
-        .bind(status.as_str())
-        .bind(reason)
-        .bind(at)
-        .bind(app.as_str())
-        .bind(number as i64)
-        .execute(&mut *tx)
-        .await?;
-        if done.rows_affected() == 0 {
-            return Err(StoreError::Conflict(format!(
-                "release {number} of app {app} is not deploying"
-            )));
-        }
-        if status == ReleaseStatus::Live {
-            sqlx::query(
-                "UPDATE releases SET status = 'retired'
-                 WHERE app_id = ? AND status = 'live' AND number != ?",
+        self.audited(audit, async |tx| {
+            let done = sqlx::query(
+                "UPDATE releases SET status = ?, reason = ?, finished_at = ?
+                 WHERE app_id = ? AND number = ? AND status = 'deploying'",
             )
+            .bind(status.as_str())
+            .bind(reason)
+            .bind(at)
             .bind(app.as_str())
             .bind(number as i64)
             .execute(&mut *tx)
             .await?;
-            sqlx::query("UPDATE apps SET live_release = ? WHERE id = ?")
-                .bind(number as i64)
+            if done.rows_affected() == 0 {
+                return Err(StoreError::Conflict(format!(
+                    "release {number} of app {app} is not deploying"
+                )));
+            }
+            if status == ReleaseStatus::Live {
+                sqlx::query(
+                    "UPDATE releases SET status = 'retired'
+                     WHERE app_id = ? AND status = 'live' AND number != ?",
+                )
                 .bind(app.as_str())
+                .bind(number as i64)
                 .execute(&mut *tx)
                 .await?;
-        }
-        let entry = append(&mut tx, audit).await?;
-        tx.commit().await?;
-        Ok(entry)
+                sqlx::query("UPDATE apps SET live_release = ? WHERE id = ?")
+                    .bind(number as i64)
+                    .bind(app.as_str())
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            Ok(())
+        })
+        .await
     }
 
     async fn releases(&self, app: &AppId) -> Result<Vec<ReleaseRow>> {
@@ -1101,11 +1113,7 @@ impl Store for SqliteStore {
     }
 
     async fn append_audit(&self, audit: AuditRecord) -> Result<AuditEntry> {
-        let _write = self.write.lock().await;
-        let mut tx = self.pool.begin().await?;
-        let entry = append(&mut tx, audit).await?;
-        tx.commit().await?;
-        Ok(entry)
+        self.audited(audit, async |_| Ok(())).await
     }
 
     async fn audit_entries(&self, after: u64, limit: u32) -> Result<Vec<AuditEntry>> {
@@ -1153,37 +1161,36 @@ impl Store for SqliteStore {
     }
 
     async fn put_database(&self, row: &DatabaseRow, audit: AuditRecord) -> Result<AuditEntry> {
-        let _write = self.write.lock().await;
-        let mut tx = self.pool.begin().await?;
-        let exists: Option<i64> = sqlx::query_scalar("SELECT 1 FROM apps WHERE id = ?")
-            .bind(row.app_id.as_str())
-            .fetch_optional(&mut *tx)
-            .await?;
-        if exists.is_none() {
-            return Err(StoreError::NotFound(format!(
-                "there is no app with id {}",
-                row.app_id
-            )));
-        }
-        sqlx::query(
-            "INSERT INTO app_databases (app_id, name, password, created_at) VALUES (?, ?, ?, ?)
-             ON CONFLICT (app_id) DO UPDATE SET password = excluded.password",
-        )
-        .bind(row.app_id.as_str())
-        .bind(&row.name)
-        .bind(&row.password)
-        .bind(&row.created_at)
-        .execute(&mut *tx)
-        .await
-        .map_err(|e| match e {
-            sqlx::Error::Database(db) if db.is_unique_violation() => {
-                StoreError::Conflict(format!("database {} belongs to another app", row.name))
+        self.audited(audit, async |tx| {
+            let exists: Option<i64> = sqlx::query_scalar("SELECT 1 FROM apps WHERE id = ?")
+                .bind(row.app_id.as_str())
+                .fetch_optional(&mut *tx)
+                .await?;
+            if exists.is_none() {
+                return Err(StoreError::NotFound(format!(
+                    "there is no app with id {}",
+                    row.app_id
+                )));
             }
-            other => other.into(),
-        })?;
-        let entry = append(&mut tx, audit).await?;
-        tx.commit().await?;
-        Ok(entry)
+            sqlx::query(
+                "INSERT INTO app_databases (app_id, name, password, created_at) VALUES (?, ?, ?, ?)
+                 ON CONFLICT (app_id) DO UPDATE SET password = excluded.password",
+            )
+            .bind(row.app_id.as_str())
+            .bind(&row.name)
+            .bind(&row.password)
+            .bind(&row.created_at)
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| match e {
+                sqlx::Error::Database(db) if db.is_unique_violation() => {
+                    StoreError::Conflict(format!("database {} belongs to another app", row.name))
+                }
+                other => other.into(),
+            })?;
+            Ok(())
+        })
+        .await
     }
 
     async fn media_bucket(&self, app: &AppId) -> Result<Option<MediaBucketRow>> {
@@ -1246,43 +1253,42 @@ impl Store for SqliteStore {
         schedule: Option<&ScheduleRow>,
         audit: AuditRecord,
     ) -> Result<AuditEntry> {
-        let _write = self.write.lock().await;
-        let mut tx = self.pool.begin().await?;
-        match schedule {
-            None => {
-                sqlx::query("DELETE FROM backup_schedules WHERE app_id = ?")
+        self.audited(audit, async |tx| {
+            match schedule {
+                None => {
+                    sqlx::query("DELETE FROM backup_schedules WHERE app_id = ?")
+                        .bind(app.as_str())
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                Some(s) => {
+                    sqlx::query(
+                        "INSERT INTO backup_schedules (app_id, every_secs, keep_last, keep_daily,
+                            keep_weekly, keep_monthly, verify_every_secs, next_backup_at, next_verify_at)
+                         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+                         ON CONFLICT (app_id) DO UPDATE SET every_secs = excluded.every_secs,
+                            keep_last = excluded.keep_last, keep_daily = excluded.keep_daily,
+                            keep_weekly = excluded.keep_weekly, keep_monthly = excluded.keep_monthly,
+                            verify_every_secs = excluded.verify_every_secs,
+                            next_backup_at = excluded.next_backup_at,
+                            next_verify_at = excluded.next_verify_at",
+                    )
                     .bind(app.as_str())
+                    .bind(s.every_secs as i64)
+                    .bind(i64::from(s.keep_last))
+                    .bind(i64::from(s.keep_daily))
+                    .bind(i64::from(s.keep_weekly))
+                    .bind(i64::from(s.keep_monthly))
+                    .bind(s.verify_every_secs.map(|v| v as i64))
+                    .bind(&s.next_backup_at)
+                    .bind(&s.next_verify_at)
                     .execute(&mut *tx)
                     .await?;
+                }
             }
-            Some(s) => {
-                sqlx::query(
-                    "INSERT INTO backup_schedules (app_id, every_secs, keep_last, keep_daily,
-                        keep_weekly, keep_monthly, verify_every_secs, next_backup_at, next_verify_at)
-                     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
-                     ON CONFLICT (app_id) DO UPDATE SET every_secs = excluded.every_secs,
-                        keep_last = excluded.keep_last, keep_daily = excluded.keep_daily,
-                        keep_weekly = excluded.keep_weekly, keep_monthly = excluded.keep_monthly,
-                        verify_every_secs = excluded.verify_every_secs,
-                        next_backup_at = excluded.next_backup_at,
-                        next_verify_at = excluded.next_verify_at",
-                )
-                .bind(app.as_str())
-                .bind(s.every_secs as i64)
-                .bind(i64::from(s.keep_last))
-                .bind(i64::from(s.keep_daily))
-                .bind(i64::from(s.keep_weekly))
-                .bind(i64::from(s.keep_monthly))
-                .bind(s.verify_every_secs.map(|v| v as i64))
-                .bind(&s.next_backup_at)
-                .bind(&s.next_verify_at)
-                .execute(&mut *tx)
-                .await?;
-            }
-        }
-        let entry = append(&mut tx, audit).await?;
-        tx.commit().await?;
-        Ok(entry)
+            Ok(())
+        })
+        .await
     }
 
     async fn advance_backup_schedule(
