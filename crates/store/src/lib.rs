@@ -1,9 +1,12 @@
 //! Persistence for the control plane.
 //!
-//! [`Store`] is the whole contract between the platform and its database.
-//! It is deliberately narrow and speaks in domain types, so that the SQLite
-//! implementation here and a PostgreSQL one for clusters can share every
-//! test. Two rules every implementation keeps:
+//! [`Store`] is the whole contract between the platform and its database,
+//! made of one trait per domain ([`IdentityStore`], [`AppStore`],
+//! [`ReleaseStore`], [`DataStore`], [`AuditStore`]) that a backend
+//! implements one file each (see `sqlite/`). It is deliberately narrow and
+//! speaks in domain types, so that the SQLite implementation here and a
+//! PostgreSQL one for clusters can share every test. Two rules every
+//! implementation keeps:
 //!
 //! - A mutation and the audit entry that records it commit in one
 //!   transaction: either both are stored or neither is.
@@ -52,10 +55,26 @@ pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
 /// Everything the control plane keeps.
 #[async_trait]
-pub trait Store: Send + Sync + std::fmt::Debug + 'static {
+pub trait Store:
+    IdentityStore
+    + AppStore
+    + ReleaseStore
+    + DataStore
+    + AuditStore
+    + Send
+    + Sync
+    + std::fmt::Debug
+    + 'static
+{
     /// Reads an installation-wide setting.
     async fn setting(&self, key: &str) -> Result<Option<String>>;
 
+    async fn close(&self);
+}
+
+/// Users, invitations, MFA, grants and API tokens.
+#[async_trait]
+pub trait IdentityStore: Send + Sync {
     /// Number of users; zero before the first start completed.
     async fn user_count(&self) -> Result<u64>;
 
@@ -70,10 +89,13 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     ) -> Result<AuditEntry>;
 
     async fn user(&self, id: &UserId) -> Result<Option<User>>;
+
     /// Every user, erased ones too, oldest first.
     async fn users(&self) -> Result<Vec<User>>;
+
     /// A user's sign-in material, by email (compared without case).
     async fn credentials_by_email(&self, email: &str) -> Result<Option<Credentials>>;
+
     async fn credentials(&self, id: &UserId) -> Result<Option<Credentials>>;
 
     /// Creates an invited user and their invitation; [`StoreError::Conflict`]
@@ -84,8 +106,11 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
         invitation: &NewInvitation,
         audit: AuditRecord,
     ) -> Result<AuditEntry>;
+
     async fn invitation_by_hash(&self, hash: &TokenHash) -> Result<Option<InvitationRow>>;
+
     async fn invitations(&self, user: &UserId) -> Result<Vec<InvitationRow>>;
+
     /// Uses an invitation: sets the password and activates the user.
     /// [`StoreError::Conflict`] if it was used already (nothing changes).
     async fn accept_invitation(
@@ -99,9 +124,11 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     /// Changes a role; [`StoreError::Conflict`] if no active owner would
     /// remain.
     async fn set_role(&self, user: &UserId, role: Role, audit: AuditRecord) -> Result<AuditEntry>;
+
     /// Ends an account: no more sign-in, every token revoked.
     /// [`StoreError::Conflict`] for the last active owner.
     async fn remove_user(&self, user: &UserId, at: &str, audit: AuditRecord) -> Result<AuditEntry>;
+
     /// Removes the account and its personal data (email, password, MFA
     /// seed and codes, invitations); the id stays, so the audit chain and
     /// records that name it keep verifying.
@@ -115,6 +142,7 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
         sealed: &[u8],
         audit: AuditRecord,
     ) -> Result<AuditEntry>;
+
     /// Turns MFA on with the step of the confirming code and the hashes of
     /// fresh recovery codes (replacing any old ones).
     async fn enable_mfa(
@@ -124,11 +152,14 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
         recovery: &[String],
         audit: AuditRecord,
     ) -> Result<AuditEntry>;
+
     /// Records a TOTP step as used; false if it is not newer than the last
     /// one (a replay).
     async fn use_totp_step(&self, user: &UserId, step: u64) -> Result<bool>;
+
     /// Uses a recovery code once; false if unknown or used.
     async fn use_recovery_code(&self, user: &UserId, hash: &str, at: &str) -> Result<bool>;
+
     async fn unused_recovery_codes(&self, user: &UserId) -> Result<u64>;
 
     /// Grants or withdraws a developer's access to an app.
@@ -139,31 +170,45 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
         granted: bool,
         audit: AuditRecord,
     ) -> Result<AuditEntry>;
+
     async fn grants(&self, user: &UserId) -> Result<Vec<AppName>>;
 
     /// A token by the hash of its value, with its owner's role; revoked
     /// tokens are returned too, so the caller can say why it was refused.
     async fn token_by_hash(&self, hash: &TokenHash) -> Result<Option<TokenRow>>;
+
     /// A token of any kind by its id.
     async fn token(&self, id: &TokenId) -> Result<Option<TokenRow>>;
+
     /// Every API token (sessions are not listed).
     async fn tokens(&self) -> Result<Vec<TokenRow>>;
+
     /// Every token of one user, sessions included.
     async fn user_tokens(&self, user: &UserId) -> Result<Vec<TokenRow>>;
+
     async fn create_token(&self, token: &NewToken, audit: AuditRecord) -> Result<AuditEntry>;
+
     /// Marks a token revoked; [`StoreError::NotFound`] when there is no such
     /// unrevoked token.
     async fn revoke_token(&self, id: &TokenId, at: &str, audit: AuditRecord) -> Result<AuditEntry>;
+}
 
+/// Apps, their variables, settings and events.
+#[async_trait]
+pub trait AppStore: Send + Sync {
     async fn apps(&self) -> Result<Vec<AppRow>>;
+
     async fn app(&self, name: &AppName) -> Result<Option<AppRow>>;
+
     /// [`StoreError::Conflict`] when the name or a domain is taken.
     async fn create_app(&self, app: &NewApp, audit: AuditRecord) -> Result<AuditEntry>;
+
     /// Deletes the app with its domains and variables.
     async fn delete_app(&self, id: &AppId, audit: AuditRecord) -> Result<AuditEntry>;
 
     /// Sealed variables of an app, by name.
     async fn env(&self, app: &AppId) -> Result<Vec<SealedVar>>;
+
     /// Adds or replaces variables.
     async fn set_env(
         &self,
@@ -171,6 +216,7 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
         vars: &[SealedVar],
         audit: AuditRecord,
     ) -> Result<AuditEntry>;
+
     /// Removes variables; [`StoreError::NotFound`] (and nothing removed) when
     /// any of them is not set.
     async fn unset_env(
@@ -188,6 +234,15 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
         audit: AuditRecord,
     ) -> Result<AuditEntry>;
 
+    async fn add_event(&self, app: &AppId, event: &AppEvent) -> Result<()>;
+
+    /// The newest events of an app, oldest first.
+    async fn events(&self, app: &AppId, limit: u32) -> Result<Vec<AppEvent>>;
+}
+
+/// Releases of apps.
+#[async_trait]
+pub trait ReleaseStore: Send + Sync {
     /// Records a release in state `deploying`, numbered one past the app's
     /// highest, and returns its number.
     async fn create_release(
@@ -212,39 +267,37 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
 
     /// An app's releases, newest first.
     async fn releases(&self, app: &AppId) -> Result<Vec<ReleaseRow>>;
+
     async fn release(&self, app: &AppId, number: u64) -> Result<Option<ReleaseRow>>;
+
     /// Releases of every app still `deploying`.
     async fn unfinished_releases(&self) -> Result<Vec<ReleaseRow>>;
+}
 
-    async fn add_event(&self, app: &AppId, event: &AppEvent) -> Result<()>;
-    /// The newest events of an app, oldest first.
-    async fn events(&self, app: &AppId, limit: u32) -> Result<Vec<AppEvent>>;
-
-    /// Appends an entry that records no other change (a refused request, a read
-    /// of secrets).
-    async fn append_audit(&self, audit: AuditRecord) -> Result<AuditEntry>;
-    /// Entries with `seq > after`, oldest first, at most `limit`.
-    async fn audit_entries(&self, after: u64, limit: u32) -> Result<Vec<AuditEntry>>;
-    /// The newest entries, newest first, at most `limit`.
-    async fn audit_tail(&self, limit: u32) -> Result<Vec<AuditEntry>>;
-    async fn audit_entry(&self, seq: u64) -> Result<Option<AuditEntry>>;
-
+/// Apps' databases, media buckets, backup schedules and results.
+#[async_trait]
+pub trait DataStore: Send + Sync {
     /// Finishes pending work and closes connections.
     /// The database of an app, if it has one.
     async fn database(&self, app: &AppId) -> Result<Option<DatabaseRow>>;
+
     /// Every app's database.
     async fn databases(&self) -> Result<Vec<DatabaseRow>>;
+
     /// Records an app's new database (or its new password).
     async fn put_database(&self, row: &DatabaseRow, audit: AuditRecord) -> Result<AuditEntry>;
 
     /// The media bucket of an app, if it has one.
     async fn media_bucket(&self, app: &AppId) -> Result<Option<MediaBucketRow>>;
+
     /// Records an app's media bucket (created with its first deploy, which
     /// carries the audit entry).
     async fn put_media_bucket(&self, row: &MediaBucketRow) -> Result<()>;
 
     async fn backup_schedule(&self, app: &AppId) -> Result<Option<ScheduleRow>>;
+
     async fn backup_schedules(&self) -> Result<Vec<ScheduleRow>>;
+
     /// Sets an app's schedule, or removes it with `None`.
     async fn set_backup_schedule(
         &self,
@@ -252,6 +305,7 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
         schedule: Option<&ScheduleRow>,
         audit: AuditRecord,
     ) -> Result<AuditEntry>;
+
     /// Moves a schedule's next times on (no audit entry: the scheduler
     /// records results instead).
     async fn advance_backup_schedule(
@@ -260,9 +314,25 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
         next_backup_at: &str,
         next_verify_at: Option<&str>,
     ) -> Result<()>;
+
     async fn add_backup_result(&self, result: &BackupResult) -> Result<()>;
+
     /// The newest results of an app, oldest first.
     async fn backup_results(&self, app: &str, limit: u32) -> Result<Vec<BackupResult>>;
+}
 
-    async fn close(&self);
+/// The audit chain.
+#[async_trait]
+pub trait AuditStore: Send + Sync {
+    /// Appends an entry that records no other change (a refused request, a read
+    /// of secrets).
+    async fn append_audit(&self, audit: AuditRecord) -> Result<AuditEntry>;
+
+    /// Entries with `seq > after`, oldest first, at most `limit`.
+    async fn audit_entries(&self, after: u64, limit: u32) -> Result<Vec<AuditEntry>>;
+
+    /// The newest entries, newest first, at most `limit`.
+    async fn audit_tail(&self, limit: u32) -> Result<Vec<AuditEntry>>;
+
+    async fn audit_entry(&self, seq: u64) -> Result<Option<AuditEntry>>;
 }

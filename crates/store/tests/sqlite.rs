@@ -2,7 +2,10 @@
 
 use rampart_core::audit::{AuditRecord, Outcome, Verifier};
 use rampart_core::{AppId, AppName, Domain, EnvName, Role, TokenId, UserId, token};
-use rampart_store::{NewApp, NewToken, NewUser, SealedVar, SqliteStore, Store, StoreError};
+use rampart_store::{
+    AppStore, AuditStore, IdentityStore, NewApp, NewToken, NewUser, ReleaseStore, SealedVar,
+    SqliteStore, Store, StoreError,
+};
 
 fn record(action: &str) -> AuditRecord {
     AuditRecord {
