@@ -8,17 +8,13 @@
 //! data.
 
 use argon2::{Algorithm, Argon2, Params, Version};
-use chacha20poly1305::aead::{Aead, AeadCore, KeyInit, OsRng, Payload};
-use chacha20poly1305::{XChaCha20Poly1305, XNonce};
+use rampart_core::seal::SealingKey;
 use rand::RngCore;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 
-pub const NONCE_LEN: usize = 24;
-pub const TAG_LEN: usize = 16;
-/// Bytes that sealing adds to a plaintext.
-pub const OVERHEAD: usize = NONCE_LEN + TAG_LEN;
+pub use rampart_core::seal::{NONCE_LEN, OVERHEAD};
 
 /// A 32-byte identifier: the keyed BLAKE3 of a blob's plaintext, or the
 /// plain BLAKE3 of a stored object's bytes.
@@ -75,7 +71,7 @@ impl<'de> Deserialize<'de> for Id {
 /// The master keys of a repository.
 #[derive(Clone)]
 pub struct MasterKeys {
-    cipher: XChaCha20Poly1305,
+    cipher: SealingKey,
     raw: [u8; 96],
 }
 
@@ -96,7 +92,7 @@ impl MasterKeys {
         let mut enc = [0u8; 32];
         enc.copy_from_slice(&raw[..32]);
         Self {
-            cipher: XChaCha20Poly1305::new(&enc.into()),
+            cipher: SealingKey::new(&enc),
             raw,
         }
     }
@@ -120,35 +116,14 @@ impl MasterKeys {
         *blake3::keyed_hash(self.mac_key(), bytes).as_bytes()
     }
 
-    /// `nonce ‖ ciphertext ‖ tag`.
+    /// `nonce ‖ ciphertext ‖ tag` (see [`rampart_core::seal`]).
     pub fn seal(&self, aad: &[u8], plaintext: &[u8]) -> Vec<u8> {
-        let nonce = XChaCha20Poly1305::generate_nonce(&mut OsRng);
-        let mut out = Vec::with_capacity(plaintext.len() + OVERHEAD);
-        out.extend_from_slice(&nonce);
-        // Encryption fails only past 256 GiB; chunks and objects are far smaller.
-        let body = self
-            .cipher
-            .encrypt(
-                &nonce,
-                Payload {
-                    msg: plaintext,
-                    aad,
-                },
-            )
-            .unwrap_or_default();
-        out.extend_from_slice(&body);
-        out
+        self.cipher.seal(aad, plaintext)
     }
 
     /// Opens what [`MasterKeys::seal`] produced for the same `aad`.
     pub fn open(&self, aad: &[u8], sealed: &[u8]) -> Option<Vec<u8>> {
-        if sealed.len() < OVERHEAD {
-            return None;
-        }
-        let (nonce, body) = sealed.split_at(NONCE_LEN);
-        self.cipher
-            .decrypt(XNonce::from_slice(nonce), Payload { msg: body, aad })
-            .ok()
+        self.cipher.open(aad, sealed)
     }
 }
 
@@ -207,19 +182,7 @@ pub fn wrap(keys: &MasterKeys, password: &[u8], kdf: KdfParams) -> Result<(Vec<u
     let mut salt = vec![0u8; 32];
     rand::rng().fill_bytes(&mut salt);
     let kek = kdf.derive(password, &salt)?;
-    let cipher = XChaCha20Poly1305::new(&kek.into());
-    let nonce = XChaCha20Poly1305::generate_nonce(&mut OsRng);
-    let mut sealed = nonce.to_vec();
-    let body = cipher
-        .encrypt(
-            &nonce,
-            Payload {
-                msg: &keys.raw,
-                aad: SLOT_AAD,
-            },
-        )
-        .map_err(|_| Error::Invalid("cannot wrap the master keys".into()))?;
-    sealed.extend_from_slice(&body);
+    let sealed = SealingKey::new(&kek).seal(SLOT_AAD, &keys.raw);
     Ok((salt, sealed))
 }
 
@@ -232,18 +195,7 @@ pub fn unwrap(
     sealed: &[u8],
 ) -> Result<Option<MasterKeys>> {
     let kek = kdf.derive(password, salt)?;
-    if sealed.len() < OVERHEAD {
-        return Ok(None);
-    }
-    let cipher = XChaCha20Poly1305::new(&kek.into());
-    let (nonce, body) = sealed.split_at(NONCE_LEN);
-    let Ok(raw) = cipher.decrypt(
-        XNonce::from_slice(nonce),
-        Payload {
-            msg: body,
-            aad: SLOT_AAD,
-        },
-    ) else {
+    let Some(raw) = SealingKey::new(&kek).open(SLOT_AAD, sealed) else {
         return Ok(None);
     };
     let Ok(raw) = <[u8; 96]>::try_from(raw.as_slice()) else {

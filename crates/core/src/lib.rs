@@ -15,6 +15,7 @@ pub mod deploy;
 pub mod id;
 pub mod name;
 pub mod role;
+pub mod seal;
 pub mod secret;
 pub mod time;
 pub mod token;

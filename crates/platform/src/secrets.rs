@@ -10,11 +10,9 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use chacha20poly1305::aead::{Aead, AeadCore, KeyInit, OsRng, Payload};
-use chacha20poly1305::{XChaCha20Poly1305, XNonce};
+use rampart_core::seal::SealingKey;
 
 const HEADER: &str = "rampart-master-key v1";
-const NONCE_LEN: usize = 24;
 const KEY_CHECK_AAD: &[u8] = b"rampart/key-check/v1";
 const KEY_CHECK_PLAINTEXT: &[u8] = b"rampart master key check";
 
@@ -48,7 +46,7 @@ pub struct OpenError;
 
 /// The key that seals every secret at rest.
 pub struct MasterKey {
-    cipher: XChaCha20Poly1305,
+    cipher: SealingKey,
     /// A one-way derivative of the key, for stable public labels.
     label_seed: [u8; 32],
 }
@@ -108,14 +106,15 @@ impl MasterKey {
     }
 
     fn create(path: &Path) -> Result<Self, KeyError> {
-        let key = XChaCha20Poly1305::generate_key(&mut OsRng);
+        let mut key = [0u8; 32];
+        rand::RngCore::fill_bytes(&mut rand::rng(), &mut key);
         let text = format!("{HEADER}\n{}\n", hex::encode(key));
         write_private(path, text.as_bytes(), false).map_err(|source| KeyError::Io {
             action: "create",
             path: path.to_owned(),
             source,
         })?;
-        Ok(Self::from_bytes(&key.into()))
+        Ok(Self::from_bytes(&key))
     }
 
     pub fn from_bytes(key: &[u8; 32]) -> Self {
@@ -124,7 +123,7 @@ impl MasterKey {
         seed.update(b"rampart/label-seed/v1\0");
         seed.update(key);
         Self {
-            cipher: XChaCha20Poly1305::new(key.into()),
+            cipher: SealingKey::new(key),
             label_seed: seed.finalize().into(),
         }
     }
@@ -141,33 +140,12 @@ impl MasterKey {
 
     /// Seals `plaintext` for the place named by `aad`.
     pub fn seal(&self, aad: &[u8], plaintext: &[u8]) -> Vec<u8> {
-        let nonce = XChaCha20Poly1305::generate_nonce(&mut OsRng);
-        let mut out = nonce.to_vec();
-        // Encryption fails only for messages over 256 GiB; values are bounded
-        // by the API's body limit.
-        let sealed = self
-            .cipher
-            .encrypt(
-                &nonce,
-                Payload {
-                    msg: plaintext,
-                    aad,
-                },
-            )
-            .unwrap_or_default();
-        out.extend_from_slice(&sealed);
-        out
+        self.cipher.seal(aad, plaintext)
     }
 
     /// Opens a value sealed for the place named by `aad`.
     pub fn open(&self, aad: &[u8], sealed: &[u8]) -> Result<Vec<u8>, OpenError> {
-        if sealed.len() < NONCE_LEN + 16 {
-            return Err(OpenError);
-        }
-        let (nonce, body) = sealed.split_at(NONCE_LEN);
-        self.cipher
-            .decrypt(XNonce::from_slice(nonce), Payload { msg: body, aad })
-            .map_err(|_| OpenError)
+        self.cipher.open(aad, sealed).ok_or(OpenError)
     }
 
     /// A value stored beside the data that proves later that this key is the
