@@ -180,10 +180,6 @@ pub struct EdgeConfig {
     pub routes: RouteTable,
 }
 
-fn line_of(text: &str, offset: usize) -> usize {
-    text.get(..offset).map_or(0, |s| s.matches('\n').count()) + 1
-}
-
 fn addr(key: &str, value: Option<&str>, default: &str) -> Result<SocketAddr, ConfigError> {
     let text = value.unwrap_or(default);
     text.parse().map_err(|_| {
@@ -209,15 +205,11 @@ fn positive<T: PartialOrd + Default + Copy + std::fmt::Display>(
 impl EdgeConfig {
     /// Parses and validates the text of an `edge.toml`.
     pub fn from_toml(text: &str) -> Result<Self, ConfigError> {
-        let raw: RawConfig = serde_path_to_error::deserialize(toml::Deserializer::new(text))
-            .map_err(|err| {
-                let path = err.path().to_string();
-                let inner = err.into_inner();
-                ConfigError::Syntax {
-                    key: (path != ".").then_some(path),
-                    line: inner.span().map_or(1, |s| line_of(text, s.start)),
-                    message: inner.message().trim().to_owned(),
-                }
+        let raw: RawConfig =
+            rampart_core::config::parse_toml(text).map_err(|e| ConfigError::Syntax {
+                key: e.key,
+                line: e.line,
+                message: e.message,
             })?;
         Self::validate(raw)
     }
