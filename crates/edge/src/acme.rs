@@ -20,7 +20,6 @@ use time::OffsetDateTime;
 use tokio::sync::OnceCell;
 
 use crate::pki::write_private;
-use crate::proxy::Challenges;
 use crate::tls::{CertError, Served, load_files, served};
 
 /// An ACME client bound to one directory and account.
@@ -196,6 +195,36 @@ pub fn renewal_due(
 /// Delay before retry number `attempt` (0-based): 5 s doubling to 1 h.
 pub fn backoff(attempt: u32) -> Duration {
     Duration::from_secs(5u64.saturating_mul(1u64 << attempt.min(10)).min(3600))
+}
+
+/// Tokens and key authorizations for ACME HTTP-01 challenges.
+#[derive(Debug, Default)]
+pub struct Challenges {
+    map: std::sync::RwLock<std::collections::HashMap<String, String>>,
+}
+
+impl Challenges {
+    pub fn insert(&self, token: String, key_authorization: String) {
+        self.map
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(token, key_authorization);
+    }
+
+    pub fn remove(&self, token: &str) {
+        self.map
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(token);
+    }
+
+    pub(crate) fn get(&self, token: &str) -> Option<String> {
+        self.map
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(token)
+            .cloned()
+    }
 }
 
 #[cfg(test)]

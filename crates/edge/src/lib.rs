@@ -14,6 +14,7 @@
 
 pub mod access;
 pub mod acme;
+pub mod body;
 pub mod config;
 mod idle;
 pub mod metrics;
@@ -46,10 +47,11 @@ pub use config::{ConfigError, EdgeConfig, Limits};
 pub use routes::RouteTable;
 pub use shield::{Ban, ShieldAction};
 
+use crate::acme::Challenges;
 use crate::acme::{Acme, backoff, renewal_due};
 use crate::metrics::{CertLabels, Metrics, UpstreamLabels};
 use crate::pki::InternalCa;
-use crate::proxy::{Challenges, Shared, Table};
+use crate::proxy::{Shared, Table};
 use crate::routes::{SiteSpec, TlsMode};
 use crate::shield::Shields;
 use crate::tls::{CertError, CertStore, Served};

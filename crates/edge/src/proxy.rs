@@ -3,50 +3,25 @@
 //! on client input; every refusal is a status, a metric and an event.
 
 use std::net::{IpAddr, SocketAddr};
-use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::task::{Context, Poll};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use arc_swap::ArcSwap;
 use bytes::Bytes;
-use http_body_util::combinators::BoxBody as HttpBoxBody;
-use http_body_util::{BodyExt, Empty, Full};
-use hyper::body::{Body, Frame, Incoming, SizeHint};
+use http_body_util::{BodyExt, Full};
+use hyper::body::{Body, Incoming};
 use hyper::header::{self, HeaderMap, HeaderName, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode, Uri, Version};
-use tokio::time::Sleep;
 
 use crate::access::{AccessEvent, AccessLog};
+use crate::acme::Challenges;
+use crate::body::{BodyError, BoxBody, GuardedBody, Tracked, empty_body, text_body};
 use crate::config::Limits;
 use crate::metrics::Metrics;
 use crate::routes::{RouteTable, SiteSpec};
 use crate::shield::{ShieldAction, Shields};
 use crate::upstream::{HttpClient, Pool, SendError};
-
-/// Why a body stopped.
-#[derive(Debug, thiserror::Error)]
-pub enum BodyError {
-    #[error("the request body is larger than the limit")]
-    TooLarge,
-    #[error("the request body stalled")]
-    Timeout,
-    #[error(transparent)]
-    Hyper(#[from] hyper::Error),
-}
-
-pub type BoxBody = HttpBoxBody<Bytes, BodyError>;
-
-pub fn empty_body() -> BoxBody {
-    Empty::new().map_err(|never| match never {}).boxed()
-}
-
-fn text_body(text: &'static str) -> BoxBody {
-    Full::new(Bytes::from_static(text.as_bytes()))
-        .map_err(|never| match never {})
-        .boxed()
-}
 
 /// A routing table with the replica pools of its sites, swapped whole.
 #[derive(Debug, Default)]
@@ -57,36 +32,6 @@ pub struct Table {
     /// Request counters per site, in the table's order (one reference to
     /// clone per request, not one per status class).
     pub counters: Vec<Arc<crate::metrics::SiteCounters>>,
-}
-
-/// Tokens and key authorizations for ACME HTTP-01 challenges.
-#[derive(Debug, Default)]
-pub struct Challenges {
-    map: std::sync::RwLock<std::collections::HashMap<String, String>>,
-}
-
-impl Challenges {
-    pub fn insert(&self, token: String, key_authorization: String) {
-        self.map
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(token, key_authorization);
-    }
-
-    pub fn remove(&self, token: &str) {
-        self.map
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(token);
-    }
-
-    fn get(&self, token: &str) -> Option<String> {
-        self.map
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(token)
-            .cloned()
-    }
 }
 
 /// What every request handler shares.
@@ -121,110 +66,6 @@ impl Conn {
             tls_version,
             forwarded_for: HeaderValue::from_str(&client)
                 .expect("an IP address is a valid header value"),
-        }
-    }
-}
-
-/// Request body with a size limit and a stall timeout. The timer is
-/// created only when the body first makes the reader wait.
-struct GuardedBody {
-    inner: Incoming,
-    limit: u64,
-    seen: Arc<AtomicU64>,
-    timeout: Duration,
-    last: tokio::time::Instant,
-    sleep: Option<Pin<Box<Sleep>>>,
-}
-
-impl Body for GuardedBody {
-    type Data = Bytes;
-    type Error = BodyError;
-
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
-        let this = self.get_mut();
-        match Pin::new(&mut this.inner).poll_frame(cx) {
-            Poll::Ready(Some(Ok(frame))) => {
-                if let Some(data) = frame.data_ref() {
-                    let total = this.seen.fetch_add(data.len() as u64, Ordering::Relaxed)
-                        + data.len() as u64;
-                    if total > this.limit {
-                        return Poll::Ready(Some(Err(BodyError::TooLarge)));
-                    }
-                }
-                this.last = tokio::time::Instant::now();
-                Poll::Ready(Some(Ok(frame)))
-            }
-            Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(BodyError::Hyper(e)))),
-            Poll::Ready(None) => Poll::Ready(None),
-            Poll::Pending => {
-                let deadline = this.last + this.timeout;
-                let sleep = this
-                    .sleep
-                    .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
-                loop {
-                    if sleep.as_mut().poll(cx).is_pending() {
-                        return Poll::Pending;
-                    }
-                    let deadline = this.last + this.timeout;
-                    if tokio::time::Instant::now() >= deadline {
-                        return Poll::Ready(Some(Err(BodyError::Timeout)));
-                    }
-                    sleep.as_mut().reset(deadline);
-                }
-            }
-        }
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
-    }
-}
-
-/// A response body that counts what it sends and reports when done.
-struct Tracked {
-    inner: BoxBody,
-    sent: u64,
-    on_done: Option<Box<dyn FnOnce(u64) + Send + Sync>>,
-}
-
-impl Body for Tracked {
-    type Data = Bytes;
-    type Error = BodyError;
-
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
-        let this = self.get_mut();
-        let polled = Pin::new(&mut this.inner).poll_frame(cx);
-        if let Poll::Ready(Some(Ok(frame))) = &polled {
-            if let Some(data) = frame.data_ref() {
-                this.sent += data.len() as u64;
-            }
-        }
-        polled
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
-    }
-}
-
-impl Drop for Tracked {
-    fn drop(&mut self) {
-        if let Some(done) = self.on_done.take() {
-            done(self.sent);
         }
     }
 }

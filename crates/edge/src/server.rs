@@ -20,9 +20,10 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 
+use crate::body::BoxBody;
 use crate::config::Limits;
 use crate::idle::IdleIo;
-use crate::proxy::{BoxBody, Conn, Shared, handle_http, handle_https};
+use crate::proxy::{Conn, Shared, handle_http, handle_https};
 
 /// An HTTP server builder with every timeout armed and every limit set.
 fn builder(limits: &Limits) -> auto::Builder<TokioExecutor> {

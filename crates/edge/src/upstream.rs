@@ -17,7 +17,7 @@ use tokio::task::JoinHandle;
 use crate::routes::{HostPattern, SiteSpec};
 
 /// A keep-alive HTTP/1.1 connection to a replica.
-pub type Sender = hyper::client::conn::http1::SendRequest<crate::proxy::BoxBody>;
+pub type Sender = hyper::client::conn::http1::SendRequest<crate::body::BoxBody>;
 
 /// Most idle connections kept per replica.
 const MAX_IDLE: usize = 512;
@@ -114,7 +114,7 @@ impl Upstream {
     /// response, to be checked in once its body is done.
     pub async fn send(
         &self,
-        request: Request<crate::proxy::BoxBody>,
+        request: Request<crate::body::BoxBody>,
         idle: Duration,
     ) -> Result<(hyper::Response<hyper::body::Incoming>, Sender), SendError> {
         let (mut sender, reused) = self.connection(idle).await.map_err(SendError::Connect)?;
@@ -162,7 +162,7 @@ impl Upstream {
 fn timed_out(error: &hyper::Error) -> bool {
     let mut source: Option<&(dyn std::error::Error + 'static)> = Some(error);
     while let Some(e) = source {
-        if e.is::<crate::proxy::BodyError>() {
+        if e.is::<crate::body::BodyError>() {
             return false;
         }
         if let Some(io) = e.downcast_ref::<std::io::Error>() {
@@ -209,7 +209,7 @@ pub struct Registry {
 }
 
 pub type HttpClient =
-    Client<HttpConnector, http_body_util::combinators::BoxBody<Bytes, crate::proxy::BodyError>>;
+    Client<HttpConnector, http_body_util::combinators::BoxBody<Bytes, crate::body::BodyError>>;
 
 fn check_host(site: &SiteSpec, addr: SocketAddr) -> String {
     site.hosts
@@ -303,7 +303,7 @@ async fn check_loop(
         let request = Request::get(uri)
             .header(hyper::header::HOST, host.as_str())
             .header(hyper::header::USER_AGENT, "rampart-edge-health")
-            .body(crate::proxy::empty_body());
+            .body(crate::body::empty_body());
         let ok = match request {
             Ok(request) => match tokio::time::timeout(timeout, client.request(request)).await {
                 Ok(Ok(response)) => {
