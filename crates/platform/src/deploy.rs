@@ -257,14 +257,6 @@ impl Platform {
         Ok(())
     }
 
-    pub(crate) async fn app_by_name(&self, name: &str) -> Result<AppRow, Error> {
-        let name = AppName::parse(name).map_err(|e| Error::Invalid(e.to_string()))?;
-        self.store
-            .app(&name)
-            .await?
-            .ok_or_else(|| Error::NotFound(format!("there is no app named {:?}", name.as_str())))
-    }
-
     /// The app's variables in clear text, for its replicas.
     pub(crate) async fn replica_env(&self, app: &AppRow) -> Result<Vec<(String, String)>, Error> {
         let mut env = Vec::new();
@@ -296,7 +288,7 @@ impl Platform {
         progress: UnboundedSender<DeployLine>,
     ) -> Result<wire::Release, Error> {
         let engine = self.engine()?;
-        let row = self.app_by_name(app).await?;
+        let row = self.app_row(app).await?;
         let lock = engine.lock_for(&row.id);
         let _turn = lock.lock().await;
         engine.runtime.ping().await?;
@@ -690,7 +682,7 @@ impl Platform {
     /// The release a rollback deploys: `to`, or the one live before the
     /// current one.
     pub async fn rollback_target(&self, app: &str, to: Option<u64>) -> Result<u64, Error> {
-        let row = self.app_by_name(app).await?;
+        let row = self.app_row(app).await?;
         let releases = self.store.releases(&row.id).await?;
         if let Some(n) = to {
             let found = releases
@@ -724,7 +716,7 @@ impl Platform {
     }
 
     pub async fn releases(&self, app: &str) -> Result<Vec<wire::Release>, Error> {
-        let row = self.app_by_name(app).await?;
+        let row = self.app_row(app).await?;
         Ok(self
             .store
             .releases(&row.id)
@@ -735,7 +727,7 @@ impl Platform {
     }
 
     pub async fn settings(&self, app: &str) -> Result<AppSettings, Error> {
-        Ok(self.app_by_name(app).await?.settings)
+        Ok(self.app_row(app).await?.settings)
     }
 
     /// Changes how an app runs. Replica counts take effect at once; the
@@ -746,7 +738,7 @@ impl Platform {
         app: &str,
         patch: SettingsPatch,
     ) -> Result<AppSettings, Error> {
-        let row = self.app_by_name(app).await?;
+        let row = self.app_row(app).await?;
         let next = row.settings.patched(&patch).map_err(Error::Invalid)?;
         // Switching hardening off is not a developer's call.
         let hardening_changed =
@@ -765,7 +757,7 @@ impl Platform {
         self.committed(self.store.set_settings(&row.id, &next, record).await)
             .await?;
         if patch.replicas.is_some() && self.engine.get().is_some() {
-            let row = self.app_by_name(app).await?;
+            let row = self.app_row(app).await?;
             self.converge(&row).await?;
         }
         Ok(next)
@@ -774,7 +766,7 @@ impl Platform {
     /// Replicas, health and events of an app.
     pub async fn status(&self, app: &str) -> Result<wire::AppStatus, Error> {
         let engine = self.engine()?;
-        let row = self.app_by_name(app).await?;
+        let row = self.app_row(app).await?;
         let serving = engine.serving_of(&row.id);
         let now = time::OffsetDateTime::now_utc();
         let replicas = engine
@@ -830,7 +822,7 @@ impl Platform {
         query: LogQuery,
     ) -> Result<BoxStream<'static, wire::LogLine>, Error> {
         let engine = self.engine()?;
-        let row = self.app_by_name(app).await?;
+        let row = self.app_row(app).await?;
         let replicas = engine.replicas(Some(&row.name)).await?;
         if !query.follow {
             let streams = replicas.iter().map(|r| {

@@ -431,7 +431,7 @@ impl Platform {
         granted: bool,
     ) -> Result<wire::UserInfo, Error> {
         let user = self.user_row(id).await?;
-        let app = self.app_by_name(app).await?;
+        let app = self.app_row(app).await?;
         let verb = if granted { "grant" } else { "revoke" };
         let record = self.record(
             acting,
