@@ -18,11 +18,11 @@ use axum::{Extension, Json};
 use bytes::Bytes;
 use futures::{Stream, StreamExt};
 use http_body_util::BodyExt;
+use rampart_core::deploy::LogQuery;
 use rampart_core::deploy::{AppSettings, SettingsPatch};
 use rampart_core::wire::{self, DeployLine, ErrorBody};
 use rampart_platform::deploy::Source;
 use rampart_platform::{Acting, Error};
-use rampart_runtime::LogQuery;
 use serde::Deserialize;
 use utoipa::IntoParams;
 
@@ -56,15 +56,14 @@ async fn run_deploy(
     app: String,
     source: Source,
 ) -> Result<Response, ApiError> {
-    p.app(&app).await?;
-    p.runtime_ready()?;
+    let prepared = p.prepare_deploy(&app, source).await?;
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
     let task = tokio::spawn(async move {
         let acting = Acting {
             caller: &ctx.caller,
             request_id: &ctx.request_id,
         };
-        let last = match p.deploy(acting, &app, source, tx.clone()).await {
+        let last = match p.deploy(acting, prepared, tx.clone()).await {
             Ok(release) => DeployLine::Done { release },
             Err(Error::DeployFailed { message, release }) => DeployLine::Failed {
                 message,
@@ -134,9 +133,6 @@ pub async fn deploy_build(
             )));
         }
     };
-    rampart_runtime::context::check_off_thread(context.clone())
-        .await
-        .map_err(|e| ApiError::bad_request(e.to_string()))?;
     run_deploy(p, ctx, app, Source::Build(context)).await
 }
 
@@ -155,7 +151,6 @@ pub async fn deploy_image(
     Path(app): Path<String>,
     Body(request): Body<wire::DeployImage>,
 ) -> Result<Response, ApiError> {
-    rampart_platform::deploy::check_image_reference(&request.image)?;
     run_deploy(p, ctx, app, Source::Image(request.image)).await
 }
 

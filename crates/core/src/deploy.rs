@@ -231,3 +231,13 @@ mod tests {
         }
     }
 }
+
+/// Which of a replica's log lines to read.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LogQuery {
+    /// Unix seconds; lines before are skipped.
+    pub since: Option<i64>,
+    /// At most this many of the newest lines (before following).
+    pub tail: Option<usize>,
+    pub follow: bool,
+}

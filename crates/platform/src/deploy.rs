@@ -52,6 +52,13 @@ pub enum Source {
     Release(u64),
 }
 
+/// A deploy whose input [`Platform::prepare_deploy`] checked.
+#[derive(Debug)]
+pub struct PreparedDeploy {
+    app: AppName,
+    source: Source,
+}
+
 /// Refuses what cannot be an image reference or id.
 pub fn check_image_reference(reference: &str) -> Result<(), Error> {
     let ok = !reference.is_empty()
@@ -280,13 +287,47 @@ impl Platform {
     /// Deploys a new release of `app` and returns it once it serves. Progress
     /// goes to `progress`; the outcome is recorded on the release whatever
     /// happens.
+    /// Checks a deploy's input before anything runs: the app exists, a
+    /// build context is a context whose Dockerfile builds only from images
+    /// the app may use, an image reference is one it may run. The API calls
+    /// this before it starts streaming, so bad input is a clear 4xx and
+    /// changes nothing.
+    pub async fn prepare_deploy(&self, app: &str, source: Source) -> Result<PreparedDeploy, Error> {
+        let row = self.app_row(app).await?;
+        let engine = self.engine()?;
+        match &source {
+            Source::Build(context) => {
+                let dockerfile = rampart_runtime::context::check_off_thread(context.clone())
+                    .await
+                    .map_err(|e| Error::Invalid(e.to_string()))?;
+                let bases = rampart_runtime::context::dockerfile_images(&dockerfile)
+                    .map_err(|e| Error::Invalid(format!("the Dockerfile: {e}")))?;
+                for base in &bases {
+                    self.check_image_use(engine, &row, base).await?;
+                }
+            }
+            Source::Image(reference) => {
+                check_image_reference(reference)?;
+                self.check_image_use(engine, &row, reference).await?;
+            }
+            Source::Release(_) => {}
+        }
+        Ok(PreparedDeploy {
+            app: row.name,
+            source,
+        })
+    }
+
+    /// Builds or resolves the image of a prepared deploy, records the
+    /// release and rolls it out.
     pub async fn deploy(
         &self,
         acting: Acting<'_>,
-        app: &str,
-        source: Source,
+        prepared: PreparedDeploy,
         progress: UnboundedSender<DeployLine>,
     ) -> Result<wire::Release, Error> {
+        let PreparedDeploy { app, source } = prepared;
+        let app = app.as_str();
         let engine = self.engine()?;
         let row = self.app_row(app).await?;
         let lock = engine.lock_for(&row.id);
@@ -302,14 +343,6 @@ impl Platform {
 
         let (image_ref, image) = match source {
             Source::Build(context) => {
-                let dockerfile = rampart_runtime::context::check_off_thread(context.clone())
-                    .await
-                    .map_err(|e| Error::Invalid(e.to_string()))?;
-                let bases = rampart_runtime::context::dockerfile_images(&dockerfile)
-                    .map_err(|e| Error::Invalid(format!("the Dockerfile: {e}")))?;
-                for base in &bases {
-                    self.check_image_use(engine, &row, base).await?;
-                }
                 let tag = format!("rampart/{}:r{next}", row.name);
                 step(&progress, format!("building {tag}"));
                 let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
@@ -326,17 +359,6 @@ impl Platform {
                 (tag, built)
             }
             Source::Image(reference) => {
-                if reference.is_empty()
-                    || reference.len() > 512
-                    || reference
-                        .chars()
-                        .any(|c| c.is_whitespace() || c.is_control())
-                {
-                    return Err(Error::Invalid(format!(
-                        "{reference:?} is not an image reference"
-                    )));
-                }
-                self.check_image_use(engine, &row, &reference).await?;
                 let found = engine.runtime.image(&reference).await;
                 (reference, found)
             }

@@ -103,9 +103,10 @@ pub async fn run(platform: &Platform, edge: SocketAddr) -> anyhow::Result<()> {
                     }
                 }
             });
-            let deployed = platform
-                .deploy(acting, APP, Source::Build(context()?.into()), tx)
-                .await;
+            let prepared = platform
+                .prepare_deploy(APP, Source::Build(context()?.into()))
+                .await?;
+            let deployed = platform.deploy(acting, prepared, tx).await;
             let _ = printer.await;
             deployed?
         }

@@ -180,15 +180,7 @@ pub struct LogLine {
     pub time: Option<String>,
 }
 
-/// What reads a replica's logs.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct LogQuery {
-    /// Unix seconds; lines before are skipped.
-    pub since: Option<i64>,
-    /// At most this many of the newest lines (before following).
-    pub tail: Option<usize>,
-    pub follow: bool,
-}
+pub use rampart_core::deploy::LogQuery;
 
 /// The engine that runs replicas.
 #[async_trait]
