@@ -543,33 +543,38 @@ pub struct VerifyBackup {
     pub snapshot: Option<String>,
 }
 
-/// Parses an interval: `N` followed by `s`, `m`, `h` or `d`, or `hourly`,
+/// Parses a duration: `N` followed by `s`, `m`, `h` or `d`, or plain
+/// seconds; the message says what was expected.
+pub fn parse_duration(text: &str) -> Result<u64, String> {
+    let t = text.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (number, unit) = t.split_at(split);
+    let wrong = || format!("{text:?} is not a duration such as 30s, 15m, 24h or 7d");
+    let n: u64 = number.parse().map_err(|_| wrong())?;
+    let scale = match unit {
+        "" | "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        _ => return Err(wrong()),
+    };
+    n.checked_mul(scale)
+        .ok_or_else(|| format!("{text:?} is too long"))
+}
+
+/// Parses an interval: a [`parse_duration`] with its unit, or `hourly`,
 /// `daily`, `weekly`. At least one second, at most a year.
 pub fn parse_interval(text: &str) -> Result<u64, String> {
     let secs = match text.trim() {
         "hourly" => 3600,
         "daily" => 86_400,
         "weekly" => 7 * 86_400,
-        t => {
-            let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
-            let (number, unit) = t.split_at(split);
-            let n: u64 = number
-                .parse()
-                .map_err(|_| format!("{text:?} is not an interval such as 30s, 15m, 24h or 7d"))?;
-            let scale = match unit {
-                "s" => 1,
-                "m" => 60,
-                "h" => 3600,
-                "d" => 86_400,
-                _ => {
-                    return Err(format!(
-                        "{text:?} is not an interval such as 30s, 15m, 24h or 7d"
-                    ));
-                }
-            };
-            n.checked_mul(scale)
-                .ok_or_else(|| format!("{text:?} is too long"))?
+        t if t.ends_with(|c: char| c.is_ascii_digit()) => {
+            return Err(format!(
+                "{text:?} is not an interval such as 30s, 15m, 24h or 7d"
+            ));
         }
+        t => parse_duration(t)?,
     };
     if secs == 0 || secs > 366 * 86_400 {
         return Err(format!("{text:?} is out of range: use 1s to 366d"));

@@ -3,8 +3,7 @@
 //! `RAMPART_CA` and `RAMPART_TOKEN` override what is stored.
 
 use std::fs;
-use std::io::Write;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
@@ -31,18 +30,11 @@ pub fn dir() -> anyhow::Result<PathBuf> {
     Ok(PathBuf::from(home).join(".config").join("rampart"))
 }
 
+/// Replaces `path` with `contents`, private to the user, in one rename.
 fn write_private(path: &Path, contents: &[u8]) -> anyhow::Result<()> {
     let tmp = path.with_extension("tmp");
-    let mut file = fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&tmp)
+    rampart_edge::pki::write_private(&tmp, contents, true)
         .with_context(|| format!("cannot write {}", tmp.display()))?;
-    file.set_permissions(fs::Permissions::from_mode(0o600))?;
-    file.write_all(contents)?;
-    file.sync_all()?;
     fs::rename(&tmp, path).with_context(|| format!("cannot write {}", path.display()))?;
     Ok(())
 }

@@ -4,7 +4,7 @@
 use std::io::Write;
 use std::path::PathBuf;
 
-use anyhow::{Context, bail};
+use anyhow::bail;
 use clap::Args;
 use rampart_client::{Client, Deploy};
 use rampart_core::deploy::SettingsPatch;
@@ -119,23 +119,7 @@ pub struct ConfigureArgs {
 
 /// Parses `30s`, `10m`, `2h`, `1d` (or plain seconds).
 pub fn parse_duration(text: &str) -> anyhow::Result<u64> {
-    let text = text.trim();
-    let (number, unit) = match text.find(|c: char| !c.is_ascii_digit()) {
-        Some(i) => text.split_at(i),
-        None => (text, "s"),
-    };
-    let n: u64 = number
-        .parse()
-        .with_context(|| format!("{text:?} is not a duration such as 30s, 10m, 2h or 1d"))?;
-    let factor = match unit {
-        "s" => 1,
-        "m" => 60,
-        "h" => 3600,
-        "d" => 86_400,
-        _ => bail!("{text:?} is not a duration such as 30s, 10m, 2h or 1d"),
-    };
-    n.checked_mul(factor)
-        .with_context(|| format!("{text:?} is too long"))
+    rampart_core::wire::parse_duration(text).map_err(anyhow::Error::msg)
 }
 
 /// Runs a deploy, printing its progress; fails (exit 1) when it fails.
