@@ -624,3 +624,131 @@ async fn replica_connections_are_reused_and_closed_ones_are_not() {
         tokio::time::sleep(Duration::from_millis(1500)).await;
     }
 }
+
+/// Whether OpenSSL's client completes a handshake with `addr` offering only
+/// what `args` allow.
+fn openssl_handshake(addr: std::net::SocketAddr, args: &[&str]) -> bool {
+    let out = std::process::Command::new("openssl")
+        .args([
+            "s_client",
+            "-connect",
+            &addr.to_string(),
+            "-servername",
+            "app.localhost",
+        ])
+        .args(["-brief"])
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("openssl is installed");
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.status.success() && said.contains("CONNECTION ESTABLISHED")
+}
+
+/// Promise 4: the edge speaks TLS 1.2 and 1.3 with AEAD suites only. An
+/// OpenSSL client offering TLS 1.1, or TLS 1.2 with CBC suites alone, is
+/// refused; the same client completes TLS 1.2 with an AEAD suite, and 1.3.
+/// A control server of OpenSSL's own shows those old offers do connect
+/// where a server allows them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_tls_1_2_and_1_3_with_aead_suites_are_spoken() {
+    let up = Upstream::start("one").await;
+    let edge = TestEdge::start("", &site(&["app.localhost"], &[up.addr], "")).await;
+    let old = ["-tls1_1", "-cipher", "DEFAULT:@SECLEVEL=0"];
+    let cbc = [
+        "-tls1_2",
+        "-cipher",
+        "ECDHE-ECDSA-AES128-SHA:ECDHE-RSA-AES128-SHA:AES128-SHA",
+    ];
+    let aead = [
+        "-tls1_2",
+        "-cipher",
+        "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256",
+    ];
+    let https = edge.https();
+    let (refused_old, refused_cbc, tls12, tls13) = tokio::task::spawn_blocking(move || {
+        (
+            !openssl_handshake(https, &old),
+            !openssl_handshake(https, &cbc),
+            openssl_handshake(https, &aead),
+            openssl_handshake(https, &["-tls1_3"]),
+        )
+    })
+    .await
+    .unwrap();
+    assert!(tls12 && tls13, "TLS 1.2 with AEAD and TLS 1.3 are served");
+    assert!(refused_old, "TLS 1.1 was accepted");
+    assert!(refused_cbc, "a CBC suite was accepted");
+
+    // The control: OpenSSL's own server allowing TLS 1.1 and CBC suites.
+    let dir = tempfile::tempdir().unwrap();
+    let (key, cert) = (dir.path().join("key.pem"), dir.path().join("cert.pem"));
+    let made = std::process::Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+        ])
+        .args([
+            "-nodes",
+            "-subj",
+            "/CN=app.localhost",
+            "-days",
+            "1",
+            "-keyout",
+        ])
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .unwrap();
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut server = std::process::Command::new("openssl")
+        .args(["s_server", "-accept", &port.to_string(), "-www"])
+        .args(["-cipher", "DEFAULT:@SECLEVEL=0", "-min_protocol", "TLSv1.1"])
+        .arg("-key")
+        .arg(&key)
+        .arg("-cert")
+        .arg(&cert)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let control: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let (old_ok, cbc_ok) = tokio::task::spawn_blocking(move || {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(control).is_err() && std::time::Instant::now() < deadline
+        {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        (
+            openssl_handshake(control, &old),
+            openssl_handshake(control, &cbc),
+        )
+    })
+    .await
+    .unwrap();
+    let _ = server.kill();
+    let _ = server.wait();
+    assert!(
+        old_ok && cbc_ok,
+        "the control server must accept the old offers"
+    );
+}
