@@ -714,11 +714,35 @@ fn media_on_s3_get_a_bucket_and_key_per_app_and_restore_exactly() {
 fn an_external_server_gets_the_same_provisioning_and_backups() {
     let sb = sandbox();
     let external = rampart_testkit::ExternalPostgres::start().unwrap();
+    // The database tools run through wrappers that write down the command
+    // line every local user could read in `ps` (finding: the admin URL,
+    // password included, was on it).
+    let tools = sb.path().join("tools");
+    let seen = sb.path().join("command-lines");
+    std::fs::create_dir_all(&tools).unwrap();
+    for tool in ["pg_dump", "pg_restore"] {
+        let wrapper = tools.join(tool);
+        std::fs::write(
+            &wrapper,
+            format!(
+                "#!/bin/sh\nprintf '%s\\n' \"$0 $*\" >> '{}'\nexec '{}' \"$@\"\n",
+                seen.display(),
+                find_bin_dir().unwrap().join(tool).display()
+            ),
+        )
+        .unwrap();
+        std::fs::set_permissions(
+            &wrapper,
+            std::os::unix::fs::PermissionsExt::from_mode(0o755),
+        )
+        .unwrap();
+    }
     let config = sb.write_config(&format!(
-        "[postgres]\nmode = \"external\"\nadmin_url = \"{}\"\nca_file = \"{}\"\n\
+        "[postgres]\nmode = \"external\"\nadmin_url = \"{}\"\nca_file = \"{}\"\nbin_dir = \"{}\"\n\
          [backup]\nrepository = \"{}\"\nkey_file = \"{}\"\n",
         external.admin_url,
         external.ca_file.display(),
+        tools.display(),
         sb.path().join("backups").display(),
         sb.path().join("backup.key").display(),
     ));
@@ -779,6 +803,25 @@ fn an_external_server_gets_the_same_provisioning_and_backups() {
     );
     let verify = json(cli(&sb, &server).args(["backup", "verify", "ledger"]));
     assert_eq!(verify["ok"], true, "{verify}");
+    // Dumps and restores ran, and no password was on their command lines.
+    let lines = std::fs::read_to_string(&seen).unwrap();
+    assert!(
+        lines.contains("pg_dump") && lines.contains("pg_restore"),
+        "{lines}"
+    );
+    let admin_password = external
+        .admin_url
+        .split("://")
+        .nth(1)
+        .and_then(|rest| rest.split('@').next())
+        .and_then(|auth| auth.split(':').nth(1))
+        .unwrap();
+    for secret in [admin_password, password.as_str()] {
+        assert!(
+            !lines.contains(secret),
+            "a password on a command line: {lines}"
+        );
+    }
     server.stop().unwrap();
 }
 

@@ -460,6 +460,57 @@ mod tests {
         );
     }
 
+    /// The Dockerfile comes from a developer: whatever its bytes, the parser
+    /// answers and never panics.
+    #[test]
+    fn hostile_dockerfiles_never_panic() {
+        const PIECES: &[&str] = &[
+            "FROM",
+            "from",
+            " ",
+            "\t",
+            "\n",
+            "\\\n",
+            "`",
+            "# escape=`\n",
+            "#",
+            "AS",
+            "as",
+            "--from=",
+            "--mount=",
+            "from=",
+            ",",
+            "COPY",
+            "RUN",
+            "ONBUILD",
+            "scratch",
+            "$",
+            "${",
+            "}",
+            "a",
+            "rampart/x:r1",
+            "0",
+            "\u{0}",
+            "\u{feff}",
+            "é",
+            "=",
+        ];
+        let mut seed = 0x2545_f491_4f6c_dd1du64;
+        let mut next = || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        for _ in 0..20_000 {
+            let len = (next() % 40) as usize;
+            let text: String = (0..len)
+                .map(|_| PIECES[(next() % PIECES.len() as u64) as usize])
+                .collect();
+            let _ = dockerfile_images(&text);
+        }
+    }
+
     #[test]
     fn check_refuses_sparse_entries_devices_and_inflated_sizes() {
         let bomb = rampart_testkit::sparse_tar_bomb();
