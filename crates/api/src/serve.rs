@@ -17,6 +17,10 @@ use tokio_rustls::TlsAcceptor;
 
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+/// How often an idle HTTP/2 connection is pinged to see that it lives.
+const H2_PING_EVERY: Duration = Duration::from_secs(30);
+/// The pause after a failed accept (out of descriptors, say) before the next.
+const ACCEPT_RETRY: Duration = Duration::from_millis(50);
 const MAX_CONNECTIONS: usize = 1024;
 
 /// Serves `router` over TLS on `listener` until `shutdown` completes, then
@@ -45,7 +49,7 @@ pub async fn serve(
         .timer(TokioTimer::new())
         .max_concurrent_streams(64)
         .max_header_list_size(64 * 1024)
-        .keep_alive_interval(Duration::from_secs(30));
+        .keep_alive_interval(H2_PING_EVERY);
     let builder = Arc::new(builder);
     let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
 
@@ -57,7 +61,7 @@ pub async fn serve(
                 Err(error) => {
                     // Usually out of file descriptors; back off instead of spinning.
                     tracing::warn!(%error, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    tokio::time::sleep(ACCEPT_RETRY).await;
                     continue;
                 }
             },

@@ -17,6 +17,8 @@ use crate::format::{Lock, SealedKind};
 use crate::repo::{Repository, hostname};
 
 const REFRESH: Duration = Duration::from_secs(60);
+/// How often the lock's refresher looks whether it should stop.
+const STOP_CHECK_EVERY: Duration = Duration::from_millis(200);
 const STALE_AFTER: i64 = 30 * 60;
 
 fn now() -> i64 {
@@ -143,7 +145,7 @@ fn refresh_loop(
     name: Arc<std::sync::Mutex<String>>,
     stop: Arc<AtomicBool>,
 ) {
-    let step = Duration::from_millis(200);
+    let step = STOP_CHECK_EVERY;
     let mut waited = Duration::ZERO;
     while !stop.load(Ordering::Relaxed) {
         std::thread::sleep(step);

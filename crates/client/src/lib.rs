@@ -15,6 +15,10 @@ use rampart_core::wire;
 
 /// How long a streamed answer (a deploy, followed logs) may stay open.
 const STREAM_TIMEOUT: Duration = Duration::from_secs(24 * 3600);
+/// How long a connection to the API may take to open.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long an ordinary (not streamed) request may take.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// What a deploy deploys.
 #[derive(Debug, Clone)]
@@ -116,8 +120,8 @@ impl Client {
             .tls_built_in_root_certs(false)
             .https_only(true)
             .min_tls_version(reqwest::tls::Version::TLS_1_2)
-            .connect_timeout(Duration::from_secs(10))
-            .timeout(Duration::from_secs(120))
+            .connect_timeout(CONNECT_TIMEOUT)
+            .timeout(REQUEST_TIMEOUT)
             .user_agent(concat!("rampart-cli/", env!("CARGO_PKG_VERSION")));
         for cert in certs {
             builder = builder.add_root_certificate(cert);

@@ -150,8 +150,8 @@ impl Acme {
             challenge.set_ready().await.map_err(err)?;
         }
         let retry = RetryPolicy::new()
-            .initial_delay(Duration::from_millis(250))
-            .timeout(Duration::from_secs(90));
+            .initial_delay(ORDER_POLL_FIRST)
+            .timeout(ORDER_TIMEOUT);
         let status = order.poll_ready(&retry).await;
         for token in &tokens {
             self.challenges.remove(token);
@@ -192,9 +192,21 @@ pub fn renewal_due(
     now >= not_before + lifetime * 2 / 3
 }
 
+/// The first pause while an order is checked, which then grows.
+const ORDER_POLL_FIRST: Duration = Duration::from_millis(250);
+/// How long the CA may take to validate an order.
+const ORDER_TIMEOUT: Duration = Duration::from_secs(90);
+/// The first retry's delay after a failed issuance, and the longest.
+const RETRY_FIRST_SECS: u64 = 5;
+const RETRY_MAX_SECS: u64 = 3600;
+
 /// Delay before retry number `attempt` (0-based): 5 s doubling to 1 h.
 pub fn backoff(attempt: u32) -> Duration {
-    Duration::from_secs(5u64.saturating_mul(1u64 << attempt.min(10)).min(3600))
+    Duration::from_secs(
+        RETRY_FIRST_SECS
+            .saturating_mul(1u64 << attempt.min(10))
+            .min(RETRY_MAX_SECS),
+    )
 }
 
 /// Tokens and key authorizations for ACME HTTP-01 challenges.

@@ -56,6 +56,13 @@ use crate::routes::{SiteSpec, TlsMode};
 use crate::shield::Shields;
 use crate::tls::{CertError, CertStore, Served};
 
+/// How long an idle connection of the health-check client is kept.
+const HEALTH_POOL_IDLE: Duration = Duration::from_secs(60);
+/// How long shutdown waits for the access log to reach the disk.
+const ACCESS_FLUSH: Duration = Duration::from_secs(2);
+/// How often quiet clients are forgotten and due certificates renewed.
+const MAINTAIN_EVERY: Duration = Duration::from_secs(30);
+
 /// Why the edge could not start or apply a table.
 #[derive(Debug, thiserror::Error)]
 pub enum EdgeError {
@@ -148,9 +155,9 @@ impl Edge {
 
         let mut connector = HttpConnector::new();
         connector.set_nodelay(true);
-        connector.set_connect_timeout(Some(Duration::from_secs(3)));
+        connector.set_connect_timeout(Some(upstream::CONNECT_TIMEOUT));
         let client = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(Duration::from_secs(60))
+            .pool_idle_timeout(HEALTH_POOL_IDLE)
             .pool_max_idle_per_host(1024)
             .build(connector);
         let challenges = Arc::new(Challenges::default());
@@ -438,7 +445,7 @@ impl Edge {
             let _ = task.await;
         }
         // The drained requests' events reach the file before the edge goes.
-        self.shared.access.flush(Duration::from_secs(2)).await;
+        self.shared.access.flush(ACCESS_FLUSH).await;
         self.registry.stop();
         for (_, order) in self
             .acme_orders
@@ -495,7 +502,7 @@ fn https_workers(
 /// Housekeeping every few seconds: forget quiet clients, renew
 /// certificates that are due.
 async fn maintain(edge: std::sync::Weak<Edge>, mut stop: watch::Receiver<bool>) {
-    let mut tick = tokio::time::interval(Duration::from_secs(30));
+    let mut tick = tokio::time::interval(MAINTAIN_EVERY);
     loop {
         tokio::select! {
             _ = tick.tick() => {}

@@ -25,6 +25,16 @@ use crate::config::Limits;
 use crate::idle::IdleIo;
 use crate::proxy::{Conn, Shared, handle_http, handle_https};
 
+/// How often an idle HTTP/2 client connection is pinged, and how long the
+/// answer may take before the connection is closed.
+const H2_PING_EVERY: Duration = Duration::from_secs(20);
+const H2_PING_TIMEOUT: Duration = Duration::from_secs(20);
+/// The pause after a failed accept (out of descriptors, say) before the next.
+const ACCEPT_RETRY: Duration = Duration::from_millis(20);
+/// How long a plain-HTTP client has to send its request head (the listener
+/// only answers challenges and redirects).
+const PLAIN_HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// An HTTP server builder with every timeout armed and every limit set.
 fn builder(limits: &Limits) -> auto::Builder<TokioExecutor> {
     let mut builder = auto::Builder::new(TokioExecutor::new());
@@ -42,8 +52,8 @@ fn builder(limits: &Limits) -> auto::Builder<TokioExecutor> {
         .max_header_list_size(limits.max_header_bytes as u32)
         .max_pending_accept_reset_streams(limits.h2_max_pending_reset_streams)
         .max_local_error_reset_streams(Some(1024))
-        .keep_alive_interval(Duration::from_secs(20))
-        .keep_alive_timeout(Duration::from_secs(20));
+        .keep_alive_interval(H2_PING_EVERY)
+        .keep_alive_timeout(H2_PING_TIMEOUT);
     builder
 }
 
@@ -70,7 +80,7 @@ pub async fn serve_https(
                 Ok(a) => a,
                 Err(error) => {
                     tracing::warn!(%error, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(20)).await;
+                    tokio::time::sleep(ACCEPT_RETRY).await;
                     continue;
                 }
             },
@@ -132,7 +142,7 @@ pub async fn serve_http(
             accepted = listener.accept() => match accepted {
                 Ok(a) => a,
                 Err(_) => {
-                    tokio::time::sleep(Duration::from_millis(20)).await;
+                    tokio::time::sleep(ACCEPT_RETRY).await;
                     continue;
                 }
             },
@@ -226,7 +236,7 @@ where
             let mut builder = hyper::server::conn::http1::Builder::new();
             builder
                 .timer(TokioTimer::new())
-                .header_read_timeout(Duration::from_secs(10));
+                .header_read_timeout(PLAIN_HEADER_TIMEOUT);
             let _ = builder
                 .serve_connection(TokioIo::new(stream), service)
                 .await;

@@ -21,7 +21,9 @@ pub type Sender = hyper::client::conn::http1::SendRequest<crate::body::BoxBody>;
 
 /// Most idle connections kept per replica.
 const MAX_IDLE: usize = 512;
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+pub(crate) const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+/// The longest a health check may take, however far apart checks are.
+const HEALTH_TIMEOUT_CAP: Duration = Duration::from_secs(5);
 
 /// Why a request did not get a response from a replica.
 #[derive(Debug)]
@@ -294,7 +296,7 @@ async fn check_loop(
     site: Arc<SiteSpec>,
     host: String,
 ) {
-    let timeout = site.health_interval.min(Duration::from_secs(5));
+    let timeout = site.health_interval.min(HEALTH_TIMEOUT_CAP);
     let mut tick = tokio::time::interval(site.health_interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {

@@ -30,6 +30,8 @@ pub(crate) const HEALTH_POLL: Duration = Duration::from_millis(200);
 const HEALTH_REQUEST_TIMEOUT: Duration = Duration::from_secs(2);
 /// How often the edge's active checks probe a serving replica.
 const EDGE_HEALTH_INTERVAL: Duration = Duration::from_secs(2);
+/// How often a drain looks whether old replicas still have requests.
+const DRAIN_POLL: Duration = Duration::from_millis(50);
 
 /// A replica the edge sends traffic to.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -129,7 +131,7 @@ impl Engine {
     pub(crate) async fn drain(&self, addrs: &[SocketAddr], deadline: Duration) {
         let until = tokio::time::Instant::now() + deadline;
         while self.edge.busy(addrs) && tokio::time::Instant::now() < until {
-            tokio::time::sleep(Duration::from_millis(50)).await;
+            tokio::time::sleep(DRAIN_POLL).await;
         }
     }
 }

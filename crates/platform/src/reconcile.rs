@@ -219,7 +219,10 @@ impl Platform {
         self.retire(engine, app, &extra).await;
         for r in remove {
             tracing::info!(app = %app.name, replica = %r.name, "removing a replica that should not run");
-            let _ = engine.runtime.remove(&r.id, Duration::from_secs(10)).await;
+            let _ = engine
+                .runtime
+                .remove(&r.id, crate::deploy::STOP_GRACE)
+                .await;
         }
         Ok(())
     }
@@ -239,7 +242,10 @@ impl Platform {
         for r in &all {
             if !r.label(LABEL_APP).is_some_and(|a| names.contains(a)) {
                 tracing::info!(replica = %r.name, "removing a replica of an app that no longer exists");
-                let _ = engine.runtime.remove(&r.id, Duration::from_secs(10)).await;
+                let _ = engine
+                    .runtime
+                    .remove(&r.id, crate::deploy::STOP_GRACE)
+                    .await;
             }
         }
         // Forget the restart counts of replicas that are gone.

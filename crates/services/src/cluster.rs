@@ -25,6 +25,9 @@ use crate::{Result, ServiceError, effective_uid};
 /// The superuser the platform administers the cluster as.
 pub const ADMIN_ROLE: &str = "rampart";
 
+/// A reload is asynchronous: the pause that lets the server read it.
+const RELOAD_SETTLE: Duration = Duration::from_millis(200);
+
 /// One `pg_hba.conf` rule: `role` may reach `database` from `network`, over
 /// TLS, with its password.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -442,7 +445,7 @@ impl ManagedCluster {
             )
             .await?;
             // A reload is asynchronous; give the server a moment to read it.
-            tokio::time::sleep(Duration::from_millis(200)).await;
+            tokio::time::sleep(RELOAD_SETTLE).await;
             Ok(())
         }
     }

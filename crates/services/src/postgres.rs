@@ -119,6 +119,9 @@ const PINNED_OPTIONS: &str = "-c search_path=pg_catalog,pg_temp";
 /// minute instead of stalling a backup for ever.
 const TENANT_LOCK_TIMEOUT: &str = "-c lock_timeout=60s";
 
+/// How long a connection to the server may take to open.
+const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// The platform's administrative handle on a server.
 ///
 /// The admin is a superuser (on the managed cluster) or a role that can
@@ -170,7 +173,7 @@ impl Admin {
             .dbname(database)
             .options(PINNED_OPTIONS)
             .application_name("rampart")
-            .connect_timeout(std::time::Duration::from_secs(10));
+            .connect_timeout(CONNECT_TIMEOUT);
         Ok(config)
     }
 
@@ -445,7 +448,7 @@ impl Tenant {
             .env("PGPASSWORD", &self.password.0)
             .env("PGDATABASE", database)
             .env("PGAPPNAME", "rampart")
-            .env("PGCONNECT_TIMEOUT", "10")
+            .env("PGCONNECT_TIMEOUT", CONNECT_TIMEOUT.as_secs().to_string())
             .env("PGOPTIONS", TENANT_LOCK_TIMEOUT)
             .env("PGPASSFILE", "/dev/null");
         match config.get_hosts().first() {

@@ -9,6 +9,9 @@
 
 use std::sync::Arc;
 
+/// How long one call to the S3 or IAM API may take.
+const REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
 use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};
 
@@ -142,7 +145,7 @@ impl S3Admin {
             )));
         }
         let http = reqwest::Client::builder()
-            .timeout(std::time::Duration::from_secs(30))
+            .timeout(REQUEST_TIMEOUT)
             .build()
             .map_err(|e| ServiceError::Unavailable(e.to_string()))?;
         Ok(Self {

@@ -36,7 +36,7 @@ use status::release_view;
 /// Lines of a failed replica's log kept in the release's reason.
 const FAILED_LOG_LINES: usize = 20;
 /// How long a stopping replica has to exit after SIGTERM.
-const STOP_GRACE: Duration = Duration::from_secs(10);
+pub(crate) const STOP_GRACE: Duration = Duration::from_secs(10);
 
 /// What replicas of one release run: its number, image and variables.
 #[derive(Debug, Clone, Copy)]

@@ -3,6 +3,9 @@
 
 use super::*;
 
+/// How often a followed log looks for replicas that came or went.
+const FOLLOW_REPLICAS_EVERY: Duration = Duration::from_millis(500);
+
 pub(super) fn line_view(replica: &str, line: rampart_runtime::LogLine) -> wire::LogLine {
     wire::LogLine {
         replica: replica.to_owned(),
@@ -96,7 +99,7 @@ impl Follower {
             }
             initial = false;
             tokio::select! {
-                () = tokio::time::sleep(Duration::from_millis(500)) => {}
+                () = tokio::time::sleep(FOLLOW_REPLICAS_EVERY) => {}
                 () = self.tx.closed() => break,
             }
             let labels = [

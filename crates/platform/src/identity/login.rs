@@ -21,6 +21,8 @@ pub struct Throttle {
 /// says that a flood began, and the rest go unrecorded until the minute
 /// is over, so a flood cannot grow the audit log without bound.
 pub(super) const LOGIN_RECORDS_PER_MINUTE: u32 = 30;
+/// The window [`LOGIN_RECORDS_PER_MINUTE`] counts in.
+const RECORD_WINDOW: Duration = Duration::from_secs(60);
 
 /// Password hashes computed at once, across all logins.
 pub(super) const CONCURRENT_HASHES: usize = 4;
@@ -80,10 +82,10 @@ impl Throttle {
     fn recording(&self, client: IpAddr, now: Instant) -> Recording {
         let mut recorded = self.recorded.lock().unwrap_or_else(|e| e.into_inner());
         if recorded.len() > 100_000 {
-            recorded.retain(|_, (start, _)| now.duration_since(*start) < Duration::from_secs(60));
+            recorded.retain(|_, (start, _)| now.duration_since(*start) < RECORD_WINDOW);
         }
         let entry = recorded.entry(client).or_insert((now, 0));
-        if now.duration_since(entry.0) >= Duration::from_secs(60) {
+        if now.duration_since(entry.0) >= RECORD_WINDOW {
             *entry = (now, 0);
         }
         entry.1 = entry.1.saturating_add(1);

@@ -31,6 +31,8 @@ mod user;
 const NOBODY: &str = "65534:65534";
 /// Size of the writable `/tmp` of a replica.
 const TMP_SIZE: &str = "size=64m";
+/// How long one call to the engine may take (a build is one call).
+const ENGINE_TIMEOUT: Duration = Duration::from_secs(300);
 
 /// The local Docker engine. The API version is agreed on first use, and
 /// again after a failure, so a platform started before its engine (or
@@ -106,7 +108,7 @@ impl Docker {
             .get_or_try_init(|| async {
                 bollard::Docker::connect_with_local_defaults()
                     .map_err(|e| RuntimeError::Unreachable(e.to_string()))?
-                    .with_timeout(Duration::from_secs(300))
+                    .with_timeout(ENGINE_TIMEOUT)
                     .negotiate_version()
                     .await
                     .map_err(|e| RuntimeError::Unreachable(e.to_string()))

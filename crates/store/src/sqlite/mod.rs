@@ -33,6 +33,9 @@ mod releases;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
+/// How long a connection waits for another's write before it gives up.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// A store in one SQLite file.
 #[derive(Debug)]
 pub struct SqliteStore {
@@ -55,7 +58,7 @@ impl SqliteStore {
             // Deleted and overwritten content is zeroed, so erased personal
             // data does not linger in free pages.
             .pragma("secure_delete", "on")
-            .busy_timeout(Duration::from_secs(10));
+            .busy_timeout(BUSY_TIMEOUT);
         let pool = SqlitePoolOptions::new()
             .max_connections(4)
             .connect_with(options)
