@@ -5,7 +5,7 @@
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
 use bytes::Bytes;
@@ -167,6 +167,69 @@ fn local(
 }
 
 /// 400 for a request the edge will not pass on as it stands.
+/// Why the edge answers a request itself, before any upstream work.
+#[derive(Debug, Clone, Copy)]
+enum Refusal {
+    Banned,
+    DoubledHost,
+    UnknownHost,
+    Denied,
+    RateLimited(Duration),
+    HeaderTooLarge,
+    BodyTooLarge,
+}
+
+impl Refusal {
+    /// The table of refusals: the status, the body and the shield action
+    /// each is counted as.
+    fn answer(self) -> (StatusCode, &'static str, Option<ShieldAction>) {
+        use ShieldAction as A;
+        match self {
+            Refusal::Banned => (StatusCode::FORBIDDEN, "Forbidden\n", Some(A::Banned)),
+            Refusal::DoubledHost => (StatusCode::BAD_REQUEST, "Bad Request\n", None),
+            Refusal::UnknownHost => (
+                StatusCode::MISDIRECTED_REQUEST,
+                "Misdirected Request: no site is served at this host name.\n",
+                Some(A::UnknownHost),
+            ),
+            Refusal::Denied => (StatusCode::FORBIDDEN, "Forbidden\n", Some(A::Denied)),
+            Refusal::RateLimited(_) => (
+                StatusCode::TOO_MANY_REQUESTS,
+                "Too Many Requests\n",
+                Some(A::RateLimited),
+            ),
+            Refusal::HeaderTooLarge => (
+                StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+                "Request Header Fields Too Large\n",
+                Some(A::HeaderTooLarge),
+            ),
+            Refusal::BodyTooLarge => (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "Payload Too Large\n",
+                Some(A::BodyTooLarge),
+            ),
+        }
+    }
+}
+
+/// The edge's own answer to a refused request.
+fn refuse(
+    shared: &Shared,
+    meta: Meta,
+    site: Option<&SiteSpec>,
+    refusal: Refusal,
+) -> Response<BoxBody> {
+    let (status, body, action) = refusal.answer();
+    let retry = match refusal {
+        Refusal::RateLimited(wait) => {
+            let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+            Some((header::RETRY_AFTER, HeaderValue::from(secs.max(1))))
+        }
+        _ => None,
+    };
+    local(shared, meta, site, status, body, action, retry)
+}
+
 fn bad_request(shared: &Shared, meta: Meta) -> Response<BoxBody> {
     local(
         shared,
@@ -262,31 +325,16 @@ pub async fn handle_https(
         counters: None,
         bytes_in: Arc::new(AtomicU64::new(0)),
     };
+    // Admission, in order: nothing below reaches an upstream.
     if shared.shields.is_banned(client) {
-        return local(
-            &shared,
-            meta,
-            None,
-            StatusCode::FORBIDDEN,
-            "Forbidden\n",
-            Some(ShieldAction::Banned),
-            None,
-        );
+        return refuse(&shared, meta, None, Refusal::Banned);
     }
     if doubled {
-        return bad_request(&shared, meta);
+        return refuse(&shared, meta, None, Refusal::DoubledHost);
     }
     let table = shared.table.load_full();
     let (Some((index, site)), Some(host)) = (table.routes.find(host_name), host) else {
-        return local(
-            &shared,
-            meta,
-            None,
-            StatusCode::MISDIRECTED_REQUEST,
-            "Misdirected Request: no site is served at this host name.\n",
-            Some(ShieldAction::UnknownHost),
-            None,
-        );
+        return refuse(&shared, meta, None, Refusal::UnknownHost);
     };
     meta.counters = table.counters.get(index).cloned();
     if meta.counters.is_none() {
@@ -294,54 +342,20 @@ pub async fn handle_https(
         meta.site = site.name();
     }
     if !site.admits(client) {
-        return local(
-            &shared,
-            meta,
-            Some(site),
-            StatusCode::FORBIDDEN,
-            "Forbidden\n",
-            Some(ShieldAction::Denied),
-            None,
-        );
+        return refuse(&shared, meta, Some(site), Refusal::Denied);
     }
     if let Err(wait) = shared.shields.check_rate(client) {
-        let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
-        let retry = (header::RETRY_AFTER, HeaderValue::from(secs.max(1)));
-        return local(
-            &shared,
-            meta,
-            Some(site),
-            StatusCode::TOO_MANY_REQUESTS,
-            "Too Many Requests\n",
-            Some(ShieldAction::RateLimited),
-            Some(retry),
-        );
+        return refuse(&shared, meta, Some(site), Refusal::RateLimited(wait));
     }
     if header_bytes(req.headers()) > limits.max_header_bytes {
-        return local(
-            &shared,
-            meta,
-            Some(site),
-            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
-            "Request Header Fields Too Large\n",
-            Some(ShieldAction::HeaderTooLarge),
-            None,
-        );
+        return refuse(&shared, meta, Some(site), Refusal::HeaderTooLarge);
     }
     let declared = req
         .headers()
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
     if declared.is_some_and(|n| n > limits.max_body_bytes) {
-        return local(
-            &shared,
-            meta,
-            Some(site),
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "Payload Too Large\n",
-            Some(ShieldAction::BodyTooLarge),
-            None,
-        );
+        return refuse(&shared, meta, Some(site), Refusal::BodyTooLarge);
     }
     let pool = table.pools.get(index).cloned();
     let site = site.clone();
