@@ -56,6 +56,9 @@ pub(crate) struct Services {
     /// One backup, restore or test restore at a time per app; apps never
     /// wait for each other.
     backups: std::sync::Mutex<HashMap<AppId, Arc<Mutex<()>>>>,
+    /// The backup repository is opened, and created on first use, by one
+    /// task at a time: two apps' first backups must not both create it.
+    pub(crate) repository_open: Mutex<()>,
     /// Media on an S3 server instead of folders, when configured (or why
     /// its administrator key cannot be used).
     s3: Option<Result<S3Admin, String>>,
@@ -155,6 +158,7 @@ impl Services {
             db_ca,
             apply: Mutex::new(()),
             backups: std::sync::Mutex::new(HashMap::new()),
+            repository_open: Mutex::new(()),
             s3,
         }
     }

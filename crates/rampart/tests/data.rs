@@ -1145,3 +1145,37 @@ fn one_apps_stalled_backup_does_not_hold_up_another() {
     drop(app);
     server.stop().unwrap();
 }
+
+/// With a lock per app, two apps' first backups run at once; the first
+/// backup creates the repository and its key file, and only one of them
+/// may do that.
+#[test]
+fn two_apps_first_backups_at_once_share_one_new_repository() {
+    let sb = sandbox();
+    let (server, _) = start(&sb);
+    for app in ["first", "second"] {
+        ok(cli(&sb, &server).args(["apps", "create", app]));
+    }
+    let runs: Vec<_> = ["first", "second"]
+        .into_iter()
+        .map(|app| {
+            let mut cmd = cli(&sb, &server);
+            cmd.args(["backup", "run", app])
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::piped());
+            cmd.spawn().unwrap()
+        })
+        .collect();
+    for run in runs {
+        let out = run.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    for app in ["first", "second"] {
+        assert_eq!(snapshots(&sb, &server, app).len(), 1, "{app}");
+    }
+    server.stop().unwrap();
+}

@@ -82,15 +82,69 @@ impl Reason {
     }
 }
 
-fn failed(message: impl Into<String>) -> Error {
-    Error::Unavailable(message.into())
+/// Why a backup, restore or test restore failed. It keeps the error it
+/// came from; its message is what the result records and the user reads.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum BackupFailure {
+    #[error(transparent)]
+    Repository(#[from] rampart_backup::Error),
+    #[error(transparent)]
+    Data(#[from] rampart_services::ServiceError),
+    #[error(transparent)]
+    Platform(#[from] Error),
+    #[error(transparent)]
+    Store(#[from] rampart_store::StoreError),
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+    #[error(transparent)]
+    Encoding(#[from] serde_json::Error),
+    #[error("a backup task stopped: {0}")]
+    Task(#[from] tokio::task::JoinError),
+    /// A failure this module describes itself (a mismatch, a missing part).
+    #[error("{0}")]
+    Described(String),
+    /// An error with what was being done when it happened.
+    #[error("{context}: {source}")]
+    Context {
+        context: String,
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
 }
 
-fn read_manifest(repo: &Repository, snapshot: &str) -> Result<Manifest, String> {
+impl BackupFailure {
+    fn context(
+        context: impl Into<String>,
+        source: impl std::error::Error + Send + Sync + 'static,
+    ) -> Self {
+        BackupFailure::Context {
+            context: context.into(),
+            source: Box::new(source),
+        }
+    }
+}
+
+impl From<String> for BackupFailure {
+    fn from(message: String) -> Self {
+        BackupFailure::Described(message)
+    }
+}
+
+impl From<&str> for BackupFailure {
+    fn from(message: &str) -> Self {
+        BackupFailure::Described(message.to_owned())
+    }
+}
+
+fn failed(message: impl std::fmt::Display) -> Error {
+    Error::Unavailable(message.to_string())
+}
+
+fn read_manifest(repo: &Repository, snapshot: &str) -> Result<Manifest, BackupFailure> {
     let mut bytes = Vec::new();
     repo.dump(snapshot, MANIFEST, &mut bytes)
-        .map_err(|e| format!("snapshot {snapshot}: {e}"))?;
-    serde_json::from_slice(&bytes).map_err(|e| format!("snapshot {snapshot}: bad manifest: {e}"))
+        .map_err(|e| BackupFailure::context(format!("snapshot {snapshot}"), e))?;
+    serde_json::from_slice(&bytes)
+        .map_err(|e| BackupFailure::context(format!("snapshot {snapshot}: bad manifest"), e))
 }
 
 fn tag<'a>(tags: &'a [String], prefix: &str) -> Option<&'a str> {
@@ -144,7 +198,7 @@ fn compare(
 struct Scratch(PathBuf);
 
 impl Scratch {
-    fn new(root: &Path, what: &str) -> Result<Self, String> {
+    fn new(root: &Path, what: &str) -> Result<Self, BackupFailure> {
         use std::os::unix::fs::PermissionsExt;
         let dir = root.join(format!("{what}-{}", crate::ops::random_suffix()));
         std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
@@ -210,17 +264,17 @@ impl Platform {
         }
     }
 
-    async fn media_place(&self, app: &AppRow) -> Result<MediaPlace, String> {
+    async fn media_place(&self, app: &AppRow) -> Result<MediaPlace, BackupFailure> {
         if let Some(s3) = self.services().s3() {
-            let s3 = s3.map_err(|e| e.to_string())?;
+            let s3 = s3.map_err(BackupFailure::from)?;
             if let Some(row) = self
                 .store
                 .media_bucket(&app.id)
                 .await
-                .map_err(|e| e.to_string())?
+                .map_err(BackupFailure::from)?
             {
                 return Ok(MediaPlace::Bucket(
-                    s3.store(&row.bucket).map_err(|e| e.to_string())?,
+                    s3.store(&row.bucket).map_err(BackupFailure::from)?,
                 ));
             }
         }

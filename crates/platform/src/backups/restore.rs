@@ -10,12 +10,12 @@ pub(super) fn restore_dump(
     tenant: &Tenant,
     snapshot: &str,
     database: &str,
-) -> Result<(), String> {
+) -> Result<(), BackupFailure> {
     let mut child = tenant
         .restore_command(database)
-        .map_err(|e| e.to_string())?
+        .map_err(BackupFailure::from)?
         .spawn()
-        .map_err(|e| format!("cannot run pg_restore: {e}"))?;
+        .map_err(|e| BackupFailure::context("cannot run pg_restore", e))?;
     let mut stdin = child.stdin.take().ok_or("pg_restore has no input")?;
     let mut err = child
         .stderr
@@ -28,11 +28,13 @@ pub(super) fn restore_dump(
     });
     let fed = repo.dump(snapshot, DUMP, &mut stdin);
     drop(stdin);
-    let status = child.wait().map_err(|e| format!("pg_restore: {e}"))?;
+    let status = child
+        .wait()
+        .map_err(|e| BackupFailure::context("pg_restore", e))?;
     let message = stderr.join().unwrap_or_default();
-    fed.map_err(|e| format!("reading the dump from the repository: {e}"))?;
+    fed.map_err(|e| BackupFailure::context("reading the dump from the repository", e))?;
     if !status.success() {
-        return Err(format!("pg_restore failed ({status}): {}", message.trim()));
+        return Err(format!("pg_restore failed ({status}): {}", message.trim()).into());
     }
     Ok(())
 }
@@ -144,7 +146,7 @@ impl Platform {
                 })
             }
             Err(message) => {
-                result.detail = message.clone();
+                result.detail = message.to_string();
                 audit_outcome = rampart_core::audit::Outcome::Failed;
                 Err(failed(format!("the restore failed: {message}")))
             }
@@ -179,14 +181,14 @@ impl Platform {
         target: &AppRow,
         database: Option<(String, Admin, Tenant)>,
         place: MediaPlace,
-    ) -> Result<(), String> {
+    ) -> Result<(), BackupFailure> {
         let mut fresh_db = None;
         if let (Some(_), Some((db, admin, tenant))) = (&manifest.database, &database) {
             let fresh = format!("{db}_restore_{}", crate::ops::random_suffix());
             admin
                 .create_empty(&fresh, db)
                 .await
-                .map_err(|e| e.to_string())?;
+                .map_err(BackupFailure::from)?;
             let loaded = {
                 let (repo, tenant, id, fresh) = (
                     Arc::clone(repo),
@@ -196,16 +198,18 @@ impl Platform {
                 );
                 tokio::task::spawn_blocking(move || restore_dump(&repo, &tenant, &id, &fresh))
                     .await
-                    .map_err(|e| e.to_string())
+                    .map_err(BackupFailure::from)
                     .and_then(|r| r)
             };
             let checked = match loaded {
                 Ok(()) => match tenant.fingerprint(&fresh).await {
                     Ok(got) => match compare(&manifest.tables, &got, &[], &[]) {
                         None => Ok(()),
-                        Some(problem) => Err(format!("the restored database differs: {problem}")),
+                        Some(problem) => {
+                            Err(format!("the restored database differs: {problem}").into())
+                        }
                     },
-                    Err(e) => Err(e.to_string()),
+                    Err(e) => Err(BackupFailure::from(e)),
                 },
                 Err(e) => Err(e),
             };
@@ -226,22 +230,22 @@ impl Platform {
         let want = manifest.media.clone();
         let (repo, id) = (Arc::clone(repo), id.to_owned());
         let staged = tokio::task::spawn_blocking(move || {
-            std::fs::create_dir_all(&media_root).map_err(|e| e.to_string())?;
+            std::fs::create_dir_all(&media_root).map_err(BackupFailure::from)?;
             let staging = Scratch::new(&media_root, ".restore")?;
             if has_media {
                 rampart_backup::restore(&repo, &id, &staging.0, &[MEDIA.to_owned()], &Silent)
-                    .map_err(|e| format!("reading media from the repository: {e}"))?;
+                    .map_err(|e| BackupFailure::context("reading media from the repository", e))?;
             }
             let restored = staging.0.join(MEDIA);
-            std::fs::create_dir_all(&restored).map_err(|e| e.to_string())?;
-            let got = media::fingerprint(&restored).map_err(|e| e.to_string())?;
+            std::fs::create_dir_all(&restored).map_err(BackupFailure::from)?;
+            let got = media::fingerprint(&restored).map_err(BackupFailure::from)?;
             if let Some(problem) = compare(&[], &[], &want, &got) {
-                return Err(format!("the restored media differ: {problem}"));
+                return Err(format!("the restored media differ: {problem}").into());
             }
             Ok(staging)
         })
         .await
-        .map_err(|e| e.to_string())
+        .map_err(BackupFailure::from)
         .and_then(|r| r);
         let staging = match staged {
             Ok(staging) => staging,
@@ -265,7 +269,7 @@ impl Platform {
             .await;
             if let Err(e) = swapped {
                 drop_fresh().await;
-                return Err(e.to_string());
+                return Err(e.into());
             }
             if let Err(error) = admin.drop_database(&old).await {
                 tracing::warn!(%error, database = %old, "cannot drop the replaced database");
@@ -276,7 +280,7 @@ impl Platform {
         match place {
             MediaPlace::Bucket(store) => rampart_services::s3::upload(store.as_ref(), &restored)
                 .await
-                .map_err(|e| format!("writing media to the bucket: {e}")),
+                .map_err(|e| BackupFailure::context("writing media to the bucket", e)),
             MediaPlace::Folder(_) => {
                 let owner = {
                     use std::os::unix::fs::MetadataExt;
@@ -287,18 +291,18 @@ impl Platform {
                     .services()
                     .media
                     .ensure(target.name.as_str(), owner)
-                    .map_err(|e| e.to_string())?;
+                    .map_err(BackupFailure::from)?;
                 tokio::task::spawn_blocking(move || {
                     if let Some(owner) = owner {
-                        media::chown_tree(&restored, owner).map_err(|e| e.to_string())?;
+                        media::chown_tree(&restored, owner).map_err(BackupFailure::from)?;
                     }
                     let moved =
-                        media::replace_contents(&live, &restored).map_err(|e| e.to_string());
+                        media::replace_contents(&live, &restored).map_err(BackupFailure::from);
                     drop(staging);
                     moved
                 })
                 .await
-                .map_err(|e| e.to_string())?
+                .map_err(BackupFailure::from)?
             }
         }
     }

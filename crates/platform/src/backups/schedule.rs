@@ -21,19 +21,19 @@ impl Platform {
             Err(e) => Err(e),
             Ok(repo) => tokio::task::spawn_blocking(move || {
                 let forgotten = {
-                    let _lock = repo.lock(false).map_err(|e| e.to_string())?;
+                    let _lock = repo.lock(false).map_err(BackupFailure::from)?;
                     let mine: Vec<_> = repo
                         .snapshots()
-                        .map_err(|e| e.to_string())?
+                        .map_err(BackupFailure::from)?
                         .into_iter()
                         .filter(|(_, s)| tag(&s.tags, TAG_APP_ID) == Some(app_id.as_str()))
                         .collect();
-                    let decisions = decide(&mine, policy).map_err(|e| e.to_string())?;
+                    let decisions = decide(&mine, policy).map_err(BackupFailure::from)?;
                     let mut forgotten = Vec::new();
                     for d in decisions.iter().filter(|d| !d.keep) {
                         repo.backend()
                             .delete(Kind::Snapshot, &d.id.hex())
-                            .map_err(|e| e.to_string())?;
+                            .map_err(BackupFailure::from)?;
                         forgotten.push(d.id.hex());
                     }
                     (forgotten, decisions.len())
@@ -42,13 +42,13 @@ impl Platform {
                     0
                 } else {
                     rampart_backup::prune::prune(&repo)
-                        .map_err(|e| e.to_string())?
+                        .map_err(BackupFailure::from)?
                         .bytes_freed
                 };
-                Ok::<_, String>((forgotten, freed))
+                Ok::<_, BackupFailure>((forgotten, freed))
             })
             .await
-            .map_err(|e| e.to_string())
+            .map_err(BackupFailure::from)
             .and_then(|r| r),
         };
         match outcome {
@@ -69,7 +69,7 @@ impl Platform {
                     }
                 );
             }
-            Err(message) => result.detail = message,
+            Err(message) => result.detail = message.to_string(),
         }
         result.finished_at = Timestamp::now().to_rfc3339();
         self.record_result(app, result).await;

@@ -12,10 +12,10 @@ struct DumpReader {
 }
 
 impl DumpReader {
-    fn spawn(mut cmd: std::process::Command) -> Result<Self, String> {
+    fn spawn(mut cmd: std::process::Command) -> Result<Self, BackupFailure> {
         let mut child = cmd
             .spawn()
-            .map_err(|e| format!("cannot run pg_dump: {e}"))?;
+            .map_err(|e| BackupFailure::context("cannot run pg_dump", e))?;
         let stdout = child.stdout.take().ok_or("pg_dump has no output")?;
         let mut err = child.stderr.take().ok_or("pg_dump has no error output")?;
         let stderr = std::thread::spawn(move || {
@@ -67,15 +67,15 @@ impl Platform {
         &self,
         app: &AppRow,
         reason: Reason,
-    ) -> Result<(String, u64), String> {
+    ) -> Result<(String, u64), BackupFailure> {
         let repo = self.repository().await?;
         let db = self
             .store
             .database(&app.id)
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(BackupFailure::from)?;
         let tenant = match &db {
-            Some(db) => Some(self.tenant(app, db).map_err(|e| e.to_string())?),
+            Some(db) => Some(self.tenant(app, db).map_err(BackupFailure::from)?),
             None => None,
         };
         // Media in a bucket are copied to a private folder first.
@@ -85,7 +85,7 @@ impl Platform {
                 let scratch = Scratch::new(self.services().media.root(), ".backup")?;
                 rampart_services::s3::download(store.as_ref(), &scratch.0)
                     .await
-                    .map_err(|e| format!("reading media from the bucket: {e}"))?;
+                    .map_err(|e| BackupFailure::context("reading media from the bucket", e))?;
                 (scratch.0.clone(), Some(scratch))
             }
         };
@@ -93,8 +93,8 @@ impl Platform {
             let dir = media_dir.clone();
             tokio::task::spawn_blocking(move || media::fingerprint(&dir))
                 .await
-                .map_err(|e| e.to_string())?
-                .map_err(|e| e.to_string())?
+                .map_err(BackupFailure::from)?
+                .map_err(BackupFailure::from)?
         };
         // The dump and the fingerprint see one snapshot of the database,
         // held open until the dump is stored.
@@ -103,13 +103,13 @@ impl Platform {
                 let (holder, snapshot, tables) = tenant
                     .exported_snapshot(&db.name)
                     .await
-                    .map_err(|e| e.to_string())?;
+                    .map_err(BackupFailure::from)?;
                 (
                     Some(holder),
                     Some(
                         tenant
                             .dump_command(&db.name, &snapshot)
-                            .map_err(|e| e.to_string())?,
+                            .map_err(BackupFailure::from)?,
                     ),
                     tables,
                 )
@@ -133,7 +133,7 @@ impl Platform {
             tables,
             media: media_sums,
         };
-        let manifest_json = serde_json::to_vec_pretty(&manifest).map_err(|e| e.to_string())?;
+        let manifest_json = serde_json::to_vec_pretty(&manifest).map_err(BackupFailure::from)?;
         let mut tags = vec![
             format!("{TAG_APP}{}", app.name),
             format!("{TAG_APP_ID}{}", app.id),
@@ -169,10 +169,10 @@ impl Platform {
                 },
                 &Silent,
             )
-            .map_err(|e| e.to_string())
+            .map_err(BackupFailure::from)
         })
         .await
-        .map_err(|e| e.to_string())?;
+        .map_err(BackupFailure::from)?;
         drop(holder);
         drop(staged);
         let outcome = outcome?;
@@ -195,7 +195,7 @@ impl Platform {
                 result.detail = format!("{} snapshot in {}", reason.as_str(), since(&clock));
                 result.snapshot = Some(id);
             }
-            Err(message) => result.detail = message,
+            Err(message) => result.detail = message.to_string(),
         }
         result.finished_at = Timestamp::now().to_rfc3339();
         self.record_result(app, result.clone()).await;

@@ -21,7 +21,7 @@ impl Platform {
                 result.ok = true;
                 result.detail = format!("{detail} in {}", since(&clock));
             }
-            Err(message) => result.detail = message,
+            Err(message) => result.detail = message.to_string(),
         }
         result.finished_at = Timestamp::now().to_rfc3339();
         self.record_result(app, result.clone()).await;
@@ -33,7 +33,7 @@ impl Platform {
         app: &AppRow,
         snapshot: Option<String>,
         result: &mut BackupResult,
-    ) -> Result<String, String> {
+    ) -> Result<String, BackupFailure> {
         let repo = self.repository().await?;
         let wanted = match snapshot {
             Some(s) => s,
@@ -42,8 +42,8 @@ impl Platform {
                 let r = Arc::clone(&repo);
                 let list = tokio::task::spawn_blocking(move || r.snapshots())
                     .await
-                    .map_err(|e| e.to_string())?
-                    .map_err(|e| e.to_string())?;
+                    .map_err(BackupFailure::from)?
+                    .map_err(BackupFailure::from)?;
                 list.into_iter()
                     .filter(|(_, s)| tag(&s.tags, TAG_APP_ID) == Some(app_id.as_str()))
                     .max_by(|a, b| a.1.time.cmp(&b.1.time))
@@ -54,20 +54,24 @@ impl Platform {
         let (id, manifest) = self
             .app_snapshot(&repo, app, &wanted)
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(BackupFailure::from)?;
         result.snapshot = Some(id.clone());
         let mut got_tables = Vec::new();
         if manifest.database.is_some() {
             // The snapshot is loaded by a role of its own that owns only the
             // scratch database: whatever the app planted in its data runs
             // with less than the app's rights, and never the admin's.
-            let admin = self.services().admin().map_err(|e| e.to_string())?.clone();
+            let admin = self
+                .services()
+                .admin()
+                .map_err(BackupFailure::from)?
+                .clone();
             let scratch = format!("rampart_verify_{}", crate::ops::random_suffix());
             let password = rampart_services::postgres::new_password();
             admin
                 .create_database(&scratch, &scratch, &password)
                 .await
-                .map_err(|e| e.to_string())?;
+                .map_err(BackupFailure::from)?;
             let loaded = match admin.tenant(&scratch, &password) {
                 Ok(tenant) => {
                     let (repo, loader, id, db) = (
@@ -78,17 +82,17 @@ impl Platform {
                     );
                     tokio::task::spawn_blocking(move || restore_dump(&repo, &loader, &id, &db))
                         .await
-                        .map_err(|e| e.to_string())
+                        .map_err(BackupFailure::from)
                         .and_then(|r| r)
                         .map(|()| tenant)
                 }
-                Err(e) => Err(e.to_string()),
+                Err(e) => Err(BackupFailure::from(e)),
             };
             let fingerprint = match loaded {
                 Ok(tenant) => tenant
                     .fingerprint(&scratch)
                     .await
-                    .map_err(|e| e.to_string()),
+                    .map_err(BackupFailure::from),
                 Err(e) => Err(e),
             };
             if let Err(error) = admin.drop_database(&scratch).await {
@@ -107,19 +111,20 @@ impl Platform {
                 let scratch = Scratch::new(&media_root, ".verify")?;
                 if has_media {
                     rampart_backup::restore(&repo, &id, &scratch.0, &[MEDIA.to_owned()], &Silent)
-                        .map_err(|e| format!("reading media from the repository: {e}"))?;
+                        .map_err(|e| BackupFailure::context("reading media from the repository", e))?;
                 }
-                media::fingerprint(&scratch.0.join(MEDIA)).map_err(|e| e.to_string())
+                media::fingerprint(&scratch.0.join(MEDIA)).map_err(BackupFailure::from)
             })
             .await
-            .map_err(|e| e.to_string())??
+            .map_err(BackupFailure::from)??
         };
         result.bytes = got_media.iter().map(|f| f.size).sum();
         if let Some(problem) = compare(&manifest.tables, &got_tables, &manifest.media, &got_media) {
             return Err(format!(
                 "snapshot {} does not restore as recorded: {problem}",
                 &id[..12]
-            ));
+            )
+            .into());
         }
         Ok(format!(
             "snapshot {} restored: {} tables, {} rows, {} media files as recorded",
