@@ -113,6 +113,25 @@ fn fingerprint(sb: &Sandbox, port: u16, db: &str) -> Vec<TableSum> {
         .unwrap()
 }
 
+/// Creates `app` with its database and connects to it as the app's own
+/// role over TLS, as the app's code (or an SQL injection in it) would.
+fn create_and_connect_as_app(
+    sb: &Sandbox,
+    server: &Server,
+    port: u16,
+    app: &str,
+) -> (tokio_postgres::Client, String) {
+    ok(cli(sb, server).args(["apps", "create", app, "--with-db"]));
+    let db = json(cli(sb, server).args(["db", "info", app, "--reveal"]));
+    let (host, password) = (
+        db["host"].as_str().unwrap().to_owned(),
+        db["password"].as_str().unwrap().to_owned(),
+    );
+    let role = format!("app_{app}");
+    let client = connect(server, &host, port, &role, &password, &role, true).unwrap();
+    (client, password)
+}
+
 fn post(client: &reqwest::blocking::Client, url: &str, body: &str) -> (u16, String) {
     let r = client.post(url).body(body.to_owned()).send().unwrap();
     (r.status().as_u16(), r.text().unwrap_or_default())
@@ -405,16 +424,7 @@ fn schedules_keep_what_retention_says_and_test_restores_catch_damage() {
     let sb = sandbox();
     let _cleanup = Cleanup(vec!["wiki".into()]);
     let (server, port) = start(&sb);
-    ok(cli(&sb, &server).args(["apps", "create", "wiki", "--with-db"]));
-    let db = json(cli(&sb, &server).args(["db", "info", "wiki", "--reveal"]));
-    let (host, password) = (
-        db["host"].as_str().unwrap().to_owned(),
-        db["password"].as_str().unwrap().to_owned(),
-    );
-    let c = connect(
-        &server, &host, port, "app_wiki", &password, "app_wiki", true,
-    )
-    .unwrap();
+    let (c, _) = create_and_connect_as_app(&sb, &server, port, "wiki");
     runtime()
         .block_on(c.batch_execute(
             "CREATE TABLE pages (id serial PRIMARY KEY, title text, body text);
@@ -871,20 +881,7 @@ fn code_an_app_plants_in_its_database_never_runs_with_the_platforms_rights() {
     let sb = sandbox();
     let _cleanup = Cleanup(vec!["evil".into()]);
     let (server, port) = start(&sb);
-    ok(cli(&sb, &server).args(["apps", "create", "evil", "--with-db"]));
-    let dir = context(&sb.path().join("ctx-evil"), "");
-    ok(cli(&sb, &server)
-        .args(["deploy", "evil", "--path"])
-        .arg(&dir));
-    let db = json(cli(&sb, &server).args(["db", "info", "evil", "--reveal"]));
-    let (host, password) = (
-        db["host"].as_str().unwrap().to_owned(),
-        db["password"].as_str().unwrap().to_owned(),
-    );
-    let app = connect(
-        &server, &host, port, "app_evil", &password, "app_evil", true,
-    )
-    .unwrap();
+    let (app, _) = create_and_connect_as_app(&sb, &server, port, "evil");
 
     // What the planted code does with whatever rights it runs with: leave a
     // file on the host through the server, and make its role a superuser.
@@ -1084,24 +1081,8 @@ fn one_apps_stalled_backup_does_not_hold_up_another() {
     let sb = sandbox();
     let _cleanup = Cleanup(vec!["stall".into(), "calm".into()]);
     let (server, port) = start(&sb);
-    for app in ["stall", "calm"] {
-        ok(cli(&sb, &server).args(["apps", "create", app, "--with-db"]));
-    }
-    let dir = context(&sb.path().join("ctx-stall"), "");
-    ok(cli(&sb, &server)
-        .args(["deploy", "stall", "--path"])
-        .arg(&dir));
-    let db = json(cli(&sb, &server).args(["db", "info", "stall", "--reveal"]));
-    let app = connect(
-        &server,
-        db["host"].as_str().unwrap(),
-        port,
-        "app_stall",
-        db["password"].as_str().unwrap(),
-        "app_stall",
-        true,
-    )
-    .unwrap();
+    ok(cli(&sb, &server).args(["apps", "create", "calm", "--with-db"]));
+    let (app, _) = create_and_connect_as_app(&sb, &server, port, "stall");
     for statement in [
         "CREATE TABLE t (v int)",
         "BEGIN",
