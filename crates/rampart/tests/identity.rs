@@ -366,14 +366,19 @@ async fn attempt(
     (status, value, started.elapsed(), retry)
 }
 
-async fn raw_with_retry(server: &Server, body: String) -> (u16, Vec<u8>, Option<u64>) {
+/// A raw HTTPS client that trusts the platform's CA alone.
+fn https_client(server: &Server) -> reqwest::Client {
     let ca = reqwest::Certificate::from_pem(&server.ca_pem()).unwrap();
-    let http = reqwest::Client::builder()
+    reqwest::Client::builder()
         .use_rustls_tls()
         .tls_built_in_root_certs(false)
         .add_root_certificate(ca)
         .build()
-        .unwrap();
+        .unwrap()
+}
+
+async fn raw_with_retry(server: &Server, body: String) -> (u16, Vec<u8>, Option<u64>) {
+    let http = https_client(server);
     let response = http
         .post(format!("{}/api/sessions", server.url()))
         .header("content-type", "application/json")
@@ -993,13 +998,7 @@ async fn login_floods_and_parallel_guesses_are_bounded() {
     let before = logins(&owner).await.len();
 
     // Parallel guesses at one account: one is judged, the rest wait.
-    let ca = reqwest::Certificate::from_pem(&server.ca_pem()).unwrap();
-    let http = reqwest::Client::builder()
-        .use_rustls_tls()
-        .tls_built_in_root_certs(false)
-        .add_root_certificate(ca)
-        .build()
-        .unwrap();
+    let http = https_client(&server);
     let guesses: Vec<_> = (0..8)
         .map(|i| {
             let request = http
