@@ -189,6 +189,7 @@ pub fn check(archive: &[u8]) -> Result<String, ContextError> {
     let mut found = None;
     let mut any = false;
     let mut declared = 0u64;
+    let mut links = std::collections::HashSet::new();
     for entry in entries {
         let mut entry = entry.map_err(|e| ContextError::NotTar(e.to_string()))?;
         any = true;
@@ -214,7 +215,25 @@ pub fn check(archive: &[u8]) -> Result<String, ContextError> {
             .components()
             .filter(|c| !matches!(c, std::path::Component::CurDir))
             .collect();
-        if clean == Path::new("Dockerfile") && kind.is_file() {
+        // The builder reads what the extracted tree holds at `Dockerfile`:
+        // a link there, or a path through a link the archive made, could
+        // put another file there than the one read here.
+        if let Some(link) = clean.ancestors().skip(1).find(|a| links.contains(*a)) {
+            return Err(ContextError::NotTar(format!(
+                "{} passes through the link {}; a build context's paths may not",
+                path.display(),
+                link.display()
+            )));
+        }
+        if kind.is_symlink() || kind.is_hard_link() {
+            links.insert(clean.clone());
+        }
+        if clean == Path::new("Dockerfile") && !kind.is_file() {
+            return Err(ContextError::NotTar(
+                "its Dockerfile is not a regular file".into(),
+            ));
+        }
+        if clean == Path::new("Dockerfile") {
             let mut text = String::new();
             entry
                 .by_ref()
@@ -251,12 +270,15 @@ pub fn dockerfile_images(text: &str) -> Result<Vec<String>, String> {
             (key.trim().eq_ignore_ascii_case("escape")).then(|| value.trim().chars().next())?
         })
         .unwrap_or('\\');
-    // Continuation lines join their instruction; comments vanish.
+    // Continuation lines join their instruction. As the builder does,
+    // comment lines vanish wherever they stand, inside a continued
+    // instruction too, and so do empty lines within one: a reader that kept
+    // them would see another instruction than the builder runs.
     let mut instructions = Vec::new();
     let mut current = String::new();
     for line in text.lines() {
         let trimmed = line.trim();
-        if trimmed.starts_with('#') && current.is_empty() {
+        if trimmed.starts_with('#') || (trimmed.is_empty() && !current.is_empty()) {
             continue;
         }
         match trimmed.strip_suffix(escape) {
@@ -458,6 +480,19 @@ mod tests {
             dockerfile_images("# escape=`\nFROM `\n  rampart/other:r1\n").unwrap(),
             ["rampart/other:r1"]
         );
+        // A comment or an empty line inside a continued FROM is dropped by
+        // the builder, so the image is the line after it.
+        for hidden in [
+            "FROM \\\n# a comment\nrampart/other:r1\n",
+            "FROM \\\n   # indented\n\n  rampart/other:r1\n",
+            "FROM scratch\nCOPY \\\n# x\n--from=rampart/other:r1 /a /a\n",
+        ] {
+            assert_eq!(
+                dockerfile_images(hidden).unwrap(),
+                ["rampart/other:r1"],
+                "{hidden:?}"
+            );
+        }
     }
 
     /// The Dockerfile comes from a developer: whatever its bytes, the parser
@@ -509,6 +544,41 @@ mod tests {
                 .collect();
             let _ = dockerfile_images(&text);
         }
+    }
+
+    /// What the builder would read as the Dockerfile must be what the
+    /// check read: no link at `Dockerfile`, no path through a link.
+    #[test]
+    fn check_refuses_a_dockerfile_behind_a_link() {
+        let file = |builder: &mut tar::Builder<Vec<u8>>, name: &str, text: &[u8]| {
+            let mut header = tar::Header::new_gnu();
+            header.set_size(text.len() as u64);
+            header.set_mode(0o644);
+            header.set_cksum();
+            builder.append_data(&mut header, name, text).unwrap();
+        };
+        let link = |builder: &mut tar::Builder<Vec<u8>>, name: &str, target: &str| {
+            let mut header = tar::Header::new_gnu();
+            header.set_entry_type(tar::EntryType::Symlink);
+            header.set_size(0);
+            builder.append_link(&mut header, name, target).unwrap();
+        };
+        let mut later_link = tar::Builder::new(Vec::new());
+        file(&mut later_link, "Dockerfile", b"FROM scratch\n");
+        file(&mut later_link, "other", b"FROM rampart/other:r1\n");
+        link(&mut later_link, "Dockerfile", "other");
+        let err = check(&later_link.into_inner().unwrap()).unwrap_err();
+        assert!(err.to_string().contains("not a regular file"), "{err}");
+
+        let mut through = tar::Builder::new(Vec::new());
+        file(&mut through, "Dockerfile", b"FROM scratch\n");
+        link(&mut through, "sub", ".");
+        file(&mut through, "sub/Dockerfile", b"FROM rampart/other:r1\n");
+        let err = check(&through.into_inner().unwrap()).unwrap_err();
+        assert!(
+            err.to_string().contains("passes through the link sub"),
+            "{err}"
+        );
     }
 
     #[test]
