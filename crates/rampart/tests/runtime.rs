@@ -1126,6 +1126,27 @@ fn an_app_cannot_run_or_build_from_another_apps_image() {
     };
     refused(&["deploy", "thief", "--image", "rampart/victim:r1"]);
     refused(&["deploy", "thief", "--image", id.trim()]);
+    // An id names any image, the unnamed layers another app's build left
+    // behind among them (they are no release's image).
+    let (_, parent, _) = docker(&[
+        "image",
+        "inspect",
+        "--format",
+        "{{.Parent}}",
+        "rampart/victim:r1",
+    ]);
+    let parent = parent.trim();
+    assert!(
+        parent.starts_with("sha256:"),
+        "the builder keeps its layers: {parent:?}"
+    );
+    refused(&["deploy", "thief", "--image", parent]);
+    // A prefix of an id names any image, unnamed build layers included.
+    let short = &id.trim()["sha256:".len().."sha256:".len() + 12];
+    refused(&["deploy", "thief", "--image", short]);
+    let dir = context(&sb.path().join("thief-short"), "");
+    std::fs::write(dir.join("Dockerfile"), format!("FROM {short}\n")).unwrap();
+    refused(&["deploy", "thief", "--path", dir.to_str().unwrap()]);
     for (n, dockerfile) in [
         "FROM rampart/victim:r1\n",
         "FROM scratch\nCOPY --from=rampart/victim:r1 /hello /hello\nENTRYPOINT [\"/hello\"]\n",

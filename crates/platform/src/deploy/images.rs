@@ -29,6 +29,20 @@ impl Platform {
         app: &AppRow,
         reference: &str,
     ) -> Result<(), Error> {
+        // By id (whole or a prefix) any image on the engine can be named,
+        // the layers another app's build left behind among them, which
+        // have no name to check: an app names its images.
+        let bare = reference.strip_prefix("sha256:").unwrap_or(reference);
+        let by_id = reference.starts_with("sha256:")
+            || (!bare.is_empty()
+                && bare.len() <= 64
+                && bare.bytes().all(|b| b.is_ascii_hexdigit()));
+        if by_id {
+            return Err(Error::Forbidden(format!(
+                "app {:?} may not use image {reference:?}: name an image (name:tag), not an image id",
+                app.name.as_str()
+            )));
+        }
         let own = format!("rampart/{}", app.name);
         let named_own = reference
             .strip_prefix(&own)
