@@ -31,15 +31,28 @@ impl Platform {
     ) -> Result<(), Error> {
         // By id (whole or a prefix) any image on the engine can be named,
         // the layers another app's build left behind among them, which
-        // have no name to check: an app names its images.
+        // have no name to check: an id is accepted only for an image of
+        // one of the app's own releases (a restart deploys the live one).
         let bare = reference.strip_prefix("sha256:").unwrap_or(reference);
         let by_id = reference.starts_with("sha256:")
             || (!bare.is_empty()
                 && bare.len() <= 64
                 && bare.bytes().all(|b| b.is_ascii_hexdigit()));
         if by_id {
+            let own_release = match engine.runtime.image(reference).await {
+                Ok(image) => self
+                    .store
+                    .releases(&app.id)
+                    .await?
+                    .iter()
+                    .any(|r| r.image_id == image.id),
+                Err(_) => false,
+            };
+            if own_release {
+                return Ok(());
+            }
             return Err(Error::Forbidden(format!(
-                "app {:?} may not use image {reference:?}: name an image (name:tag), not an image id",
+                "app {:?} may not use image {reference:?}: name an image (name:tag); an id is accepted only for the app's own releases",
                 app.name.as_str()
             )));
         }
