@@ -95,21 +95,28 @@ fn connect(
     })
 }
 
+/// A session of the test's own on `db` as the managed cluster's superuser,
+/// over its socket.
+fn superuser(sb: &Sandbox, port: u16, db: &str) -> tokio_postgres::Client {
+    runtime().block_on(async {
+        let mut config = tokio_postgres::Config::new();
+        config
+            .host_path(sb.data_dir().join("postgres/run"))
+            .port(port)
+            .user("rampart")
+            .dbname(db);
+        let (client, connection) = config.connect(tokio_postgres::NoTls).await.unwrap();
+        tokio::spawn(connection);
+        client
+    })
+}
+
 /// The test's own view of a database's tables, read as the cluster's
 /// superuser (the test trusts what it planted; the platform never does).
 fn fingerprint(sb: &Sandbox, port: u16, db: &str) -> Vec<TableSum> {
+    let client = superuser(sb, port, db);
     runtime()
-        .block_on(async {
-            let mut config = tokio_postgres::Config::new();
-            config
-                .host_path(sb.data_dir().join("postgres/run"))
-                .port(port)
-                .user("rampart")
-                .dbname(db);
-            let (client, connection) = config.connect(tokio_postgres::NoTls).await?;
-            tokio::spawn(connection);
-            rampart_services::postgres::fingerprint(&client).await
-        })
+        .block_on(rampart_services::postgres::fingerprint(&client))
         .unwrap()
 }
 
@@ -934,28 +941,16 @@ fn code_an_app_plants_in_its_database_never_runs_with_the_platforms_rights() {
     runtime().block_on(app.batch_execute(&plant)).unwrap();
     drop(app);
     assert!(!marker.exists(), "the app's own rights cannot run programs");
-    let superuser = || {
+    let is_superuser = || {
         let row = runtime()
-            .block_on(async {
-                let mut config = tokio_postgres::Config::new();
-                config
-                    .host_path(sb.data_dir().join("postgres/run"))
-                    .port(port)
-                    .user("rampart")
-                    .dbname("postgres");
-                let (client, connection) = config.connect(tokio_postgres::NoTls).await.unwrap();
-                tokio::spawn(connection);
-                client
-                    .query_one(
-                        "SELECT rolsuper FROM pg_catalog.pg_roles WHERE rolname = 'app_evil'",
-                        &[],
-                    )
-                    .await
-            })
+            .block_on(superuser(&sb, port, "postgres").query_one(
+                "SELECT rolsuper FROM pg_catalog.pg_roles WHERE rolname = 'app_evil'",
+                &[],
+            ))
             .unwrap();
         row.get::<_, bool>(0)
     };
-    assert!(!superuser());
+    assert!(!is_superuser());
 
     // Backup, test restore, and a restore over the live data: each works,
     // and the planted code gained nothing.
@@ -979,7 +974,10 @@ fn code_an_app_plants_in_its_database_never_runs_with_the_platforms_rights() {
         "a restore ran planted code as the platform"
     );
     assert_eq!(fingerprint(&sb, port, "app_evil"), before);
-    assert!(!superuser(), "planted code made the app's role a superuser");
+    assert!(
+        !is_superuser(),
+        "planted code made the app's role a superuser"
+    );
     let _ = std::fs::remove_file(&marker);
     server.stop().unwrap();
 }
