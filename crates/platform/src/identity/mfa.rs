@@ -45,6 +45,17 @@ pub(super) fn totp_aad(user: &UserId) -> Vec<u8> {
 }
 
 impl Platform {
+    /// The user's TOTP generator, from the seed sealed under the master key.
+    fn user_totp(&self, creds: &Credentials, sealed: &[u8]) -> Result<totp_rs::TOTP, Error> {
+        let seed = self
+            .key
+            .open(&totp_aad(&creds.user.id), sealed)
+            .map_err(|_| {
+                Error::Sealed("the TOTP seed does not open with this master key".into())
+            })?;
+        totp(&seed)
+    }
+
     /// Starts a TOTP enrollment for the caller: a new seed, sealed, awaiting
     /// its first code.
     pub async fn enroll_mfa(&self, acting: Acting<'_>) -> Result<wire::MfaEnrollment, Error> {
@@ -103,13 +114,8 @@ impl Platform {
         let Some(sealed) = &creds.mfa_seed else {
             return Err(Error::Conflict("start with `rampart mfa enroll`".into()));
         };
-        let seed = self
-            .key
-            .open(&totp_aad(&creds.user.id), sealed)
-            .map_err(|_| {
-                Error::Sealed("the TOTP seed does not open with this master key".into())
-            })?;
-        let Some(step) = matching_step(&totp(&seed)?, code.trim(), now_secs()) else {
+        let Some(step) = matching_step(&self.user_totp(&creds, sealed)?, code.trim(), now_secs())
+        else {
             let record = Self::record_by(
                 creds.user.id.as_str(),
                 Action::MfaEnroll,
@@ -156,13 +162,7 @@ impl Platform {
                 .use_recovery_code(&creds.user.id, &sha256_hex(&code.to_ascii_lowercase()), &at)
                 .await?);
         }
-        let seed = self
-            .key
-            .open(&totp_aad(&creds.user.id), sealed)
-            .map_err(|_| {
-                Error::Sealed("the TOTP seed does not open with this master key".into())
-            })?;
-        match matching_step(&totp(&seed)?, code, now_secs()) {
+        match matching_step(&self.user_totp(creds, sealed)?, code, now_secs()) {
             // Atomic: a step no newer than the last one used is a replay.
             Some(step) => Ok(self.store.use_totp_step(&creds.user.id, step).await?),
             None => Ok(false),
