@@ -63,7 +63,7 @@ pub async fn run_backup(
 ) -> Result<(StatusCode, Json<wire::BackupRecord>), ApiError> {
     Ok((
         StatusCode::CREATED,
-        Json(p.backup_now(ctx.acting(), &app).await?),
+        Json(p.backups().backup_now(ctx.acting(), &app).await?),
     ))
 }
 
@@ -77,7 +77,7 @@ pub async fn list_backups(
     State(p): State<AppState>,
     Path(app): Path<String>,
 ) -> Result<Json<Vec<wire::BackupSnapshot>>, ApiError> {
-    Ok(Json(p.backups(&app).await?))
+    Ok(Json(p.backups().snapshots(&app).await?))
 }
 
 /// What the app's backups, retention runs, test restores and restores did.
@@ -89,7 +89,7 @@ pub async fn backup_results(
     State(p): State<AppState>,
     Path(app): Path<String>,
 ) -> Result<Json<Vec<wire::BackupRecord>>, ApiError> {
-    Ok(Json(p.backup_records(&app).await?))
+    Ok(Json(p.backups().backup_records(&app).await?))
 }
 
 /// Test-restores a snapshot (the newest by default) into a scratch database
@@ -107,7 +107,11 @@ pub async fn verify_backup(
     Path(app): Path<String>,
     Body(request): Body<wire::VerifyBackup>,
 ) -> Result<Json<wire::BackupRecord>, ApiError> {
-    Ok(Json(p.verify_backup(ctx.acting(), &app, request).await?))
+    Ok(Json(
+        p.backups()
+            .verify_backup(ctx.acting(), &app, request)
+            .await?,
+    ))
 }
 
 /// Restores a snapshot of `app` into a fresh database and media folder of
@@ -129,7 +133,8 @@ pub async fn restore_backup(
     Body(request): Body<wire::RestoreBackup>,
 ) -> Result<Json<wire::RestoredBackup>, ApiError> {
     Ok(Json(
-        p.restore_backup(ctx.acting(), &app, &snapshot, request)
+        p.backups()
+            .restore_backup(ctx.acting(), &app, &snapshot, request)
             .await?,
     ))
 }
@@ -143,7 +148,7 @@ pub async fn backup_schedule(
     State(p): State<AppState>,
     Path(app): Path<String>,
 ) -> Result<Json<wire::BackupSchedule>, ApiError> {
-    Ok(Json(p.backup_schedule(&app).await?))
+    Ok(Json(p.backups().backup_schedule(&app).await?))
 }
 
 /// Sets when the app is backed up and test-restored and which snapshots
@@ -161,6 +166,7 @@ pub async fn set_backup_schedule(
     Body(request): Body<wire::SetBackupSchedule>,
 ) -> Result<Json<wire::BackupSchedule>, ApiError> {
     let schedule = p
+        .backups()
         .set_backup_schedule(ctx.acting(), &app, Some(request))
         .await?;
     schedule
@@ -179,6 +185,8 @@ pub async fn remove_backup_schedule(
     ctx: Ctx,
     Path(app): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    p.set_backup_schedule(ctx.acting(), &app, None).await?;
+    p.backups()
+        .set_backup_schedule(ctx.acting(), &app, None)
+        .await?;
     Ok(StatusCode::NO_CONTENT)
 }

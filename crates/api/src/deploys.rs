@@ -56,14 +56,14 @@ async fn run_deploy(
     app: String,
     source: Source,
 ) -> Result<Response, ApiError> {
-    let prepared = p.prepare_deploy(&app, source).await?;
+    let prepared = p.deploys().prepare_deploy(&app, source).await?;
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
     let task = tokio::spawn(async move {
         let acting = Acting {
             caller: &ctx.caller,
             request_id: &ctx.request_id,
         };
-        let last = match p.deploy(acting, prepared, tx.clone()).await {
+        let last = match p.deploys().deploy(acting, prepared, tx.clone()).await {
             Ok(release) => DeployLine::Done { release },
             Err(Error::DeployFailed { message, release }) => DeployLine::Failed {
                 message,
@@ -169,7 +169,7 @@ pub async fn rollback(
     Path(app): Path<String>,
     Body(request): Body<wire::Rollback>,
 ) -> Result<Response, ApiError> {
-    let target = p.rollback_target(&app, request.to).await?;
+    let target = p.deploys().rollback_target(&app, request.to).await?;
     run_deploy(p, ctx, app, Source::Release(target)).await
 }
 
@@ -183,7 +183,7 @@ pub async fn releases(
     ctx: Ctx,
     Path(app): Path<String>,
 ) -> Result<Json<Vec<wire::Release>>, ApiError> {
-    let mut releases = p.releases(&app).await?;
+    let mut releases = p.deploys().releases(&app).await?;
     // Failure reasons quote the replica's log: only for those who may
     // read it.
     if crate::policy::decide(&ctx.caller, rampart_core::Action::LogsRead, Some(&app)).is_err() {
@@ -205,7 +205,7 @@ pub async fn settings(
     State(p): State<AppState>,
     Path(app): Path<String>,
 ) -> Result<Json<AppSettings>, ApiError> {
-    Ok(Json(p.settings(&app).await?))
+    Ok(Json(p.deploys().settings(&app).await?))
 }
 
 /// Changes how an app runs; replica counts apply at once, the rest with
@@ -222,7 +222,9 @@ pub async fn configure(
     Path(app): Path<String>,
     Body(patch): Body<SettingsPatch>,
 ) -> Result<Json<AppSettings>, ApiError> {
-    Ok(Json(p.configure(ctx.acting(), &app, patch).await?))
+    Ok(Json(
+        p.deploys().configure(ctx.acting(), &app, patch).await?,
+    ))
 }
 
 /// Sets the number of replicas and waits until it runs.
@@ -238,13 +240,13 @@ pub async fn scale(
     Path(app): Path<String>,
     Body(request): Body<wire::Scale>,
 ) -> Result<Json<wire::AppStatus>, ApiError> {
-    p.runtime_ready()?;
+    p.deploys().runtime_ready()?;
     let patch = SettingsPatch {
         replicas: Some(request.replicas),
         ..Default::default()
     };
-    p.configure(ctx.acting(), &app, patch).await?;
-    Ok(Json(p.status(&app).await?))
+    p.deploys().configure(ctx.acting(), &app, patch).await?;
+    Ok(Json(p.deploys().status(&app).await?))
 }
 
 /// An app's replicas, their health and recent events.
@@ -257,7 +259,7 @@ pub async fn ps(
     State(p): State<AppState>,
     Path(app): Path<String>,
 ) -> Result<Json<wire::AppStatus>, ApiError> {
-    Ok(Json(p.status(&app).await?))
+    Ok(Json(p.deploys().status(&app).await?))
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -300,6 +302,7 @@ pub async fn logs(
         None => None,
     };
     let lines = p
+        .deploys()
         .logs(
             &app,
             LogQuery {

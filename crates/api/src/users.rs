@@ -29,7 +29,7 @@ pub async fn login(
         std::net::IpAddr::from([0, 0, 0, 0]),
         |Extension(Peer(ip))| ip,
     );
-    match p.login(&request_id, client, request).await? {
+    match p.identity().login(&request_id, client, request).await? {
         Ok(session) => Ok((StatusCode::CREATED, Json(session)).into_response()),
         Err(refused) => {
             let status = if refused.retry_after.is_some() {
@@ -58,7 +58,7 @@ pub async fn login(
 #[utoipa::path(delete, path = "/api/sessions/current", tag = "identity", security(("bearer" = [])),
     responses((status = 204), (status = 401, body = ErrorBody)))]
 pub async fn logout(State(p): State<AppState>, ctx: Ctx) -> Result<StatusCode, ApiError> {
-    p.logout(ctx.acting()).await?;
+    p.identity().logout(ctx.acting()).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -71,7 +71,7 @@ pub async fn accept_invitation(
     Extension(request_id): Extension<RequestId>,
     Body(request): Body<wire::AcceptInvitation>,
 ) -> Result<StatusCode, ApiError> {
-    p.accept_invitation(&request_id, request).await?;
+    p.identity().accept_invitation(&request_id, request).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -80,7 +80,7 @@ pub async fn accept_invitation(
     responses((status = 200, body = [wire::UserInfo]), (status = 401, body = ErrorBody),
         (status = 403, body = ErrorBody)))]
 pub async fn list_users(State(p): State<AppState>) -> Result<Json<Vec<wire::UserInfo>>, ApiError> {
-    Ok(Json(p.users().await?))
+    Ok(Json(p.identity().users().await?))
 }
 
 /// Creates a user and a single-use invitation that expires.
@@ -96,7 +96,7 @@ pub async fn invite_user(
 ) -> Result<(StatusCode, Json<wire::Invited>), ApiError> {
     Ok((
         StatusCode::CREATED,
-        Json(p.invite_user(ctx.acting(), request).await?),
+        Json(p.identity().invite_user(ctx.acting(), request).await?),
     ))
 }
 
@@ -113,7 +113,11 @@ pub async fn set_role(
     Path(id): Path<String>,
     Body(request): Body<wire::SetRole>,
 ) -> Result<Json<wire::UserInfo>, ApiError> {
-    Ok(Json(p.set_role(ctx.acting(), &id, request.role).await?))
+    Ok(Json(
+        p.identity()
+            .set_role(ctx.acting(), &id, request.role)
+            .await?,
+    ))
 }
 
 /// Removes a user: no more sign-in, every token revoked.
@@ -126,7 +130,7 @@ pub async fn remove_user(
     ctx: Ctx,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    p.remove_user(ctx.acting(), &id).await?;
+    p.identity().remove_user(ctx.acting(), &id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -140,7 +144,7 @@ pub async fn export_user(
     ctx: Ctx,
     Path(id): Path<String>,
 ) -> Result<Json<wire::UserExport>, ApiError> {
-    Ok(Json(p.export_user(ctx.acting(), &id).await?))
+    Ok(Json(p.identity().export_user(ctx.acting(), &id).await?))
 }
 
 /// Erases a user's personal data; the audit chain keeps verifying.
@@ -153,7 +157,7 @@ pub async fn erase_user(
     ctx: Ctx,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    p.erase_user(ctx.acting(), &id).await?;
+    p.identity().erase_user(ctx.acting(), &id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -168,7 +172,11 @@ pub async fn grant(
     ctx: Ctx,
     Path((id, app)): Path<(String, String)>,
 ) -> Result<Json<wire::UserInfo>, ApiError> {
-    Ok(Json(p.set_grant(ctx.acting(), &id, &app, true).await?))
+    Ok(Json(
+        p.identity()
+            .set_grant(ctx.acting(), &id, &app, true)
+            .await?,
+    ))
 }
 
 /// Withdraws a developer's access to an app.
@@ -182,7 +190,11 @@ pub async fn revoke_grant(
     ctx: Ctx,
     Path((id, app)): Path<(String, String)>,
 ) -> Result<Json<wire::UserInfo>, ApiError> {
-    Ok(Json(p.set_grant(ctx.acting(), &id, &app, false).await?))
+    Ok(Json(
+        p.identity()
+            .set_grant(ctx.acting(), &id, &app, false)
+            .await?,
+    ))
 }
 
 /// Starts a TOTP enrollment for the caller.
@@ -193,7 +205,7 @@ pub async fn enroll_mfa(
     State(p): State<AppState>,
     ctx: Ctx,
 ) -> Result<Json<wire::MfaEnrollment>, ApiError> {
-    Ok(Json(p.enroll_mfa(ctx.acting()).await?))
+    Ok(Json(p.identity().enroll_mfa(ctx.acting()).await?))
 }
 
 /// Confirms the enrollment with a first code; returns ten recovery codes.
@@ -206,5 +218,9 @@ pub async fn confirm_mfa(
     ctx: Ctx,
     Body(request): Body<wire::ConfirmMfa>,
 ) -> Result<Json<wire::RecoveryCodes>, ApiError> {
-    Ok(Json(p.confirm_mfa(ctx.acting(), &request.code).await?))
+    Ok(Json(
+        p.identity()
+            .confirm_mfa(ctx.acting(), &request.code)
+            .await?,
+    ))
 }

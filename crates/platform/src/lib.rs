@@ -17,7 +17,7 @@ pub mod secrets;
 /// from it; the platform uses it for the API.
 pub use rampart_edge::pki;
 
-mod backups;
+pub mod backups;
 mod controller;
 mod data;
 mod data_dir;
@@ -245,6 +245,21 @@ impl Platform {
     }
 
     /// The internal CA, which issues the API's certificate.
+    /// Deploys, rollbacks, settings and the views of what runs.
+    pub fn deploys(&self) -> deploy::Deploys<'_> {
+        deploy::Deploys { p: self }
+    }
+
+    /// Backups, restores, test restores and their schedules.
+    pub fn backups(&self) -> backups::Backups<'_> {
+        backups::Backups { p: self }
+    }
+
+    /// Users, roles, grants, logins and MFA.
+    pub fn identity(&self) -> identity::Identity<'_> {
+        identity::Identity { p: self }
+    }
+
     pub fn ca(&self) -> &InternalCa {
         &self.ca
     }

@@ -210,7 +210,7 @@ impl Platform {
         let record = self.record(acting, Action::AppDelete, format!("apps/{}", row.name));
         self.committed(self.store.delete_app(&row.id, record).await)
             .await?;
-        self.remove_app_runtime(&row.name, &row.id).await;
+        self.deploys().remove_app_runtime(&row.name, &row.id).await;
         self.remove_app_data(&row.name, db, bucket).await;
         tracing::info!(app = %row.name, request_id = %acting.request_id, "app deleted");
         Ok(())
@@ -459,7 +459,7 @@ impl Platform {
             && let Some(holder) = self.store.user(&token.user_id).await?
             && token.user_id != acting.caller.user_id
         {
-            Self::check_manages(acting.caller, holder.role)?;
+            crate::identity::check_manages(acting.caller, holder.role)?;
         }
         let record = self.record(acting, Action::TokenRevoke, format!("tokens/{id}"));
         let now = Timestamp::now().to_rfc3339();

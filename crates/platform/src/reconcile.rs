@@ -164,9 +164,10 @@ impl Platform {
             && let Some(release) = self.store.release(&app.id, number).await?
         {
             let missing = desired - have;
-            let env = self.replica_env(app).await?;
+            let env = self.deploys().replica_env(app).await?;
             let (tx, _rx) = tokio::sync::mpsc::unbounded_channel();
             match self
+                .deploys()
                 .start_healthy(
                     engine,
                     app,
@@ -216,7 +217,7 @@ impl Platform {
             engine.set_serving(&app.id, keep);
             self.publish().await?;
         }
-        self.retire(engine, app, &extra).await;
+        self.deploys().retire(engine, app, &extra).await;
         for r in remove {
             tracing::info!(app = %app.name, replica = %r.name, "removing a replica that should not run");
             let _ = engine

@@ -87,6 +87,7 @@ pub async fn run(platform: &Platform, edge: SocketAddr) -> anyhow::Result<()> {
         }
     };
     let live = platform
+        .deploys()
         .releases(APP)
         .await?
         .into_iter()
@@ -104,9 +105,10 @@ pub async fn run(platform: &Platform, edge: SocketAddr) -> anyhow::Result<()> {
                 }
             });
             let prepared = platform
+                .deploys()
                 .prepare_deploy(APP, Source::Build(context()?.into()))
                 .await?;
-            let deployed = platform.deploy(acting, prepared, tx).await;
+            let deployed = platform.deploys().deploy(acting, prepared, tx).await;
             let _ = printer.await;
             deployed?
         }

@@ -50,6 +50,14 @@ const TAG_TABLES: &str = "tables=";
 const TAG_ROWS: &str = "rows=";
 const TAG_MEDIA: &str = "media_files=";
 
+/// The backup path: snapshots, restores, test restores, schedules and
+/// retention of one app's database and media. A handle on the
+/// [`Platform`], from [`Platform::backups`].
+#[derive(Debug, Clone, Copy)]
+pub struct Backups<'a> {
+    pub(crate) p: &'a Platform,
+}
+
 /// What a snapshot holds, recorded beside the data it describes.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct Manifest {
@@ -224,9 +232,9 @@ fn since(start: &std::time::Instant) -> String {
     format!("{:.1}s", start.elapsed().as_secs_f64())
 }
 
-impl Platform {
+impl Backups<'_> {
     fn backup_config(&self) -> Result<BackupConfig, Error> {
-        self.backup.clone().ok_or_else(|| {
+        self.p.backup.clone().ok_or_else(|| {
             Error::Unavailable(
                 "no backup repository is configured: set [backup] repository and key_file in rampart.toml".into(),
             )
@@ -242,11 +250,11 @@ impl Platform {
                 kind: format!("{}_failed", result.kind),
                 message: result.detail.clone(),
             };
-            if let Err(error) = self.store.add_event(&app.id, &event).await {
+            if let Err(error) = self.p.store.add_event(&app.id, &event).await {
                 tracing::error!(%error, "cannot record an app event");
             }
         }
-        if let Err(error) = self.store.add_backup_result(&result).await {
+        if let Err(error) = self.p.store.add_backup_result(&result).await {
             tracing::error!(%error, "cannot record a backup result");
         }
     }
@@ -265,9 +273,10 @@ impl Platform {
     }
 
     async fn media_place(&self, app: &AppRow) -> Result<MediaPlace, BackupFailure> {
-        if let Some(s3) = self.services().s3() {
+        if let Some(s3) = self.p.services().s3() {
             let s3 = s3.map_err(BackupFailure::from)?;
             if let Some(row) = self
+                .p
                 .store
                 .media_bucket(&app.id)
                 .await
@@ -279,13 +288,13 @@ impl Platform {
             }
         }
         Ok(MediaPlace::Folder(
-            self.services().media.dir(app.name.as_str()),
+            self.p.services().media.dir(app.name.as_str()),
         ))
     }
 
     /// The app's snapshots, oldest first.
-    pub async fn backups(&self, app: &str) -> Result<Vec<wire::BackupSnapshot>, Error> {
-        let row = self.app_row(app).await?;
+    pub async fn snapshots(&self, app: &str) -> Result<Vec<wire::BackupSnapshot>, Error> {
+        let row = self.p.app_row(app).await?;
         let repo = self.repository().await.map_err(failed)?;
         let app_id = row.id.to_string();
         let list = tokio::task::spawn_blocking(move || repo.snapshots())
@@ -317,8 +326,9 @@ impl Platform {
 
     /// Recorded results of the app's backups, oldest first.
     pub async fn backup_records(&self, app: &str) -> Result<Vec<wire::BackupRecord>, Error> {
-        let row = self.app_row(app).await?;
+        let row = self.p.app_row(app).await?;
         Ok(self
+            .p
             .store
             .backup_results(row.name.as_str(), 200)
             .await?

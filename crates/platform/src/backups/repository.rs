@@ -82,10 +82,10 @@ impl Drop for Repo {
     }
 }
 
-impl Platform {
+impl Backups<'_> {
     pub(super) async fn repository(&self) -> Result<Repo, BackupFailure> {
         let config = self.backup_config().map_err(BackupFailure::from)?;
-        let _opening = self.services().repository_open.lock().await;
+        let _opening = self.p.services().repository_open.lock().await;
         tokio::task::spawn_blocking(move || {
             open_repository(&config).map(|r| Repo(Some(Arc::new(r))))
         })

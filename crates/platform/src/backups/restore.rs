@@ -39,7 +39,7 @@ pub(super) fn restore_dump(
     Ok(())
 }
 
-impl Platform {
+impl Backups<'_> {
     /// `rampart backup restore APP SNAPSHOT [--into OTHER] [--force]`.
     pub async fn restore_backup(
         &self,
@@ -48,9 +48,9 @@ impl Platform {
         snapshot: &str,
         request: wire::RestoreBackup,
     ) -> Result<wire::RestoredBackup, Error> {
-        let source = self.app_row(app).await?;
+        let source = self.p.app_row(app).await?;
         let target = match &request.into {
-            Some(other) => self.app_row(other).await?,
+            Some(other) => self.p.app_row(other).await?,
             None => source.clone(),
         };
         if let Some(scope) = &acting.caller.scope
@@ -60,10 +60,10 @@ impl Platform {
                 "this token may only act on app {scope}"
             )));
         }
-        let _turn = self.services().backup_turn(&target.id).await;
+        let _turn = self.p.services().backup_turn(&target.id).await;
         let repo = self.repository().await.map_err(failed)?;
         let (id, manifest) = self.app_snapshot(&repo, &source, snapshot).await?;
-        let target_db = self.store.database(&target.id).await?;
+        let target_db = self.p.store.database(&target.id).await?;
         if manifest.database.is_some() && target_db.is_none() {
             return Err(Error::Invalid(format!(
                 "snapshot {} holds a database but app {:?} has none: run `rampart db create {}` first",
@@ -75,8 +75,8 @@ impl Platform {
         let database = match &target_db {
             Some(db) => Some((
                 db.name.clone(),
-                self.services().admin()?.clone(),
-                self.tenant(&target, db)?,
+                self.p.services().admin()?.clone(),
+                self.p.tenant(&target, db)?,
             )),
             None => None,
         };
@@ -152,7 +152,7 @@ impl Platform {
             }
         };
         self.record_result(&target, result).await;
-        let record = Self::record_by(
+        let record = Platform::record_by(
             acting.caller.user_id.as_str(),
             Action::BackupRestore,
             format!(
@@ -164,7 +164,7 @@ impl Platform {
             audit_outcome,
             acting.request_id,
         );
-        self.append(record).await;
+        self.p.append(record).await;
         answer
     }
 
@@ -225,7 +225,7 @@ impl Platform {
             }
         };
 
-        let media_root = self.services().media.root().to_path_buf();
+        let media_root = self.p.services().media.root().to_path_buf();
         let has_media = !manifest.media.is_empty();
         let want = manifest.media.clone();
         let (repo, id) = (Arc::clone(repo), id.to_owned());
@@ -284,10 +284,11 @@ impl Platform {
             MediaPlace::Folder(_) => {
                 let owner = {
                     use std::os::unix::fs::MetadataExt;
-                    let dir = self.services().media.dir(target.name.as_str());
+                    let dir = self.p.services().media.dir(target.name.as_str());
                     std::fs::metadata(&dir).ok().map(|m| (m.uid(), m.gid()))
                 };
                 let live = self
+                    .p
                     .services()
                     .media
                     .ensure(target.name.as_str(), owner)

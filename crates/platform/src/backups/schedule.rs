@@ -2,7 +2,7 @@
 
 use super::*;
 
-impl Platform {
+impl Backups<'_> {
     /// Forgets the app's snapshots the schedule does not keep, then prunes.
     pub(super) async fn apply_retention(&self, app: &AppRow, schedule: &ScheduleRow) {
         let policy = KeepPolicy {
@@ -82,11 +82,17 @@ impl Platform {
         app: &str,
         request: Option<wire::SetBackupSchedule>,
     ) -> Result<Option<wire::BackupSchedule>, Error> {
-        let row = self.app_row(app).await?;
+        let row = self.p.app_row(app).await?;
         let target = format!("apps/{}/backup-schedule", row.name);
         let Some(request) = request else {
-            let record = self.record(acting, Action::BackupSchedule, target);
-            self.committed(self.store.set_backup_schedule(&row.id, None, record).await)
+            let record = self.p.record(acting, Action::BackupSchedule, target);
+            self.p
+                .committed(
+                    self.p
+                        .store
+                        .set_backup_schedule(&row.id, None, record)
+                        .await,
+                )
                 .await?;
             return Ok(None);
         };
@@ -119,27 +125,70 @@ impl Platform {
                 "keep at least one snapshot: give --keep-last, --keep-daily, --keep-weekly or --keep-monthly".into(),
             ));
         }
-        let record = self.record(acting, Action::BackupSchedule, target);
-        self.committed(
-            self.store
-                .set_backup_schedule(&row.id, Some(&schedule), record)
-                .await,
-        )
-        .await?;
+        let record = self.p.record(acting, Action::BackupSchedule, target);
+        self.p
+            .committed(
+                self.p
+                    .store
+                    .set_backup_schedule(&row.id, Some(&schedule), record)
+                    .await,
+            )
+            .await?;
         Ok(Some(schedule_view(&row.name, schedule)))
     }
 
     pub async fn backup_schedule(&self, app: &str) -> Result<wire::BackupSchedule, Error> {
-        let row = self.app_row(app).await?;
-        let schedule = self.store.backup_schedule(&row.id).await?.ok_or_else(|| {
-            Error::NotFound(format!(
-                "app {:?} has no backup schedule",
-                row.name.as_str()
-            ))
-        })?;
+        let row = self.p.app_row(app).await?;
+        let schedule = self
+            .p
+            .store
+            .backup_schedule(&row.id)
+            .await?
+            .ok_or_else(|| {
+                Error::NotFound(format!(
+                    "app {:?} has no backup schedule",
+                    row.name.as_str()
+                ))
+            })?;
         Ok(schedule_view(&row.name, schedule))
     }
 
+    pub(super) async fn run_scheduled(
+        &self,
+        app: &AppRow,
+        schedule: &ScheduleRow,
+        backup_due: bool,
+        verify_due: bool,
+    ) {
+        let next = |secs: u64| {
+            Timestamp::from(time::OffsetDateTime::now_utc() + time::Duration::seconds(secs as i64))
+                .to_rfc3339()
+        };
+        let next_backup = if backup_due {
+            self.run_backup(app, Reason::Scheduled).await;
+            next(schedule.every_secs)
+        } else {
+            schedule.next_backup_at.clone()
+        };
+        let next_verify = match (verify_due, schedule.verify_every_secs) {
+            (true, Some(secs)) => {
+                self.run_verify(app, None).await;
+                Some(next(secs))
+            }
+            _ => schedule.next_verify_at.clone(),
+        };
+        if let Err(error) = self
+            .p
+            .store
+            .advance_backup_schedule(&app.id, &next_backup, next_verify.as_deref())
+            .await
+        {
+            tracing::error!(%error, "cannot move a backup schedule on");
+        }
+    }
+}
+
+impl Platform {
     /// Starts the backups and test restores that are due, each app's on a
     /// task of its own, so a slow or stuck app never holds up another's; an
     /// app whose last run has not finished is left for the next call. The
@@ -171,42 +220,10 @@ impl Platform {
             tokio::spawn(async move {
                 let _turn = turn;
                 platform
+                    .backups()
                     .run_scheduled(&app, &schedule, backup_due, verify_due)
                     .await;
             });
-        }
-    }
-
-    pub(super) async fn run_scheduled(
-        &self,
-        app: &AppRow,
-        schedule: &ScheduleRow,
-        backup_due: bool,
-        verify_due: bool,
-    ) {
-        let next = |secs: u64| {
-            Timestamp::from(time::OffsetDateTime::now_utc() + time::Duration::seconds(secs as i64))
-                .to_rfc3339()
-        };
-        let next_backup = if backup_due {
-            self.run_backup(app, Reason::Scheduled).await;
-            next(schedule.every_secs)
-        } else {
-            schedule.next_backup_at.clone()
-        };
-        let next_verify = match (verify_due, schedule.verify_every_secs) {
-            (true, Some(secs)) => {
-                self.run_verify(app, None).await;
-                Some(next(secs))
-            }
-            _ => schedule.next_verify_at.clone(),
-        };
-        if let Err(error) = self
-            .store
-            .advance_backup_schedule(&app.id, &next_backup, next_verify.as_deref())
-            .await
-        {
-            tracing::error!(%error, "cannot move a backup schedule on");
         }
     }
 }

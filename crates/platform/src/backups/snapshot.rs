@@ -61,7 +61,7 @@ impl Drop for DumpReader {
     }
 }
 
-impl Platform {
+impl Backups<'_> {
     /// Takes one snapshot of the app's database and media.
     pub(super) async fn snapshot_app(
         &self,
@@ -70,19 +70,20 @@ impl Platform {
     ) -> Result<(String, u64), BackupFailure> {
         let repo = self.repository().await?;
         let db = self
+            .p
             .store
             .database(&app.id)
             .await
             .map_err(BackupFailure::from)?;
         let tenant = match &db {
-            Some(db) => Some(self.tenant(app, db).map_err(BackupFailure::from)?),
+            Some(db) => Some(self.p.tenant(app, db).map_err(BackupFailure::from)?),
             None => None,
         };
         // Media in a bucket are copied to a private folder first.
         let (media_dir, staged) = match self.media_place(app).await? {
             MediaPlace::Folder(dir) => (dir, None),
             MediaPlace::Bucket(store) => {
-                let scratch = Scratch::new(self.services().media.root(), ".backup")?;
+                let scratch = Scratch::new(self.p.services().media.root(), ".backup")?;
                 rampart_services::s3::download(store.as_ref(), &scratch.0)
                     .await
                     .map_err(|e| BackupFailure::context("reading media from the bucket", e))?;
@@ -117,6 +118,7 @@ impl Platform {
             _ => (None, None, Vec::new()),
         };
         let release = self
+            .p
             .store
             .app(&app.name)
             .await
@@ -200,7 +202,7 @@ impl Platform {
         result.finished_at = Timestamp::now().to_rfc3339();
         self.record_result(app, result.clone()).await;
         if result.ok
-            && let Ok(Some(schedule)) = self.store.backup_schedule(&app.id).await
+            && let Ok(Some(schedule)) = self.p.store.backup_schedule(&app.id).await
         {
             self.apply_retention(app, &schedule).await;
         }
@@ -213,16 +215,16 @@ impl Platform {
         acting: Acting<'_>,
         app: &str,
     ) -> Result<wire::BackupRecord, Error> {
-        let row = self.app_row(app).await?;
+        let row = self.p.app_row(app).await?;
         self.backup_config()?;
-        let _turn = self.services().backup_turn(&row.id).await;
+        let _turn = self.p.services().backup_turn(&row.id).await;
         let result = self.run_backup(&row, Reason::Manual).await;
         let outcome = if result.ok {
             rampart_core::audit::Outcome::Ok
         } else {
             rampart_core::audit::Outcome::Failed
         };
-        let record = Self::record_by(
+        let record = Platform::record_by(
             acting.caller.user_id.as_str(),
             Action::BackupRun,
             format!(
@@ -233,7 +235,7 @@ impl Platform {
             outcome,
             acting.request_id,
         );
-        self.append(record).await;
+        self.p.append(record).await;
         if result.ok {
             Ok(result)
         } else {

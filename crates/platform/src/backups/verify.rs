@@ -3,7 +3,7 @@
 
 use super::*;
 
-impl Platform {
+impl Backups<'_> {
     /// Test-restores a snapshot (the newest when `None`) into a scratch
     /// database and folder and compares it with its manifest. The result is
     /// recorded either way.
@@ -62,6 +62,7 @@ impl Platform {
             // scratch database: whatever the app planted in its data runs
             // with less than the app's rights, and never the admin's.
             let admin = self
+                .p
                 .services()
                 .admin()
                 .map_err(BackupFailure::from)?
@@ -103,7 +104,7 @@ impl Platform {
             }
             got_tables = fingerprint?;
         }
-        let media_root = self.services().media.root().to_path_buf();
+        let media_root = self.p.services().media.root().to_path_buf();
         let has_media = !manifest.media.is_empty();
         let got_media = {
             let (repo, id) = (Arc::clone(&repo), id.clone());
@@ -142,11 +143,11 @@ impl Platform {
         app: &str,
         request: wire::VerifyBackup,
     ) -> Result<wire::BackupRecord, Error> {
-        let row = self.app_row(app).await?;
+        let row = self.p.app_row(app).await?;
         self.backup_config()?;
-        let _turn = self.services().backup_turn(&row.id).await;
+        let _turn = self.p.services().backup_turn(&row.id).await;
         let result = self.run_verify(&row, request.snapshot).await;
-        let record = Self::record_by(
+        let record = Platform::record_by(
             acting.caller.user_id.as_str(),
             Action::BackupRun,
             format!("apps/{}/backups/verify", row.name),
@@ -157,7 +158,7 @@ impl Platform {
             },
             acting.request_id,
         );
-        self.append(record).await;
+        self.p.append(record).await;
         Ok(result)
     }
 }

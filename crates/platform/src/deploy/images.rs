@@ -18,7 +18,7 @@ pub fn check_image_reference(reference: &str) -> Result<(), Error> {
     }
 }
 
-impl Platform {
+impl Deploys<'_> {
     /// Refuses an image `app` may not run or build from: an app uses its
     /// own images (`rampart/APP:…`) and those the operator allows
     /// (`apps.images`), never another app's, whatever name or id it is
@@ -41,6 +41,7 @@ impl Platform {
         if by_id {
             let own_release = match engine.runtime.image(reference).await {
                 Ok(image) => self
+                    .p
                     .store
                     .releases(&app.id)
                     .await?
@@ -61,7 +62,7 @@ impl Platform {
             .strip_prefix(&own)
             .is_some_and(|rest| rest.starts_with(':') || rest.starts_with('@'));
         if !named_own
-            && (reference.starts_with("rampart/") || !self.app_limits.allows_image(reference))
+            && (reference.starts_with("rampart/") || !self.p.app_limits.allows_image(reference))
         {
             return Err(Error::Forbidden(format!(
                 "app {:?} may not use image {reference:?}: an app runs and builds from its own images and those apps.images allows",
@@ -72,11 +73,11 @@ impl Platform {
         // own tag may share an id with another app's image when both were
         // built from the same context; that leaks nothing.)
         if !named_own && let Ok(image) = engine.runtime.image(reference).await {
-            for other in self.store.apps().await? {
+            for other in self.p.store.apps().await? {
                 if other.id == app.id {
                     continue;
                 }
-                let theirs = self.store.releases(&other.id).await?;
+                let theirs = self.p.store.releases(&other.id).await?;
                 if theirs.iter().any(|r| r.image_id == image.id) {
                     return Err(Error::Forbidden(format!(
                         "app {:?} may not use image {reference:?}: it is an image of another app",

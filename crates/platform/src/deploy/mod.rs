@@ -20,6 +20,7 @@ use rampart_core::wire::{self, DeployLine};
 use rampart_core::{Action, AppId, AppName, Role};
 use rampart_runtime::{
     LABEL_APP, LABEL_INSTALLATION, LABEL_RELEASE, Limits, LogQuery, Replica, ReplicaSpec,
+    RuntimeError,
 };
 use rampart_store::{AppRow, NewRelease, ReleaseRow};
 use time::format_description::well_known::Rfc3339;
@@ -64,6 +65,50 @@ pub struct PreparedDeploy {
     source: Source,
 }
 
+/// The deploy path: checking a deploy's input, building or resolving its
+/// image, rolling out, rolling back, and the views of releases, settings,
+/// status and logs. A handle on the [`Platform`], from
+/// [`Platform::deploys`].
+#[derive(Debug, Clone, Copy)]
+pub struct Deploys<'a> {
+    pub(crate) p: &'a Platform,
+}
+
+/// Why a rollout (a deploy's, or a repair's) did not bring healthy
+/// replicas into the route table. Its text becomes the failed release's
+/// reason.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum RolloutFailure {
+    /// The engine failed a request (the image, the network, an inspect).
+    #[error("{0}")]
+    Engine(#[from] RuntimeError),
+    #[error("cannot prepare the app's data: {0}")]
+    Data(Error),
+    #[error("cannot start a replica: {0}")]
+    Start(RuntimeError),
+    #[error("replica {0} disappeared")]
+    Vanished(String),
+    #[error("replica {name} exited{} before it became healthy{log}", .status.map_or_else(String::new, |c| format!(" with status {c}")))]
+    Exited {
+        name: String,
+        status: Option<i64>,
+        log: String,
+    },
+    #[error(
+        "replica {name} did not pass its health check (GET {path} on port {port}) within {secs} s{log}"
+    )]
+    Unhealthy {
+        name: String,
+        path: String,
+        port: u16,
+        secs: u32,
+        log: String,
+    },
+    /// The edge could not take the new route table.
+    #[error("{0}")]
+    Publish(Error),
+}
+
 fn step(progress: &UnboundedSender<DeployLine>, message: impl Into<String>) {
     let _ = progress.send(DeployLine::Step {
         message: message.into(),
@@ -85,13 +130,13 @@ fn address(replica: &Replica, port: u16) -> Option<SocketAddr> {
     replica.ip.map(|ip| SocketAddr::new(ip, port))
 }
 
-impl Platform {
+impl Deploys<'_> {
     /// The app's variables in clear text, for its replicas.
     pub(crate) async fn replica_env(&self, app: &AppRow) -> Result<Vec<(String, String)>, Error> {
         let mut env = Vec::new();
-        for var in self.store.env(&app.id).await? {
+        for var in self.p.store.env(&app.id).await? {
             let aad = crate::ops::env_aad(&app.id, &var.name);
-            let value = self.key.open(&aad, &var.sealed).map_err(|_| {
+            let value = self.p.key.open(&aad, &var.sealed).map_err(|_| {
                 Error::Sealed(format!(
                     "the stored value of {} on app {:?} cannot be opened with this master key",
                     var.name,
@@ -115,8 +160,8 @@ impl Platform {
     /// this before it starts streaming, so bad input is a clear 4xx and
     /// changes nothing.
     pub async fn prepare_deploy(&self, app: &str, source: Source) -> Result<PreparedDeploy, Error> {
-        let row = self.app_row(app).await?;
-        let engine = self.engine()?;
+        let row = self.p.app_row(app).await?;
+        let engine = self.p.engine()?;
         match &source {
             Source::Build(context) => {
                 let dockerfile = rampart_runtime::context::check_off_thread(context.clone())
@@ -150,13 +195,14 @@ impl Platform {
     ) -> Result<wire::Release, Error> {
         let PreparedDeploy { app, source } = prepared;
         let app = app.as_str();
-        let engine = self.engine()?;
-        let row = self.app_row(app).await?;
+        let engine = self.p.engine()?;
+        let row = self.p.app_row(app).await?;
         let lock = engine.lock_for(&row.id);
         let _turn = lock.lock().await;
         engine.runtime.ping().await?;
         let actor = acting.caller.user_id.to_string();
         let next = self
+            .p
             .store
             .releases(&row.id)
             .await?
@@ -185,9 +231,14 @@ impl Platform {
                 (reference, found)
             }
             Source::Release(number) => {
-                let earlier = self.store.release(&row.id, number).await?.ok_or_else(|| {
-                    Error::NotFound(format!("app {:?} has no release {number}", app))
-                })?;
+                let earlier = self
+                    .p
+                    .store
+                    .release(&row.id, number)
+                    .await?
+                    .ok_or_else(|| {
+                        Error::NotFound(format!("app {:?} has no release {number}", app))
+                    })?;
                 if earlier.image_id.is_empty() {
                     return Err(Error::Invalid(format!(
                         "release {number} never had an image; it cannot be deployed again"
@@ -219,12 +270,12 @@ impl Platform {
             created_at: Timestamp::now().to_rfc3339(),
         };
         let target = format!("apps/{}/releases/{next}", row.name);
-        let record = self.record(acting, Action::Deploy, target.clone());
-        let (number, entry) = self.store.create_release(&row.id, &new, record).await?;
-        self.checkpoint(entry.seq, entry.hash).await;
+        let record = self.p.record(acting, Action::Deploy, target.clone());
+        let (number, entry) = self.p.store.create_release(&row.id, &new, record).await?;
+        self.p.checkpoint(entry.seq, entry.hash).await;
 
         let outcome = match image_error {
-            Some(error) => Err(error.to_string()),
+            Some(error) => Err(RolloutFailure::Engine(error)),
             None => {
                 step(&progress, format!("release {number}: image {image_id}"));
                 self.rollout(
@@ -240,6 +291,7 @@ impl Platform {
                 .await
             }
         };
+        let outcome = outcome.map_err(|failure| failure.to_string());
         let (status, reason) = match &outcome {
             Ok(()) => (ReleaseStatus::Live, None),
             Err(reason) => (ReleaseStatus::Failed, Some(reason.as_str())),
@@ -249,7 +301,7 @@ impl Platform {
         } else {
             Outcome::Failed
         };
-        let record = Self::record_by(
+        let record = Platform::record_by(
             &actor,
             Action::Deploy,
             format!("{target}/{status}"),
@@ -257,13 +309,16 @@ impl Platform {
             acting.request_id,
         );
         let at = Timestamp::now().to_rfc3339();
-        self.committed(
-            self.store
-                .finish_release(&row.id, number, status, reason, &at, record)
-                .await,
-        )
-        .await?;
+        self.p
+            .committed(
+                self.p
+                    .store
+                    .finish_release(&row.id, number, status, reason, &at, record)
+                    .await,
+            )
+            .await?;
         let release = self
+            .p
             .store
             .release(&row.id, number)
             .await?
@@ -323,7 +378,7 @@ impl Platform {
                 (LABEL_APP.to_owned(), app.name.to_string()),
                 (LABEL_RELEASE.to_owned(), release.to_string()),
             ]),
-            limits: limits(&app.settings, &self.app_limits),
+            limits: limits(&app.settings, &self.p.app_limits),
             allow_root: app.settings.allow_root,
             media_volume: data.media_volume.clone(),
             ca_volume: data.ca_volume.clone(),
@@ -340,17 +395,17 @@ impl Platform {
         run: Run<'_>,
         count: u32,
         progress: &UnboundedSender<DeployLine>,
-    ) -> Result<Vec<Served>, String> {
+    ) -> Result<Vec<Served>, RolloutFailure> {
         let release = run.release;
         engine
             .runtime
             .ensure_network(&engine.network(&app.name, app.settings.egress))
-            .await
-            .map_err(|e| e.to_string())?;
+            .await?;
         let data = self
+            .p
             .prepare_data(engine, app, run.image_id)
             .await
-            .map_err(|e| format!("cannot prepare the app's data: {e}"))?;
+            .map_err(RolloutFailure::Data)?;
         let mut started = Vec::new();
         let mut failure = None;
         for _ in 0..count {
@@ -361,7 +416,7 @@ impl Platform {
                     started.push(replica);
                 }
                 Err(e) => {
-                    failure = Some(format!("cannot start a replica: {e}"));
+                    failure = Some(RolloutFailure::Start(e));
                     break;
                 }
             }
@@ -397,7 +452,7 @@ impl Platform {
         app: &AppRow,
         replica: &Replica,
         progress: &UnboundedSender<DeployLine>,
-    ) -> Result<(), String> {
+    ) -> Result<(), RolloutFailure> {
         let settings = &app.settings;
         let deadline = tokio::time::Instant::now()
             + Duration::from_secs(u64::from(settings.health_timeout_secs));
@@ -406,38 +461,30 @@ impl Platform {
             let current = engine
                 .runtime
                 .replica(&replica.id)
-                .await
-                .map_err(|e| e.to_string())?
-                .ok_or_else(|| format!("replica {} disappeared", replica.name))?;
+                .await?
+                .ok_or_else(|| RolloutFailure::Vanished(replica.name.clone()))?;
             if !current.is_running() || current.restarts > 0 {
-                let status = current
-                    .exit_code
-                    .map_or_else(String::new, |c| format!(" with status {c}"));
-                return Err(format!(
-                    "replica {} exited{status} before it became healthy{}",
-                    replica.name,
-                    self.last_lines(engine, &replica.id).await
-                ));
+                return Err(RolloutFailure::Exited {
+                    name: replica.name.clone(),
+                    status: current.exit_code,
+                    log: self.last_lines(engine, &replica.id).await,
+                });
             }
             if let Some(addr) = address(&current, settings.port)
                 && probe(addr, &settings.health_path, &host).await
             {
                 step(progress, format!("replica {} is healthy", replica.name));
-                return engine
-                    .runtime
-                    .keep_running(&replica.id)
-                    .await
-                    .map_err(|e| e.to_string());
+                engine.runtime.keep_running(&replica.id).await?;
+                return Ok(());
             }
             if tokio::time::Instant::now() >= deadline {
-                return Err(format!(
-                    "replica {} did not pass its health check (GET {} on port {}) within {} s{}",
-                    replica.name,
-                    settings.health_path,
-                    settings.port,
-                    settings.health_timeout_secs,
-                    self.last_lines(engine, &replica.id).await
-                ));
+                return Err(RolloutFailure::Unhealthy {
+                    name: replica.name.clone(),
+                    path: settings.health_path.clone(),
+                    port: settings.port,
+                    secs: settings.health_timeout_secs,
+                    log: self.last_lines(engine, &replica.id).await,
+                });
             }
             tokio::time::sleep(HEALTH_POLL).await;
         }
@@ -470,19 +517,19 @@ impl Platform {
         app: &AppRow,
         run: Run<'_>,
         progress: &UnboundedSender<DeployLine>,
-    ) -> Result<(), String> {
+    ) -> Result<(), RolloutFailure> {
         let release = run.release;
         let fresh = self
             .start_healthy(engine, app, run, app.settings.replicas, progress)
             .await?;
         let old = engine.serving_of(&app.id);
         engine.set_serving(&app.id, fresh.clone());
-        if let Err(error) = self.publish().await {
+        if let Err(error) = self.p.publish().await {
             engine.set_serving(&app.id, old);
             for r in &fresh {
                 let _ = engine.runtime.remove(&r.container, Duration::ZERO).await;
             }
-            return Err(error.to_string());
+            return Err(RolloutFailure::Publish(error));
         }
         step(progress, format!("release {release} receives traffic"));
         self.retire(engine, app, &old).await;
@@ -526,8 +573,8 @@ impl Platform {
     /// The release a rollback deploys: `to`, or the one live before the
     /// current one.
     pub async fn rollback_target(&self, app: &str, to: Option<u64>) -> Result<u64, Error> {
-        let row = self.app_row(app).await?;
-        let releases = self.store.releases(&row.id).await?;
+        let row = self.p.app_row(app).await?;
+        let releases = self.p.store.releases(&row.id).await?;
         if let Some(n) = to {
             let found = releases
                 .iter()
@@ -556,14 +603,14 @@ impl Platform {
 
     /// Fails unless a container engine is attached.
     pub fn runtime_ready(&self) -> Result<(), Error> {
-        self.engine().map(|_| ())
+        self.p.engine().map(|_| ())
     }
 
     /// Removes an app's replicas and networks after the app was deleted.
     pub(crate) async fn remove_app_runtime(&self, app: &AppName, id: &AppId) {
-        let Ok(engine) = self.engine() else { return };
+        let Ok(engine) = self.p.engine() else { return };
         engine.set_serving(id, Vec::new());
-        let _ = self.publish().await;
+        let _ = self.p.publish().await;
         if let Ok(replicas) = engine.replicas(Some(app)).await {
             for r in replicas {
                 let _ = engine.runtime.remove(&r.id, STOP_GRACE).await;

@@ -131,10 +131,11 @@ pub(super) fn release_view(row: ReleaseRow) -> wire::Release {
     }
 }
 
-impl Platform {
+impl Deploys<'_> {
     pub async fn releases(&self, app: &str) -> Result<Vec<wire::Release>, Error> {
-        let row = self.app_row(app).await?;
+        let row = self.p.app_row(app).await?;
         Ok(self
+            .p
             .store
             .releases(&row.id)
             .await?
@@ -144,7 +145,7 @@ impl Platform {
     }
 
     pub async fn settings(&self, app: &str) -> Result<AppSettings, Error> {
-        Ok(self.app_row(app).await?.settings)
+        Ok(self.p.app_row(app).await?.settings)
     }
 
     /// Changes how an app runs. Replica counts take effect at once; the
@@ -155,7 +156,7 @@ impl Platform {
         app: &str,
         patch: SettingsPatch,
     ) -> Result<AppSettings, Error> {
-        let row = self.app_row(app).await?;
+        let row = self.p.app_row(app).await?;
         let next = row.settings.patched(&patch).map_err(Error::Invalid)?;
         // Switching hardening off is not a developer's call.
         let hardening_changed =
@@ -165,25 +166,26 @@ impl Platform {
                 "only owners and admins decide egress and allow_root".into(),
             ));
         }
-        self.app_limits.admit(&next).map_err(Error::Invalid)?;
-        let record = self.record(
+        self.p.app_limits.admit(&next).map_err(Error::Invalid)?;
+        let record = self.p.record(
             acting,
             Action::AppConfigure,
             format!("apps/{}/settings", row.name),
         );
-        self.committed(self.store.set_settings(&row.id, &next, record).await)
+        self.p
+            .committed(self.p.store.set_settings(&row.id, &next, record).await)
             .await?;
-        if patch.replicas.is_some() && self.engine.get().is_some() {
-            let row = self.app_row(app).await?;
-            self.converge(&row).await?;
+        if patch.replicas.is_some() && self.p.engine.get().is_some() {
+            let row = self.p.app_row(app).await?;
+            self.p.converge(&row).await?;
         }
         Ok(next)
     }
 
     /// Replicas, health and events of an app.
     pub async fn status(&self, app: &str) -> Result<wire::AppStatus, Error> {
-        let engine = self.engine()?;
-        let row = self.app_row(app).await?;
+        let engine = self.p.engine()?;
+        let row = self.p.app_row(app).await?;
         let serving = engine.serving_of(&row.id);
         let now = time::OffsetDateTime::now_utc();
         let replicas = engine
@@ -211,6 +213,7 @@ impl Platform {
             })
             .collect();
         let events = self
+            .p
             .store
             .events(&row.id, 20)
             .await?
@@ -238,8 +241,8 @@ impl Platform {
         app: &str,
         query: LogQuery,
     ) -> Result<BoxStream<'static, wire::LogLine>, Error> {
-        let engine = self.engine()?;
-        let row = self.app_row(app).await?;
+        let engine = self.p.engine()?;
+        let row = self.p.app_row(app).await?;
         let replicas = engine.replicas(Some(&row.name)).await?;
         if !query.follow {
             let streams = replicas.iter().map(|r| {

@@ -111,7 +111,7 @@ pub struct LoginRefused {
     pub retry_after: Option<Duration>,
 }
 
-impl Platform {
+impl Identity<'_> {
     /// Signs in. Unknown emails, wrong passwords and wrong codes get the
     /// same answer after the same work; failures back off per account and
     /// per client address, and every attempt is audited.
@@ -124,14 +124,14 @@ impl Platform {
         outcome: Outcome,
         request_id: &RequestId,
     ) {
-        let (target, outcome) = match self.throttle.recording(client, Instant::now()) {
+        let (target, outcome) = match self.p.throttle.recording(client, Instant::now()) {
             Recording::Record => (target.to_owned(), outcome),
             // Refusals past this one in the same minute go unrecorded.
             Recording::FloodBegins => ("sessions/flood".to_owned(), Outcome::Denied),
             Recording::Silent => return,
         };
-        let record = Self::record_by(actor, Action::SessionCreate, target, outcome, request_id);
-        self.append(record).await;
+        let record = Platform::record_by(actor, Action::SessionCreate, target, outcome, request_id);
+        self.p.append(record).await;
     }
 
     pub async fn login(
@@ -148,7 +148,7 @@ impl Platform {
         if known_length {
             keys.push(format!("account:{email}"));
         }
-        if let Err(wait) = self.throttle.begin(&keys) {
+        if let Err(wait) = self.p.throttle.begin(&keys) {
             self.record_login(
                 client,
                 "anonymous",
@@ -163,16 +163,16 @@ impl Platform {
             }));
         }
         let creds = if known_length {
-            self.store.credentials_by_email(&email).await?
+            self.p.store.credentials_by_email(&email).await?
         } else {
             None
         };
         let stored = creds.as_ref().and_then(|c| c.password_hash.clone());
         let password = request.password.clone();
-        let dummy = self.dummy_hash.clone();
+        let dummy = self.p.dummy_hash.clone();
         // Unknown users are checked against a dummy hash: same work, same
         // time, same answer.
-        let password_ok = match self.throttle.hashing.acquire().await {
+        let password_ok = match self.p.throttle.hashing.acquire().await {
             Ok(_hashing) => tokio::task::spawn_blocking(move || match stored {
                 Some(hash) => verify_password(&password, &hash),
                 None => {
@@ -205,10 +205,10 @@ impl Platform {
                 retry_after: None,
             }));
         };
-        self.throttle.succeeded(&keys);
+        self.p.throttle.succeeded(&keys);
         let secret = token::generate();
         let expires = time::OffsetDateTime::now_utc()
-            + time::Duration::hours(i64::from(self.auth.session_hours));
+            + time::Duration::hours(i64::from(self.p.auth.session_hours));
         let expires_at = Timestamp::from(expires).to_rfc3339();
         let new = NewToken {
             id: TokenId::generate(),
@@ -221,14 +221,15 @@ impl Platform {
             app: None,
             expires_at: Some(expires_at.clone()),
         };
-        let record = Self::record_by(
+        let record = Platform::record_by(
             creds.user.id.as_str(),
             Action::SessionCreate,
             format!("sessions/{}", new.id),
             Outcome::Ok,
             request_id,
         );
-        self.committed(self.store.create_token(&new, record).await)
+        self.p
+            .committed(self.p.store.create_token(&new, record).await)
             .await?;
         Ok(Ok(wire::Session {
             token: secret.expose().clone(),
@@ -240,18 +241,20 @@ impl Platform {
 
     /// Signs out: revokes the caller's own token.
     pub async fn logout(&self, acting: Acting<'_>) -> Result<(), Error> {
-        let record = self.record(
+        let record = self.p.record(
             acting,
             Action::SessionEnd,
             format!("sessions/{}", acting.caller.token_id),
         );
         let now = Timestamp::now().to_rfc3339();
-        self.committed(
-            self.store
-                .revoke_token(&acting.caller.token_id, &now, record)
-                .await,
-        )
-        .await?;
+        self.p
+            .committed(
+                self.p
+                    .store
+                    .revoke_token(&acting.caller.token_id, &now, record)
+                    .await,
+            )
+            .await?;
         Ok(())
     }
 }

@@ -44,10 +44,11 @@ pub(super) fn totp_aad(user: &UserId) -> Vec<u8> {
     format!("rampart/totp/v1\0{user}").into_bytes()
 }
 
-impl Platform {
+impl Identity<'_> {
     /// The user's TOTP generator, from the seed sealed under the master key.
     fn user_totp(&self, creds: &Credentials, sealed: &[u8]) -> Result<totp_rs::TOTP, Error> {
         let seed = self
+            .p
             .key
             .open(&totp_aad(&creds.user.id), sealed)
             .map_err(|_| {
@@ -60,6 +61,7 @@ impl Platform {
     /// its first code.
     pub async fn enroll_mfa(&self, acting: Acting<'_>) -> Result<wire::MfaEnrollment, Error> {
         let user = self
+            .p
             .store
             .user(&acting.caller.user_id)
             .await?
@@ -69,13 +71,14 @@ impl Platform {
         }
         let mut seed = [0u8; 20];
         rand::fill(&mut seed);
-        let sealed = self.key.seal(&totp_aad(&user.id), &seed);
-        let record = self.record(
+        let sealed = self.p.key.seal(&totp_aad(&user.id), &seed);
+        let record = self.p.record(
             acting,
             Action::MfaEnroll,
             format!("users/{}/mfa/start", user.id),
         );
-        self.committed(self.store.set_mfa_seed(&user.id, &sealed, record).await)
+        self.p
+            .committed(self.p.store.set_mfa_seed(&user.id, &sealed, record).await)
             .await?;
         let secret = totp_rs::Secret::Raw(seed.to_vec()).to_encoded().to_string();
         let account = user.email.unwrap_or_else(|| user.id.to_string());
@@ -104,6 +107,7 @@ impl Platform {
         code: &str,
     ) -> Result<wire::RecoveryCodes, Error> {
         let creds = self
+            .p
             .store
             .credentials(&acting.caller.user_id)
             .await?
@@ -116,29 +120,31 @@ impl Platform {
         };
         let Some(step) = matching_step(&self.user_totp(&creds, sealed)?, code.trim(), now_secs())
         else {
-            let record = Self::record_by(
+            let record = Platform::record_by(
                 creds.user.id.as_str(),
                 Action::MfaEnroll,
                 format!("users/{}/mfa/confirm", creds.user.id),
                 Outcome::Failed,
                 acting.request_id,
             );
-            self.append(record).await;
+            self.p.append(record).await;
             return Err(Error::Invalid("the code is wrong or stale".into()));
         };
         let codes: Vec<String> = (0..RECOVERY_CODES).map(|_| recovery_code()).collect();
         let hashes: Vec<String> = codes.iter().map(|c| sha256_hex(c)).collect();
-        let record = self.record(
+        let record = self.p.record(
             acting,
             Action::MfaEnroll,
             format!("users/{}/mfa/confirm", creds.user.id),
         );
-        self.committed(
-            self.store
-                .enable_mfa(&creds.user.id, step, &hashes, record)
-                .await,
-        )
-        .await?;
+        self.p
+            .committed(
+                self.p
+                    .store
+                    .enable_mfa(&creds.user.id, step, &hashes, record)
+                    .await,
+            )
+            .await?;
         Ok(wire::RecoveryCodes { codes })
     }
 
@@ -158,13 +164,14 @@ impl Platform {
         if code.contains('-') {
             let at = Timestamp::now().to_rfc3339();
             return Ok(self
+                .p
                 .store
                 .use_recovery_code(&creds.user.id, &sha256_hex(&code.to_ascii_lowercase()), &at)
                 .await?);
         }
         match matching_step(&self.user_totp(creds, sealed)?, code, now_secs()) {
             // Atomic: a step no newer than the last one used is a replay.
-            Some(step) => Ok(self.store.use_totp_step(&creds.user.id, step).await?),
+            Some(step) => Ok(self.p.store.use_totp_step(&creds.user.id, step).await?),
             None => Ok(false),
         }
     }

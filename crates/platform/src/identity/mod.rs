@@ -28,6 +28,13 @@ mod login;
 mod mfa;
 pub use login::{LoginRefused, Throttle};
 
+/// The identity path: users, invitations, roles and grants, logins and
+/// MFA. A handle on the [`Platform`], from [`Platform::identity`].
+#[derive(Debug, Clone, Copy)]
+pub struct Identity<'a> {
+    pub(crate) p: &'a Platform,
+}
+
 /// Shortest password accepted.
 pub const MIN_PASSWORD: usize = 12;
 const MAX_PASSWORD: usize = 1024;
@@ -108,28 +115,21 @@ pub(crate) fn user_view(user: User, grants: Vec<AppName>) -> wire::UserInfo {
     }
 }
 
-impl Platform {
+impl Identity<'_> {
     async fn user_row(&self, id: &str) -> Result<User, Error> {
         let id =
             UserId::parse(id).ok_or_else(|| Error::NotFound(format!("there is no user {id:?}")))?;
-        self.store
+        self.p
+            .store
             .user(&id)
             .await?
             .ok_or_else(|| Error::NotFound(format!("there is no user {id}")))
     }
 
-    /// Owners are managed by owners only.
-    pub(crate) fn check_manages(caller: &Caller, target: Role) -> Result<(), Error> {
-        if target == Role::Owner && caller.role != Role::Owner {
-            return Err(Error::Forbidden("only owners manage owners".into()));
-        }
-        Ok(())
-    }
-
     pub async fn users(&self) -> Result<Vec<wire::UserInfo>, Error> {
         let mut out = Vec::new();
-        for user in self.store.users().await? {
-            let grants = self.store.grants(&user.id).await?;
+        for user in self.p.store.users().await? {
+            let grants = self.p.store.grants(&user.id).await?;
             out.push(user_view(user, grants));
         }
         Ok(out)
@@ -141,10 +141,10 @@ impl Platform {
         acting: Acting<'_>,
         request: wire::InviteUser,
     ) -> Result<wire::Invited, Error> {
-        Self::check_manages(acting.caller, request.role)?;
+        check_manages(acting.caller, request.role)?;
         let email = check_email(&request.email)?;
         let now = time::OffsetDateTime::now_utc();
-        let expires = now + time::Duration::hours(i64::from(self.auth.invitation_hours));
+        let expires = now + time::Duration::hours(i64::from(self.p.auth.invitation_hours));
         let secret = token::generate();
         let user = NewUser {
             id: UserId::generate(),
@@ -158,10 +158,14 @@ impl Platform {
             created_at: user.created_at.clone(),
             expires_at: Timestamp::from(expires).to_rfc3339(),
         };
-        let record = self.record(acting, Action::UserInvite, format!("users/{}", user.id));
-        self.committed(self.store.invite(&user, &invitation, record).await)
+        let record = self
+            .p
+            .record(acting, Action::UserInvite, format!("users/{}", user.id));
+        self.p
+            .committed(self.p.store.invite(&user, &invitation, record).await)
             .await?;
         let row = self
+            .p
             .store
             .user(&user.id)
             .await?
@@ -186,6 +190,7 @@ impl Platform {
             return Err(refused());
         }
         let Some(invitation) = self
+            .p
             .store
             .invitation_by_hash(&token::hash(&request.invitation))
             .await?
@@ -198,17 +203,18 @@ impl Platform {
         )
         .map_or(true, |t| t < time::OffsetDateTime::now_utc());
         if invitation.used_at.is_some() || expired {
-            let record = Self::record_by(
+            let record = Platform::record_by(
                 invitation.user_id.as_str(),
                 Action::InvitationAccept,
                 format!("users/{}", invitation.user_id),
                 Outcome::Denied,
                 request_id,
             );
-            self.append(record).await;
+            self.p.append(record).await;
             return Err(refused());
         }
         let user = self
+            .p
             .store
             .user(&invitation.user_id)
             .await?
@@ -218,7 +224,7 @@ impl Platform {
         let hash = tokio::task::spawn_blocking(move || hash_password(&password))
             .await
             .map_err(|e| Error::Invalid(e.to_string()))??;
-        let record = Self::record_by(
+        let record = Platform::record_by(
             user.id.as_str(),
             Action::InvitationAccept,
             format!("users/{}", user.id),
@@ -227,6 +233,7 @@ impl Platform {
         );
         let at = Timestamp::now().to_rfc3339();
         let entry = self
+            .p
             .store
             .accept_invitation(&invitation.id, &hash, &at, record)
             .await
@@ -234,7 +241,7 @@ impl Platform {
                 StoreError::Conflict(_) => refused(),
                 other => other.into(),
             })?;
-        self.checkpoint(entry.seq, entry.hash).await;
+        self.p.checkpoint(entry.seq, entry.hash).await;
         Ok(())
     }
 
@@ -245,26 +252,30 @@ impl Platform {
         role: Role,
     ) -> Result<wire::UserInfo, Error> {
         let user = self.user_row(id).await?;
-        Self::check_manages(acting.caller, user.role)?;
-        Self::check_manages(acting.caller, role)?;
-        let record = self.record(
+        check_manages(acting.caller, user.role)?;
+        check_manages(acting.caller, role)?;
+        let record = self.p.record(
             acting,
             Action::UserSetRole,
             format!("users/{}/role/{role}", user.id),
         );
-        self.committed(self.store.set_role(&user.id, role, record).await)
+        self.p
+            .committed(self.p.store.set_role(&user.id, role, record).await)
             .await?;
         let user = self.user_row(id).await?;
-        let grants = self.store.grants(&user.id).await?;
+        let grants = self.p.store.grants(&user.id).await?;
         Ok(user_view(user, grants))
     }
 
     pub async fn remove_user(&self, acting: Acting<'_>, id: &str) -> Result<(), Error> {
         let user = self.user_row(id).await?;
-        Self::check_manages(acting.caller, user.role)?;
-        let record = self.record(acting, Action::UserRemove, format!("users/{}", user.id));
+        check_manages(acting.caller, user.role)?;
+        let record = self
+            .p
+            .record(acting, Action::UserRemove, format!("users/{}", user.id));
         let at = Timestamp::now().to_rfc3339();
-        self.committed(self.store.remove_user(&user.id, &at, record).await)
+        self.p
+            .committed(self.p.store.remove_user(&user.id, &at, record).await)
             .await?;
         Ok(())
     }
@@ -273,10 +284,13 @@ impl Platform {
     /// only, so it keeps verifying.
     pub async fn erase_user(&self, acting: Acting<'_>, id: &str) -> Result<(), Error> {
         let user = self.user_row(id).await?;
-        Self::check_manages(acting.caller, user.role)?;
-        let record = self.record(acting, Action::UserErase, format!("users/{}", user.id));
+        check_manages(acting.caller, user.role)?;
+        let record = self
+            .p
+            .record(acting, Action::UserErase, format!("users/{}", user.id));
         let at = Timestamp::now().to_rfc3339();
-        self.committed(self.store.erase_user(&user.id, &at, record).await)
+        self.p
+            .committed(self.p.store.erase_user(&user.id, &at, record).await)
             .await?;
         Ok(())
     }
@@ -289,20 +303,22 @@ impl Platform {
         granted: bool,
     ) -> Result<wire::UserInfo, Error> {
         let user = self.user_row(id).await?;
-        let app = self.app_row(app).await?;
+        let app = self.p.app_row(app).await?;
         let verb = if granted { "grant" } else { "revoke" };
-        let record = self.record(
+        let record = self.p.record(
             acting,
             Action::UserGrant,
             format!("users/{}/grants/{}/{verb}", user.id, app.name),
         );
-        self.committed(
-            self.store
-                .set_grant(&user.id, &app.id, granted, record)
-                .await,
-        )
-        .await?;
-        let grants = self.store.grants(&user.id).await?;
+        self.p
+            .committed(
+                self.p
+                    .store
+                    .set_grant(&user.id, &app.id, granted, record)
+                    .await,
+            )
+            .await?;
+        let grants = self.p.store.grants(&user.id).await?;
         Ok(user_view(user, grants))
     }
 
@@ -314,10 +330,14 @@ impl Platform {
         id: &str,
     ) -> Result<wire::UserExport, Error> {
         let user = self.user_row(id).await?;
-        let record = self.record(acting, Action::UserExport, format!("users/{}", user.id));
-        self.committed(self.store.append_audit(record).await)
+        let record = self
+            .p
+            .record(acting, Action::UserExport, format!("users/{}", user.id));
+        self.p
+            .committed(self.p.store.append_audit(record).await)
             .await?;
         let tokens = self
+            .p
             .store
             .user_tokens(&user.id)
             .await?
@@ -325,6 +345,7 @@ impl Platform {
             .map(crate::ops::token_view)
             .collect();
         let invitations = self
+            .p
             .store
             .invitations(&user.id)
             .await?
@@ -338,7 +359,7 @@ impl Platform {
         let mut audit = Vec::new();
         let mut after = 0;
         loop {
-            let page = self.store.audit_entries(after, 1000).await?;
+            let page = self.p.store.audit_entries(after, 1000).await?;
             let Some(last) = page.last() else { break };
             after = last.seq;
             audit.extend(
@@ -347,7 +368,7 @@ impl Platform {
                     .map(crate::ops::entry_view),
             );
         }
-        let grants = self.store.grants(&user.id).await?;
+        let grants = self.p.store.grants(&user.id).await?;
         Ok(wire::UserExport {
             user: user_view(user, grants),
             tokens,
@@ -355,6 +376,14 @@ impl Platform {
             audit,
         })
     }
+}
+
+/// Owners are managed by owners only.
+pub(crate) fn check_manages(caller: &Caller, target: Role) -> Result<(), Error> {
+    if target == Role::Owner && caller.role != Role::Owner {
+        return Err(Error::Forbidden("only owners manage owners".into()));
+    }
+    Ok(())
 }
 
 /// A hash to verify unknown users' passwords against.
