@@ -12,25 +12,8 @@ use serde::Deserialize;
 
 use crate::routes::{HostPattern, RouteTable, SiteSpec, TlsMode};
 
-/// Why a configuration was refused.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum ConfigError {
-    #[error("line {line}: {}{message}", key.as_deref().map(|k| format!("{k}: ")).unwrap_or_default())]
-    Syntax {
-        key: Option<String>,
-        line: usize,
-        message: String,
-    },
-    #[error("{key}: {message}")]
-    Invalid { key: String, message: String },
-}
-
-fn invalid(key: impl Into<String>, message: impl Into<String>) -> ConfigError {
-    ConfigError::Invalid {
-        key: key.into(),
-        message: message.into(),
-    }
-}
+/// Why an `edge.toml` was refused: the same error as `rampart.toml`'s.
+pub use rampart_core::config::ConfigError;
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -183,7 +166,7 @@ pub struct EdgeConfig {
 fn addr(key: &str, value: Option<&str>, default: &str) -> Result<SocketAddr, ConfigError> {
     let text = value.unwrap_or(default);
     text.parse().map_err(|_| {
-        invalid(
+        ConfigError::invalid(
             key,
             format!("{text:?} is not an address and port such as 127.0.0.1:8443"),
         )
@@ -197,7 +180,10 @@ fn positive<T: PartialOrd + Default + Copy + std::fmt::Display>(
 ) -> Result<T, ConfigError> {
     let v = value.unwrap_or(default);
     if v <= T::default() {
-        return Err(invalid(key, format!("{v} must be greater than zero")));
+        return Err(ConfigError::invalid(
+            key,
+            format!("{v} must be greater than zero"),
+        ));
     }
     Ok(v)
 }
@@ -205,12 +191,7 @@ fn positive<T: PartialOrd + Default + Copy + std::fmt::Display>(
 impl EdgeConfig {
     /// Parses and validates the text of an `edge.toml`.
     pub fn from_toml(text: &str) -> Result<Self, ConfigError> {
-        let raw: RawConfig =
-            rampart_core::config::parse_toml(text).map_err(|e| ConfigError::Syntax {
-                key: e.key,
-                line: e.line,
-                message: e.message,
-            })?;
+        let raw: RawConfig = rampart_core::config::parse_toml(text)?;
         Self::validate(raw)
     }
 
@@ -230,7 +211,7 @@ impl EdgeConfig {
                 None => None,
                 Some(n) if (1..=MAX_WORKERS).contains(&n) => Some(n as usize),
                 Some(n) => {
-                    return Err(invalid(
+                    return Err(ConfigError::invalid(
                         "listen.workers",
                         format!("{n} must be between 1 and {MAX_WORKERS}"),
                     ));
@@ -248,7 +229,7 @@ impl EdgeConfig {
         };
         if let Some(dir) = &tls.acme_directory {
             if !dir.starts_with("https://") {
-                return Err(invalid(
+                return Err(ConfigError::invalid(
                     "tls.acme_directory",
                     format!("{dir:?} must be an https:// URL"),
                 ));
@@ -256,7 +237,7 @@ impl EdgeConfig {
         }
         if let Some(email) = &tls.acme_email {
             if !email.contains('@') || email.chars().any(char::is_whitespace) {
-                return Err(invalid(
+                return Err(ConfigError::invalid(
                     "tls.acme_email",
                     format!("{email:?} is not an email address"),
                 ));
@@ -338,14 +319,18 @@ impl EdgeConfig {
             ),
         };
         if limits.max_header_bytes < 1024 {
-            return Err(invalid("limits.max_header_bytes", "must be at least 1024"));
+            return Err(ConfigError::invalid(
+                "limits.max_header_bytes",
+                "must be at least 1024",
+            ));
         }
 
         let mut sites = Vec::new();
         for (i, site) in raw.site.into_iter().enumerate() {
             sites.push(validate_site(i, site, &tls)?);
         }
-        let routes = RouteTable::new(sites).map_err(|(key, message)| invalid(key, message))?;
+        let routes =
+            RouteTable::new(sites).map_err(|(key, message)| ConfigError::invalid(key, message))?;
         Ok(Self {
             listen,
             tls,
@@ -360,20 +345,26 @@ fn validate_site(i: usize, raw: RawSite, tls: &TlsSettings) -> Result<SiteSpec, 
     let key = |k: &str| format!("site[{i}].{k}");
     let hosts = raw.hosts.unwrap_or_default();
     if hosts.is_empty() {
-        return Err(invalid(key("hosts"), "a site needs at least one host"));
+        return Err(ConfigError::invalid(
+            key("hosts"),
+            "a site needs at least one host",
+        ));
     }
     let hosts = hosts
         .iter()
-        .map(|h| HostPattern::parse(h).map_err(|m| invalid(key("hosts"), m)))
+        .map(|h| HostPattern::parse(h).map_err(|m| ConfigError::invalid(key("hosts"), m)))
         .collect::<Result<Vec<_>, _>>()?;
     let tls_mode = match raw.tls.as_deref().unwrap_or("internal") {
         "internal" => TlsMode::Internal,
         "acme" => {
             if tls.acme_directory.is_none() {
-                return Err(invalid(key("tls"), "\"acme\" needs tls.acme_directory"));
+                return Err(ConfigError::invalid(
+                    key("tls"),
+                    "\"acme\" needs tls.acme_directory",
+                ));
             }
             if hosts.iter().any(HostPattern::is_wildcard) {
-                return Err(invalid(
+                return Err(ConfigError::invalid(
                     key("tls"),
                     "HTTP-01 cannot issue wildcard certificates; use files or internal",
                 ));
@@ -382,26 +373,29 @@ fn validate_site(i: usize, raw: RawSite, tls: &TlsSettings) -> Result<SiteSpec, 
         }
         "files" => {
             let (Some(cert), Some(k)) = (raw.cert.clone(), raw.key.clone()) else {
-                return Err(invalid(key("tls"), "\"files\" needs cert and key paths"));
+                return Err(ConfigError::invalid(
+                    key("tls"),
+                    "\"files\" needs cert and key paths",
+                ));
             };
             TlsMode::Files { cert, key: k }
         }
         other => {
-            return Err(invalid(
+            return Err(ConfigError::invalid(
                 key("tls"),
                 format!("{other:?} is not internal, acme or files"),
             ));
         }
     };
     if !matches!(tls_mode, TlsMode::Files { .. }) && (raw.cert.is_some() || raw.key.is_some()) {
-        return Err(invalid(
+        return Err(ConfigError::invalid(
             key("cert"),
             "cert and key are only used with tls = \"files\"",
         ));
     }
     let upstreams = raw.upstreams.unwrap_or_default();
     if upstreams.is_empty() {
-        return Err(invalid(
+        return Err(ConfigError::invalid(
             key("upstreams"),
             "a site needs at least one upstream",
         ));
@@ -410,7 +404,7 @@ fn validate_site(i: usize, raw: RawSite, tls: &TlsSettings) -> Result<SiteSpec, 
         .iter()
         .map(|u| {
             u.parse::<SocketAddr>().map_err(|_| {
-                invalid(
+                ConfigError::invalid(
                     key("upstreams"),
                     format!("{u:?} is not an address and port"),
                 )
@@ -424,7 +418,7 @@ fn validate_site(i: usize, raw: RawSite, tls: &TlsSettings) -> Result<SiteSpec, 
                 c.parse::<IpNet>()
                     .or_else(|_| c.parse::<std::net::IpAddr>().map(IpNet::from))
                     .map_err(|_| {
-                        invalid(
+                        ConfigError::invalid(
                             key(name),
                             format!("{c:?} is not an IP address or CIDR block"),
                         )
@@ -438,7 +432,7 @@ fn validate_site(i: usize, raw: RawSite, tls: &TlsSettings) -> Result<SiteSpec, 
             .chars()
             .any(|c| c.is_whitespace() || c.is_control())
     {
-        return Err(invalid(
+        return Err(ConfigError::invalid(
             key("health_path"),
             format!("{health_path:?} must be a path starting with /"),
         ));

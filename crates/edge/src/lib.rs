@@ -17,6 +17,7 @@ pub mod acme;
 pub mod body;
 pub mod config;
 mod idle;
+pub mod listen;
 pub mod metrics;
 pub mod pki;
 pub mod proxy;

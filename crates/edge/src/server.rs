@@ -23,14 +23,13 @@ use tokio_rustls::TlsAcceptor;
 use crate::body::BoxBody;
 use crate::config::Limits;
 use crate::idle::IdleIo;
+use crate::listen;
 use crate::proxy::{Conn, Shared, handle_http, handle_https};
 
 /// How often an idle HTTP/2 client connection is pinged, and how long the
 /// answer may take before the connection is closed.
 const H2_PING_EVERY: Duration = Duration::from_secs(20);
 const H2_PING_TIMEOUT: Duration = Duration::from_secs(20);
-/// The pause after a failed accept (out of descriptors, say) before the next.
-const ACCEPT_RETRY: Duration = Duration::from_millis(20);
 /// How long a plain-HTTP client has to send its request head (the listener
 /// only answers challenges and redirects).
 const PLAIN_HEADER_TIMEOUT: Duration = Duration::from_secs(10);
@@ -76,14 +75,7 @@ pub async fn serve_https(
     let graceful = GracefulShutdown::new();
     loop {
         let (stream, peer) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(a) => a,
-                Err(error) => {
-                    tracing::warn!(%error, "accept failed");
-                    tokio::time::sleep(ACCEPT_RETRY).await;
-                    continue;
-                }
-            },
+            accepted = listen::accept(&listener) => accepted,
             _ = stop.changed() => break,
         };
         let slot = match shared.shields.connect(peer.ip()) {
@@ -100,18 +92,10 @@ pub async fn serve_https(
         let watcher = graceful.watcher();
         tokio::spawn(async move {
             let _slot = slot;
-            let handshake =
-                tokio::time::timeout(limits.header_timeout, acceptor.accept(stream)).await;
-            let stream = match handshake {
-                Ok(Ok(s)) => s,
-                Ok(Err(error)) => {
-                    tracing::debug!(%peer, %error, "TLS handshake failed");
-                    return;
-                }
-                Err(_) => {
-                    tracing::debug!(%peer, "TLS handshake timed out");
-                    return;
-                }
+            let Some(stream) =
+                listen::handshake(&acceptor, stream, peer, limits.header_timeout).await
+            else {
+                return;
             };
             let conn = Conn::new(peer, tls_version(stream.get_ref().1));
             let io = TokioIo::new(IdleIo::new(stream, limits.idle_timeout));
@@ -139,13 +123,7 @@ pub async fn serve_http(
     let graceful = GracefulShutdown::new();
     loop {
         let (stream, peer) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(a) => a,
-                Err(_) => {
-                    tokio::time::sleep(ACCEPT_RETRY).await;
-                    continue;
-                }
-            },
+            accepted = listen::accept(&listener) => accepted,
             _ = stop.changed() => break,
         };
         let slot = match shared.shields.connect(peer.ip()) {

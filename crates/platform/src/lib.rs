@@ -17,6 +17,10 @@ pub mod secrets;
 /// from it; the platform uses it for the API.
 pub use rampart_edge::pki;
 
+/// Accepting connections and the TLS handshake, shared with the edge's
+/// listeners; the API's listener uses them.
+pub use rampart_edge::listen;
+
 pub mod backups;
 mod controller;
 mod data;

@@ -1,9 +1,23 @@
 //! `rampart db …` and `rampart backup …`: an app's database and backups.
 
-use clap::Subcommand;
+use clap::{Args, Subcommand};
 use rampart_core::wire;
 
 use crate::{Connection, Exit, credentials, output};
+
+/// A retention policy's flags: how many of the newest snapshots, and of
+/// the newest per day, week and month, to keep (0: none by that rule).
+#[derive(Debug, Clone, Copy, Args)]
+pub struct Keep {
+    #[arg(long, default_value_t = 0)]
+    pub keep_last: u32,
+    #[arg(long, default_value_t = 0)]
+    pub keep_daily: u32,
+    #[arg(long, default_value_t = 0)]
+    pub keep_weekly: u32,
+    #[arg(long, default_value_t = 0)]
+    pub keep_monthly: u32,
+}
 
 #[derive(Debug, Subcommand)]
 pub enum DbCommand {
@@ -68,14 +82,8 @@ pub enum BackupCommand {
         /// How often: 30s, 15m, 24h, 7d, daily, weekly.
         #[arg(long)]
         every: Option<String>,
-        #[arg(long, default_value_t = 0)]
-        keep_last: u32,
-        #[arg(long, default_value_t = 0)]
-        keep_daily: u32,
-        #[arg(long, default_value_t = 0)]
-        keep_weekly: u32,
-        #[arg(long, default_value_t = 0)]
-        keep_monthly: u32,
+        #[command(flatten)]
+        keep: Keep,
         /// How often to test-restore the newest snapshot (same forms).
         #[arg(long)]
         verify: Option<String>,
@@ -228,10 +236,7 @@ pub async fn backup(cmd: BackupCommand) -> anyhow::Result<()> {
         BackupCommand::Schedule {
             app,
             every,
-            keep_last,
-            keep_daily,
-            keep_weekly,
-            keep_monthly,
+            keep,
             verify,
             remove,
             json,
@@ -248,10 +253,10 @@ pub async fn backup(cmd: BackupCommand) -> anyhow::Result<()> {
                 Some(every) => {
                     let request = wire::SetBackupSchedule {
                         every,
-                        keep_last,
-                        keep_daily,
-                        keep_weekly,
-                        keep_monthly,
+                        keep_last: keep.keep_last,
+                        keep_daily: keep.keep_daily,
+                        keep_weekly: keep.keep_weekly,
+                        keep_monthly: keep.keep_monthly,
                         verify,
                     };
                     client.set_backup_schedule(&app, &request).await?

@@ -16,6 +16,7 @@ use rampart_backup::check::ReadData;
 use rampart_backup::forget::{KeepPolicy, decide};
 use rampart_backup::{BackupRequest, KdfParams, Kind, ObjectBackend, Progress, Repository, Source};
 
+use crate::data_cmd::Keep;
 use crate::{Exit, output};
 
 #[derive(Debug, Args)]
@@ -79,14 +80,8 @@ enum RepoCommand {
     },
     /// Remove snapshots by a retention policy.
     Forget {
-        #[arg(long, default_value_t = 0)]
-        keep_last: u32,
-        #[arg(long, default_value_t = 0)]
-        keep_daily: u32,
-        #[arg(long, default_value_t = 0)]
-        keep_weekly: u32,
-        #[arg(long, default_value_t = 0)]
-        keep_monthly: u32,
+        #[command(flatten)]
+        keep: Keep,
         /// Prune afterwards.
         #[arg(long)]
         prune: bool,
@@ -384,18 +379,12 @@ pub fn run(args: RepoArgs) -> anyhow::Result<()> {
                 return Err(Exit(1).into());
             }
         }
-        RepoCommand::Forget {
-            keep_last,
-            keep_daily,
-            keep_weekly,
-            keep_monthly,
-            prune,
-        } => {
+        RepoCommand::Forget { keep, prune } => {
             let policy = KeepPolicy {
-                last: keep_last,
-                daily: keep_daily,
-                weekly: keep_weekly,
-                monthly: keep_monthly,
+                last: keep.keep_last,
+                daily: keep.keep_daily,
+                weekly: keep.keep_weekly,
+                monthly: keep.keep_monthly,
             };
             let decisions = {
                 let _lock = repo.lock(false)?;

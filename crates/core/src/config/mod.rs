@@ -41,13 +41,14 @@ pub enum ConfigError {
         message: String,
     },
     #[error("{key}: {message}")]
-    Invalid { key: &'static str, message: String },
+    Invalid { key: String, message: String },
 }
 
 impl ConfigError {
-    fn invalid(key: &'static str, message: impl Into<String>) -> Self {
+    /// The value at `key` breaks a rule that `message` names.
+    pub fn invalid(key: impl Into<String>, message: impl Into<String>) -> Self {
         ConfigError::Invalid {
-            key,
+            key: key.into(),
             message: message.into(),
         }
     }
