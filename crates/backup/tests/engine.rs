@@ -1,6 +1,10 @@
 //! The engine against a real repository folder: round trips over random
 //! trees, damage in every object type, bad passwords and paths, and a
 //! backup racing a prune.
+//!
+//! Long by choice: every file under `tests/` is a test binary of its own,
+//! linked on its own, so an area's tests share one file and one link
+//! rather than paying for a binary each.
 
 use std::collections::BTreeMap;
 use std::fs;

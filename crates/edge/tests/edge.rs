@@ -1,5 +1,9 @@
 //! The edge on real loopback sockets: proxying, headers, redirects,
 //! routing, health, reloads, bans, metrics and the access log.
+//!
+//! Long by choice: every file under `tests/` is a test binary of its own,
+//! linked on its own, so an area's tests share one file and one link
+//! rather than paying for a binary each.
 
 mod common;
 

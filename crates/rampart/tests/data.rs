@@ -2,6 +2,10 @@
 //! host's real PostgreSQL: each app's database and media are its own, TLS
 //! is required, and backups restore exactly; schedules, retention and test
 //! restores run by themselves and report damage.
+//!
+//! Long by choice: every file under `tests/` is a test binary of its own,
+//! linked on its own, so an area's tests share one file and one link
+//! rather than paying for a binary each.
 
 mod common;
 

@@ -2,6 +2,10 @@
 //! invitations, logins, MFA enrollment and replay, brute-force backoff,
 //! enumeration resistance, token expiry and scope, the route × role matrix
 //! read from the OpenAPI document, the last owner, and personal data.
+//!
+//! Long by choice: every file under `tests/` is a test binary of its own,
+//! linked on its own, so an area's tests share one file and one link
+//! rather than paying for a binary each.
 
 use std::io::{BufRead, BufReader, Write};
 use std::process::Stdio;

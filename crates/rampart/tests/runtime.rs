@@ -4,6 +4,10 @@
 //!
 //! Test images are built `FROM scratch` from the statically linked
 //! `examples/hello`, which build.rs compiles, so nothing is pulled.
+//!
+//! Long by choice: every file under `tests/` is a test binary of its own,
+//! linked on its own, so an area's tests share one file and one link
+//! rather than paying for a binary each.
 
 use std::process::Command;
 use std::sync::Arc;
