@@ -65,13 +65,19 @@ async fn run_deploy(
         };
         let last = match p.deploys().deploy(acting, prepared, tx.clone()).await {
             Ok(release) => DeployLine::Done { release },
-            Err(Error::DeployFailed { message, release }) => DeployLine::Failed {
+            Err(Error::DeployFailed {
+                message,
+                release,
+                serving,
+            }) => DeployLine::Failed {
                 message,
                 release: release.map(|r| *r),
+                serving,
             },
             Err(other) => DeployLine::Failed {
                 message: other.to_string(),
                 release: None,
+                serving: None,
             },
         };
         let _ = tx.send(last);

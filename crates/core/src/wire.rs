@@ -240,11 +240,15 @@ pub enum DeployLine {
     Step { message: String },
     /// The release serves the app.
     Done { release: Release },
-    /// The deploy failed; the previous release keeps serving.
+    /// The deploy failed; the release that was live, if any, keeps serving.
     Failed {
         message: String,
+        /// The failed release, when one was recorded.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         release: Option<Release>,
+        /// The release that keeps serving; absent when none served.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        serving: Option<u64>,
     },
 }
 

@@ -142,6 +142,15 @@ pub(crate) fn release_of(replica: &Replica) -> Option<u64> {
 }
 
 /// One HTTP/1.1 GET of `path` on `addr`; true for a 2xx answer.
+/// The `Host` a health probe names: a custom domain when the app has one
+/// (an app that allows only its own domains refuses any other name), else
+/// its `NAME.localhost`.
+pub(crate) fn health_host(app: &rampart_store::AppRow) -> String {
+    app.domains
+        .first()
+        .map_or_else(|| app.name.default_domain().to_string(), |d| d.to_string())
+}
+
 pub(crate) async fn probe(addr: SocketAddr, path: &str, host: &str) -> bool {
     let attempt = async {
         let mut stream = tokio::net::TcpStream::connect(addr).await?;
@@ -154,7 +163,9 @@ pub(crate) async fn probe(addr: SocketAddr, path: &str, host: &str) -> bool {
         Ok::<_, std::io::Error>(head)
     };
     match tokio::time::timeout(HEALTH_REQUEST_TIMEOUT, attempt).await {
-        Ok(Ok(head)) => head.starts_with(b"HTTP/1.") && head[9] == b'2',
+        // 2xx or 3xx, as the edge's own checks count: `/admin` of a
+        // framework answers with a redirect to its login.
+        Ok(Ok(head)) => head.starts_with(b"HTTP/1.") && matches!(head[9], b'2' | b'3'),
         _ => false,
     }
 }

@@ -34,11 +34,14 @@ pub enum Error {
     /// available; trying again later may work.
     #[error("{0}")]
     Unavailable(String),
-    /// A deploy ran and failed; the previous release keeps serving.
+    /// A deploy ran and failed; the release that was live (if any) keeps
+    /// serving.
     #[error("{message}")]
     DeployFailed {
         message: String,
         release: Option<Box<rampart_core::wire::Release>>,
+        /// The release still serving the app, if it had one.
+        serving: Option<u64>,
     },
 }
 

@@ -197,8 +197,15 @@ impl Platform {
         self.committed(self.store.create_app(&app, record).await)
             .await?;
         tracing::info!(app = %name, request_id = %acting.request_id, "app created");
-        if request.with_db {
-            self.create_database(acting, name.as_str()).await?;
+        if request.with_db
+            && let Err(error) = self.create_database(acting, name.as_str()).await
+        {
+            // A failed create changes nothing: the app goes again, and the
+            // audit log shows both steps.
+            if let Err(undo) = self.delete_app(acting, name.as_str()).await {
+                tracing::error!(app = %name, error = %undo, "cannot remove an app whose database failed");
+            }
+            return Err(error);
         }
         self.app(name.as_str()).await
     }

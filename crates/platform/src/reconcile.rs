@@ -88,7 +88,7 @@ impl Platform {
         let replicas = engine.replicas(Some(&app.name)).await?;
         let live = app.live_release;
         let port = app.settings.port;
-        let host = format!("{}.localhost", app.name);
+        let host = crate::controller::health_host(app);
         let before = engine.serving_of(&app.id);
 
         // Watch for crashes.

@@ -232,6 +232,12 @@ pub async fn backup(cmd: BackupCommand) -> anyhow::Result<()> {
                 done.rows,
                 done.media_files
             );
+            println!(
+                "Connections the app held to the replaced database were closed; an app that keeps \
+                 connections open (Django's CONN_MAX_AGE) may fail a request or two as it \
+                 reconnects. `rampart restart {}` rolls its replicas if you would rather start clean.",
+                done.app
+            );
         }
         BackupCommand::Schedule {
             app,

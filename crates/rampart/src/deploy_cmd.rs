@@ -55,6 +55,13 @@ pub struct AppArgs {
 }
 
 #[derive(Debug, Args)]
+pub struct RestartArgs {
+    pub app: String,
+    #[command(flatten)]
+    pub conn: Connection,
+}
+
+#[derive(Debug, Args)]
 pub struct ScaleArgs {
     app: String,
     /// How many replicas serve the app (0 stops it).
@@ -148,17 +155,28 @@ async fn follow_deploy(client: &Client, app: &str, what: Deploy, json: bool) -> 
             );
             Ok(())
         }
-        DeployLine::Failed { message, release } => {
+        DeployLine::Failed {
+            message,
+            release,
+            serving,
+        } => {
             if json && let Some(release) = &release {
                 output::json(release)?;
             }
-            match release {
-                Some(r) => eprintln!(
-                    "error: release {} of {app} failed; the previous release keeps serving: {}",
+            match (release, serving) {
+                (Some(r), Some(live)) => eprintln!(
+                    "error: release {} of {app} failed; release {live} keeps serving: {}",
                     r.number,
                     printable(&message)
                 ),
-                None => eprintln!("error: the deploy of {app} failed: {}", printable(&message)),
+                (Some(r), None) => eprintln!(
+                    "error: release {} of {app} failed; {app} has no release serving: {}",
+                    r.number,
+                    printable(&message)
+                ),
+                (None, _) => {
+                    eprintln!("error: the deploy of {app} failed: {}", printable(&message))
+                }
             }
             Err(Exit(1).into())
         }
@@ -193,7 +211,10 @@ pub async fn restart(client: &Client, app: &str) -> anyhow::Result<()> {
         .into_iter()
         .find(|r| r.status == rampart_core::deploy::ReleaseStatus::Live);
     match live {
-        Some(release) => follow_deploy(client, app, Deploy::Image(release.image_id), false).await,
+        // The live release deployed again: same image, its tag on record.
+        Some(release) => {
+            follow_deploy(client, app, Deploy::Rollback(Some(release.number)), false).await
+        }
         None => {
             println!("{app} has no live release; the change applies with its first deploy");
             Ok(())

@@ -71,6 +71,9 @@ enum Command {
     Releases(deploy_cmd::AppArgs),
     /// Deploy an earlier release again.
     Rollback(deploy_cmd::RollbackArgs),
+    /// Replace every replica with a fresh one of the live release, with no
+    /// downtime.
+    Restart(deploy_cmd::RestartArgs),
     /// Set how many replicas serve an app.
     Scale(deploy_cmd::ScaleArgs),
     /// Show an app's replicas, their health and recent events.
@@ -161,6 +164,10 @@ fn main() -> ExitCode {
             Command::Deploy(args) => deploy_cmd::deploy(args).await,
             Command::Releases(args) => deploy_cmd::releases(args).await,
             Command::Rollback(args) => deploy_cmd::rollback(args).await,
+            Command::Restart(args) => {
+                let client = credentials::client(&args.conn)?;
+                deploy_cmd::restart(&client, &args.app).await
+            }
             Command::Scale(args) => deploy_cmd::scale(args).await,
             Command::Ps(args) => deploy_cmd::ps(args).await,
             Command::Logs(args) => deploy_cmd::logs(args).await,

@@ -23,14 +23,18 @@ pub struct UpArgs {
     /// Where the platform keeps its state [default: ./rampart-data].
     #[arg(long, env = "RAMPART_DATA_DIR")]
     data_dir: Option<PathBuf>,
-    /// A rampart.toml; every key is optional (see docs/configuration.md).
-    #[arg(long)]
+    /// A rampart.toml; every key is optional (see docs/configuration.md)
+    /// [default: ./rampart.toml when there is one].
+    #[arg(long, env = "RAMPART_CONFIG")]
     config: Option<PathBuf>,
     /// Also deploy the demo app `hello` (two replicas) and print how to reach it.
     #[arg(long)]
     demo: bool,
 }
 
+/// The configuration file read from the working directory when none is
+/// named.
+const CONFIG_FILE: &str = "rampart.toml";
 /// How often the platform compares what runs with what should.
 const RECONCILE_EVERY: Duration = Duration::from_secs(10);
 /// How often due backups and test restores are looked for.
@@ -75,6 +79,15 @@ fn reachable(addr: SocketAddr) -> SocketAddr {
     }
 }
 
+/// The configuration file `up` reads: the one named, else `rampart.toml`
+/// in the working directory when there is one.
+fn config_file(named: Option<PathBuf>) -> Option<PathBuf> {
+    named.or_else(|| {
+        let here = PathBuf::from(CONFIG_FILE);
+        here.is_file().then_some(here)
+    })
+}
+
 fn load_config(path: Option<&PathBuf>) -> anyhow::Result<Config> {
     let Some(path) = path else {
         return Ok(Config::default());
@@ -114,7 +127,8 @@ async fn shutdown_signal() {
     }
 }
 
-pub async fn run(args: UpArgs) -> anyhow::Result<()> {
+pub async fn run(mut args: UpArgs) -> anyhow::Result<()> {
+    args.config = config_file(args.config.take());
     let config = load_config(args.config.as_ref())?;
     init_logging(&config.log);
     let root = args
@@ -149,6 +163,13 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     let addr = listener.local_addr()?;
 
     let mut out = std::io::stdout().lock();
+    match &args.config {
+        Some(file) => writeln!(out, "rampart: configuration read from {}", file.display())?,
+        None => writeln!(
+            out,
+            "rampart: no {CONFIG_FILE} here and no --config: built-in defaults"
+        )?,
+    }
     writeln!(out, "rampart: data directory {}", dir.root().display())?;
     writeln!(
         out,

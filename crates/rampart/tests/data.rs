@@ -992,6 +992,40 @@ fn code_an_app_plants_in_its_database_never_runs_with_the_platforms_rights() {
 /// user: password hashes, recovery-code hashes, the audit log. Now every
 /// file the platform writes is private, whatever the umask, and only the
 /// postgres user's group may pass through the data directory.
+/// `apps create --with-db` whose database cannot be made (here: the data
+/// directory sits under a folder the postgres user cannot traverse) leaves
+/// no app behind, so the retry meets the same clear error, not "already
+/// exists".
+#[test]
+fn a_create_whose_database_fails_leaves_no_app() {
+    use std::os::unix::fs::PermissionsExt;
+    if rampart_services::effective_uid() != 0 {
+        eprintln!("skipped: needs root to start the cluster as postgres");
+        return;
+    }
+    let sb = sandbox();
+    let closed = sb.path().join("closed");
+    std::fs::create_dir_all(&closed).unwrap();
+    std::fs::set_permissions(&closed, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let data = closed.join("data");
+    let config = sb.write_config(&format!("{CONFIG}[postgres]\nport = {}\n", free_port()));
+    let mut cmd = sb.command();
+    cmd.args(["up", "--data-dir"])
+        .arg(&data)
+        .arg("--config")
+        .arg(&config)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let server = Server::spawn_command(cmd, data).unwrap();
+    for _ in 0..2 {
+        let (code, _, err) = run(cli(&sb, &server).args(["apps", "create", "stray", "--with-db"]));
+        assert_ne!(code, 0);
+        assert!(err.contains("the postgres user cannot reach"), "{err}");
+    }
+    let apps = json(cli(&sb, &server).args(["apps", "list"]));
+    assert_eq!(apps, serde_json::json!([]), "no app is left behind");
+}
+
 #[test]
 fn no_other_local_user_reads_the_data_directory() {
     use std::os::unix::fs::{MetadataExt, PermissionsExt};

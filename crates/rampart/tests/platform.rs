@@ -308,6 +308,49 @@ fn a_missing_or_corrupt_master_key_stops_the_start_and_is_not_replaced() {
     assert_eq!(revealed.trim(), "K=v");
 }
 
+/// Without `--config`, `rampart up` reads the `rampart.toml` of its working
+/// directory and says which file it read; a broken one there is refused
+/// like a named one, before anything is created.
+#[test]
+fn up_reads_the_rampart_toml_of_its_working_directory() {
+    let sb = sandbox();
+    let project = sb.path().join("project");
+    std::fs::create_dir_all(&project).unwrap();
+    let up = || {
+        let mut cmd = sb.command();
+        cmd.current_dir(&project)
+            .arg("up")
+            .arg("--data-dir")
+            .arg(sb.data_dir());
+        cmd
+    };
+
+    std::fs::write(project.join("rampart.toml"), "[log]\nlevel = \"loud\"\n").unwrap();
+    let out = up().output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(err.contains("rampart.toml: log.level"), "{err}");
+    assert!(
+        !sb.data_dir().exists(),
+        "nothing is created for a bad config"
+    );
+
+    std::fs::copy(sb.write_config(""), project.join("rampart.toml")).unwrap();
+    let mut cmd = up();
+    cmd.env("RUST_LOG", "info")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let server = rampart_testkit::Server::spawn_command(cmd, sb.data_dir()).unwrap();
+    assert!(
+        server
+            .output()
+            .contains("rampart: configuration read from rampart.toml"),
+        "{}",
+        server.output()
+    );
+    server.stop().unwrap();
+}
+
 #[test]
 fn a_bad_config_names_the_key_and_creates_nothing() {
     let sb = sandbox();

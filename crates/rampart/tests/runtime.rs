@@ -157,6 +157,20 @@ fn a_deployed_app_serves_over_https_from_hardened_isolated_replicas() {
     assert_eq!(releases[0]["number"], 4);
     assert_eq!(releases[0]["status"], "live");
     assert_eq!(releases[0]["env_names"], serde_json::json!(["GREETING"]));
+    // The restart deploys the live release's image again, under its tag.
+    assert_eq!(releases[0]["image"], releases[1]["image"], "{releases}");
+    assert!(
+        !releases[0]["image"]
+            .as_str()
+            .unwrap()
+            .starts_with("sha256:"),
+        "{releases}"
+    );
+    // `rampart restart` does the same on its own.
+    let out = ok(cli(&sb, &server).args(["restart", "hard"]));
+    assert!(out.contains("Release 5 of hard is live"), "{out}");
+    let releases = json(cli(&sb, &server).args(["releases", "hard"]));
+    assert_eq!(releases[0]["image"], releases[1]["image"], "{releases}");
     eventually(
         Duration::from_secs(30),
         "replicas with the variable",
@@ -387,7 +401,7 @@ fn ten_redeploys_under_load_fail_no_request() {
 #[test]
 fn failed_deploys_leave_the_previous_release_serving_and_nothing_running() {
     let sb = sandbox();
-    let _cleanup = Cleanup(vec!["sturdy".into()]);
+    let _cleanup = Cleanup(vec!["sturdy".into(), "sturdy-new".into()]);
     let server = sb.start(&sb.write_config(CONFIG)).unwrap();
     ok(cli(&sb, &server).args(["apps", "create", "sturdy"]));
     let dir = context(&sb.path().join("ctx"), "");
@@ -411,7 +425,7 @@ fn failed_deploys_leave_the_previous_release_serving_and_nothing_running() {
         let (code, out, err) = run(cli(sb, &server).args(args));
         assert_eq!(code, 1, "{args:?} must fail\n{out}\n{err}");
         assert!(
-            err.contains("the previous release keeps serving") && err.contains(reason),
+            err.contains("release 1 keeps serving") && err.contains(reason),
             "{args:?}: {err}"
         );
     };
@@ -536,6 +550,19 @@ fn failed_deploys_leave_the_previous_release_serving_and_nothing_running() {
     assert_eq!(settings["replicas"], 2);
     assert_eq!(settings["health_timeout_secs"], 4);
     serving_release_1();
+
+    // A first deploy that fails says that nothing serves, not that an
+    // earlier release does.
+    ok(cli(&sb, &server).args(["apps", "create", "sturdy-new"]));
+    ok(cli(&sb, &server).args(["env", "set", "sturdy-new", "HELLO_EXIT=3"]));
+    let (code, _, err) = run(cli(&sb, &server)
+        .args(["deploy", "sturdy-new", "--path"])
+        .arg(&dir));
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("release 1 of sturdy-new failed; sturdy-new has no release serving"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -869,6 +896,28 @@ fn custom_domains_get_acme_certificates_and_name_localhost_keeps_working() {
     ]));
     assert_eq!(code, 0);
     assert!(out.starts_with("308 https://shop.rampart.test"), "{out}");
+
+    // An app that serves only its custom domain, and whose health path
+    // redirects (Django's `/admin`), still passes its health check: the
+    // probe names a host the app serves and counts a 3xx.
+    ok(cli(&sb, &server).args([
+        "env",
+        "set",
+        "shop",
+        "HELLO_HOSTS=shop.rampart.test",
+        "HELLO_HEALTH=redirect",
+        "--restart",
+    ]));
+    let (status, body) = get(&public, &url);
+    assert!(
+        status == 200 && body.starts_with("hello from release 2"),
+        "{status} {body}"
+    );
+    let (status, _) = get(&local, &app_url(&server, "shop.localhost"));
+    assert_eq!(
+        status, 400,
+        "the app itself refuses a host it does not serve"
+    );
 }
 
 /// Finding: a 3 KiB build context whose sparse entry declares 2^60 bytes

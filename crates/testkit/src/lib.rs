@@ -89,6 +89,7 @@ impl Sandbox {
             .env_remove("RAMPART_TOKEN")
             .env_remove("RAMPART_CA")
             .env_remove("RAMPART_DATA_DIR")
+            .env_remove("RAMPART_CONFIG")
             .stdin(Stdio::null());
         cmd
     }

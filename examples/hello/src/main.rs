@@ -3,7 +3,8 @@
 //! A small HTTP/1.1 server, linked statically so that it runs in an image
 //! built `FROM scratch`. It answers:
 //!
-//! - `GET /health` with `ok` (or 500 when `HELLO_HEALTH=fail`);
+//! - `GET /health` with `ok` (500 when `HELLO_HEALTH=fail`, a 301 to
+//!   `/health/` when `HELLO_HEALTH=redirect`);
 //! - `POST /notes` stores the body as a row of the table `notes` in the
 //!   app's database (`DATABASE_URL`, over TLS verified against the CA its
 //!   `sslrootcert` names); `GET /notes` counts the rows;
@@ -12,7 +13,9 @@
 //! - anything else with a line naming its release and replica, taken from
 //!   `RAMPART_RELEASE` and `RAMPART_REPLICA`.
 //!
-//! It listens on `PORT` (default 8080). Three switches exist for the
+//! It listens on `PORT` (default 8080). `HELLO_HOSTS=a,b` answers 400 to a
+//! request whose `Host` is not one of them, as Django's `ALLOWED_HOSTS`
+//! does. Three switches exist for the
 //! platform's tests: `HELLO_EXIT=N` exits with status N at once,
 //! `HELLO_SAY=TEXT` writes TEXT, as it is, to its log at start, and
 //! `hello probe HOST:PORT` tries one TCP connection and exits 0 if it was
@@ -32,6 +35,10 @@ struct Identity {
     release: String,
     replica: String,
     healthy: bool,
+    /// Health answers with a redirect.
+    redirect: bool,
+    /// The hosts served; empty: any.
+    hosts: Vec<String>,
 }
 
 fn main() {
@@ -57,6 +64,13 @@ fn main() {
         release: std::env::var("RAMPART_RELEASE").unwrap_or_else(|_| "-".into()),
         replica: std::env::var("RAMPART_REPLICA").unwrap_or_else(|_| "-".into()),
         healthy: std::env::var("HELLO_HEALTH").as_deref() != Ok("fail"),
+        redirect: std::env::var("HELLO_HEALTH").as_deref() == Ok("redirect"),
+        hosts: std::env::var("HELLO_HOSTS")
+            .unwrap_or_default()
+            .split(',')
+            .filter(|h| !h.is_empty())
+            .map(str::to_owned)
+            .collect(),
     };
     let identity: &'static Identity = Box::leak(Box::new(identity));
     let listener = match TcpListener::bind(("0.0.0.0", port)) {
@@ -124,6 +138,7 @@ fn serve(stream: TcpStream, identity: &Identity) -> std::io::Result<()> {
         let mut parts = request_line.split(' ');
         let (method, path) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
         let mut length = 0u64;
+        let mut host = "";
         let mut close = request_line.ends_with("HTTP/1.0");
         for line in lines {
             let Some((name, value)) = line.split_once(':') else {
@@ -132,6 +147,8 @@ fn serve(stream: TcpStream, identity: &Identity) -> std::io::Result<()> {
             let value = value.trim();
             if name.eq_ignore_ascii_case("content-length") {
                 length = value.parse().unwrap_or(u64::MAX);
+            } else if name.eq_ignore_ascii_case("host") {
+                host = value;
             } else if name.eq_ignore_ascii_case("connection") {
                 close = value.eq_ignore_ascii_case("close");
             } else if name.eq_ignore_ascii_case("transfer-encoding") {
@@ -144,7 +161,16 @@ fn serve(stream: TcpStream, identity: &Identity) -> std::io::Result<()> {
         let mut body = Vec::new();
         reader.by_ref().take(length).read_to_end(&mut body)?;
         let keep = !close;
+        let host_name = host.rsplit_once(':').map_or(host, |(name, _)| name);
+        if !identity.hosts.is_empty() && !identity.hosts.iter().any(|h| h == host_name) {
+            respond(&mut writer, 400, "host not allowed\n", keep)?;
+            if close {
+                return Ok(());
+            }
+            continue;
+        }
         match (method, path) {
+            (_, "/health") if identity.redirect => respond(&mut writer, 301, "", keep)?,
             (_, "/health") if identity.healthy => respond(&mut writer, 200, "ok\n", keep)?,
             (_, "/health") => respond(&mut writer, 500, "unhealthy\n", keep)?,
             ("POST", "/notes") => {
@@ -286,6 +312,8 @@ mod database {
 fn respond(out: &mut TcpStream, status: u16, body: &str, keep: bool) -> std::io::Result<()> {
     let reason = match status {
         200 => "OK",
+        301 => "Moved Permanently",
+        400 => "Bad Request",
         404 => "Not Found",
         405 => "Method Not Allowed",
         411 => "Length Required",
@@ -295,8 +323,13 @@ fn respond(out: &mut TcpStream, status: u16, body: &str, keep: bool) -> std::io:
         _ => "Internal Server Error",
     };
     let connection = if keep { "keep-alive" } else { "close" };
+    let location = if status == 301 {
+        "location: /health/\r\n"
+    } else {
+        ""
+    };
     let response = format!(
-        "HTTP/1.1 {status} {reason}\r\ncontent-type: text/plain\r\ncontent-length: {}\r\nconnection: {connection}\r\n\r\n{body}",
+        "HTTP/1.1 {status} {reason}\r\ncontent-type: text/plain\r\ncontent-length: {}\r\n{location}connection: {connection}\r\n\r\n{body}",
         body.len()
     );
     out.write_all(response.as_bytes())?;

@@ -246,7 +246,7 @@ impl Deploys<'_> {
                 }
                 step(
                     &progress,
-                    format!("rolling back to the image of release {number}"),
+                    format!("deploying the image of release {number} again"),
                 );
                 let found = engine.runtime.image(&earlier.image_id).await;
                 (earlier.image, found)
@@ -334,6 +334,7 @@ impl Deploys<'_> {
                 Err(Error::DeployFailed {
                     message,
                     release: Some(Box::new(release)),
+                    serving: row.live_release,
                 })
             }
         }
@@ -456,7 +457,7 @@ impl Deploys<'_> {
         let settings = &app.settings;
         let deadline = tokio::time::Instant::now()
             + Duration::from_secs(u64::from(settings.health_timeout_secs));
-        let host = format!("{}.localhost", app.name);
+        let host = crate::controller::health_host(app);
         loop {
             let current = engine
                 .runtime
