@@ -190,6 +190,10 @@ pub struct ReleaseConfig {
     /// Names of the variables set when it was created; values are not kept.
     pub env_names: Vec<String>,
     pub settings: AppSettings,
+    /// The release command its manifest named, run once before its
+    /// replicas started.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub release_command: Option<crate::manifest::ReleaseCommand>,
 }
 
 #[cfg(test)]

@@ -13,6 +13,7 @@ pub mod audit;
 pub mod config;
 pub mod deploy;
 pub mod id;
+pub mod manifest;
 pub mod name;
 pub mod role;
 pub mod seal;

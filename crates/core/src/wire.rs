@@ -202,6 +202,9 @@ pub struct Release {
     /// Names of the variables set when it was created.
     pub env_names: Vec<String>,
     pub settings: crate::deploy::AppSettings,
+    /// The release command run before its replicas started.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub release_command: Option<crate::manifest::ReleaseCommand>,
 }
 
 /// Body of `POST /api/apps/{app}/deploys/image`.
@@ -236,6 +239,8 @@ pub struct Scale {
 pub enum DeployLine {
     /// A line printed by the image build.
     Build { line: String },
+    /// A line printed by the release command.
+    Release { line: String },
     /// A step of the rollout.
     Step { message: String },
     /// The release serves the app.

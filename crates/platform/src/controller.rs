@@ -17,7 +17,8 @@ use rampart_core::{AppId, AppName};
 use rampart_edge::Edge;
 use rampart_edge::routes::{HostPattern, RouteTable, SiteSpec, TlsMode};
 use rampart_runtime::{
-    ContainerRuntime, LABEL_APP, LABEL_INSTALLATION, LABEL_RELEASE, NetworkSpec, Replica,
+    ContainerRuntime, LABEL_APP, LABEL_INSTALLATION, LABEL_RELEASE, LABEL_TASK, NetworkSpec,
+    Replica,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::Mutex;
@@ -123,7 +124,10 @@ impl Engine {
         if let Some(name) = &name {
             labels.push((LABEL_APP, name.as_str()));
         }
-        self.runtime.replicas(&labels).await.map_err(Error::from)
+        let mut all = self.runtime.replicas(&labels).await?;
+        // One-off containers are never replicas.
+        all.retain(|r| r.label(LABEL_TASK).is_none());
+        Ok(all)
     }
 
     /// Waits until the edge has no request in flight to `addrs`, at most

@@ -16,7 +16,7 @@ use rampart_core::audit::Outcome;
 use rampart_core::deploy::ReleaseStatus;
 use rampart_core::time::Timestamp;
 use rampart_core::{Action, RequestId};
-use rampart_runtime::{LABEL_APP, LABEL_INSTALLATION};
+use rampart_runtime::{LABEL_APP, LABEL_INSTALLATION, LABEL_TASK};
 use rampart_store::{AppEvent, AppRow};
 use tokio::sync::watch;
 
@@ -85,6 +85,17 @@ impl Platform {
 
     async fn converge_locked(&self, app: &AppRow) -> Result<(), Error> {
         let engine = self.engine()?;
+        // A release phase runs under this lock; one found now was left by a
+        // platform that stopped during its deploy.
+        let leftover = [
+            (LABEL_INSTALLATION, engine.installation.as_str()),
+            (LABEL_APP, app.name.as_str()),
+            (LABEL_TASK, "release"),
+        ];
+        for task in engine.runtime.replicas(&leftover).await? {
+            tracing::info!(app = %app.name, task = %task.name, "removing an interrupted release phase");
+            let _ = engine.runtime.remove(&task.id, Duration::ZERO).await;
+        }
         let replicas = engine.replicas(Some(&app.name)).await?;
         let live = app.live_release;
         let port = app.settings.port;

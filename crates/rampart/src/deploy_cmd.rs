@@ -139,6 +139,7 @@ async fn follow_deploy(client: &Client, app: &str, what: Deploy, json: bool) -> 
             }
             let _ = match line {
                 DeployLine::Build { line } => writeln!(out, "  | {}", printable(line)),
+                DeployLine::Release { line } => writeln!(out, "  > {}", printable(line)),
                 DeployLine::Step { message } => writeln!(out, "-> {}", printable(message)),
                 _ => Ok(()),
             };

@@ -181,12 +181,13 @@ pub fn pack(dir: &Path, limit: u64) -> Result<Vec<u8>, ContextError> {
 /// the sizes the headers declare may not add up to more than the archive.
 /// The check is CPU work proportional to that length: async callers run it
 /// on a blocking thread. Returns the Dockerfile's text.
-pub fn check(archive: &[u8]) -> Result<String, ContextError> {
+pub fn check(archive: &[u8]) -> Result<Checked, ContextError> {
     let mut reader = tar::Archive::new(archive);
     let entries = reader
         .entries()
         .map_err(|e| ContextError::NotTar(e.to_string()))?;
     let mut found = None;
+    let mut manifest = None;
     let mut any = false;
     let mut declared = 0u64;
     let mut links = std::collections::HashSet::new();
@@ -233,6 +234,24 @@ pub fn check(archive: &[u8]) -> Result<String, ContextError> {
                 "its Dockerfile is not a regular file".into(),
             ));
         }
+        if clean == Path::new(MANIFEST_FILE) {
+            if !kind.is_file() {
+                return Err(ContextError::NotTar(format!(
+                    "its {MANIFEST_FILE} is not a regular file"
+                )));
+            }
+            if entry.size() > MAX_MANIFEST {
+                return Err(ContextError::NotTar(format!(
+                    "its {MANIFEST_FILE} is larger than {MAX_MANIFEST} bytes"
+                )));
+            }
+            let mut text = String::new();
+            entry
+                .by_ref()
+                .read_to_string(&mut text)
+                .map_err(|e| ContextError::NotTar(format!("{MANIFEST_FILE}: {e}")))?;
+            manifest = Some(text);
+        }
         if clean == Path::new("Dockerfile") {
             let mut text = String::new();
             entry
@@ -249,11 +268,29 @@ pub fn check(archive: &[u8]) -> Result<String, ContextError> {
     if !any {
         return Err(ContextError::NotTar("it holds no entries".into()));
     }
-    found.ok_or_else(|| ContextError::NoDockerfile(PathBuf::from("(upload)")))
+    let dockerfile = found.ok_or_else(|| ContextError::NoDockerfile(PathBuf::from("(upload)")))?;
+    Ok(Checked {
+        dockerfile,
+        manifest,
+    })
 }
+
+/// What [`check`] read from a sound build context.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Checked {
+    /// The text of its `Dockerfile`.
+    pub dockerfile: String,
+    /// The text of its app manifest, when it has one.
+    pub manifest: Option<String>,
+}
+
+/// The app manifest's name in a build context.
+pub use rampart_core::manifest::MANIFEST_FILE;
 
 /// The most of a Dockerfile that is read.
 const MAX_DOCKERFILE: u64 = 1 << 20;
+/// The largest app manifest accepted.
+const MAX_MANIFEST: u64 = 64 * 1024;
 
 /// The images a Dockerfile builds from: every `FROM` that names no earlier
 /// stage (and is not `scratch`), and every `--from=` of `COPY`, `ADD` or a
@@ -362,7 +399,7 @@ pub fn dockerfile_images(text: &str) -> Result<Vec<String>, String> {
 
 /// [`check`] on a blocking thread, so a large archive never holds up an
 /// async worker.
-pub async fn check_off_thread(archive: bytes::Bytes) -> Result<String, ContextError> {
+pub async fn check_off_thread(archive: bytes::Bytes) -> Result<Checked, ContextError> {
     tokio::task::spawn_blocking(move || check(&archive))
         .await
         .map_err(|e| ContextError::NotTar(format!("the check stopped: {e}")))?

@@ -30,6 +30,9 @@ pub const LABEL_INSTALLATION: &str = "rampart.installation";
 pub const LABEL_APP: &str = "rampart.app";
 /// The release number a replica runs.
 pub const LABEL_RELEASE: &str = "rampart.release";
+/// Set on a one-off container (a release phase, a command run by hand, a
+/// scheduled job) to its kind; such a container is never a replica.
+pub const LABEL_TASK: &str = "rampart.task";
 
 /// Why the runtime could not do what was asked.
 #[derive(Debug, thiserror::Error)]
@@ -91,6 +94,9 @@ pub struct ReplicaSpec {
     /// A named volume mounted read-only at `/etc/rampart` (the internal
     /// CA certificate, for TLS to the app's database).
     pub ca_volume: Option<String>,
+    /// Arguments in place of the image's `CMD` (after its entrypoint, when
+    /// it has one); `None` runs the image's own.
+    pub command: Option<Vec<String>>,
 }
 
 /// Where replicas find their media volume and the platform's CA.
@@ -240,6 +246,9 @@ pub trait ContainerRuntime: Send + Sync + std::fmt::Debug + 'static {
 
     /// A replica's output.
     fn logs(&self, id: &str, query: LogQuery) -> BoxStream<'static, Result<LogLine, RuntimeError>>;
+
+    /// Waits until a container has exited and returns its exit status.
+    async fn wait(&self, id: &str) -> Result<i64, RuntimeError>;
 }
 
 impl Limits {

@@ -192,6 +192,7 @@ fn new_release(image: &str) -> rampart_store::NewRelease {
         config: rampart_core::deploy::ReleaseConfig {
             env_names: vec!["A".into()],
             settings: Default::default(),
+            release_command: None,
         },
         created_by: "usr_test".into(),
         created_at: "2026-11-29T10:00:00.000Z".into(),

@@ -20,7 +20,10 @@
 //! `HELLO_SAY=TEXT` writes TEXT, as it is, to its log at start, and
 //! `hello probe HOST:PORT` tries one TCP connection and exits 0 if it was
 //! accepted, 1 if not, which checks network isolation from inside a
-//! replica.
+//! replica. As one-off commands (a release phase, `rampart run`):
+//! `hello note TEXT` adds a note and prints how many there are, `hello
+//! exit N TEXT` prints TEXT and exits with status N, `hello sleep SECS`
+//! waits.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -43,8 +46,28 @@ struct Identity {
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
-    if args.get(1).map(String::as_str) == Some("probe") {
-        std::process::exit(probe(args.get(2).map(String::as_str).unwrap_or("")));
+    let arg = |i: usize| args.get(i).map(String::as_str).unwrap_or("");
+    match arg(1) {
+        "probe" => std::process::exit(probe(arg(2))),
+        "note" => match database::add_note(arg(2)) {
+            Ok(n) => {
+                println!("hello: noted {:?}; {n} notes", arg(2));
+                return;
+            }
+            Err(e) => {
+                eprintln!("hello: cannot note: {e}");
+                std::process::exit(3);
+            }
+        },
+        "exit" => {
+            eprintln!("hello: {}", arg(3));
+            std::process::exit(arg(2).parse().unwrap_or(1));
+        }
+        "sleep" => {
+            std::thread::sleep(Duration::from_secs(arg(2).parse().unwrap_or(60)));
+            return;
+        }
+        _ => {}
     }
     if let Some(code) = std::env::var("HELLO_EXIT")
         .ok()

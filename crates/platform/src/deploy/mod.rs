@@ -15,6 +15,7 @@ use futures::StreamExt;
 use futures::stream::BoxStream;
 use rampart_core::audit::Outcome;
 use rampart_core::deploy::{AppSettings, ReleaseConfig, ReleaseStatus, SettingsPatch};
+use rampart_core::manifest::{AppManifest, MANIFEST_FILE};
 use rampart_core::time::Timestamp;
 use rampart_core::wire::{self, DeployLine};
 use rampart_core::{Action, AppId, AppName, Role};
@@ -31,6 +32,7 @@ use crate::{Acting, Error, Platform};
 
 mod images;
 mod status;
+mod task;
 pub use images::check_image_reference;
 use status::release_view;
 
@@ -58,11 +60,13 @@ pub enum Source {
     Release(u64),
 }
 
-/// A deploy whose input [`Platform::prepare_deploy`] checked.
+/// A deploy whose input [`Deploys::prepare_deploy`] checked.
 #[derive(Debug)]
 pub struct PreparedDeploy {
     app: AppName,
     source: Source,
+    /// The build context's `rampart.app.toml`, when it has one.
+    manifest: AppManifest,
 }
 
 /// The deploy path: checking a deploy's input, building or resolving its
@@ -107,6 +111,10 @@ pub(crate) enum RolloutFailure {
     /// The edge could not take the new route table.
     #[error("{0}")]
     Publish(Error),
+    #[error("the release command exited with status {status}{log}")]
+    ReleaseCommand { status: i64, log: String },
+    #[error("the release command did not finish within {secs} s and was stopped{log}")]
+    ReleaseTimeout { secs: u64, log: String },
 }
 
 fn step(progress: &UnboundedSender<DeployLine>, message: impl Into<String>) {
@@ -162,12 +170,17 @@ impl Deploys<'_> {
     pub async fn prepare_deploy(&self, app: &str, source: Source) -> Result<PreparedDeploy, Error> {
         let row = self.p.app_row(app).await?;
         let engine = self.p.engine()?;
+        let mut manifest = AppManifest::default();
         match &source {
             Source::Build(context) => {
-                let dockerfile = rampart_runtime::context::check_off_thread(context.clone())
+                let checked = rampart_runtime::context::check_off_thread(context.clone())
                     .await
                     .map_err(|e| Error::Invalid(e.to_string()))?;
-                let bases = rampart_runtime::context::dockerfile_images(&dockerfile)
+                if let Some(text) = &checked.manifest {
+                    manifest = AppManifest::from_toml(text)
+                        .map_err(|e| Error::Invalid(format!("{MANIFEST_FILE}: {e}")))?;
+                }
+                let bases = rampart_runtime::context::dockerfile_images(&checked.dockerfile)
                     .map_err(|e| Error::Invalid(format!("the Dockerfile: {e}")))?;
                 for base in &bases {
                     self.check_image_use(engine, &row, base).await?;
@@ -182,6 +195,7 @@ impl Deploys<'_> {
         Ok(PreparedDeploy {
             app: row.name,
             source,
+            manifest,
         })
     }
 
@@ -193,7 +207,11 @@ impl Deploys<'_> {
         prepared: PreparedDeploy,
         progress: UnboundedSender<DeployLine>,
     ) -> Result<wire::Release, Error> {
-        let PreparedDeploy { app, source } = prepared;
+        let PreparedDeploy {
+            app,
+            source,
+            manifest,
+        } = prepared;
         let app = app.as_str();
         let engine = self.p.engine()?;
         let row = self.p.app_row(app).await?;
@@ -257,6 +275,7 @@ impl Deploys<'_> {
         let config = ReleaseConfig {
             env_names: env.iter().map(|(k, _)| k.clone()).collect(),
             settings: row.settings.clone(),
+            release_command: manifest.release,
         };
         let (image_id, image_error) = match image {
             Ok(image) => (image.id, None),
@@ -278,17 +297,22 @@ impl Deploys<'_> {
             Some(error) => Err(RolloutFailure::Engine(error)),
             None => {
                 step(&progress, format!("release {number}: image {image_id}"));
-                self.rollout(
-                    engine,
-                    &row,
-                    Run {
-                        release: number,
-                        image_id: &image_id,
-                        env: &env,
-                    },
-                    &progress,
-                )
-                .await
+                let run = Run {
+                    release: number,
+                    image_id: &image_id,
+                    env: &env,
+                };
+                let phase = match &new.config.release_command {
+                    Some(command) => {
+                        self.release_phase(engine, &row, run, command, &progress)
+                            .await
+                    }
+                    None => Ok(()),
+                };
+                match phase {
+                    Ok(()) => self.rollout(engine, &row, run, &progress).await,
+                    Err(failure) => Err(failure),
+                }
             }
         };
         let outcome = outcome.map_err(|failure| failure.to_string());
@@ -383,6 +407,7 @@ impl Deploys<'_> {
             allow_root: app.settings.allow_root,
             media_volume: data.media_volume.clone(),
             ca_volume: data.ca_volume.clone(),
+            command: None,
         }
     }
 

@@ -106,7 +106,8 @@ impl Follower {
                 (LABEL_INSTALLATION, self.installation.as_str()),
                 (LABEL_APP, self.app.as_str()),
             ];
-            if let Ok(now) = self.runtime.replicas(&labels).await {
+            if let Ok(mut now) = self.runtime.replicas(&labels).await {
+                now.retain(|r| r.label(rampart_runtime::LABEL_TASK).is_none());
                 replicas = now;
             }
         }
@@ -128,6 +129,7 @@ pub(super) fn release_view(row: ReleaseRow) -> wire::Release {
         finished_at: row.finished_at,
         env_names: row.config.env_names,
         settings: row.config.settings,
+        release_command: row.config.release_command,
     }
 }
 

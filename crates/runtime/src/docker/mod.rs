@@ -415,6 +415,7 @@ impl ContainerRuntime for Docker {
             image: Some(image.id.clone()),
             user,
             env: Some(spec.env.iter().map(|(k, v)| format!("{k}={v}")).collect()),
+            cmd: spec.command.clone(),
             labels: Some(spec.labels.clone().into_iter().collect()),
             host_config: Some(host_config),
             networking_config: Some(NetworkingConfig {
@@ -531,6 +532,22 @@ impl ContainerRuntime for Docker {
             Ok(inspect) => Ok(Some(Self::replica_from(inspect))),
             Err(e) if is_not_found(&e) => Ok(None),
             Err(e) => Err(engine_error(e)),
+        }
+    }
+
+    async fn wait(&self, id: &str) -> Result<i64, RuntimeError> {
+        let client = self.client().await?;
+        let mut waits =
+            client.wait_container(id, None::<bollard::query_parameters::WaitContainerOptions>);
+        match waits.next().await {
+            Some(Ok(done)) => Ok(done.status_code),
+            // bollard reports a non-zero status as an error.
+            Some(Err(bollard::errors::Error::DockerContainerWaitError { code, .. })) => Ok(code),
+            Some(Err(e)) if is_not_found(&e) => Err(RuntimeError::NoContainer(id.to_owned())),
+            Some(Err(e)) => Err(engine_error(e)),
+            None => Err(RuntimeError::Engine(format!(
+                "the engine ended the wait for {id} without a status"
+            ))),
         }
     }
 

@@ -1,0 +1,194 @@
+//! The app manifest: `rampart.app.toml` at the root of a build context,
+//! where an app tells the platform what its releases need. Every key is
+//! optional; an unknown key or a bad value refuses the deploy before
+//! anything is built.
+//!
+//! ```toml
+//! # Runs once per deploy, before any replica of the new release starts.
+//! release = "python3 manage.py migrate --noinput"
+//! release_timeout = "10m"
+//! ```
+//!
+//! A command is a line split the way a POSIX shell splits words (quotes
+//! and backslashes, no expansion) or a list of arguments; either way it
+//! runs without a shell, so it works in images that have none.
+
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::config::{ConfigError, parse_toml};
+use crate::wire::parse_duration;
+
+/// The manifest's file name in a build context.
+pub const MANIFEST_FILE: &str = "rampart.app.toml";
+/// How long a release command may run unless the manifest says otherwise.
+pub const DEFAULT_RELEASE_TIMEOUT_SECS: u64 = 600;
+/// The longest a release command may be given.
+const MAX_RELEASE_TIMEOUT_SECS: u64 = 6 * 3600;
+/// Bounds on a command's arguments.
+const MAX_ARGS: usize = 256;
+const MAX_ARG_BYTES: usize = 4096;
+
+/// A command run once in a container of a release's image.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ReleaseCommand {
+    /// The arguments, the program first (after the image's entrypoint, when
+    /// it has one).
+    pub argv: Vec<String>,
+    /// How long it may run before it is stopped and the deploy fails.
+    pub timeout_secs: u64,
+}
+
+/// What a build context's manifest asks for.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AppManifest {
+    /// The release phase: run once per deploy, before the new replicas.
+    pub release: Option<ReleaseCommand>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawManifest {
+    release: Option<RawCommand>,
+    release_timeout: Option<String>,
+}
+
+/// A command as written: one line, or a list of arguments.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum RawCommand {
+    Line(String),
+    Args(Vec<String>),
+}
+
+impl AppManifest {
+    /// Parses and checks the text of a `rampart.app.toml`.
+    pub fn from_toml(text: &str) -> Result<Self, ConfigError> {
+        let raw: RawManifest = parse_toml(text)?;
+        let timeout_secs = match &raw.release_timeout {
+            None => DEFAULT_RELEASE_TIMEOUT_SECS,
+            Some(text) => {
+                let secs = parse_duration(text)
+                    .map_err(|message| ConfigError::invalid("release_timeout", message))?;
+                if !(1..=MAX_RELEASE_TIMEOUT_SECS).contains(&secs) {
+                    return Err(ConfigError::invalid(
+                        "release_timeout",
+                        format!(
+                            "must be between 1s and {}h",
+                            MAX_RELEASE_TIMEOUT_SECS / 3600
+                        ),
+                    ));
+                }
+                secs
+            }
+        };
+        if raw.release.is_none() && raw.release_timeout.is_some() {
+            return Err(ConfigError::invalid(
+                "release_timeout",
+                "there is no release command to time",
+            ));
+        }
+        let release = raw
+            .release
+            .map(|c| {
+                Ok::<_, ConfigError>(ReleaseCommand {
+                    argv: command("release", c)?,
+                    timeout_secs,
+                })
+            })
+            .transpose()?;
+        Ok(Self { release })
+    }
+}
+
+/// The arguments of a command as written at `key`: a line is split into
+/// words as a shell would (without expanding anything); the result must be
+/// a non-empty list of bounded arguments without NUL bytes.
+pub fn command(key: &str, raw: RawCommand) -> Result<Vec<String>, ConfigError> {
+    let argv = match raw {
+        RawCommand::Args(args) => args,
+        RawCommand::Line(line) => shlex::split(&line).ok_or_else(|| {
+            ConfigError::invalid(key, "its quotes are unbalanced or it ends in a backslash")
+        })?,
+    };
+    if argv.is_empty() || argv[0].is_empty() {
+        return Err(ConfigError::invalid(key, "the command is empty"));
+    }
+    if argv.len() > MAX_ARGS {
+        return Err(ConfigError::invalid(
+            key,
+            format!("at most {MAX_ARGS} arguments"),
+        ));
+    }
+    if let Some(bad) = argv
+        .iter()
+        .find(|a| a.len() > MAX_ARG_BYTES || a.contains('\0'))
+    {
+        return Err(ConfigError::invalid(
+            key,
+            format!(
+                "an argument is longer than {MAX_ARG_BYTES} bytes or holds a NUL byte ({:?}…)",
+                bad.chars().take(20).collect::<String>()
+            ),
+        ));
+    }
+    Ok(argv)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn commands_are_lines_split_like_a_shell_or_lists() {
+        let m =
+            AppManifest::from_toml("release = \"python3 manage.py migrate --noinput\"\n").unwrap();
+        let release = m.release.unwrap();
+        assert_eq!(
+            release.argv,
+            ["python3", "manage.py", "migrate", "--noinput"]
+        );
+        assert_eq!(release.timeout_secs, DEFAULT_RELEASE_TIMEOUT_SECS);
+        let m = AppManifest::from_toml(
+            "release = ['sh', '-c', 'echo \"a b\"']\nrelease_timeout = \"2m\"\n",
+        )
+        .unwrap();
+        let release = m.release.unwrap();
+        assert_eq!(release.argv, ["sh", "-c", "echo \"a b\""]);
+        assert_eq!(release.timeout_secs, 120);
+        let m = AppManifest::from_toml("release = \"say 'two words' three\\\\ four\"\n").unwrap();
+        assert_eq!(m.release.unwrap().argv, ["say", "two words", "three four"]);
+        assert_eq!(AppManifest::from_toml("").unwrap(), AppManifest::default());
+    }
+
+    #[test]
+    fn bad_manifests_name_the_key() {
+        for (text, expected) in [
+            ("release = \"\"\n", "release: the command is empty"),
+            ("release = []\n", "release: the command is empty"),
+            (
+                "release = \"echo 'open\"\n",
+                "release: its quotes are unbalanced",
+            ),
+            ("release = 3\n", "release"),
+            (
+                "release = \"x\"\nrelease_timeout = \"0s\"\n",
+                "release_timeout",
+            ),
+            (
+                "release = \"x\"\nrelease_timeout = \"soon\"\n",
+                "release_timeout",
+            ),
+            ("release_timeout = \"1m\"\n", "no release command"),
+            ("relase = \"x\"\n", "unknown field `relase`"),
+            ("release = [\"a\\u0000b\"]\n", "NUL"),
+            ("\u{0}", "line 1"),
+        ] {
+            let err = AppManifest::from_toml(text).unwrap_err().to_string();
+            assert!(err.contains(expected), "{text:?}: {err}");
+        }
+        let many = format!("release = [{}]\n", vec!["\"a\""; MAX_ARGS + 1].join(","));
+        assert!(AppManifest::from_toml(&many).is_err());
+    }
+}
