@@ -20,7 +20,7 @@ use futures::{Stream, StreamExt};
 use http_body_util::BodyExt;
 use rampart_core::deploy::LogQuery;
 use rampart_core::deploy::{AppSettings, SettingsPatch};
-use rampart_core::wire::{self, DeployLine, ErrorBody};
+use rampart_core::wire::{self, DeployLine, ErrorBody, RunLine};
 use rampart_platform::deploy::Source;
 use rampart_platform::{Acting, Error};
 use serde::Deserialize;
@@ -91,6 +91,58 @@ fn tokio_stream_from<T: Send + 'static>(
     mut rx: tokio::sync::mpsc::UnboundedReceiver<T>,
 ) -> impl Stream<Item = T> + Send + 'static {
     futures::stream::poll_fn(move |cx| rx.poll_recv(cx))
+}
+
+/// Runs a one-off command in a container of a release (the live one unless
+/// named), with the app's variables, network and data, hardened like a
+/// replica. The command line is recorded in the audit log. The run goes on
+/// to its end or deadline if the client goes away.
+#[utoipa::path(post, path = "/api/apps/{app}/runs", tag = "deploys", security(("bearer" = [])),
+    params(("app" = String, Path, description = "App name")),
+    request_body = wire::RunCommand,
+    responses((status = 200, body = wire::RunLine, content_type = "application/x-ndjson",
+            description = "Output lines; the last is exit, timed_out or failed"),
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 503, body = ErrorBody)))]
+pub async fn run_command(
+    State(p): State<AppState>,
+    ctx: Ctx,
+    Path(app): Path<String>,
+    Body(request): Body<wire::RunCommand>,
+) -> Result<Response, ApiError> {
+    let prepared = p.deploys().prepare_run(&app, request).await?;
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    let _ = tx.send(RunLine::Started {
+        release: prepared.release(),
+    });
+    let deadline = prepared.timeout_secs();
+    tokio::spawn(async move {
+        let acting = Acting {
+            caller: &ctx.caller,
+            request_id: &ctx.request_id,
+        };
+        let (out, mut printed) = tokio::sync::mpsc::unbounded_channel();
+        let forward = {
+            let tx = tx.clone();
+            tokio::spawn(async move {
+                while let Some(line) = printed.recv().await {
+                    let _ = tx.send(RunLine::Output { line });
+                }
+            })
+        };
+        let result = p.deploys().run(acting, prepared, out).await;
+        let _ = forward.await;
+        let last = match result {
+            Ok(Some(status)) => RunLine::Exit { status },
+            Ok(None) => RunLine::TimedOut { secs: deadline },
+            Err(error) => RunLine::Failed {
+                message: error.to_string(),
+            },
+        };
+        let _ = tx.send(last);
+    });
+    Ok(ndjson(tokio_stream_from(rx)))
 }
 
 /// Builds an image from a tar build context and deploys it.

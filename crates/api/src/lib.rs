@@ -87,6 +87,7 @@ fn documented_routes() -> (Router<routes::AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(routes::verify_audit))
         .routes(routes!(deploys::deploy_build))
         .routes(routes!(deploys::deploy_image))
+        .routes(routes!(deploys::run_command))
         .routes(routes!(deploys::rollback))
         .routes(routes!(deploys::releases))
         .routes(routes!(deploys::settings, deploys::configure))

@@ -2,8 +2,8 @@
 //!
 //! Roles: owners and admins may do everything the API offers (only owners
 //! manage owners, which the operations check against their target);
-//! developers deploy, configure, set variables, read logs and take backups
-//! of the apps granted to them; viewers only read. Database passwords,
+//! developers deploy, configure, run one-off commands, set variables, read
+//! logs and take backups of the apps granted to them; viewers only read. Database passwords,
 //! restores and schedules are for owners and admins. Three more rules apply on top:
 //!
 //! - an owner or admin without MFA, while `auth.require_mfa` holds, may
@@ -26,6 +26,7 @@ pub fn allows(role: Role, action: Action) -> bool {
                 | EnvUnset
                 | Deploy
                 | AppConfigure
+                | AppRun
                 | RuntimeRead
                 | LogsRead
                 | DatabaseRead

@@ -56,6 +56,7 @@ pub fn access(method: &Method, path: &str) -> Option<Access> {
         ("POST", "/api/apps/{app}/deploys/build")
         | ("POST", "/api/apps/{app}/deploys/image")
         | ("POST", "/api/apps/{app}/rollback") => Deploy,
+        ("POST", "/api/apps/{app}/runs") => AppRun,
         ("PATCH", "/api/apps/{app}/settings") | ("POST", "/api/apps/{app}/scale") => AppConfigure,
         ("GET", "/api/apps/{app}/releases")
         | ("GET", "/api/apps/{app}/settings")

@@ -565,6 +565,34 @@ impl Client {
         })
     }
 
+    /// Runs a one-off command in a container of one of the app's releases;
+    /// each line is passed to `on_line`, and the last (`exit`, `timed_out`
+    /// or `failed`) returned.
+    pub async fn run(
+        &self,
+        app: &str,
+        command: &wire::RunCommand,
+        mut on_line: impl FnMut(&wire::RunLine),
+    ) -> Result<wire::RunLine, ClientError> {
+        let mut request = self
+            .http
+            .post(format!("{}/api/apps/{}/runs", self.base, segment(app)))
+            .json(command);
+        if let Some(token) = &self.token {
+            request = request.bearer_auth(token);
+        }
+        let mut last = None;
+        self.lines(request.timeout(STREAM_TIMEOUT), |line: wire::RunLine| {
+            on_line(&line);
+            last = Some(line);
+        })
+        .await?;
+        last.ok_or_else(|| ClientError::Protocol {
+            server: self.base.clone(),
+            detail: "the run ended without an outcome".into(),
+        })
+    }
+
     /// An app's log lines, passed to `on_line` as they arrive.
     pub async fn logs(
         &self,

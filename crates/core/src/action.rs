@@ -24,6 +24,8 @@ pub enum Action {
     Deploy,
     /// Change how an app runs: replicas, limits, health check, network.
     AppConfigure,
+    /// Run a one-off command in a container of one of the app's releases.
+    AppRun,
     /// Read an app's releases, replicas and events.
     RuntimeRead,
     /// Read an app's logs.
@@ -67,7 +69,7 @@ pub enum Action {
 }
 
 impl Action {
-    pub const ALL: [Action; 33] = [
+    pub const ALL: [Action; 34] = [
         Action::AppRead,
         Action::AppCreate,
         Action::AppDelete,
@@ -80,6 +82,7 @@ impl Action {
         Action::AuditRead,
         Action::Deploy,
         Action::AppConfigure,
+        Action::AppRun,
         Action::RuntimeRead,
         Action::LogsRead,
         Action::UserRead,
@@ -118,6 +121,7 @@ impl Action {
             Action::AuditRead => "audit.read",
             Action::Deploy => "app.deploy",
             Action::AppConfigure => "app.configure",
+            Action::AppRun => "app.run",
             Action::RuntimeRead => "app.runtime.read",
             Action::LogsRead => "app.logs.read",
             Action::UserRead => "user.read",

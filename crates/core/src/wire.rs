@@ -232,6 +232,40 @@ pub struct Scale {
     pub replicas: u32,
 }
 
+/// Body of `POST /api/apps/{app}/runs`: a one-off command.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RunCommand {
+    /// The arguments, the program first (after the image's entrypoint).
+    pub argv: Vec<String>,
+    /// The release whose image runs it; the live one when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub release: Option<u64>,
+    /// How long it may run (default 15 minutes, at most 6 hours).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_secs: Option<u64>,
+    /// Variables for this run only, over the app's; never recorded.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub env: BTreeMap<String, String>,
+}
+
+/// One line of a one-off command's run (`application/x-ndjson`). The last
+/// line is `exit`, `timed_out` or `failed`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum RunLine {
+    /// The command runs in a container of this release.
+    Started { release: u64 },
+    /// A line the command printed.
+    Output { line: String },
+    /// It exited with this status.
+    Exit { status: i64 },
+    /// It ran past its deadline and was stopped.
+    TimedOut { secs: u64 },
+    /// It could not run.
+    Failed { message: String },
+}
+
 /// One line of a deploy's progress (`application/x-ndjson`). The last line
 /// is `done` or `failed`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]

@@ -263,7 +263,7 @@ pub enum EnvCommand {
     },
 }
 
-fn parse_pairs(pairs: Vec<String>) -> anyhow::Result<BTreeMap<String, String>> {
+pub(crate) fn parse_pairs(pairs: Vec<String>) -> anyhow::Result<BTreeMap<String, String>> {
     let mut vars = BTreeMap::new();
     let mut from_stdin = None;
     for pair in pairs {

@@ -55,6 +55,58 @@ pub struct AppArgs {
 }
 
 #[derive(Debug, Args)]
+pub struct RunArgs {
+    pub app: String,
+    /// The release whose image runs it [default: the live one].
+    #[arg(long)]
+    pub release: Option<u64>,
+    /// How long it may run before it is stopped: 30s, 15m, 2h [default: 15m].
+    #[arg(long)]
+    pub timeout: Option<String>,
+    /// A variable for this run only, over the app's (repeatable); never
+    /// recorded.
+    #[arg(long = "env", short = 'e', value_name = "NAME=VALUE")]
+    pub env: Vec<String>,
+    /// The command and its arguments, after `--`.
+    #[arg(last = true, required = true, value_name = "COMMAND")]
+    pub command: Vec<String>,
+    #[command(flatten)]
+    pub conn: Connection,
+}
+
+/// Runs a one-off command; its output goes to stdout (control characters
+/// escaped) and its exit status becomes this process's.
+pub async fn run(args: RunArgs) -> anyhow::Result<()> {
+    let client = credentials::client(&args.conn)?;
+    let request = wire::RunCommand {
+        argv: args.command,
+        release: args.release,
+        timeout_secs: args.timeout.as_deref().map(parse_duration).transpose()?,
+        env: crate::commands::parse_pairs(args.env)?,
+    };
+    let mut out = std::io::stdout();
+    let last = client
+        .run(&args.app, &request, |line| {
+            if let wire::RunLine::Output { line } = line {
+                let _ = writeln!(out, "{}", printable(line));
+            }
+        })
+        .await?;
+    match last {
+        wire::RunLine::Exit { status: 0 } => Ok(()),
+        wire::RunLine::Exit { status } => {
+            Err(Exit(u8::try_from(status.clamp(1, 255)).unwrap_or(1)).into())
+        }
+        wire::RunLine::TimedOut { secs } => {
+            eprintln!("error: the command ran past its {secs} s deadline and was stopped");
+            Err(Exit(124).into())
+        }
+        wire::RunLine::Failed { message } => bail!("{}", printable(&message)),
+        other => bail!("unexpected last line of the run: {other:?}"),
+    }
+}
+
+#[derive(Debug, Args)]
 pub struct RestartArgs {
     pub app: String,
     #[command(flatten)]

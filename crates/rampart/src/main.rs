@@ -71,6 +71,9 @@ enum Command {
     Releases(deploy_cmd::AppArgs),
     /// Deploy an earlier release again.
     Rollback(deploy_cmd::RollbackArgs),
+    /// Run a one-off command in a container of the app's live release:
+    /// `rampart run APP -- python3 manage.py createsuperuser --noinput`.
+    Run(deploy_cmd::RunArgs),
     /// Replace every replica with a fresh one of the live release, with no
     /// downtime.
     Restart(deploy_cmd::RestartArgs),
@@ -164,6 +167,7 @@ fn main() -> ExitCode {
             Command::Deploy(args) => deploy_cmd::deploy(args).await,
             Command::Releases(args) => deploy_cmd::releases(args).await,
             Command::Rollback(args) => deploy_cmd::rollback(args).await,
+            Command::Run(args) => deploy_cmd::run(args).await,
             Command::Restart(args) => {
                 let client = credentials::client(&args.conn)?;
                 deploy_cmd::restart(&client, &args.app).await

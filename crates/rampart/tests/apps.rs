@@ -165,3 +165,138 @@ fn the_release_phase_runs_once_per_deploy_before_any_replica() {
 fn ok_cli(sb: &Sandbox, server: &Server, args: &[&str]) -> String {
     rampart_testkit::ok(cli(sb, server).args(args))
 }
+
+#[test]
+fn one_off_commands_run_in_the_apps_environment_and_pass_their_exit_code() {
+    let sb = sandbox();
+    let _cleanup = Cleanup(vec!["oneoff".into()]);
+    let server = start(&sb);
+    ok_cli(&sb, &server, &["apps", "create", "oneoff", "--with-db"]);
+    ok_cli(&sb, &server, &["scale", "oneoff", "--replicas", "1"]);
+    ok_cli(
+        &sb,
+        &server,
+        &["env", "set", "oneoff", "SECRET_TOKEN=hunter2-value"],
+    );
+
+    // Nothing to run in before the first deploy.
+    let (code, _, err) = run(cli(&sb, &server).args(["run", "oneoff", "--", "note", "x"]));
+    assert_ne!(code, 0);
+    assert!(err.contains("has no live release"), "{err}");
+
+    let dir = context(&sb.path().join("ctx"), "");
+    let (code, err) = deploy(&sb, &server, "oneoff", &dir);
+    assert_eq!(code, 0, "{err}");
+
+    // The command reaches the app's own database, with its variables.
+    let (code, out, err) = run(cli(&sb, &server).args(["run", "oneoff", "--", "note", "by hand"]));
+    assert_eq!(
+        (code, out.trim()),
+        (0, "hello: noted \"by hand\"; 1 notes"),
+        "{err}"
+    );
+    let client = edge_client(&server, "oneoff.localhost");
+    let url = format!("{}notes", app_url(&server, "oneoff.localhost"));
+    assert_eq!(get(&client, &url), (200, "1 notes\n".into()));
+
+    // Variables for one run reach it over the app's, and are not recorded.
+    let out = ok_cli(
+        &sb,
+        &server,
+        &[
+            "run",
+            "oneoff",
+            "-e",
+            "SECRET_TOKEN=run-only-value",
+            "--",
+            "env",
+            "SECRET_TOKEN",
+        ],
+    );
+    assert_eq!(out.trim(), "run-only-value");
+    let out = ok_cli(
+        &sb,
+        &server,
+        &["run", "oneoff", "--", "env", "SECRET_TOKEN"],
+    );
+    assert_eq!(out.trim(), "hunter2-value");
+
+    // Its exit status is this process's; a command past its deadline is
+    // stopped and exits 124.
+    let (code, _, _) = run(cli(&sb, &server).args(["run", "oneoff", "--", "exit", "7", "oops"]));
+    assert_eq!(code, 7);
+    let (code, _, err) =
+        run(cli(&sb, &server).args(["run", "oneoff", "--timeout", "1s", "--", "sleep", "30"]));
+    assert_eq!(code, 124, "{err}");
+    assert!(err.contains("deadline"), "{err}");
+    assert!(tasks("oneoff").is_empty(), "no one-off container is left");
+    assert_eq!(containers("oneoff").len(), 1, "replicas are untouched");
+
+    // The audit log has each command line and outcome, never a value from
+    // the environment.
+    let audit = ok_cli(&sb, &server, &["audit", "list", "--json"]);
+    assert!(
+        audit.contains("apps/oneoff/releases/1/run: note 'by hand'"),
+        "{audit}"
+    );
+    assert!(
+        audit.contains("apps/oneoff/releases/1/run/exit/0"),
+        "{audit}"
+    );
+    assert!(
+        audit.contains("apps/oneoff/releases/1/run/exit/7"),
+        "{audit}"
+    );
+    assert!(
+        audit.contains("apps/oneoff/releases/1/run/timed-out"),
+        "{audit}"
+    );
+    assert!(!audit.contains("hunter2-value"), "{audit}");
+    assert!(!audit.contains("run-only-value"), "{audit}");
+
+    // Bad requests are refused before anything runs; viewers may not run.
+    let api = server.client(Some(&server.bootstrap_token()));
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let post = |api: &rampart_client::Client, body: &[u8]| {
+        rt.block_on(api.raw(
+            rampart_client::HttpMethod::POST,
+            "/api/apps/oneoff/runs",
+            Some("application/json"),
+            body.to_vec(),
+        ))
+        .unwrap()
+        .0
+        .as_u16()
+    };
+    for (body, status) in [
+        (&b"{\"argv\": []}"[..], 400),
+        (b"{\"argv\": [\"\"]}", 400),
+        (b"{\"argv\": [\"a\\u0000b\"]}", 400),
+        (b"{\"argv\": \"note x\"}", 400),
+        (b"{\"argv\": [\"note\"], \"timeout_secs\": 0}", 400),
+        (b"{\"argv\": [\"note\"], \"release\": 99}", 404),
+        (b"{\"argv\": [\"note\"], \"as_root\": true}", 400),
+        (b"{\"argv\": [\"note\"], \"env\": {\"1BAD\": \"x\"}}", 400),
+        (
+            b"{\"argv\": [\"note\"], \"env\": {\"A\": \"a\\u0000b\"}}",
+            400,
+        ),
+        (b"not json", 400),
+    ] {
+        assert_eq!(
+            post(&api, body),
+            status,
+            "{}",
+            String::from_utf8_lossy(body)
+        );
+    }
+    let created: serde_json::Value = serde_json::from_str(&ok_cli(
+        &sb,
+        &server,
+        &["tokens", "create", "watcher", "--role", "viewer", "--json"],
+    ))
+    .unwrap();
+    let viewer = server.client(created["token"].as_str());
+    assert_eq!(post(&viewer, b"{\"argv\": [\"note\", \"viewer\"]}"), 403);
+    assert_eq!(get(&client, &url), (200, "1 notes\n".into()), "nothing ran");
+}

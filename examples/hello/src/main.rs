@@ -22,8 +22,8 @@
 //! accepted, 1 if not, which checks network isolation from inside a
 //! replica. As one-off commands (a release phase, `rampart run`):
 //! `hello note TEXT` adds a note and prints how many there are, `hello
-//! exit N TEXT` prints TEXT and exits with status N, `hello sleep SECS`
-//! waits.
+//! exit N TEXT` prints TEXT and exits with status N, `hello env NAME`
+//! prints a variable, `hello sleep SECS` waits.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -62,6 +62,10 @@ fn main() {
         "exit" => {
             eprintln!("hello: {}", arg(3));
             std::process::exit(arg(2).parse().unwrap_or(1));
+        }
+        "env" => {
+            println!("{}", std::env::var(arg(2)).unwrap_or_default());
+            return;
         }
         "sleep" => {
             std::thread::sleep(Duration::from_secs(arg(2).parse().unwrap_or(60)));

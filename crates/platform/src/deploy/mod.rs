@@ -35,6 +35,7 @@ mod status;
 mod task;
 pub use images::check_image_reference;
 use status::release_view;
+pub use task::PreparedRun;
 
 /// Lines of a failed replica's log kept in the release's reason.
 const FAILED_LOG_LINES: usize = 20;

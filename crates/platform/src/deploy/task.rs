@@ -1,4 +1,5 @@
-//! One-off containers of a release: the release phase of a deploy.
+//! One-off containers of a release: the release phase of a deploy, and
+//! commands run by hand (`rampart run`).
 //!
 //! A task runs the release's image with the app's network, variables, data
 //! and limits, hardened exactly like a replica (it is started by the same
@@ -11,19 +12,54 @@ use std::collections::VecDeque;
 use std::time::Duration;
 
 use futures::StreamExt;
-use rampart_core::manifest::ReleaseCommand;
-use rampart_core::wire::DeployLine;
+use rampart_core::audit::Outcome;
+use rampart_core::manifest::{RawCommand, ReleaseCommand};
+use rampart_core::wire::{self, DeployLine};
+use rampart_core::{Action, AppName, EnvName};
 use rampart_runtime::{LABEL_TASK, LogQuery};
 use rampart_store::AppRow;
 use tokio::sync::mpsc::UnboundedSender;
 
 use super::{Deploys, FAILED_LOG_LINES, RolloutFailure, Run, step};
 use crate::controller::Engine;
+use crate::{Acting, Error, Platform};
+
+/// How long a one-off command may run unless it asks otherwise, and at
+/// most.
+const RUN_TIMEOUT_SECS: u64 = 15 * 60;
+const MAX_RUN_TIMEOUT_SECS: u64 = 6 * 3600;
+/// The longest value of a variable given for one run.
+const MAX_RUN_ENV_VALUE: usize = 64 * 1024;
+/// The most of a command line the audit log keeps.
+const MAX_AUDITED_COMMAND: usize = 1024;
+
+/// A one-off command whose input [`Deploys::prepare_run`] checked.
+#[derive(Debug)]
+pub struct PreparedRun {
+    app: AppName,
+    release: u64,
+    argv: Vec<String>,
+    timeout_secs: u64,
+    /// Variables for this run only.
+    env: Vec<(String, String)>,
+}
+
+impl PreparedRun {
+    /// The release whose image runs the command.
+    pub fn release(&self) -> u64 {
+        self.release
+    }
+
+    /// How long the command may run.
+    pub fn timeout_secs(&self) -> u64 {
+        self.timeout_secs
+    }
+}
 
 /// What a task runs, and for how long at most.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Task<'a> {
-    /// `release` (more kinds come with one-off commands and schedules).
+    /// `release` or `run`.
     pub kind: &'static str,
     pub argv: &'a [String],
     pub timeout: Duration,
@@ -39,6 +75,142 @@ pub(crate) struct TaskOutcome {
 }
 
 impl Deploys<'_> {
+    /// Checks a one-off command before anything runs: the app, the release
+    /// (the live one unless named) and its image, the arguments and the
+    /// deadline. The API calls this before it starts streaming.
+    pub async fn prepare_run(
+        &self,
+        app: &str,
+        request: wire::RunCommand,
+    ) -> Result<PreparedRun, Error> {
+        let row = self.p.app_row(app).await?;
+        self.p.engine()?;
+        let argv = rampart_core::manifest::command("argv", RawCommand::Args(request.argv))
+            .map_err(|e| Error::Invalid(e.to_string()))?;
+        let mut env = Vec::with_capacity(request.env.len());
+        for (name, value) in request.env {
+            let name = EnvName::parse(&name).map_err(|e| Error::Invalid(e.to_string()))?;
+            if value.contains('\0') || value.len() > MAX_RUN_ENV_VALUE {
+                return Err(Error::Invalid(format!(
+                    "the value of {name} holds a NUL byte or is longer than {MAX_RUN_ENV_VALUE} bytes"
+                )));
+            }
+            env.push((name.to_string(), value));
+        }
+        let timeout_secs = request.timeout_secs.unwrap_or(RUN_TIMEOUT_SECS);
+        if !(1..=MAX_RUN_TIMEOUT_SECS).contains(&timeout_secs) {
+            return Err(Error::Invalid(format!(
+                "timeout_secs must be between 1 and {MAX_RUN_TIMEOUT_SECS}"
+            )));
+        }
+        let release = match request.release {
+            Some(number) => number,
+            None => row.live_release.ok_or_else(|| {
+                Error::Invalid(format!(
+                    "app {app:?} has no live release; name one with --release"
+                ))
+            })?,
+        };
+        let found = self
+            .p
+            .store
+            .release(&row.id, release)
+            .await?
+            .ok_or_else(|| Error::NotFound(format!("app {app:?} has no release {release}")))?;
+        if found.image_id.is_empty() {
+            return Err(Error::Invalid(format!(
+                "release {release} never had an image; it cannot run a command"
+            )));
+        }
+        Ok(PreparedRun {
+            app: row.name,
+            release,
+            argv,
+            timeout_secs,
+            env,
+        })
+    }
+
+    /// Runs a prepared one-off command in a container of its release, with
+    /// the app's variables and data, hardened like a replica; each line it
+    /// prints goes to `output`. The command line (never the environment)
+    /// is recorded in the audit log before it starts, and its outcome after.
+    /// Returns its exit status, or `None` when it was stopped at its
+    /// deadline.
+    pub async fn run(
+        &self,
+        acting: Acting<'_>,
+        prepared: PreparedRun,
+        output: UnboundedSender<String>,
+    ) -> Result<Option<i64>, Error> {
+        let engine = self.p.engine()?;
+        let row = self.p.app_row(prepared.app.as_str()).await?;
+        let release = self
+            .p
+            .store
+            .release(&row.id, prepared.release)
+            .await?
+            .ok_or_else(|| Error::NotFound(format!("release {} vanished", prepared.release)))?;
+        let place = format!("apps/{}/releases/{}/run", row.name, release.number);
+        let mut line = shlex::try_join(prepared.argv.iter().map(String::as_str))
+            .unwrap_or_else(|_| format!("{:?}", prepared.argv));
+        if line.len() > MAX_AUDITED_COMMAND {
+            let cut = (0..=MAX_AUDITED_COMMAND)
+                .rev()
+                .find(|&i| line.is_char_boundary(i))
+                .unwrap_or(0);
+            line.truncate(cut);
+            line.push('…');
+        }
+        let record = self
+            .p
+            .record(acting, Action::AppRun, format!("{place}: {line}"));
+        self.p
+            .committed(self.p.store.append_audit(record).await)
+            .await?;
+
+        let mut env = self.replica_env(&row).await?;
+        env.retain(|(name, _)| !prepared.env.iter().any(|(own, _)| own == name));
+        env.extend(prepared.env.iter().cloned());
+        let run = Run {
+            release: release.number,
+            image_id: &release.image_id,
+            env: &env,
+        };
+        let task = Task {
+            kind: "run",
+            argv: &prepared.argv,
+            timeout: Duration::from_secs(prepared.timeout_secs),
+        };
+        let outcome = self.run_task(engine, &row, run, task, output).await;
+        let (end, outcome_of) = match &outcome {
+            Ok(TaskOutcome {
+                status: Some(0), ..
+            }) => ("exit/0".to_owned(), Outcome::Ok),
+            Ok(TaskOutcome {
+                status: Some(status),
+                ..
+            }) => (format!("exit/{status}"), Outcome::Failed),
+            Ok(TaskOutcome { status: None, .. }) => ("timed-out".to_owned(), Outcome::Failed),
+            Err(_) => ("failed".to_owned(), Outcome::Failed),
+        };
+        self.p
+            .append(Platform::record_by(
+                acting.caller.user_id.as_str(),
+                Action::AppRun,
+                format!("{place}/{end}"),
+                outcome_of,
+                acting.request_id,
+            ))
+            .await;
+        match outcome {
+            Ok(done) => Ok(done.status),
+            Err(failure) => Err(Error::Unavailable(format!(
+                "the command could not run: {failure}"
+            ))),
+        }
+    }
+
     /// Runs the release command of a release about to roll out; it must
     /// exit 0 for the rollout to go on. Its output streams to the deploy.
     pub(crate) async fn release_phase(
