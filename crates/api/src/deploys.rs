@@ -285,7 +285,8 @@ pub async fn configure(
     ))
 }
 
-/// Sets the number of replicas and waits until it runs.
+/// Sets how many replicas run the web process and the others, and waits
+/// until they run.
 #[utoipa::path(post, path = "/api/apps/{app}/scale", tag = "deploys", security(("bearer" = [])),
     params(("app" = String, Path, description = "App name")),
     request_body = wire::Scale,
@@ -299,8 +300,12 @@ pub async fn scale(
     Body(request): Body<wire::Scale>,
 ) -> Result<Json<wire::AppStatus>, ApiError> {
     p.deploys().runtime_ready()?;
+    if request.replicas.is_none() && request.processes.is_empty() {
+        return Err(Error::Invalid("name a count: replicas, or processes by name".into()).into());
+    }
     let patch = SettingsPatch {
-        replicas: Some(request.replicas),
+        replicas: request.replicas,
+        processes: (!request.processes.is_empty()).then_some(request.processes),
         ..Default::default()
     };
     p.deploys().configure(ctx.acting(), &app, patch).await?;

@@ -7,6 +7,7 @@
 //! its outcome. The OpenAPI document is generated from the handlers, so the
 //! tests that walk every route stay complete as routes are added.
 
+pub mod crons;
 pub mod data;
 pub mod deploys;
 pub mod error;
@@ -88,6 +89,9 @@ fn documented_routes() -> (Router<routes::AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(deploys::deploy_build))
         .routes(routes!(deploys::deploy_image))
         .routes(routes!(deploys::run_command))
+        .routes(routes!(crons::list_cron, crons::add_cron))
+        .routes(routes!(crons::remove_cron))
+        .routes(routes!(crons::cron_runs))
         .routes(routes!(deploys::rollback))
         .routes(routes!(deploys::releases))
         .routes(routes!(deploys::settings, deploys::configure))

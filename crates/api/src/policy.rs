@@ -27,6 +27,7 @@ pub fn allows(role: Role, action: Action) -> bool {
                 | Deploy
                 | AppConfigure
                 | AppRun
+                | CronSet
                 | RuntimeRead
                 | LogsRead
                 | DatabaseRead

@@ -401,6 +401,29 @@ impl Client {
             .await
     }
 
+    pub async fn cron_jobs(&self, app: &str) -> Result<Vec<wire::CronJob>, ClientError> {
+        self.get(&format!("/api/apps/{}/cron", segment(app))).await
+    }
+
+    pub async fn add_cron_job(
+        &self,
+        app: &str,
+        job: &wire::AddCronJob,
+    ) -> Result<wire::CronJob, ClientError> {
+        let path = format!("/api/apps/{}/cron", segment(app));
+        self.call(Method::POST, &path, Some(job)).await
+    }
+
+    pub async fn remove_cron_job(&self, app: &str, id: &str) -> Result<(), ClientError> {
+        self.delete(&format!("/api/apps/{}/cron/{}", segment(app), segment(id)))
+            .await
+    }
+
+    pub async fn cron_runs(&self, app: &str) -> Result<Vec<wire::CronRun>, ClientError> {
+        self.get(&format!("/api/apps/{}/cron/runs", segment(app)))
+            .await
+    }
+
     pub async fn tokens(&self) -> Result<Vec<wire::TokenInfo>, ClientError> {
         self.get("/api/tokens").await
     }
@@ -516,10 +539,13 @@ impl Client {
         self.call(Method::PATCH, &path, Some(patch)).await
     }
 
-    pub async fn scale(&self, app: &str, replicas: u32) -> Result<wire::AppStatus, ClientError> {
+    pub async fn scale(
+        &self,
+        app: &str,
+        request: &wire::Scale,
+    ) -> Result<wire::AppStatus, ClientError> {
         let path = format!("/api/apps/{}/scale", segment(app));
-        self.call(Method::POST, &path, Some(&wire::Scale { replicas }))
-            .await
+        self.call(Method::POST, &path, Some(request)).await
     }
 
     pub async fn ps(&self, app: &str) -> Result<wire::AppStatus, ClientError> {

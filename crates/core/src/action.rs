@@ -26,6 +26,8 @@ pub enum Action {
     AppConfigure,
     /// Run a one-off command in a container of one of the app's releases.
     AppRun,
+    /// Add or remove an app's scheduled jobs.
+    CronSet,
     /// Read an app's releases, replicas and events.
     RuntimeRead,
     /// Read an app's logs.
@@ -69,7 +71,7 @@ pub enum Action {
 }
 
 impl Action {
-    pub const ALL: [Action; 34] = [
+    pub const ALL: [Action; 35] = [
         Action::AppRead,
         Action::AppCreate,
         Action::AppDelete,
@@ -83,6 +85,7 @@ impl Action {
         Action::Deploy,
         Action::AppConfigure,
         Action::AppRun,
+        Action::CronSet,
         Action::RuntimeRead,
         Action::LogsRead,
         Action::UserRead,
@@ -122,6 +125,7 @@ impl Action {
             Action::Deploy => "app.deploy",
             Action::AppConfigure => "app.configure",
             Action::AppRun => "app.run",
+            Action::CronSet => "app.cron.set",
             Action::RuntimeRead => "app.runtime.read",
             Action::LogsRead => "app.logs.read",
             Action::UserRead => "user.read",

@@ -1,6 +1,7 @@
 //! How an app runs: its settings (replicas, health check, limits, network)
 //! and the states of a release.
 
+use std::collections::BTreeMap;
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
@@ -8,6 +9,27 @@ use utoipa::ToSchema;
 
 /// Most replicas one app may run on a single machine.
 pub const MAX_REPLICAS: u32 = 32;
+/// The process that serves HTTP and gets the edge's traffic; its count is
+/// `replicas`.
+pub const WEB: &str = "web";
+/// Most processes one release may declare.
+pub const MAX_PROCESSES: usize = 16;
+
+/// Checks a process name: a lowercase letter, then up to 29 lowercase
+/// letters, digits, `-` or `_`.
+pub fn check_process_name(name: &str) -> Result<(), String> {
+    let mut bytes = name.bytes();
+    let ok = bytes.next().is_some_and(|b| b.is_ascii_lowercase())
+        && name.len() <= 30
+        && bytes.all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_');
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "{name:?} is not a process name (a lowercase letter, then up to 29 lowercase letters, digits, - or _)"
+        ))
+    }
+}
 
 /// Where a failed release's reason begins quoting the replica's log.
 pub const LOG_LINES: &str = "; its last log lines:\n";
@@ -26,8 +48,12 @@ pub fn reason_without_log_lines(reason: &str) -> String {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct AppSettings {
-    /// How many replicas serve the app.
+    /// How many replicas serve the app (its `web` process).
     pub replicas: u32,
+    /// How many replicas run each of its other processes (workers), by the
+    /// name its manifest gives them; a process not named here runs one.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub processes: BTreeMap<String, u32>,
     /// The port the app listens on inside its container (`PORT` is set to it).
     pub port: u16,
     /// Path of the HTTP health check; it must answer 2xx.
@@ -50,6 +76,7 @@ impl Default for AppSettings {
     fn default() -> Self {
         Self {
             replicas: 2,
+            processes: BTreeMap::new(),
             port: 8080,
             health_path: "/health".into(),
             health_timeout_secs: 60,
@@ -68,6 +95,8 @@ impl Default for AppSettings {
 #[serde(deny_unknown_fields)]
 pub struct SettingsPatch {
     pub replicas: Option<u32>,
+    /// New counts of other processes; 0 stops one.
+    pub processes: Option<BTreeMap<String, u32>>,
     pub port: Option<u16>,
     pub health_path: Option<String>,
     pub health_timeout_secs: Option<u32>,
@@ -97,6 +126,16 @@ impl AppSettings {
     /// Checks every field; the message names the first one out of range.
     pub fn validate(&self) -> Result<(), String> {
         within("replicas", self.replicas, 0, MAX_REPLICAS)?;
+        if self.processes.len() > MAX_PROCESSES {
+            return Err(format!("at most {MAX_PROCESSES} processes"));
+        }
+        for (name, count) in &self.processes {
+            check_process_name(name)?;
+            if name == WEB {
+                return Err("the web process's count is replicas".into());
+            }
+            within(&format!("processes.{name}"), *count, 0, MAX_REPLICAS)?;
+        }
         within("port", self.port, 1, u16::MAX)?;
         within("health_timeout_secs", self.health_timeout_secs, 1, 3600)?;
         within("drain_secs", self.drain_secs, 0, 3600)?;
@@ -137,6 +176,11 @@ impl AppSettings {
             egress,
             allow_root
         );
+        if let Some(counts) = &patch.processes {
+            for (name, count) in counts {
+                next.processes.insert(name.clone(), *count);
+            }
+        }
         next.validate()?;
         Ok(next)
     }
@@ -194,6 +238,9 @@ pub struct ReleaseConfig {
     /// replicas started.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub release_command: Option<crate::manifest::ReleaseCommand>,
+    /// The commands of its processes, by name, as its manifest gave them.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub processes: BTreeMap<String, Vec<String>>,
 }
 
 #[cfg(test)]

@@ -16,6 +16,7 @@ pub mod id;
 pub mod manifest;
 pub mod name;
 pub mod role;
+pub mod schedule;
 pub mod seal;
 pub mod secret;
 pub mod time;

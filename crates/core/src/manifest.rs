@@ -7,11 +7,19 @@
 //! # Runs once per deploy, before any replica of the new release starts.
 //! release = "python3 manage.py migrate --noinput"
 //! release_timeout = "10m"
+//!
+//! # What each process runs; `web` (the image's own command when absent)
+//! # gets the edge's traffic, the others none.
+//! [processes]
+//! web = "gunicorn notes.wsgi"
+//! worker = "python3 manage.py runworker"
 //! ```
 //!
 //! A command is a line split the way a POSIX shell splits words (quotes
 //! and backslashes, no expansion) or a list of arguments; either way it
 //! runs without a shell, so it works in images that have none.
+
+use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -45,6 +53,8 @@ pub struct ReleaseCommand {
 pub struct AppManifest {
     /// The release phase: run once per deploy, before the new replicas.
     pub release: Option<ReleaseCommand>,
+    /// The command of each process, by name.
+    pub processes: BTreeMap<String, Vec<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -52,6 +62,8 @@ pub struct AppManifest {
 struct RawManifest {
     release: Option<RawCommand>,
     release_timeout: Option<String>,
+    #[serde(default)]
+    processes: BTreeMap<String, RawCommand>,
 }
 
 /// A command as written: one line, or a list of arguments.
@@ -98,7 +110,20 @@ impl AppManifest {
                 })
             })
             .transpose()?;
-        Ok(Self { release })
+        if raw.processes.len() > crate::deploy::MAX_PROCESSES {
+            return Err(ConfigError::invalid(
+                "processes",
+                format!("at most {} processes", crate::deploy::MAX_PROCESSES),
+            ));
+        }
+        let mut processes = BTreeMap::new();
+        for (name, raw) in raw.processes {
+            let key = format!("processes.{name}");
+            crate::deploy::check_process_name(&name)
+                .map_err(|message| ConfigError::invalid(key.clone(), message))?;
+            processes.insert(name, command(&key, raw)?);
+        }
+        Ok(Self { release, processes })
     }
 }
 
@@ -160,6 +185,12 @@ mod tests {
         let m = AppManifest::from_toml("release = \"say 'two words' three\\\\ four\"\n").unwrap();
         assert_eq!(m.release.unwrap().argv, ["say", "two words", "three four"]);
         assert_eq!(AppManifest::from_toml("").unwrap(), AppManifest::default());
+        let m = AppManifest::from_toml(
+            "[processes]\nweb = \"gunicorn app\"\nworker = [\"python3\", \"worker.py\"]\n",
+        )
+        .unwrap();
+        assert_eq!(m.processes["web"], ["gunicorn", "app"]);
+        assert_eq!(m.processes["worker"], ["python3", "worker.py"]);
     }
 
     #[test]
@@ -182,6 +213,11 @@ mod tests {
             ),
             ("release_timeout = \"1m\"\n", "no release command"),
             ("relase = \"x\"\n", "unknown field `relase`"),
+            ("[processes]\nWorker = \"x\"\n", "processes.Worker"),
+            (
+                "[processes]\nworker = \"\"\n",
+                "processes.worker: the command is empty",
+            ),
             ("release = [\"a\\u0000b\"]\n", "NUL"),
             ("\u{0}", "line 1"),
         ] {

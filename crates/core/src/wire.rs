@@ -205,6 +205,9 @@ pub struct Release {
     /// The release command run before its replicas started.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub release_command: Option<crate::manifest::ReleaseCommand>,
+    /// The commands of its processes, by name, from its manifest.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub processes: BTreeMap<String, Vec<String>>,
 }
 
 /// Body of `POST /api/apps/{app}/deploys/image`.
@@ -229,7 +232,58 @@ pub struct Rollback {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Scale {
-    pub replicas: u32,
+    /// Replicas of the web process.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replicas: Option<u32>,
+    /// Replicas of the release's other processes, by name (0 stops one).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub processes: BTreeMap<String, u32>,
+}
+
+/// Body of `POST /api/apps/{app}/cron`: a command to run on a schedule.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AddCronJob {
+    /// Five cron fields in UTC (`30 3 * * *`), `@daily` and the like, or
+    /// `every 15m`.
+    pub schedule: String,
+    /// The arguments, the program first (after the image's entrypoint).
+    pub argv: Vec<String>,
+    /// How long one run may take (default an hour, at most 6 hours).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_secs: Option<u64>,
+}
+
+/// A scheduled job of an app.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct CronJob {
+    /// `cron_…`.
+    pub id: String,
+    pub app: String,
+    pub schedule: String,
+    pub argv: Vec<String>,
+    pub timeout_secs: u64,
+    /// When it runs next (RFC 3339, UTC).
+    pub next_run_at: String,
+    pub created_by: String,
+    pub created_at: String,
+}
+
+/// What one run of a scheduled job did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct CronRun {
+    pub job_id: String,
+    pub started_at: String,
+    pub finished_at: String,
+    /// `ok`, `failed`, `timed_out` or `skipped` (due while the last run still
+    /// went on, or with no live release).
+    pub outcome: String,
+    /// Its exit status, when it exited.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<i64>,
+    pub duration_ms: u64,
+    /// Why it was skipped or failed, and its last lines.
+    pub detail: String,
 }
 
 /// Body of `POST /api/apps/{app}/runs`: a one-off command.
@@ -311,6 +365,13 @@ pub struct ReplicaStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub uptime_secs: Option<u64>,
     pub restarts: u64,
+    /// The process it runs: `web` (served by the edge) or another.
+    #[serde(default = "web_process")]
+    pub process: String,
+}
+
+fn web_process() -> String {
+    crate::deploy::WEB.to_owned()
 }
 
 /// Something that happened to an app's replicas.
@@ -329,6 +390,9 @@ pub struct AppStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub live_release: Option<u64>,
     pub desired_replicas: u32,
+    /// Replicas wanted of the live release's other processes, by name.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub desired_processes: BTreeMap<String, u32>,
     pub replicas: Vec<ReplicaStatus>,
     /// The newest events, oldest first.
     pub events: Vec<AppEvent>,

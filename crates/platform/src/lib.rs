@@ -23,6 +23,7 @@ pub use rampart_edge::listen;
 
 pub mod backups;
 mod controller;
+pub mod crons;
 mod data;
 mod data_dir;
 pub mod deploy;
@@ -100,6 +101,8 @@ pub struct Platform {
     services: data::Services,
     /// The platform's backup repository, when configured.
     backup: Option<rampart_core::config::BackupConfig>,
+    /// The scheduled jobs running now.
+    cron_running: crons::Running,
 }
 
 /// What [`Platform::open`] did on a first start.
@@ -158,6 +161,7 @@ impl Platform {
         let platform = Self {
             services,
             backup: config.backup.clone(),
+            cron_running: crons::Running::default(),
             store,
             key,
             ca,

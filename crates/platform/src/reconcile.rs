@@ -8,19 +8,20 @@
 //! a crash is marked failed at the next start, so the previous release —
 //! still the live one in the store — is what converges.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
 use rampart_core::audit::Outcome;
 use rampart_core::deploy::ReleaseStatus;
+use rampart_core::deploy::WEB;
 use rampart_core::time::Timestamp;
 use rampart_core::{Action, RequestId};
-use rampart_runtime::{LABEL_APP, LABEL_INSTALLATION, LABEL_TASK};
-use rampart_store::{AppEvent, AppRow};
+use rampart_runtime::{LABEL_APP, LABEL_INSTALLATION, LABEL_TASK, Replica};
+use rampart_store::{AppEvent, AppRow, ReleaseRow};
 use tokio::sync::watch;
 
-use crate::controller::{Served, probe, release_of};
+use crate::controller::{Engine, Served, probe, release_of};
 use crate::{Error, Platform};
 
 /// Restarts of one replica after which it is said to be crash-looping.
@@ -58,7 +59,7 @@ impl Platform {
         Ok(())
     }
 
-    async fn event(&self, app: &AppRow, kind: &str, message: String) {
+    pub(crate) async fn event(&self, app: &AppRow, kind: &str, message: String) {
         tracing::info!(app = %app.name, kind, %message, "app event");
         let event = AppEvent {
             time: Timestamp::now().to_rfc3339(),
@@ -128,10 +129,16 @@ impl Platform {
             }
         }
 
+        let live_release = match live {
+            Some(number) => self.store.release(&app.id, number).await?,
+            None => None,
+        };
+        let (web, others): (Vec<Replica>, Vec<Replica>) =
+            replicas.into_iter().partition(|r| r.process() == WEB);
         let mut keep: Vec<Served> = Vec::new();
         let mut waiting = 0u32;
         let mut remove = Vec::new();
-        for r in &replicas {
+        for r in &web {
             let current = live.is_some() && release_of(r) == live;
             if !current {
                 remove.push(r.clone());
@@ -172,7 +179,7 @@ impl Platform {
 
         if have < desired
             && let Some(number) = live
-            && let Some(release) = self.store.release(&app.id, number).await?
+            && let Some(release) = &live_release
         {
             let missing = desired - have;
             let env = self.deploys().replica_env(app).await?;
@@ -186,6 +193,7 @@ impl Platform {
                         release: number,
                         image_id: &release.image_id,
                         env: &env,
+                        processes: &release.config.processes,
                     },
                     missing,
                     &tx,
@@ -229,12 +237,89 @@ impl Platform {
             self.publish().await?;
         }
         self.deploys().retire(engine, app, &extra).await;
+        self.converge_processes(engine, app, live_release.as_ref(), others)
+            .await?;
         for r in remove {
             tracing::info!(app = %app.name, replica = %r.name, "removing a replica that should not run");
             let _ = engine
                 .runtime
                 .remove(&r.id, crate::deploy::STOP_GRACE)
                 .await;
+        }
+        Ok(())
+    }
+
+    /// The live release's processes other than `web`: as many replicas of
+    /// each as the app wants, none of any other release or process.
+    async fn converge_processes(
+        &self,
+        engine: &Engine,
+        app: &AppRow,
+        live: Option<&ReleaseRow>,
+        replicas: Vec<Replica>,
+    ) -> Result<(), Error> {
+        let wanted = live.map_or_else(BTreeMap::new, |r| {
+            crate::deploy::wanted_processes(&app.settings, &r.config.processes)
+        });
+        let mut running: BTreeMap<String, u32> = BTreeMap::new();
+        let mut remove = Vec::new();
+        for r in replicas {
+            let current = live.is_some_and(|l| release_of(&r) == Some(l.number));
+            let alive = matches!(r.state.as_str(), "running" | "restarting");
+            let room = wanted.get(r.process()).copied().unwrap_or(0);
+            let have = running.entry(r.process().to_owned()).or_default();
+            if current && alive && *have < room {
+                *have += 1;
+            } else {
+                remove.push(r);
+            }
+        }
+        for r in remove {
+            tracing::info!(app = %app.name, replica = %r.name, "stopping a process replica that should not run");
+            let _ = engine
+                .runtime
+                .remove(&r.id, crate::deploy::STOP_GRACE)
+                .await;
+        }
+        let missing: BTreeMap<String, u32> = wanted
+            .iter()
+            .map(|(name, n)| {
+                (
+                    name.clone(),
+                    n.saturating_sub(running.get(name).copied().unwrap_or(0)),
+                )
+            })
+            .filter(|(_, n)| *n > 0)
+            .collect();
+        if let (Some(release), false) = (live, missing.is_empty()) {
+            let env = self.deploys().replica_env(app).await?;
+            let (tx, _rx) = tokio::sync::mpsc::unbounded_channel();
+            let run = crate::deploy::Run {
+                release: release.number,
+                image_id: &release.image_id,
+                env: &env,
+                processes: &release.config.processes,
+            };
+            let what: Vec<String> = missing.iter().map(|(p, n)| format!("{n} {p}")).collect();
+            let (kind, message) = match self
+                .deploys()
+                .start_processes(engine, app, run, &missing, &tx)
+                .await
+            {
+                Ok(_) => (
+                    "repair",
+                    format!("started {} of release {}", what.join(", "), release.number),
+                ),
+                Err(reason) => (
+                    "repair_failed",
+                    format!(
+                        "cannot start {} of release {}: {reason}",
+                        what.join(", "),
+                        release.number
+                    ),
+                ),
+            };
+            self.event(app, kind, message).await;
         }
         Ok(())
     }

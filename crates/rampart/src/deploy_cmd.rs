@@ -116,9 +116,12 @@ pub struct RestartArgs {
 #[derive(Debug, Args)]
 pub struct ScaleArgs {
     app: String,
-    /// How many replicas serve the app (0 stops it).
+    /// How many replicas run each process: `web=3 worker=2` (0 stops one).
+    #[arg(value_name = "PROCESS=COUNT")]
+    counts: Vec<String>,
+    /// How many replicas serve the app (its web process; 0 stops it).
     #[arg(long)]
-    replicas: u32,
+    replicas: Option<u32>,
     #[arg(long)]
     json: bool,
     #[command(flatten)]
@@ -308,8 +311,13 @@ pub async fn releases(args: AppArgs) -> anyhow::Result<()> {
 }
 
 fn print_status(status: &wire::AppStatus) {
+    let others: String = status
+        .desired_processes
+        .iter()
+        .map(|(name, n)| format!(", {n} {}", printable(name)))
+        .collect();
     println!(
-        "{}: live release {}, {} replica(s) wanted",
+        "{}: live release {}, {} web replica(s) wanted{others}",
         status.app,
         status
             .live_release
@@ -322,6 +330,7 @@ fn print_status(status: &wire::AppStatus) {
         .map(|r| {
             vec![
                 r.name.clone(),
+                printable(&r.process).into_owned(),
                 r.release.map_or_else(|| "-".into(), |n| format!("r{n}")),
                 r.state.clone(),
                 if r.serving { "serving" } else { "-" }.into(),
@@ -334,7 +343,7 @@ fn print_status(status: &wire::AppStatus) {
         .collect();
     output::table(
         &[
-            "REPLICA", "RELEASE", "STATE", "TRAFFIC", "ADDRESS", "UPTIME", "RESTARTS",
+            "REPLICA", "PROCESS", "RELEASE", "STATE", "TRAFFIC", "ADDRESS", "UPTIME", "RESTARTS",
         ],
         &rows,
     );
@@ -347,8 +356,28 @@ fn print_status(status: &wire::AppStatus) {
 }
 
 pub async fn scale(args: ScaleArgs) -> anyhow::Result<()> {
+    let mut request = wire::Scale {
+        replicas: args.replicas,
+        processes: Default::default(),
+    };
+    for pair in &args.counts {
+        let Some((name, count)) = pair.split_once('=') else {
+            bail!("{pair:?} is not PROCESS=COUNT, such as web=3 or worker=2");
+        };
+        let count: u32 = count
+            .parse()
+            .map_err(|_| anyhow::anyhow!("{pair:?}: the count is not a number"))?;
+        if name == rampart_core::deploy::WEB {
+            request.replicas = Some(count);
+        } else {
+            request.processes.insert(name.to_owned(), count);
+        }
+    }
+    if request.replicas.is_none() && request.processes.is_empty() {
+        bail!("name a count: rampart scale APP web=3 worker=2 (or --replicas N)");
+    }
     let status = credentials::client(&args.conn)?
-        .scale(&args.app, args.replicas)
+        .scale(&args.app, &request)
         .await?;
     if args.json {
         return output::json(&status);
@@ -381,6 +410,7 @@ pub async fn logs(args: LogsArgs) -> anyhow::Result<()> {
 pub async fn configure(args: ConfigureArgs) -> anyhow::Result<()> {
     let patch = SettingsPatch {
         replicas: None,
+        processes: None,
         port: args.port,
         health_path: args.health_path,
         health_timeout_secs: args.health_timeout,

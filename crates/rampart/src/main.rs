@@ -3,6 +3,7 @@
 
 mod commands;
 mod credentials;
+mod cron_cmd;
 mod data_cmd;
 mod demo;
 mod deploy_cmd;
@@ -89,6 +90,9 @@ enum Command {
     /// Back up, list, restore and test-restore apps; schedules and retention.
     #[command(subcommand)]
     Backup(data_cmd::BackupCommand),
+    /// Commands an app runs on a schedule, and what their runs did.
+    #[command(subcommand)]
+    Cron(cron_cmd::CronCommand),
     /// The backup engine: encrypted, deduplicated repositories.
     Repo(repo_cmd::RepoArgs),
 }
@@ -177,6 +181,7 @@ fn main() -> ExitCode {
             Command::Logs(args) => deploy_cmd::logs(args).await,
             Command::Db(cmd) => data_cmd::db(cmd).await,
             Command::Backup(cmd) => data_cmd::backup(cmd).await,
+            Command::Cron(cmd) => cron_cmd::run(cmd).await,
             Command::Repo(_) => unreachable!("handled before the runtime starts"),
         }
     });

@@ -216,6 +216,7 @@ pub async fn run(mut args: UpArgs) -> anyhow::Result<()> {
         tokio::spawn(async move {
             loop {
                 platform.run_due_backups().await;
+                platform.run_due_crons().await;
                 tokio::select! {
                     _ = tokio::time::sleep(BACKUP_CHECK_EVERY) => {}
                     _ = stopped.changed() => break,

@@ -5,6 +5,7 @@
 mod common;
 
 use std::net::TcpListener;
+use std::process::Command;
 
 use common::*;
 use rampart_testkit::{Sandbox, Server, run};
@@ -299,4 +300,612 @@ fn one_off_commands_run_in_the_apps_environment_and_pass_their_exit_code() {
     let viewer = server.client(created["token"].as_str());
     assert_eq!(post(&viewer, b"{\"argv\": [\"note\", \"viewer\"]}"), 403);
     assert_eq!(get(&client, &url), (200, "1 notes\n".into()), "nothing ran");
+}
+
+/// The example Django project (`examples/django`), built FROM the Python
+/// base image `scripts/python-base-image` makes from Debian's packages.
+const DJANGO: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/django");
+const PYTHON_BASE: &str = "local/python-django:bookworm";
+
+fn django_context(sb: &Sandbox, name: &str, manifest: Option<&str>) -> std::path::PathBuf {
+    let dir = sb.path().join(name);
+    let (code, _, err) = run(Command::new("cp").arg("-r").arg(DJANGO).arg(&dir));
+    assert_eq!(code, 0, "{err}");
+    if let Some(manifest) = manifest {
+        std::fs::write(dir.join("rampart.app.toml"), manifest).unwrap();
+    }
+    dir
+}
+
+/// `name=value` of each cookie a response sets.
+fn cookies(response: &reqwest::blocking::Response) -> Vec<(String, String)> {
+    response
+        .headers()
+        .get_all(reqwest::header::SET_COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .filter_map(|v| v.split(';').next())
+        .filter_map(|kv| kv.split_once('='))
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect()
+}
+
+#[test]
+fn a_django_project_deploys_with_no_glue() {
+    let (code, _, _) = docker(&["image", "inspect", PYTHON_BASE]);
+    assert_eq!(
+        code, 0,
+        "the image {PYTHON_BASE} is missing: run scripts/python-base-image (scripts/test does)"
+    );
+    let sb = sandbox();
+    let _cleanup = Cleanup(vec!["blog".into()]);
+    let server = start(&sb);
+    ok_cli(&sb, &server, &["apps", "create", "blog", "--with-db"]);
+    ok_cli(
+        &sb,
+        &server,
+        &[
+            "env",
+            "set",
+            "blog",
+            "DJANGO_SECRET_KEY=a-long-random-test-key-0123456789abcdef",
+        ],
+    );
+    ok_cli(
+        &sb,
+        &server,
+        &["apps", "configure", "blog", "--health-path", "/admin/"],
+    );
+
+    // The release phase migrates once, with two replicas and with five.
+    let project = django_context(&sb, "django", None);
+    let (code, err) = deploy(&sb, &server, "blog", &project);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(
+        err.matches("release phase: running python3 manage.py migrate --noinput")
+            .count(),
+        1,
+        "{err}"
+    );
+    assert_eq!(
+        err.matches("Applying board.0001_initial... OK").count(),
+        1,
+        "{err}"
+    );
+    assert_eq!(containers("blog").len(), 3, "two web replicas and a worker");
+    ok_cli(&sb, &server, &["scale", "blog", "--replicas", "5"]);
+    let (code, err) = deploy(&sb, &server, "blog", &project);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(err.matches("No migrations to apply.").count(), 1, "{err}");
+    assert_eq!(containers("blog").len(), 6);
+    ok_cli(&sb, &server, &["scale", "blog", "--replicas", "2"]);
+
+    let host = "blog.localhost";
+    let base = app_url(&server, host);
+    let client = edge_client(&server, host);
+    assert_eq!(get(&client, &base), (200, "0 notes\n".into()));
+
+    // A one-off command makes the superuser; its exit code comes back.
+    let admin = |extra: &[&str]| {
+        let mut cmd = cli(&sb, &server);
+        cmd.args([
+            "run",
+            "blog",
+            "-e",
+            "DJANGO_SUPERUSER_PASSWORD=correct-horse-battery",
+            "--",
+        ])
+        .args(["python3", "manage.py", "createsuperuser", "--noinput"])
+        .args(["--username", "admin", "--email", "admin@example.com"])
+        .args(extra);
+        run(&mut cmd)
+    };
+    let (code, out, err) = admin(&[]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("Superuser created successfully."), "{out}");
+    let (code, out, err) = admin(&[]);
+    assert_eq!(code, 1, "a second one fails and says so: {out}{err}");
+    assert!(
+        out.contains("already taken") || err.contains("already taken"),
+        "{out}{err}"
+    );
+
+    // The admin login works over the edge, CSRF and all.
+    let no_redirects = reqwest::blocking::Client::builder()
+        .use_rustls_tls()
+        .tls_built_in_root_certs(false)
+        .add_root_certificate(reqwest::Certificate::from_pem(&server.ca_pem()).unwrap())
+        .resolve(host, server.edge_addr())
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(std::time::Duration::from_secs(10))
+        .build()
+        .unwrap();
+    let login_url = format!("{base}admin/login/");
+    let page = no_redirects.get(&login_url).send().unwrap();
+    assert_eq!(page.status(), 200);
+    let csrf_cookie = cookies(&page)
+        .into_iter()
+        .find(|(k, _)| k == "csrftoken")
+        .expect("a CSRF cookie")
+        .1;
+    let html = page.text().unwrap();
+    let token = html
+        .split("name=\"csrfmiddlewaretoken\" value=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .expect("a CSRF field")
+        .to_owned();
+    let post_login = |password: &str| {
+        no_redirects
+            .post(&login_url)
+            .header(reqwest::header::COOKIE, format!("csrftoken={csrf_cookie}"))
+            .header(reqwest::header::REFERER, &login_url)
+            .form(&[
+                ("csrfmiddlewaretoken", token.as_str()),
+                ("username", "admin"),
+                ("password", password),
+                ("next", "/admin/"),
+            ])
+            .send()
+            .unwrap()
+    };
+    let refused = post_login("wrong-password");
+    assert_eq!(
+        refused.status(),
+        200,
+        "a wrong password shows the form again"
+    );
+    let signed_in = post_login("correct-horse-battery");
+    assert_eq!(signed_in.status(), 302);
+    let session = cookies(&signed_in)
+        .into_iter()
+        .find(|(k, _)| k == "sessionid")
+        .expect("a session")
+        .1;
+    let dashboard = no_redirects
+        .get(format!("{base}admin/"))
+        .header(reqwest::header::COOKIE, format!("sessionid={session}"))
+        .send()
+        .unwrap();
+    assert_eq!(dashboard.status(), 200);
+    assert!(dashboard.text().unwrap().contains("Site administration"));
+    let forged = no_redirects
+        .post(&login_url)
+        .form(&[("username", "admin"), ("password", "correct-horse-battery")])
+        .send()
+        .unwrap();
+    assert_eq!(forged.status(), 403, "no CSRF token, no login");
+
+    // Static files: hashed names, cached for a year, compressed.
+    let css = html
+        .split("/static/admin/css/")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .expect("a stylesheet");
+    assert!(css.contains('.') && css.len() > "base.css".len(), "{css}");
+    let sheet = no_redirects
+        .get(format!("{base}static/admin/css/{css}"))
+        .header(reqwest::header::ACCEPT_ENCODING, "gzip")
+        .send()
+        .unwrap();
+    assert_eq!(sheet.status(), 200);
+    let header = |name: &str| {
+        sheet
+            .headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_owned()
+    };
+    assert!(
+        header("cache-control").contains("immutable"),
+        "{:?}",
+        sheet.headers()
+    );
+    assert!(
+        header("cache-control").contains("max-age=315360000"),
+        "{:?}",
+        sheet.headers()
+    );
+    assert_eq!(header("content-encoding"), "gzip");
+
+    // The worker process takes the jobs the web process queues in the
+    // database.
+    let queued = client
+        .post(format!("{base}jobs"))
+        .body("shout")
+        .send()
+        .unwrap();
+    assert_eq!(queued.status(), 200);
+    eventually(
+        std::time::Duration::from_secs(30),
+        "the worker to do the job",
+        || get(&client, &format!("{base}jobs")).1.contains("\"SHOUT\""),
+    );
+
+    // Scheduled jobs run the project's own management commands; a failing
+    // one is recorded with Django's message.
+    let job = |args: &[&str]| {
+        let mut all = vec!["cron", "add", "blog", "every 10s", "--json", "--"];
+        all.extend_from_slice(args);
+        let added: serde_json::Value = serde_json::from_str(&ok_cli(&sb, &server, &all)).unwrap();
+        added["id"].as_str().unwrap().to_owned()
+    };
+    let report = job(&["python3", "manage.py", "report"]);
+    let broken_report = job(&["python3", "manage.py", "report", "--fail"]);
+    eventually(
+        std::time::Duration::from_secs(60),
+        "the reports to run",
+        || {
+            let runs = cron_runs(&sb, &server, "blog");
+            runs.iter()
+                .any(|r| r["job_id"] == report.as_str() && r["outcome"] == "ok")
+                && runs.iter().any(|r| {
+                    r["job_id"] == broken_report.as_str()
+                        && r["outcome"] == "failed"
+                        && r["detail"]
+                            .as_str()
+                            .unwrap_or("")
+                            .contains("report failed as asked")
+                })
+        },
+    );
+    ok_cli(&sb, &server, &["cron", "remove", "blog", &report]);
+    ok_cli(&sb, &server, &["cron", "remove", "blog", &broken_report]);
+    assert!(get(&client, &base).1.ends_with("notes\n"));
+
+    // A media upload survives a redeploy.
+    let photo = b"\x89PNG a photo, byte for byte \x00\x01";
+    let stored = client
+        .put(format!("{base}media/photo.png"))
+        .body(photo.to_vec())
+        .send()
+        .unwrap();
+    assert_eq!(stored.status(), 200);
+    ok_cli(&sb, &server, &["restart", "blog"]);
+    let back = client.get(format!("{base}media/photo.png")).send().unwrap();
+    assert_eq!(back.status(), 200);
+    assert_eq!(back.bytes().unwrap().as_ref(), photo);
+
+    // A release command that fails leaves the live release serving.
+    let broken = django_context(
+        &sb,
+        "broken",
+        Some("release = \"python3 manage.py migrate board 9999\"\n"),
+    );
+    let (code, err) = deploy(&sb, &server, "blog", &broken);
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("the release command exited with status 1"),
+        "{err}"
+    );
+    assert!(err.contains("keeps serving"), "{err}");
+    assert_eq!(get(&client, &base).0, 200);
+
+    // Ten redeploys under load: no request fails.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let load = {
+        let (client, stop, base) = (client.clone(), stop.clone(), base.clone());
+        std::thread::spawn(move || {
+            let (mut ok, mut failed) = (0u32, Vec::new());
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                match get(&client, &base) {
+                    (200, _) => ok += 1,
+                    other => failed.push(other),
+                }
+            }
+            (ok, failed)
+        })
+    };
+    let live = json(cli(&sb, &server).args(["releases", "blog"]))
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["status"] == "live")
+        .map(|r| r["image"].as_str().unwrap().to_owned())
+        .unwrap();
+    for _ in 0..10 {
+        ok_cli(&sb, &server, &["deploy", "blog", "--image", &live]);
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (served, failed) = load.join().unwrap();
+    assert!(served > 50, "only {served} requests were served");
+    assert!(
+        failed.is_empty(),
+        "{} of {} failed: {failed:?}",
+        failed.len(),
+        served as usize + failed.len()
+    );
+}
+
+/// The process each of the app's replicas runs, by `rampart ps --json`.
+fn processes(sb: &Sandbox, server: &Server, app: &str) -> Vec<(String, u64, String)> {
+    let status = json(cli(sb, server).args(["ps", app]));
+    let mut out: Vec<(String, u64, String)> = status["replicas"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["process"].as_str().unwrap().to_owned(),
+                r["release"].as_u64().unwrap_or(0),
+                r["state"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+#[test]
+fn processes_beside_web_run_without_traffic_and_scale_on_their_own() {
+    let sb = sandbox();
+    let _cleanup = Cleanup(vec!["crew".into()]);
+    let server = start(&sb);
+    ok_cli(&sb, &server, &["apps", "create", "crew"]);
+    ok_cli(&sb, &server, &["scale", "crew", "web=1"]);
+    let manifest = "[processes]\nworker = \"sleep 100000\"\n";
+    let dir = context_with(&sb, "crew", manifest);
+    let (code, err) = deploy(&sb, &server, "crew", &dir);
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("started worker replica"), "{err}");
+    let running = |p: &str, r: u64| (p.to_owned(), r, "running".to_owned());
+    assert_eq!(
+        processes(&sb, &server, "crew"),
+        [running("web", 1), running("worker", 1)]
+    );
+    let status = json(cli(&sb, &server).args(["ps", "crew"]));
+    let worker = status["replicas"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["process"] == "worker")
+        .unwrap()
+        .clone();
+    assert_eq!(worker["serving"], false, "a worker gets no traffic");
+    assert_eq!(status["desired_processes"]["worker"], 1);
+
+    // Scaling one process leaves the other alone.
+    ok_cli(&sb, &server, &["scale", "crew", "worker=3"]);
+    assert_eq!(
+        processes(&sb, &server, "crew"),
+        [
+            running("web", 1),
+            running("worker", 1),
+            running("worker", 1),
+            running("worker", 1)
+        ]
+    );
+    ok_cli(&sb, &server, &["scale", "crew", "worker=1", "web=2"]);
+    assert_eq!(
+        processes(&sb, &server, "crew"),
+        [running("web", 1), running("web", 1), running("worker", 1)]
+    );
+
+    // A redeploy replaces the workers with the new release's; a worker
+    // killed from outside comes back.
+    let (code, err) = deploy(&sb, &server, "crew", &dir);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(
+        processes(&sb, &server, "crew"),
+        [running("web", 2), running("web", 2), running("worker", 2)]
+    );
+    let worker_id = json(cli(&sb, &server).args(["ps", "crew"]))["replicas"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["process"] == "worker")
+        .unwrap()["name"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    docker(&["kill", &worker_id]);
+    eventually(
+        std::time::Duration::from_secs(30),
+        "the worker back",
+        || processes(&sb, &server, "crew").contains(&running("worker", 2)),
+    );
+
+    // A process that exits at once fails the deploy; release 2 keeps
+    // serving with its worker.
+    let broken = context_with(
+        &sb,
+        "broken",
+        "[processes]\nworker = \"exit 2 'no queue'\"\n",
+    );
+    let (code, err) = deploy(&sb, &server, "crew", &broken);
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("exited with status 2") && err.contains("release 2 keeps serving"),
+        "{err}"
+    );
+    assert!(err.contains("no queue"), "{err}");
+    assert_eq!(
+        processes(&sb, &server, "crew"),
+        [running("web", 2), running("web", 2), running("worker", 2)]
+    );
+
+    // Bad counts are refused and change nothing.
+    for args in [
+        &["scale", "crew", "Worker=1"][..],
+        &["scale", "crew", "worker=99"],
+        &["scale", "crew", "worker"],
+        &["scale", "crew"],
+    ] {
+        let (code, _, _) = run(cli(&sb, &server).args(args));
+        assert_ne!(code, 0, "{args:?}");
+    }
+    assert_eq!(
+        processes(&sb, &server, "crew"),
+        [running("web", 2), running("web", 2), running("worker", 2)]
+    );
+}
+
+/// The runs `rampart cron runs --json` lists for `app`.
+fn cron_runs(sb: &Sandbox, server: &Server, app: &str) -> Vec<serde_json::Value> {
+    json(cli(sb, server).args(["cron", "runs", app]))
+        .as_array()
+        .unwrap()
+        .clone()
+}
+
+#[test]
+fn scheduled_jobs_run_on_time_never_overlap_and_record_failures() {
+    let sb = sandbox();
+    let _cleanup = Cleanup(vec!["ticker".into()]);
+    let server = start(&sb);
+    ok_cli(&sb, &server, &["apps", "create", "ticker", "--with-db"]);
+    ok_cli(&sb, &server, &["scale", "ticker", "web=1"]);
+    let dir = context(&sb.path().join("ctx"), "");
+    let (code, err) = deploy(&sb, &server, "ticker", &dir);
+    assert_eq!(code, 0, "{err}");
+    let client = edge_client(&server, "ticker.localhost");
+    let url = format!("{}notes", app_url(&server, "ticker.localhost"));
+
+    // A job runs in the app's environment on its schedule.
+    let added: serde_json::Value = serde_json::from_str(&ok_cli(
+        &sb,
+        &server,
+        &[
+            "cron",
+            "add",
+            "ticker",
+            "every 10s",
+            "--json",
+            "--",
+            "note",
+            "tick",
+        ],
+    ))
+    .unwrap();
+    let tick = added["id"].as_str().unwrap().to_owned();
+    assert_eq!(added["argv"], serde_json::json!(["note", "tick"]));
+    let listed = json(cli(&sb, &server).args(["cron", "list", "ticker"]));
+    assert_eq!(listed[0]["id"], tick.as_str());
+    eventually(
+        std::time::Duration::from_secs(40),
+        "two runs of the job",
+        || {
+            cron_runs(&sb, &server, "ticker")
+                .iter()
+                .filter(|r| r["job_id"] == tick.as_str() && r["outcome"] == "ok")
+                .count()
+                >= 2
+        },
+    );
+    ok_cli(&sb, &server, &["cron", "remove", "ticker", &tick]);
+    let (_, notes) = get(&client, &url);
+    let count: u32 = notes.split_whitespace().next().unwrap().parse().unwrap();
+    assert!(count >= 2, "{notes}");
+
+    // A run still going when the next is due makes that one skip; a failure
+    // is recorded with its status and lines, and becomes an app event.
+    let slow: serde_json::Value = serde_json::from_str(&ok_cli(
+        &sb,
+        &server,
+        &[
+            "cron",
+            "add",
+            "ticker",
+            "every 10s",
+            "--json",
+            "--",
+            "sleep",
+            "15",
+        ],
+    ))
+    .unwrap();
+    let failing: serde_json::Value = serde_json::from_str(&ok_cli(
+        &sb,
+        &server,
+        &[
+            "cron",
+            "add",
+            "ticker",
+            "every 10s",
+            "--json",
+            "--",
+            "exit",
+            "3",
+            "disk full",
+        ],
+    ))
+    .unwrap();
+    let (slow, failing) = (
+        slow["id"].as_str().unwrap().to_owned(),
+        failing["id"].as_str().unwrap().to_owned(),
+    );
+    eventually(
+        std::time::Duration::from_secs(60),
+        "a skipped run and a failure",
+        || {
+            let runs = cron_runs(&sb, &server, "ticker");
+            runs.iter()
+                .any(|r| r["job_id"] == slow.as_str() && r["outcome"] == "skipped")
+                && runs
+                    .iter()
+                    .any(|r| r["job_id"] == failing.as_str() && r["outcome"] == "failed")
+        },
+    );
+    let runs = cron_runs(&sb, &server, "ticker");
+    let failed = runs
+        .iter()
+        .find(|r| r["job_id"] == failing.as_str() && r["outcome"] == "failed")
+        .unwrap();
+    assert_eq!(failed["status"], 3);
+    assert!(
+        failed["detail"].as_str().unwrap().contains("disk full"),
+        "{failed}"
+    );
+    let skipped = runs
+        .iter()
+        .find(|r| r["job_id"] == slow.as_str() && r["outcome"] == "skipped")
+        .unwrap();
+    assert!(
+        skipped["detail"].as_str().unwrap().contains("still going"),
+        "{skipped}"
+    );
+    let ps = json(cli(&sb, &server).args(["ps", "ticker"]));
+    assert!(
+        ps["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["kind"] == "cron_failed"),
+        "{ps}"
+    );
+    assert_eq!(
+        ps["replicas"].as_array().unwrap().len(),
+        1,
+        "runs never count as replicas: {ps}"
+    );
+
+    // Bad jobs are refused and add nothing.
+    for args in [
+        &["cron", "add", "ticker", "61 * * * *", "--", "note", "x"][..],
+        &["cron", "add", "ticker", "every 1s", "--", "note", "x"],
+        &["cron", "add", "ticker", "@sometimes", "--", "note", "x"],
+        &[
+            "cron",
+            "add",
+            "ticker",
+            "every 1m",
+            "--timeout",
+            "0s",
+            "--",
+            "note",
+            "x",
+        ],
+        &["cron", "remove", "ticker", "cron_nosuchjob"],
+    ] {
+        let (code, _, _) = run(cli(&sb, &server).args(args));
+        assert_ne!(code, 0, "{args:?}");
+    }
+    assert_eq!(
+        json(cli(&sb, &server).args(["cron", "list", "ticker"]))
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
 }

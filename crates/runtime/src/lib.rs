@@ -30,6 +30,9 @@ pub const LABEL_INSTALLATION: &str = "rampart.installation";
 pub const LABEL_APP: &str = "rampart.app";
 /// The release number a replica runs.
 pub const LABEL_RELEASE: &str = "rampart.release";
+/// The process a replica runs (`web`, `worker` …); a replica without it
+/// runs `web`.
+pub const LABEL_PROCESS: &str = "rampart.process";
 /// Set on a one-off container (a release phase, a command run by hand, a
 /// scheduled job) to its kind; such a container is never a replica.
 pub const LABEL_TASK: &str = "rampart.task";
@@ -165,6 +168,12 @@ impl Replica {
 
     pub fn label(&self, key: &str) -> Option<&str> {
         self.labels.get(key).map(String::as_str)
+    }
+
+    /// The process it runs: `web` unless its label names another.
+    pub fn process(&self) -> &str {
+        self.label(LABEL_PROCESS)
+            .unwrap_or(rampart_core::deploy::WEB)
     }
 }
 

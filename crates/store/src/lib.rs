@@ -2,7 +2,7 @@
 //!
 //! [`Store`] is the whole contract between the platform and its database,
 //! made of one trait per domain ([`IdentityStore`], [`AppStore`],
-//! [`ReleaseStore`], [`DataStore`], [`AuditStore`]) that a backend
+//! [`ReleaseStore`], [`DataStore`], [`CronStore`], [`AuditStore`]) that a backend
 //! implements one file each (see `sqlite/`). It is deliberately narrow and
 //! speaks in domain types, so that the SQLite implementation here and a
 //! PostgreSQL one for clusters can share every test. Two rules every
@@ -23,9 +23,9 @@ use rampart_core::token::TokenHash;
 use rampart_core::{AppId, AppName, EnvName, Role, TokenId, UserId};
 
 pub use model::{
-    AppEvent, AppRow, BackupResult, Credentials, DatabaseRow, InvitationRow, MediaBucketRow,
-    NewApp, NewInvitation, NewRelease, NewToken, NewUser, ReleaseRow, ScheduleRow, SealedVar,
-    TokenKind, TokenRow, User, UserStatus,
+    AppEvent, AppRow, BackupResult, Credentials, CronJobRow, CronRunRow, DatabaseRow,
+    InvitationRow, MediaBucketRow, NewApp, NewInvitation, NewRelease, NewToken, NewUser,
+    ReleaseRow, ScheduleRow, SealedVar, TokenKind, TokenRow, User, UserStatus,
 };
 pub use sqlite::SqliteStore;
 
@@ -60,6 +60,7 @@ pub trait Store:
     + AppStore
     + ReleaseStore
     + DataStore
+    + CronStore
     + AuditStore
     + Send
     + Sync
@@ -319,6 +320,31 @@ pub trait DataStore: Send + Sync {
 
     /// The newest results of an app, oldest first.
     async fn backup_results(&self, app: &str, limit: u32) -> Result<Vec<BackupResult>>;
+}
+
+/// Scheduled jobs and the record of their runs.
+#[async_trait]
+pub trait CronStore: Send + Sync {
+    /// One app's jobs, or every app's, oldest first.
+    async fn cron_jobs(&self, app: Option<&AppId>) -> Result<Vec<CronJobRow>>;
+
+    async fn add_cron_job(&self, job: &CronJobRow, audit: AuditRecord) -> Result<AuditEntry>;
+
+    /// Removes one of an app's jobs (its runs stay on record).
+    async fn remove_cron_job(
+        &self,
+        app: &AppId,
+        id: &str,
+        audit: AuditRecord,
+    ) -> Result<AuditEntry>;
+
+    /// Moves a job's next run on (no audit entry: its runs are recorded).
+    async fn advance_cron_job(&self, id: &str, next_run_at: &str) -> Result<()>;
+
+    async fn add_cron_run(&self, run: &CronRunRow) -> Result<()>;
+
+    /// The newest runs of an app's jobs, oldest first.
+    async fn cron_runs(&self, app: &AppId, limit: u32) -> Result<Vec<CronRunRow>>;
 }
 
 /// The audit chain.

@@ -258,6 +258,36 @@ pub struct ScheduleRow {
     pub next_verify_at: Option<String>,
 }
 
+/// A command an app runs on a schedule.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CronJobRow {
+    /// `cron_…`.
+    pub id: String,
+    pub app_id: AppId,
+    /// As the user wrote it (see `rampart_core::schedule`).
+    pub schedule: String,
+    pub command: Vec<String>,
+    pub timeout_secs: u64,
+    pub next_run_at: String,
+    pub created_by: String,
+    pub created_at: String,
+}
+
+/// What one run of a scheduled job did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CronRunRow {
+    pub job_id: String,
+    pub app_id: AppId,
+    pub started_at: String,
+    pub finished_at: String,
+    /// `ok`, `failed`, `timed_out` or `skipped`.
+    pub outcome: String,
+    pub status: Option<i64>,
+    pub duration_ms: u64,
+    /// Why it was skipped or failed, and its last lines.
+    pub detail: String,
+}
+
 /// What one backup, retention run, test restore or restore did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BackupResult {

@@ -193,6 +193,7 @@ fn new_release(image: &str) -> rampart_store::NewRelease {
             env_names: vec!["A".into()],
             settings: Default::default(),
             release_command: None,
+            processes: Default::default(),
         },
         created_by: "usr_test".into(),
         created_at: "2026-11-29T10:00:00.000Z".into(),

@@ -92,6 +92,14 @@ impl AppLimits {
                 ));
             }
         }
+        for (name, count) in &settings.processes {
+            if *count > self.max_replicas {
+                return Err(format!(
+                    "processes.{name} {count} is above the operator's ceiling (apps.max_replicas = {})",
+                    self.max_replicas
+                ));
+            }
+        }
         Ok(())
     }
 }

@@ -14,14 +14,14 @@ use bytes::Bytes;
 use futures::StreamExt;
 use futures::stream::BoxStream;
 use rampart_core::audit::Outcome;
-use rampart_core::deploy::{AppSettings, ReleaseConfig, ReleaseStatus, SettingsPatch};
+use rampart_core::deploy::{AppSettings, ReleaseConfig, ReleaseStatus, SettingsPatch, WEB};
 use rampart_core::manifest::{AppManifest, MANIFEST_FILE};
 use rampart_core::time::Timestamp;
 use rampart_core::wire::{self, DeployLine};
 use rampart_core::{Action, AppId, AppName, Role};
 use rampart_runtime::{
-    LABEL_APP, LABEL_INSTALLATION, LABEL_RELEASE, Limits, LogQuery, Replica, ReplicaSpec,
-    RuntimeError,
+    LABEL_APP, LABEL_INSTALLATION, LABEL_PROCESS, LABEL_RELEASE, Limits, LogQuery, Replica,
+    ReplicaSpec, RuntimeError,
 };
 use rampart_store::{AppRow, NewRelease, ReleaseRow};
 use time::format_description::well_known::Rfc3339;
@@ -36,18 +36,43 @@ mod task;
 pub use images::check_image_reference;
 use status::release_view;
 pub use task::PreparedRun;
+pub(crate) use task::{Task, TaskOutcome};
 
 /// Lines of a failed replica's log kept in the release's reason.
 const FAILED_LOG_LINES: usize = 20;
 /// How long a stopping replica has to exit after SIGTERM.
 pub(crate) const STOP_GRACE: Duration = Duration::from_secs(10);
 
-/// What replicas of one release run: its number, image and variables.
+/// What replicas of one release run: its number, image, variables and the
+/// commands of its processes.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Run<'a> {
     pub release: u64,
     pub image_id: &'a str,
     pub env: &'a [(String, String)],
+    pub processes: &'a BTreeMap<String, Vec<String>>,
+}
+
+/// How long a new replica of a process without a health check (a worker)
+/// must keep running before it counts as started.
+const WORKER_SETTLE: Duration = Duration::from_secs(3);
+
+/// The replicas wanted of each of a release's processes other than `web`:
+/// the app's count for it, one when it has none.
+pub(crate) fn wanted_processes(
+    settings: &AppSettings,
+    declared: &BTreeMap<String, Vec<String>>,
+) -> BTreeMap<String, u32> {
+    declared
+        .keys()
+        .filter(|name| name.as_str() != WEB)
+        .map(|name| {
+            (
+                name.clone(),
+                settings.processes.get(name).copied().unwrap_or(1),
+            )
+        })
+        .collect()
 }
 
 /// Where a deploy's image comes from.
@@ -228,6 +253,10 @@ impl Deploys<'_> {
             .first()
             .map_or(1, |r| r.number + 1);
 
+        // A build brings its manifest's processes; an image or an earlier
+        // release runs the processes of the release it follows (the live
+        // one, or the earlier one itself).
+        let mut processes = manifest.processes;
         let (image_ref, image) = match source {
             Source::Build(context) => {
                 let tag = format!("rampart/{}:r{next}", row.name);
@@ -246,6 +275,11 @@ impl Deploys<'_> {
                 (tag, built)
             }
             Source::Image(reference) => {
+                if let Some(live) = row.live_release
+                    && let Some(live) = self.p.store.release(&row.id, live).await?
+                {
+                    processes = live.config.processes;
+                }
                 let found = engine.runtime.image(&reference).await;
                 (reference, found)
             }
@@ -267,6 +301,7 @@ impl Deploys<'_> {
                     &progress,
                     format!("deploying the image of release {number} again"),
                 );
+                processes = earlier.config.processes;
                 let found = engine.runtime.image(&earlier.image_id).await;
                 (earlier.image, found)
             }
@@ -277,6 +312,7 @@ impl Deploys<'_> {
             env_names: env.iter().map(|(k, _)| k.clone()).collect(),
             settings: row.settings.clone(),
             release_command: manifest.release,
+            processes,
         };
         let (image_id, image_error) = match image {
             Ok(image) => (image.id, None),
@@ -302,6 +338,7 @@ impl Deploys<'_> {
                     release: number,
                     image_id: &image_id,
                     env: &env,
+                    processes: &new.config.processes,
                 };
                 let phase = match &new.config.release_command {
                     Some(command) => {
@@ -365,23 +402,33 @@ impl Deploys<'_> {
         }
     }
 
+    /// A replica of `process` (`web` or another the release declares).
     fn replica_spec(
         &self,
         engine: &Engine,
         app: &AppRow,
         run: Run<'_>,
+        process: &str,
         data: &crate::data::DataMounts,
     ) -> ReplicaSpec {
         let Run {
             release,
             image_id,
             env,
+            processes,
         } = run;
         let suffix = crate::ops::random_suffix();
-        let name = format!(
-            "rampart-{}-{}-r{release}-{suffix}",
-            engine.installation, app.name
-        );
+        let name = if process == WEB {
+            format!(
+                "rampart-{}-{}-r{release}-{suffix}",
+                engine.installation, app.name
+            )
+        } else {
+            format!(
+                "rampart-{}-{}-r{release}-{process}-{suffix}",
+                engine.installation, app.name
+            )
+        };
         let mut env: Vec<(String, String)> = env
             .iter()
             .filter(|(k, _)| {
@@ -394,6 +441,7 @@ impl Deploys<'_> {
         env.push(("RAMPART_APP".into(), app.name.to_string()));
         env.push(("RAMPART_RELEASE".into(), release.to_string()));
         env.push(("RAMPART_REPLICA".into(), suffix));
+        env.push(("RAMPART_PROCESS".into(), process.to_owned()));
         ReplicaSpec {
             name,
             image: image_id.to_owned(),
@@ -403,12 +451,13 @@ impl Deploys<'_> {
                 (LABEL_INSTALLATION.to_owned(), engine.installation.clone()),
                 (LABEL_APP.to_owned(), app.name.to_string()),
                 (LABEL_RELEASE.to_owned(), release.to_string()),
+                (LABEL_PROCESS.to_owned(), process.to_owned()),
             ]),
             limits: limits(&app.settings, &self.p.app_limits),
             allow_root: app.settings.allow_root,
             media_volume: data.media_volume.clone(),
             ca_volume: data.ca_volume.clone(),
-            command: None,
+            command: processes.get(process).cloned(),
         }
     }
 
@@ -436,7 +485,7 @@ impl Deploys<'_> {
         let mut started = Vec::new();
         let mut failure = None;
         for _ in 0..count {
-            let spec = self.replica_spec(engine, app, run, &data);
+            let spec = self.replica_spec(engine, app, run, WEB, &data);
             match engine.runtime.start(&spec).await {
                 Ok(replica) => {
                     step(progress, format!("started replica {}", replica.name));
@@ -471,6 +520,77 @@ impl Deploys<'_> {
                 })
             })
             .collect())
+    }
+
+    /// Starts `count` replicas of each named process of a release (never
+    /// `web`) and waits until each has kept running for [`WORKER_SETTLE`];
+    /// they get no traffic and have no health check. On failure every one
+    /// started is removed and the reason returned.
+    pub(crate) async fn start_processes(
+        &self,
+        engine: &Engine,
+        app: &AppRow,
+        run: Run<'_>,
+        counts: &BTreeMap<String, u32>,
+        progress: &UnboundedSender<DeployLine>,
+    ) -> Result<Vec<Replica>, RolloutFailure> {
+        let mut started = Vec::new();
+        if counts.values().all(|n| *n == 0) {
+            return Ok(started);
+        }
+        engine
+            .runtime
+            .ensure_network(&engine.network(&app.name, app.settings.egress))
+            .await?;
+        let data = self
+            .p
+            .prepare_data(engine, app, run.image_id)
+            .await
+            .map_err(RolloutFailure::Data)?;
+        let outcome = async {
+            for (process, count) in counts {
+                for _ in 0..*count {
+                    let spec = self.replica_spec(engine, app, run, process, &data);
+                    let replica = engine
+                        .runtime
+                        .start(&spec)
+                        .await
+                        .map_err(RolloutFailure::Start)?;
+                    step(
+                        progress,
+                        format!("started {process} replica {}", replica.name),
+                    );
+                    started.push(replica);
+                }
+            }
+            tokio::time::sleep(WORKER_SETTLE).await;
+            for replica in &started {
+                let current = engine
+                    .runtime
+                    .replica(&replica.id)
+                    .await?
+                    .ok_or_else(|| RolloutFailure::Vanished(replica.name.clone()))?;
+                if !current.is_running() || current.restarts > 0 {
+                    return Err(RolloutFailure::Exited {
+                        name: replica.name.clone(),
+                        status: current.exit_code,
+                        log: self.last_lines(engine, &replica.id).await,
+                    });
+                }
+                engine.runtime.keep_running(&replica.id).await?;
+            }
+            Ok(())
+        }
+        .await;
+        match outcome {
+            Ok(()) => Ok(started),
+            Err(failure) => {
+                for replica in &started {
+                    let _ = engine.runtime.remove(&replica.id, Duration::ZERO).await;
+                }
+                Err(failure)
+            }
+        }
     }
 
     async fn wait_healthy(
@@ -549,6 +669,19 @@ impl Deploys<'_> {
         let fresh = self
             .start_healthy(engine, app, run, app.settings.replicas, progress)
             .await?;
+        let counts = wanted_processes(&app.settings, run.processes);
+        let workers = match self
+            .start_processes(engine, app, run, &counts, progress)
+            .await
+        {
+            Ok(workers) => workers,
+            Err(failure) => {
+                for r in &fresh {
+                    let _ = engine.runtime.remove(&r.container, Duration::ZERO).await;
+                }
+                return Err(failure);
+            }
+        };
         let old = engine.serving_of(&app.id);
         engine.set_serving(&app.id, fresh.clone());
         if let Err(error) = self.p.publish().await {
@@ -556,15 +689,24 @@ impl Deploys<'_> {
             for r in &fresh {
                 let _ = engine.runtime.remove(&r.container, Duration::ZERO).await;
             }
+            for r in &workers {
+                let _ = engine.runtime.remove(&r.id, Duration::ZERO).await;
+            }
             return Err(RolloutFailure::Publish(error));
         }
         step(progress, format!("release {release} receives traffic"));
         self.retire(engine, app, &old).await;
-        // Replicas of other releases that were not serving (left by a crash
-        // or a failed repair) go too.
+        // The old release's other processes stop (SIGTERM, then the grace),
+        // and replicas of other releases that were not serving (left by a
+        // crash or a failed repair) go too.
         if let Ok(all) = engine.replicas(Some(&app.name)).await {
             for r in all.iter().filter(|r| release_of(r) != Some(release)) {
-                let _ = engine.runtime.remove(&r.id, Duration::ZERO).await;
+                let grace = if r.process() == WEB {
+                    Duration::ZERO
+                } else {
+                    STOP_GRACE
+                };
+                let _ = engine.runtime.remove(&r.id, grace).await;
             }
         }
         self.remove_unused_network(engine, app).await;

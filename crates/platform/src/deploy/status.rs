@@ -130,6 +130,7 @@ pub(super) fn release_view(row: ReleaseRow) -> wire::Release {
         env_names: row.config.env_names,
         settings: row.config.settings,
         release_command: row.config.release_command,
+        processes: row.config.processes,
     }
 }
 
@@ -177,7 +178,8 @@ impl Deploys<'_> {
         self.p
             .committed(self.p.store.set_settings(&row.id, &next, record).await)
             .await?;
-        if patch.replicas.is_some() && self.p.engine.get().is_some() {
+        if (patch.replicas.is_some() || patch.processes.is_some()) && self.p.engine.get().is_some()
+        {
             let row = self.p.app_row(app).await?;
             self.p.converge(&row).await?;
         }
@@ -209,6 +211,7 @@ impl Deploys<'_> {
                         .map(|s| (now - s).whole_seconds().max(0) as u64),
                     started_at: r.started_at.clone(),
                     restarts: r.restarts,
+                    process: r.process().to_owned(),
                     state: r.state,
                     name: r.name,
                 }
@@ -226,10 +229,18 @@ impl Deploys<'_> {
                 message: e.message,
             })
             .collect();
+        let desired_processes = match row.live_release {
+            Some(number) => match self.p.store.release(&row.id, number).await? {
+                Some(live) => super::wanted_processes(&row.settings, &live.config.processes),
+                None => BTreeMap::new(),
+            },
+            None => BTreeMap::new(),
+        };
         Ok(wire::AppStatus {
             app: row.name.to_string(),
             live_release: row.live_release,
             desired_replicas: row.settings.replicas,
+            desired_processes,
             replicas,
             events,
         })

@@ -176,6 +176,7 @@ impl Deploys<'_> {
             release: release.number,
             image_id: &release.image_id,
             env: &env,
+            processes: &release.config.processes,
         };
         let task = Task {
             kind: "run",
@@ -278,7 +279,7 @@ impl Deploys<'_> {
             .prepare_data(engine, app, run.image_id)
             .await
             .map_err(RolloutFailure::Data)?;
-        let mut spec = self.replica_spec(engine, app, run, &data);
+        let mut spec = self.replica_spec(engine, app, run, task.kind, &data);
         spec.name = format!(
             "rampart-{}-{}-r{}-{}-{}",
             engine.installation,

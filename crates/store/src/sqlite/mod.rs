@@ -19,14 +19,16 @@ use sqlx::{Row, SqliteConnection, SqlitePool};
 use tokio::sync::Mutex;
 
 use crate::{
-    AppEvent, AppRow, BackupResult, Credentials, DatabaseRow, InvitationRow, MediaBucketRow,
-    NewApp, NewInvitation, NewRelease, NewToken, NewUser, ReleaseRow, Result, ScheduleRow,
-    SealedVar, Store, StoreError, TokenKind, TokenRow, User, UserStatus,
+    AppEvent, AppRow, BackupResult, Credentials, CronJobRow, CronRunRow, DatabaseRow,
+    InvitationRow, MediaBucketRow, NewApp, NewInvitation, NewRelease, NewToken, NewUser,
+    ReleaseRow, Result, ScheduleRow, SealedVar, Store, StoreError, TokenKind, TokenRow, User,
+    UserStatus,
 };
-use crate::{AppStore, AuditStore, DataStore, IdentityStore, ReleaseStore};
+use crate::{AppStore, AuditStore, CronStore, DataStore, IdentityStore, ReleaseStore};
 
 mod apps;
 mod audit_chain;
+mod cron;
 mod data;
 mod identity;
 mod releases;
