@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Deploy benchmark: time from `rampart deploy` starting to the new release
 # answering through the edge, for the demo app (examples/hello, two
-# replicas), on this machine's Docker engine.
+# replicas) and for the Django example (examples/django: two web replicas,
+# a worker, its release phase running `migrate`, a PostgreSQL database), on
+# this machine's Docker engine.
 #
 # Rows: deploys with `--path` (a build context sent and built; the engine's
 # build cache makes the steps after the first cheap, as in everyday use) and
@@ -26,7 +28,9 @@ cleanup() {
   wait 2>/dev/null || true
   docker ps -aq --filter label=rampart.app=benchhello | xargs -r docker rm -f >/dev/null
   docker ps -aq --filter name=rampart-bench-floor | xargs -r docker rm -f >/dev/null
+  docker ps -aq --filter label=rampart.app=benchdjango | xargs -r docker rm -f >/dev/null
   docker network ls -q --filter label=rampart.app=benchhello | xargs -r docker network rm >/dev/null
+  docker network ls -q --filter label=rampart.app=benchdjango | xargs -r docker network rm >/dev/null
 }
 trap cleanup EXIT
 
@@ -45,7 +49,10 @@ require_mfa = false
 https = "127.0.0.1:0"
 http = "127.0.0.1:0"
 admin = ""
+[postgres]
+port = 19700
 TOML
+scripts/python-base-image
 "$bin" up --data-dir "$work/data" --config "$work/rampart.toml" > "$work/up.log" 2>&1 &
 server=$!
 for _ in $(seq 100); do grep -q "API listening" "$work/up.log" && break; sleep 0.1; done
@@ -76,6 +83,20 @@ timed() {
   wait "$deploy"
   echo "$end - $start" | bc -l
 }
+# The same for the Django example, whose health path names its release.
+timed_django() {
+  local want=$1; shift
+  local start; start=$(now)
+  "$bin" deploy benchdjango "$@" --json > /dev/null 2>"$work/deploy.err" &
+  local deploy=$!
+  until curl -s --cacert "$work/data/ca.pem" --resolve "benchdjango.localhost:$edge_port:127.0.0.1" \
+      "https://benchdjango.localhost:$edge_port/health" 2>/dev/null | grep -q "release $want\$"; do
+    sleep 0.02
+  done
+  local end; end=$(now)
+  wait "$deploy"
+  echo "$end - $start" | bc -l
+}
 median() { sort -n | awk '{a[NR]=$1} END {m=(NR%2)?a[(NR+1)/2]:(a[NR/2]+a[NR/2+1])/2; printf "%.2f", m}'; }
 
 n=1
@@ -97,6 +118,28 @@ for i in $(seq "$RUNS"); do
   docker rm -f "$id" >/dev/null
 done
 
+# Django: the first build, then warm builds (each runs its release phase),
+# then image deploys (no release phase).
+"$bin" apps create benchdjango --with-db >/dev/null
+"$bin" env set benchdjango DJANGO_SECRET_KEY="$(openssl rand -hex 32)" >/dev/null
+"$bin" apps configure benchdjango --health-path /health >/dev/null
+n=1
+dj_first=$(timed_django $n --path examples/django); n=$((n+1))
+dj_builds=()
+for _ in $(seq "$RUNS"); do dj_builds+=("$(timed_django $n --path examples/django)"); n=$((n+1)); done
+dj_images=()
+for _ in $(seq "$RUNS"); do dj_images+=("$(timed_django $n --image rampart/benchdjango:r1)"); n=$((n+1)); done
+dj_floors=()
+for i in $(seq "$RUNS"); do
+  start=$(now)
+  id=$(docker run -d --name "rampart-bench-floor-dj-$i" -e PORT=8080 -e DJANGO_SECRET_KEY=x rampart/benchdjango:r1)
+  ip=$(docker inspect -f '{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}' "$id")
+  until curl -s -H 'Host: notes.localhost' "http://$ip:8080/health" 2>/dev/null | grep -q '^ok'; do sleep 0.01; done
+  end=$(now)
+  dj_floors+=("$(echo "$end - $start" | bc -l)")
+  docker rm -f "$id" >/dev/null
+done
+
 b=$(printf '%s\n' "${builds[@]}" | median)
 i=$(printf '%s\n' "${images[@]}" | median)
 f=$(printf '%s\n' "${floors[@]}" | median)
@@ -106,3 +149,13 @@ printf '| --path, first build | %.2f s | %.1f× |\n' "$first" "$(echo "$first / 
 printf '| --path (build cache warm) | %s s | %.1f× |\n' "$b" "$(echo "$b / $f" | bc -l)"
 printf '| --image | %s s | %.1f× |\n' "$i" "$(echo "$i / $f" | bc -l)"
 printf '| docker run until the port answers | %s s | 1.0× |\n' "$f"
+
+db=$(printf '%s\n' "${dj_builds[@]}" | median)
+di=$(printf '%s\n' "${dj_images[@]}" | median)
+df=$(printf '%s\n' "${dj_floors[@]}" | median)
+printf '\nrampart deploy → new release serving, examples/django, 2 web replicas + a worker, %s runs each\n' "$RUNS"
+printf '| deploy | median | vs docker run |\n| --- | --- | --- |\n'
+printf '| --path, first build (with release phase) | %.2f s | %.1f× |\n' "$dj_first" "$(echo "$dj_first / $df" | bc -l)"
+printf '| --path (build cache warm, release phase) | %s s | %.1f× |\n' "$db" "$(echo "$db / $df" | bc -l)"
+printf '| --image (no release phase) | %s s | %.1f× |\n' "$di" "$(echo "$di / $df" | bc -l)"
+printf '| docker run until gunicorn answers | %s s | 1.0× |\n' "$df"

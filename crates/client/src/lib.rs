@@ -5,6 +5,8 @@
 //! into a [`ClientError::Api`] that keeps the server's code, message and
 //! request id.
 
+pub mod context;
+
 use std::collections::BTreeMap;
 use std::fmt;
 use std::time::Duration;

@@ -244,7 +244,7 @@ pub async fn deploy(args: DeployArgs) -> anyhow::Result<()> {
     let client = credentials::client(&args.conn)?;
     let what = match (&args.path, args.image) {
         (Some(path), _) => {
-            let context = rampart_runtime::context::pack(path, MAX_CONTEXT)?;
+            let context = rampart_client::context::pack(path, MAX_CONTEXT)?;
             eprintln!(
                 "-> sending a build context of {} bytes from {}",
                 context.len(),

@@ -4,19 +4,10 @@
 
 mod common;
 
-use std::net::TcpListener;
 use std::process::Command;
 
 use common::*;
-use rampart_testkit::{Sandbox, Server, run};
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+use rampart_testkit::{Sandbox, Server, free_port, run};
 
 /// A platform with a managed PostgreSQL cluster on a free port.
 fn start(sb: &Sandbox) -> Server {

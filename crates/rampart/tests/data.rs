@@ -9,7 +9,6 @@
 
 mod common;
 
-use std::net::TcpListener;
 use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
@@ -17,16 +16,8 @@ use std::time::Duration;
 use common::*;
 use rampart_services::cluster::find_bin_dir;
 use rampart_services::postgres::{Admin, Server as PgServer, TableSum, connect_tls};
-use rampart_testkit::{Sandbox, Server, ok, run};
+use rampart_testkit::{Sandbox, Server, free_port, ok, run};
 use serde_json::Value;
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 /// A platform with a managed cluster on a free port and a backup
 /// repository beside (not inside) its data directory.

@@ -698,7 +698,11 @@ fn allowed(method: &str, path: &str) -> Option<&'static [Role]> {
         ("GET", "/api/audit") | ("GET", "/api/audit/verify") => MANAGERS,
         ("POST", "/api/apps/{app}/deploys/build")
         | ("POST", "/api/apps/{app}/deploys/image")
-        | ("POST", "/api/apps/{app}/rollback") => BUILDERS,
+        | ("POST", "/api/apps/{app}/rollback")
+        | ("POST", "/api/apps/{app}/runs")
+        | ("POST", "/api/apps/{app}/cron")
+        | ("DELETE", "/api/apps/{app}/cron/{id}") => BUILDERS,
+        ("GET", "/api/apps/{app}/cron") | ("GET", "/api/apps/{app}/cron/runs") => ALL,
         ("GET", "/api/apps/{app}/releases")
         | ("GET", "/api/apps/{app}/settings")
         | ("GET", "/api/apps/{app}/ps") => ALL,

@@ -1,20 +1,12 @@
 //! The managed cluster against the host's real PostgreSQL: roles reach only
 //! their own database, only over TLS; dumps restore to the same fingerprint.
 
+use rampart_testkit::free_port;
 use std::io::Write;
-use std::net::TcpListener;
 
 use rampart_services::cluster::{Access, Layout, ManagedCluster, find_bin_dir};
 use rampart_services::postgres::{Admin, Server, TableSum, Tenant, connect_tls};
 use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair};
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 struct Pki {
     ca_pem: String,

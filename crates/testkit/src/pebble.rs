@@ -2,20 +2,15 @@
 //! loopback: HTTP-01 challenges go to `http_port` on 127.0.0.1, where the
 //! edge under test listens.
 
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free loopback port")
-}
+use crate::free_port;
+use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
 
 struct Killed(Child);
 

@@ -1,4 +1,4 @@
-import json
+import os
 import re
 
 from django.core.files.base import ContentFile
@@ -12,7 +12,8 @@ MEDIA_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 
 
 def health(request):
-    return HttpResponse("ok\n", content_type="text/plain")
+    release = os.environ.get("RAMPART_RELEASE", "-")
+    return HttpResponse(f"ok, release {release}\n", content_type="text/plain")
 
 
 def index(request):

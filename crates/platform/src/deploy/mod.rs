@@ -473,15 +473,7 @@ impl Deploys<'_> {
         progress: &UnboundedSender<DeployLine>,
     ) -> Result<Vec<Served>, RolloutFailure> {
         let release = run.release;
-        engine
-            .runtime
-            .ensure_network(&engine.network(&app.name, app.settings.egress))
-            .await?;
-        let data = self
-            .p
-            .prepare_data(engine, app, run.image_id)
-            .await
-            .map_err(RolloutFailure::Data)?;
+        let data = self.ready_for(engine, app, run.image_id).await?;
         let mut started = Vec::new();
         let mut failure = None;
         for _ in 0..count {
@@ -538,15 +530,7 @@ impl Deploys<'_> {
         if counts.values().all(|n| *n == 0) {
             return Ok(started);
         }
-        engine
-            .runtime
-            .ensure_network(&engine.network(&app.name, app.settings.egress))
-            .await?;
-        let data = self
-            .p
-            .prepare_data(engine, app, run.image_id)
-            .await
-            .map_err(RolloutFailure::Data)?;
+        let data = self.ready_for(engine, app, run.image_id).await?;
         let outcome = async {
             for (process, count) in counts {
                 for _ in 0..*count {
@@ -565,18 +549,7 @@ impl Deploys<'_> {
             }
             tokio::time::sleep(WORKER_SETTLE).await;
             for replica in &started {
-                let current = engine
-                    .runtime
-                    .replica(&replica.id)
-                    .await?
-                    .ok_or_else(|| RolloutFailure::Vanished(replica.name.clone()))?;
-                if !current.is_running() || current.restarts > 0 {
-                    return Err(RolloutFailure::Exited {
-                        name: replica.name.clone(),
-                        status: current.exit_code,
-                        log: self.last_lines(engine, &replica.id).await,
-                    });
-                }
+                self.still_running(engine, replica).await?;
                 engine.runtime.keep_running(&replica.id).await?;
             }
             Ok(())
@@ -605,18 +578,7 @@ impl Deploys<'_> {
             + Duration::from_secs(u64::from(settings.health_timeout_secs));
         let host = crate::controller::health_host(app);
         loop {
-            let current = engine
-                .runtime
-                .replica(&replica.id)
-                .await?
-                .ok_or_else(|| RolloutFailure::Vanished(replica.name.clone()))?;
-            if !current.is_running() || current.restarts > 0 {
-                return Err(RolloutFailure::Exited {
-                    name: replica.name.clone(),
-                    status: current.exit_code,
-                    log: self.last_lines(engine, &replica.id).await,
-                });
-            }
+            let current = self.still_running(engine, replica).await?;
             if let Some(addr) = address(&current, settings.port)
                 && probe(addr, &settings.health_path, &host).await
             {
@@ -635,6 +597,46 @@ impl Deploys<'_> {
             }
             tokio::time::sleep(HEALTH_POLL).await;
         }
+    }
+
+    /// The app's network and data, ready for containers of a release of
+    /// `image_id`.
+    async fn ready_for(
+        &self,
+        engine: &Engine,
+        app: &AppRow,
+        image_id: &str,
+    ) -> Result<crate::data::DataMounts, RolloutFailure> {
+        engine
+            .runtime
+            .ensure_network(&engine.network(&app.name, app.settings.egress))
+            .await?;
+        self.p
+            .prepare_data(engine, app, image_id)
+            .await
+            .map_err(RolloutFailure::Data)
+    }
+
+    /// A new replica as the engine sees it now, or why it is not running
+    /// (it exited, or was restarted, with its last lines).
+    async fn still_running(
+        &self,
+        engine: &Engine,
+        replica: &Replica,
+    ) -> Result<Replica, RolloutFailure> {
+        let current = engine
+            .runtime
+            .replica(&replica.id)
+            .await?
+            .ok_or_else(|| RolloutFailure::Vanished(replica.name.clone()))?;
+        if !current.is_running() || current.restarts > 0 {
+            return Err(RolloutFailure::Exited {
+                name: replica.name.clone(),
+                status: current.exit_code,
+                log: self.last_lines(engine, &replica.id).await,
+            });
+        }
+        Ok(current)
     }
 
     /// The last lines a replica printed, formatted for a failure reason.

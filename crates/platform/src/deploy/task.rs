@@ -270,15 +270,7 @@ impl Deploys<'_> {
         task: Task<'_>,
         output: UnboundedSender<String>,
     ) -> Result<TaskOutcome, RolloutFailure> {
-        engine
-            .runtime
-            .ensure_network(&engine.network(&app.name, app.settings.egress))
-            .await?;
-        let data = self
-            .p
-            .prepare_data(engine, app, run.image_id)
-            .await
-            .map_err(RolloutFailure::Data)?;
+        let data = self.ready_for(engine, app, run.image_id).await?;
         let mut spec = self.replica_spec(engine, app, run, task.kind, &data);
         spec.name = format!(
             "rampart-{}-{}-r{}-{}-{}",
