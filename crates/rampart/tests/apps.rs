@@ -499,6 +499,7 @@ fn a_django_project_deploys_with_no_glue() {
         sheet.headers()
     );
     assert_eq!(header("content-encoding"), "gzip");
+    assert!(header("etag").starts_with('"'), "{:?}", sheet.headers());
 
     // The worker process takes the jobs the web process queues in the
     // database.
