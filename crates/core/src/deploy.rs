@@ -1,7 +1,7 @@
 //! How an app runs: its settings (replicas, health check, limits, network)
 //! and the states of a release.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
@@ -70,6 +70,10 @@ pub struct AppSettings {
     pub egress: bool,
     /// Whether an image that runs as root may keep doing so.
     pub allow_root: bool,
+    /// The settings `apps configure` has set: an app manifest's values for
+    /// them are ignored.
+    #[serde(skip_serializing_if = "BTreeSet::is_empty")]
+    pub configured: BTreeSet<String>,
 }
 
 impl Default for AppSettings {
@@ -86,6 +90,7 @@ impl Default for AppSettings {
             pids: 256,
             egress: false,
             allow_root: false,
+            configured: BTreeSet::new(),
         }
     }
 }
@@ -122,7 +127,67 @@ fn within<T: PartialOrd + fmt::Display + Copy>(
     Ok(())
 }
 
+impl SettingsPatch {
+    /// The names of the settings it changes.
+    pub fn names(&self) -> Vec<&'static str> {
+        let mut names = Vec::new();
+        macro_rules! named {
+            ($($field:ident),*) => {$(
+                if self.$field.is_some() { names.push(stringify!($field)); }
+            )*};
+        }
+        named!(
+            replicas,
+            processes,
+            port,
+            health_path,
+            health_timeout_secs,
+            drain_secs,
+            memory_mb,
+            cpu_millis,
+            pids,
+            egress,
+            allow_root
+        );
+        names
+    }
+}
+
 impl AppSettings {
+    /// These settings with an app manifest's `wanted` ones applied, except
+    /// where `apps configure` set them; returns the settings and, for each
+    /// manifest value left out, why.
+    pub fn with_manifest(&self, wanted: &SettingsPatch) -> Result<(Self, Vec<String>), String> {
+        let mut applied = SettingsPatch::default();
+        let mut kept = Vec::new();
+        macro_rules! merge {
+            ($($field:ident),*) => {$(
+                if let Some(value) = &wanted.$field {
+                    if !self.configured.contains(stringify!($field)) {
+                        applied.$field = Some(value.clone());
+                    } else if *value != self.$field {
+                        kept.push(format!(
+                            "{}: apps configure set {:?}, so rampart.app.toml's {:?} is not used",
+                            stringify!($field),
+                            self.$field,
+                            value
+                        ));
+                    }
+                }
+            )*};
+        }
+        merge!(
+            port,
+            health_path,
+            health_timeout_secs,
+            drain_secs,
+            memory_mb,
+            cpu_millis,
+            pids
+        );
+        Ok((self.patched(&applied)?, kept))
+    }
+
     /// Checks every field; the message names the first one out of range.
     pub fn validate(&self) -> Result<(), String> {
         within("replicas", self.replicas, 0, MAX_REPLICAS)?;

@@ -8,6 +8,12 @@
 //! release = "python3 manage.py migrate --noinput"
 //! release_timeout = "10m"
 //!
+//! # How the app runs; `apps configure` wins over each of these.
+//! port = 8000
+//! health_path = "/health"
+//! health_timeout = "90s"
+//! memory_mb = 512
+//!
 //! # What each process runs; `web` (the image's own command when absent)
 //! # gets the edge's traffic, the others none.
 //! [processes]
@@ -55,6 +61,8 @@ pub struct AppManifest {
     pub release: Option<ReleaseCommand>,
     /// The command of each process, by name.
     pub processes: BTreeMap<String, Vec<String>>,
+    /// How the app runs, where `apps configure` has not said otherwise.
+    pub settings: crate::deploy::SettingsPatch,
 }
 
 #[derive(Debug, Deserialize)]
@@ -64,6 +72,13 @@ struct RawManifest {
     release_timeout: Option<String>,
     #[serde(default)]
     processes: BTreeMap<String, RawCommand>,
+    port: Option<u16>,
+    health_path: Option<String>,
+    health_timeout: Option<String>,
+    drain: Option<String>,
+    memory_mb: Option<u32>,
+    cpu_millis: Option<u32>,
+    pids: Option<u32>,
 }
 
 /// A command as written: one line, or a list of arguments.
@@ -123,7 +138,51 @@ impl AppManifest {
                 .map_err(|message| ConfigError::invalid(key.clone(), message))?;
             processes.insert(name, command(&key, raw)?);
         }
-        Ok(Self { release, processes })
+        let seconds = |key: &str, text: &Option<String>| {
+            text.as_deref()
+                .map(|t| {
+                    let secs = parse_duration(t).map_err(|m| ConfigError::invalid(key, m))?;
+                    u32::try_from(secs).map_err(|_| ConfigError::invalid(key, "too long"))
+                })
+                .transpose()
+        };
+        let settings = crate::deploy::SettingsPatch {
+            port: raw.port,
+            health_path: raw.health_path,
+            health_timeout_secs: seconds("health_timeout", &raw.health_timeout)?,
+            drain_secs: seconds("drain", &raw.drain)?,
+            memory_mb: raw.memory_mb,
+            cpu_millis: raw.cpu_millis,
+            pids: raw.pids,
+            ..Default::default()
+        };
+        // Each value alone must make valid settings; the message names it.
+        let defaults = crate::deploy::AppSettings::default();
+        for name in settings.names() {
+            let mut one = crate::deploy::SettingsPatch::default();
+            match name {
+                "port" => one.port = settings.port,
+                "health_path" => one.health_path = settings.health_path.clone(),
+                "health_timeout_secs" => one.health_timeout_secs = settings.health_timeout_secs,
+                "drain_secs" => one.drain_secs = settings.drain_secs,
+                "memory_mb" => one.memory_mb = settings.memory_mb,
+                "cpu_millis" => one.cpu_millis = settings.cpu_millis,
+                _ => one.pids = settings.pids,
+            }
+            let key = match name {
+                "health_timeout_secs" => "health_timeout",
+                "drain_secs" => "drain",
+                other => other,
+            };
+            defaults
+                .patched(&one)
+                .map_err(|message| ConfigError::invalid(key, message))?;
+        }
+        Ok(Self {
+            release,
+            processes,
+            settings,
+        })
     }
 }
 
@@ -191,6 +250,14 @@ mod tests {
         .unwrap();
         assert_eq!(m.processes["web"], ["gunicorn", "app"]);
         assert_eq!(m.processes["worker"], ["python3", "worker.py"]);
+        let m = AppManifest::from_toml(
+            "port = 8000\nhealth_path = \"/up\"\nhealth_timeout = \"2m\"\nmemory_mb = 512\n",
+        )
+        .unwrap();
+        assert_eq!(m.settings.port, Some(8000));
+        assert_eq!(m.settings.health_path.as_deref(), Some("/up"));
+        assert_eq!(m.settings.health_timeout_secs, Some(120));
+        assert_eq!(m.settings.memory_mb, Some(512));
     }
 
     #[test]
@@ -214,6 +281,11 @@ mod tests {
             ("release_timeout = \"1m\"\n", "no release command"),
             ("relase = \"x\"\n", "unknown field `relase`"),
             ("[processes]\nWorker = \"x\"\n", "processes.Worker"),
+            ("port = 0\n", "port: port must be between"),
+            ("health_path = \"up\"\n", "health_path: health_path must be"),
+            ("memory_mb = 1\n", "memory_mb"),
+            ("health_timeout = \"later\"\n", "health_timeout"),
+            ("replicas = 3\n", "unknown field `replicas`"),
             (
                 "[processes]\nworker = \"\"\n",
                 "processes.worker: the command is empty",

@@ -901,3 +901,62 @@ fn scheduled_jobs_run_on_time_never_overlap_and_record_failures() {
         2
     );
 }
+
+#[test]
+fn manifest_settings_apply_unless_apps_configure_set_them() {
+    let sb = sandbox();
+    let _cleanup = Cleanup(vec!["tuned".into()]);
+    let server = start(&sb);
+    ok_cli(&sb, &server, &["apps", "create", "tuned"]);
+    ok_cli(&sb, &server, &["scale", "tuned", "web=1"]);
+    let settings = || json(cli(&sb, &server).args(["apps", "configure", "tuned"]));
+
+    let dir = context_with(&sb, "tuned", "port = 9000\nmemory_mb = 128\n");
+    let (code, err) = deploy(&sb, &server, "tuned", &dir);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        err.contains("settings from rampart.app.toml: port, memory_mb"),
+        "{err}"
+    );
+    assert_eq!(
+        (settings()["port"].clone(), settings()["memory_mb"].clone()),
+        (9000.into(), 128.into())
+    );
+    let client = edge_client(&server, "tuned.localhost");
+    assert_eq!(
+        get(&client, &app_url(&server, "tuned.localhost")).0,
+        200,
+        "served on port 9000"
+    );
+
+    // What apps configure sets wins, and the deploy says so.
+    ok_cli(
+        &sb,
+        &server,
+        &["apps", "configure", "tuned", "--memory-mb", "200"],
+    );
+    let (code, err) = deploy(&sb, &server, "tuned", &dir);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        err.contains("memory_mb: apps configure set 200, so rampart.app.toml's 128 is not used"),
+        "{err}"
+    );
+    assert_eq!(settings()["memory_mb"], 200);
+    assert_eq!(settings()["port"], 9000);
+
+    // Values that break a rule or an operator's ceiling are refused before
+    // anything is built.
+    let before = json(cli(&sb, &server).args(["releases", "tuned"]));
+    for (manifest, expected) in [
+        ("port = 0\n", "rampart.app.toml: port: port must be between"),
+        ("pids = 99999999\n", "rampart.app.toml: pids"),
+        ("cpu_millis = 64000\n", "above the operator's ceiling"),
+    ] {
+        let dir = context_with(&sb, "bad", manifest);
+        let (code, err) = deploy(&sb, &server, "tuned", &dir);
+        assert_ne!(code, 0, "{manifest}");
+        assert!(err.contains(expected), "{manifest}: {err}");
+    }
+    assert_eq!(json(cli(&sb, &server).args(["releases", "tuned"])), before);
+    assert_eq!(settings()["port"], 9000);
+}

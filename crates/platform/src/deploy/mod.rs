@@ -205,6 +205,14 @@ impl Deploys<'_> {
                 if let Some(text) = &checked.manifest {
                     manifest = AppManifest::from_toml(text)
                         .map_err(|e| Error::Invalid(format!("{MANIFEST_FILE}: {e}")))?;
+                    let (settings, _) = row
+                        .settings
+                        .with_manifest(&manifest.settings)
+                        .map_err(|e| Error::Invalid(format!("{MANIFEST_FILE}: {e}")))?;
+                    self.p
+                        .app_limits
+                        .admit(&settings)
+                        .map_err(|e| Error::Invalid(format!("{MANIFEST_FILE}: {e}")))?;
                 }
                 let bases = rampart_runtime::context::dockerfile_images(&checked.dockerfile)
                     .map_err(|e| Error::Invalid(format!("the Dockerfile: {e}")))?;
@@ -240,9 +248,14 @@ impl Deploys<'_> {
         } = prepared;
         let app = app.as_str();
         let engine = self.p.engine()?;
-        let row = self.p.app_row(app).await?;
+        let mut row = self.p.app_row(app).await?;
         let lock = engine.lock_for(&row.id);
         let _turn = lock.lock().await;
+        if manifest.settings != SettingsPatch::default() {
+            row = self
+                .manifest_settings(acting, row, &manifest.settings, &progress)
+                .await?;
+        }
         engine.runtime.ping().await?;
         let actor = acting.caller.user_id.to_string();
         let next = self
@@ -597,6 +610,48 @@ impl Deploys<'_> {
             }
             tokio::time::sleep(HEALTH_POLL).await;
         }
+    }
+
+    /// Applies a build context's manifest settings to the app, except those
+    /// `apps configure` set, saying which it kept; the change is recorded
+    /// like a configure.
+    async fn manifest_settings(
+        &self,
+        acting: Acting<'_>,
+        row: AppRow,
+        wanted: &SettingsPatch,
+        progress: &UnboundedSender<DeployLine>,
+    ) -> Result<AppRow, Error> {
+        let (next, kept) = row
+            .settings
+            .with_manifest(wanted)
+            .map_err(|e| Error::Invalid(format!("{MANIFEST_FILE}: {e}")))?;
+        for note in kept {
+            step(progress, note);
+        }
+        if next == row.settings {
+            return Ok(row);
+        }
+        self.p
+            .app_limits
+            .admit(&next)
+            .map_err(|e| Error::Invalid(format!("{MANIFEST_FILE}: {e}")))?;
+        step(
+            progress,
+            format!(
+                "settings from {MANIFEST_FILE}: {}",
+                wanted.names().join(", ")
+            ),
+        );
+        let record = self.p.record(
+            acting,
+            Action::AppConfigure,
+            format!("apps/{}/settings/{MANIFEST_FILE}", row.name),
+        );
+        self.p
+            .committed(self.p.store.set_settings(&row.id, &next, record).await)
+            .await?;
+        self.p.app_row(row.name.as_str()).await
     }
 
     /// The app's network and data, ready for containers of a release of

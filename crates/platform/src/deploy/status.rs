@@ -160,7 +160,10 @@ impl Deploys<'_> {
         patch: SettingsPatch,
     ) -> Result<AppSettings, Error> {
         let row = self.p.app_row(app).await?;
-        let next = row.settings.patched(&patch).map_err(Error::Invalid)?;
+        let mut next = row.settings.patched(&patch).map_err(Error::Invalid)?;
+        // What is set here wins over an app manifest from now on.
+        next.configured
+            .extend(patch.names().into_iter().map(str::to_owned));
         // Switching hardening off is not a developer's call.
         let hardening_changed =
             next.egress != row.settings.egress || next.allow_root != row.settings.allow_root;
