@@ -22,6 +22,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 RUNS="${1:-7}"
 work=$(mktemp -d /tmp/rampart-bench-deploy.XXXXXX)
+# The managed PostgreSQL cluster runs as the postgres user, which must reach
+# the data directory.
+chmod 755 "$work"
 server=""
 cleanup() {
   [ -n "$server" ] && kill "$server" 2>/dev/null || true

@@ -56,6 +56,52 @@ pub struct Engine {
     locks: std::sync::Mutex<HashMap<AppId, Arc<Mutex<()>>>>,
     /// Restart counts last seen, to notice crashes.
     pub(crate) restarts: std::sync::Mutex<HashMap<String, u64>>,
+    /// One-off commands and scheduled runs going on, per app.
+    pub(crate) task_slots: TaskSlots,
+}
+
+/// One-off commands and scheduled runs one app may have going at once, so
+/// that a developer's token cannot fill the machine with long runs.
+pub(crate) const MAX_TASKS_PER_APP: u32 = 4;
+
+/// Counts of the one-off containers running per app.
+#[derive(Debug, Default)]
+pub(crate) struct TaskSlots(Arc<std::sync::Mutex<HashMap<AppId, u32>>>);
+
+/// A place for one more task of an app; freed when dropped.
+#[derive(Debug)]
+pub(crate) struct TaskSlot {
+    slots: Arc<std::sync::Mutex<HashMap<AppId, u32>>>,
+    app: AppId,
+}
+
+impl TaskSlots {
+    /// A slot for one more task of `app`, unless it has
+    /// [`MAX_TASKS_PER_APP`] going.
+    pub(crate) fn take(&self, app: &AppId) -> Option<TaskSlot> {
+        let mut counts = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let count = counts.entry(app.clone()).or_default();
+        if *count >= MAX_TASKS_PER_APP {
+            return None;
+        }
+        *count += 1;
+        Some(TaskSlot {
+            slots: Arc::clone(&self.0),
+            app: app.clone(),
+        })
+    }
+}
+
+impl Drop for TaskSlot {
+    fn drop(&mut self) {
+        let mut counts = self.slots.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(count) = counts.get_mut(&self.app) {
+            *count = count.saturating_sub(1);
+            if *count == 0 {
+                counts.remove(&self.app);
+            }
+        }
+    }
 }
 
 impl Engine {
@@ -73,6 +119,7 @@ impl Engine {
             serving: Default::default(),
             locks: Default::default(),
             restarts: Default::default(),
+            task_slots: Default::default(),
         }
     }
 

@@ -226,6 +226,12 @@ impl Crons<'_> {
             .app_of(job)
             .await
             .ok_or_else(|| Skip("the app is gone".into()))?;
+        let _slot = engine.task_slots.take(&app.id).ok_or_else(|| {
+            Skip(format!(
+                "the app already runs {} one-off commands or scheduled jobs",
+                crate::controller::MAX_TASKS_PER_APP
+            ))
+        })?;
         let live = app
             .live_release
             .ok_or_else(|| Skip("the app has no live release".into()))?;

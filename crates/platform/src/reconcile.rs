@@ -184,22 +184,31 @@ impl Platform {
             let missing = desired - have;
             let env = self.deploys().replica_env(app).await?;
             let (tx, _rx) = tokio::sync::mpsc::unbounded_channel();
-            match self
+            let started = match self
                 .deploys()
-                .start_healthy(
-                    engine,
-                    app,
-                    crate::deploy::Run {
-                        release: number,
-                        image_id: &release.image_id,
-                        env: &env,
-                        processes: &release.config.processes,
-                    },
-                    missing,
-                    &tx,
-                )
+                .ready_for(engine, app, &release.image_id)
                 .await
             {
+                Ok(data) => {
+                    self.deploys()
+                        .start_healthy(
+                            engine,
+                            app,
+                            crate::deploy::Run {
+                                release: number,
+                                image_id: &release.image_id,
+                                env: &env,
+                                processes: &release.config.processes,
+                            },
+                            missing,
+                            &data,
+                            &tx,
+                        )
+                        .await
+                }
+                Err(failure) => Err(failure),
+            };
+            match started {
                 Ok(fresh) => {
                     self.event(
                         app,
@@ -301,11 +310,19 @@ impl Platform {
                 processes: &release.config.processes,
             };
             let what: Vec<String> = missing.iter().map(|(p, n)| format!("{n} {p}")).collect();
-            let (kind, message) = match self
+            let started = match self
                 .deploys()
-                .start_processes(engine, app, run, &missing, &tx)
+                .ready_for(engine, app, &release.image_id)
                 .await
             {
+                Ok(data) => {
+                    self.deploys()
+                        .start_processes(engine, app, run, &missing, &data, &tx)
+                        .await
+                }
+                Err(failure) => Err(failure),
+            };
+            let (kind, message) = match started {
                 Ok(_) => (
                     "repair",
                     format!("started {} of release {}", what.join(", "), release.number),

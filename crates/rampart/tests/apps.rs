@@ -246,6 +246,31 @@ fn one_off_commands_run_in_the_apps_environment_and_pass_their_exit_code() {
     assert!(!audit.contains("hunter2-value"), "{audit}");
     assert!(!audit.contains("run-only-value"), "{audit}");
 
+    // At most four one-off commands or scheduled runs of an app go at
+    // once: a developer's token cannot fill the machine with long runs.
+    let sleepers: Vec<_> = (0..4)
+        .map(|_| {
+            cli(&sb, &server)
+                .args(["run", "oneoff", "--timeout", "20s", "--", "sleep", "60"])
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    eventually(
+        std::time::Duration::from_secs(30),
+        "four runs going",
+        || tasks("oneoff").len() == 4,
+    );
+    let (code, _, err) = run(cli(&sb, &server).args(["run", "oneoff", "--", "note", "fifth"]));
+    assert_ne!(code, 0);
+    assert!(err.contains("already runs 4 one-off commands"), "{err}");
+    for mut sleeper in sleepers {
+        assert_eq!(sleeper.wait().unwrap().code(), Some(124));
+    }
+    assert!(tasks("oneoff").is_empty());
+
     // Bad requests are refused before anything runs; viewers may not run.
     let api = server.client(Some(&server.bootstrap_token()));
     let rt = tokio::runtime::Runtime::new().unwrap();

@@ -483,14 +483,14 @@ impl Deploys<'_> {
         app: &AppRow,
         run: Run<'_>,
         count: u32,
+        data: &crate::data::DataMounts,
         progress: &UnboundedSender<DeployLine>,
     ) -> Result<Vec<Served>, RolloutFailure> {
         let release = run.release;
-        let data = self.ready_for(engine, app, run.image_id).await?;
         let mut started = Vec::new();
         let mut failure = None;
         for _ in 0..count {
-            let spec = self.replica_spec(engine, app, run, WEB, &data);
+            let spec = self.replica_spec(engine, app, run, WEB, data);
             match engine.runtime.start(&spec).await {
                 Ok(replica) => {
                     step(progress, format!("started replica {}", replica.name));
@@ -537,17 +537,17 @@ impl Deploys<'_> {
         app: &AppRow,
         run: Run<'_>,
         counts: &BTreeMap<String, u32>,
+        data: &crate::data::DataMounts,
         progress: &UnboundedSender<DeployLine>,
     ) -> Result<Vec<Replica>, RolloutFailure> {
         let mut started = Vec::new();
         if counts.values().all(|n| *n == 0) {
             return Ok(started);
         }
-        let data = self.ready_for(engine, app, run.image_id).await?;
         let outcome = async {
             for (process, count) in counts {
                 for _ in 0..*count {
-                    let spec = self.replica_spec(engine, app, run, process, &data);
+                    let spec = self.replica_spec(engine, app, run, process, data);
                     let replica = engine
                         .runtime
                         .start(&spec)
@@ -656,7 +656,7 @@ impl Deploys<'_> {
 
     /// The app's network and data, ready for containers of a release of
     /// `image_id`.
-    async fn ready_for(
+    pub(crate) async fn ready_for(
         &self,
         engine: &Engine,
         app: &AppRow,
@@ -723,16 +723,23 @@ impl Deploys<'_> {
         progress: &UnboundedSender<DeployLine>,
     ) -> Result<(), RolloutFailure> {
         let release = run.release;
-        let fresh = self
-            .start_healthy(engine, app, run, app.settings.replicas, progress)
-            .await?;
+        // Web replicas pass their health checks while the other processes
+        // settle; either failing removes what the other started.
         let counts = wanted_processes(&app.settings, run.processes);
-        let workers = match self
-            .start_processes(engine, app, run, &counts, progress)
-            .await
-        {
-            Ok(workers) => workers,
-            Err(failure) => {
+        let data = self.ready_for(engine, app, run.image_id).await?;
+        let (fresh, workers) = tokio::join!(
+            self.start_healthy(engine, app, run, app.settings.replicas, &data, progress),
+            self.start_processes(engine, app, run, &counts, &data, progress),
+        );
+        let (fresh, workers) = match (fresh, workers) {
+            (Ok(fresh), Ok(workers)) => (fresh, workers),
+            (Err(failure), workers) => {
+                for r in workers.iter().flatten() {
+                    let _ = engine.runtime.remove(&r.id, Duration::ZERO).await;
+                }
+                return Err(failure);
+            }
+            (Ok(fresh), Err(failure)) => {
                 for r in &fresh {
                     let _ = engine.runtime.remove(&r.container, Duration::ZERO).await;
                 }

@@ -36,6 +36,8 @@ const MAX_AUDITED_COMMAND: usize = 1024;
 /// A one-off command whose input [`Deploys::prepare_run`] checked.
 #[derive(Debug)]
 pub struct PreparedRun {
+    /// Held until the run ends.
+    _slot: crate::controller::TaskSlot,
     app: AppName,
     release: u64,
     argv: Vec<String>,
@@ -84,7 +86,7 @@ impl Deploys<'_> {
         request: wire::RunCommand,
     ) -> Result<PreparedRun, Error> {
         let row = self.p.app_row(app).await?;
-        self.p.engine()?;
+        let engine = self.p.engine()?;
         let argv = rampart_core::manifest::command("argv", RawCommand::Args(request.argv))
             .map_err(|e| Error::Invalid(e.to_string()))?;
         let mut env = Vec::with_capacity(request.env.len());
@@ -122,7 +124,14 @@ impl Deploys<'_> {
                 "release {release} never had an image; it cannot run a command"
             )));
         }
+        let slot = engine.task_slots.take(&row.id).ok_or_else(|| {
+            Error::Conflict(format!(
+                "app {app:?} already runs {} one-off commands or scheduled jobs; wait for one to end",
+                crate::controller::MAX_TASKS_PER_APP
+            ))
+        })?;
         Ok(PreparedRun {
+            _slot: slot,
             app: row.name,
             release,
             argv,
