@@ -1,6 +1,12 @@
 //! Real apps through the real binary, the Docker engine and the host's
 //! PostgreSQL: the app manifest and the release phase that runs once per
-//! deploy, before any new replica starts.
+//! deploy, before any new replica starts; processes beside web, one-off
+//! commands and scheduled jobs; and a real Django project deployed end to
+//! end.
+//!
+//! Long by choice: every file under `tests/` is a test binary of its own,
+//! linked on its own, so an area's tests share one file and one link
+//! rather than paying for a binary each.
 
 mod common;
 

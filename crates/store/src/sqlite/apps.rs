@@ -48,15 +48,13 @@ impl AppStore for SqliteStore {
 
     async fn delete_app(&self, id: &AppId, audit: AuditRecord) -> Result<AuditEntry> {
         self.audited(audit, async |tx| {
-            let done = sqlx::query("DELETE FROM apps WHERE id = ?")
-                .bind(id.as_str())
-                .execute(&mut *tx)
-                .await?;
-            if done.rows_affected() == 0 {
-                return Err(StoreError::NotFound(format!(
-                    "there is no app with id {id}"
-                )));
-            }
+            found(
+                sqlx::query("DELETE FROM apps WHERE id = ?")
+                    .bind(id.as_str())
+                    .execute(&mut *tx)
+                    .await?,
+                || format!("there is no app with id {id}"),
+            )?;
             Ok(())
         })
         .await
@@ -139,16 +137,14 @@ impl AppStore for SqliteStore {
         let text =
             serde_json::to_string(settings).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         self.audited(audit, async |tx| {
-            let done = sqlx::query("UPDATE apps SET settings = ? WHERE id = ?")
-                .bind(text)
-                .bind(app.as_str())
-                .execute(&mut *tx)
-                .await?;
-            if done.rows_affected() == 0 {
-                return Err(StoreError::NotFound(format!(
-                    "there is no app with id {app}"
-                )));
-            }
+            found(
+                sqlx::query("UPDATE apps SET settings = ? WHERE id = ?")
+                    .bind(text)
+                    .bind(app.as_str())
+                    .execute(&mut *tx)
+                    .await?,
+                || format!("there is no app with id {app}"),
+            )?;
             Ok(())
         })
         .await

@@ -60,16 +60,14 @@ impl CronStore for SqliteStore {
         audit: AuditRecord,
     ) -> Result<AuditEntry> {
         self.audited(audit, async |tx| {
-            let done = sqlx::query("DELETE FROM cron_jobs WHERE app_id = ? AND id = ?")
-                .bind(app.as_str())
-                .bind(id)
-                .execute(&mut *tx)
-                .await?;
-            if done.rows_affected() == 0 {
-                return Err(StoreError::NotFound(format!(
-                    "the app has no scheduled job {id}"
-                )));
-            }
+            found(
+                sqlx::query("DELETE FROM cron_jobs WHERE app_id = ? AND id = ?")
+                    .bind(app.as_str())
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await?,
+                || format!("the app has no scheduled job {id}"),
+            )?;
             Ok(())
         })
         .await

@@ -368,6 +368,14 @@ impl Store for SqliteStore {
 const SCHEDULE_SELECT: &str = "SELECT app_id, every_secs, keep_last, keep_daily, keep_weekly,
     keep_monthly, verify_every_secs, next_backup_at, next_verify_at FROM backup_schedules";
 
+/// Fails with [`StoreError::NotFound`] when a statement changed no row.
+fn found(done: sqlx::sqlite::SqliteQueryResult, missing: impl FnOnce() -> String) -> Result<()> {
+    if done.rows_affected() == 0 {
+        return Err(StoreError::NotFound(missing()));
+    }
+    Ok(())
+}
+
 fn app_id(text: String) -> Result<AppId> {
     Ok(AppId::from_stored(text))
 }
