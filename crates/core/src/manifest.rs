@@ -286,6 +286,8 @@ mod tests {
             ("memory_mb = 1\n", "memory_mb"),
             ("health_timeout = \"later\"\n", "health_timeout"),
             ("replicas = 3\n", "unknown field `replicas`"),
+            ("egress = true\n", "unknown field `egress`"),
+            ("allow_root = true\n", "unknown field `allow_root`"),
             (
                 "[processes]\nworker = \"\"\n",
                 "processes.worker: the command is empty",

@@ -748,10 +748,24 @@ fn processes_beside_web_run_without_traffic_and_scale_on_their_own() {
         [running("web", 2), running("web", 2), running("worker", 2)]
     );
 
+    // A manifest whose processes would take the app past the operator's
+    // replica ceiling is refused before anything is built.
+    let crowded: String = (1..=7)
+        .map(|i| format!("p{i} = \"sleep 1000\"\n"))
+        .collect();
+    let crowded = context_with(&sb, "crowded", &format!("[processes]\n{crowded}"));
+    let (code, err) = deploy(&sb, &server, "crew", &crowded);
+    assert_ne!(code, 0);
+    assert!(
+        err.contains("together are above the operator's ceiling"),
+        "{err}"
+    );
+
     // Bad counts are refused and change nothing.
     for args in [
         &["scale", "crew", "Worker=1"][..],
         &["scale", "crew", "worker=99"],
+        &["scale", "crew", "worker=7"],
         &["scale", "crew", "worker"],
         &["scale", "crew"],
     ] {

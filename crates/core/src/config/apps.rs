@@ -92,13 +92,24 @@ impl AppLimits {
                 ));
             }
         }
-        for (name, count) in &settings.processes {
-            if *count > self.max_replicas {
-                return Err(format!(
-                    "processes.{name} {count} is above the operator's ceiling (apps.max_replicas = {})",
-                    self.max_replicas
-                ));
-            }
+        self.admit_replicas(settings.replicas, settings.processes.values().copied())
+    }
+
+    /// Checks that an app's web replicas and the replicas of its other
+    /// processes stay, together, under `apps.max_replicas`.
+    pub fn admit_replicas(
+        &self,
+        web: u32,
+        others: impl IntoIterator<Item = u32>,
+    ) -> Result<(), String> {
+        let total = others
+            .into_iter()
+            .fold(u64::from(web), |sum, n| sum + u64::from(n));
+        if total > u64::from(self.max_replicas) {
+            return Err(format!(
+                "{total} replicas of web and the other processes together are above the operator's ceiling (apps.max_replicas = {})",
+                self.max_replicas
+            ));
         }
         Ok(())
     }

@@ -210,9 +210,13 @@ impl Deploys<'_> {
                         .settings
                         .with_manifest(&manifest.settings)
                         .map_err(|e| Error::Invalid(format!("{MANIFEST_FILE}: {e}")))?;
-                    self.p
-                        .app_limits
+                    let limits = &self.p.app_limits;
+                    limits
                         .admit(&settings)
+                        .and_then(|()| {
+                            let others = wanted_processes(&settings, &manifest.processes);
+                            limits.admit_replicas(settings.replicas, others.into_values())
+                        })
                         .map_err(|e| Error::Invalid(format!("{MANIFEST_FILE}: {e}")))?;
                 }
                 let bases = rampart_runtime::context::dockerfile_images(&checked.dockerfile)
