@@ -3,8 +3,8 @@
 use rampart_core::audit::{AuditRecord, Outcome, Verifier};
 use rampart_core::{AppId, AppName, Domain, EnvName, Role, TokenId, UserId, token};
 use rampart_store::{
-    AppStore, AuditStore, IdentityStore, NewApp, NewToken, NewUser, ReleaseStore, SealedVar,
-    SqliteStore, Store, StoreError,
+    AppStore, AuditStore, CronStore, IdentityStore, NewApp, NewToken, NewUser, ReleaseStore,
+    SealedVar, SqliteStore, Store, StoreError,
 };
 
 fn record(action: &str) -> AuditRecord {
@@ -258,4 +258,52 @@ async fn releases_number_themselves_and_one_is_live() {
         .unwrap_err();
     assert!(matches!(missing, StoreError::NotFound(_)));
     assert_eq!(store.releases(&app.id).await.unwrap().len(), 3);
+}
+
+/// Finding: every cron run and every app event was kept for ever, so a
+/// developer's token with 32 jobs `every 10s` (each failing, so each also
+/// an event) grew the control-plane database by about half a million rows
+/// a day. An app keeps its newest runs and events only.
+#[tokio::test]
+async fn an_apps_run_and_event_records_stay_bounded() {
+    let (_dir, store) = open().await;
+    let app = new_app("chatty", &["chatty.localhost"]);
+    store.create_app(&app, record("app.create")).await.unwrap();
+    for i in 0..1_100u32 {
+        let at = format!("2026-11-29T10:{:02}:{:02}.000Z", i / 60 % 60, i % 60);
+        store
+            .add_cron_run(&rampart_store::CronRunRow {
+                job_id: "cron_x".into(),
+                app_id: app.id.clone(),
+                started_at: at.clone(),
+                finished_at: at.clone(),
+                outcome: "failed".into(),
+                status: Some(1),
+                duration_ms: 1,
+                detail: format!("run {i}"),
+            })
+            .await
+            .unwrap();
+        store
+            .add_event(
+                &app.id,
+                &rampart_store::AppEvent {
+                    time: at,
+                    kind: "cron_failed".into(),
+                    message: format!("event {i}"),
+                },
+            )
+            .await
+            .unwrap();
+    }
+    let runs = store.cron_runs(&app.id, 5_000).await.unwrap();
+    assert_eq!(runs.len(), 1_000);
+    assert_eq!(
+        runs.last().unwrap().detail,
+        "run 1099",
+        "the newest are kept"
+    );
+    let events = store.events(&app.id, 5_000).await.unwrap();
+    assert_eq!(events.len(), 1_000);
+    assert_eq!(events.last().unwrap().message, "event 1099");
 }

@@ -159,7 +159,7 @@ impl AppStore for SqliteStore {
             .bind(&event.message)
             .execute(&self.pool)
             .await?;
-        Ok(())
+        trim_per_app(&self.pool, "app_events", app).await
     }
 
     async fn events(&self, app: &AppId, limit: u32) -> Result<Vec<AppEvent>> {

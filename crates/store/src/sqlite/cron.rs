@@ -100,7 +100,7 @@ impl CronStore for SqliteStore {
         .bind(r.app_id.as_str())
         .execute(&self.pool)
         .await?;
-        Ok(())
+        trim_per_app(&self.pool, "cron_runs", &r.app_id).await
     }
 
     async fn cron_runs(&self, app: &AppId, limit: u32) -> Result<Vec<CronRunRow>> {

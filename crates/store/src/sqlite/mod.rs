@@ -368,6 +368,24 @@ impl Store for SqliteStore {
 const SCHEDULE_SELECT: &str = "SELECT app_id, every_secs, keep_last, keep_daily, keep_weekly,
     keep_monthly, verify_every_secs, next_backup_at, next_verify_at FROM backup_schedules";
 
+/// The newest app events and cron runs kept per app; older ones go as new
+/// ones come, so a chatty app cannot grow the database without bound.
+const KEPT_PER_APP: i64 = 1_000;
+
+/// Deletes `app`'s rows of `table` beyond the newest [`KEPT_PER_APP`]
+/// (`table` is one of this module's names, never input).
+async fn trim_per_app(pool: &SqlitePool, table: &'static str, app: &AppId) -> Result<()> {
+    sqlx::query(&format!(
+        "DELETE FROM {table} WHERE app_id = ?1 AND id <= (
+             SELECT id FROM {table} WHERE app_id = ?1 ORDER BY id DESC LIMIT 1 OFFSET ?2)"
+    ))
+    .bind(app.as_str())
+    .bind(KEPT_PER_APP)
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
 /// Fails with [`StoreError::NotFound`] when a statement changed no row.
 fn found(done: sqlx::sqlite::SqliteQueryResult, missing: impl FnOnce() -> String) -> Result<()> {
     if done.rows_affected() == 0 {
