@@ -156,28 +156,19 @@ impl AppManifest {
             pids: raw.pids,
             ..Default::default()
         };
-        // Each value alone must make valid settings; the message names it.
-        let defaults = crate::deploy::AppSettings::default();
-        for name in settings.names() {
-            let mut one = crate::deploy::SettingsPatch::default();
-            match name {
-                "port" => one.port = settings.port,
-                "health_path" => one.health_path = settings.health_path.clone(),
-                "health_timeout_secs" => one.health_timeout_secs = settings.health_timeout_secs,
-                "drain_secs" => one.drain_secs = settings.drain_secs,
-                "memory_mb" => one.memory_mb = settings.memory_mb,
-                "cpu_millis" => one.cpu_millis = settings.cpu_millis,
-                _ => one.pids = settings.pids,
-            }
-            let key = match name {
-                "health_timeout_secs" => "health_timeout",
-                "drain_secs" => "drain",
-                other => other,
-            };
-            defaults
-                .patched(&one)
-                .map_err(|message| ConfigError::invalid(key, message))?;
-        }
+        // The settings must be valid; the message begins with the setting's
+        // name, which becomes the manifest's key.
+        crate::deploy::AppSettings::default()
+            .patched(&settings)
+            .map_err(|message| {
+                let key = match message.split_whitespace().next().unwrap_or("") {
+                    "health_timeout_secs" => "health_timeout",
+                    "drain_secs" => "drain",
+                    other => other,
+                }
+                .to_owned();
+                ConfigError::invalid(key, message)
+            })?;
         Ok(Self {
             release,
             processes,
