@@ -10,20 +10,26 @@
 use std::time::Duration;
 
 use axum::body::Body as RawBody;
+use axum::extract::FromRequestParts;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
-use axum::http::header::CONTENT_TYPE;
+use axum::http::header::{CONNECTION, CONTENT_TYPE, UPGRADE};
+use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use bytes::Bytes;
 use futures::{Stream, StreamExt};
 use http_body_util::BodyExt;
+use hyper::upgrade::OnUpgrade;
+use hyper_util::rt::TokioIo;
 use rampart_core::deploy::LogQuery;
 use rampart_core::deploy::{AppSettings, SettingsPatch};
+use rampart_core::terminal::{self, Frame};
 use rampart_core::wire::{self, DeployLine, ErrorBody, RunLine};
-use rampart_platform::deploy::Source;
+use rampart_platform::deploy::{PreparedRun, RunIo, Source};
 use rampart_platform::{Acting, Error};
 use serde::Deserialize;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use utoipa::IntoParams;
 
 use crate::error::ApiError;
@@ -93,15 +99,58 @@ fn tokio_stream_from<T: Send + 'static>(
     futures::stream::poll_fn(move |cx| rx.poll_recv(cx))
 }
 
+/// The connection's upgrade to a terminal (`Upgrade: rampart-terminal`),
+/// when the request asks for one.
+#[derive(Debug)]
+pub struct TerminalUpgrade(Option<OnUpgrade>);
+
+impl<S: Send + Sync> FromRequestParts<S> for TerminalUpgrade {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        let named = |name, wanted: &str| {
+            parts.headers.get_all(name).iter().any(|value| {
+                value.to_str().is_ok_and(|value| {
+                    value
+                        .split(',')
+                        .any(|token| token.trim().eq_ignore_ascii_case(wanted))
+                })
+            })
+        };
+        if !named(UPGRADE, terminal::UPGRADE) {
+            return Ok(TerminalUpgrade(None));
+        }
+        if !named(CONNECTION, "upgrade") {
+            return Err(ApiError::bad_request(
+                "Upgrade: rampart-terminal needs Connection: upgrade",
+            ));
+        }
+        match parts.extensions.remove::<OnUpgrade>() {
+            Some(upgrade) => Ok(TerminalUpgrade(Some(upgrade))),
+            None => Err(ApiError::bad_request(
+                "this connection cannot be upgraded; a terminal needs HTTP/1.1",
+            )),
+        }
+    }
+}
+
 /// Runs a one-off command in a container of a release (the live one unless
 /// named), with the app's variables, network and data, hardened like a
 /// replica. The command line is recorded in the audit log. The run goes on
 /// to its end or deadline if the client goes away.
+///
+/// With `tty` set and `Connection: upgrade`, `Upgrade: rampart-terminal`,
+/// the answer is `101 Switching Protocols` and the command runs on a
+/// terminal: the connection then carries the frames of
+/// `rampart_core::terminal` both ways (the user's input and terminal size
+/// in, the command's output and outcome out). Without, the answer streams
+/// its output lines.
 #[utoipa::path(post, path = "/api/apps/{app}/runs", tag = "deploys", security(("bearer" = [])),
     params(("app" = String, Path, description = "App name")),
     request_body = wire::RunCommand,
     responses((status = 200, body = wire::RunLine, content_type = "application/x-ndjson",
             description = "Output lines; the last is exit, timed_out or failed"),
+        (status = 101, description = "Upgraded to rampart-terminal (with tty)"),
         (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
         (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
         (status = 503, body = ErrorBody)))]
@@ -109,19 +158,38 @@ pub async fn run_command(
     State(p): State<AppState>,
     ctx: Ctx,
     Path(app): Path<String>,
+    TerminalUpgrade(upgrade): TerminalUpgrade,
     Body(request): Body<wire::RunCommand>,
 ) -> Result<Response, ApiError> {
+    match (&upgrade, request.tty.is_some()) {
+        (None, true) => {
+            return Err(ApiError::bad_request(
+                "a run on a terminal needs Connection: upgrade and Upgrade: rampart-terminal",
+            ));
+        }
+        (Some(_), false) => {
+            return Err(ApiError::bad_request(
+                "Upgrade: rampart-terminal needs the terminal's size in tty",
+            ));
+        }
+        _ => {}
+    }
     let prepared = p.deploys().prepare_run(&app, request).await?;
+    if let Some(upgrade) = upgrade {
+        tokio::spawn(terminal_run(p, ctx, prepared, upgrade));
+        return Ok(Response::builder()
+            .status(StatusCode::SWITCHING_PROTOCOLS)
+            .header(CONNECTION, "upgrade")
+            .header(UPGRADE, terminal::UPGRADE)
+            .body(RawBody::empty())
+            .unwrap_or_default());
+    }
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
     let _ = tx.send(RunLine::Started {
         release: prepared.release(),
     });
     let deadline = prepared.timeout_secs();
     tokio::spawn(async move {
-        let acting = Acting {
-            caller: &ctx.caller,
-            request_id: &ctx.request_id,
-        };
         let (out, mut printed) = tokio::sync::mpsc::unbounded_channel();
         let forward = {
             let tx = tx.clone();
@@ -131,7 +199,10 @@ pub async fn run_command(
                 }
             })
         };
-        let result = p.deploys().run(acting, prepared, out).await;
+        let result = p
+            .deploys()
+            .run(ctx.acting(), prepared, RunIo::Lines(out))
+            .await;
         let _ = forward.await;
         let last = match result {
             Ok(Some(status)) => RunLine::Exit { status },
@@ -143,6 +214,89 @@ pub async fn run_command(
         let _ = tx.send(last);
     });
     Ok(ndjson(tokio_stream_from(rx)))
+}
+
+/// Frames in flight between a terminal connection and its command.
+const TERMINAL_QUEUE: usize = 64;
+
+/// Carries a prepared run's terminal over an upgraded connection. A frame
+/// the client may not send, or bytes that are not frames, end the
+/// command's input (it reads end of file), as does the client going away;
+/// the command then runs to its end or deadline. If the connection never
+/// switches, nothing runs.
+async fn terminal_run(p: AppState, ctx: Ctx, prepared: PreparedRun, upgrade: OnUpgrade) {
+    let Ok(upgraded) = upgrade.await else {
+        tracing::debug!(request = %ctx.request_id, "the terminal connection closed before it switched");
+        return;
+    };
+    let deadline = prepared.timeout_secs();
+    let (mut reader, mut writer) = tokio::io::split(TokioIo::new(upgraded));
+    let (typed, input) = tokio::sync::mpsc::channel(TERMINAL_QUEUE);
+    let (output, mut printed) = tokio::sync::mpsc::channel::<Vec<u8>>(TERMINAL_QUEUE);
+    let read = tokio::spawn(async move {
+        let mut decoder = terminal::Decoder::default();
+        let mut buf = vec![0u8; 16 * 1024];
+        loop {
+            let n = match reader.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => n,
+            };
+            decoder.extend(&buf[..n]);
+            loop {
+                match decoder.next_frame() {
+                    Ok(None) => break,
+                    Ok(Some(
+                        frame @ (Frame::Input(_) | Frame::Resize { .. } | Frame::InputClosed),
+                    )) => {
+                        if typed.send(frame).await.is_err() {
+                            return;
+                        }
+                    }
+                    Ok(Some(frame)) => {
+                        tracing::debug!(
+                            ?frame,
+                            "a terminal client sent a frame of the server's; its input ends"
+                        );
+                        return;
+                    }
+                    Err(error) => {
+                        tracing::debug!(%error, "a terminal client sent bytes that are not frames; its input ends");
+                        return;
+                    }
+                }
+            }
+        }
+    });
+    let deploys = p.deploys();
+    let run = deploys.run(ctx.acting(), prepared, RunIo::Terminal { input, output });
+    // Keeps draining after the client went away, so the command never
+    // blocks on a full terminal.
+    let write = async {
+        let mut open = true;
+        let mut bytes = Vec::new();
+        while let Some(chunk) = printed.recv().await {
+            if open {
+                bytes.clear();
+                Frame::Output(chunk).encode(&mut bytes);
+                open = writer.write_all(&bytes).await.is_ok();
+            }
+        }
+        open
+    };
+    let (result, open) = tokio::join!(run, write);
+    read.abort();
+    if !open {
+        return;
+    }
+    let last = match result {
+        Ok(Some(status)) => Frame::Exited(status),
+        Ok(None) => Frame::TimedOut(deadline),
+        Err(error) => Frame::Failed(error.to_string()),
+    };
+    let mut bytes = Vec::new();
+    last.encode(&mut bytes);
+    let _ = writer.write_all(&bytes).await;
+    let _ = writer.shutdown().await;
 }
 
 /// Builds an image from a tar build context and deploys it.

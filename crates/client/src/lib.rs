@@ -87,6 +87,9 @@ fn chain(err: &dyn std::error::Error) -> String {
 #[derive(Clone)]
 pub struct Client {
     http: reqwest::Client,
+    /// Speaks only HTTP/1.1, whose connections can be upgraded (a run on a
+    /// terminal).
+    http1: reqwest::Client,
     base: String,
     token: Option<String>,
 }
@@ -117,19 +120,33 @@ impl Client {
                 "the CA file holds no certificate".into(),
             ));
         }
-        let mut builder = reqwest::Client::builder()
-            .use_rustls_tls()
-            .tls_built_in_root_certs(false)
-            .https_only(true)
-            .min_tls_version(reqwest::tls::Version::TLS_1_2)
-            .connect_timeout(CONNECT_TIMEOUT)
-            .timeout(REQUEST_TIMEOUT)
-            .user_agent(concat!("rampart-cli/", env!("CARGO_PKG_VERSION")));
-        for cert in certs {
-            builder = builder.add_root_certificate(cert);
-        }
-        let http = builder.build().map_err(|e| ClientError::Setup(chain(&e)))?;
-        Ok(Self { http, base, token })
+        let builder = || {
+            let mut builder = reqwest::Client::builder()
+                .use_rustls_tls()
+                .tls_built_in_root_certs(false)
+                .https_only(true)
+                .min_tls_version(reqwest::tls::Version::TLS_1_2)
+                .connect_timeout(CONNECT_TIMEOUT)
+                .timeout(REQUEST_TIMEOUT)
+                .user_agent(concat!("rampart-cli/", env!("CARGO_PKG_VERSION")));
+            for cert in &certs {
+                builder = builder.add_root_certificate(cert.clone());
+            }
+            builder
+        };
+        let http = builder()
+            .build()
+            .map_err(|e| ClientError::Setup(chain(&e)))?;
+        let http1 = builder()
+            .http1_only()
+            .build()
+            .map_err(|e| ClientError::Setup(chain(&e)))?;
+        Ok(Self {
+            http,
+            http1,
+            base,
+            token,
+        })
     }
 
     pub fn server(&self) -> &str {
@@ -619,6 +636,40 @@ impl Client {
             server: self.base.clone(),
             detail: "the run ended without an outcome".into(),
         })
+    }
+
+    /// Runs a one-off command on a terminal (`command.tty` names its size).
+    /// The connection returned carries the frames of
+    /// [`rampart_core::terminal`]: send what the user types and the
+    /// terminal's new sizes, read what the command prints and, last, how it
+    /// ended.
+    pub async fn run_terminal(
+        &self,
+        app: &str,
+        command: &wire::RunCommand,
+    ) -> Result<reqwest::Upgraded, ClientError> {
+        if command.tty.is_none() {
+            return Err(ClientError::Setup(
+                "a run on a terminal needs the terminal's size".into(),
+            ));
+        }
+        let mut request = self
+            .http1
+            .post(format!("{}/api/apps/{}/runs", self.base, segment(app)))
+            .header(reqwest::header::CONNECTION, "upgrade")
+            .header(reqwest::header::UPGRADE, rampart_core::terminal::UPGRADE)
+            .timeout(STREAM_TIMEOUT)
+            .json(command);
+        if let Some(token) = &self.token {
+            request = request.bearer_auth(token);
+        }
+        let response = request.send().await.map_err(|e| self.transport(&e))?;
+        let status = response.status();
+        if status != StatusCode::SWITCHING_PROTOCOLS {
+            let bytes = response.bytes().await.map_err(|e| self.transport(&e))?;
+            return Err(self.error_from(status, &bytes));
+        }
+        response.upgrade().await.map_err(|e| self.transport(&e))
     }
 
     /// An app's log lines, passed to `on_line` as they arrive.

@@ -19,6 +19,7 @@ pub mod role;
 pub mod schedule;
 pub mod seal;
 pub mod secret;
+pub mod terminal;
 pub mod time;
 pub mod token;
 pub mod wire;

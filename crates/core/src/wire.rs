@@ -301,6 +301,29 @@ pub struct RunCommand {
     /// Variables for this run only, over the app's; never recorded.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub env: BTreeMap<String, String>,
+    /// Run with a terminal of this size. Only with an upgrade to
+    /// [`crate::terminal::UPGRADE`]: the connection then carries
+    /// [`crate::terminal::Frame`]s both ways.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tty: Option<TerminalSize>,
+}
+
+/// The size of a terminal, in characters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TerminalSize {
+    pub cols: u16,
+    pub rows: u16,
+}
+
+impl TerminalSize {
+    /// The largest side the platform accepts.
+    pub const MAX: u16 = 1000;
+
+    /// Whether both sides are between 1 and [`Self::MAX`].
+    pub fn is_valid(self) -> bool {
+        (1..=Self::MAX).contains(&self.cols) && (1..=Self::MAX).contains(&self.rows)
+    }
 }
 
 /// One line of a one-off command's run (`application/x-ndjson`). The last

@@ -15,7 +15,7 @@ use rampart_core::wire;
 use rampart_core::{Action, manifest::RawCommand};
 use rampart_store::{AppRow, CronJobRow, CronRunRow};
 
-use crate::deploy::{Run, Task};
+use crate::deploy::{Run, RunIo, Task};
 use crate::{Acting, Error, Platform};
 
 /// Most scheduled jobs one app may have.
@@ -259,11 +259,12 @@ impl Crons<'_> {
             kind: "cron",
             argv: &job.command,
             timeout: Duration::from_secs(job.timeout_secs),
+            tty: None,
         };
         let (output, _dropped) = tokio::sync::mpsc::unbounded_channel();
         self.p
             .deploys()
-            .run_task(engine, &app, run, task, output)
+            .run_task(engine, &app, run, task, RunIo::Lines(output))
             .await
             .map_err(|e| Fail(e.to_string()))
     }

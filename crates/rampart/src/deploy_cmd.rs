@@ -67,6 +67,10 @@ pub struct RunArgs {
     /// recorded.
     #[arg(long = "env", short = 'e', value_name = "NAME=VALUE")]
     pub env: Vec<String>,
+    /// Never give it a terminal, even when run from one: its output comes
+    /// as lines (control characters escaped) and it reads no input.
+    #[arg(long, short = 'T')]
+    pub no_tty: bool,
     /// The command and its arguments, after `--`.
     #[arg(last = true, required = true, value_name = "COMMAND")]
     pub command: Vec<String>,
@@ -74,24 +78,45 @@ pub struct RunArgs {
     pub conn: Connection,
 }
 
-/// Runs a one-off command; its output goes to stdout (control characters
-/// escaped) and its exit status becomes this process's.
+/// Runs a one-off command and makes its exit status this process's. From
+/// a terminal it runs on one (keys go to it, its output comes as printed);
+/// otherwise its output goes to stdout line by line, control characters
+/// escaped.
 pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let client = credentials::client(&args.conn)?;
+    let mut env = crate::commands::parse_pairs(args.env)?;
+    let tty = (!args.no_tty && crate::terminal::is_interactive()).then(crate::terminal::size);
+    if tty.is_some()
+        && !env.contains_key("TERM")
+        && let Ok(term) = std::env::var("TERM")
+        && !term.is_empty()
+        && term.len() <= 64
+        && term
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-+._".contains(&b))
+    {
+        env.insert("TERM".into(), term);
+    }
     let request = wire::RunCommand {
         argv: args.command,
         release: args.release,
         timeout_secs: args.timeout.as_deref().map(parse_duration).transpose()?,
-        env: crate::commands::parse_pairs(args.env)?,
+        env,
+        tty,
     };
-    let mut out = std::io::stdout();
-    let last = client
-        .run(&args.app, &request, |line| {
-            if let wire::RunLine::Output { line } = line {
-                let _ = writeln!(out, "{}", printable(line));
-            }
-        })
-        .await?;
+    let last = if tty.is_some() {
+        let connection = client.run_terminal(&args.app, &request).await?;
+        crate::terminal::session(connection).await?
+    } else {
+        let mut out = std::io::stdout();
+        client
+            .run(&args.app, &request, |line| {
+                if let wire::RunLine::Output { line } = line {
+                    let _ = writeln!(out, "{}", printable(line));
+                }
+            })
+            .await?
+    };
     match last {
         wire::RunLine::Exit { status: 0 } => Ok(()),
         wire::RunLine::Exit { status } => {

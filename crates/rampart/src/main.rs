@@ -11,6 +11,7 @@ mod edge_cmd;
 mod identity_cmd;
 mod output;
 mod repo_cmd;
+mod terminal;
 mod up;
 
 use std::path::PathBuf;

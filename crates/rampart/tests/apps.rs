@@ -160,6 +160,51 @@ fn the_release_phase_runs_once_per_deploy_before_any_replica() {
     assert_eq!(notes(), (200, "2 notes\n".into()));
 }
 
+/// Runs the CLI with `args` on a terminal of 132 by 43 (a pseudo-terminal
+/// `script` makes), typing `input`; its exit status and what the terminal
+/// showed.
+fn on_terminal(sb: &Sandbox, server: &Server, args: &[&str], input: &str) -> (i32, String) {
+    use std::io::Write;
+    let template = cli(sb, server);
+    let line = shlex::try_join(
+        std::iter::once(template.get_program().to_str().unwrap()).chain(args.iter().copied()),
+    )
+    .unwrap();
+    let mut cmd = Command::new("script");
+    cmd.args([
+        "-qec",
+        &format!("stty cols 132 rows 43; exec {line}"),
+        "/dev/null",
+    ]);
+    for (name, value) in template.get_envs() {
+        match value {
+            Some(value) => cmd.env(name, value),
+            None => cmd.env_remove(name),
+        };
+    }
+    let mut child = cmd
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("script (util-linux) runs");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
 fn ok_cli(sb: &Sandbox, server: &Server, args: &[&str]) -> String {
     rampart_testkit::ok(cli(sb, server).args(args))
 }
@@ -252,6 +297,39 @@ fn one_off_commands_run_in_the_apps_environment_and_pass_their_exit_code() {
     assert!(!audit.contains("hunter2-value"), "{audit}");
     assert!(!audit.contains("run-only-value"), "{audit}");
 
+    // From a terminal the command runs on one: what is typed reaches it,
+    // its exit status comes back, and the run is audited as one on a
+    // terminal.
+    let (code, shown) = on_terminal(
+        &sb,
+        &server,
+        &["run", "oneoff", "--", "repl"],
+        "first line\nexit 5\n",
+    );
+    assert_eq!(code, 5, "{shown}");
+    assert!(shown.contains("hello: tty yes"), "{shown}");
+    assert!(shown.contains("hello: you said \"first line\""), "{shown}");
+    // --no-tty runs it without one, reading nothing.
+    let (code, shown) = on_terminal(
+        &sb,
+        &server,
+        &["run", "--no-tty", "oneoff", "--", "repl"],
+        "exit 5\n",
+    );
+    assert_eq!(code, 0, "{shown}");
+    assert!(shown.contains("hello: tty no"), "{shown}");
+    assert!(shown.contains("hello: end of input"), "{shown}");
+    let audit = ok_cli(&sb, &server, &["audit", "list", "--json"]);
+    assert!(
+        audit.contains("apps/oneoff/releases/1/run (tty): repl"),
+        "{audit}"
+    );
+    assert!(
+        audit.contains("apps/oneoff/releases/1/run (tty)/exit/5"),
+        "{audit}"
+    );
+    assert!(tasks("oneoff").is_empty(), "no one-off container is left");
+
     // At most four one-off commands or scheduled runs of an app go at
     // once: a developer's token cannot fill the machine with long runs.
     let sleepers: Vec<_> = (0..4)
@@ -305,6 +383,11 @@ fn one_off_commands_run_in_the_apps_environment_and_pass_their_exit_code() {
             400,
         ),
         (b"not json", 400),
+        // A terminal's size comes only with an upgrade to a terminal.
+        (
+            b"{\"argv\": [\"repl\"], \"tty\": {\"cols\": 80, \"rows\": 24}}",
+            400,
+        ),
     ] {
         assert_eq!(
             post(&api, body),
@@ -321,6 +404,97 @@ fn one_off_commands_run_in_the_apps_environment_and_pass_their_exit_code() {
     .unwrap();
     let viewer = server.client(created["token"].as_str());
     assert_eq!(post(&viewer, b"{\"argv\": [\"note\", \"viewer\"]}"), 403);
+
+    // The same over an upgrade to a terminal: a viewer is refused, a size
+    // out of bounds is refused, and bytes that are not frames end the
+    // command's input rather than reaching it.
+    let on_tty = |api: &rampart_client::Client, argv: &[&str], cols: u16| {
+        let request = rampart_core::wire::RunCommand {
+            argv: argv.iter().map(|a| a.to_string()).collect(),
+            release: None,
+            timeout_secs: Some(30),
+            env: Default::default(),
+            tty: Some(rampart_core::wire::TerminalSize { cols, rows: 24 }),
+        };
+        rt.block_on(api.run_terminal("oneoff", &request))
+    };
+    let refused = on_tty(&viewer, &["note", "viewer"], 80).unwrap_err();
+    assert_eq!(refused.status(), Some(403), "{refused}");
+    let refused = on_tty(&api, &["note", "wide"], 0).unwrap_err();
+    assert_eq!(refused.status(), Some(400), "{refused}");
+    let refused = on_tty(&api, &["note", "wide"], 1001).unwrap_err();
+    assert_eq!(refused.status(), Some(400), "{refused}");
+    let connection = on_tty(&api, &["repl"], 80).unwrap();
+    let (early, shown) = rt.block_on(async move {
+        use rampart_core::terminal::{Decoder, Frame};
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut connection = connection;
+        let mut decoder = Decoder::default();
+        let mut frames = Vec::new();
+        let mut printed = String::new();
+        let mut buf = vec![0u8; 4096];
+        let mut bytes = Vec::new();
+        Frame::Input(b"note from a frame\nraw\n".to_vec()).encode(&mut bytes);
+        connection.write_all(&bytes).await.unwrap();
+        // What the command prints arrives while it runs, whatever its bytes.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while !printed.contains("after raw") && std::time::Instant::now() < deadline {
+            let Ok(Ok(n)) =
+                tokio::time::timeout(std::time::Duration::from_secs(1), connection.read(&mut buf))
+                    .await
+            else {
+                continue;
+            };
+            if n == 0 {
+                break;
+            }
+            decoder.extend(&buf[..n]);
+            while let Some(frame) = decoder.next_frame().unwrap() {
+                if let Frame::Output(out) = &frame {
+                    printed.push_str(&String::from_utf8_lossy(out));
+                }
+                frames.push(frame);
+            }
+        }
+        let early = printed.clone();
+        connection
+            .write_all(b"\x09garbage that is no frame")
+            .await
+            .unwrap();
+        let mut rest = Vec::new();
+        tokio::time::timeout(
+            std::time::Duration::from_secs(30),
+            connection.read_to_end(&mut rest),
+        )
+        .await
+        .expect("the run ends")
+        .unwrap();
+        decoder.extend(&rest);
+        while let Some(frame) = decoder.next_frame().unwrap() {
+            frames.push(frame);
+        }
+        (early, frames)
+    });
+    // Output that looks like the engine's multiplexed stream (a header
+    // announcing 4 GiB) is passed on as it is, while the command runs.
+    assert!(early.contains("after raw"), "{early}");
+    assert!(early.contains("you said \"note from a frame\""), "{early}");
+    let printed: Vec<u8> = shown
+        .iter()
+        .filter_map(|f| match f {
+            rampart_core::terminal::Frame::Output(bytes) => Some(bytes.clone()),
+            _ => None,
+        })
+        .flatten()
+        .collect();
+    let printed = String::from_utf8_lossy(&printed);
+    assert!(printed.contains("hello: end of input"), "{printed}");
+    assert!(!printed.contains("garbage"), "{printed}");
+    assert_eq!(
+        shown.last(),
+        Some(&rampart_core::terminal::Frame::Exited(0)),
+        "{shown:?}"
+    );
     assert_eq!(get(&client, &url), (200, "1 notes\n".into()), "nothing ran");
 }
 
@@ -431,6 +605,16 @@ fn a_django_project_deploys_with_no_glue() {
         out.contains("already taken") || err.contains("already taken"),
         "{out}{err}"
     );
+
+    // `manage.py shell` runs on the caller's terminal, at its size.
+    let (code, shown) = on_terminal(
+        &sb,
+        &server,
+        &["run", "blog", "--", "python3", "manage.py", "shell"],
+        "import os, sys\nprint('size', tuple(os.get_terminal_size()), sys.stdin.isatty())\nsys.exit(4)\n",
+    );
+    assert_eq!(code, 4, "{shown}");
+    assert!(shown.contains("size (132, 43) True"), "{shown}");
 
     // The admin login works over the edge, CSRF and all.
     let no_redirects = reqwest::blocking::Client::builder()

@@ -100,6 +100,24 @@ pub struct ReplicaSpec {
     /// Arguments in place of the image's `CMD` (after its entrypoint, when
     /// it has one); `None` runs the image's own.
     pub command: Option<Vec<String>>,
+    /// Give it a terminal and keep its input open (one-off commands run
+    /// from a terminal); see [`ContainerRuntime::start_attached`].
+    pub terminal: bool,
+}
+
+/// The terminal of a container started by
+/// [`ContainerRuntime::start_attached`].
+pub struct Attached {
+    /// What the container prints, as it prints it.
+    pub output: BoxStream<'static, Result<Bytes, RuntimeError>>,
+    /// What it reads; shutting this down ends its input.
+    pub input: std::pin::Pin<Box<dyn tokio::io::AsyncWrite + Send>>,
+}
+
+impl std::fmt::Debug for Attached {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Attached")
+    }
 }
 
 /// Where replicas find their media volume and the platform's CA.
@@ -258,6 +276,25 @@ pub trait ContainerRuntime: Send + Sync + std::fmt::Debug + 'static {
 
     /// Waits until a container has exited and returns its exit status.
     async fn wait(&self, id: &str) -> Result<i64, RuntimeError>;
+
+    /// Creates a container of a `terminal` spec, attaches to its terminal
+    /// and only then starts it, so nothing it prints is missed. It is
+    /// hardened like any replica.
+    async fn start_attached(
+        &self,
+        spec: &ReplicaSpec,
+    ) -> Result<(Replica, Attached), RuntimeError> {
+        let _ = spec;
+        Err(RuntimeError::Engine(
+            "this engine cannot run commands on a terminal".into(),
+        ))
+    }
+
+    /// Tells a container's terminal its new size.
+    async fn resize(&self, id: &str, cols: u16, rows: u16) -> Result<(), RuntimeError> {
+        let _ = (id, cols, rows);
+        Ok(())
+    }
 }
 
 impl Limits {

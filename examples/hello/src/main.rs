@@ -34,6 +34,40 @@ const MAX_HEAD: usize = 16 * 1024;
 /// Largest request body read.
 const MAX_BODY: u64 = 1024 * 1024;
 
+/// Answers lines typed on its input until `exit N`; says first whether
+/// that input is a terminal.
+fn repl() -> ! {
+    use std::io::{BufRead, IsTerminal};
+    let tty = if std::io::stdin().is_terminal() {
+        "yes"
+    } else {
+        "no"
+    };
+    println!(
+        "hello: tty {tty}, TERM={}",
+        std::env::var("TERM").unwrap_or_default()
+    );
+    for line in std::io::stdin().lock().lines() {
+        let line = line.unwrap_or_default();
+        if let Some(code) = line.strip_prefix("exit ") {
+            std::process::exit(code.trim().parse().unwrap_or(1));
+        }
+        if line == "raw" {
+            // Bytes a multiplexed stream would read as a frame header, on a
+            // read of their own (after the echo of the line).
+            use std::io::Write;
+            std::thread::sleep(Duration::from_millis(300));
+            let mut out = std::io::stdout().lock();
+            let _ = out.write_all(b"\x01\x00\x00\x00\xff\xff\xff\xffafter raw\n");
+            let _ = out.flush();
+            continue;
+        }
+        println!("hello: you said {line:?}");
+    }
+    println!("hello: end of input");
+    std::process::exit(0)
+}
+
 struct Identity {
     release: String,
     replica: String,
@@ -71,6 +105,7 @@ fn main() {
             std::thread::sleep(Duration::from_secs(arg(2).parse().unwrap_or(60)));
             return;
         }
+        "repl" => repl(),
         _ => {}
     }
     if let Some(code) = std::env::var("HELLO_EXIT")

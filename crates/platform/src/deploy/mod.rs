@@ -36,7 +36,7 @@ mod status;
 mod task;
 pub use images::check_image_reference;
 use status::release_view;
-pub use task::PreparedRun;
+pub use task::{PreparedRun, RunIo};
 pub(crate) use task::{Task, TaskOutcome};
 
 /// Lines of a failed replica's log kept in the release's reason.
@@ -476,6 +476,7 @@ impl Deploys<'_> {
             media_volume: data.media_volume.clone(),
             ca_volume: data.ca_volume.clone(),
             command: processes.get(process).cloned(),
+            terminal: false,
         }
     }
 

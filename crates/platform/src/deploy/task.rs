@@ -14,10 +14,14 @@ use std::time::Duration;
 use futures::StreamExt;
 use rampart_core::audit::Outcome;
 use rampart_core::manifest::{RawCommand, ReleaseCommand};
+use rampart_core::terminal::Frame;
+use rampart_core::wire::TerminalSize;
 use rampart_core::wire::{self, DeployLine};
 use rampart_core::{Action, AppName, EnvName};
-use rampart_runtime::{LABEL_TASK, LogQuery};
+use rampart_runtime::{Attached, LABEL_TASK, LogQuery};
 use rampart_store::AppRow;
+use tokio::io::AsyncWriteExt;
+use tokio::sync::mpsc;
 use tokio::sync::mpsc::UnboundedSender;
 
 use super::{Deploys, FAILED_LOG_LINES, RolloutFailure, Run, step};
@@ -44,6 +48,8 @@ pub struct PreparedRun {
     timeout_secs: u64,
     /// Variables for this run only.
     env: Vec<(String, String)>,
+    /// The size of the caller's terminal, when it runs on one.
+    tty: Option<TerminalSize>,
 }
 
 impl PreparedRun {
@@ -56,7 +62,30 @@ impl PreparedRun {
     pub fn timeout_secs(&self) -> u64 {
         self.timeout_secs
     }
+
+    /// Whether it runs on the caller's terminal.
+    pub fn is_terminal(&self) -> bool {
+        self.tty.is_some()
+    }
 }
+
+/// Where a one-off command's output goes and its input comes from.
+#[derive(Debug)]
+pub enum RunIo {
+    /// Each line it prints; it reads nothing.
+    Lines(UnboundedSender<String>),
+    /// A terminal: `input` carries what the user types
+    /// ([`Frame::Input`]), the terminal's new sizes ([`Frame::Resize`]) and
+    /// the end of the input ([`Frame::InputClosed`], or the channel
+    /// closing); `output` gets what the command prints.
+    Terminal {
+        input: mpsc::Receiver<Frame>,
+        output: mpsc::Sender<Vec<u8>>,
+    },
+}
+
+/// The character a terminal reads as the end of input (Ctrl-D).
+const VEOF: u8 = 0x04;
 
 /// What a task runs, and for how long at most.
 #[derive(Debug, Clone, Copy)]
@@ -65,6 +94,8 @@ pub(crate) struct Task<'a> {
     pub kind: &'static str,
     pub argv: &'a [String],
     pub timeout: Duration,
+    /// The size of the terminal it runs on, when its io is a terminal.
+    pub tty: Option<TerminalSize>,
 }
 
 /// How a task ended.
@@ -98,6 +129,16 @@ impl Deploys<'_> {
                 )));
             }
             env.push((name.to_string(), value));
+        }
+        if let Some(size) = request.tty
+            && !size.is_valid()
+        {
+            return Err(Error::Invalid(format!(
+                "a terminal of {} by {} is not between 1 and {} on each side",
+                size.cols,
+                size.rows,
+                TerminalSize::MAX
+            )));
         }
         let timeout_secs = request.timeout_secs.unwrap_or(RUN_TIMEOUT_SECS);
         if !(1..=MAX_RUN_TIMEOUT_SECS).contains(&timeout_secs) {
@@ -137,21 +178,27 @@ impl Deploys<'_> {
             argv,
             timeout_secs,
             env,
+            tty: request.tty,
         })
     }
 
     /// Runs a prepared one-off command in a container of its release, with
-    /// the app's variables and data, hardened like a replica; each line it
-    /// prints goes to `output`. The command line (never the environment)
-    /// is recorded in the audit log before it starts, and its outcome after.
-    /// Returns its exit status, or `None` when it was stopped at its
-    /// deadline.
+    /// the app's variables and data, hardened like a replica, its output
+    /// going to `io` (a terminal when it was prepared with one). The
+    /// command line (never the environment) is recorded in the audit log
+    /// before it starts, and its outcome after. Returns its exit status, or
+    /// `None` when it was stopped at its deadline.
     pub async fn run(
         &self,
         acting: Acting<'_>,
         prepared: PreparedRun,
-        output: UnboundedSender<String>,
+        io: RunIo,
     ) -> Result<Option<i64>, Error> {
+        if prepared.is_terminal() != matches!(io, RunIo::Terminal { .. }) {
+            return Err(Error::Invalid(
+                "a command runs on a terminal exactly when it was prepared with one".into(),
+            ));
+        }
         let engine = self.p.engine()?;
         let row = self.p.app_row(prepared.app.as_str()).await?;
         let release = self
@@ -160,7 +207,12 @@ impl Deploys<'_> {
             .release(&row.id, prepared.release)
             .await?
             .ok_or_else(|| Error::NotFound(format!("release {} vanished", prepared.release)))?;
-        let place = format!("apps/{}/releases/{}/run", row.name, release.number);
+        let place = format!(
+            "apps/{}/releases/{}/run{}",
+            row.name,
+            release.number,
+            if prepared.is_terminal() { " (tty)" } else { "" }
+        );
         let mut line = shlex::try_join(prepared.argv.iter().map(String::as_str))
             .unwrap_or_else(|_| format!("{:?}", prepared.argv));
         if line.len() > MAX_AUDITED_COMMAND {
@@ -191,8 +243,9 @@ impl Deploys<'_> {
             kind: "run",
             argv: &prepared.argv,
             timeout: Duration::from_secs(prepared.timeout_secs),
+            tty: prepared.tty,
         };
-        let outcome = self.run_task(engine, &row, run, task, output).await;
+        let outcome = self.run_task(engine, &row, run, task, io).await;
         let (end, outcome_of) = match &outcome {
             Ok(TaskOutcome {
                 status: Some(0), ..
@@ -248,8 +301,11 @@ impl Deploys<'_> {
             kind: "release",
             argv: &command.argv,
             timeout: Duration::from_secs(command.timeout_secs),
+            tty: None,
         };
-        let outcome = self.run_task(engine, app, run, task, tx).await;
+        let outcome = self
+            .run_task(engine, app, run, task, RunIo::Lines(tx))
+            .await;
         let _ = forward.await;
         let outcome = outcome?;
         match outcome.status {
@@ -269,15 +325,15 @@ impl Deploys<'_> {
     }
 
     /// Runs `task` in a container of `run`'s image until it exits or its
-    /// deadline passes; each line it prints goes to `output`. The container
-    /// is removed either way.
+    /// deadline passes, its output going to `io`. The container is removed
+    /// either way.
     pub(crate) async fn run_task(
         &self,
         engine: &Engine,
         app: &AppRow,
         run: Run<'_>,
         task: Task<'_>,
-        output: UnboundedSender<String>,
+        io: RunIo,
     ) -> Result<TaskOutcome, RolloutFailure> {
         let data = self.ready_for(engine, app, run.image_id).await?;
         let mut spec = self.replica_spec(engine, app, run, task.kind, &data);
@@ -292,45 +348,142 @@ impl Deploys<'_> {
         spec.labels
             .insert(LABEL_TASK.to_owned(), task.kind.to_owned());
         spec.command = Some(task.argv.to_vec());
-        let container = engine
-            .runtime
-            .start(&spec)
-            .await
-            .map_err(RolloutFailure::Start)?;
-
-        let mut tail = VecDeque::with_capacity(FAILED_LOG_LINES);
-        let query = LogQuery {
-            follow: true,
-            ..Default::default()
-        };
-        let mut lines = engine.runtime.logs(&container.id, query);
-        let read = async {
-            while let Some(Ok(line)) = lines.next().await {
-                if tail.len() == FAILED_LOG_LINES {
-                    tail.pop_front();
-                }
-                tail.push_back(line.text.clone());
-                let _ = output.send(line.text);
+        spec.terminal = matches!(io, RunIo::Terminal { .. });
+        match io {
+            RunIo::Lines(output) => lines_task(engine, &spec, task.timeout, output).await,
+            RunIo::Terminal { input, output } => {
+                let size = task.tty.unwrap_or(TerminalSize { cols: 80, rows: 24 });
+                terminal_task(engine, &spec, task.timeout, size, input, output).await
             }
-        };
-        let waited = tokio::time::timeout(task.timeout, async {
-            let (status, ()) = tokio::join!(engine.runtime.wait(&container.id), read);
-            status
-        })
-        .await;
-        let _ = engine.runtime.remove(&container.id, Duration::ZERO).await;
-        let tail = if tail.is_empty() {
-            String::new()
-        } else {
-            let lines: Vec<String> = tail.into();
-            format!("{}{}", rampart_core::deploy::LOG_LINES, lines.join("\n"))
-        };
-        match waited {
-            Ok(status) => Ok(TaskOutcome {
-                status: Some(status?),
-                tail,
-            }),
-            Err(_) => Ok(TaskOutcome { status: None, tail }),
         }
+    }
+}
+
+/// Runs a task whose output is read line by line from its log.
+async fn lines_task(
+    engine: &Engine,
+    spec: &rampart_runtime::ReplicaSpec,
+    deadline: Duration,
+    output: UnboundedSender<String>,
+) -> Result<TaskOutcome, RolloutFailure> {
+    let container = engine
+        .runtime
+        .start(spec)
+        .await
+        .map_err(RolloutFailure::Start)?;
+    let mut tail = VecDeque::with_capacity(FAILED_LOG_LINES);
+    let query = LogQuery {
+        follow: true,
+        ..Default::default()
+    };
+    let mut lines = engine.runtime.logs(&container.id, query);
+    let read = async {
+        while let Some(Ok(line)) = lines.next().await {
+            if tail.len() == FAILED_LOG_LINES {
+                tail.pop_front();
+            }
+            tail.push_back(line.text.clone());
+            let _ = output.send(line.text);
+        }
+    };
+    let waited = tokio::time::timeout(deadline, async {
+        let (status, ()) = tokio::join!(engine.runtime.wait(&container.id), read);
+        status
+    })
+    .await;
+    let _ = engine.runtime.remove(&container.id, Duration::ZERO).await;
+    let tail = if tail.is_empty() {
+        String::new()
+    } else {
+        let lines: Vec<String> = tail.into();
+        format!("{}{}", rampart_core::deploy::LOG_LINES, lines.join("\n"))
+    };
+    match waited {
+        Ok(status) => Ok(TaskOutcome {
+            status: Some(status?),
+            tail,
+        }),
+        Err(_) => Ok(TaskOutcome { status: None, tail }),
+    }
+}
+
+/// Runs a task on a terminal: what arrives on `input` is typed into it,
+/// what it prints goes to `output`. When the input ends (the caller
+/// closed it or went away) the command reads end-of-file (Ctrl-D); it then
+/// runs on to its end or deadline, like any task.
+async fn terminal_task(
+    engine: &Engine,
+    spec: &rampart_runtime::ReplicaSpec,
+    deadline: Duration,
+    size: TerminalSize,
+    mut input: mpsc::Receiver<Frame>,
+    output: mpsc::Sender<Vec<u8>>,
+) -> Result<TaskOutcome, RolloutFailure> {
+    let (container, attached) = engine
+        .runtime
+        .start_attached(spec)
+        .await
+        .map_err(RolloutFailure::Start)?;
+    let Attached {
+        output: mut printed,
+        input: mut typed,
+    } = attached;
+    let id = container.id.as_str();
+    let _ = engine.runtime.resize(id, size.cols, size.rows).await;
+    let print = async {
+        while let Some(Ok(chunk)) = printed.next().await {
+            if output.send(chunk.to_vec()).await.is_err() {
+                break;
+            }
+        }
+    };
+    // Never ends by itself: the command's exit decides when the task ends.
+    let type_in = async {
+        while let Some(frame) = input.recv().await {
+            let typing = match frame {
+                Frame::Input(bytes) => {
+                    typed.write_all(&bytes).await.is_ok() && typed.flush().await.is_ok()
+                }
+                Frame::Resize { cols, rows } => {
+                    if (TerminalSize { cols, rows }).is_valid() {
+                        let _ = engine.runtime.resize(id, cols, rows).await;
+                    }
+                    true
+                }
+                Frame::InputClosed => false,
+                _ => true,
+            };
+            if !typing {
+                break;
+            }
+        }
+        // A terminal has no end of input of its own: it reads the end-of-file
+        // character, as if the user pressed Ctrl-D. The attachment stays
+        // open (the engine would stop passing output on once it closed).
+        let _ = typed.write_all(&[VEOF]).await;
+        let _ = typed.flush().await;
+        std::future::pending::<()>().await;
+    };
+    let waited = tokio::time::timeout(deadline, async {
+        let work = async {
+            let (status, ()) = tokio::join!(engine.runtime.wait(id), print);
+            status
+        };
+        tokio::select! {
+            status = work => status,
+            () = type_in => unreachable!("typing in never ends by itself"),
+        }
+    })
+    .await;
+    let _ = engine.runtime.remove(id, Duration::ZERO).await;
+    match waited {
+        Ok(status) => Ok(TaskOutcome {
+            status: Some(status?),
+            tail: String::new(),
+        }),
+        Err(_) => Ok(TaskOutcome {
+            status: None,
+            tail: String::new(),
+        }),
     }
 }

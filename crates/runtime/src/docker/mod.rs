@@ -12,7 +12,7 @@ use bollard::models::{
 use bollard::query_parameters::{
     BuildImageOptionsBuilder, CreateContainerOptionsBuilder, ListContainersOptionsBuilder,
     ListNetworksOptionsBuilder, LogsOptionsBuilder, RemoveContainerOptionsBuilder,
-    StopContainerOptionsBuilder,
+    ResizeContainerTTYOptionsBuilder, StopContainerOptionsBuilder,
 };
 use bollard::{body_full, container::LogOutput};
 use bytes::Bytes;
@@ -21,9 +21,11 @@ use futures::stream::BoxStream;
 use tokio::sync::mpsc;
 
 use crate::{
-    ContainerRuntime, Image, LogLine, LogQuery, NetworkSpec, Replica, ReplicaSpec, RuntimeError,
+    Attached, ContainerRuntime, Image, LogLine, LogQuery, NetworkSpec, Replica, ReplicaSpec,
+    RuntimeError,
 };
 
+mod attach;
 mod user;
 
 /// The user a replica runs as when its image would run as root and the app
@@ -87,6 +89,117 @@ fn label_filter(labels: &[(&str, &str)]) -> HashMap<String, Vec<String>> {
 }
 
 impl Docker {
+    /// Creates a hardened container of `spec`; it does not start it.
+    async fn create(&self, spec: &ReplicaSpec) -> Result<String, RuntimeError> {
+        let image = self.image(&spec.image).await?;
+        let user = if spec.allow_root {
+            None
+        } else {
+            Some(self.unprivileged_user(&image).await?)
+        };
+        let mut mounts = Vec::new();
+        if let Some(volume) = &spec.media_volume {
+            mounts.push(Mount {
+                target: Some(crate::MEDIA_MOUNT.into()),
+                source: Some(volume.clone()),
+                typ: Some(MountType::VOLUME),
+                read_only: Some(false),
+                ..Default::default()
+            });
+        }
+        if let Some(volume) = &spec.ca_volume {
+            mounts.push(Mount {
+                target: Some(crate::CA_MOUNT.into()),
+                source: Some(volume.clone()),
+                typ: Some(MountType::VOLUME),
+                read_only: Some(true),
+                ..Default::default()
+            });
+        }
+        let mounts = (!mounts.is_empty()).then_some(mounts);
+        let host_config = HostConfig {
+            cap_drop: Some(vec!["ALL".into()]),
+            security_opt: Some(vec!["no-new-privileges:true".into()]),
+            readonly_rootfs: Some(true),
+            tmpfs: Some(HashMap::from([(
+                "/tmp".to_owned(),
+                format!("rw,noexec,nosuid,nodev,{TMP_SIZE}"),
+            )])),
+            memory: Some(spec.limits.memory_bytes as i64),
+            // No swap beyond the memory limit.
+            memory_swap: Some(spec.limits.memory_bytes as i64),
+            nano_cpus: Some(spec.limits.nano_cpus()),
+            pids_limit: Some(i64::from(spec.limits.pids)),
+            // A small init reaps zombies and passes SIGTERM on to the app.
+            init: Some(true),
+            privileged: Some(false),
+            publish_all_ports: Some(false),
+            network_mode: Some(spec.network.clone()),
+            // Not restarted until it has proved healthy (see keep_running),
+            // so a replica that fails at once stays down with its status.
+            restart_policy: Some(RestartPolicy {
+                name: Some(RestartPolicyNameEnum::NO),
+                maximum_retry_count: None,
+            }),
+            log_config: Some(HostConfigLogConfig {
+                typ: Some("json-file".into()),
+                config: Some(HashMap::from([
+                    ("max-size".to_owned(), "10m".to_owned()),
+                    ("max-file".to_owned(), "3".to_owned()),
+                ])),
+            }),
+            mounts,
+            ..Default::default()
+        };
+        let body = ContainerCreateBody {
+            image: Some(image.id.clone()),
+            user,
+            env: Some(spec.env.iter().map(|(k, v)| format!("{k}={v}")).collect()),
+            cmd: spec.command.clone(),
+            tty: Some(spec.terminal),
+            open_stdin: Some(spec.terminal),
+            stdin_once: Some(spec.terminal),
+            attach_stdin: Some(spec.terminal),
+            attach_stdout: Some(spec.terminal),
+            attach_stderr: Some(spec.terminal),
+            labels: Some(spec.labels.clone().into_iter().collect()),
+            host_config: Some(host_config),
+            networking_config: Some(NetworkingConfig {
+                endpoints_config: Some(HashMap::from([(
+                    spec.network.clone(),
+                    EndpointSettings::default(),
+                )])),
+            }),
+            ..Default::default()
+        };
+        let options = CreateContainerOptionsBuilder::new()
+            .name(&spec.name)
+            .build();
+        let created = self
+            .client()
+            .await?
+            .create_container(Some(options), body)
+            .await
+            .map_err(engine_error)?;
+        Ok(created.id)
+    }
+
+    /// Starts a created container, removing it if it cannot start.
+    async fn start_created(&self, id: &str) -> Result<Replica, RuntimeError> {
+        if let Err(error) = self
+            .client()
+            .await?
+            .start_container(id, None::<bollard::query_parameters::StartContainerOptions>)
+            .await
+        {
+            let _ = self.remove(id, Duration::ZERO).await;
+            return Err(engine_error(error));
+        }
+        self.replica(id)
+            .await?
+            .ok_or_else(|| RuntimeError::NoContainer(id.to_owned()))
+    }
+
     /// The engine at `DOCKER_HOST` or the default socket. Nothing is sent
     /// until the first call.
     pub fn new() -> Self {
@@ -351,105 +464,41 @@ impl ContainerRuntime for Docker {
     }
 
     async fn start(&self, spec: &ReplicaSpec) -> Result<Replica, RuntimeError> {
-        let image = self.image(&spec.image).await?;
-        let user = if spec.allow_root {
-            None
-        } else {
-            Some(self.unprivileged_user(&image).await?)
-        };
-        let mut mounts = Vec::new();
-        if let Some(volume) = &spec.media_volume {
-            mounts.push(Mount {
-                target: Some(crate::MEDIA_MOUNT.into()),
-                source: Some(volume.clone()),
-                typ: Some(MountType::VOLUME),
-                read_only: Some(false),
-                ..Default::default()
-            });
+        let id = self.create(spec).await?;
+        self.start_created(&id).await
+    }
+
+    async fn start_attached(
+        &self,
+        spec: &ReplicaSpec,
+    ) -> Result<(Replica, Attached), RuntimeError> {
+        if !spec.terminal {
+            return Err(RuntimeError::Engine(
+                "only a container with a terminal can be attached".into(),
+            ));
         }
-        if let Some(volume) = &spec.ca_volume {
-            mounts.push(Mount {
-                target: Some(crate::CA_MOUNT.into()),
-                source: Some(volume.clone()),
-                typ: Some(MountType::VOLUME),
-                read_only: Some(true),
-                ..Default::default()
-            });
-        }
-        let mounts = (!mounts.is_empty()).then_some(mounts);
-        let host_config = HostConfig {
-            cap_drop: Some(vec!["ALL".into()]),
-            security_opt: Some(vec!["no-new-privileges:true".into()]),
-            readonly_rootfs: Some(true),
-            tmpfs: Some(HashMap::from([(
-                "/tmp".to_owned(),
-                format!("rw,noexec,nosuid,nodev,{TMP_SIZE}"),
-            )])),
-            memory: Some(spec.limits.memory_bytes as i64),
-            // No swap beyond the memory limit.
-            memory_swap: Some(spec.limits.memory_bytes as i64),
-            nano_cpus: Some(spec.limits.nano_cpus()),
-            pids_limit: Some(i64::from(spec.limits.pids)),
-            // A small init reaps zombies and passes SIGTERM on to the app.
-            init: Some(true),
-            privileged: Some(false),
-            publish_all_ports: Some(false),
-            network_mode: Some(spec.network.clone()),
-            // Not restarted until it has proved healthy (see keep_running),
-            // so a replica that fails at once stays down with its status.
-            restart_policy: Some(RestartPolicy {
-                name: Some(RestartPolicyNameEnum::NO),
-                maximum_retry_count: None,
-            }),
-            log_config: Some(HostConfigLogConfig {
-                typ: Some("json-file".into()),
-                config: Some(HashMap::from([
-                    ("max-size".to_owned(), "10m".to_owned()),
-                    ("max-file".to_owned(), "3".to_owned()),
-                ])),
-            }),
-            mounts,
-            ..Default::default()
+        let id = self.create(spec).await?;
+        let attached = match attach::attach(&id).await {
+            Ok(attached) => attached,
+            Err(error) => {
+                let _ = self.remove(&id, Duration::ZERO).await;
+                return Err(error);
+            }
         };
-        let body = ContainerCreateBody {
-            image: Some(image.id.clone()),
-            user,
-            env: Some(spec.env.iter().map(|(k, v)| format!("{k}={v}")).collect()),
-            cmd: spec.command.clone(),
-            labels: Some(spec.labels.clone().into_iter().collect()),
-            host_config: Some(host_config),
-            networking_config: Some(NetworkingConfig {
-                endpoints_config: Some(HashMap::from([(
-                    spec.network.clone(),
-                    EndpointSettings::default(),
-                )])),
-            }),
-            ..Default::default()
-        };
-        let options = CreateContainerOptionsBuilder::new()
-            .name(&spec.name)
+        let replica = self.start_created(&id).await?;
+        Ok((replica, attached))
+    }
+
+    async fn resize(&self, id: &str, cols: u16, rows: u16) -> Result<(), RuntimeError> {
+        let options = ResizeContainerTTYOptionsBuilder::new()
+            .w(i32::from(cols))
+            .h(i32::from(rows))
             .build();
-        let created = self
-            .client()
+        self.client()
             .await?
-            .create_container(Some(options), body)
+            .resize_container_tty(id, options)
             .await
-            .map_err(engine_error)?;
-        if let Err(error) = self
-            .client()
-            .await?
-            .start_container(
-                &created.id,
-                None::<bollard::query_parameters::StartContainerOptions>,
-            )
-            .await
-        {
-            let _ = self.remove(&created.id, Duration::ZERO).await;
-            return Err(engine_error(error));
-        }
-        self.replica(&created.id)
-            .await?
-            .ok_or_else(|| RuntimeError::NoContainer(created.id.clone()))
+            .map_err(engine_error)
     }
 
     async fn keep_running(&self, id: &str) -> Result<(), RuntimeError> {
