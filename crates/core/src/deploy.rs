@@ -306,6 +306,9 @@ pub struct ReleaseConfig {
     /// The commands of its processes, by name, as its manifest gave them.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub processes: BTreeMap<String, Vec<String>>,
+    /// The scheduled jobs its manifest declared; they run while it is live.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub crons: Vec<crate::manifest::DeclaredJob>,
 }
 
 #[cfg(test)]

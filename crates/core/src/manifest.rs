@@ -19,6 +19,12 @@
 //! [processes]
 //! web = "gunicorn notes.wsgi"
 //! worker = "python3 manage.py runworker"
+//!
+//! # Scheduled jobs, each in a one-off container of the live release.
+//! [[cron]]
+//! schedule = "30 3 * * *"
+//! command = "python3 manage.py clearsessions"
+//! timeout = "10m"
 //! ```
 //!
 //! A command is a line split the way a POSIX shell splits words (quotes
@@ -54,6 +60,16 @@ pub struct ReleaseCommand {
     pub timeout_secs: u64,
 }
 
+/// A scheduled job a manifest declares.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DeclaredJob {
+    /// As written (see [`crate::schedule`]).
+    pub schedule: String,
+    pub argv: Vec<String>,
+    pub timeout_secs: u64,
+}
+
 /// What a build context's manifest asks for.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct AppManifest {
@@ -61,6 +77,8 @@ pub struct AppManifest {
     pub release: Option<ReleaseCommand>,
     /// The command of each process, by name.
     pub processes: BTreeMap<String, Vec<String>>,
+    /// Its scheduled jobs, in the order written.
+    pub crons: Vec<DeclaredJob>,
     /// How the app runs, where `apps configure` has not said otherwise.
     pub settings: crate::deploy::SettingsPatch,
 }
@@ -72,6 +90,8 @@ struct RawManifest {
     release_timeout: Option<String>,
     #[serde(default)]
     processes: BTreeMap<String, RawCommand>,
+    #[serde(default)]
+    cron: Vec<RawJob>,
     port: Option<u16>,
     health_path: Option<String>,
     health_timeout: Option<String>,
@@ -79,6 +99,14 @@ struct RawManifest {
     memory_mb: Option<u32>,
     cpu_millis: Option<u32>,
     pids: Option<u32>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawJob {
+    schedule: String,
+    command: RawCommand,
+    timeout: Option<String>,
 }
 
 /// A command as written: one line, or a list of arguments.
@@ -138,6 +166,38 @@ impl AppManifest {
                 .map_err(|message| ConfigError::invalid(key.clone(), message))?;
             processes.insert(name, command(&key, raw)?);
         }
+        if raw.cron.len() > crate::schedule::MAX_JOBS_PER_APP {
+            return Err(ConfigError::invalid(
+                "cron",
+                format!("at most {} jobs", crate::schedule::MAX_JOBS_PER_APP),
+            ));
+        }
+        let mut crons = Vec::with_capacity(raw.cron.len());
+        for (i, job) in raw.cron.into_iter().enumerate() {
+            let key = |field: &str| format!("cron[{i}].{field}");
+            crate::schedule::Schedule::parse(&job.schedule)
+                .map_err(|message| ConfigError::invalid(key("schedule"), message))?;
+            let timeout_secs = match &job.timeout {
+                None => crate::schedule::DEFAULT_JOB_TIMEOUT_SECS,
+                Some(text) => parse_duration(text)
+                    .ok()
+                    .filter(|secs| (1..=crate::schedule::MAX_JOB_TIMEOUT_SECS).contains(secs))
+                    .ok_or_else(|| {
+                        ConfigError::invalid(
+                            key("timeout"),
+                            format!(
+                                "must be a duration between 1s and {}h",
+                                crate::schedule::MAX_JOB_TIMEOUT_SECS / 3600
+                            ),
+                        )
+                    })?,
+            };
+            crons.push(DeclaredJob {
+                schedule: job.schedule.trim().to_owned(),
+                argv: command(&key("command"), job.command)?,
+                timeout_secs,
+            });
+        }
         let seconds = |key: &str, text: &Option<String>| {
             text.as_deref()
                 .map(|t| {
@@ -172,6 +232,7 @@ impl AppManifest {
         Ok(Self {
             release,
             processes,
+            crons,
             settings,
         })
     }
@@ -249,6 +310,26 @@ mod tests {
         assert_eq!(m.settings.health_path.as_deref(), Some("/up"));
         assert_eq!(m.settings.health_timeout_secs, Some(120));
         assert_eq!(m.settings.memory_mb, Some(512));
+        let m = AppManifest::from_toml(
+            "[[cron]]\nschedule = \"@daily\"\ncommand = \"python3 manage.py clearsessions\"\n\
+             [[cron]]\nschedule = \" every 15m \"\ncommand = [\"report\", \"--all\"]\ntimeout = \"10m\"\n",
+        )
+        .unwrap();
+        assert_eq!(
+            m.crons,
+            [
+                DeclaredJob {
+                    schedule: "@daily".into(),
+                    argv: vec!["python3".into(), "manage.py".into(), "clearsessions".into()],
+                    timeout_secs: crate::schedule::DEFAULT_JOB_TIMEOUT_SECS,
+                },
+                DeclaredJob {
+                    schedule: "every 15m".into(),
+                    argv: vec!["report".into(), "--all".into()],
+                    timeout_secs: 600,
+                },
+            ]
+        );
     }
 
     #[test]
@@ -284,6 +365,28 @@ mod tests {
                 "processes.worker: the command is empty",
             ),
             ("release = [\"a\\u0000b\"]\n", "NUL"),
+            (
+                "[[cron]]\nschedule = \"every 1s\"\ncommand = \"x\"\n",
+                "cron[0].schedule",
+            ),
+            (
+                "[[cron]]\nschedule = \"61 * * * *\"\ncommand = \"x\"\n",
+                "cron[0].schedule",
+            ),
+            (
+                "[[cron]]\nschedule = \"@daily\"\ncommand = \"\"\n",
+                "cron[0].command: the command is empty",
+            ),
+            (
+                "[[cron]]\nschedule = \"@daily\"\ncommand = \"x\"\ntimeout = \"7h\"\n",
+                "cron[0].timeout",
+            ),
+            ("[[cron]]\nschedule = \"@daily\"\n", "command"),
+            (
+                "[[cron]]\nschedule = \"@daily\"\ncommand = \"x\"\nevery = 1\n",
+                "unknown field `every`",
+            ),
+            ("cron = \"@daily x\"\n", "cron"),
             ("\u{0}", "line 1"),
         ] {
             let err = AppManifest::from_toml(text).unwrap_err().to_string();
@@ -291,5 +394,9 @@ mod tests {
         }
         let many = format!("release = [{}]\n", vec!["\"a\""; MAX_ARGS + 1].join(","));
         assert!(AppManifest::from_toml(&many).is_err());
+        let jobs = "[[cron]]\nschedule = \"@daily\"\ncommand = \"x\"\n"
+            .repeat(crate::schedule::MAX_JOBS_PER_APP + 1);
+        let err = AppManifest::from_toml(&jobs).unwrap_err().to_string();
+        assert!(err.contains("cron: at most 32 jobs"), "{err}");
     }
 }

@@ -12,6 +12,13 @@ use std::str::FromStr;
 use crate::time::Timestamp;
 use crate::wire::parse_duration;
 
+/// Most scheduled jobs one app may have, added by hand and declared in its
+/// manifest together.
+pub const MAX_JOBS_PER_APP: usize = 32;
+/// How long a run may take unless the job says otherwise, and at most.
+pub const DEFAULT_JOB_TIMEOUT_SECS: u64 = 3600;
+pub const MAX_JOB_TIMEOUT_SECS: u64 = 6 * 3600;
+
 /// The shortest interval a job may run at.
 const MIN_INTERVAL_SECS: u64 = 10;
 /// The longest schedule text accepted.

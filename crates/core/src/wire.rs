@@ -267,6 +267,19 @@ pub struct CronJob {
     pub next_run_at: String,
     pub created_by: String,
     pub created_at: String,
+    /// Where it comes from.
+    pub source: JobSource,
+}
+
+/// Where a scheduled job comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum JobSource {
+    /// `rampart cron add`; it stays until `rampart cron remove`.
+    Added,
+    /// The `rampart.app.toml` of the live release; it follows the live
+    /// release and is changed there.
+    Manifest,
 }
 
 /// What one run of a scheduled job did.

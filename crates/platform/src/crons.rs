@@ -9,7 +9,10 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use rampart_core::schedule::Schedule;
+use rampart_core::manifest::DeclaredJob;
+use rampart_core::schedule::{
+    DEFAULT_JOB_TIMEOUT_SECS, MAX_JOB_TIMEOUT_SECS, MAX_JOBS_PER_APP, Schedule,
+};
 use rampart_core::time::Timestamp;
 use rampart_core::wire;
 use rampart_core::{Action, manifest::RawCommand};
@@ -18,11 +21,6 @@ use rampart_store::{AppRow, CronJobRow, CronRunRow};
 use crate::deploy::{Run, RunIo, Task};
 use crate::{Acting, Error, Platform};
 
-/// Most scheduled jobs one app may have.
-const MAX_JOBS_PER_APP: usize = 32;
-/// How long a run may take unless the job says otherwise, and at most.
-const DEFAULT_TIMEOUT_SECS: u64 = 3600;
-const MAX_TIMEOUT_SECS: u64 = 6 * 3600;
 /// Runs `rampart cron runs` shows.
 const RUNS_SHOWN: u32 = 200;
 
@@ -62,6 +60,11 @@ fn job_view(app: &AppRow, job: CronJobRow) -> wire::CronJob {
         next_run_at: job.next_run_at,
         created_by: job.created_by,
         created_at: job.created_at,
+        source: if job.from_manifest {
+            wire::JobSource::Manifest
+        } else {
+            wire::JobSource::Added
+        },
     }
 }
 
@@ -89,10 +92,10 @@ impl Crons<'_> {
         let schedule = Schedule::parse(&request.schedule).map_err(Error::Invalid)?;
         let argv = rampart_core::manifest::command("argv", RawCommand::Args(request.argv))
             .map_err(|e| Error::Invalid(e.to_string()))?;
-        let timeout_secs = request.timeout_secs.unwrap_or(DEFAULT_TIMEOUT_SECS);
-        if !(1..=MAX_TIMEOUT_SECS).contains(&timeout_secs) {
+        let timeout_secs = request.timeout_secs.unwrap_or(DEFAULT_JOB_TIMEOUT_SECS);
+        if !(1..=MAX_JOB_TIMEOUT_SECS).contains(&timeout_secs) {
             return Err(Error::Invalid(format!(
-                "timeout_secs must be between 1 and {MAX_TIMEOUT_SECS}"
+                "timeout_secs must be between 1 and {MAX_JOB_TIMEOUT_SECS}"
             )));
         }
         if self.p.store.cron_jobs(Some(&row.id)).await?.len() >= MAX_JOBS_PER_APP {
@@ -113,6 +116,7 @@ impl Crons<'_> {
             next_run_at: next.to_rfc3339(),
             created_by: acting.caller.user_id.to_string(),
             created_at: now.to_rfc3339(),
+            from_manifest: false,
         };
         let record = self.p.record(
             acting,
@@ -125,8 +129,17 @@ impl Crons<'_> {
         Ok(job_view(&row, job))
     }
 
+    /// Removes a job added by hand; one the manifest declares is changed
+    /// there.
     pub async fn remove(&self, acting: Acting<'_>, app: &str, id: &str) -> Result<(), Error> {
         let row = self.p.app_row(app).await?;
+        let jobs = self.p.store.cron_jobs(Some(&row.id)).await?;
+        if jobs.iter().any(|job| job.id == id && job.from_manifest) {
+            return Err(Error::Conflict(format!(
+                "job {id} is declared in the {} of the live release; remove it there and deploy",
+                rampart_core::manifest::MANIFEST_FILE
+            )));
+        }
         let record = self.p.record(
             acting,
             Action::CronSet,
@@ -135,6 +148,83 @@ impl Crons<'_> {
         self.p
             .committed(self.p.store.remove_cron_job(&row.id, id, record).await)
             .await
+    }
+
+    /// Makes the app's declared jobs those of the release that just went
+    /// live: a job it declares as the app already has it keeps its id and
+    /// next run; the others are added, and declared jobs it no longer
+    /// declares go. Jobs added by hand are untouched. Returns what changed,
+    /// or `None` when nothing did.
+    pub(crate) async fn follow_release(
+        &self,
+        acting: Acting<'_>,
+        row: &AppRow,
+        declared: &[DeclaredJob],
+    ) -> Result<Option<String>, Error> {
+        let mut had: Vec<CronJobRow> = self
+            .p
+            .store
+            .cron_jobs(Some(&row.id))
+            .await?
+            .into_iter()
+            .filter(|job| job.from_manifest)
+            .collect();
+        let before = had.len();
+        let now = Timestamp::now();
+        let mut wanted = Vec::with_capacity(declared.len());
+        let mut added = 0;
+        for job in declared {
+            let same = had.iter().position(|old| {
+                old.schedule == job.schedule
+                    && old.command == job.argv
+                    && old.timeout_secs == job.timeout_secs
+            });
+            if let Some(i) = same {
+                wanted.push(had.swap_remove(i));
+                continue;
+            }
+            let next = Schedule::parse(&job.schedule)
+                .ok()
+                .and_then(|schedule| schedule.next_after(now))
+                .ok_or_else(|| Error::Invalid(format!("{:?} never comes round", job.schedule)))?;
+            added += 1;
+            wanted.push(CronJobRow {
+                id: format!("cron_{}", crate::ops::random_token(12)),
+                app_id: row.id.clone(),
+                schedule: job.schedule.clone(),
+                command: job.argv.clone(),
+                timeout_secs: job.timeout_secs,
+                next_run_at: next.to_rfc3339(),
+                created_by: acting.caller.user_id.to_string(),
+                created_at: now.to_rfc3339(),
+                from_manifest: true,
+            });
+        }
+        let removed = had.len();
+        if added == 0 && removed == 0 {
+            return Ok(None);
+        }
+        let summary = format!(
+            "scheduled jobs declared: {} (were {before}; {added} added, {removed} removed)",
+            wanted.len()
+        );
+        let record = self.p.record(
+            acting,
+            Action::CronSet,
+            format!(
+                "apps/{}/cron/declared: {added} added, {removed} removed",
+                row.name
+            ),
+        );
+        self.p
+            .committed(
+                self.p
+                    .store
+                    .set_declared_cron_jobs(&row.id, &wanted, record)
+                    .await,
+            )
+            .await?;
+        Ok(Some(summary))
     }
 
     /// The newest runs of the app's jobs, oldest first.

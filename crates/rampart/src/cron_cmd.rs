@@ -67,11 +67,16 @@ pub async fn run(command: CronCommand) -> anyhow::Result<()> {
                         j.id.clone(),
                         printable(&j.schedule).into_owned(),
                         j.next_run_at.clone(),
+                        match j.source {
+                            wire::JobSource::Added => "added",
+                            wire::JobSource::Manifest => "manifest",
+                        }
+                        .to_owned(),
                         printable(&j.argv.join(" ")).into_owned(),
                     ]
                 })
                 .collect();
-            output::table(&["ID", "SCHEDULE", "NEXT RUN", "COMMAND"], &rows);
+            output::table(&["ID", "SCHEDULE", "NEXT RUN", "SOURCE", "COMMAND"], &rows);
         }
         CronCommand::Add {
             app,

@@ -759,6 +759,22 @@ fn a_django_project_deploys_with_no_glue() {
     );
     ok_cli(&sb, &server, &["cron", "remove", "blog", &report]);
     ok_cli(&sb, &server, &["cron", "remove", "blog", &broken_report]);
+    // The nightly job its manifest declares is there without a command.
+    let listed = json(cli(&sb, &server).args(["cron", "list", "blog"]));
+    assert_eq!(
+        listed,
+        serde_json::json!([{
+            "id": listed[0]["id"],
+            "app": "blog",
+            "schedule": "30 3 * * *",
+            "argv": ["python3", "manage.py", "clearsessions"],
+            "timeout_secs": 600,
+            "next_run_at": listed[0]["next_run_at"],
+            "created_by": listed[0]["created_by"],
+            "created_at": listed[0]["created_at"],
+            "source": "manifest",
+        }]),
+    );
     assert!(get(&client, &base).1.ends_with("notes\n"));
 
     // A media upload survives a redeploy.
@@ -1122,12 +1138,115 @@ fn scheduled_jobs_run_on_time_never_overlap_and_record_failures() {
         let (code, _, _) = run(cli(&sb, &server).args(args));
         assert_ne!(code, 0, "{args:?}");
     }
-    assert_eq!(
-        json(cli(&sb, &server).args(["cron", "list", "ticker"]))
+    let jobs = || json(cli(&sb, &server).args(["cron", "list", "ticker"]));
+    assert_eq!(jobs().as_array().unwrap().len(), 2);
+
+    // Jobs the manifest declares follow the live release: added when it
+    // goes live, kept as they are when the next declares them too, gone
+    // when the live release no longer declares them. Jobs added by hand
+    // stay throughout.
+    let declared = context_with(
+        &sb,
+        "declared",
+        "[[cron]]\nschedule = \"every 10s\"\ncommand = \"note declared\"\n\
+         [[cron]]\nschedule = \"@daily\"\ncommand = [\"note\", \"nightly\"]\ntimeout = \"5m\"\n",
+    );
+    let (code, err) = deploy(&sb, &server, "ticker", &declared);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        err.contains("scheduled jobs declared: 2 (were 0; 2 added, 0 removed)"),
+        "{err}"
+    );
+    let listed = jobs();
+    let from_manifest: Vec<&serde_json::Value> = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|j| j["source"] == "manifest")
+        .collect();
+    assert_eq!(listed.as_array().unwrap().len(), 4, "{listed}");
+    assert_eq!(from_manifest.len(), 2, "{listed}");
+    let every = from_manifest
+        .iter()
+        .find(|j| j["schedule"] == "every 10s")
+        .unwrap();
+    assert_eq!(every["argv"], serde_json::json!(["note", "declared"]));
+    let every = every["id"].as_str().unwrap().to_owned();
+    let nightly = from_manifest
+        .iter()
+        .find(|j| j["schedule"] == "@daily")
+        .unwrap();
+    assert_eq!(nightly["timeout_secs"], 300);
+    eventually(
+        std::time::Duration::from_secs(60),
+        "a run of the declared job",
+        || {
+            cron_runs(&sb, &server, "ticker")
+                .iter()
+                .any(|r| r["job_id"] == every.as_str() && r["outcome"] == "ok")
+        },
+    );
+    let (code, _, err) = run(cli(&sb, &server).args(["cron", "remove", "ticker", &every]));
+    assert_ne!(code, 0);
+    assert!(err.contains("declared in the rampart.app.toml"), "{err}");
+
+    let ids = |listed: serde_json::Value| {
+        let mut ids: Vec<String> = listed
             .as_array()
             .unwrap()
-            .len(),
-        2
+            .iter()
+            .map(|j| j["id"].as_str().unwrap().to_owned())
+            .collect();
+        ids.sort();
+        ids
+    };
+    let before = ids(jobs());
+    let (code, err) = deploy(&sb, &server, "ticker", &declared);
+    assert_eq!(code, 0, "{err}");
+    assert!(!err.contains("scheduled jobs declared"), "{err}");
+    assert_eq!(ids(jobs()), before, "the same jobs, not new ones");
+
+    let (code, err) = deploy(&sb, &server, "ticker", &dir);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        err.contains("scheduled jobs declared: 0 (were 2; 0 added, 2 removed)"),
+        "{err}"
+    );
+    let listed = jobs();
+    assert_eq!(listed.as_array().unwrap().len(), 2, "{listed}");
+    assert!(
+        listed
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|j| j["source"] == "added"),
+        "{listed}"
+    );
+    let (code, _, err) = run(cli(&sb, &server).args(["rollback", "ticker"]));
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(
+        jobs().as_array().unwrap().len(),
+        4,
+        "a rollback brings its jobs back"
+    );
+
+    // A manifest that would take the app past 32 jobs is refused before
+    // anything is built, and changes nothing.
+    let many = "[[cron]]\nschedule = \"@hourly\"\ncommand = \"note many\"\n".repeat(31);
+    let crowded = context_with(&sb, "crowded", &many);
+    let releases = json(cli(&sb, &server).args(["releases", "ticker"]));
+    let (code, err) = deploy(&sb, &server, "ticker", &crowded);
+    assert_ne!(code, 0);
+    assert!(err.contains("more than 32"), "{err}");
+    assert_eq!(
+        json(cli(&sb, &server).args(["releases", "ticker"])),
+        releases
+    );
+    assert_eq!(jobs().as_array().unwrap().len(), 4);
+    let audit = ok_cli(&sb, &server, &["audit", "list", "--json"]);
+    assert!(
+        audit.contains("apps/ticker/cron/declared: 2 added, 0 removed"),
+        "{audit}"
     );
 }
 

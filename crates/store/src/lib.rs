@@ -338,6 +338,16 @@ pub trait CronStore: Send + Sync {
         audit: AuditRecord,
     ) -> Result<AuditEntry>;
 
+    /// Makes `jobs` the app's jobs declared in a manifest: those of its
+    /// declared jobs whose id is not among them go, the others are added
+    /// (a job already there is kept as it is). Jobs added by hand stay.
+    async fn set_declared_cron_jobs(
+        &self,
+        app: &AppId,
+        jobs: &[CronJobRow],
+        audit: AuditRecord,
+    ) -> Result<AuditEntry>;
+
     /// Moves a job's next run on (no audit entry: its runs are recorded).
     async fn advance_cron_job(&self, id: &str, next_run_at: &str) -> Result<()>;
 

@@ -271,6 +271,9 @@ pub struct CronJobRow {
     pub next_run_at: String,
     pub created_by: String,
     pub created_at: String,
+    /// Declared in the manifest of the live release (rather than added by
+    /// hand).
+    pub from_manifest: bool,
 }
 
 /// What one run of a scheduled job did.

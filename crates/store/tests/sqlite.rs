@@ -194,6 +194,7 @@ fn new_release(image: &str) -> rampart_store::NewRelease {
             settings: Default::default(),
             release_command: None,
             processes: Default::default(),
+            crons: Default::default(),
         },
         created_by: "usr_test".into(),
         created_at: "2026-11-29T10:00:00.000Z".into(),
@@ -306,4 +307,106 @@ async fn an_apps_run_and_event_records_stay_bounded() {
     let events = store.events(&app.id, 5_000).await.unwrap();
     assert_eq!(events.len(), 1_000);
     assert_eq!(events.last().unwrap().message, "event 1099");
+}
+
+fn job(app: &AppId, id: &str, from_manifest: bool) -> rampart_store::CronJobRow {
+    rampart_store::CronJobRow {
+        id: id.into(),
+        app_id: app.clone(),
+        schedule: "@daily".into(),
+        command: vec!["report".into()],
+        timeout_secs: 60,
+        next_run_at: "2026-11-30T00:00:00.000Z".into(),
+        created_by: "usr_test".into(),
+        created_at: "2026-11-29T10:00:00.000Z".into(),
+        from_manifest,
+    }
+}
+
+/// Declared jobs are replaced as a set; jobs added by hand, and other
+/// apps' jobs, are never touched by it.
+#[tokio::test]
+async fn declared_jobs_are_replaced_as_a_set_and_leave_added_ones_alone() {
+    let (_dir, store) = open().await;
+    let app = new_app("sched", &["sched.localhost"]);
+    let other = new_app("other", &["other.localhost"]);
+    store.create_app(&app, record("app.create")).await.unwrap();
+    store
+        .create_app(&other, record("app.create"))
+        .await
+        .unwrap();
+    store
+        .add_cron_job(&job(&app.id, "cron_hand", false), record("app.cron.set"))
+        .await
+        .unwrap();
+    store
+        .add_cron_job(&job(&other.id, "cron_other", true), record("app.cron.set"))
+        .await
+        .unwrap();
+    let ids = |jobs: Vec<rampart_store::CronJobRow>| {
+        let mut ids: Vec<(String, bool)> =
+            jobs.into_iter().map(|j| (j.id, j.from_manifest)).collect();
+        ids.sort();
+        ids
+    };
+    let declared = [job(&app.id, "cron_a", true), job(&app.id, "cron_b", true)];
+    store
+        .set_declared_cron_jobs(&app.id, &declared, record("app.cron.set"))
+        .await
+        .unwrap();
+    assert_eq!(
+        ids(store.cron_jobs(Some(&app.id)).await.unwrap()),
+        [
+            ("cron_a".into(), true),
+            ("cron_b".into(), true),
+            ("cron_hand".into(), false)
+        ]
+    );
+    // b stays (its next run untouched), a goes, c comes.
+    store
+        .advance_cron_job("cron_b", "2026-12-01T00:00:00.000Z")
+        .await
+        .unwrap();
+    let declared = [job(&app.id, "cron_b", true), job(&app.id, "cron_c", true)];
+    store
+        .set_declared_cron_jobs(&app.id, &declared, record("app.cron.set"))
+        .await
+        .unwrap();
+    let jobs = store.cron_jobs(Some(&app.id)).await.unwrap();
+    let b = jobs.iter().find(|j| j.id == "cron_b").unwrap();
+    assert_eq!(b.next_run_at, "2026-12-01T00:00:00.000Z");
+    assert_eq!(
+        ids(jobs),
+        [
+            ("cron_b".into(), true),
+            ("cron_c".into(), true),
+            ("cron_hand".into(), false)
+        ]
+    );
+    // None declared: only the hand-added job is left; the other app's
+    // declared job is never touched.
+    store
+        .set_declared_cron_jobs(&app.id, &[], record("app.cron.set"))
+        .await
+        .unwrap();
+    assert_eq!(
+        ids(store.cron_jobs(Some(&app.id)).await.unwrap()),
+        [("cron_hand".into(), false)]
+    );
+    assert_eq!(store.cron_jobs(Some(&other.id)).await.unwrap().len(), 1);
+    // A job of another app, or one added by hand, is refused, and nothing
+    // changes.
+    let seq = store.audit_tail(1).await.unwrap()[0].seq;
+    for stray in [
+        job(&other.id, "cron_x", true),
+        job(&app.id, "cron_y", false),
+    ] {
+        let err = store
+            .set_declared_cron_jobs(&app.id, &[stray], record("app.cron.set"))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, StoreError::Conflict(_)), "{err}");
+    }
+    assert_eq!(store.audit_tail(1).await.unwrap()[0].seq, seq);
+    assert_eq!(store.cron_jobs(None).await.unwrap().len(), 2);
 }

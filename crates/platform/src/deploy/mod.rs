@@ -16,6 +16,7 @@ use futures::stream::BoxStream;
 use rampart_core::audit::Outcome;
 use rampart_core::deploy::{AppSettings, ReleaseConfig, ReleaseStatus, SettingsPatch, WEB};
 use rampart_core::manifest::{AppManifest, MANIFEST_FILE};
+use rampart_core::schedule::MAX_JOBS_PER_APP;
 use rampart_core::time::Timestamp;
 use rampart_core::wire::{self, DeployLine};
 use rampart_core::{Action, AppId, AppName, Role};
@@ -218,6 +219,21 @@ impl Deploys<'_> {
                             limits.admit_replicas(settings.replicas, others.into_values())
                         })
                         .map_err(|e| Error::Invalid(format!("{MANIFEST_FILE}: {e}")))?;
+                    let added = self
+                        .p
+                        .store
+                        .cron_jobs(Some(&row.id))
+                        .await?
+                        .into_iter()
+                        .filter(|job| !job.from_manifest)
+                        .count();
+                    if added + manifest.crons.len() > MAX_JOBS_PER_APP {
+                        return Err(Error::Invalid(format!(
+                            "{MANIFEST_FILE}: the app has {added} scheduled jobs added by hand, \
+                             and with the {} declared it would have more than {MAX_JOBS_PER_APP}",
+                            manifest.crons.len()
+                        )));
+                    }
                 }
                 let bases = rampart_runtime::context::dockerfile_images(&checked.dockerfile)
                     .map_err(|e| Error::Invalid(format!("the Dockerfile: {e}")))?;
@@ -275,6 +291,7 @@ impl Deploys<'_> {
         // release runs the processes of the release it follows (the live
         // one, or the earlier one itself).
         let mut processes = manifest.processes;
+        let mut crons = manifest.crons;
         let (image_ref, image) = match source {
             Source::Build(context) => {
                 let tag = format!("rampart/{}:r{next}", row.name);
@@ -297,6 +314,7 @@ impl Deploys<'_> {
                     && let Some(live) = self.p.store.release(&row.id, live).await?
                 {
                     processes = live.config.processes;
+                    crons = live.config.crons;
                 }
                 let found = engine.runtime.image(&reference).await;
                 (reference, found)
@@ -320,6 +338,7 @@ impl Deploys<'_> {
                     format!("deploying the image of release {number} again"),
                 );
                 processes = earlier.config.processes;
+                crons = earlier.config.crons;
                 let found = engine.runtime.image(&earlier.image_id).await;
                 (earlier.image, found)
             }
@@ -331,6 +350,7 @@ impl Deploys<'_> {
             settings: row.settings.clone(),
             release_command: manifest.release,
             processes,
+            crons,
         };
         let (image_id, image_error) = match image {
             Ok(image) => (image.id, None),
@@ -407,6 +427,24 @@ impl Deploys<'_> {
         match outcome {
             Ok(()) => {
                 tracing::info!(app = %row.name, release = number, "release is live");
+                match self
+                    .p
+                    .crons()
+                    .follow_release(acting, &row, &new.config.crons)
+                    .await
+                {
+                    Ok(Some(summary)) => step(&progress, summary),
+                    Ok(None) => {}
+                    Err(error) => {
+                        tracing::error!(app = %row.name, %error, "cannot update the declared scheduled jobs");
+                        step(
+                            &progress,
+                            format!(
+                                "warning: the declared scheduled jobs were not updated: {error}"
+                            ),
+                        );
+                    }
+                }
                 Ok(release)
             }
             Err(message) => {

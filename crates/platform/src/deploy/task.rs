@@ -439,13 +439,17 @@ async fn terminal_task(
     };
     // Never ends by itself: the command's exit decides when the task ends.
     let type_in = async {
+        let mut current = size;
         while let Some(frame) = input.recv().await {
             let typing = match frame {
                 Frame::Input(bytes) => {
                     typed.write_all(&bytes).await.is_ok() && typed.flush().await.is_ok()
                 }
                 Frame::Resize { cols, rows } => {
-                    if (TerminalSize { cols, rows }).is_valid() {
+                    // Only real changes reach the engine.
+                    let asked = TerminalSize { cols, rows };
+                    if asked.is_valid() && asked != current {
+                        current = asked;
                         let _ = engine.runtime.resize(id, cols, rows).await;
                     }
                     true

@@ -14,14 +14,36 @@ fn job_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<CronJobRow> {
         next_run_at: row.try_get("next_run_at")?,
         created_by: row.try_get("created_by")?,
         created_at: row.try_get("created_at")?,
+        from_manifest: row.try_get::<String, _>("source")? == "manifest",
     })
+}
+
+async fn insert_job(tx: &mut sqlx::SqliteConnection, job: &CronJobRow) -> Result<()> {
+    let command = serde_json::to_string(&job.command)
+        .map_err(|e| StoreError::Corrupt(format!("a cron job's command: {e}")))?;
+    sqlx::query(
+        "INSERT INTO cron_jobs (id, app_id, schedule, command, timeout_secs, next_run_at, created_by, created_at, source)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    )
+    .bind(&job.id)
+    .bind(job.app_id.as_str())
+    .bind(&job.schedule)
+    .bind(&command)
+    .bind(job.timeout_secs.min(i64::MAX as u64) as i64)
+    .bind(&job.next_run_at)
+    .bind(&job.created_by)
+    .bind(&job.created_at)
+    .bind(if job.from_manifest { "manifest" } else { "added" })
+    .execute(&mut *tx)
+    .await?;
+    Ok(())
 }
 
 #[async_trait]
 impl CronStore for SqliteStore {
     async fn cron_jobs(&self, app: Option<&AppId>) -> Result<Vec<CronJobRow>> {
         let rows = sqlx::query(
-            "SELECT id, app_id, schedule, command, timeout_secs, next_run_at, created_by, created_at
+            "SELECT id, app_id, schedule, command, timeout_secs, next_run_at, created_by, created_at, source
              FROM cron_jobs WHERE ?1 IS NULL OR app_id = ?1 ORDER BY created_at, id",
         )
         .bind(app.map(AppId::as_str))
@@ -31,23 +53,42 @@ impl CronStore for SqliteStore {
     }
 
     async fn add_cron_job(&self, job: &CronJobRow, audit: AuditRecord) -> Result<AuditEntry> {
-        let command = serde_json::to_string(&job.command)
-            .map_err(|e| StoreError::Corrupt(format!("a cron job's command: {e}")))?;
+        self.audited(audit, async |tx| insert_job(tx, job).await)
+            .await
+    }
+
+    async fn set_declared_cron_jobs(
+        &self,
+        app: &AppId,
+        jobs: &[CronJobRow],
+        audit: AuditRecord,
+    ) -> Result<AuditEntry> {
+        if let Some(stray) = jobs.iter().find(|j| &j.app_id != app || !j.from_manifest) {
+            return Err(StoreError::Conflict(format!(
+                "job {} is not a declared job of this app",
+                stray.id
+            )));
+        }
         self.audited(audit, async |tx| {
-            sqlx::query(
-                "INSERT INTO cron_jobs (id, app_id, schedule, command, timeout_secs, next_run_at, created_by, created_at)
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            let existing: Vec<String> = sqlx::query_scalar(
+                "SELECT id FROM cron_jobs WHERE app_id = ? AND source = 'manifest'",
             )
-            .bind(&job.id)
-            .bind(job.app_id.as_str())
-            .bind(&job.schedule)
-            .bind(&command)
-            .bind(job.timeout_secs.min(i64::MAX as u64) as i64)
-            .bind(&job.next_run_at)
-            .bind(&job.created_by)
-            .bind(&job.created_at)
-            .execute(&mut *tx)
+            .bind(app.as_str())
+            .fetch_all(&mut *tx)
             .await?;
+            for id in &existing {
+                if !jobs.iter().any(|j| &j.id == id) {
+                    sqlx::query("DELETE FROM cron_jobs WHERE id = ?")
+                        .bind(id)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+            }
+            for job in jobs {
+                if !existing.contains(&job.id) {
+                    insert_job(tx, job).await?;
+                }
+            }
             Ok(())
         })
         .await
