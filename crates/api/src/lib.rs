@@ -7,6 +7,7 @@
 //! its outcome. The OpenAPI document is generated from the handlers, so the
 //! tests that walk every route stay complete as routes are added.
 
+pub mod bans;
 pub mod crons;
 pub mod data;
 pub mod deploys;
@@ -48,6 +49,7 @@ pub use serve::serve;
         (name = "audit", description = "The hash-chained audit log"),
         (name = "identity", description = "Sessions, invitations, users, grants and MFA"),
         (name = "deploys", description = "Releases, deploys, rollbacks, scaling, replicas and logs"),
+        (name = "watch", description = "Clients banned at the edge"),
         (name = "data", description = "Each app's database, media and backups"),
     )
 )]
@@ -92,6 +94,8 @@ fn documented_routes() -> (Router<routes::AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(crons::list_cron, crons::add_cron))
         .routes(routes!(crons::remove_cron))
         .routes(routes!(crons::cron_runs))
+        .routes(routes!(bans::list_bans, bans::add_ban))
+        .routes(routes!(bans::remove_ban))
         .routes(routes!(deploys::rollback))
         .routes(routes!(deploys::releases))
         .routes(routes!(deploys::settings, deploys::configure))

@@ -59,6 +59,8 @@ pub fn access(method: &Method, path: &str) -> Option<Access> {
         ("POST", "/api/apps/{app}/runs") => AppRun,
         ("POST", "/api/apps/{app}/cron") | ("DELETE", "/api/apps/{app}/cron/{id}") => CronSet,
         ("GET", "/api/apps/{app}/cron") | ("GET", "/api/apps/{app}/cron/runs") => RuntimeRead,
+        ("GET", "/api/bans") => BanRead,
+        ("POST", "/api/bans") | ("DELETE", "/api/bans/{net}") => BanSet,
         ("PATCH", "/api/apps/{app}/settings") | ("POST", "/api/apps/{app}/scale") => AppConfigure,
         ("GET", "/api/apps/{app}/releases")
         | ("GET", "/api/apps/{app}/settings")

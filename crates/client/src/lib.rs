@@ -443,6 +443,18 @@ impl Client {
             .await
     }
 
+    pub async fn bans(&self) -> Result<Vec<wire::Ban>, ClientError> {
+        self.get("/api/bans").await
+    }
+
+    pub async fn add_ban(&self, ban: &wire::AddBan) -> Result<wire::Ban, ClientError> {
+        self.call(Method::POST, "/api/bans", Some(ban)).await
+    }
+
+    pub async fn remove_ban(&self, net: &str) -> Result<(), ClientError> {
+        self.delete(&format!("/api/bans/{}", segment(net))).await
+    }
+
     pub async fn tokens(&self) -> Result<Vec<wire::TokenInfo>, ClientError> {
         self.get("/api/tokens").await
     }

@@ -28,6 +28,10 @@ pub enum Action {
     AppRun,
     /// Add or remove an app's scheduled jobs.
     CronSet,
+    /// List the clients banned at the edge.
+    BanRead,
+    /// Ban a client at the edge, or lift a ban.
+    BanSet,
     /// Read an app's releases, replicas and events.
     RuntimeRead,
     /// Read an app's logs.
@@ -71,7 +75,7 @@ pub enum Action {
 }
 
 impl Action {
-    pub const ALL: [Action; 35] = [
+    pub const ALL: [Action; 37] = [
         Action::AppRead,
         Action::AppCreate,
         Action::AppDelete,
@@ -86,6 +90,8 @@ impl Action {
         Action::AppConfigure,
         Action::AppRun,
         Action::CronSet,
+        Action::BanRead,
+        Action::BanSet,
         Action::RuntimeRead,
         Action::LogsRead,
         Action::UserRead,
@@ -126,6 +132,8 @@ impl Action {
             Action::AppConfigure => "app.configure",
             Action::AppRun => "app.run",
             Action::CronSet => "app.cron.set",
+            Action::BanRead => "ban.read",
+            Action::BanSet => "ban.set",
             Action::RuntimeRead => "app.runtime.read",
             Action::LogsRead => "app.logs.read",
             Action::UserRead => "user.read",

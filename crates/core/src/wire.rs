@@ -240,6 +240,33 @@ pub struct Scale {
     pub processes: BTreeMap<String, u32>,
 }
 
+/// A client banned at the edge.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Ban {
+    /// An address or network in CIDR form.
+    pub net: String,
+    /// The detector's scenario (`http-probing` …), or `manual`.
+    pub scenario: String,
+    pub reason: String,
+    /// A user id, or `watch` for the detectors.
+    pub created_by: String,
+    pub created_at: String,
+    pub expires_at: String,
+}
+
+/// Body of `POST /api/bans`: a ban by hand.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AddBan {
+    /// An address or network (`203.0.113.9`, `198.51.100.0/24`).
+    pub net: String,
+    /// How long it lasts (4 hours when absent; at most 365 days).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duration_secs: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
 /// Body of `POST /api/apps/{app}/cron`: a command to run on a schedule.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]

@@ -31,6 +31,7 @@ mod error;
 pub mod identity;
 mod ops;
 mod reconcile;
+pub mod watch;
 
 use std::path::PathBuf;
 use std::sync::Arc;

@@ -1,6 +1,7 @@
 //! The `rampart` command: parses arguments and wires components together.
 //! Logic lives in the library crates, where tests can reach it.
 
+mod bans_cmd;
 mod commands;
 mod credentials;
 mod cron_cmd;
@@ -94,6 +95,9 @@ enum Command {
     /// Commands an app runs on a schedule, and what their runs did.
     #[command(subcommand)]
     Cron(cron_cmd::CronCommand),
+    /// Clients banned at the edge: by the watch's detectors or by hand.
+    #[command(subcommand)]
+    Bans(bans_cmd::BansCommand),
     /// The backup engine: encrypted, deduplicated repositories.
     Repo(repo_cmd::RepoArgs),
 }
@@ -183,6 +187,7 @@ fn main() -> ExitCode {
             Command::Db(cmd) => data_cmd::db(cmd).await,
             Command::Backup(cmd) => data_cmd::backup(cmd).await,
             Command::Cron(cmd) => cron_cmd::run(cmd).await,
+            Command::Bans(cmd) => bans_cmd::run(cmd).await,
             Command::Repo(_) => unreachable!("handled before the runtime starts"),
         }
     });

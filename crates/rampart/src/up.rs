@@ -210,6 +210,11 @@ pub async fn run(mut args: UpArgs) -> anyhow::Result<()> {
             .clone()
             .reconcile_forever(RECONCILE_EVERY, stopped.clone()),
     );
+    let watcher = tokio::spawn(
+        platform
+            .clone()
+            .watch_forever(config.watch.clone(), stopped.clone()),
+    );
     let scheduler = {
         let platform = platform.clone();
         let mut stopped = stopped;
@@ -243,6 +248,7 @@ pub async fn run(mut args: UpArgs) -> anyhow::Result<()> {
     let _ = stop.send(true);
     let _ = reconciler.await;
     let _ = scheduler.await;
+    let _ = watcher.await;
     platform.stop_services().await;
     edge.shutdown().await;
     platform.close().await;

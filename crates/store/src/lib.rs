@@ -2,7 +2,7 @@
 //!
 //! [`Store`] is the whole contract between the platform and its database,
 //! made of one trait per domain ([`IdentityStore`], [`AppStore`],
-//! [`ReleaseStore`], [`DataStore`], [`CronStore`], [`AuditStore`]) that a backend
+//! [`ReleaseStore`], [`DataStore`], [`CronStore`], [`BanStore`], [`AuditStore`]) that a backend
 //! implements one file each (see `sqlite/`). It is deliberately narrow and
 //! speaks in domain types, so that the SQLite implementation here and a
 //! PostgreSQL one for clusters can share every test. Two rules every
@@ -23,7 +23,7 @@ use rampart_core::token::TokenHash;
 use rampart_core::{AppId, AppName, EnvName, Role, TokenId, UserId};
 
 pub use model::{
-    AppEvent, AppRow, BackupResult, Credentials, CronJobRow, CronRunRow, DatabaseRow,
+    AppEvent, AppRow, BackupResult, BanRow, Credentials, CronJobRow, CronRunRow, DatabaseRow,
     InvitationRow, MediaBucketRow, NewApp, NewInvitation, NewRelease, NewToken, NewUser,
     ReleaseRow, ScheduleRow, SealedVar, TokenKind, TokenRow, User, UserStatus,
 };
@@ -61,6 +61,7 @@ pub trait Store:
     + ReleaseStore
     + DataStore
     + CronStore
+    + BanStore
     + AuditStore
     + Send
     + Sync
@@ -355,6 +356,20 @@ pub trait CronStore: Send + Sync {
 
     /// The newest runs of an app's jobs, oldest first.
     async fn cron_runs(&self, app: &AppId, limit: u32) -> Result<Vec<CronRunRow>>;
+}
+
+/// Clients banned at the edge.
+#[async_trait]
+pub trait BanStore: Send + Sync {
+    /// Bans that have not expired by `now` (RFC 3339), newest first;
+    /// expired ones are purged.
+    async fn bans(&self, now: &str) -> Result<Vec<BanRow>>;
+
+    /// Records a ban, replacing one of the same network.
+    async fn add_ban(&self, ban: &BanRow, audit: AuditRecord) -> Result<AuditEntry>;
+
+    /// Lifts a ban; [`StoreError::NotFound`] if there is none.
+    async fn remove_ban(&self, net: &str, audit: AuditRecord) -> Result<AuditEntry>;
 }
 
 /// The audit chain.

@@ -276,6 +276,20 @@ pub struct CronJobRow {
     pub from_manifest: bool,
 }
 
+/// A client banned at the edge.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BanRow {
+    /// An address or network in CIDR form (`203.0.113.9/32`).
+    pub net: String,
+    /// The detector's scenario, or `manual`.
+    pub scenario: String,
+    pub reason: String,
+    /// A user id, or `watch` for the detectors.
+    pub created_by: String,
+    pub created_at: String,
+    pub expires_at: String,
+}
+
 /// What one run of a scheduled job did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CronRunRow {

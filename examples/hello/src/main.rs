@@ -76,6 +76,8 @@ struct Identity {
     redirect: bool,
     /// The hosts served; empty: any.
     hosts: Vec<String>,
+    /// Only `/` (and the routes above) exist; other paths are 404.
+    strict: bool,
 }
 
 fn main() {
@@ -127,6 +129,7 @@ fn main() {
         replica: std::env::var("RAMPART_REPLICA").unwrap_or_else(|_| "-".into()),
         healthy: std::env::var("HELLO_HEALTH").as_deref() != Ok("fail"),
         redirect: std::env::var("HELLO_HEALTH").as_deref() == Ok("redirect"),
+        strict: std::env::var("HELLO_STRICT").is_ok_and(|v| v == "1"),
         hosts: std::env::var("HELLO_HOSTS")
             .unwrap_or_default()
             .split(',')
@@ -264,6 +267,18 @@ fn serve(stream: TcpStream, identity: &Identity) -> std::io::Result<()> {
                 }
                 _ => respond(&mut writer, 404, "no such media file\n", keep)?,
             },
+            ("POST", "/login") => {
+                // A login form: one right password, a redirect when it is
+                // given, the form again (200) when it is not.
+                if body == b"password=right" {
+                    respond(&mut writer, 303, "", keep)?;
+                } else {
+                    respond(&mut writer, 200, "wrong password\n", keep)?;
+                }
+            }
+            ("GET" | "HEAD", p) if identity.strict && p != "/" => {
+                respond(&mut writer, 404, "not found\n", keep)?;
+            }
             ("GET" | "HEAD", _) => {
                 let body = format!(
                     "hello from release {} replica {}\n",
@@ -375,6 +390,7 @@ fn respond(out: &mut TcpStream, status: u16, body: &str, keep: bool) -> std::io:
     let reason = match status {
         200 => "OK",
         301 => "Moved Permanently",
+        303 => "See Other",
         400 => "Bad Request",
         404 => "Not Found",
         405 => "Method Not Allowed",
@@ -385,10 +401,10 @@ fn respond(out: &mut TcpStream, status: u16, body: &str, keep: bool) -> std::io:
         _ => "Internal Server Error",
     };
     let connection = if keep { "keep-alive" } else { "close" };
-    let location = if status == 301 {
-        "location: /health/\r\n"
-    } else {
-        ""
+    let location = match status {
+        301 => "location: /health/\r\n",
+        303 => "location: /\r\n",
+        _ => "",
     };
     let response = format!(
         "HTTP/1.1 {status} {reason}\r\ncontent-type: text/plain\r\ncontent-length: {}\r\n{location}connection: {connection}\r\n\r\n{body}",

@@ -77,6 +77,16 @@ struct RawConfig {
     media: RawMedia,
     #[serde(default)]
     apps: RawApps,
+    #[serde(default)]
+    watch: RawWatch,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawWatch {
+    enabled: Option<bool>,
+    ban_for: Option<String>,
+    never_ban: Option<Vec<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -135,6 +145,18 @@ pub struct Config {
     /// `None`: media live in folders under the data directory.
     pub media_s3: Option<MediaS3Config>,
     pub apps: AppLimits,
+    pub watch: WatchConfig,
+}
+
+/// The `[watch]` table: what the platform does about the traffic it sees.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WatchConfig {
+    /// Ban clients the detectors catch (on by default).
+    pub enabled: bool,
+    /// The first ban's length; repeat offenders get longer ones.
+    pub ban_for_secs: u64,
+    /// Networks never banned, in CIDR form (the operator's own).
+    pub never_ban: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -296,6 +318,7 @@ impl Config {
         };
 
         let apps = validate_apps(&raw.apps)?;
+        let watch = validate_watch(raw.watch)?;
 
         if let Some(dir) = &raw.data_dir {
             if dir.as_os_str().is_empty() {
@@ -423,9 +446,45 @@ impl Config {
             log: LogConfig { level, format },
             bootstrap: BootstrapConfig { owner_email },
             auth,
+            watch,
             edge: raw.edge,
         })
     }
+}
+
+fn validate_watch(raw: RawWatch) -> Result<WatchConfig, ConfigError> {
+    let ban_for_secs = match raw.ban_for {
+        None => 4 * 3600,
+        Some(text) => crate::wire::parse_duration(&text)
+            .ok()
+            .filter(|secs| (60..=30 * 86_400).contains(secs))
+            .ok_or_else(|| {
+                ConfigError::invalid("watch.ban_for", "must be a duration from 1m to 30d")
+            })?,
+    };
+    let never_ban = raw.never_ban.unwrap_or_default();
+    for net in &never_ban {
+        let valid = net.parse::<std::net::IpAddr>().is_ok() || {
+            let (addr, len) = net.split_once('/').unwrap_or(("", ""));
+            let max = match addr.parse::<std::net::IpAddr>() {
+                Ok(std::net::IpAddr::V4(_)) => 32,
+                Ok(std::net::IpAddr::V6(_)) => 128,
+                Err(_) => -1,
+            };
+            len.parse::<i32>().is_ok_and(|len| (0..=max).contains(&len))
+        };
+        if !valid {
+            return Err(ConfigError::invalid(
+                "watch.never_ban",
+                format!("{net:?} is not an address or a network such as 10.0.0.0/8"),
+            ));
+        }
+    }
+    Ok(WatchConfig {
+        enabled: raw.enabled.unwrap_or(true),
+        ban_for_secs,
+        never_ban,
+    })
 }
 
 #[cfg(test)]
@@ -519,6 +578,10 @@ mod tests {
             ("[api]\nmax_body_bytes = 1", "api.max_body_bytes"),
             ("[api]\ntls_names = [\"bad name\"]", "api.tls_names"),
             ("[log]\nlevel = \"loud\"", "log.level"),
+            ("[watch]\nban_for = \"1s\"", "watch.ban_for"),
+            ("[watch]\nnever_ban = [\"10.0.0.0/33\"]", "watch.never_ban"),
+            ("[watch]\nnever_ban = [\"office\"]", "watch.never_ban"),
+            ("[watch]\nban = true", "line 2: watch.ban"),
             ("[log]\nformat = \"xml\"", "log.format"),
             (
                 "[bootstrap]\nowner_email = \"nobody\"",

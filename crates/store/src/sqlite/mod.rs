@@ -24,10 +24,11 @@ use crate::{
     ReleaseRow, Result, ScheduleRow, SealedVar, Store, StoreError, TokenKind, TokenRow, User,
     UserStatus,
 };
-use crate::{AppStore, AuditStore, CronStore, DataStore, IdentityStore, ReleaseStore};
+use crate::{AppStore, AuditStore, BanStore, CronStore, DataStore, IdentityStore, ReleaseStore};
 
 mod apps;
 mod audit_chain;
+mod bans;
 mod cron;
 mod data;
 mod identity;

@@ -1,0 +1,283 @@
+//! What the platform does about the traffic it carries: the edge's access
+//! events feed the watch's per-client detectors (`rampart_watch`), and each
+//! decision becomes a ban at the edge at once, a row in the store (so it
+//! survives a restart) and an audit entry. Operators list, add and lift
+//! bans through [`Bans`].
+//!
+//! The detectors read a broadcast channel the edge never waits on: when
+//! they fall behind, events are skipped and counted, and traffic goes on.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use ipnet::IpNet;
+use rampart_core::audit::Outcome;
+use rampart_core::config::WatchConfig;
+use rampart_core::time::Timestamp;
+use rampart_core::{Action, RequestId, wire};
+use rampart_store::BanRow;
+use rampart_watch::{Decision, Detector, DetectorConfig, Request};
+use tokio::sync::broadcast::error::RecvError;
+
+use crate::{Acting, Error, Platform};
+
+/// How long a ban by hand lasts unless it says, and at most.
+const DEFAULT_BAN_SECS: u64 = 4 * 3600;
+const MAX_BAN_SECS: u64 = 365 * 86_400;
+/// How often quiet clients are forgotten.
+const SWEEP_EVERY: Duration = Duration::from_secs(60);
+/// The actor of the detectors' bans.
+const WATCH: &str = "watch";
+
+/// Events the detectors skipped because they fell behind.
+static SKIPPED: AtomicU64 = AtomicU64::new(0);
+
+/// Bans at the edge. A handle on the [`Platform`], from [`Platform::bans`].
+#[derive(Debug, Clone, Copy)]
+pub struct Bans<'a> {
+    p: &'a Platform,
+}
+
+fn ban_view(row: BanRow) -> wire::Ban {
+    wire::Ban {
+        net: row.net,
+        scenario: row.scenario,
+        reason: row.reason,
+        created_by: row.created_by,
+        created_at: row.created_at,
+        expires_at: row.expires_at,
+    }
+}
+
+/// An address or network as given: a bare address is its own /32 or /128.
+fn parse_net(text: &str) -> Result<IpNet, Error> {
+    let text = text.trim();
+    let net = match text.parse::<std::net::IpAddr>() {
+        Ok(ip) => IpNet::from(ip),
+        Err(_) => text.parse::<IpNet>().map_err(|_| {
+            Error::Invalid(format!(
+                "{text:?} is not an address or a network such as 198.51.100.0/24"
+            ))
+        })?,
+    };
+    Ok(net.trunc())
+}
+
+fn clean(text: &str) -> String {
+    text.chars().filter(|c| !c.is_control()).take(200).collect()
+}
+
+impl Platform {
+    pub fn bans(&self) -> Bans<'_> {
+        Bans { p: self }
+    }
+
+    /// Feeds the edge's traffic to the detectors until `stopped`, banning
+    /// the clients they catch. Puts the stored bans back into the edge
+    /// first. Returns at once when `[watch] enabled = false` (stored bans
+    /// still apply).
+    pub async fn watch_forever(
+        self: Arc<Self>,
+        config: WatchConfig,
+        mut stopped: tokio::sync::watch::Receiver<bool>,
+    ) {
+        let restored = self.bans().restore().await;
+        if let Err(error) = restored {
+            tracing::error!(%error, "cannot put the stored bans back into the edge");
+        }
+        if !config.enabled {
+            return;
+        }
+        let Ok(engine) = self.engine() else {
+            return;
+        };
+        let mut events = engine.edge.subscribe();
+        let never_ban = config
+            .never_ban
+            .iter()
+            .filter_map(|net| parse_net(net).ok())
+            .collect();
+        let mut detector = Detector::new(DetectorConfig {
+            ban_for: Duration::from_secs(config.ban_for_secs),
+            never_ban,
+            ..Default::default()
+        });
+        if let Ok(rows) = self.store.bans(&Timestamp::now().to_rfc3339()).await {
+            for row in rows.iter().filter(|row| row.created_by == WATCH) {
+                if let Ok(net) = row.net.parse() {
+                    detector.remember_ban(net, Instant::now());
+                }
+            }
+        }
+        let mut swept = Instant::now();
+        loop {
+            let event = tokio::select! {
+                event = events.recv() => event,
+                _ = stopped.changed() => return,
+            };
+            let event = match event {
+                Ok(event) => event,
+                Err(RecvError::Lagged(n)) => {
+                    SKIPPED.fetch_add(n, Ordering::Relaxed);
+                    tracing::warn!(skipped = n, "the watch fell behind the edge's traffic");
+                    continue;
+                }
+                Err(RecvError::Closed) => return,
+            };
+            // Requests the shields refused (bans included) are already
+            // dealt with.
+            if event.shield.is_some() {
+                continue;
+            }
+            let Ok(client) = event.client_ip.parse() else {
+                continue;
+            };
+            let request = Request {
+                client,
+                host: &event.host,
+                method: &event.method,
+                path: &event.path,
+                status: event.status,
+            };
+            let now = Instant::now();
+            if let Some(decision) = detector.observe(&request, now) {
+                self.bans().enforce(&decision).await;
+            }
+            if now.duration_since(swept) > SWEEP_EVERY {
+                detector.sweep(now);
+                swept = now;
+            }
+        }
+    }
+}
+
+impl Bans<'_> {
+    /// Bans in force, newest first.
+    pub async fn list(&self) -> Result<Vec<wire::Ban>, Error> {
+        let rows = self.p.store.bans(&Timestamp::now().to_rfc3339()).await?;
+        Ok(rows.into_iter().map(ban_view).collect())
+    }
+
+    /// Bans a client or network by hand, at the edge at once and across
+    /// restarts.
+    pub async fn add(&self, acting: Acting<'_>, request: wire::AddBan) -> Result<wire::Ban, Error> {
+        let net = parse_net(&request.net)?;
+        let secs = request.duration_secs.unwrap_or(DEFAULT_BAN_SECS);
+        if !(1..=MAX_BAN_SECS).contains(&secs) {
+            return Err(Error::Invalid(format!(
+                "duration_secs must be between 1 and {MAX_BAN_SECS}"
+            )));
+        }
+        let reason = clean(request.reason.as_deref().unwrap_or("banned by hand"));
+        let row = self.row(net, "manual", &reason, acting.caller.user_id.as_str(), secs);
+        let record = self
+            .p
+            .record(acting, Action::BanSet, format!("bans/{net}: {reason}"));
+        self.p
+            .committed(self.p.store.add_ban(&row, record).await)
+            .await?;
+        if let Ok(engine) = self.p.engine() {
+            engine.edge.ban(net, Duration::from_secs(secs), &reason);
+        }
+        Ok(ban_view(row))
+    }
+
+    /// Lifts a ban, at the edge at once.
+    pub async fn remove(&self, acting: Acting<'_>, net: &str) -> Result<(), Error> {
+        let net = parse_net(net)?;
+        let record = self
+            .p
+            .record(acting, Action::BanSet, format!("bans/{net}/lifted"));
+        self.p
+            .committed(self.p.store.remove_ban(&net.to_string(), record).await)
+            .await?;
+        if let Ok(engine) = self.p.engine() {
+            engine.edge.unban(net);
+        }
+        Ok(())
+    }
+
+    /// Puts the stored bans into the edge, each for what is left of it.
+    pub async fn restore(&self) -> Result<usize, Error> {
+        let engine = self.p.engine()?;
+        let now = Timestamp::now();
+        let rows = self.p.store.bans(&now.to_rfc3339()).await?;
+        let mut restored = 0;
+        for row in rows {
+            let (Ok(net), Some(until)) =
+                (row.net.parse::<IpNet>(), Timestamp::parse(&row.expires_at))
+            else {
+                tracing::warn!(net = %row.net, "a stored ban cannot be read; skipped");
+                continue;
+            };
+            let left = until.unix_seconds() - now.unix_seconds();
+            if left > 0 {
+                engine
+                    .edge
+                    .ban(net, Duration::from_secs(left as u64), &row.reason);
+                restored += 1;
+            }
+        }
+        Ok(restored)
+    }
+
+    /// Carries out a detector's decision: the edge first (at once), then
+    /// the store and the audit log.
+    async fn enforce(&self, decision: &Decision) {
+        let Ok(engine) = self.p.engine() else {
+            return;
+        };
+        let reason = clean(&decision.reason);
+        engine.edge.ban(decision.net, decision.duration, &reason);
+        let row = self.row(
+            decision.net,
+            decision.scenario.as_str(),
+            &reason,
+            WATCH,
+            decision.duration.as_secs(),
+        );
+        let record = Platform::record_by(
+            WATCH,
+            Action::BanSet,
+            format!(
+                "bans/{}: {reason} for {} s{}",
+                decision.net,
+                decision.duration.as_secs(),
+                if decision.repeat > 0 {
+                    format!(" (ban {} in a day)", decision.repeat + 1)
+                } else {
+                    String::new()
+                }
+            ),
+            Outcome::Ok,
+            &RequestId::generate(),
+        );
+        match self.p.store.add_ban(&row, record).await {
+            Ok(entry) => self.p.checkpoint(entry.seq, entry.hash).await,
+            Err(error) => tracing::error!(%error, net = %decision.net, "cannot record a ban"),
+        }
+    }
+
+    fn row(&self, net: IpNet, scenario: &str, reason: &str, by: &str, secs: u64) -> BanRow {
+        let now = Timestamp::now();
+        BanRow {
+            net: net.to_string(),
+            scenario: scenario.to_owned(),
+            reason: reason.to_owned(),
+            created_by: by.to_owned(),
+            created_at: now.to_rfc3339(),
+            expires_at: Timestamp::from_unix_seconds(
+                now.unix_seconds()
+                    .saturating_add(i64::try_from(secs).unwrap_or(i64::MAX)),
+            )
+            .unwrap_or(now)
+            .to_rfc3339(),
+        }
+    }
+}
+
+/// Events the detectors skipped since start.
+pub fn skipped_events() -> u64 {
+    SKIPPED.load(Ordering::Relaxed)
+}
