@@ -7,6 +7,7 @@
 //! its outcome. The OpenAPI document is generated from the handlers, so the
 //! tests that walk every route stay complete as routes are added.
 
+pub mod alerts;
 pub mod bans;
 pub mod crons;
 pub mod data;
@@ -49,7 +50,7 @@ pub use serve::serve;
         (name = "audit", description = "The hash-chained audit log"),
         (name = "identity", description = "Sessions, invitations, users, grants and MFA"),
         (name = "deploys", description = "Releases, deploys, rollbacks, scaling, replicas and logs"),
-        (name = "watch", description = "Clients banned at the edge"),
+        (name = "watch", description = "Bans at the edge, alerts and notification channels"),
         (name = "data", description = "Each app's database, media and backups"),
     )
 )]
@@ -96,6 +97,12 @@ fn documented_routes() -> (Router<routes::AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(crons::cron_runs))
         .routes(routes!(bans::list_bans, bans::add_ban))
         .routes(routes!(bans::remove_ban))
+        .routes(routes!(alerts::list_alerts))
+        .routes(routes!(alerts::show_alert))
+        .routes(routes!(alerts::ack_alert))
+        .routes(routes!(alerts::list_channels, alerts::add_channel))
+        .routes(routes!(alerts::remove_channel))
+        .routes(routes!(alerts::test_channels))
         .routes(routes!(deploys::rollback))
         .routes(routes!(deploys::releases))
         .routes(routes!(deploys::settings, deploys::configure))

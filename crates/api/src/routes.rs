@@ -61,6 +61,11 @@ pub fn access(method: &Method, path: &str) -> Option<Access> {
         ("GET", "/api/apps/{app}/cron") | ("GET", "/api/apps/{app}/cron/runs") => RuntimeRead,
         ("GET", "/api/bans") => BanRead,
         ("POST", "/api/bans") | ("DELETE", "/api/bans/{net}") => BanSet,
+        ("GET", "/api/alerts") | ("GET", "/api/alerts/{id}") | ("GET", "/api/notify") => AlertRead,
+        ("POST", "/api/alerts/{id}/ack") => AlertAck,
+        ("POST", "/api/notify") | ("DELETE", "/api/notify/{id}") | ("POST", "/api/notify/test") => {
+            NotifySet
+        }
         ("PATCH", "/api/apps/{app}/settings") | ("POST", "/api/apps/{app}/scale") => AppConfigure,
         ("GET", "/api/apps/{app}/releases")
         | ("GET", "/api/apps/{app}/settings")

@@ -455,6 +455,39 @@ impl Client {
         self.delete(&format!("/api/bans/{}", segment(net))).await
     }
 
+    pub async fn alerts(&self, all: bool) -> Result<Vec<wire::Alert>, ClientError> {
+        self.get(&format!("/api/alerts?all={all}")).await
+    }
+
+    pub async fn alert(&self, id: &str) -> Result<wire::AlertDetail, ClientError> {
+        self.get(&format!("/api/alerts/{}", segment(id))).await
+    }
+
+    pub async fn ack_alert(&self, id: &str) -> Result<wire::Alert, ClientError> {
+        let path = format!("/api/alerts/{}/ack", segment(id));
+        self.call(Method::POST, &path, None::<&()>).await
+    }
+
+    pub async fn channels(&self) -> Result<Vec<wire::Channel>, ClientError> {
+        self.get("/api/notify").await
+    }
+
+    pub async fn add_channel(
+        &self,
+        channel: &wire::AddChannel,
+    ) -> Result<wire::Channel, ClientError> {
+        self.call(Method::POST, "/api/notify", Some(channel)).await
+    }
+
+    pub async fn remove_channel(&self, id: &str) -> Result<(), ClientError> {
+        self.delete(&format!("/api/notify/{}", segment(id))).await
+    }
+
+    pub async fn test_channels(&self) -> Result<wire::Alert, ClientError> {
+        self.call(Method::POST, "/api/notify/test", None::<&()>)
+            .await
+    }
+
     pub async fn tokens(&self) -> Result<Vec<wire::TokenInfo>, ClientError> {
         self.get("/api/tokens").await
     }

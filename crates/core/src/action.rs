@@ -32,6 +32,14 @@ pub enum Action {
     BanRead,
     /// Ban a client at the edge, or lift a ban.
     BanSet,
+    /// List alerts and their deliveries.
+    AlertRead,
+    /// Acknowledge an alert.
+    AlertAck,
+    /// Add, remove or test notification channels.
+    NotifySet,
+    /// An alert fired (recorded by the platform itself, never asked for).
+    AlertRaise,
     /// Read an app's releases, replicas and events.
     RuntimeRead,
     /// Read an app's logs.
@@ -75,7 +83,7 @@ pub enum Action {
 }
 
 impl Action {
-    pub const ALL: [Action; 37] = [
+    pub const ALL: [Action; 41] = [
         Action::AppRead,
         Action::AppCreate,
         Action::AppDelete,
@@ -92,6 +100,10 @@ impl Action {
         Action::CronSet,
         Action::BanRead,
         Action::BanSet,
+        Action::AlertRead,
+        Action::AlertAck,
+        Action::NotifySet,
+        Action::AlertRaise,
         Action::RuntimeRead,
         Action::LogsRead,
         Action::UserRead,
@@ -134,6 +146,10 @@ impl Action {
             Action::CronSet => "app.cron.set",
             Action::BanRead => "ban.read",
             Action::BanSet => "ban.set",
+            Action::AlertRead => "alert.read",
+            Action::AlertAck => "alert.ack",
+            Action::NotifySet => "notify.set",
+            Action::AlertRaise => "alert.raise",
             Action::RuntimeRead => "app.runtime.read",
             Action::LogsRead => "app.logs.read",
             Action::UserRead => "user.read",

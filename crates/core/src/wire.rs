@@ -240,6 +240,85 @@ pub struct Scale {
     pub processes: BTreeMap<String, u32>,
 }
 
+/// An alert: one per condition while it fires.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Alert {
+    /// `alert_…`.
+    pub id: String,
+    /// What fires: `crash_loop`, `app_down`, `deploy_failed`,
+    /// `cron_failed`, `backup_failed`, `verify_failed`, `retention_failed`,
+    /// `restore_failed`, `test`.
+    pub rule: String,
+    /// `info`, `warning` or `critical`.
+    pub severity: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub app: Option<String>,
+    pub summary: String,
+    /// Sightings while it fired.
+    pub count: u64,
+    pub first_at: String,
+    pub last_at: String,
+    /// `firing` or `resolved`.
+    pub state: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resolved_at: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub acked_by: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub acked_at: Option<String>,
+}
+
+/// One message about an alert to one channel.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Delivery {
+    /// `dlv_…`, sent as `Rampart-Delivery`.
+    pub id: String,
+    pub channel: String,
+    /// `alert.firing`, `alert.repeat`, `alert.resolved` or `alert.test`.
+    pub event: String,
+    pub attempts: u32,
+    /// `pending`, `delivered` or `failed` (given up on after 3 days).
+    pub state: String,
+    pub next_attempt_at: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub done_at: Option<String>,
+}
+
+/// An alert with its deliveries.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct AlertDetail {
+    pub alert: Alert,
+    pub deliveries: Vec<Delivery>,
+}
+
+/// Where alerts go.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Channel {
+    /// `ch_…`.
+    pub id: String,
+    /// `webhook`.
+    pub kind: String,
+    /// The webhook's URL.
+    pub target: String,
+    pub created_by: String,
+    pub created_at: String,
+}
+
+/// Body of `POST /api/notify`: a channel to add.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AddChannel {
+    /// `webhook`.
+    pub kind: String,
+    /// An `https://` URL (`http://` only to this machine's loopback).
+    pub target: String,
+    /// The key deliveries are signed with (16 to 1024 bytes); stored
+    /// sealed, never shown again.
+    pub secret: String,
+}
+
 /// A client banned at the edge.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct Ban {

@@ -286,8 +286,32 @@ impl Crons<'_> {
         if let Err(error) = self.p.store.add_cron_run(&run).await {
             tracing::error!(%error, job = %job.id, "cannot record a cron run");
         }
+        let app = self.app_of(job).await;
+        let app_name = app.as_ref().map(|a| a.name.to_string());
+        if outcome == "ok" {
+            self.p
+                .alerts()
+                .resolve("cron_failed", app_name.as_deref(), Some(job.id.as_str()))
+                .await;
+        } else if outcome != "skipped" {
+            self.p
+                .alerts()
+                .raise(crate::alerts::Condition {
+                    rule: "cron_failed",
+                    severity: rampart_watch::alert::Severity::Warning,
+                    app: app_name.as_deref(),
+                    detail: Some(job.id.as_str()),
+                    summary: format!(
+                        "{}: scheduled job {} {outcome}: {}",
+                        app_name.as_deref().unwrap_or("?"),
+                        job.id,
+                        detail.lines().next().unwrap_or("")
+                    ),
+                })
+                .await;
+        }
         if outcome != "ok"
-            && let Some(app) = self.app_of(job).await
+            && let Some(app) = app
         {
             let first = detail.lines().next().unwrap_or("").to_owned();
             self.p

@@ -21,6 +21,7 @@ pub use rampart_edge::pki;
 /// listeners; the API's listener uses them.
 pub use rampart_edge::listen;
 
+pub mod alerts;
 pub mod backups;
 mod controller;
 pub mod crons;

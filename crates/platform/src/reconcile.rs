@@ -21,8 +21,10 @@ use rampart_runtime::{LABEL_APP, LABEL_INSTALLATION, LABEL_TASK, Replica};
 use rampart_store::{AppEvent, AppRow, ReleaseRow};
 use tokio::sync::watch;
 
+use crate::alerts::Condition;
 use crate::controller::{Engine, Served, probe, release_of};
 use crate::{Error, Platform};
+use rampart_watch::alert::Severity;
 
 /// Restarts of one replica after which it is said to be crash-looping.
 const CRASH_LOOP_RESTARTS: u64 = 3;
@@ -120,12 +122,19 @@ impl Platform {
                 } else {
                     ("restart", "crashed and was restarted")
                 };
-                self.event(
-                    app,
-                    kind,
-                    format!("replica {} {what} ({} restarts{code})", r.name, r.restarts),
-                )
-                .await;
+                let message = format!("replica {} {what} ({} restarts{code})", r.name, r.restarts);
+                if kind == "crash_loop" {
+                    self.alerts()
+                        .raise(Condition {
+                            rule: "crash_loop",
+                            severity: Severity::Critical,
+                            app: Some(app.name.as_str()),
+                            detail: None,
+                            summary: format!("{}: {message}", app.name),
+                        })
+                        .await;
+                }
+                self.event(app, kind, message).await;
             }
         }
 
@@ -210,6 +219,9 @@ impl Platform {
             };
             match started {
                 Ok(fresh) => {
+                    self.alerts()
+                        .resolve("app_down", Some(app.name.as_str()), None)
+                        .await;
                     self.event(
                         app,
                         "repair",
@@ -219,12 +231,17 @@ impl Platform {
                     keep.extend(fresh);
                 }
                 Err(reason) => {
-                    self.event(
-                        app,
-                        "repair_failed",
-                        format!("cannot start replicas of release {number}: {reason}"),
-                    )
-                    .await;
+                    let message = format!("cannot start replicas of release {number}: {reason}");
+                    self.alerts()
+                        .raise(Condition {
+                            rule: "app_down",
+                            severity: Severity::Critical,
+                            app: Some(app.name.as_str()),
+                            detail: None,
+                            summary: format!("{}: {message}", app.name),
+                        })
+                        .await;
+                    self.event(app, "repair_failed", message).await;
                 }
             }
         }

@@ -1,6 +1,7 @@
 //! The `rampart` command: parses arguments and wires components together.
 //! Logic lives in the library crates, where tests can reach it.
 
+mod alerts_cmd;
 mod bans_cmd;
 mod commands;
 mod credentials;
@@ -98,6 +99,13 @@ enum Command {
     /// Clients banned at the edge: by the watch's detectors or by hand.
     #[command(subcommand)]
     Bans(bans_cmd::BansCommand),
+    /// What the platform noticed: crash loops, apps down, failed deploys,
+    /// jobs and backups.
+    #[command(subcommand)]
+    Alerts(alerts_cmd::AlertsCommand),
+    /// Where alerts go: signed webhooks.
+    #[command(subcommand)]
+    Notify(alerts_cmd::NotifyCommand),
     /// The backup engine: encrypted, deduplicated repositories.
     Repo(repo_cmd::RepoArgs),
 }
@@ -188,6 +196,8 @@ fn main() -> ExitCode {
             Command::Backup(cmd) => data_cmd::backup(cmd).await,
             Command::Cron(cmd) => cron_cmd::run(cmd).await,
             Command::Bans(cmd) => bans_cmd::run(cmd).await,
+            Command::Alerts(cmd) => alerts_cmd::alerts(cmd).await,
+            Command::Notify(cmd) => alerts_cmd::notify(cmd).await,
             Command::Repo(_) => unreachable!("handled before the runtime starts"),
         }
     });

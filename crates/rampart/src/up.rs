@@ -39,6 +39,8 @@ const CONFIG_FILE: &str = "rampart.toml";
 const RECONCILE_EVERY: Duration = Duration::from_secs(10);
 /// How often due backups and test restores are looked for.
 const BACKUP_CHECK_EVERY: Duration = Duration::from_secs(2);
+/// How often the alert outbox is looked at.
+const DELIVER_EVERY: Duration = Duration::from_secs(2);
 
 /// The edge's configuration from the `[edge]` table of rampart.toml: the
 /// same keys as edge.toml, with TLS state kept in the data directory and
@@ -210,6 +212,11 @@ pub async fn run(mut args: UpArgs) -> anyhow::Result<()> {
             .clone()
             .reconcile_forever(RECONCILE_EVERY, stopped.clone()),
     );
+    let deliveries = tokio::spawn(
+        platform
+            .clone()
+            .deliver_forever(DELIVER_EVERY, stopped.clone()),
+    );
     let watcher = tokio::spawn(
         platform
             .clone()
@@ -249,6 +256,7 @@ pub async fn run(mut args: UpArgs) -> anyhow::Result<()> {
     let _ = reconciler.await;
     let _ = scheduler.await;
     let _ = watcher.await;
+    let _ = deliveries.await;
     platform.stop_services().await;
     edge.shutdown().await;
     platform.close().await;

@@ -703,6 +703,14 @@ fn allowed(method: &str, path: &str) -> Option<&'static [Role]> {
         | ("POST", "/api/apps/{app}/cron")
         | ("DELETE", "/api/apps/{app}/cron/{id}") => BUILDERS,
         ("GET", "/api/apps/{app}/cron") | ("GET", "/api/apps/{app}/cron/runs") => ALL,
+        ("GET", "/api/bans") | ("POST", "/api/bans") | ("DELETE", "/api/bans/{net}") => MANAGERS,
+        ("GET", "/api/alerts")
+        | ("GET", "/api/alerts/{id}")
+        | ("POST", "/api/alerts/{id}/ack")
+        | ("GET", "/api/notify")
+        | ("POST", "/api/notify")
+        | ("DELETE", "/api/notify/{id}")
+        | ("POST", "/api/notify/test") => MANAGERS,
         ("GET", "/api/apps/{app}/releases")
         | ("GET", "/api/apps/{app}/settings")
         | ("GET", "/api/apps/{app}/ps") => ALL,

@@ -217,3 +217,241 @@ fn attackers_are_banned_at_the_edge_while_others_are_served() {
     assert!(banned(&sb, &server, "127.0.0.2/32").is_none());
     server.stop().unwrap();
 }
+
+/// What a webhook receiver accepted: delivery id, body, and whether the
+/// signature checked out.
+type Accepted = std::sync::Arc<std::sync::Mutex<Vec<(String, serde_json::Value, bool)>>>;
+
+/// A webhook receiver on `listener`: checks each delivery's signature with
+/// `secret`, answers 500 to the first `failing` ones, 200 after.
+fn receiver(listener: std::net::TcpListener, secret: &'static [u8], failing: usize) -> Accepted {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let accepted: Accepted = Default::default();
+    let record = accepted.clone();
+    std::thread::spawn(move || {
+        let mut failing = failing;
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut headers = std::collections::HashMap::new();
+            let mut line = String::new();
+            reader.read_line(&mut line).unwrap_or(0);
+            loop {
+                line.clear();
+                if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                    break;
+                }
+                if let Some((name, value)) = line.split_once(':') {
+                    headers.insert(name.trim().to_ascii_lowercase(), value.trim().to_owned());
+                }
+            }
+            let length: usize = headers
+                .get("content-length")
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0);
+            let mut body = vec![0; length];
+            if reader.read_exact(&mut body).is_err() {
+                continue;
+            }
+            let status = if failing > 0 {
+                failing -= 1;
+                "500 Internal Server Error"
+            } else {
+                let now = rampart_core::time::Timestamp::now().unix_seconds();
+                let signed = rampart_watch::notify::verify(
+                    secret,
+                    headers.get("rampart-signature").map_or("", String::as_str),
+                    &body,
+                    now,
+                    300,
+                );
+                record.lock().unwrap().push((
+                    headers.get("rampart-delivery").cloned().unwrap_or_default(),
+                    serde_json::from_slice(&body).unwrap_or_default(),
+                    signed,
+                ));
+                "200 OK"
+            };
+            let _ = write!(
+                stream,
+                "HTTP/1.1 {status}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+            );
+        }
+    });
+    accepted
+}
+
+fn alerts(sb: &Sandbox, server: &Server, all: bool) -> Vec<serde_json::Value> {
+    let mut cmd = cli(sb, server);
+    cmd.args(["alerts", "list"]);
+    if all {
+        cmd.arg("--all");
+    }
+    json(&mut cmd).as_array().unwrap().clone()
+}
+
+#[test]
+fn alerts_reach_a_signed_webhook_once_even_when_it_was_down() {
+    const SECRET: &[u8] = b"a webhook secret of some length";
+    let sb = sandbox();
+    let _cleanup = Cleanup(vec!["alarm".into()]);
+    let config = sb.write_config(CONFIG);
+    let server = sb.start(&config).unwrap();
+    ok(cli(&sb, &server).args(["apps", "create", "alarm"]));
+    ok(cli(&sb, &server).args(["scale", "alarm", "web=1"]));
+
+    // A receiver that is down for now: its port is free.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let secret_file = sb.path().join("webhook.secret");
+    std::fs::write(&secret_file, [SECRET, b"\n"].concat()).unwrap();
+    let url = format!("http://127.0.0.1:{port}/hook");
+    let channel: serde_json::Value = serde_json::from_str(&ok(cli(&sb, &server)
+        .args(["notify", "add", "webhook", &url, "--json", "--secret-file"])
+        .arg(&secret_file)))
+    .unwrap();
+    assert!(channel.get("secret").is_none(), "{channel}");
+
+    // Bad channels are refused and add nothing.
+    let short = sb.path().join("short.secret");
+    std::fs::write(&short, "short").unwrap();
+    for (kind, target, file) in [
+        ("webhook", "ftp://127.0.0.1/hook", &secret_file),
+        ("webhook", "http://example.com/hook", &secret_file),
+        ("webhook", "https://user:pw@example.com/hook", &secret_file),
+        ("webhook", "not a url", &secret_file),
+        ("pager", "https://example.com/hook", &secret_file),
+        ("webhook", "https://example.com/hook", &short),
+        (
+            "webhook",
+            "https://example.com/hook",
+            &sb.path().join("missing"),
+        ),
+    ] {
+        let (code, _, err) = run(cli(&sb, &server)
+            .args(["notify", "add", kind, target, "--secret-file"])
+            .arg(file));
+        assert_ne!(code, 0, "{kind} {target}");
+        assert!(!err.is_empty());
+    }
+    let channels = json(cli(&sb, &server).args(["notify", "list"]));
+    assert_eq!(channels.as_array().unwrap().len(), 1, "{channels}");
+
+    // Two failed deploys: one alert with a count of two, told once.
+    ok(cli(&sb, &server).args(["env", "set", "alarm", "HELLO_EXIT=3"]));
+    let dir = context(&sb.path().join("ctx"), "");
+    for _ in 0..2 {
+        let (code, _, _) = run(cli(&sb, &server)
+            .args(["deploy", "alarm", "--path"])
+            .arg(&dir));
+        assert_ne!(code, 0);
+    }
+    let firing = alerts(&sb, &server, false);
+    assert_eq!(firing.len(), 1, "{firing:?}");
+    let alert = &firing[0];
+    assert_eq!(
+        (
+            &alert["rule"],
+            &alert["app"],
+            &alert["severity"],
+            &alert["count"]
+        ),
+        (
+            &serde_json::json!("deploy_failed"),
+            &serde_json::json!("alarm"),
+            &serde_json::json!("warning"),
+            &serde_json::json!(2)
+        )
+    );
+    let id = alert["id"].as_str().unwrap().to_owned();
+    let show = || json(cli(&sb, &server).args(["alerts", "show", &id]));
+    eventually(Duration::from_secs(20), "a failed attempt", || {
+        let detail = show();
+        detail["deliveries"][0]["attempts"].as_u64() >= Some(1)
+            && detail["deliveries"][0]["state"] == "pending"
+    });
+    let detail = show();
+    assert_eq!(
+        detail["deliveries"].as_array().unwrap().len(),
+        1,
+        "{detail}"
+    );
+    assert!(
+        detail["deliveries"][0]["last_error"]
+            .as_str()
+            .unwrap()
+            .contains("connect"),
+        "{detail}"
+    );
+
+    // The outbox outlives a restart; the receiver comes back, fails once,
+    // then takes it.
+    server.stop().unwrap();
+    let server = sb.start(&config).unwrap();
+    let accepted = receiver(
+        std::net::TcpListener::bind(("127.0.0.1", port)).unwrap(),
+        SECRET,
+        1,
+    );
+    eventually(Duration::from_secs(60), "the delivery", || {
+        !accepted.lock().unwrap().is_empty()
+    });
+    {
+        let got = accepted.lock().unwrap();
+        let (delivery, body, signed) = &got[0];
+        assert!(signed, "the signature checks out: {body}");
+        assert_eq!(body["event"], "alert.firing");
+        assert_eq!(body["alert"]["id"], id.as_str());
+        assert_eq!(body["alert"]["app"], "alarm");
+        assert_eq!(body["delivery"], delivery.as_str());
+    }
+    let detail = json(cli(&sb, &server).args(["alerts", "show", &id]));
+    assert_eq!(detail["deliveries"][0]["state"], "delivered", "{detail}");
+    assert!(
+        detail["deliveries"][0]["attempts"].as_u64() >= Some(3),
+        "{detail}"
+    );
+
+    // Acknowledged, then resolved by a deploy that works; people are told.
+    ok(cli(&sb, &server).args(["alerts", "ack", &id]));
+    ok(cli(&sb, &server).args(["env", "unset", "alarm", "HELLO_EXIT"]));
+    ok(cli(&sb, &server)
+        .args(["deploy", "alarm", "--path"])
+        .arg(&dir));
+    assert!(alerts(&sb, &server, false).is_empty());
+    let all = alerts(&sb, &server, true);
+    assert_eq!(all[0]["state"], "resolved", "{all:?}");
+    assert!(all[0]["acked_by"].is_string(), "{all:?}");
+    ok(cli(&sb, &server).args(["notify", "test"]));
+    eventually(
+        Duration::from_secs(30),
+        "the resolution and the test",
+        || {
+            let got = accepted.lock().unwrap();
+            got.iter().any(|(_, b, _)| b["event"] == "alert.resolved")
+                && got.iter().any(|(_, b, _)| b["event"] == "alert.test")
+        },
+    );
+    // Each delivery arrived once, signed.
+    std::thread::sleep(Duration::from_secs(3));
+    let got = accepted.lock().unwrap();
+    let mut ids: Vec<&str> = got.iter().map(|(d, _, _)| d.as_str()).collect();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), got.len(), "{got:?}");
+    assert_eq!(got.len(), 3, "{got:?}");
+    assert!(got.iter().all(|(_, _, signed)| *signed));
+    drop(got);
+
+    let audit = ok(cli(&sb, &server).args(["audit", "list", "--json"]));
+    assert!(
+        audit.contains(&format!("alerts/{id}: warning deploy_failed of alarm")),
+        "{audit}"
+    );
+    assert!(audit.contains(&format!("alerts/{id}/acked")), "{audit}");
+    assert!(!audit.contains("a webhook secret"), "{audit}");
+    server.stop().unwrap();
+}

@@ -2,7 +2,7 @@
 //!
 //! [`Store`] is the whole contract between the platform and its database,
 //! made of one trait per domain ([`IdentityStore`], [`AppStore`],
-//! [`ReleaseStore`], [`DataStore`], [`CronStore`], [`BanStore`], [`AuditStore`]) that a backend
+//! [`ReleaseStore`], [`DataStore`], [`CronStore`], [`BanStore`], [`AlertStore`], [`AuditStore`]) that a backend
 //! implements one file each (see `sqlite/`). It is deliberately narrow and
 //! speaks in domain types, so that the SQLite implementation here and a
 //! PostgreSQL one for clusters can share every test. Two rules every
@@ -23,9 +23,10 @@ use rampart_core::token::TokenHash;
 use rampart_core::{AppId, AppName, EnvName, Role, TokenId, UserId};
 
 pub use model::{
-    AppEvent, AppRow, BackupResult, BanRow, Credentials, CronJobRow, CronRunRow, DatabaseRow,
-    InvitationRow, MediaBucketRow, NewApp, NewInvitation, NewRelease, NewToken, NewUser,
-    ReleaseRow, ScheduleRow, SealedVar, TokenKind, TokenRow, User, UserStatus,
+    AlertRow, AppEvent, AppRow, BackupResult, BanRow, ChannelRow, Credentials, CronJobRow,
+    CronRunRow, DatabaseRow, DeliveryRow, InvitationRow, MediaBucketRow, NewApp, NewInvitation,
+    NewRelease, NewToken, NewUser, ReleaseRow, ScheduleRow, SealedVar, TokenKind, TokenRow, User,
+    UserStatus,
 };
 pub use sqlite::SqliteStore;
 
@@ -62,6 +63,7 @@ pub trait Store:
     + DataStore
     + CronStore
     + BanStore
+    + AlertStore
     + AuditStore
     + Send
     + Sync
@@ -370,6 +372,47 @@ pub trait BanStore: Send + Sync {
 
     /// Lifts a ban; [`StoreError::NotFound`] if there is none.
     async fn remove_ban(&self, net: &str, audit: AuditRecord) -> Result<AuditEntry>;
+}
+
+/// Alerts, their channels and the outbox of deliveries.
+#[async_trait]
+pub trait AlertStore: Send + Sync {
+    /// The firing alert of a condition, if any.
+    async fn firing_alert(&self, key: &str) -> Result<Option<AlertRow>>;
+
+    async fn alert(&self, id: &str) -> Result<Option<AlertRow>>;
+
+    /// The newest alerts first; resolved ones only when `resolved`.
+    async fn alerts(&self, resolved: bool, limit: u32) -> Result<Vec<AlertRow>>;
+
+    /// Stores an alert as it now is and, in the same transaction, the
+    /// deliveries that tell people about it.
+    async fn save_alert(&self, alert: &AlertRow, deliveries: &[DeliveryRow]) -> Result<()>;
+
+    /// Marks an alert acknowledged.
+    async fn ack_alert(
+        &self,
+        id: &str,
+        by: &str,
+        at: &str,
+        audit: AuditRecord,
+    ) -> Result<AuditEntry>;
+
+    async fn channels(&self) -> Result<Vec<ChannelRow>>;
+
+    async fn add_channel(&self, channel: &ChannelRow, audit: AuditRecord) -> Result<AuditEntry>;
+
+    /// Removes a channel and its pending deliveries.
+    async fn remove_channel(&self, id: &str, audit: AuditRecord) -> Result<AuditEntry>;
+
+    /// Pending deliveries due by `now`, oldest first.
+    async fn due_deliveries(&self, now: &str, limit: u32) -> Result<Vec<DeliveryRow>>;
+
+    /// Records an attempt's outcome.
+    async fn update_delivery(&self, delivery: &DeliveryRow) -> Result<()>;
+
+    /// An alert's deliveries.
+    async fn deliveries(&self, alert: &str) -> Result<Vec<DeliveryRow>>;
 }
 
 /// The audit chain.

@@ -276,6 +276,61 @@ pub struct CronJobRow {
     pub from_manifest: bool,
 }
 
+/// An alert: one per condition while it fires.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AlertRow {
+    /// `alert_…`.
+    pub id: String,
+    /// The condition: the rule and what it is about (`crash_loop:shop`).
+    pub key: String,
+    pub rule: String,
+    /// `info`, `warning` or `critical`.
+    pub severity: String,
+    pub app: Option<String>,
+    pub summary: String,
+    pub count: u64,
+    pub first_at: String,
+    pub last_at: String,
+    pub notified_at: String,
+    /// `firing` or `resolved`.
+    pub state: String,
+    pub resolved_at: Option<String>,
+    pub acked_by: Option<String>,
+    pub acked_at: Option<String>,
+}
+
+/// Where alerts go.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChannelRow {
+    /// `ch_…`.
+    pub id: String,
+    /// `webhook`.
+    pub kind: String,
+    /// The webhook's URL.
+    pub target: String,
+    /// Sealed under the master key.
+    pub secret: Vec<u8>,
+    pub created_by: String,
+    pub created_at: String,
+}
+
+/// One message to one channel.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeliveryRow {
+    /// `dlv_…`: what a receiver sees in `Rampart-Delivery`.
+    pub id: String,
+    pub channel_id: String,
+    pub alert_id: String,
+    pub body: String,
+    pub created_at: String,
+    pub attempts: u32,
+    pub next_attempt_at: String,
+    pub last_error: Option<String>,
+    /// `pending`, `delivered` or `failed`.
+    pub state: String,
+    pub done_at: Option<String>,
+}
+
 /// A client banned at the edge.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BanRow {

@@ -4,11 +4,16 @@
 //! decisions it gets back (the platform bans at the edge, records and
 //! audits).
 //!
+//! Alerts (`alert`) are counted and grouped by condition, and webhook
+//! deliveries are signed (`notify`).
+//!
 //! The per-client detectors follow CrowdSec's scenarios and defaults: a
 //! leaky bucket per client address and host for each behaviour, and a
 //! decision when one overflows.
 
+pub mod alert;
 mod bucket;
 pub mod detect;
+pub mod notify;
 
 pub use detect::{Decision, Detector, DetectorConfig, Request, Scenario};

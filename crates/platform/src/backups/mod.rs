@@ -24,6 +24,7 @@ use rampart_core::{Action, AppName, wire};
 use rampart_services::media::{self, FileSum};
 use rampart_services::postgres::{Admin, TableSum, Tenant};
 use rampart_store::{AppEvent, AppRow, BackupResult, ScheduleRow};
+use rampart_watch::alert::Severity;
 use serde::{Deserialize, Serialize};
 
 use crate::{Acting, Error, Platform};
@@ -243,6 +244,34 @@ impl Backups<'_> {
 
     /// Records a result; a failure also becomes an app event.
     async fn record_result(&self, app: &AppRow, result: BackupResult) {
+        let rule = match result.kind.as_str() {
+            "backup" => Some(("backup_failed", Severity::Critical)),
+            "verify" => Some(("verify_failed", Severity::Critical)),
+            "retention" => Some(("retention_failed", Severity::Warning)),
+            "restore" => Some(("restore_failed", Severity::Warning)),
+            _ => None,
+        };
+        if let Some((rule, severity)) = rule {
+            let alerts = self.p.alerts();
+            if result.ok {
+                alerts.resolve(rule, Some(app.name.as_str()), None).await;
+            } else {
+                alerts
+                    .raise(crate::alerts::Condition {
+                        rule,
+                        severity,
+                        app: Some(app.name.as_str()),
+                        detail: None,
+                        summary: format!(
+                            "{}: {} failed: {}",
+                            app.name,
+                            result.kind,
+                            result.detail.lines().next().unwrap_or("")
+                        ),
+                    })
+                    .await;
+            }
+        }
         if !result.ok {
             tracing::warn!(app = %app.name, kind = %result.kind, detail = %result.detail, "backup step failed");
             let event = AppEvent {

@@ -427,6 +427,14 @@ impl Deploys<'_> {
         match outcome {
             Ok(()) => {
                 tracing::info!(app = %row.name, release = number, "release is live");
+                // Fresh replicas of a release that serves: what a failed
+                // deploy, a crash loop or a failed repair said is over.
+                for rule in ["deploy_failed", "crash_loop", "app_down"] {
+                    self.p
+                        .alerts()
+                        .resolve(rule, Some(row.name.as_str()), None)
+                        .await;
+                }
                 match self
                     .p
                     .crons()
@@ -449,6 +457,20 @@ impl Deploys<'_> {
             }
             Err(message) => {
                 tracing::warn!(app = %row.name, release = number, reason = %message, "deploy failed");
+                let first = message.lines().next().unwrap_or("");
+                self.p
+                    .alerts()
+                    .raise(crate::alerts::Condition {
+                        rule: "deploy_failed",
+                        severity: rampart_watch::alert::Severity::Warning,
+                        app: Some(row.name.as_str()),
+                        detail: None,
+                        summary: format!(
+                            "{}: release {number} failed to deploy: {first}",
+                            row.name
+                        ),
+                    })
+                    .await;
                 Err(Error::DeployFailed {
                     message,
                     release: Some(Box::new(release)),

@@ -19,13 +19,16 @@ use sqlx::{Row, SqliteConnection, SqlitePool};
 use tokio::sync::Mutex;
 
 use crate::{
+    AlertStore, AppStore, AuditStore, BanStore, CronStore, DataStore, IdentityStore, ReleaseStore,
+};
+use crate::{
     AppEvent, AppRow, BackupResult, Credentials, CronJobRow, CronRunRow, DatabaseRow,
     InvitationRow, MediaBucketRow, NewApp, NewInvitation, NewRelease, NewToken, NewUser,
     ReleaseRow, Result, ScheduleRow, SealedVar, Store, StoreError, TokenKind, TokenRow, User,
     UserStatus,
 };
-use crate::{AppStore, AuditStore, BanStore, CronStore, DataStore, IdentityStore, ReleaseStore};
 
+mod alerts;
 mod apps;
 mod audit_chain;
 mod bans;

@@ -1,0 +1,225 @@
+//! `rampart alerts …` and `rampart notify …`: what the platform noticed,
+//! and where it tells people.
+
+use std::io::Read;
+use std::path::PathBuf;
+
+use anyhow::{Context, bail};
+use clap::Subcommand;
+use rampart_core::wire;
+
+use crate::output::printable;
+use crate::{Connection, credentials, output};
+
+/// The most of a secret file read.
+const MAX_SECRET_FILE: u64 = 4096;
+
+#[derive(Debug, Subcommand)]
+pub enum AlertsCommand {
+    /// List alerts, newest first: firing ones, or all with --all.
+    List {
+        #[arg(long)]
+        all: bool,
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        conn: Connection,
+    },
+    /// One alert and its deliveries to each channel.
+    Show {
+        id: String,
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        conn: Connection,
+    },
+    /// Acknowledge an alert: someone is on it.
+    Ack {
+        id: String,
+        #[command(flatten)]
+        conn: Connection,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum NotifyCommand {
+    /// Add a channel: `rampart notify add webhook URL --secret-file F`.
+    Add {
+        /// `webhook`.
+        kind: String,
+        /// The webhook's https:// URL (http:// only to this machine).
+        target: String,
+        /// A file holding the secret deliveries are signed with (16 to 1024
+        /// bytes); it is stored sealed and never shown again.
+        #[arg(long)]
+        secret_file: PathBuf,
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        conn: Connection,
+    },
+    /// List the channels.
+    List {
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        conn: Connection,
+    },
+    /// Remove a channel and what it still had to deliver.
+    Remove {
+        id: String,
+        #[command(flatten)]
+        conn: Connection,
+    },
+    /// Send a test alert to every channel.
+    Test {
+        #[command(flatten)]
+        conn: Connection,
+    },
+}
+
+fn alert_rows(alerts: &[wire::Alert]) -> Vec<Vec<String>> {
+    alerts
+        .iter()
+        .map(|a| {
+            vec![
+                a.id.clone(),
+                a.severity.clone(),
+                a.state.clone(),
+                a.count.to_string(),
+                a.last_at.clone(),
+                a.acked_by.clone().unwrap_or_else(|| "-".into()),
+                printable(&a.summary).into_owned(),
+            ]
+        })
+        .collect()
+}
+
+const ALERT_HEADERS: [&str; 7] = [
+    "ID", "SEVERITY", "STATE", "COUNT", "LAST", "ACKED", "SUMMARY",
+];
+
+pub async fn alerts(command: AlertsCommand) -> anyhow::Result<()> {
+    match command {
+        AlertsCommand::List { all, json, conn } => {
+            let alerts = credentials::client(&conn)?.alerts(all).await?;
+            if json {
+                return output::json(&alerts);
+            }
+            output::table(&ALERT_HEADERS, &alert_rows(&alerts));
+        }
+        AlertsCommand::Show { id, json, conn } => {
+            let detail = credentials::client(&conn)?.alert(&id).await?;
+            if json {
+                return output::json(&detail);
+            }
+            output::table(
+                &ALERT_HEADERS,
+                &alert_rows(std::slice::from_ref(&detail.alert)),
+            );
+            println!();
+            let rows: Vec<Vec<String>> = detail
+                .deliveries
+                .iter()
+                .map(|d| {
+                    vec![
+                        d.id.clone(),
+                        d.channel.clone(),
+                        d.event.clone(),
+                        d.state.clone(),
+                        d.attempts.to_string(),
+                        printable(d.last_error.as_deref().unwrap_or("-")).into_owned(),
+                    ]
+                })
+                .collect();
+            output::table(
+                &[
+                    "DELIVERY",
+                    "CHANNEL",
+                    "EVENT",
+                    "STATE",
+                    "ATTEMPTS",
+                    "LAST ERROR",
+                ],
+                &rows,
+            );
+        }
+        AlertsCommand::Ack { id, conn } => {
+            let alert = credentials::client(&conn)?.ack_alert(&id).await?;
+            println!("Acknowledged {} ({})", alert.id, printable(&alert.summary));
+        }
+    }
+    Ok(())
+}
+
+/// The secret in `path`, without a trailing newline.
+fn read_secret(path: &PathBuf) -> anyhow::Result<String> {
+    let file = std::fs::File::open(path)
+        .with_context(|| format!("cannot open the secret file {}", path.display()))?;
+    let mut bytes = Vec::new();
+    file.take(MAX_SECRET_FILE + 1)
+        .read_to_end(&mut bytes)
+        .with_context(|| format!("cannot read the secret file {}", path.display()))?;
+    if bytes.len() as u64 > MAX_SECRET_FILE {
+        bail!(
+            "the secret file {} is larger than {MAX_SECRET_FILE} bytes",
+            path.display()
+        );
+    }
+    let text = String::from_utf8(bytes)
+        .with_context(|| format!("the secret file {} is not UTF-8 text", path.display()))?;
+    Ok(text.trim_end_matches(['\r', '\n']).to_owned())
+}
+
+pub async fn notify(command: NotifyCommand) -> anyhow::Result<()> {
+    match command {
+        NotifyCommand::Add {
+            kind,
+            target,
+            secret_file,
+            json,
+            conn,
+        } => {
+            let request = wire::AddChannel {
+                kind,
+                target,
+                secret: read_secret(&secret_file)?,
+            };
+            let channel = credentials::client(&conn)?.add_channel(&request).await?;
+            if json {
+                return output::json(&channel);
+            }
+            println!("Added {} ({} {})", channel.id, channel.kind, channel.target);
+        }
+        NotifyCommand::List { json, conn } => {
+            let channels = credentials::client(&conn)?.channels().await?;
+            if json {
+                return output::json(&channels);
+            }
+            let rows: Vec<Vec<String>> = channels
+                .iter()
+                .map(|c| {
+                    vec![
+                        c.id.clone(),
+                        c.kind.clone(),
+                        printable(&c.target).into_owned(),
+                        c.created_at.clone(),
+                    ]
+                })
+                .collect();
+            output::table(&["ID", "KIND", "TARGET", "CREATED"], &rows);
+        }
+        NotifyCommand::Remove { id, conn } => {
+            credentials::client(&conn)?.remove_channel(&id).await?;
+            println!("Removed {}", printable(&id));
+        }
+        NotifyCommand::Test { conn } => {
+            let alert = credentials::client(&conn)?.test_channels().await?;
+            println!(
+                "Sent test alert {} to every channel (`rampart alerts show {}` follows it)",
+                alert.id, alert.id
+            );
+        }
+    }
+    Ok(())
+}
