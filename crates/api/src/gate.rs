@@ -117,6 +117,19 @@ pub async fn gate(State(platform): State<AppState>, mut request: Request, next: 
     let mut flooding = false;
     let mut actor = String::from("anonymous");
     let response = 'handled: {
+        // A banned client gets nothing, not even an audit entry per request
+        // (its ban was audited).
+        if let Some(ip) = client
+            && platform.bans().is_banned(ip)
+        {
+            flooding = true;
+            break 'handled ApiError::new(
+                StatusCode::FORBIDDEN,
+                "banned",
+                "this address is banned; an owner or admin elsewhere can lift it with `rampart bans remove`",
+            )
+            .into_response();
+        }
         if rule.is_none() {
             let template = template.as_deref().unwrap_or_default();
             // Another method of the path has a rule: this one is simply not

@@ -402,6 +402,11 @@ impl Edge {
         self.shared.shields.bans()
     }
 
+    /// Whether `ip` is banned now.
+    pub fn is_banned(&self, ip: std::net::IpAddr) -> bool {
+        self.shared.shields.is_banned(ip)
+    }
+
     /// Access events as they happen.
     pub fn subscribe(&self) -> broadcast::Receiver<Arc<AccessEvent>> {
         self.shared.access.subscribe()

@@ -578,3 +578,157 @@ impl Alerts<'_> {
         }
     }
 }
+
+/// A filesystem this full raises `disk_full`; the alert resolves once it
+/// is back under [`DISK_CLEAR`] (the gap keeps a filesystem hovering at the
+/// line from flapping).
+const DISK_FULL: f64 = 0.90;
+const DISK_CLEAR: f64 = 0.85;
+/// How often the audit chain is verified end to end.
+const AUDIT_VERIFY_EVERY: Duration = Duration::from_secs(24 * 3600);
+
+/// Whether a filesystem `used` full (0 to 1) is, or stays, too full for
+/// an alert that is `firing` or not.
+fn too_full(used: f64, firing: bool) -> bool {
+    if firing {
+        used >= DISK_CLEAR
+    } else {
+        used >= DISK_FULL
+    }
+}
+
+/// The fraction of the filesystem holding `path` that is in use, as an
+/// unprivileged user sees it.
+fn used_fraction(path: &std::path::Path) -> Option<f64> {
+    let stat = rustix::fs::statvfs(path).ok()?;
+    if stat.f_blocks == 0 {
+        return None;
+    }
+    Some(1.0 - stat.f_bavail as f64 / stat.f_blocks as f64)
+}
+
+impl Platform {
+    /// Checks, every `every` until `stopped`, what no request would notice:
+    /// how full the data directory's and a local backup repository's
+    /// filesystems are, and (daily) the audit chain end to end.
+    pub async fn check_forever(
+        self: std::sync::Arc<Self>,
+        every: Duration,
+        mut stopped: tokio::sync::watch::Receiver<bool>,
+    ) {
+        let mut verified: Option<std::time::Instant> = None;
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(every) => {}
+                _ = stopped.changed() => return,
+            }
+            self.check_disks().await;
+            if verified.is_none_or(|at| at.elapsed() >= AUDIT_VERIFY_EVERY) {
+                verified = Some(std::time::Instant::now());
+                self.check_audit_chain().await;
+            }
+        }
+    }
+
+    async fn check_disks(&self) {
+        let mut places = vec![("data directory", self.dir.root().to_owned())];
+        if let Some(backup) = &self.backup
+            && !backup.repository.starts_with("s3://")
+        {
+            places.push(("backup repository", backup.repository.clone().into()));
+        }
+        for (what, path) in places {
+            let Some(used) = used_fraction(&path) else {
+                continue;
+            };
+            let key_detail = Some(what);
+            let firing = self
+                .store
+                .firing_alert(&format!("disk_full:{what}"))
+                .await
+                .ok()
+                .flatten()
+                .is_some();
+            if too_full(used, firing) {
+                self.alerts()
+                    .raise(Condition {
+                        rule: "disk_full",
+                        severity: Severity::Critical,
+                        app: None,
+                        detail: key_detail,
+                        summary: format!(
+                            "the filesystem of the {what} ({}) is {:.0}% full",
+                            path.display(),
+                            used * 100.0
+                        ),
+                    })
+                    .await;
+            } else if firing {
+                self.alerts().resolve("disk_full", None, key_detail).await;
+            }
+        }
+    }
+
+    async fn check_audit_chain(&self) {
+        match self.verify_audit().await {
+            Ok(report) if report.ok => self.alerts().resolve("audit_broken", None, None).await,
+            Ok(report) => {
+                self.alerts()
+                    .raise(Condition {
+                        rule: "audit_broken",
+                        severity: Severity::Critical,
+                        app: None,
+                        detail: None,
+                        summary: format!(
+                            "the audit chain is broken at entry {}: {}",
+                            report.first_bad.unwrap_or(0),
+                            report.problem.unwrap_or_default()
+                        ),
+                    })
+                    .await;
+            }
+            Err(error) => tracing::error!(%error, "cannot verify the audit chain"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_filesystem_near_the_line_does_not_flap() {
+        assert!(!too_full(0.89, false));
+        assert!(too_full(0.90, false));
+        // Firing: it stays so until well under the line.
+        assert!(too_full(0.87, true));
+        assert!(!too_full(0.84, true));
+        assert!(used_fraction(std::path::Path::new("/")).is_some_and(|u| (0.0..=1.0).contains(&u)));
+        assert_eq!(used_fraction(std::path::Path::new("/no/such/place")), None);
+    }
+
+    #[test]
+    fn webhook_urls_are_https_or_loopback_http_without_credentials() {
+        for ok in [
+            "https://hooks.example.com/rampart",
+            "http://127.0.0.1:9000/hook",
+            "http://[::1]:9000/hook",
+            "http://localhost/hook",
+        ] {
+            assert!(check_url(ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "http://example.com/hook",
+            "http://10.0.0.1/hook",
+            "ftp://example.com/x",
+            "https://user:pw@example.com/",
+            "https://:pw@example.com/",
+            "not a url",
+            "https://example.com/\n",
+            "file:///etc/passwd",
+        ] {
+            assert!(check_url(bad).is_err(), "{bad}");
+        }
+        assert!(check_url(&format!("https://example.com/{}", "a".repeat(MAX_URL))).is_err());
+    }
+}

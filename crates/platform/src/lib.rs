@@ -105,6 +105,8 @@ pub struct Platform {
     backup: Option<rampart_core::config::BackupConfig>,
     /// The scheduled jobs running now.
     cron_running: crons::Running,
+    /// Clients whose logins failed, for the watch's brute-force detector.
+    failed_logins: tokio::sync::broadcast::Sender<std::net::IpAddr>,
 }
 
 /// What [`Platform::open`] did on a first start.
@@ -164,6 +166,7 @@ impl Platform {
             services,
             backup: config.backup.clone(),
             cron_running: crons::Running::default(),
+            failed_logins: tokio::sync::broadcast::channel(1024).0,
             store,
             key,
             ca,

@@ -6,6 +6,8 @@
 //!
 //! The detectors read a broadcast channel the edge never waits on: when
 //! they fall behind, events are skipped and counted, and traffic goes on.
+//! Failed logins to the platform's own API count like 401s on an app's
+//! login path, and a banned client is refused by the API too.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -27,6 +29,8 @@ const DEFAULT_BAN_SECS: u64 = 4 * 3600;
 const MAX_BAN_SECS: u64 = 365 * 86_400;
 /// How often quiet clients are forgotten.
 const SWEEP_EVERY: Duration = Duration::from_secs(60);
+/// The host the platform's own API is judged under.
+const API_HOST: &str = "rampart-api";
 /// The actor of the detectors' bans.
 const WATCH: &str = "watch";
 
@@ -93,6 +97,7 @@ impl Platform {
             return;
         };
         let mut events = engine.edge.subscribe();
+        let mut failed_logins = self.failed_logins.subscribe();
         let never_ban = config
             .never_ban
             .iter()
@@ -114,6 +119,23 @@ impl Platform {
         loop {
             let event = tokio::select! {
                 event = events.recv() => event,
+                client = failed_logins.recv() => {
+                    // A failed login to the platform's own API counts as a
+                    // 401 on its login path.
+                    if let Ok(client) = client {
+                        let request = Request {
+                            client,
+                            host: API_HOST,
+                            method: "POST",
+                            path: "/api/sessions",
+                            status: 401,
+                        };
+                        if let Some(decision) = detector.observe(&request, Instant::now()) {
+                            self.bans().enforce(&decision).await;
+                        }
+                    }
+                    continue;
+                }
                 _ = stopped.changed() => return,
             };
             let event = match event {
@@ -153,6 +175,14 @@ impl Platform {
 }
 
 impl Bans<'_> {
+    /// Whether `ip` is banned now (its requests to the apps and to the API
+    /// are refused).
+    pub fn is_banned(&self, ip: std::net::IpAddr) -> bool {
+        self.p
+            .engine()
+            .is_ok_and(|engine| engine.edge.is_banned(ip))
+    }
+
     /// Bans in force, newest first.
     pub async fn list(&self) -> Result<Vec<wire::Ban>, Error> {
         let rows = self.p.store.bans(&Timestamp::now().to_rfc3339()).await?;

@@ -39,6 +39,8 @@ const CONFIG_FILE: &str = "rampart.toml";
 const RECONCILE_EVERY: Duration = Duration::from_secs(10);
 /// How often due backups and test restores are looked for.
 const BACKUP_CHECK_EVERY: Duration = Duration::from_secs(2);
+/// How often disk use is checked (and the audit chain, daily).
+const CHECK_EVERY: Duration = Duration::from_secs(60);
 /// How often the alert outbox is looked at.
 const DELIVER_EVERY: Duration = Duration::from_secs(2);
 
@@ -217,6 +219,7 @@ pub async fn run(mut args: UpArgs) -> anyhow::Result<()> {
             .clone()
             .deliver_forever(DELIVER_EVERY, stopped.clone()),
     );
+    let checks = tokio::spawn(platform.clone().check_forever(CHECK_EVERY, stopped.clone()));
     let watcher = tokio::spawn(
         platform
             .clone()
@@ -257,6 +260,7 @@ pub async fn run(mut args: UpArgs) -> anyhow::Result<()> {
     let _ = scheduler.await;
     let _ = watcher.await;
     let _ = deliveries.await;
+    let _ = checks.await;
     platform.stop_services().await;
     edge.shutdown().await;
     platform.close().await;

@@ -198,6 +198,51 @@ fn attackers_are_banned_at_the_edge_while_others_are_served() {
     assert_ne!(code, 0);
     assert!(banned(&sb, &server, "127.0.0.2/32").is_some());
 
+    // A password spray on the platform's own login is banned too, from
+    // the API and the edge alike; the operator's CLI goes on working.
+    let api_from = |from: &str| {
+        reqwest::blocking::Client::builder()
+            .use_rustls_tls()
+            .tls_built_in_root_certs(false)
+            .add_root_certificate(reqwest::Certificate::from_pem(&server.ca_pem()).unwrap())
+            .local_address(from.parse::<IpAddr>().unwrap())
+            .timeout(Duration::from_secs(10))
+            .build()
+            .unwrap()
+    };
+    let spray = api_from("127.0.0.9");
+    for guess in ["a", "b", "c", "d", "e", "f", "g"] {
+        let _ = spray
+            .post(format!("{}/api/sessions", server.url()))
+            .json(&serde_json::json!({"email": "owner@localhost", "password": guess}))
+            .send();
+    }
+    eventually(Duration::from_secs(10), "the API sprayer's ban", || {
+        spray
+            .get(format!("{}/api/whoami", server.url()))
+            .send()
+            .is_ok_and(|r| r.status().as_u16() == 403)
+    });
+    let refused = spray
+        .get(format!("{}/api/whoami", server.url()))
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    assert!(refused.contains("\"banned\""), "{refused}");
+    assert_eq!(
+        status(
+            &client_from(&server, "shop.localhost", "127.0.0.9"),
+            &server,
+            "/"
+        ),
+        403
+    );
+    assert_eq!(
+        banned(&sb, &server, "127.0.0.9/32").unwrap()["scenario"],
+        "http-bruteforce"
+    );
+
     // Bans survive a restart: the scanner is refused before it sends
     // anything new.
     server.stop().unwrap();

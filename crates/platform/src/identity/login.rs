@@ -149,6 +149,7 @@ impl Identity<'_> {
             keys.push(format!("account:{email}"));
         }
         if let Err(wait) = self.p.throttle.begin(&keys) {
+            let _ = self.p.failed_logins.send(client);
             self.record_login(
                 client,
                 "anonymous",
@@ -198,6 +199,7 @@ impl Identity<'_> {
             .as_ref()
             .map_or_else(|| "anonymous".to_owned(), |c| c.user.id.to_string());
         let Some(creds) = creds.filter(|_| ok) else {
+            let _ = self.p.failed_logins.send(client);
             self.record_login(client, &actor, "sessions", Outcome::Failed, request_id)
                 .await;
             return Ok(Err(LoginRefused {
