@@ -25,7 +25,8 @@ cleanup_apps() {
 }
 trap 'cleanup; cleanup_apps' EXIT
 
-cargo build --profile dist --locked -q -p rampart -p rampart-watch --example throughput
+cargo build --profile dist --locked -q -p rampart
+cargo build --profile dist --locked -q -p rampart-watch --example throughput
 bin="$PWD/target/dist/rampart"
 hello=$(ls -t target/dist/build/rampart-*/out/hello | head -1)
 ctx="$work/ctx"

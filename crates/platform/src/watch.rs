@@ -19,7 +19,11 @@ use rampart_core::config::WatchConfig;
 use rampart_core::time::Timestamp;
 use rampart_core::{Action, RequestId, wire};
 use rampart_store::BanRow;
+use rampart_watch::alert::Severity;
+use rampart_watch::baseline::{Assessment, Baseline, BaselineConfig, Latencies, Window};
 use rampart_watch::{Decision, Detector, DetectorConfig, Request};
+
+use crate::alerts::Condition;
 use tokio::sync::broadcast::error::RecvError;
 
 use crate::{Acting, Error, Platform};
@@ -27,6 +31,8 @@ use crate::{Acting, Error, Platform};
 /// How long a ban by hand lasts unless it says, and at most.
 const DEFAULT_BAN_SECS: u64 = 4 * 3600;
 const MAX_BAN_SECS: u64 = 365 * 86_400;
+/// The length of one window of an app's traffic.
+const WINDOW: Duration = Duration::from_secs(10);
 /// How often quiet clients are forgotten.
 const SWEEP_EVERY: Duration = Duration::from_secs(60);
 /// The host the platform's own API is judged under.
@@ -116,9 +122,20 @@ impl Platform {
             }
         }
         let mut swept = Instant::now();
+        let mut traffic = Traffic::new(BaselineConfig {
+            warmup: (config.baseline_warmup_secs / WINDOW.as_secs()).max(1) as u32,
+            margin: config.baseline_margin,
+        });
+        let mut windows = tokio::time::interval(WINDOW);
+        windows.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        windows.tick().await;
         loop {
             let event = tokio::select! {
                 event = events.recv() => event,
+                _ = windows.tick() => {
+                    traffic.close_window(&self).await;
+                    continue;
+                }
                 client = failed_logins.recv() => {
                     // A failed login to the platform's own API counts as a
                     // 401 on its login path.
@@ -152,6 +169,7 @@ impl Platform {
             if event.shield.is_some() {
                 continue;
             }
+            traffic.add(&event);
             let Ok(client) = event.client_ip.parse() else {
                 continue;
             };
@@ -310,4 +328,207 @@ impl Bans<'_> {
 /// Events the detectors skipped since start.
 pub fn skipped_events() -> u64 {
     SKIPPED.load(Ordering::Relaxed)
+}
+
+/// One window of one host's traffic.
+#[derive(Debug, Default)]
+struct HostWindow {
+    requests: u64,
+    errors: u64,
+    unserved: u64,
+    latencies: Latencies,
+}
+
+/// Every app's traffic: the window being counted, per host, and each app's
+/// baseline. Hosts are the apps' own (requests for unknown hosts are
+/// refused by the shields and never counted), so this stays as small as
+/// the list of apps.
+#[derive(Debug)]
+struct Traffic {
+    config: BaselineConfig,
+    hosts: std::collections::HashMap<String, HostWindow>,
+    baselines: std::collections::HashMap<String, Baseline>,
+    opened: Instant,
+}
+
+/// How each traffic rule departs.
+const RULES: [(&str, Severity); 4] = [
+    ("traffic_spike", Severity::Warning),
+    ("errors_high", Severity::Critical),
+    ("latency_high", Severity::Warning),
+    ("app_unreachable", Severity::Critical),
+];
+
+impl Traffic {
+    fn new(config: BaselineConfig) -> Self {
+        Self {
+            config,
+            hosts: Default::default(),
+            baselines: Default::default(),
+            opened: Instant::now(),
+        }
+    }
+
+    fn add(&mut self, event: &rampart_edge::access::AccessEvent) {
+        let host = without_port(&event.host).to_ascii_lowercase();
+        let window = match self.hosts.get_mut(&host) {
+            Some(window) => window,
+            None => self.hosts.entry(host).or_default(),
+        };
+        window.requests += 1;
+        if event.status >= 500 {
+            window.errors += 1;
+            if event.upstream.is_none() {
+                window.unserved += 1;
+            }
+        }
+        window.latencies.add(event.duration_ms);
+    }
+
+    /// Ends the window: judges every app's against its baseline, raising
+    /// or resolving the traffic alerts.
+    async fn close_window(&mut self, p: &Platform) {
+        let secs = self.opened.elapsed().as_secs_f64();
+        self.opened = Instant::now();
+        let hosts = std::mem::take(&mut self.hosts);
+        let Ok(apps) = p.store.apps().await else {
+            return;
+        };
+        let hour = (Timestamp::now().unix_seconds().rem_euclid(86_400) / 3600) as usize;
+        self.baselines
+            .retain(|name, _| apps.iter().any(|a| a.name.as_str() == name));
+        for app in &apps {
+            let mut names: Vec<String> = app.domains.iter().map(|d| d.to_string()).collect();
+            names.push(app.name.default_domain().to_string());
+            let mut window = Window {
+                secs,
+                ..Default::default()
+            };
+            let mut latencies = Latencies::default();
+            for name in &names {
+                if let Some(host) = hosts.get(name) {
+                    window.requests += host.requests;
+                    window.errors += host.errors;
+                    window.unserved += host.unserved;
+                    latencies.merge(&host.latencies);
+                }
+            }
+            window.p95_ms = latencies.p95();
+            let baseline = self.baselines.entry(app.name.to_string()).or_default();
+            let assessment = baseline.assess(window, hour, self.config);
+            report(p, app.name.as_str(), &assessment, &window).await;
+        }
+    }
+}
+
+/// A `Host` header's name without its port (`shop.example.com:8443`).
+fn without_port(host: &str) -> &str {
+    match host.rsplit_once(':') {
+        Some((name, port))
+            if !port.is_empty()
+                && port.bytes().all(|b| b.is_ascii_digit())
+                && !name.contains(':') =>
+        {
+            name
+        }
+        Some((name, port))
+            if name.starts_with('[')
+                && name.ends_with(']')
+                && port.bytes().all(|b| b.is_ascii_digit()) =>
+        {
+            name
+        }
+        _ => host,
+    }
+}
+
+/// Raises the traffic alerts a window's assessment calls for, and resolves
+/// the others.
+async fn report(p: &Platform, app: &str, a: &Assessment, window: &Window) {
+    let per_sec = |n: u64| n as f64 / window.secs.max(1.0);
+    let summaries = [
+        a.rate
+            .map(|d| format!("{app}: {:.1} requests/s, usually {:.1}", d.value, d.usual)),
+        a.errors.map(|d| {
+            format!(
+                "{app}: {:.0}% of answers are 5xx, usually {:.1}%",
+                d.value * 100.0,
+                d.usual * 100.0
+            )
+        }),
+        a.latency.map(|d| {
+            format!(
+                "{app}: 95% of requests answered within {:.0} ms, usually {:.0} ms",
+                d.value, d.usual
+            )
+        }),
+        a.unserved.then(|| {
+            format!(
+                "{app}: {:.1} requests/s and no healthy replica to take them",
+                per_sec(window.requests)
+            )
+        }),
+    ];
+    let alerts = p.alerts();
+    for ((rule, severity), summary) in RULES.into_iter().zip(summaries) {
+        match summary {
+            Some(summary) => {
+                alerts
+                    .raise(Condition {
+                        rule,
+                        severity,
+                        app: Some(app),
+                        detail: None,
+                        summary,
+                    })
+                    .await;
+            }
+            None => alerts.resolve(rule, Some(app), None).await,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hosts_lose_their_port_and_nothing_else() {
+        for (given, name) in [
+            ("shop.example.com", "shop.example.com"),
+            ("shop.example.com:8443", "shop.example.com"),
+            ("shop.localhost:", "shop.localhost:"),
+            ("[::1]:8443", "[::1]"),
+            ("[::1]", "[::1]"),
+            ("a:b", "a:b"),
+        ] {
+            assert_eq!(without_port(given), name, "{given}");
+        }
+    }
+
+    #[test]
+    fn addresses_and_networks_parse_and_nothing_else_does() {
+        assert_eq!(
+            parse_net("203.0.113.9").unwrap().to_string(),
+            "203.0.113.9/32"
+        );
+        assert_eq!(
+            parse_net(" 198.51.100.7/24 ").unwrap().to_string(),
+            "198.51.100.0/24"
+        );
+        assert_eq!(
+            parse_net("2001:db8::1").unwrap().to_string(),
+            "2001:db8::1/128"
+        );
+        for bad in [
+            "",
+            "nonsense",
+            "10.0.0.0/33",
+            "300.1.1.1",
+            "10.0.0.1/",
+            "::/129",
+        ] {
+            assert!(parse_net(bad).is_err(), "{bad}");
+        }
+    }
 }

@@ -500,3 +500,99 @@ fn alerts_reach_a_signed_webhook_once_even_when_it_was_down() {
     assert!(!audit.contains("a webhook secret"), "{audit}");
     server.stop().unwrap();
 }
+
+#[test]
+fn a_traffic_spike_raises_one_alert_that_resolves_when_it_ends() {
+    const SECRET: &[u8] = b"another webhook secret, long enough";
+    let sb = sandbox();
+    let _cleanup = Cleanup(vec!["surge".into()]);
+    let config = sb.write_config(&format!("{CONFIG}[watch]\nbaseline_warmup = \"30s\"\n"));
+    let server = sb.start(&config).unwrap();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    let accepted = receiver(listener, SECRET, 0);
+    let secret_file = sb.path().join("hook.secret");
+    std::fs::write(&secret_file, SECRET).unwrap();
+    ok(cli(&sb, &server)
+        .args(["notify", "add", "webhook", &url, "--secret-file"])
+        .arg(&secret_file));
+    ok(cli(&sb, &server).args(["apps", "create", "surge"]));
+    ok(cli(&sb, &server).args(["scale", "surge", "web=1"]));
+    let dir = context(&sb.path().join("ctx"), "");
+    ok(cli(&sb, &server)
+        .args(["deploy", "surge", "--path"])
+        .arg(&dir));
+
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let visit = |from: &'static str, every: Duration| {
+        let client = client_from(&server, "surge.localhost", from);
+        let url = app_url(&server, "surge.localhost");
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let mut sent = 0u32;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let _ = client.get(&url).send();
+                sent += 1;
+                std::thread::sleep(every);
+            }
+            sent
+        })
+    };
+    // Its usual traffic, about 2 requests a second, for the warm-up.
+    let usual = visit("127.0.0.3", Duration::from_millis(500));
+    std::thread::sleep(Duration::from_secs(45));
+    assert!(
+        alerts(&sb, &server, true).is_empty(),
+        "usual traffic raises nothing"
+    );
+
+    // Ten times that and more, from several visitors: one alert.
+    let spike: Vec<_> = ["127.0.0.11", "127.0.0.12", "127.0.0.13", "127.0.0.14"]
+        .into_iter()
+        .map(|from| visit(from, Duration::from_millis(100)))
+        .collect();
+    eventually(Duration::from_secs(40), "the spike's alert", || {
+        alerts(&sb, &server, false)
+            .iter()
+            .any(|a| a["rule"] == "traffic_spike")
+    });
+    std::thread::sleep(Duration::from_secs(12));
+    let firing = alerts(&sb, &server, false);
+    let spikes: Vec<_> = firing
+        .iter()
+        .filter(|a| a["rule"] == "traffic_spike")
+        .collect();
+    assert_eq!(spikes.len(), 1, "{firing:?}");
+    assert_eq!(spikes[0]["app"], "surge");
+    assert!(spikes[0]["count"].as_u64() >= Some(2), "{firing:?}");
+    assert!(
+        spikes[0]["summary"]
+            .as_str()
+            .unwrap()
+            .contains("requests/s, usually"),
+        "{firing:?}"
+    );
+    let id = spikes[0]["id"].as_str().unwrap().to_owned();
+
+    // It ends: the alert resolves, and the receiver heard both, once each.
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for visitor in spike {
+        visitor.join().unwrap();
+    }
+    usual.join().unwrap();
+    eventually(Duration::from_secs(40), "the resolution", || {
+        let got = accepted.lock().unwrap();
+        got.iter()
+            .any(|(_, b, _)| b["event"] == "alert.resolved" && b["alert"]["id"] == id.as_str())
+    });
+    let got = accepted.lock().unwrap();
+    let about: Vec<&str> = got
+        .iter()
+        .filter(|(_, b, _)| b["alert"]["id"] == id.as_str())
+        .map(|(_, b, _)| b["event"].as_str().unwrap())
+        .collect();
+    assert_eq!(about, ["alert.firing", "alert.resolved"], "{got:?}");
+    assert!(got.iter().all(|(_, _, signed)| *signed));
+    drop(got);
+    server.stop().unwrap();
+}

@@ -12,6 +12,7 @@
 //! decision when one overflows.
 
 pub mod alert;
+pub mod baseline;
 mod bucket;
 pub mod detect;
 pub mod notify;

@@ -87,6 +87,8 @@ struct RawWatch {
     enabled: Option<bool>,
     ban_for: Option<String>,
     never_ban: Option<Vec<String>>,
+    baseline_warmup: Option<String>,
+    baseline_margin: Option<f64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -149,7 +151,7 @@ pub struct Config {
 }
 
 /// The `[watch]` table: what the platform does about the traffic it sees.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct WatchConfig {
     /// Ban clients the detectors catch (on by default).
     pub enabled: bool,
@@ -157,6 +159,11 @@ pub struct WatchConfig {
     pub ban_for_secs: u64,
     /// Networks never banned, in CIDR form (the operator's own).
     pub never_ban: Vec<String>,
+    /// How long an app's traffic is learned before departures from it
+    /// raise alerts.
+    pub baseline_warmup_secs: u64,
+    /// Standard deviations above the usual that count as a departure.
+    pub baseline_margin: f64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -480,10 +487,31 @@ fn validate_watch(raw: RawWatch) -> Result<WatchConfig, ConfigError> {
             ));
         }
     }
+    let baseline_warmup_secs = match raw.baseline_warmup {
+        None => 3600,
+        Some(text) => crate::wire::parse_duration(&text)
+            .ok()
+            .filter(|secs| (30..=30 * 86_400).contains(secs))
+            .ok_or_else(|| {
+                ConfigError::invalid(
+                    "watch.baseline_warmup",
+                    "must be a duration from 30s to 30d",
+                )
+            })?,
+    };
+    let baseline_margin = raw.baseline_margin.unwrap_or(4.0);
+    if !(1.0..=20.0).contains(&baseline_margin) {
+        return Err(ConfigError::invalid(
+            "watch.baseline_margin",
+            "must be between 1 and 20 standard deviations",
+        ));
+    }
     Ok(WatchConfig {
         enabled: raw.enabled.unwrap_or(true),
         ban_for_secs,
         never_ban,
+        baseline_warmup_secs,
+        baseline_margin,
     })
 }
 
@@ -579,6 +607,8 @@ mod tests {
             ("[api]\ntls_names = [\"bad name\"]", "api.tls_names"),
             ("[log]\nlevel = \"loud\"", "log.level"),
             ("[watch]\nban_for = \"1s\"", "watch.ban_for"),
+            ("[watch]\nbaseline_warmup = \"5s\"", "watch.baseline_warmup"),
+            ("[watch]\nbaseline_margin = 0.5", "watch.baseline_margin"),
             ("[watch]\nnever_ban = [\"10.0.0.0/33\"]", "watch.never_ban"),
             ("[watch]\nnever_ban = [\"office\"]", "watch.never_ban"),
             ("[watch]\nban = true", "line 2: watch.ban"),
