@@ -1,7 +1,7 @@
 //! Handlers for the clients banned at the edge.
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use rampart_core::wire::{self, ErrorBody};
 
@@ -33,16 +33,27 @@ pub async fn add_ban(
     ))
 }
 
-/// Lifts a ban.
+#[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct BanScope {
+    /// The host the ban is limited to; the ban on every host when absent.
+    host: Option<String>,
+}
+
+/// Lifts a ban of one scope.
 #[utoipa::path(delete, path = "/api/bans/{net}", tag = "watch", security(("bearer" = [])),
-    params(("net" = String, Path, description = "The banned network, percent-encoded (203.0.113.9%2F32)")),
+    params(("net" = String, Path, description = "The banned network, percent-encoded (203.0.113.9%2F32)"),
+        BanScope),
     responses((status = 204), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
         (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn remove_ban(
     State(p): State<AppState>,
     ctx: Ctx,
     Path(net): Path<String>,
+    Query(scope): Query<BanScope>,
 ) -> Result<StatusCode, ApiError> {
-    p.bans().remove(ctx.acting(), &net).await?;
+    p.bans()
+        .remove(ctx.acting(), &net, scope.host.as_deref())
+        .await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -451,8 +451,12 @@ impl Client {
         self.call(Method::POST, "/api/bans", Some(ban)).await
     }
 
-    pub async fn remove_ban(&self, net: &str) -> Result<(), ClientError> {
-        self.delete(&format!("/api/bans/{}", segment(net))).await
+    pub async fn remove_ban(&self, net: &str, host: Option<&str>) -> Result<(), ClientError> {
+        let mut path = format!("/api/bans/{}", segment(net));
+        if let Some(host) = host {
+            path.push_str(&format!("?host={}", segment(host)));
+        }
+        self.delete(&path).await
     }
 
     pub async fn alerts(&self, all: bool) -> Result<Vec<wire::Alert>, ClientError> {

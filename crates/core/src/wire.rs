@@ -324,6 +324,10 @@ pub struct AddChannel {
 pub struct Ban {
     /// An address or network in CIDR form.
     pub net: String,
+    /// The one host it applies to (where the client misbehaved); every
+    /// host and the platform's API when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
     /// The detector's scenario (`http-probing` …), or `manual`.
     pub scenario: String,
     pub reason: String,
@@ -339,6 +343,9 @@ pub struct Ban {
 pub struct AddBan {
     /// An address or network (`203.0.113.9`, `198.51.100.0/24`).
     pub net: String,
+    /// Only on this host; on every host and the API when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
     /// How long it lasts (4 hours when absent; at most 365 days).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub duration_secs: Option<u64>,

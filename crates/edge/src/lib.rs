@@ -394,8 +394,19 @@ impl Edge {
         self.shared.shields.ban(net, duration, reason);
     }
 
+    /// Bans an address or network on one host only (`Some`), or on every
+    /// host (`None`).
+    pub fn ban_on(&self, net: IpNet, host: Option<&str>, duration: Duration, reason: &str) {
+        self.shared.shields.ban_on(net, host, duration, reason);
+    }
+
     pub fn unban(&self, net: IpNet) -> bool {
         self.shared.shields.unban(net)
+    }
+
+    /// Lifts a ban of one scope (one host, or every host with `None`).
+    pub fn unban_on(&self, net: IpNet, host: Option<&str>) -> bool {
+        self.shared.shields.unban_on(net, host)
     }
 
     pub fn bans(&self) -> Vec<Ban> {

@@ -63,6 +63,9 @@ impl ShieldAction {
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Ban {
     pub net: String,
+    /// The one host it applies to; every host (and the platform's API)
+    /// when `None`.
+    pub host: Option<String>,
     pub reason: String,
     /// Seconds left.
     pub remaining_secs: u64,
@@ -70,6 +73,8 @@ pub struct Ban {
 
 struct BanEntry {
     net: IpNet,
+    /// Lowercase, without a port; `None`: every host.
+    host: Option<String>,
     until: Instant,
     reason: String,
 }
@@ -201,13 +206,23 @@ impl Shields {
             .retain(|b| b.until > now);
     }
 
-    /// Bans an address or network for `duration`.
+    /// Bans an address or network for `duration`, on every host.
     pub fn ban(&self, net: IpNet, duration: Duration, reason: &str) {
+        self.ban_on(net, None, duration, reason);
+    }
+
+    /// Bans an address or network for `duration` on one host (`Some`) or
+    /// on every host (`None`). A ban of the same network and scope is
+    /// replaced.
+    pub fn ban_on(&self, net: IpNet, host: Option<&str>, duration: Duration, reason: &str) {
         let until = Instant::now() + duration;
+        let host = host.map(str::to_ascii_lowercase);
         let mut bans = self.bans.write().unwrap_or_else(|e| e.into_inner());
-        bans.retain(|b| b.net != net);
+        bans.retain(|b| b.net != net || b.host != host);
+        tracing::warn!(%net, host = host.as_deref().unwrap_or("*"), ?duration, reason, "ban");
         bans.push(BanEntry {
             net,
+            host,
             until,
             reason: reason
                 .chars()
@@ -215,25 +230,60 @@ impl Shields {
                 .take(200)
                 .collect(),
         });
-        tracing::warn!(%net, ?duration, reason, "ban");
     }
 
-    /// Lifts a ban; whether there was one.
+    /// Lifts the ban of a network on every host; whether there was one.
     pub fn unban(&self, net: IpNet) -> bool {
+        self.unban_on(net, None)
+    }
+
+    /// Lifts a ban of one scope; whether there was one.
+    pub fn unban_on(&self, net: IpNet, host: Option<&str>) -> bool {
+        let host = host.map(str::to_ascii_lowercase);
         let mut bans = self.bans.write().unwrap_or_else(|e| e.into_inner());
         let before = bans.len();
-        bans.retain(|b| b.net != net);
+        bans.retain(|b| b.net != net || b.host != host);
         before != bans.len()
     }
 
+    /// Whether `ip` is banned on every host.
     pub fn is_banned(&self, ip: IpAddr) -> bool {
+        self.banned(ip, None)
+    }
+
+    /// Whether `ip` is banned on `host` (a `Host` header's value, with or
+    /// without its port): on every host, or on this one.
+    pub fn is_banned_on(&self, ip: IpAddr, host: &str) -> bool {
+        self.banned(ip, Some(host))
+    }
+
+    fn banned(&self, ip: IpAddr, host: Option<&str>) -> bool {
         let ip = canonical(ip);
         let now = Instant::now();
-        self.bans
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .iter()
-            .any(|b| b.until > now && b.net.contains(&ip))
+        let bans = self.bans.read().unwrap_or_else(|e| e.into_inner());
+        if bans.is_empty() {
+            return false;
+        }
+        let host = host.map(|h| {
+            let name = match h.rsplit_once(':') {
+                Some((name, port))
+                    if !name.contains(':') && port.bytes().all(|b| b.is_ascii_digit()) =>
+                {
+                    name
+                }
+                _ => h,
+            };
+            name.trim_end_matches('.')
+        });
+        bans.iter().any(|b| {
+            b.until > now
+                && b.net.contains(&ip)
+                && match (&b.host, host) {
+                    (None, _) => true,
+                    (Some(scope), Some(host)) => scope.eq_ignore_ascii_case(host),
+                    (Some(_), None) => false,
+                }
+        })
     }
 
     /// Current bans.
@@ -246,6 +296,7 @@ impl Shields {
             .filter(|b| b.until > now)
             .map(|b| Ban {
                 net: b.net.to_string(),
+                host: b.host.clone(),
                 reason: b.reason.clone(),
                 remaining_secs: (b.until - now).as_secs(),
             })
@@ -323,5 +374,31 @@ mod tests {
         );
         std::thread::sleep(Duration::from_millis(5));
         assert!(!shields.is_banned("127.0.0.9".parse().unwrap()));
+    }
+
+    #[test]
+    fn a_ban_on_one_host_leaves_the_others_alone() {
+        let shields = Shields::new(&Limits::default());
+        let net: IpNet = "192.0.2.7/32".parse().unwrap();
+        let ip: IpAddr = "192.0.2.7".parse().unwrap();
+        shields.ban_on(
+            net,
+            Some("Shop.Example.com"),
+            Duration::from_secs(60),
+            "probing",
+        );
+        assert!(shields.is_banned_on(ip, "shop.example.com"));
+        assert!(shields.is_banned_on(ip, "shop.example.com:8443"));
+        assert!(shields.is_banned_on(ip, "SHOP.example.com."));
+        assert!(!shields.is_banned_on(ip, "blog.example.com"));
+        assert!(!shields.is_banned(ip), "not banned everywhere");
+        // A ban everywhere covers every host; each scope is lifted apart.
+        shields.ban(net, Duration::from_secs(60), "by hand");
+        assert!(shields.is_banned_on(ip, "blog.example.com"));
+        assert!(shields.unban(net));
+        assert!(shields.is_banned_on(ip, "shop.example.com"));
+        assert!(shields.unban_on(net, Some("shop.example.com")));
+        assert!(!shields.is_banned_on(ip, "shop.example.com"));
+        assert_eq!(shields.bans(), []);
     }
 }

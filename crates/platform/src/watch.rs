@@ -7,7 +7,14 @@
 //! The detectors read a broadcast channel the edge never waits on: when
 //! they fall behind, events are skipped and counted, and traffic goes on.
 //! Failed logins to the platform's own API count like 401s on an app's
-//! login path, and a banned client is refused by the API too.
+//! login path.
+//!
+//! A ban the detectors make about an app's traffic applies to that app's
+//! host only: an app's answers are its tenant's to shape (a page that makes
+//! every visitor fetch `/.env` from it), so what a client did on one app
+//! must never lock it out of another, or out of the platform's API. Bans
+//! for failed logins to the API, and bans by hand without a host, apply
+//! everywhere, the API included.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -52,6 +59,7 @@ pub struct Bans<'a> {
 fn ban_view(row: BanRow) -> wire::Ban {
     wire::Ban {
         net: row.net,
+        host: row.host,
         scenario: row.scenario,
         reason: row.reason,
         created_by: row.created_by,
@@ -72,6 +80,32 @@ fn parse_net(text: &str) -> Result<IpNet, Error> {
         })?,
     };
     Ok(net.trunc())
+}
+
+/// A host a ban is limited to: a DNS name, lowercase.
+fn parse_host(text: &str) -> Result<String, Error> {
+    let host = text.trim().trim_end_matches('.').to_ascii_lowercase();
+    let valid = !host.is_empty()
+        && host.len() <= 253
+        && host.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        });
+    if valid {
+        Ok(host)
+    } else {
+        Err(Error::Invalid(format!(
+            "{text:?} is not a host name such as shop.example.com"
+        )))
+    }
+}
+
+/// How a ban's scope reads in the audit log.
+fn scope(host: Option<&str>) -> String {
+    host.map(|h| format!(" on {h}")).unwrap_or_default()
 }
 
 fn clean(text: &str) -> String {
@@ -175,7 +209,7 @@ impl Platform {
             };
             let request = Request {
                 client,
-                host: &event.host,
+                host: without_port(&event.host),
                 method: &event.method,
                 path: &event.path,
                 status: event.status,
@@ -207,10 +241,11 @@ impl Bans<'_> {
         Ok(rows.into_iter().map(ban_view).collect())
     }
 
-    /// Bans a client or network by hand, at the edge at once and across
-    /// restarts.
+    /// Bans a client or network by hand, on one host or on every host and
+    /// the API, at the edge at once and across restarts.
     pub async fn add(&self, acting: Acting<'_>, request: wire::AddBan) -> Result<wire::Ban, Error> {
         let net = parse_net(&request.net)?;
+        let host = request.host.as_deref().map(parse_host).transpose()?;
         let secs = request.duration_secs.unwrap_or(DEFAULT_BAN_SECS);
         if !(1..=MAX_BAN_SECS).contains(&secs) {
             return Err(Error::Invalid(format!(
@@ -218,30 +253,54 @@ impl Bans<'_> {
             )));
         }
         let reason = clean(request.reason.as_deref().unwrap_or("banned by hand"));
-        let row = self.row(net, "manual", &reason, acting.caller.user_id.as_str(), secs);
-        let record = self
-            .p
-            .record(acting, Action::BanSet, format!("bans/{net}: {reason}"));
+        let row = self.row(
+            net,
+            host.clone(),
+            "manual",
+            &reason,
+            acting.caller.user_id.as_str(),
+            secs,
+        );
+        let record = self.p.record(
+            acting,
+            Action::BanSet,
+            format!("bans/{net}{}: {reason}", scope(host.as_deref())),
+        );
         self.p
             .committed(self.p.store.add_ban(&row, record).await)
             .await?;
         if let Ok(engine) = self.p.engine() {
-            engine.edge.ban(net, Duration::from_secs(secs), &reason);
+            engine
+                .edge
+                .ban_on(net, host.as_deref(), Duration::from_secs(secs), &reason);
         }
         Ok(ban_view(row))
     }
 
-    /// Lifts a ban, at the edge at once.
-    pub async fn remove(&self, acting: Acting<'_>, net: &str) -> Result<(), Error> {
+    /// Lifts a ban of one scope, at the edge at once.
+    pub async fn remove(
+        &self,
+        acting: Acting<'_>,
+        net: &str,
+        host: Option<&str>,
+    ) -> Result<(), Error> {
         let net = parse_net(net)?;
-        let record = self
-            .p
-            .record(acting, Action::BanSet, format!("bans/{net}/lifted"));
+        let host = host.map(parse_host).transpose()?;
+        let record = self.p.record(
+            acting,
+            Action::BanSet,
+            format!("bans/{net}{}/lifted", scope(host.as_deref())),
+        );
         self.p
-            .committed(self.p.store.remove_ban(&net.to_string(), record).await)
+            .committed(
+                self.p
+                    .store
+                    .remove_ban(&net.to_string(), host.as_deref(), record)
+                    .await,
+            )
             .await?;
         if let Ok(engine) = self.p.engine() {
-            engine.edge.unban(net);
+            engine.edge.unban_on(net, host.as_deref());
         }
         Ok(())
     }
@@ -261,9 +320,12 @@ impl Bans<'_> {
             };
             let left = until.unix_seconds() - now.unix_seconds();
             if left > 0 {
-                engine
-                    .edge
-                    .ban(net, Duration::from_secs(left as u64), &row.reason);
+                engine.edge.ban_on(
+                    net,
+                    row.host.as_deref(),
+                    Duration::from_secs(left as u64),
+                    &row.reason,
+                );
                 restored += 1;
             }
         }
@@ -271,15 +333,20 @@ impl Bans<'_> {
     }
 
     /// Carries out a detector's decision: the edge first (at once), then
-    /// the store and the audit log.
+    /// the store and the audit log. A decision about an app's host bans the
+    /// client there only; one about the platform's own API, everywhere.
     async fn enforce(&self, decision: &Decision) {
         let Ok(engine) = self.p.engine() else {
             return;
         };
+        let host = (decision.host != API_HOST).then(|| decision.host.clone());
         let reason = clean(&decision.reason);
-        engine.edge.ban(decision.net, decision.duration, &reason);
+        engine
+            .edge
+            .ban_on(decision.net, host.as_deref(), decision.duration, &reason);
         let row = self.row(
             decision.net,
+            host.clone(),
             decision.scenario.as_str(),
             &reason,
             WATCH,
@@ -289,8 +356,9 @@ impl Bans<'_> {
             WATCH,
             Action::BanSet,
             format!(
-                "bans/{}: {reason} for {} s{}",
+                "bans/{}{}: {reason} for {} s{}",
                 decision.net,
+                scope(host.as_deref()),
                 decision.duration.as_secs(),
                 if decision.repeat > 0 {
                     format!(" (ban {} in a day)", decision.repeat + 1)
@@ -307,10 +375,19 @@ impl Bans<'_> {
         }
     }
 
-    fn row(&self, net: IpNet, scenario: &str, reason: &str, by: &str, secs: u64) -> BanRow {
+    fn row(
+        &self,
+        net: IpNet,
+        host: Option<String>,
+        scenario: &str,
+        reason: &str,
+        by: &str,
+        secs: u64,
+    ) -> BanRow {
         let now = Timestamp::now();
         BanRow {
             net: net.to_string(),
+            host,
             scenario: scenario.to_owned(),
             reason: reason.to_owned(),
             created_by: by.to_owned(),

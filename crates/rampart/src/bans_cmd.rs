@@ -20,6 +20,9 @@ pub enum BansCommand {
     Add {
         /// An address (203.0.113.9) or network (198.51.100.0/24).
         net: String,
+        /// Only on this host [default: every host and the API].
+        #[arg(long)]
+        host: Option<String>,
         /// How long: 30m, 4h, 7d [default: 4h].
         #[arg(long = "for", value_name = "DURATION")]
         duration: Option<String>,
@@ -34,6 +37,9 @@ pub enum BansCommand {
     /// Lift a ban.
     Remove {
         net: String,
+        /// The host the ban is limited to [default: the ban everywhere].
+        #[arg(long)]
+        host: Option<String>,
         #[command(flatten)]
         conn: Connection,
     },
@@ -51,6 +57,7 @@ pub async fn run(command: BansCommand) -> anyhow::Result<()> {
                 .map(|b| {
                     vec![
                         b.net.clone(),
+                        printable(b.host.as_deref().unwrap_or("*")).into_owned(),
                         b.scenario.clone(),
                         b.expires_at.clone(),
                         printable(&b.created_by).into_owned(),
@@ -58,10 +65,11 @@ pub async fn run(command: BansCommand) -> anyhow::Result<()> {
                     ]
                 })
                 .collect();
-            output::table(&["NET", "SCENARIO", "UNTIL", "BY", "REASON"], &rows);
+            output::table(&["NET", "HOST", "SCENARIO", "UNTIL", "BY", "REASON"], &rows);
         }
         BansCommand::Add {
             net,
+            host,
             duration,
             reason,
             json,
@@ -69,6 +77,7 @@ pub async fn run(command: BansCommand) -> anyhow::Result<()> {
         } => {
             let request = wire::AddBan {
                 net,
+                host,
                 duration_secs: duration.as_deref().map(parse_duration).transpose()?,
                 reason,
             };
@@ -78,8 +87,10 @@ pub async fn run(command: BansCommand) -> anyhow::Result<()> {
             }
             println!("Banned {} until {}", ban.net, ban.expires_at);
         }
-        BansCommand::Remove { net, conn } => {
-            credentials::client(&conn)?.remove_ban(&net).await?;
+        BansCommand::Remove { net, host, conn } => {
+            credentials::client(&conn)?
+                .remove_ban(&net, host.as_deref())
+                .await?;
             println!("Lifted the ban on {}", printable(&net));
         }
     }

@@ -57,7 +57,7 @@ fn banned(sb: &Sandbox, server: &Server, net: &str) -> Option<serde_json::Value>
 #[test]
 fn attackers_are_banned_at_the_edge_while_others_are_served() {
     let sb = sandbox();
-    let _cleanup = Cleanup(vec!["shop".into()]);
+    let _cleanup = Cleanup(vec!["shop".into(), "other".into()]);
     let config = sb.write_config(&format!(
         "{CONFIG}[watch]\nnever_ban = [\"127.0.0.4\", \"127.0.1.0/24\"]\n"
     ));
@@ -68,6 +68,11 @@ fn attackers_are_banned_at_the_edge_while_others_are_served() {
     let dir = context(&sb.path().join("ctx"), "");
     ok(cli(&sb, &server)
         .args(["deploy", "shop", "--path"])
+        .arg(&dir));
+    ok(cli(&sb, &server).args(["apps", "create", "other"]));
+    ok(cli(&sb, &server).args(["scale", "other", "web=1"]));
+    ok(cli(&sb, &server)
+        .args(["deploy", "other", "--path"])
         .arg(&dir));
 
     let visitor = client_from(&server, "shop.localhost", "127.0.0.3");
@@ -83,6 +88,27 @@ fn attackers_are_banned_at_the_edge_while_others_are_served() {
     let ban = banned(&sb, &server, "127.0.0.2/32").expect("a stored ban");
     assert_eq!(ban["scenario"], "http-known-bad-path");
     assert_eq!(ban["created_by"], "watch");
+    // The ban holds on the app where it happened only: an app's answers
+    // are its tenant's to shape (a page can make every visitor fetch
+    // /.env from it), so it must not lock anyone out of other apps or out
+    // of the platform's API.
+    assert_eq!(ban["host"], "shop.localhost");
+    let elsewhere = client_from(&server, "other.localhost", "127.0.0.2");
+    let url = app_url(&server, "other.localhost");
+    assert_eq!(elsewhere.get(&url).send().unwrap().status().as_u16(), 200);
+    let api = reqwest::blocking::Client::builder()
+        .use_rustls_tls()
+        .tls_built_in_root_certs(false)
+        .add_root_certificate(reqwest::Certificate::from_pem(&server.ca_pem()).unwrap())
+        .local_address("127.0.0.2".parse::<IpAddr>().unwrap())
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap();
+    let whoami = api
+        .get(format!("{}/api/whoami", server.url()))
+        .send()
+        .unwrap();
+    assert_eq!(whoami.status().as_u16(), 401, "not banned from the API");
 
     // One walking random paths is banned for probing, within seconds.
     let prober = client_from(&server, "shop.localhost", "127.0.0.5");
@@ -138,7 +164,7 @@ fn attackers_are_banned_at_the_edge_while_others_are_served() {
     assert!(banned(&sb, &server, "127.0.0.7/32").is_none());
     let audit = ok(cli(&sb, &server).args(["audit", "list", "--json"]));
     assert!(
-        audit.contains("bans/127.0.0.2/32: http-known-bad-path"),
+        audit.contains("bans/127.0.0.2/32 on shop.localhost: http-known-bad-path"),
         "{audit}"
     );
 
@@ -242,6 +268,7 @@ fn attackers_are_banned_at_the_edge_while_others_are_served() {
         banned(&sb, &server, "127.0.0.9/32").unwrap()["scenario"],
         "http-bruteforce"
     );
+    assert!(banned(&sb, &server, "127.0.0.9/32").unwrap()["host"].is_null());
 
     // Bans survive a restart: the scanner is refused before it sends
     // anything new.
@@ -255,9 +282,19 @@ fn attackers_are_banned_at_the_edge_while_others_are_served() {
         || status(&visitor, &server, "/") == 200,
     );
     assert_eq!(status(&scanner, &server, "/"), 403);
+    let elsewhere = client_from(&server, "other.localhost", "127.0.0.2");
+    let url = app_url(&server, "other.localhost");
+    assert_eq!(
+        elsewhere.get(&url).send().unwrap().status().as_u16(),
+        200,
+        "still on its own host only"
+    );
 
-    // Lifting a ban lets the client back in.
-    ok(cli(&sb, &server).args(["bans", "remove", "127.0.0.2"]));
+    // Lifting a ban lets the client back in; the scope must be named.
+    let (code, _, err) = run(cli(&sb, &server).args(["bans", "remove", "127.0.0.2"]));
+    assert_ne!(code, 0);
+    assert!(err.contains("not banned everywhere"), "{err}");
+    ok(cli(&sb, &server).args(["bans", "remove", "127.0.0.2", "--host", "shop.localhost"]));
     assert_eq!(status(&scanner, &server, "/"), 200);
     assert!(banned(&sb, &server, "127.0.0.2/32").is_none());
     server.stop().unwrap();

@@ -367,11 +367,17 @@ pub trait BanStore: Send + Sync {
     /// expired ones are purged.
     async fn bans(&self, now: &str) -> Result<Vec<BanRow>>;
 
-    /// Records a ban, replacing one of the same network.
+    /// Records a ban, replacing one of the same network and host.
     async fn add_ban(&self, ban: &BanRow, audit: AuditRecord) -> Result<AuditEntry>;
 
-    /// Lifts a ban; [`StoreError::NotFound`] if there is none.
-    async fn remove_ban(&self, net: &str, audit: AuditRecord) -> Result<AuditEntry>;
+    /// Lifts a ban of a network on one host (or on every host with
+    /// `None`); [`StoreError::NotFound`] if there is none.
+    async fn remove_ban(
+        &self,
+        net: &str,
+        host: Option<&str>,
+        audit: AuditRecord,
+    ) -> Result<AuditEntry>;
 }
 
 /// Alerts, their channels and the outbox of deliveries.

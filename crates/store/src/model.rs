@@ -336,6 +336,8 @@ pub struct DeliveryRow {
 pub struct BanRow {
     /// An address or network in CIDR form (`203.0.113.9/32`).
     pub net: String,
+    /// The one host it applies to; every host and the API when `None`.
+    pub host: Option<String>,
     /// The detector's scenario, or `manual`.
     pub scenario: String,
     pub reason: String,

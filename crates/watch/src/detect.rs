@@ -61,6 +61,10 @@ pub struct Request<'a> {
 pub struct Decision {
     /// The client's address (`/32`), or its `/64` for IPv6.
     pub net: IpNet,
+    /// The host it misbehaved on (lowercase), where its ban belongs: an
+    /// app's answers are its tenant's to shape, so what a client did on one
+    /// app never bans it from another.
+    pub host: String,
     pub scenario: Scenario,
     pub duration: Duration,
     /// Earlier bans of this client in the last 24 h.
@@ -318,7 +322,10 @@ impl Detector {
         path: &str,
         now: Instant,
     ) -> Decision {
-        self.tracks.retain(|(client, _), _| *client != net);
+        let host = request.host.to_ascii_lowercase();
+        let host_key = self.hasher.hash_one(&host);
+        self.tracks
+            .retain(|(client, on), _| *client != net || *on != host_key);
         let times = self.offences.entry(net).or_default();
         times.retain(|t| now.saturating_duration_since(*t) < DAY);
         let repeat = times.len() as u32;
@@ -329,7 +336,7 @@ impl Detector {
             .saturating_mul(1u32 << repeat.min(16))
             .min(self.config.max_ban);
         let shown: String = path.chars().filter(|c| !c.is_control()).take(120).collect();
-        let host: String = request
+        let on: String = request
             .host
             .chars()
             .filter(|c| !c.is_control())
@@ -337,11 +344,12 @@ impl Detector {
             .collect();
         Decision {
             net,
+            host,
             scenario,
             duration,
             repeat,
             reason: format!(
-                "{} on {host} (last: {} {shown})",
+                "{} on {on} (last: {} {shown})",
                 scenario.as_str(),
                 request.status
             ),
@@ -423,6 +431,7 @@ mod tests {
         let decision = &decisions[0];
         assert_eq!(decision.scenario, Scenario::Probing);
         assert_eq!(decision.net, "203.0.113.9/32".parse::<IpNet>().unwrap());
+        assert_eq!(decision.host, "shop.example.com");
         assert_eq!(decision.duration, Duration::from_secs(4 * 3600));
         assert!(
             decision.reason.contains("/admin10.bak"),

@@ -326,7 +326,7 @@ pub async fn handle_https(
         bytes_in: Arc::new(AtomicU64::new(0)),
     };
     // Admission, in order: nothing below reaches an upstream.
-    if shared.shields.is_banned(client) {
+    if shared.shields.is_banned_on(client, host_name) {
         return refuse(&shared, meta, None, Refusal::Banned);
     }
     if doubled {
