@@ -22,10 +22,14 @@ fn sandbox() -> Sandbox {
 }
 
 /// The platform with MFA required, as by default; `extra` adds settings.
+/// These tests play a password guesser from the test's own address to
+/// check the login throttle itself; the watch, which would ban that
+/// address first (`watch.rs`), is told it is the operator's.
 fn start(sb: &Sandbox, extra: &str) -> Server {
     let config = sb.write_raw_config(&format!(
         "[api]\nlisten = \"127.0.0.1:0\"\n\
-         [edge.listen]\nhttps = \"127.0.0.1:0\"\nhttp = \"127.0.0.1:0\"\nadmin = \"\"\n{extra}"
+         [edge.listen]\nhttps = \"127.0.0.1:0\"\nhttp = \"127.0.0.1:0\"\nadmin = \"\"\n\
+         [watch]\nnever_ban = [\"127.0.0.1\"]\n{extra}"
     ));
     sb.start(&config).unwrap()
 }
