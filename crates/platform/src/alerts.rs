@@ -53,7 +53,23 @@ pub(crate) struct Condition<'a> {
     pub summary: String,
 }
 
-impl Condition<'_> {
+impl<'a> Condition<'a> {
+    /// A condition of one app as a whole.
+    pub(crate) fn of_app(
+        rule: &'static str,
+        severity: Severity,
+        app: &'a str,
+        summary: String,
+    ) -> Self {
+        Self {
+            rule,
+            severity,
+            app: Some(app),
+            detail: None,
+            summary,
+        }
+    }
+
     fn key(&self) -> String {
         let mut key = self.rule.to_owned();
         for part in [self.app, self.detail].into_iter().flatten() {

@@ -124,14 +124,14 @@ impl Platform {
                 };
                 let message = format!("replica {} {what} ({} restarts{code})", r.name, r.restarts);
                 if kind == "crash_loop" {
+                    let summary = format!("{}: {message}", app.name);
                     self.alerts()
-                        .raise(Condition {
-                            rule: "crash_loop",
-                            severity: Severity::Critical,
-                            app: Some(app.name.as_str()),
-                            detail: None,
-                            summary: format!("{}: {message}", app.name),
-                        })
+                        .raise(Condition::of_app(
+                            "crash_loop",
+                            Severity::Critical,
+                            app.name.as_str(),
+                            summary,
+                        ))
                         .await;
                 }
                 self.event(app, kind, message).await;
@@ -232,14 +232,14 @@ impl Platform {
                 }
                 Err(reason) => {
                     let message = format!("cannot start replicas of release {number}: {reason}");
+                    let summary = format!("{}: {message}", app.name);
                     self.alerts()
-                        .raise(Condition {
-                            rule: "app_down",
-                            severity: Severity::Critical,
-                            app: Some(app.name.as_str()),
-                            detail: None,
-                            summary: format!("{}: {message}", app.name),
-                        })
+                        .raise(Condition::of_app(
+                            "app_down",
+                            Severity::Critical,
+                            app.name.as_str(),
+                            summary,
+                        ))
                         .await;
                     self.event(app, "repair_failed", message).await;
                 }

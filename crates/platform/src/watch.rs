@@ -5,7 +5,7 @@
 //! bans through [`Bans`].
 //!
 //! The detectors read a broadcast channel the edge never waits on: when
-//! they fall behind, events are skipped and counted, and traffic goes on.
+//! they fall behind, events are skipped (and logged), and traffic goes on.
 //! Failed logins to the platform's own API count like 401s on an app's
 //! login path.
 //!
@@ -17,7 +17,6 @@
 //! everywhere, the API included.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use ipnet::IpNet;
@@ -46,9 +45,6 @@ const SWEEP_EVERY: Duration = Duration::from_secs(60);
 const API_HOST: &str = "rampart-api";
 /// The actor of the detectors' bans.
 const WATCH: &str = "watch";
-
-/// Events the detectors skipped because they fell behind.
-static SKIPPED: AtomicU64 = AtomicU64::new(0);
 
 /// Bans at the edge. A handle on the [`Platform`], from [`Platform::bans`].
 #[derive(Debug, Clone, Copy)]
@@ -192,7 +188,6 @@ impl Platform {
             let event = match event {
                 Ok(event) => event,
                 Err(RecvError::Lagged(n)) => {
-                    SKIPPED.fetch_add(n, Ordering::Relaxed);
                     tracing::warn!(skipped = n, "the watch fell behind the edge's traffic");
                     continue;
                 }
@@ -402,11 +397,6 @@ impl Bans<'_> {
     }
 }
 
-/// Events the detectors skipped since start.
-pub fn skipped_events() -> u64 {
-    SKIPPED.load(Ordering::Relaxed)
-}
-
 /// One window of one host's traffic.
 #[derive(Debug, Default)]
 struct HostWindow {
@@ -551,13 +541,7 @@ async fn report(p: &Platform, app: &str, a: &Assessment, window: &Window) {
         match summary {
             Some(summary) => {
                 alerts
-                    .raise(Condition {
-                        rule,
-                        severity,
-                        app: Some(app),
-                        detail: None,
-                        summary,
-                    })
+                    .raise(Condition::of_app(rule, severity, app, summary))
                     .await;
             }
             None => alerts.resolve(rule, Some(app), None).await,

@@ -257,18 +257,17 @@ impl Backups<'_> {
                 alerts.resolve(rule, Some(app.name.as_str()), None).await;
             } else {
                 alerts
-                    .raise(crate::alerts::Condition {
+                    .raise(crate::alerts::Condition::of_app(
                         rule,
                         severity,
-                        app: Some(app.name.as_str()),
-                        detail: None,
-                        summary: format!(
+                        app.name.as_str(),
+                        format!(
                             "{}: {} failed: {}",
                             app.name,
                             result.kind,
                             result.detail.lines().next().unwrap_or("")
                         ),
-                    })
+                    ))
                     .await;
             }
         }

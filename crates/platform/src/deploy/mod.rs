@@ -460,16 +460,12 @@ impl Deploys<'_> {
                 let first = message.lines().next().unwrap_or("");
                 self.p
                     .alerts()
-                    .raise(crate::alerts::Condition {
-                        rule: "deploy_failed",
-                        severity: rampart_watch::alert::Severity::Warning,
-                        app: Some(row.name.as_str()),
-                        detail: None,
-                        summary: format!(
-                            "{}: release {number} failed to deploy: {first}",
-                            row.name
-                        ),
-                    })
+                    .raise(crate::alerts::Condition::of_app(
+                        "deploy_failed",
+                        rampart_watch::alert::Severity::Warning,
+                        row.name.as_str(),
+                        format!("{}: release {number} failed to deploy: {first}", row.name),
+                    ))
                     .await;
                 Err(Error::DeployFailed {
                     message,
