@@ -298,9 +298,9 @@ pub struct AlertDetail {
 pub struct Channel {
     /// `ch_…`.
     pub id: String,
-    /// `webhook`.
+    /// `webhook` or `email`.
     pub kind: String,
-    /// The webhook's URL.
+    /// The webhook's URL or the email address.
     pub target: String,
     pub created_by: String,
     pub created_at: String,
@@ -310,12 +310,14 @@ pub struct Channel {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AddChannel {
-    /// `webhook`.
+    /// `webhook` or `email`.
     pub kind: String,
-    /// An `https://` URL (`http://` only to this machine's loopback).
+    /// A webhook's `https://` URL (`http://` only to this machine's
+    /// loopback), or an email address.
     pub target: String,
-    /// The key deliveries are signed with (16 to 1024 bytes); stored
-    /// sealed, never shown again.
+    /// A webhook's key deliveries are signed with (16 to 1024 bytes);
+    /// stored sealed, never shown again. Empty for email.
+    #[serde(default)]
     pub secret: String,
 }
 

@@ -108,7 +108,28 @@ pub struct Edge {
     stop: watch::Sender<bool>,
     tasks: Mutex<Vec<JoinHandle<()>>>,
     acme_orders: Mutex<HashMap<Vec<String>, JoinHandle<()>>>,
+    /// Why the last ACME order for a site failed, by its first host;
+    /// cleared when one succeeds.
+    acme_failures: Arc<Mutex<HashMap<String, String>>>,
     addrs: Addrs,
+}
+
+/// Where a site's certificate stands, for the platform's checks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CertificateStatus {
+    /// The site's first host, which names it.
+    pub site: String,
+    /// Where its certificate should come from: `acme`, `internal` or
+    /// `files`.
+    pub wanted: &'static str,
+    /// Where the one served now came from; an ACME site is served an
+    /// internal stand-in until its first certificate arrives.
+    pub served: &'static str,
+    pub not_after: OffsetDateTime,
+    /// Past two thirds of its lifetime: a renewal is under way.
+    pub renewal_due: bool,
+    /// Why the last ACME order failed, while no later one succeeded.
+    pub failing: Option<String>,
 }
 
 impl std::fmt::Debug for Edge {
@@ -195,6 +216,7 @@ impl Edge {
             stop,
             tasks: Mutex::new(Vec::new()),
             acme_orders: Mutex::new(HashMap::new()),
+            acme_failures: Arc::default(),
             addrs,
         });
         let fallback = edge
@@ -289,16 +311,27 @@ impl Edge {
                     })?
                 }
                 TlsMode::Acme => {
-                    let stored = reuse
+                    // A stored certificate that is due is still served
+                    // while its renewal is ordered: it is trusted, the
+                    // stand-in is not.
+                    let now = OffsetDateTime::now_utc();
+                    let stored = hosts
+                        .iter()
+                        .map(|h| current.get(h))
+                        .collect::<Option<Vec<_>>>()
+                        .and_then(|found| found.first().cloned().cloned())
                         .filter(|s| s.source == "acme")
                         .or_else(|| self.acme.as_ref().and_then(|a| a.stored(&hosts)))
-                        .filter(|s| {
-                            !renewal_due(s.not_before, s.not_after, OffsetDateTime::now_utc())
-                        });
+                        .filter(|s| s.not_after > now + time::Duration::hours(1));
+                    if stored
+                        .as_ref()
+                        .is_none_or(|s| renewal_due(s.not_before, s.not_after, now))
+                    {
+                        orders.push(hosts.clone());
+                    }
                     match stored {
                         Some(s) => s,
                         None => {
-                            orders.push(hosts.clone());
                             // Until the ACME certificate arrives, handshakes
                             // get an internal one rather than none.
                             self.issue_internal(&hosts).map_err(|source| {
@@ -352,20 +385,30 @@ impl Edge {
             return;
         }
         let certs = self.certs.clone();
+        let failures = self.acme_failures.clone();
         let key = hosts.clone();
         let task = tokio::spawn(async move {
             let mut attempt = 0;
+            let site = hosts.first().cloned().unwrap_or_default();
             loop {
                 match acme.issue(&hosts).await {
                     Ok(served) => {
                         for host in &hosts {
                             certs.set(host, served.clone());
                         }
+                        failures
+                            .lock()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .remove(&site);
                         return;
                     }
                     Err(error) => {
                         let wait = backoff(attempt);
                         tracing::warn!(hosts = ?hosts, %error, retry_in = ?wait, "ACME order failed");
+                        failures
+                            .lock()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .insert(site.clone(), error.to_string());
                         tokio::time::sleep(wait).await;
                         attempt += 1;
                     }
@@ -373,6 +416,40 @@ impl Edge {
             }
         });
         orders.insert(key, task);
+    }
+
+    /// Where each site's certificate stands.
+    pub fn certificates(&self) -> Vec<CertificateStatus> {
+        let table = self.shared.table.load_full();
+        let certs = self.certs.snapshot();
+        let failures = self
+            .acme_failures
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        let now = OffsetDateTime::now_utc();
+        table
+            .routes
+            .sites()
+            .iter()
+            .filter_map(|site| {
+                let name = site.name();
+                let served = certs.get(&name)?;
+                let wanted = match site.tls {
+                    TlsMode::Acme => "acme",
+                    TlsMode::Internal => "internal",
+                    TlsMode::Files { .. } => "files",
+                };
+                Some(CertificateStatus {
+                    failing: failures.get(&name).cloned(),
+                    site: name,
+                    wanted,
+                    served: served.source,
+                    not_after: served.not_after,
+                    renewal_due: renewal_due(served.not_before, served.not_after, now),
+                })
+            })
+            .collect()
     }
 
     /// Whether requests are still in flight to any of `addrs`, which have

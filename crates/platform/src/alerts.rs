@@ -11,7 +11,6 @@
 //! every retry of a message, so it can drop repeats. Each new alert is also
 //! an audit entry (`alert.raise`).
 
-use std::sync::OnceLock;
 use std::time::Duration;
 
 use rampart_core::audit::Outcome;
@@ -19,7 +18,6 @@ use rampart_core::time::Timestamp;
 use rampart_core::{Action, RequestId, wire};
 use rampart_store::{AlertRow, ChannelRow, DeliveryRow};
 use rampart_watch::alert::{Notice, Severity, sighting};
-use rampart_watch::notify::{DELIVERY_HEADER, SIGNATURE_HEADER, sign};
 
 use crate::{Acting, Error, Platform};
 
@@ -27,15 +25,11 @@ use crate::{Acting, Error, Platform};
 const REPEAT_SECS: i64 = 3600;
 /// How long a message is retried before it is given up.
 const DELIVERY_DEADLINE_SECS: i64 = 3 * 86_400;
-/// One attempt's limit, and the waits between attempts.
-const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(10);
+/// The waits between attempts.
 const FIRST_RETRY_SECS: i64 = 5;
 const MAX_RETRY_SECS: i64 = 900;
 /// Attempts made in one pass over the outbox.
 const ATTEMPTS_PER_PASS: u32 = 32;
-/// Bounds on what a channel is given.
-const MAX_URL: usize = 2048;
-const SECRET_BYTES: std::ops::RangeInclusive<usize> = 16..=1024;
 /// The actor of what the platform notices by itself.
 const WATCH: &str = "watch";
 
@@ -80,14 +74,14 @@ impl<'a> Condition<'a> {
     }
 }
 
-/// Alerts and their channels. A handle on the [`Platform`], from
+/// Alerts and the channels they are told on (`notify`). A handle on the [`Platform`], from
 /// [`Platform::alerts`].
 #[derive(Debug, Clone, Copy)]
 pub struct Alerts<'a> {
-    p: &'a Platform,
+    pub(crate) p: &'a Platform,
 }
 
-fn alert_view(row: AlertRow) -> wire::Alert {
+pub(crate) fn alert_view(row: AlertRow) -> wire::Alert {
     wire::Alert {
         id: row.id,
         rule: row.rule,
@@ -104,25 +98,11 @@ fn alert_view(row: AlertRow) -> wire::Alert {
     }
 }
 
-fn channel_view(row: ChannelRow) -> wire::Channel {
-    wire::Channel {
-        id: row.id,
-        kind: row.kind,
-        target: row.target,
-        created_by: row.created_by,
-        created_at: row.created_at,
-    }
-}
-
 fn event_of(body: &str) -> String {
     serde_json::from_str::<serde_json::Value>(body)
         .ok()
         .and_then(|v| v["event"].as_str().map(str::to_owned))
         .unwrap_or_default()
-}
-
-fn channel_aad(id: &str) -> Vec<u8> {
-    format!("rampart notify channel {id}").into_bytes()
 }
 
 fn at(secs: i64) -> String {
@@ -133,52 +113,6 @@ fn at(secs: i64) -> String {
 
 fn secs(text: &str) -> i64 {
     Timestamp::parse(text).map_or(0, Timestamp::unix_seconds)
-}
-
-/// Checks a webhook URL: `https://`, or `http://` to this machine's
-/// loopback only; no credentials in it (they would be shown and logged).
-fn check_url(text: &str) -> Result<(), Error> {
-    let bad = |why: &str| Error::Invalid(format!("the webhook URL {text:?} {why}"));
-    if text.len() > MAX_URL || text.chars().any(char::is_control) {
-        return Err(bad(&format!(
-            "is longer than {MAX_URL} bytes or holds control characters"
-        )));
-    }
-    let url = reqwest::Url::parse(text).map_err(|e| bad(&format!("is not a URL ({e})")))?;
-    if !url.username().is_empty() || url.password().is_some() {
-        return Err(bad(
-            "holds credentials; put the secret in --secret-file instead",
-        ));
-    }
-    let host = url.host_str().ok_or_else(|| bad("names no host"))?;
-    let loopback = host.eq_ignore_ascii_case("localhost")
-        || host
-            .trim_matches(['[', ']'])
-            .parse::<std::net::IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback());
-    match url.scheme() {
-        "https" => Ok(()),
-        "http" if loopback => Ok(()),
-        "http" => Err(bad("must use https (http only to this machine's loopback)")),
-        _ => Err(bad("must be https://")),
-    }
-}
-
-/// The client deliveries are sent with: the system's trusted roots, no
-/// redirects, a limit per attempt.
-fn http() -> &'static reqwest::Client {
-    static CLIENT: OnceLock<reqwest::Client> = OnceLock::new();
-    CLIENT.get_or_init(|| {
-        reqwest::Client::builder()
-            .use_rustls_tls()
-            .min_tls_version(reqwest::tls::Version::TLS_1_2)
-            .redirect(reqwest::redirect::Policy::none())
-            .timeout(ATTEMPT_TIMEOUT)
-            .connect_timeout(ATTEMPT_TIMEOUT)
-            .user_agent(concat!("rampart-notify/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .unwrap_or_default()
-    })
 }
 
 impl Platform {
@@ -312,7 +246,7 @@ impl Alerts<'_> {
     }
 
     /// One delivery per channel of `event` about `alert`, due now.
-    async fn deliveries_for(
+    pub(crate) async fn deliveries_for(
         &self,
         alert: &AlertRow,
         event: &str,
@@ -398,105 +332,6 @@ impl Alerts<'_> {
             .await?;
         Ok(self.show(id).await?.alert)
     }
-
-    pub async fn channels(&self) -> Result<Vec<wire::Channel>, Error> {
-        Ok(self
-            .p
-            .store
-            .channels()
-            .await?
-            .into_iter()
-            .map(channel_view)
-            .collect())
-    }
-
-    /// Adds a channel; its secret is sealed and never shown again.
-    pub async fn add_channel(
-        &self,
-        acting: Acting<'_>,
-        request: wire::AddChannel,
-    ) -> Result<wire::Channel, Error> {
-        if request.kind != "webhook" {
-            return Err(Error::Invalid(format!(
-                "unknown channel kind {:?}; webhook is the one there is",
-                request.kind
-            )));
-        }
-        check_url(&request.target)?;
-        let secret = request.secret.trim_end_matches(['\r', '\n']);
-        if !SECRET_BYTES.contains(&secret.len()) {
-            return Err(Error::Invalid(format!(
-                "a webhook secret is {} to {} bytes",
-                SECRET_BYTES.start(),
-                SECRET_BYTES.end()
-            )));
-        }
-        let id = format!("ch_{}", crate::ops::random_token(10));
-        let row = ChannelRow {
-            secret: self.p.key.seal(&channel_aad(&id), secret.as_bytes()),
-            id,
-            kind: request.kind,
-            target: request.target,
-            created_by: acting.caller.user_id.to_string(),
-            created_at: Timestamp::now().to_rfc3339(),
-        };
-        let record = self.p.record(
-            acting,
-            Action::NotifySet,
-            format!("notify/{}: webhook {}", row.id, row.target),
-        );
-        self.p
-            .committed(self.p.store.add_channel(&row, record).await)
-            .await?;
-        Ok(channel_view(row))
-    }
-
-    /// Removes a channel and what it still had to deliver.
-    pub async fn remove_channel(&self, acting: Acting<'_>, id: &str) -> Result<(), Error> {
-        let record = self
-            .p
-            .record(acting, Action::NotifySet, format!("notify/{id}/removed"));
-        self.p
-            .committed(self.p.store.remove_channel(id, record).await)
-            .await
-    }
-
-    /// Sends a test alert to every channel, through the outbox like any
-    /// other; it is resolved at once.
-    pub async fn test(&self, acting: Acting<'_>) -> Result<wire::Alert, Error> {
-        let now = Timestamp::now().to_rfc3339();
-        let row = AlertRow {
-            id: format!("alert_{}", crate::ops::random_token(12)),
-            key: format!("test:{}", crate::ops::random_token(8)),
-            rule: "test".into(),
-            severity: Severity::Info.as_str().into(),
-            app: None,
-            summary: format!("a test alert sent by {}", acting.caller.user_id),
-            count: 1,
-            first_at: now.clone(),
-            last_at: now.clone(),
-            notified_at: now.clone(),
-            state: "resolved".into(),
-            resolved_at: Some(now),
-            acked_by: None,
-            acked_at: None,
-        };
-        let deliveries = self.deliveries_for(&row, "alert.test").await?;
-        if deliveries.is_empty() {
-            return Err(Error::Invalid(
-                "there is no channel to test; add one with `rampart notify add`".into(),
-            ));
-        }
-        self.p
-            .append(
-                self.p
-                    .record(acting, Action::NotifySet, format!("notify/test/{}", row.id)),
-            )
-            .await;
-        self.p.store.save_alert(&row, &deliveries).await?;
-        Ok(alert_view(row))
-    }
-
     /// Attempts the deliveries that are due, each once.
     pub async fn deliver_due(&self) {
         let now = Timestamp::now();
@@ -552,199 +387,5 @@ impl Alerts<'_> {
         if let Err(error) = self.p.store.update_delivery(&delivery).await {
             tracing::error!(%error, delivery = %delivery.id, "cannot record a delivery attempt");
         }
-    }
-
-    async fn send(
-        &self,
-        channel: &ChannelRow,
-        delivery: &DeliveryRow,
-        now: i64,
-    ) -> Result<(), String> {
-        let secret = self
-            .p
-            .key
-            .open(&channel_aad(&channel.id), &channel.secret)
-            .map_err(|_| "the channel's secret cannot be opened".to_owned())?;
-        let response = http()
-            .post(&channel.target)
-            .header(reqwest::header::CONTENT_TYPE, "application/json")
-            .header(
-                SIGNATURE_HEADER,
-                sign(&secret, now, delivery.body.as_bytes()),
-            )
-            .header(DELIVERY_HEADER, &delivery.id)
-            .body(delivery.body.clone())
-            .send()
-            .await
-            .map_err(|e| {
-                let mut text = e.to_string();
-                let mut source = std::error::Error::source(&e);
-                while let Some(s) = source {
-                    text.push_str(": ");
-                    text.push_str(&s.to_string());
-                    source = s.source();
-                }
-                text
-            })?;
-        let status = response.status();
-        if status.is_success() {
-            Ok(())
-        } else {
-            Err(format!("the receiver answered {status}"))
-        }
-    }
-}
-
-/// A filesystem this full raises `disk_full`; the alert resolves once it
-/// is back under [`DISK_CLEAR`] (the gap keeps a filesystem hovering at the
-/// line from flapping).
-const DISK_FULL: f64 = 0.90;
-const DISK_CLEAR: f64 = 0.85;
-/// How often the audit chain is verified end to end.
-const AUDIT_VERIFY_EVERY: Duration = Duration::from_secs(24 * 3600);
-
-/// Whether a filesystem `used` full (0 to 1) is, or stays, too full for
-/// an alert that is `firing` or not.
-fn too_full(used: f64, firing: bool) -> bool {
-    if firing {
-        used >= DISK_CLEAR
-    } else {
-        used >= DISK_FULL
-    }
-}
-
-/// The fraction of the filesystem holding `path` that is in use, as an
-/// unprivileged user sees it.
-fn used_fraction(path: &std::path::Path) -> Option<f64> {
-    let stat = rustix::fs::statvfs(path).ok()?;
-    if stat.f_blocks == 0 {
-        return None;
-    }
-    Some(1.0 - stat.f_bavail as f64 / stat.f_blocks as f64)
-}
-
-impl Platform {
-    /// Checks, every `every` until `stopped`, what no request would notice:
-    /// how full the data directory's and a local backup repository's
-    /// filesystems are, and (daily) the audit chain end to end.
-    pub async fn check_forever(
-        self: std::sync::Arc<Self>,
-        every: Duration,
-        mut stopped: tokio::sync::watch::Receiver<bool>,
-    ) {
-        let mut verified: Option<std::time::Instant> = None;
-        loop {
-            tokio::select! {
-                _ = tokio::time::sleep(every) => {}
-                _ = stopped.changed() => return,
-            }
-            self.check_disks().await;
-            if verified.is_none_or(|at| at.elapsed() >= AUDIT_VERIFY_EVERY) {
-                verified = Some(std::time::Instant::now());
-                self.check_audit_chain().await;
-            }
-        }
-    }
-
-    async fn check_disks(&self) {
-        let mut places = vec![("data directory", self.dir.root().to_owned())];
-        if let Some(backup) = &self.backup
-            && !backup.repository.starts_with("s3://")
-        {
-            places.push(("backup repository", backup.repository.clone().into()));
-        }
-        for (what, path) in places {
-            let Some(used) = used_fraction(&path) else {
-                continue;
-            };
-            let key_detail = Some(what);
-            let firing = self
-                .store
-                .firing_alert(&format!("disk_full:{what}"))
-                .await
-                .ok()
-                .flatten()
-                .is_some();
-            if too_full(used, firing) {
-                self.alerts()
-                    .raise(Condition {
-                        rule: "disk_full",
-                        severity: Severity::Critical,
-                        app: None,
-                        detail: key_detail,
-                        summary: format!(
-                            "the filesystem of the {what} ({}) is {:.0}% full",
-                            path.display(),
-                            used * 100.0
-                        ),
-                    })
-                    .await;
-            } else if firing {
-                self.alerts().resolve("disk_full", None, key_detail).await;
-            }
-        }
-    }
-
-    async fn check_audit_chain(&self) {
-        match self.verify_audit().await {
-            Ok(report) if report.ok => self.alerts().resolve("audit_broken", None, None).await,
-            Ok(report) => {
-                self.alerts()
-                    .raise(Condition {
-                        rule: "audit_broken",
-                        severity: Severity::Critical,
-                        app: None,
-                        detail: None,
-                        summary: format!(
-                            "the audit chain is broken at entry {}: {}",
-                            report.first_bad.unwrap_or(0),
-                            report.problem.unwrap_or_default()
-                        ),
-                    })
-                    .await;
-            }
-            Err(error) => tracing::error!(%error, "cannot verify the audit chain"),
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_filesystem_near_the_line_does_not_flap() {
-        assert!(!too_full(0.89, false));
-        assert!(too_full(0.90, false));
-        // Firing: it stays so until well under the line.
-        assert!(too_full(0.87, true));
-        assert!(!too_full(0.84, true));
-        assert!(used_fraction(std::path::Path::new("/")).is_some_and(|u| (0.0..=1.0).contains(&u)));
-        assert_eq!(used_fraction(std::path::Path::new("/no/such/place")), None);
-    }
-
-    #[test]
-    fn webhook_urls_are_https_or_loopback_http_without_credentials() {
-        for ok in [
-            "https://hooks.example.com/rampart",
-            "http://127.0.0.1:9000/hook",
-            "http://[::1]:9000/hook",
-            "http://localhost/hook",
-        ] {
-            assert!(check_url(ok).is_ok(), "{ok}");
-        }
-        for bad in [
-            "http://example.com/hook",
-            "http://10.0.0.1/hook",
-            "ftp://example.com/x",
-            "https://user:pw@example.com/",
-            "https://:pw@example.com/",
-            "not a url",
-            "https://example.com/\n",
-            "file:///etc/passwd",
-        ] {
-            assert!(check_url(bad).is_err(), "{bad}");
-        }
-        assert!(check_url(&format!("https://example.com/{}", "a".repeat(MAX_URL))).is_err());
     }
 }

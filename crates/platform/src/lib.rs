@@ -23,6 +23,7 @@ pub use rampart_edge::listen;
 
 pub mod alerts;
 pub mod backups;
+mod checks;
 mod controller;
 pub mod crons;
 mod data;
@@ -30,6 +31,7 @@ mod data_dir;
 pub mod deploy;
 mod error;
 pub mod identity;
+mod notify;
 mod ops;
 mod reconcile;
 pub mod watch;
@@ -107,6 +109,8 @@ pub struct Platform {
     cron_running: crons::Running,
     /// Clients whose logins failed, for the watch's brute-force detector.
     failed_logins: tokio::sync::broadcast::Sender<std::net::IpAddr>,
+    /// The mail server email channels send through, when configured.
+    mailer: Option<notify::Mailer>,
 }
 
 /// What [`Platform::open`] did on a first start.
@@ -162,7 +166,14 @@ impl Platform {
             config.media_s3.as_ref(),
             ca.cert_pem(),
         );
+        let mailer = config
+            .notify
+            .smtp
+            .as_ref()
+            .map(notify::Mailer::new)
+            .transpose()?;
         let platform = Self {
+            mailer,
             services,
             backup: config.backup.clone(),
             cron_running: crons::Running::default(),

@@ -43,16 +43,18 @@ pub enum AlertsCommand {
 
 #[derive(Debug, Subcommand)]
 pub enum NotifyCommand {
-    /// Add a channel: `rampart notify add webhook URL --secret-file F`.
+    /// Add a channel: `rampart notify add webhook URL --secret-file F`, or
+    /// `rampart notify add email ADDRESS` (through `[notify.smtp]`).
     Add {
-        /// `webhook`.
+        /// `webhook` or `email`.
         kind: String,
-        /// The webhook's https:// URL (http:// only to this machine).
+        /// The webhook's https:// URL (http:// only to this machine), or
+        /// the email address.
         target: String,
-        /// A file holding the secret deliveries are signed with (16 to 1024
-        /// bytes); it is stored sealed and never shown again.
+        /// A webhook's secret file: the key deliveries are signed with (16
+        /// to 1024 bytes); it is stored sealed and never shown again.
         #[arg(long)]
-        secret_file: PathBuf,
+        secret_file: Option<PathBuf>,
         #[arg(long)]
         json: bool,
         #[command(flatten)]
@@ -73,6 +75,8 @@ pub enum NotifyCommand {
     },
     /// Send a test alert to every channel.
     Test {
+        #[arg(long)]
+        json: bool,
         #[command(flatten)]
         conn: Connection,
     },
@@ -180,10 +184,16 @@ pub async fn notify(command: NotifyCommand) -> anyhow::Result<()> {
             json,
             conn,
         } => {
+            let kind_needs_secret = kind == "webhook";
             let request = wire::AddChannel {
                 kind,
                 target,
-                secret: read_secret(&secret_file)?,
+                secret: match (kind_needs_secret, secret_file) {
+                    (true, Some(file)) => read_secret(&file)?,
+                    (true, None) => anyhow::bail!("a webhook needs --secret-file"),
+                    (false, Some(_)) => anyhow::bail!("--secret-file is for webhooks"),
+                    (false, None) => String::new(),
+                },
             };
             let channel = credentials::client(&conn)?.add_channel(&request).await?;
             if json {
@@ -213,8 +223,11 @@ pub async fn notify(command: NotifyCommand) -> anyhow::Result<()> {
             credentials::client(&conn)?.remove_channel(&id).await?;
             println!("Removed {}", printable(&id));
         }
-        NotifyCommand::Test { conn } => {
+        NotifyCommand::Test { json, conn } => {
             let alert = credentials::client(&conn)?.test_channels().await?;
+            if json {
+                return output::json(&alert);
+            }
             println!(
                 "Sent test alert {} to every channel (`rampart alerts show {}` follows it)",
                 alert.id, alert.id

@@ -103,7 +103,7 @@ enum Command {
     /// jobs and backups.
     #[command(subcommand)]
     Alerts(alerts_cmd::AlertsCommand),
-    /// Where alerts go: signed webhooks.
+    /// Where alerts go: signed webhooks and email.
     #[command(subcommand)]
     Notify(alerts_cmd::NotifyCommand),
     /// The backup engine: encrypted, deduplicated repositories.

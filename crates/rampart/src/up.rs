@@ -39,8 +39,9 @@ const CONFIG_FILE: &str = "rampart.toml";
 const RECONCILE_EVERY: Duration = Duration::from_secs(10);
 /// How often due backups and test restores are looked for.
 const BACKUP_CHECK_EVERY: Duration = Duration::from_secs(2);
-/// How often disk use is checked (and the audit chain, daily).
-const CHECK_EVERY: Duration = Duration::from_secs(60);
+/// How often disk use and certificates are checked (and the audit chain,
+/// daily).
+const CHECK_EVERY: Duration = Duration::from_secs(10);
 /// How often the alert outbox is looked at.
 const DELIVER_EVERY: Duration = Duration::from_secs(2);
 

@@ -9,7 +9,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use common::*;
-use rampart_testkit::{Sandbox, Server, ok, run};
+use rampart_testkit::{Sandbox, Server, Smtp, ok, run};
 
 /// A client of the edge for `host`, connecting from `from`.
 fn client_from(server: &Server, host: &str, from: &str) -> reqwest::blocking::Client {
@@ -543,8 +543,15 @@ fn a_traffic_spike_raises_one_alert_that_resolves_when_it_ends() {
     const SECRET: &[u8] = b"another webhook secret, long enough";
     let sb = sandbox();
     let _cleanup = Cleanup(vec!["surge".into()]);
-    let config = sb.write_config(&format!("{CONFIG}[watch]\nbaseline_warmup = \"30s\"\n"));
+    let tls = sb.path().join("smtp-tls");
+    let ca = Smtp::tls_material(&tls).unwrap();
+    let smtp = Smtp::start(rampart_testkit::free_port(), Some(&tls)).unwrap();
+    let config = sb.write_config(&format!(
+        "{CONFIG}[watch]\nbaseline_warmup = \"30s\"\n{}",
+        smtp_table(smtp.port, &ca)
+    ));
     let server = sb.start(&config).unwrap();
+    ok(cli(&sb, &server).args(["notify", "add", "email", "oncall@rampart.test"]));
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let url = format!("http://{}/hook", listener.local_addr().unwrap());
     let accepted = receiver(listener, SECRET, 0);
@@ -631,5 +638,250 @@ fn a_traffic_spike_raises_one_alert_that_resolves_when_it_ends() {
     assert_eq!(about, ["alert.firing", "alert.resolved"], "{got:?}");
     assert!(got.iter().all(|(_, _, signed)| *signed));
     drop(got);
+    // The same two reached the mailbox, over TLS, once each.
+    eventually(Duration::from_secs(20), "two emails", || {
+        smtp.messages().iter().filter(|m| m.contains(&id)).count() >= 2
+    });
+    let mails: Vec<String> = smtp
+        .messages()
+        .into_iter()
+        .filter(|m| m.contains(&id))
+        .collect();
+    assert_eq!(mails.len(), 2, "{mails:?}");
+    for (mail, state) in mails.iter().zip(["firing", "resolved"]) {
+        assert!(
+            mail.starts_with("X-Test-TLS: yes\r\nX-Test-Rcpt: oncall@rampart.test\r\n"),
+            "{mail}"
+        );
+        assert!(
+            mail.contains(&format!(
+                "Subject: [rampart] WARNING traffic_spike of surge: {state}"
+            )),
+            "{mail}"
+        );
+        assert!(mail.contains("Message-ID: <dlv_"), "{mail}");
+    }
+
+    // Every replica stops answering while visitors keep coming: the app is
+    // unreachable, and the alert names it; it resolves once it answers.
+    let replicas = containers("surge");
+    assert!(!replicas.is_empty());
+    for c in &replicas {
+        ok(std::process::Command::new("docker").args(["pause", c]));
+    }
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let visitor = {
+        let client = client_from(&server, "surge.localhost", "127.0.0.3");
+        let url = app_url(&server, "surge.localhost");
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let _ = client.get(&url).timeout(Duration::from_secs(2)).send();
+                std::thread::sleep(Duration::from_millis(200));
+            }
+        })
+    };
+    eventually(
+        Duration::from_secs(60),
+        "the unreachable app's alert",
+        || {
+            alerts(&sb, &server, false)
+                .iter()
+                .any(|a| a["rule"] == "app_unreachable" && a["app"] == "surge")
+        },
+    );
+    for c in &replicas {
+        let _ = std::process::Command::new("docker")
+            .args(["unpause", c])
+            .output();
+    }
+    eventually(Duration::from_secs(60), "the app answering again", || {
+        !alerts(&sb, &server, false)
+            .iter()
+            .any(|a| a["rule"] == "app_unreachable")
+    });
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    visitor.join().unwrap();
+    server.stop().unwrap();
+}
+
+/// The `[notify.smtp]` table for a test server on `port` whose certificate
+/// `ca` issued.
+fn smtp_table(port: u16, ca: &std::path::Path) -> String {
+    format!(
+        "[notify.smtp]\nhost = \"127.0.0.1\"\nport = {port}\nfrom = \"Rampart <alerts@rampart.test>\"\nca_file = \"{}\"\n",
+        ca.display()
+    )
+}
+
+#[test]
+fn alert_email_requires_starttls_and_arrives_once_the_server_offers_it() {
+    let sb = sandbox();
+    let tls = sb.path().join("smtp-tls");
+    let ca = Smtp::tls_material(&tls).unwrap();
+    let port = rampart_testkit::free_port();
+
+    // A bad [notify.smtp] stops the start with the reason.
+    let bad = sb.write_config(&format!(
+        "{CONFIG}{}",
+        smtp_table(port, &sb.path().join("no-such-ca.pem"))
+    ));
+    let error = sb.start(&bad).unwrap_err().to_string();
+    assert!(error.contains("notify.smtp.ca_file"), "{error}");
+
+    let config = sb.write_config(&format!("{CONFIG}{}", smtp_table(port, &ca)));
+    let server = sb.start(&config).unwrap();
+    for (target, extra) in [
+        ("not-an-address", None),
+        ("Ops <ops@rampart.test>", None),
+        ("ops@rampart.test\r\nBcc: x@evil.test", None),
+        ("ops@rampart.test", Some("--secret-file")),
+    ] {
+        let mut cmd = cli(&sb, &server);
+        cmd.args(["notify", "add", "email", target]);
+        if let Some(flag) = extra {
+            cmd.arg(flag).arg(sb.path().join("any"));
+        }
+        let (code, _, err) = run(&mut cmd);
+        assert_ne!(code, 0, "{target}");
+        assert!(!err.is_empty());
+    }
+    assert_eq!(
+        json(cli(&sb, &server).args(["notify", "list"])),
+        serde_json::json!([])
+    );
+    ok(cli(&sb, &server).args(["notify", "add", "email", "ops@rampart.test"]));
+
+    // A server that does not offer STARTTLS gets nothing.
+    let plain = Smtp::start(port, None).unwrap();
+    let alert = json(cli(&sb, &server).args(["notify", "test"]));
+    let id = alert["id"].as_str().unwrap().to_owned();
+    let show = || json(cli(&sb, &server).args(["alerts", "show", &id]));
+    eventually(Duration::from_secs(20), "a refused attempt", || {
+        show()["deliveries"][0]["attempts"].as_u64() >= Some(1)
+    });
+    let detail = show();
+    assert_eq!(detail["deliveries"][0]["state"], "pending", "{detail}");
+    let error = detail["deliveries"][0]["last_error"].as_str().unwrap();
+    assert!(error.to_lowercase().contains("tls"), "{error}");
+    assert!(plain.messages().is_empty());
+    drop(plain);
+
+    // The server comes back with STARTTLS: the retry arrives, once.
+    let smtp = Smtp::start(port, Some(&tls)).unwrap();
+    eventually(Duration::from_secs(40), "the email", || {
+        !smtp.messages().is_empty()
+    });
+    std::thread::sleep(Duration::from_secs(3));
+    let mails = smtp.messages();
+    assert_eq!(mails.len(), 1, "{mails:?}");
+    assert!(mails[0].starts_with("X-Test-TLS: yes\r\n"), "{}", mails[0]);
+    assert!(
+        mails[0].contains("Subject: [rampart] INFO test: test"),
+        "{}",
+        mails[0]
+    );
+    assert!(
+        mails[0].contains("From: Rampart <alerts@rampart.test>"),
+        "{}",
+        mails[0]
+    );
+    let delivery = show()["deliveries"][0].clone();
+    assert_eq!(delivery["state"], "delivered", "{delivery}");
+    assert!(
+        mails[0].contains(&format!(
+            "Message-ID: <{}@rampart>",
+            delivery["id"].as_str().unwrap()
+        )),
+        "{}",
+        mails[0]
+    );
+    server.stop().unwrap();
+}
+
+#[test]
+fn certificates_that_cannot_be_had_or_renewed_raise_alerts_naming_the_app() {
+    let sb = sandbox();
+    let _cleanup = Cleanup(vec!["renew".into(), "fresh".into()]);
+    // Nothing listens here: the certificate authority is unreachable.
+    let ca_port = rampart_testkit::free_port();
+    let config = sb.write_config(&format!(
+        "{CONFIG}[edge.tls]\nacme_directory = \"https://127.0.0.1:{ca_port}/dir\"\nacme_email = \"ops@rampart.test\"\n"
+    ));
+    let server = sb.start(&config).unwrap();
+    // An ACME certificate 61 days into its 90: due for renewal, 29 days
+    // left, stored by an earlier order.
+    let acme = sb.data_dir().join("acme");
+    std::fs::create_dir_all(&acme).unwrap();
+    let (cert, key) =
+        rampart_testkit::certificate(&["renew.rampart.test"], -61 * 86_400, 29 * 86_400).unwrap();
+    std::fs::write(acme.join("renew.rampart.test.pem"), &cert).unwrap();
+    std::fs::write(acme.join("renew.rampart.test.key.pem"), key).unwrap();
+    let stored = sb.path().join("stored.pem");
+    std::fs::write(&stored, &cert).unwrap();
+    ok(cli(&sb, &server).args(["apps", "create", "renew", "--domain", "renew.rampart.test"]));
+    ok(cli(&sb, &server).args(["apps", "create", "fresh", "--domain", "fresh.rampart.test"]));
+    let dir = context(&sb.path().join("ctx"), "");
+    for app in ["renew", "fresh"] {
+        ok(cli(&sb, &server).args(["scale", app, "web=1"]));
+        ok(cli(&sb, &server).args(["deploy", app, "--path"]).arg(&dir));
+    }
+
+    let certificate_alerts = || {
+        alerts(&sb, &server, false)
+            .into_iter()
+            .filter(|a| a["rule"] == "certificate")
+            .collect::<Vec<_>>()
+    };
+    eventually(Duration::from_secs(60), "two certificate alerts", || {
+        certificate_alerts().len() == 2
+    });
+    let firing = certificate_alerts();
+    let of = |app: &str| {
+        firing
+            .iter()
+            .find(|a| a["app"] == app)
+            .unwrap_or_else(|| panic!("no alert for {app}: {firing:?}"))["summary"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    let renew = of("renew");
+    assert!(
+        renew.contains("renew.rampart.test is due for renewal and expires in 2")
+            && renew.contains("renewing it fails"),
+        "{renew}"
+    );
+    assert!(
+        of("fresh").contains("fresh.rampart.test has no ACME certificate yet"),
+        "{firing:?}"
+    );
+
+    // Meanwhile the stored certificate, not a stand-in, is still served.
+    let edge = server.edge_addr();
+    let (code, out, err) = run(std::process::Command::new("curl").args([
+        "-s",
+        "-o",
+        "/dev/null",
+        "-w",
+        "%{http_code}",
+        "--cacert",
+        &stored.display().to_string(),
+        "--resolve",
+        &format!("renew.rampart.test:{}:127.0.0.1", edge.port()),
+        &format!("https://renew.rampart.test:{}/", edge.port()),
+    ]));
+    assert_eq!(code, 0, "the stored certificate verifies: {out} {err}");
+
+    // A site that is no longer served has nothing left to renew.
+    ok(cli(&sb, &server).args(["apps", "delete", "fresh", "--yes"]));
+    eventually(
+        Duration::from_secs(40),
+        "the deleted app's alert resolved",
+        || {
+            let left = certificate_alerts();
+            left.len() == 1 && left[0]["app"] == "renew"
+        },
+    );
     server.stop().unwrap();
 }

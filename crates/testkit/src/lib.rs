@@ -7,8 +7,10 @@
 
 mod pebble;
 mod postgres;
-pub use pebble::Pebble;
+mod smtp;
+pub use pebble::{Pebble, certificate};
 pub use postgres::ExternalPostgres;
+pub use smtp::Smtp;
 
 /// A loopback port no one listens on now.
 pub fn free_port() -> u16 {

@@ -43,8 +43,10 @@ impl std::fmt::Debug for Pebble {
     }
 }
 
-/// A CA and a localhost certificate for Pebble's own HTTPS listener.
-fn pebble_tls(dir: &Path) -> anyhow::Result<PathBuf> {
+/// A CA and a certificate for `localhost` and 127.0.0.1, for the test
+/// servers' own TLS (Pebble's API, the SMTP server's STARTTLS):
+/// `pebble-cert.pem` and `pebble-key.pem` in `dir`; the CA's file is returned.
+pub(crate) fn loopback_tls(dir: &Path) -> anyhow::Result<PathBuf> {
     let ca_key = KeyPair::generate()?;
     let mut ca_params = CertificateParams::new(Vec::<String>::new())?;
     ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
@@ -82,7 +84,7 @@ impl Pebble {
     /// Starts Pebble (Debian package `pebble`) on free loopback ports.
     pub fn start() -> anyhow::Result<Self> {
         let dir = tempfile::tempdir()?;
-        let trust = pebble_tls(dir.path())?;
+        let trust = loopback_tls(dir.path())?;
         let (acme_port, mgmt_port, dns_port, dns_mgmt, http_port, tls_port) = (
             free_port(),
             free_port(),
@@ -150,4 +152,17 @@ impl Pebble {
         }
         Ok(String::from_utf8(output.stdout)?)
     }
+}
+
+/// A self-signed certificate for `hosts` valid from `from` to `until`
+/// seconds away from now (negative: in the past), and its key, in PEM.
+pub fn certificate(hosts: &[&str], from: i64, until: i64) -> anyhow::Result<(String, String)> {
+    let key = KeyPair::generate()?;
+    let mut params =
+        CertificateParams::new(hosts.iter().map(|h| (*h).to_owned()).collect::<Vec<_>>())?;
+    let now = time::OffsetDateTime::now_utc();
+    params.not_before = now + time::Duration::seconds(from);
+    params.not_after = now + time::Duration::seconds(until);
+    let cert = params.self_signed(&key)?;
+    Ok((cert.pem(), key.serialize_pem()))
 }

@@ -13,11 +13,13 @@ use serde::Deserialize;
 mod apps;
 mod data;
 mod file;
+mod watch;
 pub use apps::AppLimits;
 use apps::{RawApps, validate_apps};
 pub use data::{BackupConfig, DEFAULT_POSTGRES_PORT, MediaS3Config, PostgresConfig};
 use data::{RawBackup, RawMedia, RawPostgres, validate_postgres};
 pub use file::{TomlSyntax, parse_toml};
+pub use watch::{NotifyConfig, SmtpConfig, WatchConfig};
 
 /// Default address of the control-plane API.
 pub const DEFAULT_API_LISTEN: &str = "127.0.0.1:7443";
@@ -78,17 +80,9 @@ struct RawConfig {
     #[serde(default)]
     apps: RawApps,
     #[serde(default)]
-    watch: RawWatch,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawWatch {
-    enabled: Option<bool>,
-    ban_for: Option<String>,
-    never_ban: Option<Vec<String>>,
-    baseline_warmup: Option<String>,
-    baseline_margin: Option<f64>,
+    watch: watch::RawWatch,
+    #[serde(default)]
+    notify: watch::RawNotify,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -148,22 +142,7 @@ pub struct Config {
     pub media_s3: Option<MediaS3Config>,
     pub apps: AppLimits,
     pub watch: WatchConfig,
-}
-
-/// The `[watch]` table: what the platform does about the traffic it sees.
-#[derive(Debug, Clone, PartialEq)]
-pub struct WatchConfig {
-    /// Ban clients the detectors catch (on by default).
-    pub enabled: bool,
-    /// The first ban's length; repeat offenders get longer ones.
-    pub ban_for_secs: u64,
-    /// Networks never banned, in CIDR form (the operator's own).
-    pub never_ban: Vec<String>,
-    /// How long an app's traffic is learned before departures from it
-    /// raise alerts.
-    pub baseline_warmup_secs: u64,
-    /// Standard deviations above the usual that count as a departure.
-    pub baseline_margin: f64,
+    pub notify: NotifyConfig,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -325,7 +304,8 @@ impl Config {
         };
 
         let apps = validate_apps(&raw.apps)?;
-        let watch = validate_watch(raw.watch)?;
+        let watch = watch::validate_watch(raw.watch)?;
+        let notify = watch::validate_notify(raw.notify)?;
 
         if let Some(dir) = &raw.data_dir {
             if dir.as_os_str().is_empty() {
@@ -454,65 +434,10 @@ impl Config {
             bootstrap: BootstrapConfig { owner_email },
             auth,
             watch,
+            notify,
             edge: raw.edge,
         })
     }
-}
-
-fn validate_watch(raw: RawWatch) -> Result<WatchConfig, ConfigError> {
-    let ban_for_secs = match raw.ban_for {
-        None => 4 * 3600,
-        Some(text) => crate::wire::parse_duration(&text)
-            .ok()
-            .filter(|secs| (60..=30 * 86_400).contains(secs))
-            .ok_or_else(|| {
-                ConfigError::invalid("watch.ban_for", "must be a duration from 1m to 30d")
-            })?,
-    };
-    let never_ban = raw.never_ban.unwrap_or_default();
-    for net in &never_ban {
-        let valid = net.parse::<std::net::IpAddr>().is_ok() || {
-            let (addr, len) = net.split_once('/').unwrap_or(("", ""));
-            let max = match addr.parse::<std::net::IpAddr>() {
-                Ok(std::net::IpAddr::V4(_)) => 32,
-                Ok(std::net::IpAddr::V6(_)) => 128,
-                Err(_) => -1,
-            };
-            len.parse::<i32>().is_ok_and(|len| (0..=max).contains(&len))
-        };
-        if !valid {
-            return Err(ConfigError::invalid(
-                "watch.never_ban",
-                format!("{net:?} is not an address or a network such as 10.0.0.0/8"),
-            ));
-        }
-    }
-    let baseline_warmup_secs = match raw.baseline_warmup {
-        None => 3600,
-        Some(text) => crate::wire::parse_duration(&text)
-            .ok()
-            .filter(|secs| (30..=30 * 86_400).contains(secs))
-            .ok_or_else(|| {
-                ConfigError::invalid(
-                    "watch.baseline_warmup",
-                    "must be a duration from 30s to 30d",
-                )
-            })?,
-    };
-    let baseline_margin = raw.baseline_margin.unwrap_or(4.0);
-    if !(1.0..=20.0).contains(&baseline_margin) {
-        return Err(ConfigError::invalid(
-            "watch.baseline_margin",
-            "must be between 1 and 20 standard deviations",
-        ));
-    }
-    Ok(WatchConfig {
-        enabled: raw.enabled.unwrap_or(true),
-        ban_for_secs,
-        never_ban,
-        baseline_warmup_secs,
-        baseline_margin,
-    })
 }
 
 #[cfg(test)]
@@ -607,6 +532,28 @@ mod tests {
             ("[api]\ntls_names = [\"bad name\"]", "api.tls_names"),
             ("[log]\nlevel = \"loud\"", "log.level"),
             ("[watch]\nban_for = \"1s\"", "watch.ban_for"),
+            ("[notify.smtp]\nfrom = \"a@b.c\"", "notify.smtp.host"),
+            (
+                "[notify.smtp]\nhost = \"mail example\"\nfrom = \"a@b.c\"",
+                "notify.smtp.host",
+            ),
+            ("[notify.smtp]\nhost = \"mx\"", "notify.smtp.from"),
+            (
+                "[notify.smtp]\nhost = \"mx\"\nfrom = \"nobody\"",
+                "notify.smtp.from",
+            ),
+            (
+                "[notify.smtp]\nhost = \"mx\"\nfrom = \"a@b.c\"\nport = 0",
+                "notify.smtp.port",
+            ),
+            (
+                "[notify.smtp]\nhost = \"mx\"\nfrom = \"a@b.c\"\nusername = \"u\"",
+                "notify.smtp.password_file",
+            ),
+            (
+                "[notify.smtp]\nhost = \"mx\"\nfrom = \"a@b.c\"\ntls = false",
+                "line 4: notify.smtp.tls",
+            ),
             ("[watch]\nbaseline_warmup = \"5s\"", "watch.baseline_warmup"),
             ("[watch]\nbaseline_margin = 0.5", "watch.baseline_margin"),
             ("[watch]\nnever_ban = [\"10.0.0.0/33\"]", "watch.never_ban"),
