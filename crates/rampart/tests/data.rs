@@ -535,6 +535,17 @@ fn schedules_keep_what_retention_says_and_test_restores_catch_damage() {
     );
     let ps = ok(cli(&sb, &server).args(["ps", "wiki"]));
     assert!(ps.contains("verify_failed"), "{ps}");
+    let firing = |rule: &str| {
+        json(cli(&sb, &server).args(["alerts", "list"]))
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|a| a["rule"] == rule && a["app"] == "wiki")
+    };
+    assert!(
+        firing("verify_failed"),
+        "a failed test restore raises an alert"
+    );
     // A restore from the damaged repository fails before it touches the
     // live database or media.
     let live_tables = fingerprint(&sb, port, "app_wiki");
@@ -553,6 +564,7 @@ fn schedules_keep_what_retention_says_and_test_restores_catch_damage() {
     std::fs::rename(sb.path().join("backups"), &moved).unwrap();
     let err = fails(cli(&sb, &server).args(["backup", "run", "wiki"]));
     assert!(err.contains("unreachable"), "{err}");
+    assert!(firing("backup_failed"), "a failed backup raises an alert");
     assert!(
         !sb.path().join("backups").exists(),
         "nothing was created in its place"

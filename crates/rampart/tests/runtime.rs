@@ -799,6 +799,18 @@ fn a_crashing_replica_is_restarted_and_a_crash_loop_is_recorded() {
             .iter()
             .any(|e| e["kind"] == "crash_loop")
     });
+    // People are told, with the app named.
+    let alerts = json(cli(&sb, &server).args(["alerts", "list"]));
+    assert!(
+        alerts
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|a| a["rule"] == "crash_loop"
+                && a["app"] == "crashy"
+                && a["severity"] == "critical"),
+        "{alerts}"
+    );
     eventually(
         Duration::from_secs(30),
         "both replicas serving again",
