@@ -108,3 +108,36 @@ pub async fn test_channels(
         Json(p.alerts().test(ctx.acting()).await?),
     ))
 }
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct TopQuery {
+    /// How much history, in minutes (1 to 1440; 60 unless set).
+    minutes: Option<u32>,
+}
+
+/// Every app's traffic, replicas and backups, with bans and firing alerts.
+#[utoipa::path(get, path = "/api/top", tag = "watch", security(("bearer" = [])),
+    params(TopQuery),
+    responses((status = 200, body = wire::Top), (status = 400, body = ErrorBody),
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
+pub async fn top(
+    State(p): State<AppState>,
+    Query(query): Query<TopQuery>,
+) -> Result<Json<wire::Top>, ApiError> {
+    Ok(Json(p.top(None, query.minutes.unwrap_or(60)).await?))
+}
+
+/// One app's traffic, replicas and backups.
+#[utoipa::path(get, path = "/api/apps/{app}/top", tag = "watch", security(("bearer" = [])),
+    params(("app" = String, Path, description = "App name"), TopQuery),
+    responses((status = 200, body = wire::Top), (status = 400, body = ErrorBody),
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody)))]
+pub async fn app_top(
+    State(p): State<AppState>,
+    Path(app): Path<String>,
+    Query(query): Query<TopQuery>,
+) -> Result<Json<wire::Top>, ApiError> {
+    Ok(Json(p.top(Some(&app), query.minutes.unwrap_or(60)).await?))
+}

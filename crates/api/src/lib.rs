@@ -103,6 +103,8 @@ fn documented_routes() -> (Router<routes::AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(alerts::list_channels, alerts::add_channel))
         .routes(routes!(alerts::remove_channel))
         .routes(routes!(alerts::test_channels))
+        .routes(routes!(alerts::top))
+        .routes(routes!(alerts::app_top))
         .routes(routes!(deploys::rollback))
         .routes(routes!(deploys::releases))
         .routes(routes!(deploys::settings, deploys::configure))

@@ -61,7 +61,10 @@ pub fn access(method: &Method, path: &str) -> Option<Access> {
         ("GET", "/api/apps/{app}/cron") | ("GET", "/api/apps/{app}/cron/runs") => RuntimeRead,
         ("GET", "/api/bans") => BanRead,
         ("POST", "/api/bans") | ("DELETE", "/api/bans/{net}") => BanSet,
-        ("GET", "/api/alerts") | ("GET", "/api/alerts/{id}") | ("GET", "/api/notify") => AlertRead,
+        ("GET", "/api/alerts")
+        | ("GET", "/api/alerts/{id}")
+        | ("GET", "/api/notify")
+        | ("GET", "/api/top") => AlertRead,
         ("POST", "/api/alerts/{id}/ack") => AlertAck,
         ("POST", "/api/notify") | ("DELETE", "/api/notify/{id}") | ("POST", "/api/notify/test") => {
             NotifySet
@@ -69,7 +72,8 @@ pub fn access(method: &Method, path: &str) -> Option<Access> {
         ("PATCH", "/api/apps/{app}/settings") | ("POST", "/api/apps/{app}/scale") => AppConfigure,
         ("GET", "/api/apps/{app}/releases")
         | ("GET", "/api/apps/{app}/settings")
-        | ("GET", "/api/apps/{app}/ps") => RuntimeRead,
+        | ("GET", "/api/apps/{app}/ps")
+        | ("GET", "/api/apps/{app}/top") => RuntimeRead,
         ("GET", "/api/apps/{app}/logs") => LogsRead,
         ("DELETE", "/api/sessions/current") => SessionEnd,
         ("GET", "/api/users") => UserRead,

@@ -472,6 +472,17 @@ impl Client {
         self.call(Method::POST, &path, None::<&()>).await
     }
 
+    /// Every app's figures, or one app's, with `minutes` of history.
+    pub async fn top(&self, app: Option<&str>, minutes: u32) -> Result<wire::Top, ClientError> {
+        match app {
+            Some(app) => {
+                self.get(&format!("/api/apps/{}/top?minutes={minutes}", segment(app)))
+                    .await
+            }
+            None => self.get(&format!("/api/top?minutes={minutes}")).await,
+        }
+    }
+
     pub async fn channels(&self) -> Result<Vec<wire::Channel>, ClientError> {
         self.get("/api/notify").await
     }

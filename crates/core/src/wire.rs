@@ -840,6 +840,44 @@ pub fn parse_interval(text: &str) -> Result<u64, String> {
     Ok(secs)
 }
 
+/// What `rampart top` shows.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct Top {
+    pub at: String,
+    /// The length of one sample's window.
+    pub window_secs: u32,
+    pub apps: Vec<AppTop>,
+    /// Clients banned at the edge now.
+    pub bans: u64,
+    pub alerts_firing: u64,
+}
+
+/// One app in `rampart top`: the last minute's rates and the samples
+/// asked for, oldest first.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct AppTop {
+    pub app: String,
+    pub requests_per_sec: f64,
+    /// The share of answers with a 5xx status, 0 to 1.
+    pub errors_ratio: f64,
+    pub p95_ms: f64,
+    pub replicas_healthy: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_backup_at: Option<String>,
+    pub samples: Vec<TopSample>,
+}
+
+/// One window of an app's traffic.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct TopSample {
+    /// When the window closed, in Unix seconds.
+    pub at: i64,
+    pub requests: u32,
+    pub errors: u32,
+    pub p95_ms: f32,
+    pub healthy: u16,
+}
+
 #[cfg(test)]
 mod interval_tests {
     use super::parse_interval;

@@ -111,8 +111,13 @@ pub struct Edge {
     /// Why the last ACME order for a site failed, by its first host;
     /// cleared when one succeeds.
     acme_failures: Arc<Mutex<HashMap<String, String>>>,
+    /// More metrics served after the edge's own (the platform's).
+    more_metrics: std::sync::OnceLock<MetricsSource>,
     addrs: Addrs,
 }
+
+/// Renders metrics in Prometheus' text format.
+type MetricsSource = Box<dyn Fn() -> String + Send + Sync>;
 
 /// Where a site's certificate stands, for the platform's checks.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -217,6 +222,7 @@ impl Edge {
             tasks: Mutex::new(Vec::new()),
             acme_orders: Mutex::new(HashMap::new()),
             acme_failures: Arc::default(),
+            more_metrics: std::sync::OnceLock::new(),
             addrs,
         });
         let fallback = edge
@@ -521,7 +527,19 @@ impl Edge {
                 .get_or_create(&CertLabels { host: host.clone() })
                 .set((served.not_after - now).as_seconds_f64());
         }
-        m.encode()
+        let mut text = m.encode();
+        if let Some(more) = self.more_metrics.get() {
+            // The edge's registry ends with `# EOF`; the rest goes before it.
+            let end = text.rfind("# EOF").unwrap_or(text.len());
+            text.insert_str(end, &more());
+        }
+        text
+    }
+
+    /// Serves `source`'s metrics after the edge's own on the admin
+    /// listener; the first source set stays.
+    pub fn add_metrics(&self, source: impl Fn() -> String + Send + Sync + 'static) {
+        let _ = self.more_metrics.set(Box::new(source));
     }
 
     /// Stops accepting, lets requests in flight finish (up to the drain

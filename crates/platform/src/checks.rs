@@ -55,6 +55,7 @@ impl Platform {
             }
             self.check_disks().await;
             self.check_certificates().await;
+            self.refresh_figures().await;
             if verified.is_none_or(|at| at.elapsed() >= AUDIT_VERIFY_EVERY) {
                 verified = Some(std::time::Instant::now());
                 self.check_audit_chain().await;

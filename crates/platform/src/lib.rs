@@ -34,6 +34,7 @@ pub mod identity;
 mod notify;
 mod ops;
 mod reconcile;
+mod telemetry;
 pub mod watch;
 
 use std::path::PathBuf;
@@ -111,6 +112,8 @@ pub struct Platform {
     failed_logins: tokio::sync::broadcast::Sender<std::net::IpAddr>,
     /// The mail server email channels send through, when configured.
     mailer: Option<notify::Mailer>,
+    /// Each app's figures, for metrics and `rampart top`.
+    telemetry: telemetry::Telemetry,
 }
 
 /// What [`Platform::open`] did on a first start.
@@ -174,6 +177,7 @@ impl Platform {
             .transpose()?;
         let platform = Self {
             mailer,
+            telemetry: telemetry::Telemetry::default(),
             services,
             backup: config.backup.clone(),
             cron_running: crons::Running::default(),

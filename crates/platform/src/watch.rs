@@ -30,6 +30,7 @@ use rampart_watch::baseline::{Assessment, Baseline, BaselineConfig, Latencies, W
 use rampart_watch::{Decision, Detector, DetectorConfig, Request};
 
 use crate::alerts::Condition;
+use crate::telemetry::WindowFigures;
 use tokio::sync::broadcast::error::RecvError;
 
 use crate::{Acting, Error, Platform};
@@ -461,12 +462,16 @@ impl Traffic {
         let Ok(apps) = p.store.apps().await else {
             return;
         };
-        let hour = (Timestamp::now().unix_seconds().rem_euclid(86_400) / 3600) as usize;
+        let now = Timestamp::now().unix_seconds();
+        let hour = (now.rem_euclid(86_400) / 3600) as usize;
         self.baselines
             .retain(|name, _| apps.iter().any(|a| a.name.as_str() == name));
         for app in &apps {
             let mut names: Vec<String> = app.domains.iter().map(|d| d.to_string()).collect();
             names.push(app.name.default_domain().to_string());
+            // An app's own name may be among its domains too: count it once.
+            names.sort();
+            names.dedup();
             let mut window = Window {
                 secs,
                 ..Default::default()
@@ -481,6 +486,18 @@ impl Traffic {
                 }
             }
             window.p95_ms = latencies.p95();
+            let healthy = p.engine().map_or(0, |e| e.serving_of(&app.id).len() as u32);
+            p.telemetry.window(
+                app.name.as_str(),
+                now,
+                WindowFigures {
+                    requests: window.requests,
+                    errors: window.errors,
+                    latencies: &latencies,
+                    p95_ms: window.p95_ms,
+                    healthy,
+                },
+            );
             let baseline = self.baselines.entry(app.name.to_string()).or_default();
             let assessment = baseline.assess(window, hour, self.config);
             report(p, app.name.as_str(), &assessment, &window).await;

@@ -1,11 +1,11 @@
-//! `rampart alerts …` and `rampart notify …`: what the platform noticed,
-//! and where it tells people.
+//! `rampart alerts …`, `rampart notify …` and `rampart top`: what the
+//! platform noticed, where it tells people, and how the apps are doing.
 
 use std::io::Read;
 use std::path::PathBuf;
 
 use anyhow::{Context, bail};
-use clap::Subcommand;
+use clap::{Args, Subcommand};
 use rampart_core::wire;
 
 use crate::output::printable;
@@ -235,4 +235,98 @@ pub async fn notify(command: NotifyCommand) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+#[derive(Debug, Args)]
+pub struct TopArgs {
+    /// One app only.
+    app: Option<String>,
+    /// How much history the trend covers, in minutes (1 to 1440).
+    #[arg(long, default_value_t = 60)]
+    minutes: u32,
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    conn: Connection,
+}
+
+/// The requests of each window as a bar of eighths, at most `width` bars
+/// (windows are summed into bars when there are more).
+fn trend(samples: &[wire::TopSample], width: usize) -> String {
+    const BARS: [char; 8] = ['▁', '▂', '▃', '▄', '▅', '▆', '▇', '█'];
+    if samples.is_empty() {
+        return "-".into();
+    }
+    let per_bar = samples.len().div_ceil(width);
+    let sums: Vec<u64> = samples
+        .chunks(per_bar)
+        .map(|c| c.iter().map(|s| u64::from(s.requests)).sum())
+        .collect();
+    let max = sums.iter().copied().max().unwrap_or(0).max(1);
+    sums.iter()
+        .map(|&n| BARS[((n * 7).div_ceil(max)) as usize])
+        .collect()
+}
+
+pub async fn top(args: TopArgs) -> anyhow::Result<()> {
+    let top = credentials::client(&args.conn)?
+        .top(args.app.as_deref(), args.minutes)
+        .await?;
+    if args.json {
+        return output::json(&top);
+    }
+    let rows: Vec<Vec<String>> = top
+        .apps
+        .iter()
+        .map(|a| {
+            vec![
+                printable(&a.app).into_owned(),
+                format!("{:.1}", a.requests_per_sec),
+                format!("{:.1}%", a.errors_ratio * 100.0),
+                format!("{:.0}", a.p95_ms),
+                a.replicas_healthy.to_string(),
+                a.last_backup_at.clone().unwrap_or_else(|| "-".into()),
+                trend(&a.samples, 30),
+            ]
+        })
+        .collect();
+    output::table(
+        &[
+            "APP",
+            "REQ/S",
+            "5XX",
+            "P95 MS",
+            "HEALTHY",
+            "LAST BACKUP",
+            "REQUESTS",
+        ],
+        &rows,
+    );
+    println!(
+        "\n{} client(s) banned, {} alert(s) firing; rates over the last minute, the trend over {} min",
+        top.bans, top.alerts_firing, args.minutes
+    );
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_trend_scales_to_the_busiest_bar() {
+        let sample = |requests| wire::TopSample {
+            at: 0,
+            requests,
+            errors: 0,
+            p95_ms: 0.0,
+            healthy: 1,
+        };
+        assert_eq!(trend(&[], 30), "-");
+        let samples: Vec<_> = [0, 7, 14, 70].into_iter().map(sample).collect();
+        assert_eq!(trend(&samples, 30), "▁▂▃█");
+        // Eight windows in four bars: pairs are summed.
+        let samples: Vec<_> = [1, 1, 0, 0, 2, 2, 1, 0].into_iter().map(sample).collect();
+        assert_eq!(trend(&samples, 4), "▅▁█▃");
+    }
 }

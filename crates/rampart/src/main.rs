@@ -106,6 +106,9 @@ enum Command {
     /// Where alerts go: signed webhooks and email.
     #[command(subcommand)]
     Notify(alerts_cmd::NotifyCommand),
+    /// Each app's traffic now and over the last hour, replicas, backups,
+    /// bans and firing alerts.
+    Top(alerts_cmd::TopArgs),
     /// The backup engine: encrypted, deduplicated repositories.
     Repo(repo_cmd::RepoArgs),
 }
@@ -198,6 +201,7 @@ fn main() -> ExitCode {
             Command::Bans(cmd) => bans_cmd::run(cmd).await,
             Command::Alerts(cmd) => alerts_cmd::alerts(cmd).await,
             Command::Notify(cmd) => alerts_cmd::notify(cmd).await,
+            Command::Top(args) => alerts_cmd::top(args).await,
             Command::Repo(_) => unreachable!("handled before the runtime starts"),
         }
     });

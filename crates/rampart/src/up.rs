@@ -160,6 +160,15 @@ pub async fn run(mut args: UpArgs) -> anyhow::Result<()> {
         platform.installation_id(),
         acme,
     ));
+    {
+        let platform = Arc::downgrade(&platform);
+        edge.add_metrics(move || {
+            platform
+                .upgrade()
+                .map(|p| p.render_metrics())
+                .unwrap_or_default()
+        });
+    }
     let certificate = ApiCertificate::issue(&platform, &config.api.tls_names)?;
     let tls = server_config(certificate.clone())?;
     let listener = TcpListener::bind(config.api.listen)
@@ -190,6 +199,13 @@ pub async fn run(mut args: UpArgs) -> anyhow::Result<()> {
     }
     writeln!(out, "rampart: apps are served at https://{edge_addr}")?;
     writeln!(out, "rampart: API listening on https://{addr}")?;
+    if let Some(admin) = edge.addrs().admin {
+        writeln!(
+            out,
+            "rampart: metrics at http://{}/metrics",
+            reachable(admin)
+        )?;
+    }
     out.flush()?;
     drop(out);
 

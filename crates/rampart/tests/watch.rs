@@ -885,3 +885,89 @@ fn certificates_that_cannot_be_had_or_renewed_raise_alerts_naming_the_app() {
     );
     server.stop().unwrap();
 }
+
+#[test]
+fn metrics_and_top_show_each_apps_traffic() {
+    let sb = sandbox();
+    let _cleanup = Cleanup(vec!["gauge".into()]);
+    let config = sb.write_raw_config(&format!(
+        "[api]\nlisten = \"127.0.0.1:0\"\n[auth]\nrequire_mfa = false\n\
+         [edge.listen]\nhttps = \"127.0.0.1:0\"\nhttp = \"127.0.0.1:0\"\nadmin = \"127.0.0.1:0\"\n{CONFIG}"
+    ));
+    let server = sb.start(&config).unwrap();
+    let metrics_url = server
+        .output()
+        .lines()
+        .find_map(|l| l.strip_prefix("rampart: metrics at "))
+        .expect("the metrics address is printed")
+        .trim()
+        .to_owned();
+    ok(cli(&sb, &server).args(["apps", "create", "gauge"]));
+    ok(cli(&sb, &server).args(["scale", "gauge", "web=1"]));
+    let dir = context(&sb.path().join("ctx"), "");
+    ok(cli(&sb, &server)
+        .args(["deploy", "gauge", "--path"])
+        .arg(&dir));
+
+    let client = client_from(&server, "gauge.localhost", "127.0.0.3");
+    let url = app_url(&server, "gauge.localhost");
+    for _ in 0..40 {
+        assert_eq!(client.get(&url).send().unwrap().status(), 200);
+    }
+    let metrics = || {
+        reqwest::blocking::get(&metrics_url)
+            .unwrap()
+            .text()
+            .unwrap()
+    };
+    eventually(Duration::from_secs(30), "the window's figures", || {
+        metrics().contains("rampart_app_requests_total{app=\"gauge\"} 40\n")
+    });
+    let text = metrics();
+    for line in [
+        "# TYPE rampart_app_requests counter",
+        "rampart_app_errors_total{app=\"gauge\"} 0\n",
+        "rampart_app_request_duration_seconds_bucket{app=\"gauge\",le=\"+Inf\"} 40\n",
+        "rampart_app_request_duration_seconds_count{app=\"gauge\"} 40\n",
+        "rampart_app_replicas_healthy{app=\"gauge\"} 1\n",
+        "rampart_app_backup_age_seconds{app=\"gauge\"} +Inf\n",
+        "rampart_alerts_firing{severity=\"critical\"} 0\n",
+        // The edge's own figures are still there, and the text still ends
+        // as OpenMetrics wants.
+        "rampart_edge_open_connections",
+    ] {
+        assert!(text.contains(line), "{line}: {text}");
+    }
+    assert!(text.ends_with("# EOF\n"), "{text}");
+    // Requests within 10 s are all within the last bucket but one.
+    assert!(
+        text.contains("rampart_app_request_duration_seconds_bucket{app=\"gauge\",le=\"10\"} 40\n"),
+        "{text}"
+    );
+
+    let top = json(cli(&sb, &server).args(["top"]));
+    let app = &top["apps"][0];
+    assert_eq!(app["app"], "gauge", "{top}");
+    assert_eq!(app["replicas_healthy"], 1, "{top}");
+    let samples = app["samples"].as_array().unwrap();
+    let requests: u64 = samples
+        .iter()
+        .map(|s| s["requests"].as_u64().unwrap())
+        .sum();
+    assert_eq!(requests, 40, "{top}");
+    assert!(app["requests_per_sec"].as_f64().unwrap() > 0.0, "{top}");
+    let one = ok(cli(&sb, &server).args(["top", "gauge", "--minutes", "5"]));
+    assert!(
+        one.contains("gauge") && one.contains("alert(s) firing"),
+        "{one}"
+    );
+    for bad in [["top", "--minutes", "0"], ["top", "--minutes", "99999"]] {
+        let (code, _, err) = run(cli(&sb, &server).args(bad));
+        assert_ne!(code, 0);
+        assert!(err.contains("minutes"), "{err}");
+    }
+    let (code, _, err) = run(cli(&sb, &server).args(["top", "nosuchapp"]));
+    assert_ne!(code, 0);
+    assert!(err.contains("nosuchapp"), "{err}");
+    server.stop().unwrap();
+}

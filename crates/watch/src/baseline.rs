@@ -207,6 +207,7 @@ impl Baseline {
 pub struct Latencies {
     counts: Vec<u64>,
     total: u64,
+    sum_ms: f64,
 }
 
 /// Bucket `i` holds latencies up to `BASE * GROWTH^i` milliseconds.
@@ -219,6 +220,7 @@ impl Default for Latencies {
         Self {
             counts: vec![0; BUCKETS],
             total: 0,
+            sum_ms: 0.0,
         }
     }
 }
@@ -232,6 +234,28 @@ impl Latencies {
         };
         self.counts[i.min(BUCKETS - 1)] += 1;
         self.total += 1;
+        self.sum_ms += ms.max(0.0);
+    }
+
+    /// How many latencies there are.
+    pub fn count(&self) -> u64 {
+        self.total
+    }
+
+    /// Their sum, in milliseconds.
+    pub fn sum_ms(&self) -> f64 {
+        self.sum_ms
+    }
+
+    /// How many are at most `ms`, to the buckets' precision (10%): those in
+    /// buckets whose upper edge is not above it.
+    pub fn count_up_to(&self, ms: f64) -> u64 {
+        self.counts
+            .iter()
+            .enumerate()
+            .take_while(|(i, _)| BASE_MS * GROWTH.powi(*i as i32) <= ms * (1.0 + 1e-9))
+            .map(|(_, c)| c)
+            .sum()
     }
 
     /// Adds another window's latencies to these.
@@ -240,6 +264,7 @@ impl Latencies {
             *mine += theirs;
         }
         self.total += other.total;
+        self.sum_ms += other.sum_ms;
     }
 
     /// The 95th percentile (the upper edge of its bucket), 0 when empty.
