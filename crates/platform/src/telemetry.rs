@@ -51,6 +51,8 @@ struct Figures {
     bans: u64,
     /// Firing alerts by severity.
     firing: BTreeMap<String, u64>,
+    /// Access events the watch skipped because it fell behind.
+    skipped: u64,
 }
 
 /// The figures, behind a lock held only to copy in or out.
@@ -86,6 +88,12 @@ impl Telemetry {
             p95_ms: w.p95_ms as f32,
             healthy: u16::try_from(w.healthy).unwrap_or(u16::MAX),
         });
+    }
+
+    /// Counts access events the watch skipped: traffic it did not count
+    /// or judge.
+    pub(crate) fn skipped(&self, n: u64) {
+        self.lock().skipped += n;
     }
 
     /// Forgets apps that are gone.
@@ -231,6 +239,16 @@ impl Platform {
                 );
             }
         }
+        text.family(
+            "rampart_watch_events_skipped",
+            "Access events the watch skipped because it fell behind (not counted above)",
+            "counter",
+        );
+        text.sample(
+            "rampart_watch_events_skipped_total",
+            &[],
+            figures.skipped as f64,
+        );
         text.family("rampart_bans", "Clients banned at the edge now", "gauge");
         text.sample("rampart_bans", &[], figures.bans as f64);
         text.family(

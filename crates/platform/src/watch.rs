@@ -189,6 +189,7 @@ impl Platform {
             let event = match event {
                 Ok(event) => event,
                 Err(RecvError::Lagged(n)) => {
+                    self.telemetry.skipped(n);
                     tracing::warn!(skipped = n, "the watch fell behind the edge's traffic");
                     continue;
                 }

@@ -971,3 +971,110 @@ fn metrics_and_top_show_each_apps_traffic() {
     assert!(err.contains("nosuchapp"), "{err}");
     server.stop().unwrap();
 }
+
+/// The resident memory of process `pid`, in KiB.
+fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap()
+}
+
+/// A metric's value in Prometheus text, 0 when absent.
+fn metric(text: &str, series: &str) -> f64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or(0.0)
+}
+
+#[test]
+fn an_event_flood_is_counted_whole_in_bounded_memory() {
+    let sb = sandbox();
+    let _cleanup = Cleanup(vec!["flood".into()]);
+    let config = sb.write_raw_config(&format!(
+        "[api]\nlisten = \"127.0.0.1:0\"\n[auth]\nrequire_mfa = false\n\
+         [edge.listen]\nhttps = \"127.0.0.1:0\"\nhttp = \"127.0.0.1:0\"\nadmin = \"127.0.0.1:0\"\n{CONFIG}"
+    ));
+    let server = sb.start(&config).unwrap();
+    let metrics_url = server
+        .output()
+        .lines()
+        .find_map(|l| l.strip_prefix("rampart: metrics at "))
+        .unwrap()
+        .trim()
+        .to_owned();
+    ok(cli(&sb, &server).args(["apps", "create", "flood"]));
+    ok(cli(&sb, &server).args(["scale", "flood", "web=1"]));
+    let dir = context(&sb.path().join("ctx"), "");
+    ok(cli(&sb, &server)
+        .args(["deploy", "flood", "--path"])
+        .arg(&dir));
+    let pid = server.pid().unwrap();
+    let before = rss_kib(pid);
+
+    // Eight clients on keep-alive connections, 1,500 requests each, with
+    // paths and query strings up to 4 KiB; and 600 more clients with one
+    // request each, each a bucket in the detectors.
+    const EACH: usize = 1_500;
+    let url = app_url(&server, "flood.localhost");
+    let heavy: Vec<_> = (0..8)
+        .map(|i| {
+            let client = client_from(&server, "flood.localhost", &format!("127.0.2.{}", i + 1));
+            let url = url.clone();
+            std::thread::spawn(move || {
+                let mut served = 0;
+                for n in 0..EACH {
+                    let query = "q".repeat(n % 4096);
+                    let response = client.get(format!("{url}?{query}")).send();
+                    served += usize::from(response.is_ok_and(|r| r.status() == 200));
+                }
+                served
+            })
+        })
+        .collect();
+    let crowd = std::thread::spawn({
+        let url = url.clone();
+        let server_edge = server.edge_addr();
+        move || {
+            let mut served = 0;
+            for n in 0..600u32 {
+                let from = format!("127.0.{}.{}", 3 + n / 250, 1 + n % 250);
+                let client = reqwest::blocking::Client::builder()
+                    .danger_accept_invalid_certs(true)
+                    .resolve("flood.localhost", loopback(server_edge))
+                    .local_address(from.parse::<IpAddr>().unwrap())
+                    .timeout(Duration::from_secs(10))
+                    .build()
+                    .unwrap();
+                served += usize::from(client.get(&url).send().is_ok_and(|r| r.status() == 200));
+            }
+            served
+        }
+    });
+    let served: usize = heavy.into_iter().map(|t| t.join().unwrap()).sum();
+    let crowd_served = crowd.join().unwrap();
+    assert_eq!(served, 8 * EACH, "every request of the flood was served");
+    assert_eq!(crowd_served, 600);
+
+    // Every request is either counted for the app or counted as skipped;
+    // nobody was banned for sending a lot of the same page.
+    let total = (8 * EACH + 600) as f64;
+    eventually(Duration::from_secs(30), "the flood counted", || {
+        let text = reqwest::blocking::get(&metrics_url)
+            .unwrap()
+            .text()
+            .unwrap();
+        metric(&text, "rampart_app_requests_total{app=\"flood\"}")
+            + metric(&text, "rampart_watch_events_skipped_total")
+            == total
+    });
+    assert!(bans(&sb, &server).is_empty(), "{:?}", bans(&sb, &server));
+    let grown = rss_kib(pid).saturating_sub(before);
+    eprintln!("memory grew by {grown} KiB");
+    assert!(grown < 150 * 1024, "memory grew by {grown} KiB");
+    // The platform still answers.
+    ok(cli(&sb, &server).args(["apps", "list"]));
+    server.stop().unwrap();
+}

@@ -198,6 +198,11 @@ pub struct Server {
 }
 
 impl Server {
+    /// The process id of `rampart up`.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     /// Starts a prepared `rampart up` command (stdout and stderr piped) and
     /// waits until it listens.
     pub fn spawn_command(cmd: Command, data_dir: PathBuf) -> anyhow::Result<Self> {
