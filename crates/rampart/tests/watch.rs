@@ -750,19 +750,45 @@ fn alert_email_requires_starttls_and_arrives_once_the_server_offers_it() {
         json(cli(&sb, &server).args(["notify", "list"])),
         serde_json::json!([])
     );
-    ok(cli(&sb, &server).args(["notify", "add", "email", "ops@rampart.test"]));
+    let email = json(cli(&sb, &server).args(["notify", "add", "email", "ops@rampart.test"]));
+    let email = email["id"].as_str().unwrap().to_owned();
+    // And a webhook receiver that takes the connection and never answers.
+    let hanging = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let hook = format!("http://{}/hook", hanging.local_addr().unwrap());
+    let held = std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for stream in hanging.incoming().take(2) {
+            held.push(stream);
+        }
+        std::thread::sleep(Duration::from_secs(60));
+        drop(held);
+    });
+    let secret_file = sb.path().join("hook.secret");
+    std::fs::write(&secret_file, "a secret of more than sixteen bytes").unwrap();
+    ok(cli(&sb, &server)
+        .args(["notify", "add", "webhook", &hook, "--secret-file"])
+        .arg(&secret_file));
 
     // A server that does not offer STARTTLS gets nothing.
     let plain = Smtp::start(port, None).unwrap();
     let alert = json(cli(&sb, &server).args(["notify", "test"]));
     let id = alert["id"].as_str().unwrap().to_owned();
     let show = || json(cli(&sb, &server).args(["alerts", "show", &id]));
-    eventually(Duration::from_secs(20), "a refused attempt", || {
-        show()["deliveries"][0]["attempts"].as_u64() >= Some(1)
+    let delivery = |kind_is_email: bool| {
+        show()["deliveries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|d| (d["channel"] == email.as_str()) == kind_is_email)
+            .cloned()
+            .unwrap()
+    };
+    eventually(Duration::from_secs(30), "a refused attempt", || {
+        delivery(true)["attempts"].as_u64() >= Some(1)
     });
-    let detail = show();
-    assert_eq!(detail["deliveries"][0]["state"], "pending", "{detail}");
-    let error = detail["deliveries"][0]["last_error"].as_str().unwrap();
+    let detail = delivery(true);
+    assert_eq!(detail["state"], "pending", "{detail}");
+    let error = detail["last_error"].as_str().unwrap();
     assert!(error.to_lowercase().contains("tls"), "{error}");
     assert!(plain.messages().is_empty());
     drop(plain);
@@ -786,17 +812,25 @@ fn alert_email_requires_starttls_and_arrives_once_the_server_offers_it() {
         "{}",
         mails[0]
     );
-    let delivery = show()["deliveries"][0].clone();
-    assert_eq!(delivery["state"], "delivered", "{delivery}");
+    let sent = delivery(true);
+    assert_eq!(sent["state"], "delivered", "{sent}");
     assert!(
         mails[0].contains(&format!(
             "Message-ID: <{}@rampart>",
-            delivery["id"].as_str().unwrap()
+            sent["id"].as_str().unwrap()
         )),
         "{}",
         mails[0]
     );
+    // The receiver that hangs costs one attempt's limit, and is retried.
+    let hung = delivery(false);
+    assert_eq!(hung["state"], "pending", "{hung}");
+    assert!(
+        hung["last_error"].as_str().unwrap().contains("timed out"),
+        "{hung}"
+    );
     server.stop().unwrap();
+    drop(held);
 }
 
 #[test]
