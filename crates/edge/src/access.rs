@@ -12,12 +12,14 @@ use tokio::sync::broadcast;
 
 use crate::shield::ShieldAction;
 
-/// What happened to one request.
+/// What happened to one request. Kept as the request path has it (no
+/// text is formatted there): the log writer's thread formats it.
 #[derive(Debug, Clone, Serialize)]
 pub struct AccessEvent {
-    /// RFC 3339, UTC.
-    pub time: String,
-    pub client_ip: String,
+    /// Written as RFC 3339, UTC.
+    #[serde(serialize_with = "rfc3339")]
+    pub time: time::OffsetDateTime,
+    pub client_ip: std::net::IpAddr,
     pub host: String,
     pub method: String,
     pub path: String,
@@ -25,10 +27,17 @@ pub struct AccessEvent {
     pub bytes_in: u64,
     pub bytes_out: u64,
     pub duration_ms: f64,
-    pub upstream: Option<String>,
+    pub upstream: Option<std::net::SocketAddr>,
     pub request_id: String,
     pub tls_version: Option<&'static str>,
     pub shield: Option<ShieldAction>,
+}
+
+fn rfc3339<S: serde::Serializer>(at: &time::OffsetDateTime, s: S) -> Result<S::Ok, S::Error> {
+    let text = at
+        .format(&time::format_description::well_known::Rfc3339)
+        .map_err(serde::ser::Error::custom)?;
+    s.serialize_str(&text)
 }
 
 /// Where access events go.

@@ -438,10 +438,7 @@ async fn metrics_and_access_events() {
         .unwrap();
     assert_eq!(event.status, 200);
     assert_eq!(event.path, "/x");
-    assert_eq!(
-        event.upstream.as_deref(),
-        Some(up.addr.to_string().as_str())
-    );
+    assert_eq!(event.upstream, Some(up.addr));
     assert_eq!(event.tls_version, Some("TLSv1.3"));
     assert_eq!(event.bytes_out, 3);
     let admin = edge.edge.addrs().admin.unwrap();

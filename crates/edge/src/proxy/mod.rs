@@ -73,12 +73,6 @@ impl Conn {
     }
 }
 
-fn now_rfc3339() -> String {
-    time::OffsetDateTime::now_utc()
-        .format(&time::format_description::well_known::Rfc3339)
-        .unwrap_or_default()
-}
-
 /// What the access event needs to know about a request.
 struct Meta {
     /// Read only when the access log is on, so taken only then.
@@ -120,8 +114,8 @@ fn finish(
         return;
     }
     shared.access.emit(AccessEvent {
-        time: now_rfc3339(),
-        client_ip: meta.client.to_string(),
+        time: time::OffsetDateTime::now_utc(),
+        client_ip: meta.client,
         host: meta.host,
         method: meta.method,
         path: meta.path,
@@ -131,7 +125,7 @@ fn finish(
         duration_ms: meta
             .started
             .map_or(0.0, |t| t.elapsed().as_secs_f64() * 1000.0),
-        upstream: upstream.map(|u| u.to_string()),
+        upstream,
         request_id: meta.request_id.to_str().unwrap_or_default().to_owned(),
         tls_version: meta.tls_version,
         shield,
