@@ -5,7 +5,10 @@
 //! `version` orders package versions the way each ecosystem does: dpkg's
 //! algorithm for Debian (epochs, `~`), PEP 440 for PyPI, SemVer for npm,
 //! crates.io and Go, and apk's for Alpine, which no crate implements.
+//! `advisory` decides whether an OSV record affects an installed version,
+//! and which version fixes it.
 
+pub mod advisory;
 pub mod version;
 
 pub use version::{Ecosystem, VersionError, compare};

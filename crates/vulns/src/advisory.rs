@@ -1,0 +1,227 @@
+//! Whether an OSV advisory affects an installed package version, by the
+//! OSV schema's rules: each `ECOSYSTEM` or `SEMVER` range is a list of
+//! events (`introduced`, `fixed`, `last_affected`, `limit`) read in version
+//! order; a version is affected when the last event at or below it opened
+//! the range. Listed `versions` are affected too. `GIT` ranges name
+//! commits, which an installed package does not have; they are skipped.
+
+use std::cmp::Ordering;
+
+use osv::schema::{Affected, Event, RangeType, Vulnerability};
+
+use crate::version::{Ecosystem, VersionError, compare};
+
+/// An advisory that affects an installed package.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Hit {
+    /// The advisory's id (`GHSA-…`, `PYSEC-…`, `DSA-…`).
+    pub id: String,
+    pub aliases: Vec<String>,
+    /// The lowest version that fixes it above the installed one, if any.
+    pub fixed: Option<String>,
+}
+
+/// The ecosystem of an `affected` entry, if it is one versions are
+/// compared in.
+fn ecosystem_of(affected: &Affected) -> Option<Ecosystem> {
+    let package = affected.package.as_ref()?;
+    let name = serde_json::to_value(&package.ecosystem).ok()?;
+    Ecosystem::from_osv(name.as_str()?)
+}
+
+/// Whether `version` falls in the events of one range, and the fix above
+/// it if there is one.
+fn in_range(
+    ecosystem: Ecosystem,
+    events: &[Event],
+    version: &str,
+) -> Result<(bool, Option<String>), VersionError> {
+    let at = |event: &Event| match event {
+        Event::Introduced(v) | Event::Fixed(v) | Event::LastAffected(v) | Event::Limit(v) => {
+            v.clone()
+        }
+        _ => String::new(),
+    };
+    // "0" is below every version.
+    let order = |a: &str, b: &str| -> Result<Ordering, VersionError> {
+        match (a == "0", b == "0") {
+            (true, true) => Ok(Ordering::Equal),
+            (true, false) => Ok(Ordering::Less),
+            (false, true) => Ok(Ordering::Greater),
+            (false, false) => compare(ecosystem, a, b),
+        }
+    };
+    let mut sorted: Vec<(String, &Event)> = events.iter().map(|e| (at(e), e)).collect();
+    let mut failed = None;
+    sorted.sort_by(|(a, _), (b, _)| {
+        order(a, b).unwrap_or_else(|e| {
+            failed.get_or_insert(e);
+            Ordering::Equal
+        })
+    });
+    if let Some(error) = failed {
+        return Err(error);
+    }
+    let mut affected = false;
+    let mut fixed = None;
+    for (at, event) in &sorted {
+        let below_or_at = order(at, version)? != Ordering::Greater;
+        match event {
+            Event::Introduced(_) if below_or_at => affected = true,
+            Event::Fixed(_) if below_or_at => affected = false,
+            Event::LastAffected(_) if order(at, version)? == Ordering::Less => affected = false,
+            Event::Limit(_) if below_or_at => affected = false,
+            Event::Fixed(v) if fixed.is_none() && affected => fixed = Some(v.clone()),
+            _ => {}
+        }
+    }
+    Ok((affected, if affected { fixed } else { None }))
+}
+
+/// Whether `vulnerability` affects `name` at `version` in `ecosystem`.
+/// Withdrawn advisories affect nothing.
+pub fn affects(
+    vulnerability: &Vulnerability,
+    ecosystem: Ecosystem,
+    name: &str,
+    version: &str,
+) -> Result<Option<Hit>, VersionError> {
+    if vulnerability.withdrawn.is_some() {
+        return Ok(None);
+    }
+    let mut hit = false;
+    let mut fixes: Vec<String> = Vec::new();
+    for affected in vulnerability.affected.iter().flatten() {
+        let same_package = affected.package.as_ref().is_some_and(|p| p.name == name);
+        if !same_package || ecosystem_of(affected) != Some(ecosystem) {
+            continue;
+        }
+        if affected.versions.iter().flatten().any(|v| v == version) {
+            hit = true;
+        }
+        for range in affected.ranges.iter().flatten() {
+            if !matches!(range.range_type, RangeType::Ecosystem | RangeType::Semver) {
+                continue;
+            }
+            let (inside, fix) = in_range(ecosystem, &range.events, version)?;
+            if inside {
+                hit = true;
+                fixes.extend(fix);
+            }
+        }
+    }
+    if !hit {
+        return Ok(None);
+    }
+    let mut fixed: Option<String> = None;
+    for fix in fixes {
+        fixed = match fixed {
+            Some(best) if compare(ecosystem, &best, &fix)? != Ordering::Greater => Some(best),
+            _ => Some(fix),
+        };
+    }
+    Ok(Some(Hit {
+        id: vulnerability.id.clone(),
+        aliases: vulnerability.aliases.clone().unwrap_or_default(),
+        fixed,
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(json: &str) -> Vulnerability {
+        serde_json::from_str(json).unwrap()
+    }
+
+    /// Shaped like PyPI's record of CVE-2024-35195 in requests: affected
+    /// from the start, fixed in 2.32.0.
+    const REQUESTS: &str = r#"{
+        "id": "GHSA-9wx4-h78v-vm56", "modified": "2024-06-10T00:00:00Z",
+        "aliases": ["CVE-2024-35195"],
+        "affected": [{"package": {"ecosystem": "PyPI", "name": "requests"},
+            "ranges": [{"type": "ECOSYSTEM", "events": [{"introduced": "0"}, {"fixed": "2.32.0"}]}]}]
+    }"#;
+
+    /// Two branches fixed separately, as Django's advisories are.
+    const DJANGO: &str = r#"{
+        "id": "GHSA-test-django", "modified": "2024-09-03T00:00:00Z",
+        "affected": [{"package": {"ecosystem": "PyPI", "name": "django"},
+            "ranges": [{"type": "ECOSYSTEM", "events": [
+                {"introduced": "5.0"}, {"fixed": "5.0.8"},
+                {"introduced": "4.2"}, {"fixed": "4.2.15"}]}]}]
+    }"#;
+
+    #[test]
+    fn a_version_is_affected_between_introduced_and_fixed() {
+        let requests = record(REQUESTS);
+        let hit = |v| affects(&requests, Ecosystem::PyPi, "requests", v).unwrap();
+        let found = hit("2.31.0").unwrap();
+        assert_eq!(found.fixed.as_deref(), Some("2.32.0"));
+        assert_eq!(found.aliases, ["CVE-2024-35195"]);
+        assert!(hit("2.32.0").is_none(), "the fix itself");
+        assert!(hit("2.32.3").is_none());
+        assert!(hit("0.1").is_some());
+        // Another package or ecosystem is not this one.
+        assert!(
+            affects(&requests, Ecosystem::Npm, "requests", "2.31.0")
+                .unwrap()
+                .is_none()
+        );
+        assert!(
+            affects(&requests, Ecosystem::PyPi, "requests-oauthlib", "1.0")
+                .unwrap()
+                .is_none()
+        );
+    }
+
+    #[test]
+    fn each_branch_gets_its_own_fix_and_near_misses_are_clean() {
+        let django = record(DJANGO);
+        let hit = |v| affects(&django, Ecosystem::PyPi, "django", v).unwrap();
+        assert_eq!(hit("4.2.14").unwrap().fixed.as_deref(), Some("4.2.15"));
+        assert_eq!(hit("5.0.7").unwrap().fixed.as_deref(), Some("5.0.8"));
+        for clean in ["4.2.15", "4.2.16", "4.1.13", "5.0.8", "5.1", "4.2rc1"] {
+            assert!(hit(clean).is_none(), "{clean}");
+        }
+    }
+
+    #[test]
+    fn last_affected_limits_and_listed_versions_count() {
+        let v = record(
+            r#"{"id": "X-1", "modified": "2024-01-01T00:00:00Z",
+            "affected": [{"package": {"ecosystem": "Debian:12", "name": "openssl"},
+                "ranges": [{"type": "ECOSYSTEM", "events": [{"introduced": "3.0.0"}, {"last_affected": "3.0.11-1~deb12u1"}]}],
+                "versions": ["1.1.1n-0+deb11u5"]}]}"#,
+        );
+        let hit = |ver| affects(&v, Ecosystem::Debian, "openssl", ver).unwrap();
+        let inside = hit("3.0.11-1~deb12u1").unwrap();
+        assert_eq!(inside.fixed, None, "no fix published");
+        assert!(hit("3.0.11-1~deb12u2").is_none());
+        assert!(hit("1.1.1n-0+deb11u5").is_some(), "listed");
+        assert!(hit("1.1.1n-0+deb11u4").is_none());
+        let withdrawn = record(
+            r#"{"id": "X-2", "modified": "2024-01-01T00:00:00Z", "withdrawn": "2024-02-01T00:00:00Z",
+            "affected": [{"package": {"ecosystem": "npm", "name": "lodash"},
+                "ranges": [{"type": "SEMVER", "events": [{"introduced": "0"}]}]}]}"#,
+        );
+        assert!(
+            affects(&withdrawn, Ecosystem::Npm, "lodash", "4.17.20")
+                .unwrap()
+                .is_none()
+        );
+    }
+
+    #[test]
+    fn an_unreadable_version_is_an_error_not_a_verdict() {
+        let requests = record(REQUESTS);
+        assert!(affects(&requests, Ecosystem::PyPi, "requests", "2.31.0-$$").is_err());
+        let broken = record(
+            r#"{"id": "X-3", "modified": "2024-01-01T00:00:00Z",
+            "affected": [{"package": {"ecosystem": "PyPI", "name": "requests"},
+                "ranges": [{"type": "ECOSYSTEM", "events": [{"introduced": "0"}, {"fixed": "not/a/version"}]}]}]}"#,
+        );
+        assert!(affects(&broken, Ecosystem::PyPi, "requests", "2.31.0").is_err());
+    }
+}
