@@ -6,9 +6,11 @@
 //! algorithm for Debian (epochs, `~`), PEP 440 for PyPI, SemVer for npm,
 //! crates.io and Go, and apk's for Alpine, which no crate implements.
 //! `advisory` decides whether an OSV record affects an installed version,
-//! and which version fixes it.
+//! and which version fixes it; `inventory` reads what package managers
+//! record about what is installed.
 
 pub mod advisory;
+pub mod inventory;
 pub mod version;
 
 pub use version::{Ecosystem, VersionError, compare};
