@@ -18,6 +18,8 @@ pub struct Package {
     /// The source package a binary package was built from (Debian's
     /// advisories name sources; Alpine's name origins).
     pub source: Option<String>,
+    /// The file it was read from, inside the image.
+    pub location: String,
 }
 
 /// `Key: value` fields of one RFC 822-style paragraph; continuation
@@ -61,6 +63,7 @@ pub fn dpkg_status(text: &str) -> Vec<Package> {
                 name: name?.to_owned(),
                 version: version?.to_owned(),
                 source: Some(source.or(name)?.to_owned()),
+                location: String::new(),
             })
         })
         .collect()
@@ -87,6 +90,7 @@ pub fn apk_installed(text: &str) -> Vec<Package> {
                 name: name.to_owned(),
                 version: version.filter(|v| !v.is_empty())?.to_owned(),
                 source: Some(origin.unwrap_or(name).to_owned()),
+                location: String::new(),
             })
         })
         .collect()
@@ -125,6 +129,7 @@ pub fn python_metadata(text: &str) -> Option<Package> {
     Some(Package {
         ecosystem: Ecosystem::PyPi,
         source: None,
+        location: String::new(),
         name,
         version: version.filter(|v| !v.is_empty())?.to_owned(),
     })
@@ -140,7 +145,82 @@ pub fn package_json(text: &str) -> Option<Package> {
         name: name.to_owned(),
         version: version.to_owned(),
         source: None,
+        location: String::new(),
     })
+}
+
+/// The most of one metadata file read; larger ones are skipped.
+pub const MAX_FILE: u64 = 16 << 20;
+
+/// Which parser reads a file at `path` (relative, without a leading `/`
+/// or `./`), if any.
+fn reader_for(path: &str) -> Option<fn(&str) -> Vec<Package>> {
+    let path = path.trim_start_matches("./").trim_start_matches('/');
+    if path == "var/lib/dpkg/status"
+        || (path.starts_with("var/lib/dpkg/status.d/") && !path.ends_with(".md5sums"))
+    {
+        return Some(dpkg_status);
+    }
+    if path == "lib/apk/db/installed" {
+        return Some(apk_installed);
+    }
+    let (dir, file) = path.rsplit_once('/').unwrap_or(("", path));
+    let parent = dir.rsplit('/').next().unwrap_or(dir);
+    if (file == "METADATA" && parent.ends_with(".dist-info"))
+        || (file == "PKG-INFO" && parent.ends_with(".egg-info"))
+    {
+        return Some(|text| python_metadata(text).into_iter().collect());
+    }
+    if file == "package.json" {
+        // Only a package's own: node_modules/NAME/ or node_modules/@SCOPE/NAME/.
+        let parts: Vec<&str> = dir.rsplit('/').take(3).collect();
+        let direct = match parts.as_slice() {
+            [_, "node_modules", ..] => !parts[0].starts_with('@'),
+            [_, scope, "node_modules"] => scope.starts_with('@'),
+            _ => false,
+        };
+        if direct {
+            return Some(|text| package_json(text).into_iter().collect());
+        }
+    }
+    None
+}
+
+/// Why an image's file tree could not be read.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot read the image's files: {0}")]
+pub struct ScanError(#[from] std::io::Error);
+
+/// Every package recorded in a tar stream of an image's file tree (what
+/// the engine exports of a container made from it). Only regular files
+/// are read, each up to [`MAX_FILE`]; links are never followed, and
+/// nothing is written anywhere.
+pub fn scan_tar(reader: impl std::io::Read) -> Result<Vec<Package>, ScanError> {
+    use std::io::Read;
+    let mut archive = tar::Archive::new(reader);
+    let mut found = Vec::new();
+    for entry in archive.entries()? {
+        let mut entry = entry?;
+        if entry.header().entry_type() != tar::EntryType::Regular {
+            continue;
+        }
+        let path = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
+        let Some(read) = reader_for(&path) else {
+            continue;
+        };
+        if entry.size() > MAX_FILE {
+            continue;
+        }
+        let mut bytes = Vec::new();
+        (&mut entry).take(MAX_FILE).read_to_end(&mut bytes)?;
+        let text = String::from_utf8_lossy(&bytes);
+        let location = format!("/{}", path.trim_start_matches("./").trim_start_matches('/'));
+        found.extend(read(&text).into_iter().map(|mut p| {
+            p.location = location.clone();
+            p
+        }));
+    }
+    Ok(found)
 }
 
 #[cfg(test)]
@@ -208,6 +288,95 @@ Version: 12.4+deb12u5\n";
                 ("musl", "1.2.4_git20230717-r4", Some("musl")),
             ]
         );
+    }
+
+    fn tar_of(files: &[(&str, &[u8])], link: Option<(&str, &str)>) -> Vec<u8> {
+        let mut builder = tar::Builder::new(Vec::new());
+        for (path, data) in files {
+            let mut header = tar::Header::new_gnu();
+            header.set_size(data.len() as u64);
+            header.set_mode(0o644);
+            header.set_entry_type(tar::EntryType::Regular);
+            builder.append_data(&mut header, path, *data).unwrap();
+        }
+        if let Some((path, target)) = link {
+            let mut header = tar::Header::new_gnu();
+            header.set_entry_type(tar::EntryType::Symlink);
+            header.set_size(0);
+            builder.append_link(&mut header, path, target).unwrap();
+        }
+        builder.into_inner().unwrap()
+    }
+
+    #[test]
+    fn an_image_tree_is_read_from_its_tar_stream() {
+        let pkg = br#"{"name": "lodash", "version": "4.17.20"}"#;
+        let scoped = br#"{"name": "@babel/core", "version": "7.22.0"}"#;
+        let fixture = br#"{"name": "fixture", "version": "0.0.1"}"#;
+        let tar = tar_of(
+            &[
+                ("var/lib/dpkg/status", STATUS.as_bytes()),
+                (
+                    "var/lib/dpkg/status.d/tzdata",
+                    b"Package: tzdata\nVersion: 2024a-0+deb12u1\n",
+                ),
+                (
+                    "var/lib/dpkg/status.d/tzdata.md5sums",
+                    b"Package: nope\nVersion: 1\n",
+                ),
+                (
+                    "usr/lib/python3/dist-packages/requests-2.31.0.dist-info/METADATA",
+                    b"Name: requests\nVersion: 2.31.0\n",
+                ),
+                (
+                    "app/venv/lib/python3.11/site-packages/Django-4.2.14.egg-info/PKG-INFO",
+                    b"Name: Django\nVersion: 4.2.14\n",
+                ),
+                ("app/node_modules/lodash/package.json", pkg),
+                ("app/node_modules/@babel/core/package.json", scoped),
+                (
+                    "app/node_modules/lodash/test/fixtures/package.json",
+                    fixture,
+                ),
+                ("app/package.json", fixture),
+                ("etc/passwd", b"root:x:0:0::/root:/bin/sh\n"),
+            ],
+            Some(("lib/apk/db/installed", "/etc/shadow")),
+        );
+        let found = scan_tar(tar.as_slice()).unwrap();
+        let mut got: Vec<(&str, &str, &str)> = found
+            .iter()
+            .map(|p| (p.ecosystem.as_osv(), p.name.as_str(), p.location.as_str()))
+            .collect();
+        got.sort();
+        assert_eq!(
+            got,
+            [
+                ("Debian", "base-files", "/var/lib/dpkg/status"),
+                ("Debian", "libssl3", "/var/lib/dpkg/status"),
+                ("Debian", "tzdata", "/var/lib/dpkg/status.d/tzdata"),
+                ("Debian", "zlib1g", "/var/lib/dpkg/status"),
+                (
+                    "PyPI",
+                    "django",
+                    "/app/venv/lib/python3.11/site-packages/Django-4.2.14.egg-info/PKG-INFO"
+                ),
+                (
+                    "PyPI",
+                    "requests",
+                    "/usr/lib/python3/dist-packages/requests-2.31.0.dist-info/METADATA"
+                ),
+                (
+                    "npm",
+                    "@babel/core",
+                    "/app/node_modules/@babel/core/package.json"
+                ),
+                ("npm", "lodash", "/app/node_modules/lodash/package.json"),
+            ]
+        );
+        // Not a tar at all: an error, not an empty inventory.
+        let junk = [b'x'; 1024];
+        assert!(scan_tar(&junk[..]).is_err());
     }
 
     #[test]
