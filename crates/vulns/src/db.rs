@@ -1,0 +1,403 @@
+//! Advisories held in memory, indexed by ecosystem and package name, and
+//! an inventory matched against them. Records come from OSV JSON files
+//! (one record per file, as OSV's per-ecosystem exports hold them); a
+//! record replaces an older one with the same id only when its `modified`
+//! time is later, so importing the same files again changes nothing.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use osv::schema::Vulnerability;
+
+use crate::advisory::{Hit, affects};
+use crate::inventory::{Package, python_name};
+use crate::severity::{self, Severity};
+use crate::version::{Ecosystem, VersionError};
+
+/// The most of one advisory file read.
+pub const MAX_RECORD: u64 = 4 << 20;
+
+/// What adding a record did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Added {
+    New,
+    Updated,
+    Unchanged,
+}
+
+/// A package of the inventory that an advisory affects.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Finding {
+    pub package: Package,
+    pub advisory: Hit,
+    pub severity: Severity,
+    pub summary: Option<String>,
+}
+
+/// A package whose version, or an advisory's, could not be ordered: it is
+/// reported, not taken for clean.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unjudged {
+    pub package: Package,
+    pub advisory: String,
+    pub error: VersionError,
+}
+
+/// The advisories known.
+#[derive(Debug, Default)]
+pub struct Database {
+    records: Vec<Vulnerability>,
+    by_id: HashMap<String, usize>,
+    by_package: HashMap<(Ecosystem, String), Vec<usize>>,
+}
+
+/// How a package is named in the index.
+fn key_name(ecosystem: Ecosystem, name: &str) -> String {
+    match ecosystem {
+        Ecosystem::PyPi => python_name(name),
+        _ => name.to_owned(),
+    }
+}
+
+impl Database {
+    pub fn len(&self) -> usize {
+        self.records.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.records.is_empty()
+    }
+
+    /// Adds `record`, or replaces the one with its id if it is newer.
+    pub fn add(&mut self, record: Vulnerability) -> Added {
+        let keys: Vec<(Ecosystem, String)> = record
+            .affected
+            .iter()
+            .flatten()
+            .filter_map(|a| {
+                let package = a.package.as_ref()?;
+                let name = serde_json::to_value(&package.ecosystem).ok()?;
+                let ecosystem = Ecosystem::from_osv(name.as_str()?)?;
+                Some((ecosystem, key_name(ecosystem, &package.name)))
+            })
+            .collect();
+        match self.by_id.get(&record.id).copied() {
+            Some(i) if self.records[i].modified >= record.modified => Added::Unchanged,
+            Some(i) => {
+                for list in self.by_package.values_mut() {
+                    list.retain(|&j| j != i);
+                }
+                for key in keys {
+                    self.by_package.entry(key).or_default().push(i);
+                }
+                self.records[i] = record;
+                Added::Updated
+            }
+            None => {
+                let i = self.records.len();
+                self.by_id.insert(record.id.clone(), i);
+                for key in keys {
+                    let list = self.by_package.entry(key).or_default();
+                    if !list.contains(&i) {
+                        list.push(i);
+                    }
+                }
+                self.records.push(record);
+                Added::New
+            }
+        }
+    }
+
+    /// Every advisory affecting a package of `inventory`, and the pairs
+    /// that could not be judged. Debian and Alpine packages are looked up
+    /// by their source package, the name their advisories use.
+    pub fn findings(&self, inventory: &[Package]) -> (Vec<Finding>, Vec<Unjudged>) {
+        let mut found = Vec::new();
+        let mut unjudged = Vec::new();
+        for package in inventory {
+            let name = match package.ecosystem {
+                Ecosystem::Debian | Ecosystem::Alpine => {
+                    package.source.as_deref().unwrap_or(&package.name)
+                }
+                _ => &package.name,
+            };
+            let key = (package.ecosystem, key_name(package.ecosystem, name));
+            for &i in self.by_package.get(&key).into_iter().flatten() {
+                let record = &self.records[i];
+                // The record names the package as it does; match on that.
+                let named = record
+                    .affected
+                    .iter()
+                    .flatten()
+                    .filter_map(|a| a.package.as_ref())
+                    .map(|p| p.name.clone())
+                    .find(|n| key_name(package.ecosystem, n) == key.1)
+                    .unwrap_or_else(|| name.to_owned());
+                match affects(record, package.ecosystem, &named, &package.version) {
+                    Ok(Some(hit)) => found.push(Finding {
+                        package: package.clone(),
+                        advisory: hit,
+                        severity: severity::of(record),
+                        summary: record.summary.clone(),
+                    }),
+                    Ok(None) => {}
+                    Err(error) => unjudged.push(Unjudged {
+                        package: package.clone(),
+                        advisory: record.id.clone(),
+                        error,
+                    }),
+                }
+            }
+        }
+        (found, unjudged)
+    }
+}
+
+/// Why an advisory file was not taken.
+#[derive(Debug, thiserror::Error)]
+pub enum ImportError {
+    #[error("cannot read {path}: {source}")]
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("{path} is larger than {MAX_RECORD} bytes")]
+    TooLarge { path: String },
+    #[error("{path} is not an OSV record: {source}")]
+    Invalid {
+        path: String,
+        source: serde_json::Error,
+    },
+}
+
+/// What an import did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Imported {
+    pub new: usize,
+    pub updated: usize,
+    pub unchanged: usize,
+    /// Files that were not OSV records, with why; the rest still count.
+    pub refused: Vec<String>,
+}
+
+/// Parses one OSV record.
+pub fn parse_record(bytes: &[u8], path: &str) -> Result<Vulnerability, ImportError> {
+    if bytes.len() as u64 > MAX_RECORD {
+        return Err(ImportError::TooLarge { path: path.into() });
+    }
+    serde_json::from_slice(bytes).map_err(|source| ImportError::Invalid {
+        path: path.into(),
+        source,
+    })
+}
+
+/// Imports every `*.json` file under `dir` (regular files only; links are
+/// not followed) into `db`.
+pub fn import_dir(db: &mut Database, dir: &Path) -> Result<Imported, ImportError> {
+    let io = |path: &Path| {
+        let path = path.display().to_string();
+        move |source| ImportError::Io { path, source }
+    };
+    let mut report = Imported::default();
+    let mut pending = vec![dir.to_owned()];
+    while let Some(next) = pending.pop() {
+        let mut entries: Vec<_> = std::fs::read_dir(&next)
+            .map_err(io(&next))?
+            .collect::<Result<_, _>>()
+            .map_err(io(&next))?;
+        entries.sort_by_key(std::fs::DirEntry::file_name);
+        for entry in entries {
+            let path = entry.path();
+            let kind = entry.file_type().map_err(io(&path))?;
+            if kind.is_dir() {
+                pending.push(path);
+                continue;
+            }
+            if !kind.is_file() || path.extension().is_none_or(|e| e != "json") {
+                continue;
+            }
+            let shown = path.display().to_string();
+            let len = entry.metadata().map_err(io(&path))?.len();
+            if len > MAX_RECORD {
+                report
+                    .refused
+                    .push(ImportError::TooLarge { path: shown }.to_string());
+                continue;
+            }
+            let bytes = std::fs::read(&path).map_err(io(&path))?;
+            match parse_record(&bytes, &shown) {
+                Ok(record) => match db.add(record) {
+                    Added::New => report.new += 1,
+                    Added::Updated => report.updated += 1,
+                    Added::Unchanged => report.unchanged += 1,
+                },
+                Err(error) => report.refused.push(error.to_string()),
+            }
+        }
+    }
+    Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(id: &str, modified: &str, ecosystem: &str, name: &str, fixed: &str) -> Vulnerability {
+        serde_json::from_value(serde_json::json!({
+            "id": id,
+            "modified": modified,
+            "summary": format!("{name} is affected"),
+            "affected": [{"package": {"ecosystem": ecosystem, "name": name},
+                "ranges": [{"type": "ECOSYSTEM", "events": [{"introduced": "0"}, {"fixed": fixed}]}]}]
+        }))
+        .unwrap()
+    }
+
+    fn package(ecosystem: Ecosystem, name: &str, version: &str, source: Option<&str>) -> Package {
+        Package {
+            ecosystem,
+            name: name.into(),
+            version: version.into(),
+            source: source.map(str::to_owned),
+            location: "/x".into(),
+        }
+    }
+
+    #[test]
+    fn records_are_replaced_only_by_newer_ones() {
+        let mut db = Database::default();
+        assert_eq!(
+            db.add(record(
+                "A-1",
+                "2024-01-01T00:00:00Z",
+                "PyPI",
+                "Django",
+                "4.2.15"
+            )),
+            Added::New
+        );
+        assert_eq!(
+            db.add(record(
+                "A-1",
+                "2024-01-01T00:00:00Z",
+                "PyPI",
+                "Django",
+                "4.2.99"
+            )),
+            Added::Unchanged
+        );
+        assert_eq!(
+            db.add(record(
+                "A-1",
+                "2023-01-01T00:00:00Z",
+                "PyPI",
+                "Django",
+                "4.2.99"
+            )),
+            Added::Unchanged
+        );
+        assert_eq!(
+            db.add(record(
+                "A-1",
+                "2024-02-01T00:00:00Z",
+                "PyPI",
+                "Django",
+                "4.2.16"
+            )),
+            Added::Updated
+        );
+        assert_eq!(db.len(), 1);
+        let (found, _) = db.findings(&[package(Ecosystem::PyPi, "django", "4.2.15", None)]);
+        assert_eq!(
+            found[0].advisory.fixed.as_deref(),
+            Some("4.2.16"),
+            "the newer record counts"
+        );
+    }
+
+    #[test]
+    fn an_inventory_is_matched_by_source_and_normalised_names() {
+        let mut db = Database::default();
+        db.add(record(
+            "DSA-1",
+            "2024-01-01T00:00:00Z",
+            "Debian:12",
+            "openssl",
+            "3.0.13-1~deb12u1",
+        ));
+        db.add(record(
+            "PYSEC-1",
+            "2024-01-01T00:00:00Z",
+            "PyPI",
+            "Django_REST.framework",
+            "3.15.2",
+        ));
+        db.add(record(
+            "GHSA-1",
+            "2024-01-01T00:00:00Z",
+            "npm",
+            "lodash",
+            "4.17.21",
+        ));
+        let inventory = [
+            package(
+                Ecosystem::Debian,
+                "libssl3",
+                "3.0.11-1~deb12u2",
+                Some("openssl"),
+            ),
+            package(Ecosystem::Debian, "zlib1g", "1:1.2.13.dfsg-1", Some("zlib")),
+            package(Ecosystem::PyPi, "djangorestframework", "3.14.0", None),
+            package(Ecosystem::PyPi, "django-rest-framework", "3.14.0", None),
+            package(Ecosystem::Npm, "lodash", "4.17.21", None),
+            package(Ecosystem::Npm, "lodash", "4.17.20", None),
+        ];
+        let (found, unjudged) = db.findings(&inventory);
+        let got: Vec<(&str, &str)> = found
+            .iter()
+            .map(|f| (f.package.name.as_str(), f.advisory.id.as_str()))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("libssl3", "DSA-1"),
+                ("django-rest-framework", "PYSEC-1"),
+                ("lodash", "GHSA-1")
+            ]
+        );
+        assert!(unjudged.is_empty());
+        let (_, unjudged) = db.findings(&[package(Ecosystem::Npm, "lodash", "latest", None)]);
+        assert_eq!(
+            unjudged.len(),
+            1,
+            "an unreadable version is reported, not clean"
+        );
+    }
+
+    #[test]
+    fn a_folder_imports_again_without_changes_and_refuses_junk() {
+        let dir = tempfile::tempdir().unwrap();
+        let write = |name: &str, value: &Vulnerability| {
+            std::fs::write(dir.path().join(name), serde_json::to_vec(value).unwrap()).unwrap()
+        };
+        std::fs::create_dir(dir.path().join("PyPI")).unwrap();
+        write(
+            "PyPI/A-1.json",
+            &record("A-1", "2024-01-01T00:00:00Z", "PyPI", "django", "4.2.15"),
+        );
+        write(
+            "B-1.json",
+            &record("B-1", "2024-01-01T00:00:00Z", "npm", "lodash", "4.17.21"),
+        );
+        std::fs::write(dir.path().join("junk.json"), b"\x00\xffnot json").unwrap();
+        std::fs::write(dir.path().join("README.md"), b"not a record").unwrap();
+        let mut db = Database::default();
+        let first = import_dir(&mut db, dir.path()).unwrap();
+        assert_eq!((first.new, first.updated, first.unchanged), (2, 0, 0));
+        assert_eq!(first.refused.len(), 1, "{:?}", first.refused);
+        assert!(first.refused[0].contains("junk.json"));
+        let again = import_dir(&mut db, dir.path()).unwrap();
+        assert_eq!((again.new, again.updated, again.unchanged), (0, 0, 2));
+        assert!(import_dir(&mut db, &dir.path().join("missing")).is_err());
+    }
+}
