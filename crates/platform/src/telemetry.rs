@@ -161,30 +161,58 @@ impl Platform {
         let figures = self.telemetry.lock();
         let mut text = Exposition::default();
         let apps = &figures.apps;
-        text.family(
-            "rampart_app_requests",
+        // One family with a sample per app; `None` leaves an app out.
+        let mut per_app =
+            |name: &str, help: &str, kind: &str, value: &dyn Fn(&AppFigures) -> Option<f64>| {
+                let base = name.trim_end_matches("_total");
+                text.family(base, help, kind);
+                for (app, f) in apps {
+                    if let Some(v) = value(f) {
+                        text.sample(name, &[("app", app)], v);
+                    }
+                }
+            };
+        per_app(
+            "rampart_app_requests_total",
             "Requests to each app that reached the watch",
             "counter",
+            &|f| Some(f.counters.requests as f64),
         );
-        for (app, f) in apps {
-            text.sample(
-                "rampart_app_requests_total",
-                &[("app", app)],
-                f.counters.requests as f64,
-            );
-        }
-        text.family(
-            "rampart_app_errors",
+        per_app(
+            "rampart_app_errors_total",
             "Answers with a 5xx status from each app (or for it, when no replica could take the request)",
             "counter",
+            &|f| Some(f.counters.errors as f64),
         );
-        for (app, f) in apps {
-            text.sample(
-                "rampart_app_errors_total",
-                &[("app", app)],
-                f.counters.errors as f64,
-            );
-        }
+        per_app(
+            "rampart_app_replicas_healthy",
+            "Replicas of each app serving traffic",
+            "gauge",
+            &|f| Some(f64::from(f.healthy)),
+        );
+        per_app(
+            "rampart_app_backup_age_seconds",
+            "Time since each app's last backup that worked (+Inf: none)",
+            "gauge",
+            &|f| Some(f.last_backup.map_or(f64::INFINITY, |at| (now - at) as f64)),
+        );
+        per_app(
+            "rampart_app_test_restore_age_seconds",
+            "Time since each app's last test restore (+Inf: none)",
+            "gauge",
+            &|f| {
+                Some(
+                    f.last_restore
+                        .map_or(f64::INFINITY, |(at, _)| (now - at) as f64),
+                )
+            },
+        );
+        per_app(
+            "rampart_app_test_restore_ok",
+            "1 when each app's last test restore passed",
+            "gauge",
+            &|f| f.last_restore.map(|(_, ok)| f64::from(u8::from(ok))),
+        );
         text.family(
             "rampart_app_request_duration_seconds",
             "How long each app's requests took, through the edge",
@@ -192,52 +220,6 @@ impl Platform {
         );
         for (app, f) in apps {
             text.histogram("rampart_app_request_duration_seconds", app, &f.counters);
-        }
-        text.family(
-            "rampart_app_replicas_healthy",
-            "Replicas of each app serving traffic",
-            "gauge",
-        );
-        for (app, f) in apps {
-            text.sample(
-                "rampart_app_replicas_healthy",
-                &[("app", app)],
-                f64::from(f.healthy),
-            );
-        }
-        text.family(
-            "rampart_app_backup_age_seconds",
-            "Time since each app's last backup that worked (+Inf: none)",
-            "gauge",
-        );
-        for (app, f) in apps {
-            let age = f.last_backup.map_or(f64::INFINITY, |at| (now - at) as f64);
-            text.sample("rampart_app_backup_age_seconds", &[("app", app)], age);
-        }
-        text.family(
-            "rampart_app_test_restore_age_seconds",
-            "Time since each app's last test restore (+Inf: none)",
-            "gauge",
-        );
-        for (app, f) in apps {
-            let age = f
-                .last_restore
-                .map_or(f64::INFINITY, |(at, _)| (now - at) as f64);
-            text.sample("rampart_app_test_restore_age_seconds", &[("app", app)], age);
-        }
-        text.family(
-            "rampart_app_test_restore_ok",
-            "1 when each app's last test restore passed",
-            "gauge",
-        );
-        for (app, f) in apps {
-            if let Some((_, ok)) = f.last_restore {
-                text.sample(
-                    "rampart_app_test_restore_ok",
-                    &[("app", app)],
-                    f64::from(u8::from(ok)),
-                );
-            }
         }
         text.family(
             "rampart_watch_events_skipped",

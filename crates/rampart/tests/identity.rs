@@ -714,10 +714,12 @@ fn allowed(method: &str, path: &str) -> Option<&'static [Role]> {
         | ("GET", "/api/notify")
         | ("POST", "/api/notify")
         | ("DELETE", "/api/notify/{id}")
-        | ("POST", "/api/notify/test") => MANAGERS,
+        | ("POST", "/api/notify/test")
+        | ("GET", "/api/top") => MANAGERS,
         ("GET", "/api/apps/{app}/releases")
         | ("GET", "/api/apps/{app}/settings")
-        | ("GET", "/api/apps/{app}/ps") => ALL,
+        | ("GET", "/api/apps/{app}/ps")
+        | ("GET", "/api/apps/{app}/top") => ALL,
         ("PATCH", "/api/apps/{app}/settings") | ("POST", "/api/apps/{app}/scale") => BUILDERS,
         ("GET", "/api/apps/{app}/logs") => BUILDERS,
         ("POST", "/api/apps/{app}/database") | ("POST", "/api/apps/{app}/database/reveal") => {

@@ -920,22 +920,29 @@ fn certificates_that_cannot_be_had_or_renewed_raise_alerts_naming_the_app() {
     server.stop().unwrap();
 }
 
-#[test]
-fn metrics_and_top_show_each_apps_traffic() {
-    let sb = sandbox();
-    let _cleanup = Cleanup(vec!["gauge".into()]);
+/// A platform whose edge serves metrics on a port the OS picks, and the
+/// metrics URL it prints.
+fn start_with_metrics(sb: &Sandbox) -> (Server, String) {
     let config = sb.write_raw_config(&format!(
         "[api]\nlisten = \"127.0.0.1:0\"\n[auth]\nrequire_mfa = false\n\
          [edge.listen]\nhttps = \"127.0.0.1:0\"\nhttp = \"127.0.0.1:0\"\nadmin = \"127.0.0.1:0\"\n{CONFIG}"
     ));
     let server = sb.start(&config).unwrap();
-    let metrics_url = server
+    let url = server
         .output()
         .lines()
         .find_map(|l| l.strip_prefix("rampart: metrics at "))
         .expect("the metrics address is printed")
         .trim()
         .to_owned();
+    (server, url)
+}
+
+#[test]
+fn metrics_and_top_show_each_apps_traffic() {
+    let sb = sandbox();
+    let _cleanup = Cleanup(vec!["gauge".into()]);
+    let (server, metrics_url) = start_with_metrics(&sb);
     ok(cli(&sb, &server).args(["apps", "create", "gauge"]));
     ok(cli(&sb, &server).args(["scale", "gauge", "web=1"]));
     let dir = context(&sb.path().join("ctx"), "");
@@ -1027,18 +1034,7 @@ fn metric(text: &str, series: &str) -> f64 {
 fn an_event_flood_is_counted_whole_in_bounded_memory() {
     let sb = sandbox();
     let _cleanup = Cleanup(vec!["flood".into()]);
-    let config = sb.write_raw_config(&format!(
-        "[api]\nlisten = \"127.0.0.1:0\"\n[auth]\nrequire_mfa = false\n\
-         [edge.listen]\nhttps = \"127.0.0.1:0\"\nhttp = \"127.0.0.1:0\"\nadmin = \"127.0.0.1:0\"\n{CONFIG}"
-    ));
-    let server = sb.start(&config).unwrap();
-    let metrics_url = server
-        .output()
-        .lines()
-        .find_map(|l| l.strip_prefix("rampart: metrics at "))
-        .unwrap()
-        .trim()
-        .to_owned();
+    let (server, metrics_url) = start_with_metrics(&sb);
     ok(cli(&sb, &server).args(["apps", "create", "flood"]));
     ok(cli(&sb, &server).args(["scale", "flood", "web=1"]));
     let dir = context(&sb.path().join("ctx"), "");
