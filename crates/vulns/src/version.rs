@@ -143,6 +143,19 @@ mod apk {
         Some((number, n))
     }
 
+    /// A number token of `kind` taken off the front of `rest`.
+    fn number<'a>(kind: Kind, rest: &mut &'a [u8]) -> Option<Token<'a>> {
+        let (number, n) = digits(rest)?;
+        let (text, tail) = rest.split_at(n);
+        *rest = tail;
+        Some(Token {
+            kind,
+            text,
+            number,
+            suffix: 0,
+        })
+    }
+
     /// The tokens of `version`, or `None` if apk would not accept it.
     fn tokens(version: &str) -> Option<Vec<Token<'_>>> {
         let mut rest = version.as_bytes();
@@ -150,17 +163,7 @@ mod apk {
         let mut kind = Kind::InitialDigit;
         loop {
             let token = match out.last().map(|t| t.kind) {
-                None => {
-                    let (number, n) = digits(rest)?;
-                    let (text, tail) = rest.split_at(n);
-                    rest = tail;
-                    Token {
-                        kind,
-                        text,
-                        number,
-                        suffix: 0,
-                    }
-                }
+                None => number(kind, &mut rest)?,
                 Some(previous) => {
                     let Some(&first) = rest.first() else { break };
                     match first {
@@ -187,15 +190,7 @@ mod apk {
                                 Kind::Suffix if first != b'.' => Kind::SuffixNo,
                                 _ => return None,
                             };
-                            let (number, n) = digits(rest)?;
-                            let (text, tail) = rest.split_at(n);
-                            rest = tail;
-                            Token {
-                                kind,
-                                text,
-                                number,
-                                suffix: 0,
-                            }
+                            number(kind, &mut rest)?
                         }
                         b'_' if previous <= Kind::SuffixNo => {
                             let (text, tail) = split(&rest[1..], |b| b.is_ascii_lowercase());
@@ -225,16 +220,8 @@ mod apk {
                         }
                         b'-' if previous < Kind::RevisionNo && rest.get(1) == Some(&b'r') => {
                             rest = &rest[2..];
-                            let (number, n) = digits(rest)?;
-                            let (text, tail) = rest.split_at(n);
-                            rest = tail;
                             kind = Kind::RevisionNo;
-                            Token {
-                                kind,
-                                text,
-                                number,
-                                suffix: 0,
-                            }
+                            number(kind, &mut rest)?
                         }
                         _ => return None,
                     }
