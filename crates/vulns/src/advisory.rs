@@ -78,11 +78,55 @@ fn in_range(
     Ok((affected, if affected { fixed } else { None }))
 }
 
-/// Whether `vulnerability` affects `name` at `version` in `ecosystem`.
-/// Withdrawn advisories affect nothing.
+/// Whether an `affected` entry's ecosystem (`Debian:12`,
+/// `Ubuntu:22.04:LTS`, `Alpine:v3.19`, `PyPI`) covers a package of
+/// `ecosystem` from the distribution release `distro` (as
+/// [`crate::inventory::os_release`] names it). Without a known release
+/// every release of the ecosystem counts; with one, only entries of the
+/// same distribution and that release, or naming no release.
+fn covers(affected: &Affected, ecosystem: Ecosystem, distro: Option<&str>) -> bool {
+    if ecosystem_of(affected) != Some(ecosystem) {
+        return false;
+    }
+    let Some(distro) = distro else {
+        return true;
+    };
+    let Some(named) = affected
+        .package
+        .as_ref()
+        .and_then(|p| serde_json::to_value(&p.ecosystem).ok())
+    else {
+        return false;
+    };
+    let named = named.as_str().unwrap_or_default();
+    let (base, release) = named.split_once(':').unwrap_or((named, ""));
+    let (want_base, want_release) = distro.split_once(':').unwrap_or((distro, ""));
+    base == want_base
+        && (release.is_empty()
+            || release == want_release
+            || release
+                .strip_prefix(want_release)
+                .is_some_and(|rest| rest.starts_with(':')))
+}
+
+/// Whether `vulnerability` affects `name` at `version` in `ecosystem`,
+/// whatever the distribution release. Withdrawn advisories affect
+/// nothing.
 pub fn affects(
     vulnerability: &Vulnerability,
     ecosystem: Ecosystem,
+    name: &str,
+    version: &str,
+) -> Result<Option<Hit>, VersionError> {
+    affects_in(vulnerability, ecosystem, None, name, version)
+}
+
+/// [`affects`] for a package of a known distribution release (`Debian:12`):
+/// entries for other releases do not count.
+pub fn affects_in(
+    vulnerability: &Vulnerability,
+    ecosystem: Ecosystem,
+    distro: Option<&str>,
     name: &str,
     version: &str,
 ) -> Result<Option<Hit>, VersionError> {
@@ -93,7 +137,7 @@ pub fn affects(
     let mut fixes: Vec<String> = Vec::new();
     for affected in vulnerability.affected.iter().flatten() {
         let same_package = affected.package.as_ref().is_some_and(|p| p.name == name);
-        if !same_package || ecosystem_of(affected) != Some(ecosystem) {
+        if !same_package || !covers(affected, ecosystem, distro) {
             continue;
         }
         if affected.versions.iter().flatten().any(|v| v == version) {
@@ -211,6 +255,63 @@ mod tests {
                 .unwrap()
                 .is_none()
         );
+    }
+
+    /// DSA-5514-1 (glibc, CVE-2023-4911) as Debian published it: one
+    /// fix per release.
+    const GLIBC: &str = r#"{
+        "id": "DSA-5514-1", "modified": "2023-10-03T00:00:00Z",
+        "summary": "glibc - security update",
+        "affected": [
+            {"package": {"ecosystem": "Debian:11", "name": "glibc"},
+             "ranges": [{"type": "ECOSYSTEM", "events": [{"introduced": "0"}, {"fixed": "2.31-13+deb11u7"}]}]},
+            {"package": {"ecosystem": "Debian:12", "name": "glibc"},
+             "ranges": [{"type": "ECOSYSTEM", "events": [{"introduced": "0"}, {"fixed": "2.36-9+deb12u3"}]}]}
+        ]
+    }"#;
+
+    #[test]
+    fn another_releases_fix_is_not_borrowed() {
+        let glibc = record(GLIBC);
+        let hit = |distro, v| {
+            affects_in(&glibc, Ecosystem::Debian, distro, "glibc", v)
+                .unwrap()
+                .map(|h| h.fixed.unwrap_or_default())
+        };
+        assert_eq!(
+            hit(Some("Debian:11"), "2.31-13+deb11u6").as_deref(),
+            Some("2.31-13+deb11u7")
+        );
+        assert_eq!(hit(Some("Debian:11"), "2.31-13+deb11u7"), None);
+        assert_eq!(
+            hit(Some("Debian:12"), "2.36-9+deb12u2").as_deref(),
+            Some("2.36-9+deb12u3")
+        );
+        assert_eq!(hit(Some("Debian:12"), "2.36-9+deb12u3"), None);
+        // Judged against bookworm's range, bullseye's patched glibc would
+        // look affected; its own release says it is not.
+        assert!(hit(None, "2.31-13+deb11u7").is_some());
+        // Ubuntu's packages are not judged by Debian's advisories.
+        assert_eq!(hit(Some("Ubuntu:22.04"), "2.35-0ubuntu3"), None);
+        let ubuntu = record(
+            r#"{"id": "USN-1", "modified": "2024-01-01T00:00:00Z",
+            "affected": [{"package": {"ecosystem": "Ubuntu:22.04:LTS", "name": "glibc"},
+                "ranges": [{"type": "ECOSYSTEM", "events": [{"introduced": "0"}, {"fixed": "2.35-0ubuntu3.4"}]}]}]}"#,
+        );
+        let on = |distro| {
+            affects_in(
+                &ubuntu,
+                Ecosystem::Debian,
+                Some(distro),
+                "glibc",
+                "2.35-0ubuntu3",
+            )
+            .unwrap()
+            .is_some()
+        };
+        assert!(on("Ubuntu:22.04"));
+        assert!(!on("Ubuntu:22.0"));
+        assert!(!on("Debian:12"));
     }
 
     #[test]

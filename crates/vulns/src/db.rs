@@ -9,7 +9,7 @@ use std::path::Path;
 
 use osv::schema::Vulnerability;
 
-use crate::advisory::{Hit, affects};
+use crate::advisory::{Hit, affects_in};
 use crate::inventory::{Package, python_name};
 use crate::severity::{self, Severity};
 use crate::version::{Ecosystem, VersionError};
@@ -133,7 +133,13 @@ impl Database {
                     .map(|p| p.name.clone())
                     .find(|n| key_name(package.ecosystem, n) == key.1)
                     .unwrap_or_else(|| name.to_owned());
-                match affects(record, package.ecosystem, &named, &package.version) {
+                match affects_in(
+                    record,
+                    package.ecosystem,
+                    package.distro.as_deref(),
+                    &named,
+                    &package.version,
+                ) {
                     Ok(Some(hit)) => found.push(Finding {
                         package: package.clone(),
                         advisory: hit,
@@ -260,6 +266,7 @@ mod tests {
             version: version.into(),
             source: source.map(str::to_owned),
             location: "/x".into(),
+            distro: None,
         }
     }
 

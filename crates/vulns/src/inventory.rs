@@ -8,7 +8,7 @@
 use crate::version::Ecosystem;
 
 /// One installed package.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Package {
     pub ecosystem: Ecosystem,
     /// As the ecosystem's advisories name it (a Python name normalised as
@@ -20,6 +20,12 @@ pub struct Package {
     pub source: Option<String>,
     /// The file it was read from, inside the image.
     pub location: String,
+    /// For a distribution's package, the release the image says it is, as
+    /// OSV names it (`Debian:12`, `Alpine:v3.19`, `Ubuntu:22.04`): its
+    /// advisories are per release, and another release's fix is not this
+    /// one's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub distro: Option<String>,
 }
 
 /// `Key: value` fields of one RFC 822-style paragraph; continuation
@@ -64,6 +70,7 @@ pub fn dpkg_status(text: &str) -> Vec<Package> {
                 version: version?.to_owned(),
                 source: Some(source.or(name)?.to_owned()),
                 location: String::new(),
+                distro: None,
             })
         })
         .collect()
@@ -91,6 +98,7 @@ pub fn apk_installed(text: &str) -> Vec<Package> {
                 version: version.filter(|v| !v.is_empty())?.to_owned(),
                 source: Some(origin.unwrap_or(name).to_owned()),
                 location: String::new(),
+                distro: None,
             })
         })
         .collect()
@@ -130,6 +138,7 @@ pub fn python_metadata(text: &str) -> Option<Package> {
         ecosystem: Ecosystem::PyPi,
         source: None,
         location: String::new(),
+        distro: None,
         name,
         version: version.filter(|v| !v.is_empty())?.to_owned(),
     })
@@ -146,7 +155,36 @@ pub fn package_json(text: &str) -> Option<Package> {
         version: version.to_owned(),
         source: None,
         location: String::new(),
+        distro: None,
     })
+}
+
+/// The release an `os-release` file names, as OSV names it: `Debian:12`,
+/// `Ubuntu:22.04`, `Alpine:v3.19` (from `3.19.1`). `None` for other
+/// systems, or without a version (Debian testing).
+pub fn os_release(text: &str) -> Option<String> {
+    let (mut id, mut version) = (None, None);
+    for line in text.lines() {
+        let Some((key, value)) = line.split_once('=') else {
+            continue;
+        };
+        let value = value.trim().trim_matches(['"', '\'']);
+        match key.trim() {
+            "ID" => id = Some(value),
+            "VERSION_ID" => version = Some(value),
+            _ => {}
+        }
+    }
+    let version = version.filter(|v| !v.is_empty() && v.len() <= 32)?;
+    match id? {
+        "debian" => Some(format!("Debian:{}", version.split('.').next()?)),
+        "ubuntu" => Some(format!("Ubuntu:{version}")),
+        "alpine" => {
+            let mut parts = version.split('.');
+            Some(format!("Alpine:v{}.{}", parts.next()?, parts.next()?))
+        }
+        _ => None,
+    }
 }
 
 /// The most of one metadata file read; larger ones are skipped.
@@ -199,12 +237,27 @@ pub fn scan_tar(reader: impl std::io::Read) -> Result<Vec<Package>, ScanError> {
     use std::io::Read;
     let mut archive = tar::Archive::new(reader);
     let mut found = Vec::new();
+    // `etc/os-release` is usually a link to `usr/lib/os-release`; the
+    // first regular one of the two wins, `etc` before `usr/lib`.
+    let mut distro: [Option<String>; 2] = [None, None];
     for entry in archive.entries()? {
         let mut entry = entry?;
         if entry.header().entry_type() != tar::EntryType::Regular {
             continue;
         }
         let path = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
+        let relative = path.trim_start_matches("./").trim_start_matches('/');
+        let slot = match relative {
+            "etc/os-release" => Some(0),
+            "usr/lib/os-release" => Some(1),
+            _ => None,
+        };
+        if let Some(slot) = slot {
+            let mut text = String::new();
+            (&mut entry).take(64 << 10).read_to_string(&mut text).ok();
+            distro[slot] = os_release(&text);
+            continue;
+        }
         let Some(read) = reader_for(&path) else {
             continue;
         };
@@ -219,6 +272,14 @@ pub fn scan_tar(reader: impl std::io::Read) -> Result<Vec<Package>, ScanError> {
             p.location = location.clone();
             p
         }));
+    }
+    let [etc, usr] = distro;
+    if let Some(distro) = etc.or(usr) {
+        for package in &mut found {
+            if matches!(package.ecosystem, Ecosystem::Debian | Ecosystem::Alpine) {
+                package.distro = Some(distro.clone());
+            }
+        }
     }
     Ok(found)
 }
@@ -340,6 +401,10 @@ Version: 12.4+deb12u5\n";
                 ),
                 ("app/package.json", fixture),
                 ("etc/passwd", b"root:x:0:0::/root:/bin/sh\n"),
+                (
+                    "usr/lib/os-release",
+                    b"PRETTY_NAME=\"Debian GNU/Linux 12 (bookworm)\"\nID=debian\nVERSION_ID=\"12\"\n",
+                ),
             ],
             Some(("lib/apk/db/installed", "/etc/shadow")),
         );
@@ -374,9 +439,33 @@ Version: 12.4+deb12u5\n";
                 ("npm", "lodash", "/app/node_modules/lodash/package.json"),
             ]
         );
+        for package in &found {
+            let want = (package.ecosystem == Ecosystem::Debian).then_some("Debian:12");
+            assert_eq!(package.distro.as_deref(), want, "{}", package.name);
+        }
         // Not a tar at all: an error, not an empty inventory.
         let junk = [b'x'; 1024];
         assert!(scan_tar(&junk[..]).is_err());
+    }
+
+    #[test]
+    fn os_release_names_the_release_as_osv_does() {
+        let debian =
+            "PRETTY_NAME=\"Debian GNU/Linux 12 (bookworm)\"\nID=debian\nVERSION_ID=\"12\"\n";
+        assert_eq!(os_release(debian).as_deref(), Some("Debian:12"));
+        let alpine = "NAME=\"Alpine Linux\"\nID=alpine\nVERSION_ID=3.19.1\n";
+        assert_eq!(os_release(alpine).as_deref(), Some("Alpine:v3.19"));
+        let ubuntu = "ID=ubuntu\nID_LIKE=debian\nVERSION_ID=\"22.04\"\n";
+        assert_eq!(os_release(ubuntu).as_deref(), Some("Ubuntu:22.04"));
+        for unknown in [
+            "ID=debian\n",
+            "ID=fedora\nVERSION_ID=40\n",
+            "ID=alpine\nVERSION_ID=edge\n",
+            "\u{0}\u{ff}",
+            "",
+        ] {
+            assert_eq!(os_release(unknown), None, "{unknown:?}");
+        }
     }
 
     #[test]

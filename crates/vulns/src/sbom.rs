@@ -96,6 +96,7 @@ mod tests {
             version: version.into(),
             source: source.map(str::to_owned),
             location: "/var/lib/dpkg/status".into(),
+            distro: None,
         }
     }
 

@@ -7,13 +7,19 @@ use std::str::FromStr;
 
 /// The ecosystems advisories name (OSV's `affected[].package.ecosystem`,
 /// without a release suffix such as `Debian:12`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub enum Ecosystem {
+    #[serde(rename = "Debian")]
     Debian,
+    #[serde(rename = "Alpine")]
     Alpine,
+    #[serde(rename = "PyPI")]
     PyPi,
+    #[serde(rename = "npm")]
     Npm,
+    #[serde(rename = "crates.io")]
     CratesIo,
+    #[serde(rename = "Go")]
     Go,
 }
 
