@@ -19,6 +19,7 @@ pub mod routes;
 mod serve;
 pub mod tls;
 mod users;
+pub mod vulns;
 
 use std::sync::Arc;
 
@@ -51,6 +52,7 @@ pub use serve::serve;
         (name = "identity", description = "Sessions, invitations, users, grants and MFA"),
         (name = "deploys", description = "Releases, deploys, rollbacks, scaling, replicas and logs"),
         (name = "watch", description = "Bans at the edge, alerts and notification channels"),
+        (name = "vulns", description = "What releases contain, known vulnerabilities in it and accepted risks"),
         (name = "data", description = "Each app's database, media and backups"),
     )
 )]
@@ -105,6 +107,14 @@ fn documented_routes() -> (Router<routes::AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(alerts::test_channels))
         .routes(routes!(alerts::top))
         .routes(routes!(alerts::app_top))
+        .routes(routes!(vulns::findings))
+        .routes(routes!(vulns::app_findings))
+        .routes(routes!(vulns::db_status))
+        .routes(routes!(vulns::import))
+        .routes(routes!(vulns::accepted))
+        .routes(routes!(vulns::accept))
+        .routes(routes!(vulns::unaccept))
+        .routes(routes!(vulns::sbom))
         .routes(routes!(deploys::rollback))
         .routes(routes!(deploys::releases))
         .routes(routes!(deploys::settings, deploys::configure))

@@ -66,6 +66,13 @@ pub fn access(method: &Method, path: &str) -> Option<Access> {
         | ("GET", "/api/notify")
         | ("GET", "/api/top") => AlertRead,
         ("POST", "/api/alerts/{id}/ack") => AlertAck,
+        ("GET", "/api/vulns") | ("GET", "/api/vulns/db") | ("GET", "/api/vulns/accepted") => {
+            VulnRead
+        }
+        ("POST", "/api/vulns/db/import") => VulnImport,
+        ("POST", "/api/apps/{app}/vulns/accepted")
+        | ("DELETE", "/api/apps/{app}/vulns/accepted/{advisory}") => VulnAccept,
+        ("GET", "/api/apps/{app}/vulns") | ("GET", "/api/apps/{app}/sbom") => RuntimeRead,
         ("POST", "/api/notify") | ("DELETE", "/api/notify/{id}") | ("POST", "/api/notify/test") => {
             NotifySet
         }

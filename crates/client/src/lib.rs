@@ -503,6 +503,88 @@ impl Client {
             .await
     }
 
+    /// Findings on live releases: every app's, or one app's.
+    pub async fn vulns(
+        &self,
+        app: Option<&str>,
+        severity: Option<&str>,
+    ) -> Result<wire::VulnReport, ClientError> {
+        let mut path = match app {
+            Some(app) => format!("/api/apps/{}/vulns", segment(app)),
+            None => "/api/vulns".to_owned(),
+        };
+        if let Some(severity) = severity {
+            path.push_str(&format!("?severity={}", segment(severity)));
+        }
+        self.get(&path).await
+    }
+
+    pub async fn vulns_db(&self) -> Result<wire::VulnDbStatus, ClientError> {
+        self.get("/api/vulns/db").await
+    }
+
+    /// Imports an advisory archive: a zip file, or a tar of a folder.
+    pub async fn import_advisories(
+        &self,
+        archive: Vec<u8>,
+        zip: bool,
+    ) -> Result<wire::VulnImport, ClientError> {
+        let kind = if zip {
+            "application/zip"
+        } else {
+            "application/x-tar"
+        };
+        let mut request = self
+            .http
+            .post(format!("{}/api/vulns/db/import", self.base))
+            .header(reqwest::header::CONTENT_TYPE, kind)
+            .body(archive)
+            .timeout(STREAM_TIMEOUT);
+        if let Some(token) = &self.token {
+            request = request.bearer_auth(token);
+        }
+        let (status, bytes) = self.exchange(request).await?;
+        if !status.is_success() {
+            return Err(self.error_from(status, &bytes));
+        }
+        self.decode(&bytes)
+    }
+
+    pub async fn accepted_risks(&self) -> Result<Vec<wire::AcceptedRisk>, ClientError> {
+        self.get("/api/vulns/accepted").await
+    }
+
+    pub async fn accept_risk(
+        &self,
+        app: &str,
+        request: &wire::AcceptRisk,
+    ) -> Result<wire::AcceptedRisk, ClientError> {
+        let path = format!("/api/apps/{}/vulns/accepted", segment(app));
+        self.call(Method::POST, &path, Some(request)).await
+    }
+
+    pub async fn unaccept_risk(&self, app: &str, advisory: &str) -> Result<(), ClientError> {
+        self.delete(&format!(
+            "/api/apps/{}/vulns/accepted/{}",
+            segment(app),
+            segment(advisory)
+        ))
+        .await
+    }
+
+    /// A release's CycloneDX bill of materials (the live one by default).
+    pub async fn sbom(
+        &self,
+        app: &str,
+        release: Option<u64>,
+    ) -> Result<serde_json::Value, ClientError> {
+        let mut path = format!("/api/apps/{}/sbom", segment(app));
+        if let Some(release) = release {
+            path.push_str(&format!("?release={release}"));
+        }
+        self.call_long::<(), _>(Method::GET, &path, None).await
+    }
+
     pub async fn tokens(&self) -> Result<Vec<wire::TokenInfo>, ClientError> {
         self.get("/api/tokens").await
     }

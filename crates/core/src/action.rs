@@ -78,12 +78,18 @@ pub enum Action {
     BackupRestore,
     /// Set or remove an app's backup schedule.
     BackupSchedule,
+    /// List every app's vulnerability findings and the advisory data.
+    VulnRead,
+    /// Import advisory data.
+    VulnImport,
+    /// Accept a finding for a while, or withdraw an acceptance.
+    VulnAccept,
     /// First start: the owner and their token are created.
     Bootstrap,
 }
 
 impl Action {
-    pub const ALL: [Action; 41] = [
+    pub const ALL: [Action; 44] = [
         Action::AppRead,
         Action::AppCreate,
         Action::AppDelete,
@@ -124,6 +130,9 @@ impl Action {
         Action::BackupRead,
         Action::BackupRestore,
         Action::BackupSchedule,
+        Action::VulnRead,
+        Action::VulnImport,
+        Action::VulnAccept,
         Action::Bootstrap,
     ];
 
@@ -170,6 +179,9 @@ impl Action {
             Action::BackupRead => "app.backup.read",
             Action::BackupRestore => "app.backup.restore",
             Action::BackupSchedule => "app.backup.schedule",
+            Action::VulnRead => "vulns.read",
+            Action::VulnImport => "vulns.import",
+            Action::VulnAccept => "vulns.accept",
             Action::Bootstrap => "system.bootstrap",
         }
     }
@@ -187,6 +199,7 @@ impl Action {
                 | Action::UserRead
                 | Action::DatabaseRead
                 | Action::BackupRead
+                | Action::VulnRead
         )
     }
 }

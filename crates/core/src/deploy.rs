@@ -70,6 +70,9 @@ pub struct AppSettings {
     pub egress: bool,
     /// Whether an image that runs as root may keep doing so.
     pub allow_root: bool,
+    /// Whether a deploy whose image has critical findings that nobody
+    /// accepted is refused.
+    pub refuse_critical: bool,
     /// The settings `apps configure` has set: an app manifest's values for
     /// them are ignored.
     #[serde(skip_serializing_if = "BTreeSet::is_empty")]
@@ -90,6 +93,7 @@ impl Default for AppSettings {
             pids: 256,
             egress: false,
             allow_root: false,
+            refuse_critical: false,
             configured: BTreeSet::new(),
         }
     }
@@ -111,6 +115,7 @@ pub struct SettingsPatch {
     pub pids: Option<u32>,
     pub egress: Option<bool>,
     pub allow_root: Option<bool>,
+    pub refuse_critical: Option<bool>,
 }
 
 fn within<T: PartialOrd + fmt::Display + Copy>(
@@ -147,7 +152,8 @@ impl SettingsPatch {
             cpu_millis,
             pids,
             egress,
-            allow_root
+            allow_root,
+            refuse_critical
         );
         names
     }
@@ -239,7 +245,8 @@ impl AppSettings {
             cpu_millis,
             pids,
             egress,
-            allow_root
+            allow_root,
+            refuse_critical
         );
         if let Some(counts) = &patch.processes {
             for (name, count) in counts {

@@ -878,6 +878,98 @@ pub struct TopSample {
     pub healthy: u16,
 }
 
+/// One known vulnerability in a package of an app's live release.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Finding {
+    pub app: String,
+    pub release: u64,
+    /// `Debian`, `Alpine`, `PyPI`, `npm`, `crates.io`, `Go`.
+    pub ecosystem: String,
+    pub package: String,
+    pub version: String,
+    /// Where in the image the package is recorded.
+    pub location: String,
+    /// The advisory's id (`PYSEC-…`, `GHSA-…`, `DSA-…`).
+    pub advisory: String,
+    pub aliases: Vec<String>,
+    /// The lowest version that fixes it, when one is published.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fixed: Option<String>,
+    /// `critical`, `high`, `medium`, `low` or `unknown`.
+    pub severity: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub summary: Option<String>,
+    /// Set while an admin's acceptance of it holds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub accepted: Option<AcceptedRisk>,
+}
+
+/// A finding an admin accepted for an app until it expires.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct AcceptedRisk {
+    pub app: String,
+    /// The advisory id or alias accepted.
+    pub advisory: String,
+    pub reason: String,
+    pub expires_at: String,
+    pub created_by: String,
+    pub created_at: String,
+}
+
+/// Accepts a finding for a while.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AcceptRisk {
+    /// The advisory id or one of its aliases.
+    pub advisory: String,
+    /// Why it is acceptable (required; shown with the finding).
+    pub reason: String,
+    /// How long it holds: 1 to 365 days.
+    pub days: u32,
+}
+
+/// The advisory data the platform matches against.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct VulnDbStatus {
+    pub advisories: u64,
+    /// The latest `modified` time of any record: how fresh the data is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub newest_record: Option<String>,
+    /// Days since `newest_record`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub age_days: Option<u64>,
+    /// Empty, or older than the staleness limit: findings may be missing.
+    pub stale: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_import: Option<String>,
+}
+
+/// What an import of advisories did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct VulnImport {
+    pub new: u64,
+    pub updated: u64,
+    pub unchanged: u64,
+    /// Records of ecosystems the platform does not match (Maven …).
+    pub skipped: u64,
+    /// Files that were not OSV records, each with why.
+    pub refused: Vec<String>,
+    pub status: VulnDbStatus,
+    /// Findings on live releases after the import.
+    pub findings: u64,
+}
+
+/// Findings of live releases, and what could not be judged.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct VulnReport {
+    pub db: VulnDbStatus,
+    pub findings: Vec<Finding>,
+    /// Apps whose live release has not been scanned, with why.
+    pub unscanned: Vec<String>,
+    /// Package and advisory pairs whose versions could not be ordered.
+    pub unjudged: Vec<String>,
+}
+
 #[cfg(test)]
 mod interval_tests {
     use super::parse_interval;

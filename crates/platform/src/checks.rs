@@ -1,6 +1,7 @@
 //! Checks of what no request would notice: how full the data directory's
 //! and the backup repository's filesystems are, whether certificates are
-//! being renewed, and (daily) the audit chain end to end. Each raises an
+//! being renewed, and (daily) the audit chain end to end and every live
+//! release against the advisories. Each raises an
 //! alert while its condition holds and resolves it when it clears.
 
 use std::time::Duration;
@@ -59,6 +60,7 @@ impl Platform {
             if verified.is_none_or(|at| at.elapsed() >= AUDIT_VERIFY_EVERY) {
                 verified = Some(std::time::Instant::now());
                 self.check_audit_chain().await;
+                self.check_vulnerabilities().await;
             }
         }
     }
@@ -143,6 +145,37 @@ impl Platform {
             } else if firing {
                 self.alerts().resolve("disk_full", None, key_detail).await;
             }
+        }
+    }
+
+    /// Every live release matched against the advisories (new advisories
+    /// and expired acceptances show here), and the data's age: imported
+    /// data gone stale raises `advisories_stale`. (Before any import,
+    /// `rampart vulns` says there is none; the data is the operator's to
+    /// bring.)
+    async fn check_vulnerabilities(&self) {
+        if let Err(error) = self.vulns().rematch().await {
+            tracing::error!(%error, "cannot match releases against the advisories");
+        }
+        match self.vulns().status().await {
+            Ok(status) if status.stale && status.advisories > 0 => {
+                let summary = format!(
+                    "the vulnerability data is {} days old (newest record {}): advisories published since are missing; import fresh data",
+                    status.age_days.unwrap_or_default(),
+                    status.newest_record.as_deref().unwrap_or("?")
+                );
+                self.alerts()
+                    .raise(Condition {
+                        rule: "advisories_stale",
+                        severity: Severity::Warning,
+                        app: None,
+                        detail: None,
+                        summary,
+                    })
+                    .await;
+            }
+            Ok(_) => self.alerts().resolve("advisories_stale", None, None).await,
+            Err(error) => tracing::error!(%error, "cannot read the vulnerability data's age"),
         }
     }
 

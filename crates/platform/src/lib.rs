@@ -35,6 +35,7 @@ mod notify;
 mod ops;
 mod reconcile;
 mod telemetry;
+pub mod vulns;
 pub mod watch;
 
 use std::path::PathBuf;
@@ -114,6 +115,8 @@ pub struct Platform {
     mailer: Option<notify::Mailer>,
     /// Each app's figures, for metrics and `rampart top`.
     telemetry: telemetry::Telemetry,
+    /// The imported advisories, indexed by package.
+    advisories: vulns::Advisories,
 }
 
 /// What [`Platform::open`] did on a first start.
@@ -175,7 +178,12 @@ impl Platform {
             .as_ref()
             .map(notify::Mailer::new)
             .transpose()?;
+        let advisories = vulns::load(store.as_ref()).await.map_err(|e| match e {
+            Error::Store(source) => StartError::Database(source),
+            other => StartError::Config(other.to_string()),
+        })?;
         let platform = Self {
+            advisories,
             mailer,
             telemetry: telemetry::Telemetry::default(),
             services,

@@ -90,14 +90,17 @@ impl Platform {
         let engine = self.engine()?;
         // A release phase runs under this lock; one found now was left by a
         // platform that stopped during its deploy.
-        let leftover = [
-            (LABEL_INSTALLATION, engine.installation.as_str()),
-            (LABEL_APP, app.name.as_str()),
-            (LABEL_TASK, "release"),
-        ];
-        for task in engine.runtime.replicas(&leftover).await? {
-            tracing::info!(app = %app.name, task = %task.name, "removing an interrupted release phase");
-            let _ = engine.runtime.remove(&task.id, Duration::ZERO).await;
+        // So is a container an image's files were being read through.
+        for kind in ["release", "inventory"] {
+            let leftover = [
+                (LABEL_INSTALLATION, engine.installation.as_str()),
+                (LABEL_APP, app.name.as_str()),
+                (LABEL_TASK, kind),
+            ];
+            for task in engine.runtime.replicas(&leftover).await? {
+                tracing::info!(app = %app.name, task = %task.name, "removing an interrupted {kind} task");
+                let _ = engine.runtime.remove(&task.id, Duration::ZERO).await;
+            }
         }
         let replicas = engine.replicas(Some(&app.name)).await?;
         let live = app.live_release;

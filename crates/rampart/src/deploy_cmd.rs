@@ -198,6 +198,9 @@ pub struct ConfigureArgs {
     /// Let an image that runs as root keep doing so.
     #[arg(long)]
     pub allow_root: Option<bool>,
+    /// Refuse deploys whose image has critical findings nobody accepted.
+    #[arg(long)]
+    pub refuse_critical: Option<bool>,
     #[arg(long)]
     pub json: bool,
     #[command(flatten)]
@@ -445,6 +448,7 @@ pub async fn configure(args: ConfigureArgs) -> anyhow::Result<()> {
         pids: args.pids,
         egress: args.egress,
         allow_root: args.allow_root,
+        refuse_critical: args.refuse_critical,
     };
     let client = credentials::client(&args.conn)?;
     let settings = if patch == SettingsPatch::default() {

@@ -15,6 +15,7 @@ mod output;
 mod repo_cmd;
 mod terminal;
 mod up;
+mod vulns_cmd;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -109,6 +110,12 @@ enum Command {
     /// Each app's traffic now and over the last hour, replicas, backups,
     /// bans and firing alerts.
     Top(alerts_cmd::TopArgs),
+    /// Known vulnerabilities in what live releases contain; the advisory
+    /// data (OSV) and accepted risks.
+    Vulns(vulns_cmd::VulnsArgs),
+    /// A release's bill of materials: every package in its image, as
+    /// CycloneDX JSON.
+    Sbom(vulns_cmd::SbomArgs),
     /// The backup engine: encrypted, deduplicated repositories.
     Repo(repo_cmd::RepoArgs),
 }
@@ -202,6 +209,8 @@ fn main() -> ExitCode {
             Command::Alerts(cmd) => alerts_cmd::alerts(cmd).await,
             Command::Notify(cmd) => alerts_cmd::notify(cmd).await,
             Command::Top(args) => alerts_cmd::top(args).await,
+            Command::Vulns(args) => vulns_cmd::vulns(args).await,
+            Command::Sbom(args) => vulns_cmd::sbom(args).await,
             Command::Repo(_) => unreachable!("handled before the runtime starts"),
         }
     });

@@ -716,6 +716,13 @@ fn allowed(method: &str, path: &str) -> Option<&'static [Role]> {
         | ("DELETE", "/api/notify/{id}")
         | ("POST", "/api/notify/test")
         | ("GET", "/api/top") => MANAGERS,
+        ("GET", "/api/vulns")
+        | ("GET", "/api/vulns/db")
+        | ("GET", "/api/vulns/accepted")
+        | ("POST", "/api/vulns/db/import")
+        | ("POST", "/api/apps/{app}/vulns/accepted")
+        | ("DELETE", "/api/apps/{app}/vulns/accepted/{advisory}") => MANAGERS,
+        ("GET", "/api/apps/{app}/vulns") | ("GET", "/api/apps/{app}/sbom") => ALL,
         ("GET", "/api/apps/{app}/releases")
         | ("GET", "/api/apps/{app}/settings")
         | ("GET", "/api/apps/{app}/ps")

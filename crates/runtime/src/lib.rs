@@ -290,6 +290,22 @@ pub trait ContainerRuntime: Send + Sync + std::fmt::Debug + 'static {
         ))
     }
 
+    /// Streams the file tree of `image` as a tar archive into `into`,
+    /// without running anything: a container is created from it (never
+    /// started, no network), exported and removed. Stops early, without
+    /// error, when the receiver is dropped.
+    async fn export_image(
+        &self,
+        image: &str,
+        labels: BTreeMap<String, String>,
+        into: mpsc::Sender<Bytes>,
+    ) -> Result<(), RuntimeError> {
+        let _ = (image, labels, into);
+        Err(RuntimeError::Engine(
+            "this engine cannot export an image's files".into(),
+        ))
+    }
+
     /// Tells a container's terminal its new size.
     async fn resize(&self, id: &str, cols: u16, rows: u16) -> Result<(), RuntimeError> {
         let _ = (id, cols, rows);

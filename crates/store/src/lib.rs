@@ -2,7 +2,7 @@
 //!
 //! [`Store`] is the whole contract between the platform and its database,
 //! made of one trait per domain ([`IdentityStore`], [`AppStore`],
-//! [`ReleaseStore`], [`DataStore`], [`CronStore`], [`BanStore`], [`AlertStore`], [`AuditStore`]) that a backend
+//! [`ReleaseStore`], [`DataStore`], [`CronStore`], [`BanStore`], [`AlertStore`], [`VulnStore`], [`AuditStore`]) that a backend
 //! implements one file each (see `sqlite/`). It is deliberately narrow and
 //! speaks in domain types, so that the SQLite implementation here and a
 //! PostgreSQL one for clusters can share every test. Two rules every
@@ -23,10 +23,10 @@ use rampart_core::token::TokenHash;
 use rampart_core::{AppId, AppName, EnvName, Role, TokenId, UserId};
 
 pub use model::{
-    AlertRow, AppEvent, AppRow, BackupResult, BanRow, ChannelRow, Credentials, CronJobRow,
-    CronRunRow, DatabaseRow, DeliveryRow, InvitationRow, MediaBucketRow, NewApp, NewInvitation,
-    NewRelease, NewToken, NewUser, ReleaseRow, ScheduleRow, SealedVar, TokenKind, TokenRow, User,
-    UserStatus,
+    AcceptedRiskRow, AdvisoryImportRow, AlertRow, AppEvent, AppRow, BackupResult, BanRow,
+    ChannelRow, Credentials, CronJobRow, CronRunRow, DatabaseRow, DeliveryRow, InvitationRow,
+    MediaBucketRow, NewApp, NewInvitation, NewRelease, NewToken, NewUser, ReleaseRow, ScheduleRow,
+    SealedVar, TokenKind, TokenRow, User, UserStatus,
 };
 pub use sqlite::SqliteStore;
 
@@ -64,6 +64,7 @@ pub trait Store:
     + CronStore
     + BanStore
     + AlertStore
+    + VulnStore
     + AuditStore
     + Send
     + Sync
@@ -419,6 +420,51 @@ pub trait AlertStore: Send + Sync {
 
     /// An alert's deliveries.
     async fn deliveries(&self, alert: &str) -> Result<Vec<DeliveryRow>>;
+}
+
+/// What releases contain and the advisories they are matched against.
+#[async_trait]
+pub trait VulnStore: Send + Sync {
+    /// Records a release's packages (JSON), replacing an earlier scan.
+    async fn put_inventory(
+        &self,
+        app: &AppId,
+        number: u64,
+        scanned_at: &str,
+        packages: &str,
+    ) -> Result<()>;
+
+    /// A release's packages (JSON) and when they were read, if scanned.
+    async fn inventory(&self, app: &AppId, number: u64) -> Result<Option<(String, String)>>;
+
+    /// Every advisory record (OSV JSON) stored.
+    async fn advisory_records(&self) -> Result<Vec<String>>;
+
+    /// Stores new and newer records (id, modified, OSV JSON) and the
+    /// import's account of itself, all or none.
+    async fn import_advisories(
+        &self,
+        records: &[(String, String, String)],
+        import: &AdvisoryImportRow,
+        audit: AuditRecord,
+    ) -> Result<AuditEntry>;
+
+    /// The newest imports first.
+    async fn advisory_imports(&self, limit: u32) -> Result<Vec<AdvisoryImportRow>>;
+
+    /// Accepts a finding for an app, replacing an earlier acceptance.
+    async fn accept_risk(&self, row: &AcceptedRiskRow, audit: AuditRecord) -> Result<AuditEntry>;
+
+    /// Withdraws an acceptance; [`StoreError::NotFound`] if there is none.
+    async fn remove_accepted_risk(
+        &self,
+        app: &AppId,
+        advisory: &str,
+        audit: AuditRecord,
+    ) -> Result<AuditEntry>;
+
+    /// Acceptances, expired ones included (the caller compares times).
+    async fn accepted_risks(&self) -> Result<Vec<AcceptedRiskRow>>;
 }
 
 /// The audit chain.

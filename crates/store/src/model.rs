@@ -387,3 +387,28 @@ pub struct MediaBucketRow {
     pub secret: Vec<u8>,
     pub created_at: String,
 }
+
+/// One import of advisories.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AdvisoryImportRow {
+    pub imported_at: String,
+    pub imported_by: String,
+    pub new: u64,
+    pub updated: u64,
+    pub unchanged: u64,
+    pub refused: u64,
+    /// The latest `modified` time among the records it held.
+    pub newest_record: Option<String>,
+}
+
+/// A finding accepted for an app until it expires.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AcceptedRiskRow {
+    pub app_id: AppId,
+    /// The advisory's id or one of its aliases, as the admin named it.
+    pub advisory: String,
+    pub reason: String,
+    pub expires_at: String,
+    pub created_by: String,
+    pub created_at: String,
+}

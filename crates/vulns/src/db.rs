@@ -14,6 +14,14 @@ use crate::inventory::{Package, python_name};
 use crate::severity::{self, Severity};
 use crate::version::{Ecosystem, VersionError};
 
+/// A record's `modified` time in the platform's form
+/// (`2024-03-01T00:00:00.000Z`).
+pub fn modified(record: &Vulnerability) -> String {
+    record
+        .modified
+        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
 /// The most of one advisory file read.
 pub const MAX_RECORD: u64 = 4 << 20;
 
@@ -66,6 +74,21 @@ impl Database {
 
     pub fn is_empty(&self) -> bool {
         self.records.is_empty()
+    }
+
+    /// What [`Database::add`] would do with `record`, changing nothing.
+    pub fn would_add(&self, record: &Vulnerability) -> Added {
+        match self.by_id.get(&record.id) {
+            Some(&i) if self.records[i].modified >= record.modified => Added::Unchanged,
+            Some(_) => Added::Updated,
+            None => Added::New,
+        }
+    }
+
+    /// The latest `modified` time of any record (RFC 3339): how fresh the
+    /// data is.
+    pub fn newest(&self) -> Option<String> {
+        self.records.iter().max_by_key(|r| r.modified).map(modified)
     }
 
     /// Adds `record`, or replaces the one with its id if it is newer.
@@ -174,6 +197,118 @@ pub enum ImportError {
         path: String,
         source: serde_json::Error,
     },
+}
+
+/// The most files one archive may hold.
+pub const MAX_FILES: usize = 2_000_000;
+
+/// Why an archive of advisories was refused as a whole.
+#[derive(Debug, thiserror::Error)]
+pub enum ArchiveError {
+    #[error("the archive is not a readable zip file: {0}")]
+    Zip(String),
+    #[error("the archive is not a readable tar file: {0}")]
+    Tar(std::io::Error),
+    #[error("the archive holds more than {MAX_FILES} files")]
+    TooManyFiles,
+}
+
+/// The records of an archive, read whole before anything is imported.
+#[derive(Debug, Default)]
+pub struct Unpacked {
+    /// The newest record of each id.
+    pub records: Vec<Vulnerability>,
+    /// Records naming no ecosystem matched here (Maven, Packagist …).
+    pub skipped: usize,
+    /// Files that were not OSV records, each with why.
+    pub refused: Vec<String>,
+}
+
+impl Unpacked {
+    fn take(&mut self, newest: &mut HashMap<String, usize>, path: &str, bytes: &[u8]) {
+        if !path.ends_with(".json") {
+            return;
+        }
+        let record = match parse_record(bytes, path) {
+            Ok(record) => record,
+            Err(error) => {
+                self.refused.push(error.to_string());
+                return;
+            }
+        };
+        let known = record.affected.iter().flatten().any(|a| {
+            a.package
+                .as_ref()
+                .and_then(|p| serde_json::to_value(&p.ecosystem).ok())
+                .is_some_and(|e| e.as_str().and_then(Ecosystem::from_osv).is_some())
+        });
+        if !known {
+            self.skipped += 1;
+            return;
+        }
+        match newest.get(&record.id) {
+            Some(&i) if self.records[i].modified >= record.modified => {}
+            Some(&i) => self.records[i] = record,
+            None => {
+                newest.insert(record.id.clone(), self.records.len());
+                self.records.push(record);
+            }
+        }
+    }
+}
+
+/// Reads every `*.json` OSV record in a zip file (OSV's `all.zip`) or a
+/// tar archive (a folder of records). A file that is not a record is
+/// refused and named; an archive that cannot be read is refused whole.
+/// No entry is read past [`MAX_RECORD`] bytes, so a compression bomb
+/// costs at most that much per file.
+pub fn unpack(bytes: &[u8]) -> Result<Unpacked, ArchiveError> {
+    use std::io::Read;
+    let mut out = Unpacked::default();
+    let mut newest = HashMap::new();
+    if bytes.starts_with(b"PK") {
+        let mut archive = zip::ZipArchive::new(std::io::Cursor::new(bytes))
+            .map_err(|e| ArchiveError::Zip(e.to_string()))?;
+        if archive.len() > MAX_FILES {
+            return Err(ArchiveError::TooManyFiles);
+        }
+        for i in 0..archive.len() {
+            let mut file = archive
+                .by_index(i)
+                .map_err(|e| ArchiveError::Zip(e.to_string()))?;
+            if !file.is_file() {
+                continue;
+            }
+            let path = file.name().to_owned();
+            let mut data = Vec::new();
+            (&mut file)
+                .take(MAX_RECORD + 1)
+                .read_to_end(&mut data)
+                .map_err(|e| ArchiveError::Zip(format!("{path}: {e}")))?;
+            out.take(&mut newest, &path, &data);
+        }
+    } else {
+        let mut archive = tar::Archive::new(bytes);
+        let mut files = 0usize;
+        for entry in archive.entries().map_err(ArchiveError::Tar)? {
+            let mut entry = entry.map_err(ArchiveError::Tar)?;
+            if entry.header().entry_type() != tar::EntryType::Regular {
+                continue;
+            }
+            files += 1;
+            if files > MAX_FILES {
+                return Err(ArchiveError::TooManyFiles);
+            }
+            let path = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
+            let mut data = Vec::new();
+            (&mut entry)
+                .take(MAX_RECORD + 1)
+                .read_to_end(&mut data)
+                .map_err(ArchiveError::Tar)?;
+            out.take(&mut newest, &path, &data);
+        }
+    }
+    Ok(out)
 }
 
 /// What an import did.
@@ -378,6 +513,85 @@ mod tests {
             unjudged.len(),
             1,
             "an unreadable version is reported, not clean"
+        );
+    }
+
+    fn zip_of(files: &[(&str, &[u8])]) -> Vec<u8> {
+        use std::io::Write;
+        let mut zip = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+        for (name, data) in files {
+            zip.start_file(*name, zip::write::SimpleFileOptions::default())
+                .unwrap();
+            zip.write_all(data).unwrap();
+        }
+        zip.finish().unwrap().into_inner()
+    }
+
+    #[test]
+    fn archives_are_read_whole_or_refused_whole() {
+        let json = |r: &Vulnerability| serde_json::to_vec(r).unwrap();
+        let old = json(&record(
+            "A-1",
+            "2024-01-01T00:00:00Z",
+            "PyPI",
+            "django",
+            "4.2.15",
+        ));
+        let new = json(&record(
+            "A-1",
+            "2024-03-01T00:00:00Z",
+            "PyPI",
+            "django",
+            "4.2.16",
+        ));
+        let maven = json(&record(
+            "M-1",
+            "2024-01-01T00:00:00Z",
+            "Maven",
+            "log4j",
+            "2.17",
+        ));
+        // Unknown fields are how the schema grows: they are accepted.
+        let future = br#"{"id": "F-1", "modified": "2024-01-01T00:00:00Z", "new_field": {"x": 1},
+            "affected": [{"package": {"ecosystem": "npm", "name": "left-pad"},
+                "ranges": [{"type": "SEMVER", "events": [{"introduced": "0"}, {"fixed": "1.1.0"}]}]}]}"#;
+        let bytes = zip_of(&[
+            ("PyPI/A-1.json", &new),
+            ("old/A-1.json", &old),
+            ("Maven/M-1.json", &maven),
+            ("npm/F-1.json", future),
+            ("junk.json", b"\x00\xff"),
+            ("no-id.json", br#"{"modified": "2024-01-01T00:00:00Z"}"#),
+            ("README", b"not json"),
+        ]);
+        let unpacked = unpack(&bytes).unwrap();
+        let ids: Vec<(&str, String)> = unpacked
+            .records
+            .iter()
+            .map(|r| (r.id.as_str(), r.modified.to_rfc3339()))
+            .collect();
+        assert_eq!(
+            ids,
+            [
+                ("A-1", "2024-03-01T00:00:00+00:00".to_owned()),
+                ("F-1", "2024-01-01T00:00:00+00:00".to_owned())
+            ],
+            "the newest of each id"
+        );
+        assert_eq!(unpacked.skipped, 1);
+        assert_eq!(unpacked.refused.len(), 2, "{:?}", unpacked.refused);
+        // A truncated zip, random bytes, an empty body: refused whole.
+        assert!(unpack(&bytes[..bytes.len() / 2]).is_err());
+        assert!(unpack(b"PK\x03\x04 garbage").is_err());
+        assert!(unpack(&[0x5a; 700]).is_err());
+        // A compression bomb: one entry far past the record limit.
+        let bomb = zip_of(&[("bomb.json", &vec![b' '; (MAX_RECORD as usize) * 2])]);
+        let unpacked = unpack(&bomb).unwrap();
+        assert!(unpacked.records.is_empty());
+        assert!(
+            unpacked.refused[0].contains("larger than"),
+            "{:?}",
+            unpacked.refused
         );
     }
 

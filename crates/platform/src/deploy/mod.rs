@@ -118,6 +118,9 @@ pub(crate) enum RolloutFailure {
     Data(Error),
     #[error("cannot start a replica: {0}")]
     Start(RuntimeError),
+    /// The app's policy refuses the image.
+    #[error("{0}")]
+    Refused(String),
     #[error("replica {0} disappeared")]
     Vanished(String),
     #[error("replica {name} exited{} before it became healthy{log}", .status.map_or_else(String::new, |c| format!(" with status {c}")))]
@@ -372,18 +375,22 @@ impl Deploys<'_> {
             Some(error) => Err(RolloutFailure::Engine(error)),
             None => {
                 step(&progress, format!("release {number}: image {image_id}"));
+                let checked = self
+                    .check_image(engine, &row, number, &image_id, &progress)
+                    .await;
                 let run = Run {
                     release: number,
                     image_id: &image_id,
                     env: &env,
                     processes: &new.config.processes,
                 };
-                let phase = match &new.config.release_command {
-                    Some(command) => {
+                let phase = match (checked, &new.config.release_command) {
+                    (Err(refused), _) => Err(refused),
+                    (Ok(()), Some(command)) => {
                         self.release_phase(engine, &row, run, command, &progress)
                             .await
                     }
-                    None => Ok(()),
+                    (Ok(()), None) => Ok(()),
                 };
                 match phase {
                     Ok(()) => self.rollout(engine, &row, run, &progress).await,
@@ -474,6 +481,66 @@ impl Deploys<'_> {
                 })
             }
         }
+    }
+
+    /// Records what the new image contains and, when the app's policy
+    /// asks for it, refuses an image with critical findings nobody
+    /// accepted (naming them), or one that cannot be read.
+    async fn check_image(
+        &self,
+        engine: &Engine,
+        row: &AppRow,
+        number: u64,
+        image_id: &str,
+        progress: &UnboundedSender<DeployLine>,
+    ) -> Result<(), RolloutFailure> {
+        let packages = match self.p.vulns().scan(engine, row, number, image_id).await {
+            Ok(packages) => packages,
+            Err(error) if row.settings.refuse_critical => {
+                return Err(RolloutFailure::Refused(format!(
+                    "refuse_critical is set and the image's packages cannot be read: {error}"
+                )));
+            }
+            Err(error) => {
+                tracing::warn!(app = %row.name, release = number, %error, "cannot scan the image");
+                step(
+                    progress,
+                    format!("warning: the image's packages cannot be read: {error}"),
+                );
+                return Ok(());
+            }
+        };
+        step(
+            progress,
+            format!("release {number}: {} packages recorded", packages.len()),
+        );
+        if !row.settings.refuse_critical {
+            return Ok(());
+        }
+        let blocking = self
+            .p
+            .vulns()
+            .blocking(row, number, &packages)
+            .await
+            .map_err(|e| RolloutFailure::Refused(format!("cannot judge the image: {e}")))?;
+        if blocking.is_empty() {
+            return Ok(());
+        }
+        let named: Vec<String> = blocking
+            .iter()
+            .map(|f| {
+                let fixed = f.fixed.as_deref().map_or_else(
+                    || "no fix published".to_owned(),
+                    |v| format!("fixed in {v}"),
+                );
+                format!("{} in {} {} ({fixed})", f.advisory, f.package, f.version)
+            })
+            .collect();
+        Err(RolloutFailure::Refused(format!(
+            "refuse_critical: the image has {} critical finding(s) nobody accepted: {}",
+            named.len(),
+            named.join("; ")
+        )))
     }
 
     /// A replica of `process` (`web` or another the release declares).

@@ -165,11 +165,12 @@ impl Deploys<'_> {
         next.configured
             .extend(patch.names().into_iter().map(str::to_owned));
         // Switching hardening off is not a developer's call.
-        let hardening_changed =
-            next.egress != row.settings.egress || next.allow_root != row.settings.allow_root;
+        let hardening_changed = next.egress != row.settings.egress
+            || next.allow_root != row.settings.allow_root
+            || next.refuse_critical != row.settings.refuse_critical;
         if hardening_changed && !matches!(acting.caller.role, Role::Owner | Role::Admin) {
             return Err(Error::Forbidden(
-                "only owners and admins decide egress and allow_root".into(),
+                "only owners and admins decide egress, allow_root and refuse_critical".into(),
             ));
         }
         self.p.app_limits.admit(&next).map_err(Error::Invalid)?;

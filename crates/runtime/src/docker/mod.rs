@@ -546,6 +546,57 @@ impl ContainerRuntime for Docker {
         }
     }
 
+    async fn export_image(
+        &self,
+        image: &str,
+        labels: std::collections::BTreeMap<String, String>,
+        into: mpsc::Sender<Bytes>,
+    ) -> Result<(), RuntimeError> {
+        let image = self.image(image).await?;
+        let body = ContainerCreateBody {
+            image: Some(image.id.clone()),
+            // Never started; a command is only needed because an image
+            // without one cannot be made into a container.
+            cmd: Some(vec!["/rampart-inventory-never-runs".into()]),
+            entrypoint: Some(vec![]),
+            network_disabled: Some(true),
+            labels: Some(labels.into_iter().collect()),
+            host_config: Some(HostConfig {
+                network_mode: Some("none".into()),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let id = self
+            .client()
+            .await?
+            .create_container(
+                None::<bollard::query_parameters::CreateContainerOptions>,
+                body,
+            )
+            .await
+            .map_err(engine_error)?
+            .id;
+        let mut stream = self.client().await?.export_container(&id);
+        let mut outcome = Ok(());
+        while let Some(chunk) = stream.next().await {
+            match chunk {
+                Ok(bytes) => {
+                    if into.send(bytes).await.is_err() {
+                        break;
+                    }
+                }
+                Err(error) => {
+                    outcome = Err(engine_error(error));
+                    break;
+                }
+            }
+        }
+        drop(stream);
+        self.remove(&id, Duration::ZERO).await?;
+        outcome
+    }
+
     async fn replicas(&self, labels: &[(&str, &str)]) -> Result<Vec<Replica>, RuntimeError> {
         let options = ListContainersOptionsBuilder::new()
             .all(true)

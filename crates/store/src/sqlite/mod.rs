@@ -20,6 +20,7 @@ use tokio::sync::Mutex;
 
 use crate::{
     AlertStore, AppStore, AuditStore, BanStore, CronStore, DataStore, IdentityStore, ReleaseStore,
+    VulnStore,
 };
 use crate::{
     AppEvent, AppRow, BackupResult, Credentials, CronJobRow, CronRunRow, DatabaseRow,
@@ -36,6 +37,7 @@ mod cron;
 mod data;
 mod identity;
 mod releases;
+mod vulns;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 

@@ -1,0 +1,620 @@
+//! What every release contains and which published advisories affect it.
+//!
+//! At deploy the platform reads the new image's files through the engine
+//! (a container is created from it, exported as a tar stream and removed;
+//! nothing in the image runs) and records the packages it finds with the
+//! release. Advisories are OSV records the operator imports (`all.zip`
+//! files or folders of records); they live in the store and, indexed, in
+//! memory. Findings are computed from the two whenever they are asked for,
+//! so an import or an acceptance shows at once; the checks match every live
+//! release daily and after each import, and a critical finding nobody
+//! accepted raises an alert naming the app and the advisory.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::Read;
+use std::sync::{Arc, RwLock};
+
+use bytes::Bytes;
+use rampart_core::time::Timestamp;
+use rampart_core::{Action, wire};
+use rampart_runtime::{LABEL_APP, LABEL_INSTALLATION, LABEL_TASK};
+use rampart_store::{AcceptedRiskRow, AdvisoryImportRow, AppRow};
+use rampart_vulns::db::{Added, Database};
+use rampart_vulns::inventory::Package;
+use rampart_vulns::severity::Severity;
+use tokio::sync::mpsc;
+
+use crate::alerts::Condition;
+use crate::{Acting, Engine, Error, Platform};
+
+/// Data whose newest record is older than this is stale: `rampart vulns`
+/// says so and the checks raise `advisories_stale`. OSV's Debian and PyPI
+/// exports change every day, so five days without a change means the
+/// imports stopped, not that nothing was published.
+pub const STALE_DAYS: u64 = 5;
+/// The longest an acceptance holds before someone must look again.
+pub const MAX_ACCEPT_DAYS: u32 = 365;
+/// The most an advisory archive may weigh.
+pub const MAX_ARCHIVE: usize = 1 << 30;
+/// The label value of the containers an inventory is read through.
+const INVENTORY_TASK: &str = "inventory";
+
+/// The advisories, indexed for matching.
+pub(crate) type Advisories = Arc<RwLock<Database>>;
+
+/// Loads the stored advisories into memory.
+pub(crate) async fn load(store: &dyn rampart_store::Store) -> Result<Advisories, Error> {
+    let records = store.advisory_records().await?;
+    let db = tokio::task::spawn_blocking(move || {
+        let mut db = Database::default();
+        for text in records {
+            match serde_json::from_str(&text) {
+                Ok(record) => {
+                    db.add(record);
+                }
+                Err(error) => tracing::error!(%error, "a stored advisory does not parse"),
+            }
+        }
+        db
+    })
+    .await
+    .map_err(|e| Error::Unavailable(format!("cannot load the advisories: {e}")))?;
+    Ok(Arc::new(RwLock::new(db)))
+}
+
+/// A blocking reader over the chunks the engine streams.
+struct ChannelReader {
+    rx: mpsc::Receiver<Bytes>,
+    chunk: Bytes,
+}
+
+impl Read for ChannelReader {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        while self.chunk.is_empty() {
+            match self.rx.blocking_recv() {
+                Some(chunk) => self.chunk = chunk,
+                None => return Ok(0),
+            }
+        }
+        let n = buf.len().min(self.chunk.len());
+        buf[..n].copy_from_slice(&self.chunk.split_to(n));
+        Ok(n)
+    }
+}
+
+fn severity_at_least(min: Option<Severity>, severity: &str) -> bool {
+    let Some(min) = min else {
+        return true;
+    };
+    Severity::parse(severity).is_some_and(|s| s >= min)
+}
+
+/// Findings, advisory data and acceptances. A handle on the [`Platform`],
+/// from [`Platform::vulns`].
+#[derive(Debug, Clone, Copy)]
+pub struct Vulns<'a> {
+    pub(crate) p: &'a Platform,
+}
+
+impl Platform {
+    pub fn vulns(&self) -> Vulns<'_> {
+        Vulns { p: self }
+    }
+}
+
+impl Vulns<'_> {
+    /// Reads the packages of `image_id` and records them as release
+    /// `number`'s.
+    pub(crate) async fn scan(
+        &self,
+        engine: &Engine,
+        app: &AppRow,
+        number: u64,
+        image_id: &str,
+    ) -> Result<Vec<Package>, Error> {
+        let (tx, rx) = mpsc::channel(16);
+        let labels = BTreeMap::from([
+            (LABEL_INSTALLATION.to_owned(), engine.installation.clone()),
+            (LABEL_APP.to_owned(), app.name.to_string()),
+            (LABEL_TASK.to_owned(), INVENTORY_TASK.to_owned()),
+        ]);
+        let reader = tokio::task::spawn_blocking(move || {
+            rampart_vulns::inventory::scan_tar(ChannelReader {
+                rx,
+                chunk: Bytes::new(),
+            })
+        });
+        let exported = engine.runtime.export_image(image_id, labels, tx).await;
+        let scanned = reader
+            .await
+            .map_err(|e| Error::Unavailable(format!("the scan stopped: {e}")))?;
+        exported?;
+        let mut packages =
+            scanned.map_err(|e| Error::Unavailable(format!("cannot scan the image: {e}")))?;
+        packages.sort_by(|a, b| {
+            (a.ecosystem.as_osv(), &a.name, &a.version, &a.location).cmp(&(
+                b.ecosystem.as_osv(),
+                &b.name,
+                &b.version,
+                &b.location,
+            ))
+        });
+        packages.dedup();
+        let json = serde_json::to_string(&packages)
+            .map_err(|e| Error::Unavailable(format!("cannot record the inventory: {e}")))?;
+        self.p
+            .store
+            .put_inventory(&app.id, number, &Timestamp::now().to_rfc3339(), &json)
+            .await?;
+        Ok(packages)
+    }
+
+    /// A release's recorded packages, if it was scanned.
+    async fn inventory(&self, app: &AppRow, number: u64) -> Result<Option<Vec<Package>>, Error> {
+        let Some((_, json)) = self.p.store.inventory(&app.id, number).await? else {
+            return Ok(None);
+        };
+        serde_json::from_str(&json)
+            .map(Some)
+            .map_err(|e| Error::Store(rampart_store::StoreError::Corrupt(e.to_string())))
+    }
+
+    /// The findings of `packages` (release `number` of `app`), with the
+    /// acceptances that hold now, and the pairs that could not be judged.
+    fn judge(
+        &self,
+        app: &AppRow,
+        number: u64,
+        packages: &[Package],
+        accepted: &[AcceptedRiskRow],
+        now: &str,
+    ) -> (Vec<wire::Finding>, Vec<String>) {
+        let (found, unjudged) = self
+            .p
+            .advisories
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .findings(packages);
+        let holds: Vec<&AcceptedRiskRow> = accepted
+            .iter()
+            .filter(|a| a.app_id == app.id && a.expires_at.as_str() > now)
+            .collect();
+        let findings = found
+            .into_iter()
+            .map(|f| {
+                let accepted = holds
+                    .iter()
+                    .find(|a| {
+                        a.advisory == f.advisory.id || f.advisory.aliases.contains(&a.advisory)
+                    })
+                    .map(|a| accepted_view(app.name.as_str(), a));
+                wire::Finding {
+                    app: app.name.to_string(),
+                    release: number,
+                    ecosystem: f.package.ecosystem.as_osv().to_owned(),
+                    package: f.package.name,
+                    version: f.package.version,
+                    location: f.package.location,
+                    advisory: f.advisory.id,
+                    aliases: f.advisory.aliases,
+                    fixed: f.advisory.fixed,
+                    severity: f.severity.as_str().to_owned(),
+                    summary: f.summary,
+                    accepted,
+                }
+            })
+            .collect();
+        let unjudged = unjudged
+            .into_iter()
+            .map(|u| {
+                format!(
+                    "{}: {} {} against {}: {}",
+                    app.name, u.package.name, u.package.version, u.advisory, u.error
+                )
+            })
+            .collect();
+        (findings, unjudged)
+    }
+
+    /// The findings of an image about to be deployed that block it under
+    /// the app's `refuse_critical` policy: critical, not accepted.
+    pub(crate) async fn blocking(
+        &self,
+        app: &AppRow,
+        number: u64,
+        packages: &[Package],
+    ) -> Result<Vec<wire::Finding>, Error> {
+        let accepted = self.p.store.accepted_risks().await?;
+        let now = Timestamp::now().to_rfc3339();
+        let (findings, _) = self.judge(app, number, packages, &accepted, &now);
+        Ok(findings
+            .into_iter()
+            .filter(|f| f.severity == Severity::Critical.as_str() && f.accepted.is_none())
+            .collect())
+    }
+
+    /// The advisory data's size and age.
+    pub async fn status(&self) -> Result<wire::VulnDbStatus, Error> {
+        let (advisories, newest) = {
+            let db = self.p.advisories.read().unwrap_or_else(|e| e.into_inner());
+            (db.len() as u64, db.newest())
+        };
+        let last_import = self
+            .p
+            .store
+            .advisory_imports(1)
+            .await?
+            .into_iter()
+            .next()
+            .map(|i| i.imported_at);
+        let age_days = newest
+            .as_deref()
+            .and_then(Timestamp::parse)
+            .map(|t| (Timestamp::now().unix_seconds() - t.unix_seconds()).max(0) as u64 / 86_400);
+        Ok(wire::VulnDbStatus {
+            advisories,
+            stale: age_days.is_none_or(|d| d > STALE_DAYS),
+            newest_record: newest,
+            age_days,
+            last_import,
+        })
+    }
+
+    /// The findings of every live release (or `app`'s), at `min` severity
+    /// or above.
+    pub async fn report(
+        &self,
+        app: Option<&str>,
+        min: Option<&str>,
+    ) -> Result<wire::VulnReport, Error> {
+        let min = match min {
+            None => None,
+            Some(text) => Some(Severity::parse(text).ok_or_else(|| {
+                Error::Invalid(format!(
+                    "severity must be critical, high, medium, low or unknown, not {text:?}"
+                ))
+            })?),
+        };
+        let apps = match app {
+            Some(name) => vec![self.p.app_row(name).await?],
+            None => self.p.store.apps().await?,
+        };
+        let accepted = self.p.store.accepted_risks().await?;
+        let now = Timestamp::now().to_rfc3339();
+        let mut report = wire::VulnReport {
+            db: self.status().await?,
+            findings: Vec::new(),
+            unscanned: Vec::new(),
+            unjudged: Vec::new(),
+        };
+        for app in &apps {
+            let Some(live) = app.live_release else {
+                continue;
+            };
+            let Some(packages) = self.inventory(app, live).await? else {
+                report
+                    .unscanned
+                    .push(format!("{}: release {live} has not been scanned", app.name));
+                continue;
+            };
+            let (findings, unjudged) = self.judge(app, live, &packages, &accepted, &now);
+            report.findings.extend(
+                findings
+                    .into_iter()
+                    .filter(|f| severity_at_least(min, &f.severity)),
+            );
+            report.unjudged.extend(unjudged);
+        }
+        report.findings.sort_by(|a, b| {
+            let rank = |f: &wire::Finding| std::cmp::Reverse(Severity::parse(&f.severity));
+            (rank(a), &a.app, &a.package, &a.advisory).cmp(&(
+                rank(b),
+                &b.app,
+                &b.package,
+                &b.advisory,
+            ))
+        });
+        Ok(report)
+    }
+
+    /// Imports an archive of OSV records (a zip file or a tar of a folder):
+    /// new records and newer versions of known ones are stored in one
+    /// transaction, or nothing is. Live releases are matched again after.
+    pub async fn import(
+        &self,
+        acting: Acting<'_>,
+        archive: Bytes,
+    ) -> Result<wire::VulnImport, Error> {
+        if archive.len() > MAX_ARCHIVE {
+            return Err(Error::Invalid(format!(
+                "an advisory archive may be at most {MAX_ARCHIVE} bytes"
+            )));
+        }
+        let unpacked = tokio::task::spawn_blocking(move || rampart_vulns::db::unpack(&archive))
+            .await
+            .map_err(|e| Error::Unavailable(format!("the import stopped: {e}")))?
+            .map_err(|e| Error::Invalid(e.to_string()))?;
+        let mut counts = [0u64; 3];
+        let mut changed = Vec::new();
+        let mut rows = Vec::new();
+        {
+            let db = self.p.advisories.read().unwrap_or_else(|e| e.into_inner());
+            for record in unpacked.records {
+                let added = db.would_add(&record);
+                counts[added as usize] += 1;
+                if added != Added::Unchanged {
+                    let json = serde_json::to_string(&record).map_err(|e| {
+                        Error::Invalid(format!("advisory {} cannot be stored: {e}", record.id))
+                    })?;
+                    rows.push((
+                        record.id.clone(),
+                        rampart_vulns::db::modified(&record),
+                        json,
+                    ));
+                    changed.push(record);
+                }
+            }
+        }
+        let newest = changed
+            .iter()
+            .max_by_key(|r| r.modified)
+            .map(rampart_vulns::db::modified);
+        let import = AdvisoryImportRow {
+            imported_at: Timestamp::now().to_rfc3339(),
+            imported_by: acting.caller.user_id.to_string(),
+            new: counts[Added::New as usize],
+            updated: counts[Added::Updated as usize],
+            unchanged: counts[Added::Unchanged as usize],
+            refused: unpacked.refused.len() as u64,
+            newest_record: newest,
+        };
+        let record = self.p.record(
+            acting,
+            Action::VulnImport,
+            format!("vulns/db (+{} new, {} updated)", import.new, import.updated),
+        );
+        self.p
+            .committed(self.p.store.import_advisories(&rows, &import, record).await)
+            .await?;
+        {
+            let mut db = self.p.advisories.write().unwrap_or_else(|e| e.into_inner());
+            for record in changed {
+                db.add(record);
+            }
+        }
+        let findings = self.rematch().await?;
+        Ok(wire::VulnImport {
+            new: import.new,
+            updated: import.updated,
+            unchanged: import.unchanged,
+            skipped: unpacked.skipped as u64,
+            refused: unpacked.refused,
+            status: self.status().await?,
+            findings,
+        })
+    }
+
+    /// Matches every live release: scans those never scanned, raises an
+    /// alert for each critical finding nobody accepted and resolves those
+    /// that are gone. Returns how many findings there are.
+    pub(crate) async fn rematch(&self) -> Result<u64, Error> {
+        let apps = self.p.store.apps().await?;
+        if let Ok(engine) = self.p.engine() {
+            for app in &apps {
+                if let Some(live) = app.live_release
+                    && self.p.store.inventory(&app.id, live).await?.is_none()
+                    && let Some(release) = self.p.store.release(&app.id, live).await?
+                    && !release.image_id.is_empty()
+                    && let Err(error) = self.scan(engine, app, live, &release.image_id).await
+                {
+                    tracing::warn!(app = %app.name, release = live, %error, "cannot scan a live release");
+                }
+            }
+        }
+        let report = self.report(None, None).await?;
+        let mut critical: BTreeSet<(String, String)> = BTreeSet::new();
+        for finding in &report.findings {
+            if finding.severity != Severity::Critical.as_str() || finding.accepted.is_some() {
+                continue;
+            }
+            let also = if finding.aliases.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", finding.aliases.join(", "))
+            };
+            let fixed = finding.fixed.as_deref().map_or_else(
+                || "no fix published".to_owned(),
+                |f| format!("fixed in {f}"),
+            );
+            self.p
+                .alerts()
+                .raise(Condition {
+                    rule: "vulnerability",
+                    severity: rampart_watch::alert::Severity::Critical,
+                    app: Some(&finding.app),
+                    detail: Some(&finding.advisory),
+                    summary: format!(
+                        "{}: critical {}{also} in {} {} (release {}); {fixed}",
+                        finding.app,
+                        finding.advisory,
+                        finding.package,
+                        finding.version,
+                        finding.release
+                    ),
+                })
+                .await;
+            critical.insert((finding.app.clone(), finding.advisory.clone()));
+        }
+        for alert in self.p.store.alerts(false, 10_000).await? {
+            if alert.rule != "vulnerability" || alert.state != "firing" {
+                continue;
+            }
+            let Some(app) = alert.app.as_deref() else {
+                continue;
+            };
+            let advisory = alert
+                .key
+                .strip_prefix(&format!("vulnerability:{app}:"))
+                .unwrap_or_default();
+            if !critical.contains(&(app.to_owned(), advisory.to_owned())) {
+                self.p
+                    .alerts()
+                    .resolve("vulnerability", Some(app), Some(advisory))
+                    .await;
+            }
+        }
+        Ok(report.findings.len() as u64)
+    }
+
+    /// Accepts a finding of `app` for `request.days`.
+    pub async fn accept(
+        &self,
+        acting: Acting<'_>,
+        app: &str,
+        request: wire::AcceptRisk,
+    ) -> Result<wire::AcceptedRisk, Error> {
+        let row = self.p.app_row(app).await?;
+        let advisory = request.advisory.trim();
+        let id_like = !advisory.is_empty()
+            && advisory.len() <= 128
+            && advisory
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'));
+        if !id_like {
+            return Err(Error::Invalid(format!(
+                "{advisory:?} is not an advisory id (letters, digits, - _ . : only)"
+            )));
+        }
+        let reason = request.reason.trim();
+        if reason.is_empty() || reason.chars().count() > 500 || reason.chars().any(char::is_control)
+        {
+            return Err(Error::Invalid(
+                "the reason is required: one line of at most 500 characters".into(),
+            ));
+        }
+        if request.days == 0 || request.days > MAX_ACCEPT_DAYS {
+            return Err(Error::Invalid(format!(
+                "an acceptance holds for 1 to {MAX_ACCEPT_DAYS} days, not {}",
+                request.days
+            )));
+        }
+        let now = Timestamp::now();
+        let expires_at =
+            Timestamp::from_unix_seconds(now.unix_seconds() + i64::from(request.days) * 86_400)
+                .unwrap_or(now)
+                .to_rfc3339();
+        let accepted = AcceptedRiskRow {
+            app_id: row.id.clone(),
+            advisory: advisory.to_owned(),
+            reason: reason.to_owned(),
+            expires_at,
+            created_by: acting.caller.user_id.to_string(),
+            created_at: now.to_rfc3339(),
+        };
+        let record = self.p.record(
+            acting,
+            Action::VulnAccept,
+            format!("apps/{}/vulns/{advisory}", row.name),
+        );
+        self.p
+            .committed(self.p.store.accept_risk(&accepted, record).await)
+            .await?;
+        self.rematch().await?;
+        Ok(accepted_view(row.name.as_str(), &accepted))
+    }
+
+    /// Withdraws an acceptance.
+    pub async fn unaccept(
+        &self,
+        acting: Acting<'_>,
+        app: &str,
+        advisory: &str,
+    ) -> Result<(), Error> {
+        let row = self.p.app_row(app).await?;
+        let record = self.p.record(
+            acting,
+            Action::VulnAccept,
+            format!("apps/{}/vulns/{advisory}/withdrawn", row.name),
+        );
+        self.p
+            .committed(
+                self.p
+                    .store
+                    .remove_accepted_risk(&row.id, advisory, record)
+                    .await,
+            )
+            .await?;
+        self.rematch().await?;
+        Ok(())
+    }
+
+    /// Acceptances, those that expired included.
+    pub async fn accepted(&self) -> Result<Vec<wire::AcceptedRisk>, Error> {
+        let apps: BTreeMap<_, _> = self
+            .p
+            .store
+            .apps()
+            .await?
+            .into_iter()
+            .map(|a| (a.id.clone(), a.name.to_string()))
+            .collect();
+        Ok(self
+            .p
+            .store
+            .accepted_risks()
+            .await?
+            .iter()
+            .filter_map(|a| Some(accepted_view(apps.get(&a.app_id)?, a)))
+            .collect())
+    }
+
+    /// The CycloneDX bill of materials of a release (the live one by
+    /// default), scanning it first if it never was.
+    pub async fn sbom(&self, app: &str, release: Option<u64>) -> Result<serde_json::Value, Error> {
+        let row = self.p.app_row(app).await?;
+        let number = release
+            .or(row.live_release)
+            .ok_or_else(|| Error::NotFound(format!("app {app:?} has no live release; name one")))?;
+        let found = self
+            .p
+            .store
+            .release(&row.id, number)
+            .await?
+            .ok_or_else(|| Error::NotFound(format!("app {app:?} has no release {number}")))?;
+        let packages = match self.inventory(&row, number).await? {
+            Some(packages) => packages,
+            None if found.image_id.is_empty() => {
+                return Err(Error::NotFound(format!(
+                    "release {number} never had an image"
+                )));
+            }
+            None => {
+                let engine = self.p.engine()?;
+                self.scan(engine, &row, number, &found.image_id).await?
+            }
+        };
+        let (scanned_at, _) = self
+            .p
+            .store
+            .inventory(&row.id, number)
+            .await?
+            .unwrap_or_default();
+        Ok(rampart_vulns::sbom::cyclonedx(
+            &format!("{}", row.name),
+            &format!("r{number}"),
+            &scanned_at,
+            &packages,
+        ))
+    }
+}
+
+fn accepted_view(app: &str, row: &AcceptedRiskRow) -> wire::AcceptedRisk {
+    wire::AcceptedRisk {
+        app: app.to_owned(),
+        advisory: row.advisory.clone(),
+        reason: row.reason.clone(),
+        expires_at: row.expires_at.clone(),
+        created_by: row.created_by.clone(),
+        created_at: row.created_at.clone(),
+    }
+}

@@ -1,0 +1,347 @@
+//! Known vulnerabilities through the real binary and the real engine:
+//! images `FROM scratch` that carry a dpkg status file, an apk database,
+//! Python distributions and Node packages at versions with published
+//! advisories, matched against those advisories' OSV records as published
+//! (`tests/fixtures/osv`), with near-miss versions beside each that must
+//! not be reported.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+mod common;
+
+use common::*;
+use rampart_testkit::{Sandbox, Server, ok, run};
+use serde_json::Value;
+
+const OSV: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/osv");
+
+fn write(root: &Path, path: &str, text: &str) {
+    let path = root.join(path);
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(path, text).unwrap();
+}
+
+/// A Debian 12 image: glibc before DSA-5514-1's fix (and a package of the
+/// same source at the fix), Django before PYSEC-2023-100's fix (and one at
+/// it), lodash before both GHSA fixes (and one at the later).
+fn debian_context(dir: &Path) -> PathBuf {
+    let ctx = context(dir, "COPY rootfs/ /\n");
+    let root = ctx.join("rootfs");
+    write(
+        &root,
+        "var/lib/dpkg/status",
+        "Package: libc6\nStatus: install ok installed\nSource: glibc\nVersion: 2.36-9+deb12u2\n\n\
+         Package: libc6-dev\nStatus: install ok installed\nSource: glibc\nVersion: 2.36-9+deb12u3\n\n\
+         Package: zlib1g\nStatus: install ok installed\nSource: zlib\nVersion: 1:1.2.13.dfsg-1\n",
+    );
+    write(
+        &root,
+        "usr/lib/os-release",
+        "PRETTY_NAME=\"Debian GNU/Linux 12 (bookworm)\"\nID=debian\nVERSION_ID=\"12\"\n",
+    );
+    write(
+        &root,
+        "app/venv/lib/python3.11/site-packages/Django-4.2.2.dist-info/METADATA",
+        "Metadata-Version: 2.1\nName: Django\nVersion: 4.2.2\n",
+    );
+    write(
+        &root,
+        "opt/tools/lib/python3.11/site-packages/Django-4.2.3.dist-info/METADATA",
+        "Metadata-Version: 2.1\nName: Django\nVersion: 4.2.3\n",
+    );
+    write(
+        &root,
+        "app/node_modules/lodash/package.json",
+        r#"{"name": "lodash", "version": "4.17.11"}"#,
+    );
+    write(
+        &root,
+        "app/node_modules/tool/node_modules/lodash/package.json",
+        r#"{"name": "lodash", "version": "4.17.21"}"#,
+    );
+    ctx
+}
+
+/// An Alpine 3.18 image: libcrypto3 before ALPINE-CVE-2023-5363's fix and
+/// libssl3 (same origin) at it.
+fn alpine_context(dir: &Path) -> PathBuf {
+    let ctx = context(dir, "COPY rootfs/ /\n");
+    let root = ctx.join("rootfs");
+    write(
+        &root,
+        "lib/apk/db/installed",
+        "C:Q1abc=\nP:libcrypto3\nV:3.1.3-r0\nA:x86_64\no:openssl\n\n\
+         C:Q1def=\nP:libssl3\nV:3.1.4-r0\nA:x86_64\no:openssl\n",
+    );
+    write(
+        &root,
+        "etc/os-release",
+        "NAME=\"Alpine Linux\"\nID=alpine\nVERSION_ID=3.18.4\n",
+    );
+    ctx
+}
+
+fn findings(sb: &Sandbox, server: &Server, args: &[&str]) -> (Value, Vec<String>) {
+    let report = json(cli(sb, server).arg("vulns").args(args));
+    let mut rows: Vec<String> = report["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| {
+            format!(
+                "{} {} {} {} fixed {} {}{}",
+                f["app"].as_str().unwrap(),
+                f["package"].as_str().unwrap(),
+                f["version"].as_str().unwrap(),
+                f["advisory"].as_str().unwrap(),
+                f["fixed"].as_str().unwrap_or("-"),
+                f["severity"].as_str().unwrap(),
+                if f["accepted"].is_object() {
+                    " accepted"
+                } else {
+                    ""
+                },
+            )
+        })
+        .collect();
+    rows.sort();
+    (report, rows)
+}
+
+fn firing_vulnerability_alerts(sb: &Sandbox, server: &Server) -> Vec<String> {
+    let alerts = json(cli(sb, server).args(["alerts", "list"]));
+    alerts
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|a| a["rule"] == "vulnerability")
+        .map(|a| a["summary"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[test]
+fn images_are_inventoried_and_matched_against_published_advisories() {
+    let sb = sandbox();
+    let _cleanup = Cleanup(vec!["vuln".into(), "alp".into()]);
+    let server = sb.start(&sb.write_config(CONFIG)).unwrap();
+    for app in ["vuln", "alp"] {
+        ok(cli(&sb, &server).args(["apps", "create", app]));
+    }
+    let debian = debian_context(&sb.path().join("debian"));
+    ok(cli(&sb, &server)
+        .args(["deploy", "vuln", "--path"])
+        .arg(&debian));
+    ok(cli(&sb, &server)
+        .args(["deploy", "alp", "--path"])
+        .arg(alpine_context(&sb.path().join("alpine"))));
+
+    // No data yet: nothing found, and the report says why.
+    let (report, rows) = findings(&sb, &server, &[]);
+    assert!(rows.is_empty(), "{rows:?}");
+    assert_eq!(report["db"]["advisories"], 0);
+    assert_eq!(report["db"]["stale"], true);
+
+    // Bad archives are refused whole and change nothing.
+    let zip = sb.path().join("osv.zip");
+    ok(std::process::Command::new("python3")
+        .args(["-m", "zipfile", "-c"])
+        .arg(&zip)
+        .args(["Alpine", "Debian", "PyPI", "npm"])
+        .current_dir(OSV));
+    let bytes = std::fs::read(&zip).unwrap();
+    let truncated = sb.path().join("truncated.zip");
+    std::fs::write(&truncated, &bytes[..bytes.len() / 2]).unwrap();
+    let not_zip = sb.path().join("notes.txt");
+    std::fs::write(&not_zip, b"\x00\xffnot an archive").unwrap();
+    for bad in [&truncated, &not_zip] {
+        let (code, _, err) = run(cli(&sb, &server).args(["vulns", "db", "import"]).arg(bad));
+        assert_ne!(code, 0, "{err}");
+        assert!(err.contains("zip"), "{err}");
+    }
+    let status = json(cli(&sb, &server).args(["vulns", "db", "status"]));
+    assert_eq!(status["advisories"], 0, "{status}");
+
+    // The published records, as OSV's all.zip carries them.
+    let imported = json(cli(&sb, &server).args(["vulns", "db", "import"]).arg(&zip));
+    assert_eq!(imported["new"], 5, "{imported}");
+    assert_eq!(
+        imported["refused"].as_array().unwrap().len(),
+        0,
+        "{imported}"
+    );
+    assert_eq!(
+        imported["status"]["newest_record"],
+        "2023-11-06T12:00:00.000Z"
+    );
+
+    let want = [
+        "alp libcrypto3 3.1.3-r0 ALPINE-CVE-2023-5363 fixed 3.1.4-r0 unknown",
+        "vuln django 4.2.2 PYSEC-2023-100 fixed 4.2.3 unknown",
+        "vuln libc6 2.36-9+deb12u2 DSA-5514-1 fixed 2.36-9+deb12u3 unknown",
+        "vuln lodash 4.17.11 GHSA-35jh-r3h4-6jhm fixed 4.17.21 high",
+        "vuln lodash 4.17.11 GHSA-jf85-cpcp-j695 fixed 4.17.12 critical",
+    ];
+    let (report, rows) = findings(&sb, &server, &[]);
+    assert_eq!(rows, want, "{report}");
+    assert!(
+        report["unjudged"].as_array().unwrap().is_empty(),
+        "{report}"
+    );
+    let critical = report["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["advisory"] == "GHSA-jf85-cpcp-j695")
+        .unwrap();
+    assert_eq!(critical["aliases"], serde_json::json!(["CVE-2019-10744"]));
+    assert_eq!(
+        critical["location"],
+        "/app/node_modules/lodash/package.json"
+    );
+
+    // The critical one reaches the alerts, naming the app and advisory.
+    let alerts = firing_vulnerability_alerts(&sb, &server);
+    assert_eq!(alerts.len(), 1, "{alerts:?}");
+    assert!(
+        alerts[0]
+            .starts_with("vuln: critical GHSA-jf85-cpcp-j695 (CVE-2019-10744) in lodash 4.17.11"),
+        "{alerts:?}"
+    );
+
+    // Importing the same records again, as a folder this time, changes nothing.
+    let again = json(cli(&sb, &server).args(["vulns", "db", "import", OSV]));
+    assert_eq!(
+        (
+            again["new"].as_u64(),
+            again["updated"].as_u64(),
+            again["unchanged"].as_u64()
+        ),
+        (Some(0), Some(0), Some(5)),
+        "{again}"
+    );
+
+    // Filters.
+    let (_, rows) = findings(&sb, &server, &["vuln", "--severity", "high"]);
+    assert_eq!(rows, want[3..]);
+    let (code, _, err) = run(cli(&sb, &server).args(["vulns", "--severity", "dire"]));
+    assert_ne!(code, 0);
+    assert!(err.contains("severity must be"), "{err}");
+
+    // Acceptances: bad ones are refused and record nothing.
+    for (args, why) in [
+        (vec!["--reason", "x", "--days", "0"], "1 to 365 days"),
+        (vec!["--reason", "x", "--days", "366"], "1 to 365 days"),
+        (vec!["--reason", " ", "--days", "30"], "reason is required"),
+        (
+            vec!["--reason", "a\u{1b}[2Jb", "--days", "30"],
+            "reason is required",
+        ),
+    ] {
+        let (code, _, err) = run(cli(&sb, &server)
+            .args(["vulns", "accept", "vuln", "CVE-2019-10744"])
+            .args(&args));
+        assert_ne!(code, 0, "{args:?}");
+        assert!(err.contains(why), "{args:?}: {err}");
+    }
+    let (code, _, err) =
+        run(cli(&sb, &server).args(["vulns", "accept", "vuln", "../../etc", "--reason", "x"]));
+    assert_ne!(code, 0);
+    assert!(err.contains("not an advisory id"), "{err}");
+    assert_eq!(
+        json(cli(&sb, &server).args(["vulns", "accepted"])),
+        serde_json::json!([])
+    );
+    // Accepted by its CVE alias: still listed, marked, and the alert ends.
+    ok(cli(&sb, &server).args([
+        "vulns",
+        "accept",
+        "vuln",
+        "CVE-2019-10744",
+        "--reason",
+        "defaultsDeep is never called on user input",
+        "--days",
+        "30",
+    ]));
+    let (_, rows) = findings(&sb, &server, &["vuln", "--severity", "critical"]);
+    assert_eq!(
+        rows,
+        ["vuln lodash 4.17.11 GHSA-jf85-cpcp-j695 fixed 4.17.12 critical accepted"]
+    );
+    assert!(firing_vulnerability_alerts(&sb, &server).is_empty());
+    let audit = ok(cli(&sb, &server).args(["audit", "list"]));
+    assert!(audit.contains("vulns.accept"), "{audit}");
+    assert!(audit.contains("vulns.import"), "{audit}");
+
+    // The bill of materials names each package by its purl.
+    let bom: Value = serde_json::from_str(&ok(cli(&sb, &server).args(["sbom", "vuln"]))).unwrap();
+    assert_eq!(bom["bomFormat"], "CycloneDX");
+    let purls: Vec<&str> = bom["components"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["purl"].as_str().unwrap())
+        .collect();
+    for purl in [
+        "pkg:npm/lodash@4.17.11",
+        "pkg:pypi/django@4.2.2",
+        "pkg:deb/debian/libc6@2.36-9%2Bdeb12u2?upstream=glibc",
+    ] {
+        assert!(purls.contains(&purl), "{purl} in {purls:?}");
+    }
+    let (code, _, err) = run(cli(&sb, &server).args(["sbom", "vuln", "--release", "9"]));
+    assert_ne!(code, 0);
+    assert!(err.contains("no release 9"), "{err}");
+
+    // With the policy on and the acceptance withdrawn, the same image is
+    // refused, naming the finding, and release 1 keeps serving.
+    ok(cli(&sb, &server).args(["vulns", "unaccept", "vuln", "CVE-2019-10744"]));
+    ok(cli(&sb, &server).args(["apps", "configure", "vuln", "--refuse-critical", "true"]));
+    let (code, out, err) = run(cli(&sb, &server)
+        .args(["deploy", "vuln", "--path"])
+        .arg(&debian));
+    assert_eq!(code, 1, "{out}\n{err}");
+    assert!(
+        err.contains("refuse_critical")
+            && err.contains("GHSA-jf85-cpcp-j695 in lodash 4.17.11 (fixed in 4.17.12)")
+            && err.contains("release 1 keeps serving"),
+        "{err}"
+    );
+    assert!(
+        !err.contains("GHSA-35jh"),
+        "only critical findings block: {err}"
+    );
+    let (status, body) = get(
+        &edge_client(&server, "vuln.localhost"),
+        &app_url(&server, "vuln.localhost"),
+    );
+    assert_eq!(status, 200, "{body}");
+    assert!(body.starts_with("hello from release 1"), "{body}");
+    // Accepted again, the same image deploys.
+    ok(cli(&sb, &server).args([
+        "vulns",
+        "accept",
+        "vuln",
+        "GHSA-jf85-cpcp-j695",
+        "--reason",
+        "reviewed",
+        "--days",
+        "7",
+    ]));
+    let release = json(
+        cli(&sb, &server)
+            .args(["deploy", "vuln", "--path"])
+            .arg(&debian),
+    );
+    assert_eq!(release["number"], 3, "{release}");
+    assert_eq!(release["status"], "live");
+    let (_, rows) = findings(&sb, &server, &["vuln"]);
+    assert_eq!(rows.len(), 4, "{rows:?}");
+    assert!(rows.iter().all(|r| r.starts_with("vuln ")));
+
+    // No inventory container is left behind.
+    eventually(Duration::from_secs(5), "inventory containers gone", || {
+        let (_, out, _) = docker(&["ps", "-aq", "--filter", "label=rampart.task=inventory"]);
+        out.trim().is_empty()
+    });
+}
