@@ -179,8 +179,18 @@ impl Vulns<'_> {
             .iter()
             .filter(|a| a.app_id == app.id && a.expires_at.as_str() > now)
             .collect();
+        // A package both installed and named in a lockfile is one finding.
+        let mut seen = BTreeSet::new();
         let findings = found
             .into_iter()
+            .filter(|f| {
+                seen.insert((
+                    f.package.ecosystem.as_osv(),
+                    f.package.name.clone(),
+                    f.package.version.clone(),
+                    f.advisory.id.clone(),
+                ))
+            })
             .map(|f| {
                 let accepted = holds
                     .iter()

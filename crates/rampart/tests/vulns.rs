@@ -24,7 +24,8 @@ fn write(root: &Path, path: &str, text: &str) {
 
 /// A Debian 12 image: glibc before DSA-5514-1's fix (and a package of the
 /// same source at the fix), Django before PYSEC-2023-100's fix (and one at
-/// it), lodash before both GHSA fixes (and one at the later).
+/// it), lodash before both GHSA fixes (and one at the later), requests
+/// pinned before a fix in a requirements file.
 fn debian_context(dir: &Path) -> PathBuf {
     let ctx = context(dir, "COPY rootfs/ /\n");
     let root = ctx.join("rootfs");
@@ -59,6 +60,20 @@ fn debian_context(dir: &Path) -> PathBuf {
         &root,
         "app/node_modules/tool/node_modules/lodash/package.json",
         r#"{"name": "lodash", "version": "4.17.21"}"#,
+    );
+    // Lockfiles: requests only here (before GHSA-9wx4-h78v-vm56's fix,
+    // and at it in another), the rest as installed (reported once).
+    write(
+        &root,
+        "app/requirements.txt",
+        "Django==4.2.2\nrequests==2.31.0 \\\n    --hash=sha256:58cd\n",
+    );
+    write(&root, "opt/tools/requirements.txt", "requests==2.32.2\n");
+    write(
+        &root,
+        "app/package-lock.json",
+        r#"{"lockfileVersion": 3, "packages": {"": {"name": "app"},
+            "node_modules/lodash": {"version": "4.17.11"}}}"#,
     );
     ctx
 }
@@ -164,7 +179,7 @@ fn images_are_inventoried_and_matched_against_published_advisories() {
 
     // The published records, as OSV's all.zip carries them.
     let imported = json(cli(&sb, &server).args(["vulns", "db", "import"]).arg(&zip));
-    assert_eq!(imported["new"], 5, "{imported}");
+    assert_eq!(imported["new"], 6, "{imported}");
     assert_eq!(
         imported["refused"].as_array().unwrap().len(),
         0,
@@ -172,7 +187,7 @@ fn images_are_inventoried_and_matched_against_published_advisories() {
     );
     assert_eq!(
         imported["status"]["newest_record"],
-        "2023-11-06T12:00:00.000Z"
+        "2024-05-20T22:07:29.000Z"
     );
 
     let want = [
@@ -181,6 +196,7 @@ fn images_are_inventoried_and_matched_against_published_advisories() {
         "vuln libc6 2.36-9+deb12u2 DSA-5514-1 fixed 2.36-9+deb12u3 unknown",
         "vuln lodash 4.17.11 GHSA-35jh-r3h4-6jhm fixed 4.17.21 high",
         "vuln lodash 4.17.11 GHSA-jf85-cpcp-j695 fixed 4.17.12 critical",
+        "vuln requests 2.31.0 GHSA-9wx4-h78v-vm56 fixed 2.32.2 medium",
     ];
     let (report, rows) = findings(&sb, &server, &[]);
     assert_eq!(rows, want, "{report}");
@@ -217,13 +233,13 @@ fn images_are_inventoried_and_matched_against_published_advisories() {
             again["updated"].as_u64(),
             again["unchanged"].as_u64()
         ),
-        (Some(0), Some(0), Some(5)),
+        (Some(0), Some(0), Some(6)),
         "{again}"
     );
 
     // Filters.
     let (_, rows) = findings(&sb, &server, &["vuln", "--severity", "high"]);
-    assert_eq!(rows, want[3..]);
+    assert_eq!(rows, want[3..5]);
     let (code, _, err) = run(cli(&sb, &server).args(["vulns", "--severity", "dire"]));
     assert_ne!(code, 0);
     assert!(err.contains("severity must be"), "{err}");
@@ -336,7 +352,7 @@ fn images_are_inventoried_and_matched_against_published_advisories() {
     assert_eq!(release["number"], 3, "{release}");
     assert_eq!(release["status"], "live");
     let (_, rows) = findings(&sb, &server, &["vuln"]);
-    assert_eq!(rows.len(), 4, "{rows:?}");
+    assert_eq!(rows.len(), 5, "{rows:?}");
     assert!(rows.iter().all(|r| r.starts_with("vuln ")));
 
     // No inventory container is left behind.

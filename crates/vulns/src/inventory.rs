@@ -187,6 +187,151 @@ pub fn os_release(text: &str) -> Option<String> {
     }
 }
 
+fn locked(ecosystem: Ecosystem, name: &str, version: &str) -> Option<Package> {
+    let name = name.trim();
+    let version = version.trim();
+    if name.is_empty() || version.is_empty() || name.len() > 214 || version.len() > 128 {
+        return None;
+    }
+    Some(Package {
+        ecosystem,
+        name: match ecosystem {
+            Ecosystem::PyPi => python_name(name),
+            _ => name.to_owned(),
+        },
+        version: version.to_owned(),
+        source: None,
+        location: String::new(),
+        distro: None,
+    })
+}
+
+/// Pinned requirements (`name==version`, extras and markers dropped);
+/// ranges pin nothing and are skipped.
+pub fn requirements_txt(text: &str) -> Vec<Package> {
+    text.lines()
+        .filter_map(|line| {
+            let line = line.split(" #").next()?.split(';').next()?.trim();
+            let line = line.trim_end_matches('\\').trim();
+            if line.starts_with(['#', '-']) {
+                return None;
+            }
+            let (name, version) = line.split_once("==")?;
+            let version = version.trim_start_matches('=').split_whitespace().next()?;
+            if version.contains('*') {
+                return None;
+            }
+            let name = name.split('[').next()?;
+            locked(Ecosystem::PyPi, name, version)
+        })
+        .collect()
+}
+
+/// `[[package]]` tables with a name and a version (poetry.lock, uv.lock,
+/// Cargo.lock). Cargo's own path and git packages carry no registry
+/// source and are not crates.io's.
+fn toml_packages(text: &str, ecosystem: Ecosystem) -> Vec<Package> {
+    let Ok(value) = text.parse::<toml::Table>() else {
+        return Vec::new();
+    };
+    let Some(packages) = value.get("package").and_then(toml::Value::as_array) else {
+        return Vec::new();
+    };
+    packages
+        .iter()
+        .filter_map(|p| {
+            if ecosystem == Ecosystem::CratesIo
+                && !p
+                    .get("source")
+                    .and_then(toml::Value::as_str)
+                    .is_some_and(|s| s.starts_with("registry+"))
+            {
+                return None;
+            }
+            locked(
+                ecosystem,
+                p.get("name")?.as_str()?,
+                p.get("version")?.as_str()?,
+            )
+        })
+        .collect()
+}
+
+pub fn python_lock(text: &str) -> Vec<Package> {
+    toml_packages(text, Ecosystem::PyPi)
+}
+
+pub fn cargo_lock(text: &str) -> Vec<Package> {
+    toml_packages(text, Ecosystem::CratesIo)
+}
+
+/// Pipfile.lock's `default` packages (those installed in production).
+pub fn pipfile_lock(text: &str) -> Vec<Package> {
+    let Ok(value) = serde_json::from_str::<serde_json::Value>(text) else {
+        return Vec::new();
+    };
+    let Some(default) = value["default"].as_object() else {
+        return Vec::new();
+    };
+    default
+        .iter()
+        .filter_map(|(name, entry)| {
+            let version = entry["version"].as_str()?.strip_prefix("==")?;
+            locked(Ecosystem::PyPi, name, version)
+        })
+        .collect()
+}
+
+/// package-lock.json: `packages` (lockfile versions 2 and 3) or, in
+/// version 1 files, the nested `dependencies`.
+pub fn package_lock(text: &str) -> Vec<Package> {
+    let Ok(value) = serde_json::from_str::<serde_json::Value>(text) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    if let Some(packages) = value["packages"].as_object() {
+        for (path, entry) in packages {
+            let Some((_, name)) = path.rsplit_once("node_modules/") else {
+                continue;
+            };
+            if entry["link"].as_bool() == Some(true) {
+                continue;
+            }
+            if let Some(version) = entry["version"].as_str() {
+                out.extend(locked(Ecosystem::Npm, name, version));
+            }
+        }
+        return out;
+    }
+    let mut pending = vec![&value["dependencies"]];
+    while let Some(deps) = pending.pop() {
+        for (name, entry) in deps.as_object().into_iter().flatten() {
+            if let Some(version) = entry["version"].as_str() {
+                out.extend(locked(Ecosystem::Npm, name, version));
+            }
+            pending.push(&entry["dependencies"]);
+        }
+    }
+    out
+}
+
+/// go.sum: each module version once (its `/go.mod` line and its tree's
+/// are one version), without the `v` OSV's Go records leave off.
+pub fn go_sum(text: &str) -> Vec<Package> {
+    let mut seen = std::collections::BTreeSet::new();
+    text.lines()
+        .filter_map(|line| {
+            let mut parts = line.split_whitespace();
+            let module = parts.next()?;
+            let version = parts.next()?.trim_end_matches("/go.mod");
+            let version = version.strip_prefix('v').unwrap_or(version);
+            seen.insert((module, version))
+                .then(|| locked(Ecosystem::Go, module, version))
+                .flatten()
+        })
+        .collect()
+}
+
 /// The most of one metadata file read; larger ones are skipped.
 pub const MAX_FILE: u64 = 16 << 20;
 
@@ -208,6 +353,30 @@ fn reader_for(path: &str) -> Option<fn(&str) -> Vec<Package>> {
         || (file == "PKG-INFO" && parent.ends_with(".egg-info"))
     {
         return Some(|text| python_metadata(text).into_iter().collect());
+    }
+    // Lockfiles of the app itself, not those a dependency ships.
+    let vendored = [
+        "node_modules/",
+        "site-packages/",
+        "dist-packages/",
+        "usr/share/",
+        "usr/lib/",
+    ]
+    .iter()
+    .any(|d| path.contains(d));
+    if !vendored {
+        let read: Option<fn(&str) -> Vec<Package>> = match file {
+            "requirements.txt" => Some(requirements_txt),
+            "poetry.lock" | "uv.lock" => Some(python_lock),
+            "Pipfile.lock" => Some(pipfile_lock),
+            "package-lock.json" => Some(package_lock),
+            "Cargo.lock" => Some(cargo_lock),
+            "go.sum" => Some(go_sum),
+            _ => None,
+        };
+        if read.is_some() {
+            return read;
+        }
     }
     if file == "package.json" {
         // Only a package's own: node_modules/NAME/ or node_modules/@SCOPE/NAME/.
@@ -446,6 +615,68 @@ Version: 12.4+deb12u5\n";
         // Not a tar at all: an error, not an empty inventory.
         let junk = [b'x'; 1024];
         assert!(scan_tar(&junk[..]).is_err());
+    }
+
+    #[test]
+    fn lockfiles_name_their_pinned_packages() {
+        let names = |packages: Vec<Package>| -> Vec<String> {
+            packages
+                .iter()
+                .map(|p| format!("{} {} {}", p.ecosystem.as_osv(), p.name, p.version))
+                .collect()
+        };
+        let requirements = "# pinned\nDjango==4.2.2 \\\n    --hash=sha256:abc\nrequests[socks]==2.31.0 ; python_version >= \"3.8\"\nflask>=2\nurllib3===1.26.5\n-r other.txt\nbroken==\n";
+        assert_eq!(
+            names(requirements_txt(requirements)),
+            [
+                "PyPI django 4.2.2",
+                "PyPI requests 2.31.0",
+                "PyPI urllib3 1.26.5"
+            ]
+        );
+        let poetry =
+            "[[package]]\nname = \"Jinja2\"\nversion = \"3.1.2\"\n\n[[package]]\nname = \"x\"\n";
+        assert_eq!(names(python_lock(poetry)), ["PyPI jinja2 3.1.2"]);
+        let cargo = "version = 3\n[[package]]\nname = \"time\"\nversion = \"0.3.20\"\nsource = \"registry+https://github.com/rust-lang/crates.io-index\"\n\n[[package]]\nname = \"my-app\"\nversion = \"0.1.0\"\n";
+        assert_eq!(names(cargo_lock(cargo)), ["crates.io time 0.3.20"]);
+        let pipfile = r#"{"default": {"django": {"version": "==4.2.2"}, "gitdep": {"git": "x"}},
+            "develop": {"pytest": {"version": "==7.0.0"}}}"#;
+        assert_eq!(names(pipfile_lock(pipfile)), ["PyPI django 4.2.2"]);
+        let lock3 = r#"{"lockfileVersion": 3, "packages": {"": {"name": "app", "version": "1.0.0"},
+            "node_modules/lodash": {"version": "4.17.20"},
+            "node_modules/@babel/core": {"version": "7.22.0"},
+            "node_modules/a/node_modules/lodash": {"version": "4.17.11"},
+            "node_modules/local": {"link": true}}}"#;
+        let mut got = names(package_lock(lock3));
+        got.sort();
+        assert_eq!(
+            got,
+            [
+                "npm @babel/core 7.22.0",
+                "npm lodash 4.17.11",
+                "npm lodash 4.17.20"
+            ]
+        );
+        let lock1 = r#"{"lockfileVersion": 1, "dependencies": {"a": {"version": "1.0.0",
+            "dependencies": {"lodash": {"version": "4.17.11"}}}}}"#;
+        let mut got = names(package_lock(lock1));
+        got.sort();
+        assert_eq!(got, ["npm a 1.0.0", "npm lodash 4.17.11"]);
+        let sum = "golang.org/x/net v0.7.0 h1:abc=\ngolang.org/x/net v0.7.0/go.mod h1:def=\nbad\n";
+        assert_eq!(names(go_sum(sum)), ["Go golang.org/x/net 0.7.0"]);
+        for junk in ["\u{0}\u{ff}", "[[package]", "{", ""] {
+            assert!(python_lock(junk).is_empty());
+            assert!(cargo_lock(junk).is_empty());
+            assert!(package_lock(junk).is_empty());
+            assert!(pipfile_lock(junk).is_empty());
+        }
+        assert_eq!(
+            reader_for("app/node_modules/x/package-lock.json").map(|_| ()),
+            None,
+            "a dependency's own lockfile is not the app's"
+        );
+        assert!(reader_for("app/requirements.txt").is_some());
+        assert!(reader_for("srv/go.sum").is_some());
     }
 
     #[test]
