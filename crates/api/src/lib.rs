@@ -108,6 +108,7 @@ fn documented_routes() -> (Router<routes::AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(alerts::top))
         .routes(routes!(alerts::app_top))
         .routes(routes!(vulns::findings))
+        .routes(routes!(vulns::own_findings))
         .routes(routes!(vulns::app_findings))
         .routes(routes!(vulns::db_status))
         .routes(routes!(vulns::import))

@@ -66,9 +66,10 @@ pub fn access(method: &Method, path: &str) -> Option<Access> {
         | ("GET", "/api/notify")
         | ("GET", "/api/top") => AlertRead,
         ("POST", "/api/alerts/{id}/ack") => AlertAck,
-        ("GET", "/api/vulns") | ("GET", "/api/vulns/db") | ("GET", "/api/vulns/accepted") => {
-            VulnRead
-        }
+        ("GET", "/api/vulns")
+        | ("GET", "/api/vulns/self")
+        | ("GET", "/api/vulns/db")
+        | ("GET", "/api/vulns/accepted") => VulnRead,
         ("POST", "/api/vulns/db/import") => VulnImport,
         ("POST", "/api/apps/{app}/vulns/accepted")
         | ("DELETE", "/api/apps/{app}/vulns/accepted/{advisory}") => VulnAccept,

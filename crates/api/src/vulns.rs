@@ -36,6 +36,14 @@ pub async fn findings(
     ))
 }
 
+/// The platform's own findings: the crates built into it.
+#[utoipa::path(get, path = "/api/vulns/self", tag = "vulns", security(("bearer" = [])),
+    responses((status = 200, body = wire::VulnReport), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody)))]
+pub async fn own_findings(State(p): State<AppState>) -> Result<Json<wire::VulnReport>, ApiError> {
+    Ok(Json(p.vulns().report_self().await?))
+}
+
 /// One app's findings on its live release.
 #[utoipa::path(get, path = "/api/apps/{app}/vulns", tag = "vulns", security(("bearer" = [])),
     params(("app" = String, Path, description = "App name"), FindingsQuery),

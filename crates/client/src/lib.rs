@@ -519,6 +519,11 @@ impl Client {
         self.get(&path).await
     }
 
+    /// The platform's own findings (the crates built into it).
+    pub async fn own_vulns(&self) -> Result<wire::VulnReport, ClientError> {
+        self.get("/api/vulns/self").await
+    }
+
     pub async fn vulns_db(&self) -> Result<wire::VulnDbStatus, ClientError> {
         self.get("/api/vulns/db").await
     }

@@ -39,6 +39,11 @@ pub const MAX_ARCHIVE: usize = 1 << 30;
 /// The label value of the containers an inventory is read through.
 const INVENTORY_TASK: &str = "inventory";
 
+/// The dependency list the platform was built from. It lists every
+/// crate of the workspace's build, test-only ones included, so it may name
+/// a little more than the binary holds, never less.
+const OWN_LOCK: &str = include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/../../Cargo.lock"));
+
 /// The advisories, indexed for matching.
 pub(crate) type Advisories = Arc<RwLock<Database>>;
 
@@ -325,6 +330,51 @@ impl Vulns<'_> {
             ))
         });
         Ok(report)
+    }
+
+    /// The findings of the platform itself: every crates.io package of
+    /// the workspace's Cargo.lock, built into the binary.
+    pub async fn report_self(&self) -> Result<wire::VulnReport, Error> {
+        let mut packages = rampart_vulns::inventory::cargo_lock(OWN_LOCK);
+        for package in &mut packages {
+            package.location = "Cargo.lock (built into rampart)".into();
+        }
+        let (found, unjudged) = self
+            .p
+            .advisories
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .findings(&packages);
+        Ok(wire::VulnReport {
+            db: self.status().await?,
+            findings: found
+                .into_iter()
+                .map(|f| wire::Finding {
+                    app: "rampart".into(),
+                    release: 0,
+                    ecosystem: f.package.ecosystem.as_osv().to_owned(),
+                    package: f.package.name,
+                    version: f.package.version,
+                    location: f.package.location,
+                    advisory: f.advisory.id,
+                    aliases: f.advisory.aliases,
+                    fixed: f.advisory.fixed,
+                    severity: f.severity.as_str().to_owned(),
+                    summary: f.summary,
+                    accepted: None,
+                })
+                .collect(),
+            unscanned: Vec::new(),
+            unjudged: unjudged
+                .into_iter()
+                .map(|u| {
+                    format!(
+                        "rampart: {} {} against {}: {}",
+                        u.package.name, u.package.version, u.advisory, u.error
+                    )
+                })
+                .collect(),
+        })
     }
 
     /// Imports an archive of OSV records (a zip file or a tar of a folder):

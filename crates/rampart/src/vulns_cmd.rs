@@ -22,7 +22,12 @@ pub struct VulnsArgs {
     #[command(subcommand)]
     command: Option<VulnsCommand>,
     /// Only this app's findings.
+    #[arg(conflicts_with = "own")]
     app: Option<String>,
+    /// The platform's own findings: the Rust crates built into it,
+    /// matched against crates.io advisories (RustSec).
+    #[arg(long = "self")]
+    own: bool,
     /// Only findings at this severity or above: critical, high, medium, low.
     #[arg(long)]
     severity: Option<String>,
@@ -154,9 +159,28 @@ fn status_line(status: &wire::VulnDbStatus) -> String {
 pub async fn vulns(args: VulnsArgs) -> anyhow::Result<()> {
     let Some(command) = args.command else {
         let client = credentials::client(&args.conn)?;
-        let report = client
-            .vulns(args.app.as_deref(), args.severity.as_deref())
-            .await?;
+        let mut report = if args.own {
+            client.own_vulns().await?
+        } else {
+            client
+                .vulns(args.app.as_deref(), args.severity.as_deref())
+                .await?
+        };
+        if args.own
+            && let Some(min) = args.severity.as_deref()
+        {
+            let rank = |s: &str| {
+                ["unknown", "low", "medium", "high", "critical"]
+                    .iter()
+                    .position(|r| r.eq_ignore_ascii_case(s))
+            };
+            let Some(min) = rank(min) else {
+                bail!("severity must be critical, high, medium, low or unknown, not {min:?}");
+            };
+            report
+                .findings
+                .retain(|f| rank(&f.severity).is_some_and(|r| r >= min));
+        }
         if args.json {
             return output::json(&report);
         }

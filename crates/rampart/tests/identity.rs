@@ -717,6 +717,7 @@ fn allowed(method: &str, path: &str) -> Option<&'static [Role]> {
         | ("POST", "/api/notify/test")
         | ("GET", "/api/top") => MANAGERS,
         ("GET", "/api/vulns")
+        | ("GET", "/api/vulns/self")
         | ("GET", "/api/vulns/db")
         | ("GET", "/api/vulns/accepted")
         | ("POST", "/api/vulns/db/import")

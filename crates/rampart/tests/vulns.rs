@@ -355,6 +355,38 @@ fn images_are_inventoried_and_matched_against_published_advisories() {
     assert_eq!(rows.len(), 5, "{rows:?}");
     assert!(rows.iter().all(|r| r.starts_with("vuln ")));
 
+    // The platform's own crates, matched against a crates.io advisory
+    // that covers every tokio release before 999.
+    let lock =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../Cargo.lock")).unwrap();
+    let tokio = lock
+        .split("[[package]]")
+        .find(|p| p.contains("name = \"tokio\"\n"))
+        .and_then(|p| p.lines().find_map(|l| l.strip_prefix("version = \"")))
+        .unwrap()
+        .trim_end_matches('"')
+        .to_owned();
+    let rustsec = sb.path().join("rustsec");
+    std::fs::create_dir_all(&rustsec).unwrap();
+    std::fs::write(
+        rustsec.join("RUSTSEC-0000-0001.json"),
+        r#"{"id": "RUSTSEC-0000-0001", "modified": "2024-01-01T00:00:00Z",
+            "affected": [{"package": {"ecosystem": "crates.io", "name": "tokio"},
+                "ranges": [{"type": "SEMVER", "events": [{"introduced": "0.0.0-0"}, {"fixed": "999.0.0"}]}]}]}"#,
+    )
+    .unwrap();
+    ok(cli(&sb, &server)
+        .args(["vulns", "db", "import"])
+        .arg(&rustsec));
+    let (report, rows) = findings(&sb, &server, &["--self"]);
+    assert_eq!(
+        rows,
+        [format!(
+            "rampart tokio {tokio} RUSTSEC-0000-0001 fixed 999.0.0 unknown"
+        )],
+        "{report}"
+    );
+
     // No inventory container is left behind.
     eventually(Duration::from_secs(5), "inventory containers gone", || {
         let (_, out, _) = docker(&["ps", "-aq", "--filter", "label=rampart.task=inventory"]);
