@@ -385,6 +385,25 @@ pub async fn rollback(
     run_deploy(p, ctx, app, Source::Release(target)).await
 }
 
+/// Rebuilds the live release from its kept build context against the
+/// images its Dockerfile names as the engine has them now (a patched
+/// base), and deploys the result like any build.
+#[utoipa::path(post, path = "/api/apps/{app}/patch", tag = "deploys", security(("bearer" = [])),
+    params(("app" = String, Path, description = "App name")),
+    responses((status = 200, body = DeployLine, content_type = "application/x-ndjson",
+            description = "Progress lines; the last is done or failed"),
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 503, body = ErrorBody)))]
+pub async fn patch(
+    State(p): State<AppState>,
+    ctx: Ctx,
+    Path(app): Path<String>,
+) -> Result<Response, ApiError> {
+    let context = p.deploys().live_context(&app).await?;
+    run_deploy(p, ctx, app, Source::Build(context)).await
+}
+
 /// An app's releases, newest first.
 #[utoipa::path(get, path = "/api/apps/{app}/releases", tag = "deploys", security(("bearer" = [])),
     params(("app" = String, Path, description = "App name")),

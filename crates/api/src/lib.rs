@@ -117,6 +117,7 @@ fn documented_routes() -> (Router<routes::AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(vulns::unaccept))
         .routes(routes!(vulns::sbom))
         .routes(routes!(deploys::rollback))
+        .routes(routes!(deploys::patch))
         .routes(routes!(deploys::releases))
         .routes(routes!(deploys::settings, deploys::configure))
         .routes(routes!(deploys::scale))

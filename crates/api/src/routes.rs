@@ -55,7 +55,8 @@ pub fn access(method: &Method, path: &str) -> Option<Access> {
         ("GET", "/api/audit") | ("GET", "/api/audit/verify") => AuditRead,
         ("POST", "/api/apps/{app}/deploys/build")
         | ("POST", "/api/apps/{app}/deploys/image")
-        | ("POST", "/api/apps/{app}/rollback") => Deploy,
+        | ("POST", "/api/apps/{app}/rollback")
+        | ("POST", "/api/apps/{app}/patch") => Deploy,
         ("POST", "/api/apps/{app}/runs") => AppRun,
         ("POST", "/api/apps/{app}/cron") | ("DELETE", "/api/apps/{app}/cron/{id}") => CronSet,
         ("GET", "/api/apps/{app}/cron") | ("GET", "/api/apps/{app}/cron/runs") => RuntimeRead,

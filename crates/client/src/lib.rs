@@ -31,6 +31,8 @@ pub enum Deploy {
     Image(String),
     /// An earlier release (or the previous one).
     Rollback(Option<u64>),
+    /// The live release rebuilt from its kept context.
+    Patch,
 }
 use reqwest::{Method, StatusCode};
 use serde::Serialize;
@@ -741,6 +743,9 @@ impl Client {
                 .http
                 .post(format!("{}/api/apps/{app}/rollback", self.base))
                 .json(&wire::Rollback { to }),
+            Deploy::Patch => self
+                .http
+                .post(format!("{}/api/apps/{app}/patch", self.base)),
         };
         if let Some(token) = &self.token {
             request = request.bearer_auth(token);

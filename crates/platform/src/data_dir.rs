@@ -47,6 +47,12 @@ impl DataDir {
     }
 
     /// The last audit entry known to be written: `SEQ HASH`.
+    /// The build contexts of an app's releases (`r<N>.tar`), kept so a
+    /// release can be rebuilt on a patched base image.
+    pub fn contexts(&self, app: &rampart_core::AppId) -> PathBuf {
+        self.root.join("contexts").join(app.as_str())
+    }
+
     pub fn audit_head(&self) -> PathBuf {
         self.root.join("audit-head")
     }

@@ -231,6 +231,36 @@ impl Vulns<'_> {
         (findings, unjudged)
     }
 
+    /// The findings (as `ADVISORY in PACKAGE VERSION`) of release `old`
+    /// that release `new` no longer has, and those it has that `old` did
+    /// not; `None` unless both were scanned.
+    pub(crate) async fn compare(
+        &self,
+        app: &AppRow,
+        old: u64,
+        new: u64,
+    ) -> Result<Option<(Vec<String>, Vec<String>)>, Error> {
+        let (Some(before), Some(after)) = (
+            self.inventory(app, old).await?,
+            self.inventory(app, new).await?,
+        ) else {
+            return Ok(None);
+        };
+        let now = Timestamp::now().to_rfc3339();
+        let names = |packages: &[Package], number| -> BTreeSet<String> {
+            self.judge(app, number, packages, &[], &now)
+                .0
+                .into_iter()
+                .map(|f| format!("{} in {} {}", f.advisory, f.package, f.version))
+                .collect()
+        };
+        let (before, after) = (names(&before, old), names(&after, new));
+        Ok(Some((
+            before.difference(&after).cloned().collect(),
+            after.difference(&before).cloned().collect(),
+        )))
+    }
+
     /// The findings of an image about to be deployed that block it under
     /// the app's `refuse_critical` policy: critical, not accepted.
     pub(crate) async fn blocking(

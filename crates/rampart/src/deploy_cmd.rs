@@ -46,6 +46,15 @@ pub struct RollbackArgs {
 }
 
 #[derive(Debug, Args)]
+pub struct PatchArgs {
+    app: String,
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    conn: Connection,
+}
+
+#[derive(Debug, Args)]
 pub struct AppArgs {
     app: String,
     #[arg(long)]
@@ -309,6 +318,12 @@ pub async fn restart(client: &Client, app: &str) -> anyhow::Result<()> {
 pub async fn rollback(args: RollbackArgs) -> anyhow::Result<()> {
     let client = credentials::client(&args.conn)?;
     follow_deploy(&client, &args.app, Deploy::Rollback(args.to), args.json).await
+}
+
+/// Rebuilds the live release on the current base image and deploys it.
+pub async fn patch(args: PatchArgs) -> anyhow::Result<()> {
+    let client = credentials::client(&args.conn)?;
+    follow_deploy(&client, &args.app, Deploy::Patch, args.json).await
 }
 
 pub async fn releases(args: AppArgs) -> anyhow::Result<()> {

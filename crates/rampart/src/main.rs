@@ -76,6 +76,10 @@ enum Command {
     Releases(deploy_cmd::AppArgs),
     /// Deploy an earlier release again.
     Rollback(deploy_cmd::RollbackArgs),
+    /// Rebuild the live release from its build context on the base images
+    /// the engine has now (a patched base), deploy it with no downtime and
+    /// say which findings it closed.
+    Patch(deploy_cmd::PatchArgs),
     /// Run a one-off command in a container of the app's live release:
     /// `rampart run APP -- python3 manage.py createsuperuser --noinput`.
     Run(deploy_cmd::RunArgs),
@@ -194,6 +198,7 @@ fn main() -> ExitCode {
             Command::Deploy(args) => deploy_cmd::deploy(args).await,
             Command::Releases(args) => deploy_cmd::releases(args).await,
             Command::Rollback(args) => deploy_cmd::rollback(args).await,
+            Command::Patch(args) => deploy_cmd::patch(args).await,
             Command::Run(args) => deploy_cmd::run(args).await,
             Command::Restart(args) => {
                 let client = credentials::client(&args.conn)?;

@@ -703,6 +703,7 @@ fn allowed(method: &str, path: &str) -> Option<&'static [Role]> {
         ("POST", "/api/apps/{app}/deploys/build")
         | ("POST", "/api/apps/{app}/deploys/image")
         | ("POST", "/api/apps/{app}/rollback")
+        | ("POST", "/api/apps/{app}/patch")
         | ("POST", "/api/apps/{app}/runs")
         | ("POST", "/api/apps/{app}/cron")
         | ("DELETE", "/api/apps/{app}/cron/{id}") => BUILDERS,

@@ -11,7 +11,7 @@
 
 use std::process::Command;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 mod common;
@@ -293,63 +293,6 @@ fn one_app_cannot_reach_another() {
         1,
         "the unused network was removed: {nets}"
     );
-}
-
-type Counters = (
-    Arc<AtomicU64>,
-    Arc<AtomicU64>,
-    Arc<std::sync::Mutex<Vec<String>>>,
-);
-
-/// Sends requests through the edge on `threads` threads until `stop`,
-/// counting successes and failures. Odd threads open a new connection for
-/// every request; even ones keep theirs alive.
-fn load(
-    server: &Server,
-    host: &str,
-    threads: usize,
-    stop: Arc<AtomicBool>,
-) -> (Vec<std::thread::JoinHandle<()>>, Counters) {
-    let good = Arc::new(AtomicU64::new(0));
-    let bad = Arc::new(AtomicU64::new(0));
-    let errors = Arc::new(std::sync::Mutex::new(Vec::new()));
-    let url = app_url(server, host);
-    let ca = server.ca_pem();
-    let edge = server.edge_addr();
-    let host = host.to_owned();
-    let handles = (0..threads)
-        .map(|i| {
-            let (stop, good, bad, errors, url) = (
-                stop.clone(),
-                good.clone(),
-                bad.clone(),
-                errors.clone(),
-                url.clone(),
-            );
-            let (ca, host) = (ca.clone(), host.clone());
-            std::thread::spawn(move || {
-                let make = || client_for(&ca, &host, edge);
-                let keep = make();
-                while !stop.load(Ordering::Relaxed) {
-                    let fresh;
-                    let client = if i % 2 == 0 {
-                        &keep
-                    } else {
-                        fresh = make();
-                        &fresh
-                    };
-                    let (status, body) = get(client, &url);
-                    if status == 200 && body.starts_with("hello from release") {
-                        good.fetch_add(1, Ordering::Relaxed);
-                    } else {
-                        bad.fetch_add(1, Ordering::Relaxed);
-                        errors.lock().unwrap().push(format!("{status}: {body}"));
-                    }
-                }
-            })
-        })
-        .collect();
-    (handles, (good, bad, errors))
 }
 
 #[test]

@@ -6,6 +6,8 @@
 //! not be reported.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 mod common;
@@ -392,4 +394,114 @@ fn images_are_inventoried_and_matched_against_published_advisories() {
         let (_, out, _) = docker(&["ps", "-aq", "--filter", "label=rampart.task=inventory"]);
         out.trim().is_empty()
     });
+}
+
+/// Builds the shared base image `rampart-test-base:stable`: the hello app
+/// with lodash at `lodash`.
+fn build_base(dir: &Path, lodash: &str) {
+    let ctx = context(dir, "COPY rootfs/ /\n");
+    write(
+        &ctx.join("rootfs"),
+        "app/node_modules/lodash/package.json",
+        &format!(r#"{{"name": "lodash", "version": "{lodash}"}}"#),
+    );
+    ok(std::process::Command::new("docker")
+        .args(["build", "-q", "-t", "rampart-test-base:stable"])
+        .arg(&ctx));
+}
+
+#[test]
+fn a_patch_rebuilds_on_the_new_base_under_load_and_closes_the_findings() {
+    let sb = sandbox();
+    let _cleanup = Cleanup(vec!["patched".into()]);
+    let server = sb.start(&sb.write_config(CONFIG)).unwrap();
+    ok(cli(&sb, &server).args(["apps", "create", "patched"]));
+    ok(cli(&sb, &server).args(["vulns", "db", "import", OSV]));
+
+    // An image deploy has no context to rebuild.
+    build_base(&sb.path().join("base1"), "4.17.11");
+    ok(cli(&sb, &server).args(["deploy", "patched", "--image", "rampart-test-base:stable"]));
+    let (code, _, err) = run(cli(&sb, &server).args(["patch", "patched"]));
+    assert_ne!(code, 0);
+    assert!(err.contains("nothing to rebuild"), "{err}");
+
+    // The app's own build on the shared base.
+    let app = sb.path().join("app");
+    std::fs::create_dir_all(&app).unwrap();
+    std::fs::write(
+        app.join("Dockerfile"),
+        "FROM rampart-test-base:stable\nENV APP=patched\n",
+    )
+    .unwrap();
+    let release = json(
+        cli(&sb, &server)
+            .args(["deploy", "patched", "--path"])
+            .arg(&app),
+    );
+    assert_eq!(release["number"], 2);
+    let (_, rows) = findings(&sb, &server, &["patched"]);
+    assert_eq!(
+        rows,
+        [
+            "patched lodash 4.17.11 GHSA-35jh-r3h4-6jhm fixed 4.17.21 high",
+            "patched lodash 4.17.11 GHSA-jf85-cpcp-j695 fixed 4.17.12 critical",
+        ]
+    );
+
+    // The base is patched (a newer image under the same tag), and the
+    // app rebuilt on it while visitors keep coming.
+    build_base(&sb.path().join("base2"), "4.17.21");
+    ok(cli(&sb, &server).args(["apps", "configure", "patched", "--drain", "3"]));
+    let stop = Arc::new(AtomicBool::new(false));
+    let (handles, (good, bad, errors)) = load(&server, "patched.localhost", 4, stop.clone());
+    std::thread::sleep(Duration::from_millis(500));
+    let (code, out, err) = run(cli(&sb, &server).args(["patch", "patched"]));
+    assert_eq!(code, 0, "{out}\n{err}");
+    let out = out + &err;
+    std::thread::sleep(Duration::from_millis(500));
+    stop.store(true, Ordering::Relaxed);
+    for h in handles {
+        h.join().unwrap();
+    }
+    let (good, bad) = (good.load(Ordering::Relaxed), bad.load(Ordering::Relaxed));
+    let errors = errors.lock().unwrap();
+    assert_eq!(
+        bad,
+        0,
+        "failed requests during the patch: {:?}",
+        &errors[..errors.len().min(5)]
+    );
+    assert!(good > 50, "the load ran: {good} requests");
+    assert!(
+        out.contains("release 3 closes 2 finding(s) of release 2")
+            && out.contains("GHSA-jf85-cpcp-j695 in lodash 4.17.11"),
+        "{out}"
+    );
+    let (_, rows) = findings(&sb, &server, &["patched"]);
+    assert!(rows.is_empty(), "{rows:?}");
+    let ps = json(cli(&sb, &server).args(["ps", "patched"]));
+    assert!(
+        ps["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["kind"] == "vulnerabilities"),
+        "{ps}"
+    );
+
+    // The release before the patch can still be rolled back to.
+    let releases = json(cli(&sb, &server).args(["releases", "patched"]));
+    assert_eq!(releases[0]["number"], 3);
+    assert_eq!(releases[0]["status"], "live");
+    assert_eq!(releases[1]["number"], 2);
+    assert_eq!(releases[1]["status"], "retired");
+    let back = json(cli(&sb, &server).args(["rollback", "patched", "--to", "2"]));
+    assert_eq!(back["status"], "live");
+    let (_, rows) = findings(&sb, &server, &["patched"]);
+    assert_eq!(
+        rows.len(),
+        2,
+        "the old image brings its findings back: {rows:?}"
+    );
+    docker(&["rmi", "-f", "rampart-test-base:stable"]);
 }

@@ -295,8 +295,10 @@ impl Deploys<'_> {
         // one, or the earlier one itself).
         let mut processes = manifest.processes;
         let mut crons = manifest.crons;
+        let mut built_from = None;
         let (image_ref, image) = match source {
             Source::Build(context) => {
+                built_from = Some(context.clone());
                 let tag = format!("rampart/{}:r{next}", row.name);
                 step(&progress, format!("building {tag}"));
                 let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
@@ -370,6 +372,18 @@ impl Deploys<'_> {
         let record = self.p.record(acting, Action::Deploy, target.clone());
         let (number, entry) = self.p.store.create_release(&row.id, &new, record).await?;
         self.p.checkpoint(entry.seq, entry.hash).await;
+        if let Some(context) = built_from
+            && let Err(error) = self.keep_context(&row, number, &context)
+        {
+            tracing::warn!(app = %row.name, release = number, %error, "cannot keep the build context");
+            step(
+                &progress,
+                format!(
+                    "warning: the build context was not kept, so `rampart patch` cannot rebuild release {number}: {error}"
+                ),
+            );
+        }
+        let previous = row.live_release;
 
         let outcome = match image_error {
             Some(error) => Err(RolloutFailure::Engine(error)),
@@ -434,6 +448,9 @@ impl Deploys<'_> {
         match outcome {
             Ok(()) => {
                 tracing::info!(app = %row.name, release = number, "release is live");
+                if let Some(previous) = previous {
+                    self.report_closed(&row, previous, number, &progress).await;
+                }
                 // Fresh replicas of a release that serves: what a failed
                 // deploy, a crash loop or a failed repair said is over.
                 for rule in ["deploy_failed", "crash_loop", "app_down"] {
@@ -480,6 +497,92 @@ impl Deploys<'_> {
                     serving: row.live_release,
                 })
             }
+        }
+    }
+
+    /// How many releases' build contexts are kept per app.
+    const CONTEXTS_KEPT: u64 = 10;
+
+    /// Keeps the build context of release `number` (mode 0600 under the
+    /// data directory) and drops those more than [`Self::CONTEXTS_KEPT`]
+    /// releases older.
+    fn keep_context(&self, row: &AppRow, number: u64, context: &[u8]) -> std::io::Result<()> {
+        let dir = self.p.dir.contexts(&row.id);
+        std::fs::create_dir_all(&dir)?;
+        std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o700))?;
+        crate::secrets::write_private(&dir.join(format!("r{number}.tar")), context, true)?;
+        for entry in std::fs::read_dir(&dir)?.flatten() {
+            let name = entry.file_name();
+            let old = name.to_str().and_then(|n| {
+                n.strip_prefix('r')?
+                    .strip_suffix(".tar")?
+                    .parse::<u64>()
+                    .ok()
+            });
+            if old.is_some_and(|n| n + Self::CONTEXTS_KEPT <= number) {
+                let _ = std::fs::remove_file(entry.path());
+            }
+        }
+        Ok(())
+    }
+
+    /// The build context of the app's live release, to rebuild it on the
+    /// current base image (`rampart patch`).
+    pub async fn live_context(&self, app: &str) -> Result<Bytes, Error> {
+        let row = self.p.app_row(app).await?;
+        let live = row
+            .live_release
+            .ok_or_else(|| Error::Invalid(format!("app {app:?} has no live release to patch")))?;
+        let path = self.p.dir.contexts(&row.id).join(format!("r{live}.tar"));
+        match std::fs::read(&path) {
+            Ok(bytes) => Ok(Bytes::from(bytes)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(Error::Invalid(format!(
+                "release {live} of {app} was not built here from a context (an image, or a rollback to one), so there is nothing to rebuild; deploy a context or a patched image"
+            ))),
+            Err(e) => Err(Error::Unavailable(format!(
+                "cannot read {}: {e}",
+                path.display()
+            ))),
+        }
+    }
+
+    /// Says which findings of the release that served before the new one
+    /// closed, and which it brought, and records it as an app event.
+    async fn report_closed(
+        &self,
+        row: &AppRow,
+        previous: u64,
+        number: u64,
+        progress: &UnboundedSender<DeployLine>,
+    ) {
+        let Ok(Some((closed, opened))) = self.p.vulns().compare(row, previous, number).await else {
+            return;
+        };
+        if closed.is_empty() && opened.is_empty() {
+            return;
+        }
+        let message = format!(
+            "release {number} closes {} finding(s) of release {previous}{}{}",
+            closed.len(),
+            if closed.is_empty() {
+                String::new()
+            } else {
+                format!(": {}", closed.join(", "))
+            },
+            if opened.is_empty() {
+                String::new()
+            } else {
+                format!("; new: {}", opened.join(", "))
+            }
+        );
+        step(progress, message.clone());
+        let event = rampart_store::AppEvent {
+            time: Timestamp::now().to_rfc3339(),
+            kind: "vulnerabilities".into(),
+            message,
+        };
+        if let Err(error) = self.p.store.add_event(&row.id, &event).await {
+            tracing::warn!(app = %row.name, %error, "cannot record the findings a release closed");
         }
     }
 
@@ -683,6 +786,7 @@ impl Deploys<'_> {
 
     /// Removes an app's replicas and networks after the app was deleted.
     pub(crate) async fn remove_app_runtime(&self, app: &AppName, id: &AppId) {
+        let _ = std::fs::remove_dir_all(self.p.dir.contexts(id));
         let Ok(engine) = self.p.engine() else { return };
         engine.set_serving(id, Vec::new());
         let _ = self.p.publish().await;

@@ -5,6 +5,8 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use rampart_testkit::{Sandbox, Server, ok, run};
@@ -156,4 +158,61 @@ pub fn eventually(limit: Duration, what: &str, mut check: impl FnMut() -> bool) 
         assert!(Instant::now() < until, "timed out waiting for {what}");
         std::thread::sleep(Duration::from_millis(250));
     }
+}
+
+pub type Counters = (
+    Arc<AtomicU64>,
+    Arc<AtomicU64>,
+    Arc<std::sync::Mutex<Vec<String>>>,
+);
+
+/// Sends requests through the edge on `threads` threads until `stop`,
+/// counting successes and failures. Odd threads open a new connection for
+/// every request; even ones keep theirs alive.
+pub fn load(
+    server: &Server,
+    host: &str,
+    threads: usize,
+    stop: Arc<AtomicBool>,
+) -> (Vec<std::thread::JoinHandle<()>>, Counters) {
+    let good = Arc::new(AtomicU64::new(0));
+    let bad = Arc::new(AtomicU64::new(0));
+    let errors = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let url = app_url(server, host);
+    let ca = server.ca_pem();
+    let edge = server.edge_addr();
+    let host = host.to_owned();
+    let handles = (0..threads)
+        .map(|i| {
+            let (stop, good, bad, errors, url) = (
+                stop.clone(),
+                good.clone(),
+                bad.clone(),
+                errors.clone(),
+                url.clone(),
+            );
+            let (ca, host) = (ca.clone(), host.clone());
+            std::thread::spawn(move || {
+                let make = || client_for(&ca, &host, edge);
+                let keep = make();
+                while !stop.load(Ordering::Relaxed) {
+                    let fresh;
+                    let client = if i % 2 == 0 {
+                        &keep
+                    } else {
+                        fresh = make();
+                        &fresh
+                    };
+                    let (status, body) = get(client, &url);
+                    if status == 200 && body.starts_with("hello from release") {
+                        good.fetch_add(1, Ordering::Relaxed);
+                    } else {
+                        bad.fetch_add(1, Ordering::Relaxed);
+                        errors.lock().unwrap().push(format!("{status}: {body}"));
+                    }
+                }
+            })
+        })
+        .collect();
+    (handles, (good, bad, errors))
 }
