@@ -117,6 +117,8 @@ pub struct Platform {
     telemetry: telemetry::Telemetry,
     /// The imported advisories, indexed by package.
     advisories: vulns::Advisories,
+    /// Where advisories are fetched from by themselves.
+    vulns_config: rampart_core::config::VulnsConfig,
 }
 
 /// What [`Platform::open`] did on a first start.
@@ -184,6 +186,7 @@ impl Platform {
         })?;
         let platform = Self {
             advisories,
+            vulns_config: config.vulns.clone(),
             mailer,
             telemetry: telemetry::Telemetry::default(),
             services,

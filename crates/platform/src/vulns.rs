@@ -15,8 +15,9 @@ use std::io::Read;
 use std::sync::{Arc, RwLock};
 
 use bytes::Bytes;
+use rampart_core::audit::Outcome;
 use rampart_core::time::Timestamp;
-use rampart_core::{Action, wire};
+use rampart_core::{Action, RequestId, wire};
 use rampart_runtime::{LABEL_APP, LABEL_INSTALLATION, LABEL_TASK};
 use rampart_store::{AcceptedRiskRow, AdvisoryImportRow, AppRow};
 use rampart_vulns::db::{Added, Database};
@@ -415,6 +416,18 @@ impl Vulns<'_> {
         acting: Acting<'_>,
         archive: Bytes,
     ) -> Result<wire::VulnImport, Error> {
+        self.import_by(acting.caller.user_id.as_str(), acting.request_id, archive)
+            .await
+    }
+
+    /// [`Vulns::import`] on behalf of `actor` (a user id, or `fetch` for
+    /// the scheduled fetch).
+    async fn import_by(
+        &self,
+        actor: &str,
+        request_id: &RequestId,
+        archive: Bytes,
+    ) -> Result<wire::VulnImport, Error> {
         if archive.len() > MAX_ARCHIVE {
             return Err(Error::Invalid(format!(
                 "an advisory archive may be at most {MAX_ARCHIVE} bytes"
@@ -451,17 +464,19 @@ impl Vulns<'_> {
             .map(rampart_vulns::db::modified);
         let import = AdvisoryImportRow {
             imported_at: Timestamp::now().to_rfc3339(),
-            imported_by: acting.caller.user_id.to_string(),
+            imported_by: actor.to_owned(),
             new: counts[Added::New as usize],
             updated: counts[Added::Updated as usize],
             unchanged: counts[Added::Unchanged as usize],
             refused: unpacked.refused.len() as u64,
             newest_record: newest,
         };
-        let record = self.p.record(
-            acting,
+        let record = Platform::record_by(
+            actor,
             Action::VulnImport,
             format!("vulns/db (+{} new, {} updated)", import.new, import.updated),
+            Outcome::Ok,
+            request_id,
         );
         self.p
             .committed(self.p.store.import_advisories(&rows, &import, record).await)
@@ -482,6 +497,42 @@ impl Vulns<'_> {
             status: self.status().await?,
             findings,
         })
+    }
+
+    /// Fetches every `[vulns] urls` archive and imports it; a failure
+    /// raises `advisories_fetch_failed` naming the URL, which resolves when
+    /// a fetch of it succeeds.
+    pub(crate) async fn fetch_all(&self) {
+        for url in &self.p.vulns_config.urls {
+            let fetched = async {
+                let archive = fetch(url).await?;
+                self.import_by(FETCH_ACTOR, &RequestId::generate(), archive)
+                    .await
+            }
+            .await;
+            match fetched {
+                Ok(report) => {
+                    tracing::info!(%url, new = report.new, updated = report.updated, "advisories fetched");
+                    self.p
+                        .alerts()
+                        .resolve("advisories_fetch_failed", None, Some(url))
+                        .await;
+                }
+                Err(error) => {
+                    tracing::warn!(%url, %error, "cannot fetch advisories");
+                    self.p
+                        .alerts()
+                        .raise(Condition {
+                            rule: "advisories_fetch_failed",
+                            severity: rampart_watch::alert::Severity::Warning,
+                            app: None,
+                            detail: Some(url),
+                            summary: format!("cannot fetch advisories from {url}: {error}"),
+                        })
+                        .await;
+                }
+            }
+        }
     }
 
     /// Matches every live release: scans those never scanned, raises an
@@ -695,6 +746,71 @@ impl Vulns<'_> {
             &scanned_at,
             &packages,
         ))
+    }
+}
+
+/// The actor of the scheduled fetch in the audit log.
+const FETCH_ACTOR: &str = "fetch";
+/// How long one archive may take to download.
+const FETCH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(600);
+
+/// Downloads one advisory archive, at most [`MAX_ARCHIVE`] bytes; no
+/// redirects are followed (an operator names where the data comes from).
+async fn fetch(url: &str) -> Result<Bytes, Error> {
+    use futures::StreamExt;
+    static CLIENT: std::sync::OnceLock<reqwest::Client> = std::sync::OnceLock::new();
+    let client = CLIENT.get_or_init(|| {
+        reqwest::Client::builder()
+            .use_rustls_tls()
+            .min_tls_version(reqwest::tls::Version::TLS_1_2)
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(FETCH_TIMEOUT)
+            .connect_timeout(std::time::Duration::from_secs(30))
+            .user_agent(concat!("rampart-vulns/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .unwrap_or_default()
+    });
+    let unavailable = |e: reqwest::Error| Error::Unavailable(e.without_url().to_string());
+    let response = client.get(url).send().await.map_err(unavailable)?;
+    if !response.status().is_success() {
+        return Err(Error::Unavailable(format!(
+            "the server answered {}",
+            response.status()
+        )));
+    }
+    let mut body = Vec::new();
+    let mut stream = response.bytes_stream();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(unavailable)?;
+        if body.len() + chunk.len() > MAX_ARCHIVE {
+            return Err(Error::Invalid(format!(
+                "the archive is larger than {MAX_ARCHIVE} bytes"
+            )));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(Bytes::from(body))
+}
+
+impl Platform {
+    /// Fetches the configured advisory archives `[vulns] first_fetch`
+    /// after start and then every `fetch_every`, until `stopped`.
+    pub async fn fetch_advisories_forever(
+        self: Arc<Self>,
+        mut stopped: tokio::sync::watch::Receiver<bool>,
+    ) {
+        if self.vulns_config.urls.is_empty() {
+            return;
+        }
+        let mut wait = std::time::Duration::from_secs(self.vulns_config.first_fetch_secs);
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(wait) => {}
+                _ = stopped.changed() => return,
+            }
+            self.vulns().fetch_all().await;
+            wait = std::time::Duration::from_secs(self.vulns_config.fetch_every_secs);
+        }
     }
 }
 

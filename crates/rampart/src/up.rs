@@ -237,6 +237,7 @@ pub async fn run(mut args: UpArgs) -> anyhow::Result<()> {
             .deliver_forever(DELIVER_EVERY, stopped.clone()),
     );
     let checks = tokio::spawn(platform.clone().check_forever(CHECK_EVERY, stopped.clone()));
+    let fetcher = tokio::spawn(platform.clone().fetch_advisories_forever(stopped.clone()));
     let watcher = tokio::spawn(
         platform
             .clone()
@@ -278,6 +279,7 @@ pub async fn run(mut args: UpArgs) -> anyhow::Result<()> {
     let _ = watcher.await;
     let _ = deliveries.await;
     let _ = checks.await;
+    let _ = fetcher.await;
     platform.stop_services().await;
     edge.shutdown().await;
     platform.close().await;

@@ -99,6 +99,17 @@ fn alpine_context(dir: &Path) -> PathBuf {
     ctx
 }
 
+/// The fixture records as one zip file, as OSV's all.zip carries them.
+fn fixture_zip(sb: &Sandbox) -> PathBuf {
+    let zip = sb.path().join("osv.zip");
+    ok(std::process::Command::new("python3")
+        .args(["-m", "zipfile", "-c"])
+        .arg(&zip)
+        .args(["Alpine", "Debian", "PyPI", "npm"])
+        .current_dir(OSV));
+    zip
+}
+
 fn findings(sb: &Sandbox, server: &Server, args: &[&str]) -> (Value, Vec<String>) {
     let report = json(cli(sb, server).arg("vulns").args(args));
     let mut rows: Vec<String> = report["findings"]
@@ -160,12 +171,7 @@ fn images_are_inventoried_and_matched_against_published_advisories() {
     assert_eq!(report["db"]["stale"], true);
 
     // Bad archives are refused whole and change nothing.
-    let zip = sb.path().join("osv.zip");
-    ok(std::process::Command::new("python3")
-        .args(["-m", "zipfile", "-c"])
-        .arg(&zip)
-        .args(["Alpine", "Debian", "PyPI", "npm"])
-        .current_dir(OSV));
+    let zip = fixture_zip(&sb);
     let bytes = std::fs::read(&zip).unwrap();
     let truncated = sb.path().join("truncated.zip");
     std::fs::write(&truncated, &bytes[..bytes.len() / 2]).unwrap();
@@ -504,4 +510,80 @@ fn a_patch_rebuilds_on_the_new_base_under_load_and_closes_the_findings() {
         "the old image brings its findings back: {rows:?}"
     );
     docker(&["rmi", "-f", "rampart-test-base:stable"]);
+}
+
+/// Serves `files` over plain HTTP on loopback, one request per connection,
+/// until the test ends; 404 for anything else.
+fn serve(files: Vec<(&'static str, Vec<u8>)>) -> std::net::SocketAddr {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let mut request = [0u8; 4096];
+            let n = stream.read(&mut request).unwrap_or(0);
+            let line = String::from_utf8_lossy(&request[..n]).into_owned();
+            let path = line.split_whitespace().nth(1).unwrap_or("").to_owned();
+            let (status, body) = match files.iter().find(|(p, _)| *p == path) {
+                Some((_, body)) => ("200 OK", body.clone()),
+                None => ("404 Not Found", Vec::new()),
+            };
+            let _ = write!(
+                stream,
+                "HTTP/1.1 {status}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+                body.len()
+            );
+            let _ = stream.write_all(&body);
+        }
+    });
+    addr
+}
+
+#[test]
+fn configured_advisory_archives_are_fetched_and_a_bad_one_raises_an_alert() {
+    let sb = sandbox();
+    let zip = std::fs::read(fixture_zip(&sb)).unwrap();
+    let addr = serve(vec![
+        ("/all.zip", zip),
+        ("/broken.zip", b"PK\x03\x04 not really".to_vec()),
+    ]);
+    let config = format!(
+        "{CONFIG}[vulns]\nurls = [\"http://{addr}/all.zip\", \"http://{addr}/broken.zip\"]\nfirst_fetch = \"1s\"\n"
+    );
+    let server = sb.start(&sb.write_config(&config)).unwrap();
+    eventually(
+        Duration::from_secs(30),
+        "the fetched advisories are in",
+        || json(cli(&sb, &server).args(["vulns", "db", "status"]))["advisories"] == 6,
+    );
+    eventually(
+        Duration::from_secs(30),
+        "the broken archive raised an alert",
+        || {
+            let alerts = json(cli(&sb, &server).args(["alerts", "list"]));
+            alerts.as_array().unwrap().iter().any(|a| {
+                a["rule"] == "advisories_fetch_failed"
+                    && a["summary"].as_str().unwrap().contains("/broken.zip")
+            })
+        },
+    );
+    let audit = json(cli(&sb, &server).args(["audit", "list"]));
+    assert!(
+        audit
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["action"] == "vulns.import" && e["actor"] == "fetch"),
+        "{audit}"
+    );
+    // A URL that is neither https:// nor this machine's stops the start.
+    let other = sandbox();
+    let out = other
+        .start_expecting_failure(
+            &other.write_config("[vulns]\nurls = [\"http://example.org/all.zip\"]\n"),
+        )
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("vulns.urls"), "{err}");
 }

@@ -45,7 +45,11 @@ fn debian_record(rng: &mut Rng, i: u64) -> String {
         let fixed = if suffix.is_empty() {
             format!("{major}.{minor}.{}-{}", rng.below(9), 1 + rng.below(4))
         } else {
-            format!("{major}.{minor}-{}+{suffix}{}", 1 + rng.below(4), 1 + rng.below(9))
+            format!(
+                "{major}.{minor}-{}+{suffix}{}",
+                1 + rng.below(4),
+                1 + rng.below(9)
+            )
         };
         affected.push(serde_json::json!({
             "package": {"ecosystem": format!("Debian:{release}"), "name": format!("src{source}"),
@@ -127,10 +131,7 @@ fn image() -> Vec<u8> {
         header.set_cksum();
         tar.append_data(&mut header, path, data).unwrap();
     };
-    add(
-        "usr/lib/os-release",
-        b"ID=debian\nVERSION_ID=\"12\"\n",
-    );
+    add("usr/lib/os-release", b"ID=debian\nVERSION_ID=\"12\"\n");
     let mut status = String::new();
     for i in 0..1_000 {
         let source = rng.below(DEBIAN_SOURCES);
@@ -156,7 +157,9 @@ fn image() -> Vec<u8> {
             "long description ".repeat(200)
         );
         add(
-            &format!("app/venv/lib/python3.11/site-packages/project_{project}_{i}-1.0.dist-info/METADATA"),
+            &format!(
+                "app/venv/lib/python3.11/site-packages/project_{project}_{i}-1.0.dist-info/METADATA"
+            ),
             meta.as_bytes(),
         );
     }

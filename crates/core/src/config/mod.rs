@@ -13,12 +13,14 @@ use serde::Deserialize;
 mod apps;
 mod data;
 mod file;
+mod vulns;
 mod watch;
 pub use apps::AppLimits;
 use apps::{RawApps, validate_apps};
 pub use data::{BackupConfig, DEFAULT_POSTGRES_PORT, MediaS3Config, PostgresConfig};
 use data::{RawBackup, RawMedia, RawPostgres, validate_postgres};
 pub use file::{TomlSyntax, parse_toml};
+pub use vulns::VulnsConfig;
 pub use watch::{NotifyConfig, SmtpConfig, WatchConfig};
 
 /// Default address of the control-plane API.
@@ -83,6 +85,8 @@ struct RawConfig {
     watch: watch::RawWatch,
     #[serde(default)]
     notify: watch::RawNotify,
+    #[serde(default)]
+    vulns: vulns::RawVulns,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -143,6 +147,7 @@ pub struct Config {
     pub apps: AppLimits,
     pub watch: WatchConfig,
     pub notify: NotifyConfig,
+    pub vulns: VulnsConfig,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -306,6 +311,7 @@ impl Config {
         let apps = validate_apps(&raw.apps)?;
         let watch = watch::validate_watch(raw.watch)?;
         let notify = watch::validate_notify(raw.notify)?;
+        let vulns = vulns::validate_vulns(raw.vulns)?;
 
         if let Some(dir) = &raw.data_dir {
             if dir.as_os_str().is_empty() {
@@ -435,6 +441,7 @@ impl Config {
             auth,
             watch,
             notify,
+            vulns,
             edge: raw.edge,
         })
     }
@@ -555,6 +562,14 @@ mod tests {
                 "line 4: notify.smtp.tls",
             ),
             ("[watch]\nbaseline_warmup = \"5s\"", "watch.baseline_warmup"),
+            (
+                "[vulns]\nurls = [\"http://example.org/all.zip\"]",
+                "vulns.urls",
+            ),
+            ("[vulns]\nurls = [\"ftp://x/all.zip\"]", "vulns.urls"),
+            ("[vulns]\nurls = [\"https://a b/all.zip\"]", "vulns.urls"),
+            ("[vulns]\nfetch_every = \"5m\"", "vulns.fetch_every"),
+            ("[vulns]\nurl = \"https://x\"", "line 2: vulns.url"),
             ("[watch]\nbaseline_margin = 0.5", "watch.baseline_margin"),
             ("[watch]\nnever_ban = [\"10.0.0.0/33\"]", "watch.never_ban"),
             ("[watch]\nnever_ban = [\"office\"]", "watch.never_ban"),
