@@ -73,6 +73,14 @@ pub struct AppSettings {
     /// Whether a deploy whose image has critical findings that nobody
     /// accepted is refused.
     pub refuse_critical: bool,
+    /// Whether the platform rebuilds the live release by itself when a
+    /// rebuild on the current base images changes it and the release has
+    /// findings with a published fix (`rampart patch`, unattended).
+    pub auto_patch: bool,
+    /// When unattended patches may run, `HH:MM-HH:MM` in UTC (it may wrap
+    /// past midnight); empty: any time.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub patch_window: String,
     /// The settings `apps configure` has set: an app manifest's values for
     /// them are ignored.
     #[serde(skip_serializing_if = "BTreeSet::is_empty")]
@@ -94,6 +102,8 @@ impl Default for AppSettings {
             egress: false,
             allow_root: false,
             refuse_critical: false,
+            auto_patch: false,
+            patch_window: String::new(),
             configured: BTreeSet::new(),
         }
     }
@@ -116,6 +126,8 @@ pub struct SettingsPatch {
     pub egress: Option<bool>,
     pub allow_root: Option<bool>,
     pub refuse_critical: Option<bool>,
+    pub auto_patch: Option<bool>,
+    pub patch_window: Option<String>,
 }
 
 fn within<T: PartialOrd + fmt::Display + Copy>(
@@ -153,7 +165,9 @@ impl SettingsPatch {
             pids,
             egress,
             allow_root,
-            refuse_critical
+            refuse_critical,
+            auto_patch,
+            patch_window
         );
         names
     }
@@ -213,6 +227,12 @@ impl AppSettings {
         within("memory_mb", self.memory_mb, 16, 1024 * 1024)?;
         within("cpu_millis", self.cpu_millis, 10, 256_000)?;
         within("pids", self.pids, 8, 1_000_000)?;
+        if !self.patch_window.is_empty() && patch_window(&self.patch_window).is_none() {
+            return Err(format!(
+                "patch_window must be HH:MM-HH:MM in UTC (such as 02:00-04:00), not {:?}",
+                self.patch_window
+            ));
+        }
         let path = &self.health_path;
         if !path.starts_with('/')
             || path.len() > 256
@@ -246,7 +266,9 @@ impl AppSettings {
             pids,
             egress,
             allow_root,
-            refuse_critical
+            refuse_critical,
+            auto_patch,
+            patch_window
         );
         if let Some(counts) = &patch.processes {
             for (name, count) in counts {
@@ -255,6 +277,34 @@ impl AppSettings {
         }
         next.validate()?;
         Ok(next)
+    }
+}
+
+/// A patch window's bounds in minutes after midnight UTC.
+pub fn patch_window(text: &str) -> Option<(u32, u32)> {
+    let minutes = |t: &str| -> Option<u32> {
+        let (h, m) = t.split_once(':')?;
+        if h.len() != 2 || m.len() != 2 {
+            return None;
+        }
+        let (h, m): (u32, u32) = (h.parse().ok()?, m.parse().ok()?);
+        (h < 24 && m < 60).then_some(h * 60 + m)
+    };
+    let (from, to) = text.split_once('-')?;
+    let (from, to) = (minutes(from)?, minutes(to)?);
+    (from != to).then_some((from, to))
+}
+
+/// Whether `minute` (after midnight UTC) falls in the window `text`; an
+/// empty window is always open.
+pub fn in_patch_window(text: &str, minute: u32) -> bool {
+    if text.is_empty() {
+        return true;
+    }
+    match patch_window(text) {
+        Some((from, to)) if from < to => (from..to).contains(&minute),
+        Some((from, to)) => minute >= from || minute < to,
+        None => false,
     }
 }
 
@@ -366,4 +416,35 @@ pub struct LogQuery {
     /// At most this many of the newest lines (before following).
     pub tail: Option<usize>,
     pub follow: bool,
+}
+
+#[cfg(test)]
+mod patch_window_tests {
+    use super::*;
+
+    #[test]
+    fn patch_windows_parse_and_wrap_past_midnight() {
+        assert_eq!(patch_window("02:00-04:30"), Some((120, 270)));
+        for bad in [
+            "2:00-04:00",
+            "02:00",
+            "24:00-01:00",
+            "02:60-03:00",
+            "02:00-02:00",
+            "x",
+        ] {
+            assert_eq!(patch_window(bad), None, "{bad}");
+        }
+        assert!(in_patch_window("", 0));
+        assert!(in_patch_window("02:00-04:00", 120));
+        assert!(!in_patch_window("02:00-04:00", 240));
+        assert!(in_patch_window("23:00-01:00", 23 * 60 + 30));
+        assert!(in_patch_window("23:00-01:00", 30));
+        assert!(!in_patch_window("23:00-01:00", 120));
+        let settings = AppSettings {
+            patch_window: "25:00-01:00".into(),
+            ..AppSettings::default()
+        };
+        assert!(settings.validate().unwrap_err().contains("patch_window"));
+    }
 }

@@ -119,6 +119,9 @@ pub struct Platform {
     advisories: vulns::Advisories,
     /// Where advisories are fetched from by themselves.
     vulns_config: rampart_core::config::VulnsConfig,
+    /// The image each app's last unattended patch built, so a patch that
+    /// failed is not tried again with the same image.
+    patch_tried: std::sync::Mutex<std::collections::HashMap<rampart_core::AppId, String>>,
 }
 
 /// What [`Platform::open`] did on a first start.
@@ -187,6 +190,7 @@ impl Platform {
         let platform = Self {
             advisories,
             vulns_config: config.vulns.clone(),
+            patch_tried: Default::default(),
             mailer,
             telemetry: telemetry::Telemetry::default(),
             services,

@@ -13,6 +13,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Read;
 use std::sync::{Arc, RwLock};
+use std::time::Duration;
 
 use bytes::Bytes;
 use rampart_core::audit::Outcome;
@@ -535,6 +536,94 @@ impl Vulns<'_> {
         }
     }
 
+    /// Patches, unattended, each app with `auto_patch` inside its window
+    /// whose live release has findings with a published fix: the kept
+    /// context is rebuilt, and when the result differs from the live image
+    /// (a base image changed) it is deployed like any build; a failed
+    /// health check leaves the live release serving, and the same image is
+    /// not tried again.
+    pub(crate) async fn auto_patch(&self) {
+        let Ok(engine) = self.p.engine() else { return };
+        let Ok(apps) = self.p.store.apps().await else {
+            return;
+        };
+        let now = Timestamp::now().inner();
+        let minute = u32::from(now.hour()) * 60 + u32::from(now.minute());
+        for app in apps {
+            let Some(live) = app.live_release else {
+                continue;
+            };
+            if !app.settings.auto_patch
+                || !rampart_core::deploy::in_patch_window(&app.settings.patch_window, minute)
+            {
+                continue;
+            }
+            let fixable = match self.report(Some(app.name.as_str()), None).await {
+                Ok(report) => report
+                    .findings
+                    .iter()
+                    .any(|f| f.fixed.is_some() && f.accepted.is_none()),
+                Err(_) => false,
+            };
+            if !fixable {
+                continue;
+            }
+            let Ok(context) = self.p.deploys().live_context(app.name.as_str()).await else {
+                continue;
+            };
+            let Ok(Some(release)) = self.p.store.release(&app.id, live).await else {
+                continue;
+            };
+            let (tx, _rx) = mpsc::unbounded_channel();
+            let probe = format!("rampart/{}:patch-probe", app.name);
+            let image = match engine.runtime.build(&probe, context.clone(), tx).await {
+                Ok(image) => image,
+                Err(error) => {
+                    tracing::warn!(app = %app.name, %error, "an unattended patch cannot rebuild");
+                    continue;
+                }
+            };
+            let tried = {
+                let mut tried = self.p.patch_tried.lock().unwrap_or_else(|e| e.into_inner());
+                tried.insert(app.id.clone(), image.id.clone()).as_deref() == Some(&image.id)
+            };
+            if image.id == release.image_id || tried {
+                continue;
+            }
+            tracing::info!(app = %app.name, release = live, "patching the live release unattended");
+            let caller = crate::Caller {
+                user_id: rampart_core::UserId::from_stored(PATCH_ACTOR.into()),
+                role: rampart_core::Role::Admin,
+                token_id: rampart_core::TokenId::from_stored(PATCH_ACTOR.into()),
+                session: false,
+                scope: None,
+                expires_at: None,
+                grants: Vec::new(),
+                mfa_enrolled: true,
+                needs_mfa: false,
+            };
+            let request_id = RequestId::generate();
+            let acting = Acting {
+                caller: &caller,
+                request_id: &request_id,
+            };
+            let deploys = self.p.deploys();
+            let outcome = match deploys
+                .prepare_deploy(app.name.as_str(), crate::deploy::Source::Build(context))
+                .await
+            {
+                Ok(prepared) => {
+                    let (tx, _rx) = mpsc::unbounded_channel();
+                    deploys.deploy(acting, prepared, tx).await.map(|_| ())
+                }
+                Err(error) => Err(error),
+            };
+            if let Err(error) = outcome {
+                tracing::warn!(app = %app.name, %error, "an unattended patch failed; the live release keeps serving");
+            }
+        }
+    }
+
     /// Matches every live release: scans those never scanned, raises an
     /// alert for each critical finding nobody accepted and resolves those
     /// that are gone. Returns how many findings there are.
@@ -751,6 +840,8 @@ impl Vulns<'_> {
 
 /// The actor of the scheduled fetch in the audit log.
 const FETCH_ACTOR: &str = "fetch";
+/// The actor of unattended patches.
+const PATCH_ACTOR: &str = "autopatch";
 /// How long one archive may take to download.
 const FETCH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(600);
 
@@ -794,22 +885,33 @@ async fn fetch(url: &str) -> Result<Bytes, Error> {
 
 impl Platform {
     /// Fetches the configured advisory archives `[vulns] first_fetch`
-    /// after start and then every `fetch_every`, until `stopped`.
+    /// after start and then every `fetch_every`, and looks for unattended
+    /// patches to make every `patch_check_every`, until `stopped`.
     pub async fn fetch_advisories_forever(
         self: Arc<Self>,
         mut stopped: tokio::sync::watch::Receiver<bool>,
     ) {
-        if self.vulns_config.urls.is_empty() {
-            return;
-        }
-        let mut wait = std::time::Duration::from_secs(self.vulns_config.first_fetch_secs);
+        let config = &self.vulns_config;
+        let mut fetch_at = (!config.urls.is_empty())
+            .then(|| tokio::time::Instant::now() + Duration::from_secs(config.first_fetch_secs));
+        let mut patch_at =
+            tokio::time::Instant::now() + Duration::from_secs(config.patch_check_every_secs);
         loop {
+            let next = fetch_at.map_or(patch_at, |at| at.min(patch_at));
             tokio::select! {
-                _ = tokio::time::sleep(wait) => {}
+                _ = tokio::time::sleep_until(next) => {}
                 _ = stopped.changed() => return,
             }
-            self.vulns().fetch_all().await;
-            wait = std::time::Duration::from_secs(self.vulns_config.fetch_every_secs);
+            let now = tokio::time::Instant::now();
+            if fetch_at.is_some_and(|at| at <= now) {
+                self.vulns().fetch_all().await;
+                fetch_at = Some(now + Duration::from_secs(config.fetch_every_secs));
+            }
+            if patch_at <= now {
+                self.vulns().auto_patch().await;
+                patch_at = tokio::time::Instant::now()
+                    + Duration::from_secs(config.patch_check_every_secs);
+            }
         }
     }
 }

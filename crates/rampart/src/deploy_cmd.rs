@@ -210,6 +210,13 @@ pub struct ConfigureArgs {
     /// Refuse deploys whose image has critical findings nobody accepted.
     #[arg(long)]
     pub refuse_critical: Option<bool>,
+    /// Rebuild and redeploy the live release by itself when a patched base
+    /// image fixes findings (like `rampart patch`).
+    #[arg(long)]
+    pub auto_patch: Option<bool>,
+    /// When unattended patches may run: HH:MM-HH:MM in UTC ("" for any time).
+    #[arg(long)]
+    pub patch_window: Option<String>,
     #[arg(long)]
     pub json: bool,
     #[command(flatten)]
@@ -464,6 +471,8 @@ pub async fn configure(args: ConfigureArgs) -> anyhow::Result<()> {
         egress: args.egress,
         allow_root: args.allow_root,
         refuse_critical: args.refuse_critical,
+        auto_patch: args.auto_patch,
+        patch_window: args.patch_window,
     };
     let client = credentials::client(&args.conn)?;
     let settings = if patch == SettingsPatch::default() {

@@ -402,22 +402,23 @@ fn images_are_inventoried_and_matched_against_published_advisories() {
     });
 }
 
-/// Builds the shared base image `rampart-test-base:stable`: the hello app
-/// with lodash at `lodash`.
-fn build_base(dir: &Path, lodash: &str) {
-    let ctx = context(dir, "COPY rootfs/ /\n");
+/// Builds a base image tagged `tag`: the hello app with lodash at
+/// `lodash`, and `extra` Dockerfile lines.
+fn build_base(dir: &Path, tag: &str, lodash: &str, extra: &str) {
+    let ctx = context(dir, &format!("COPY rootfs/ /\n{extra}"));
     write(
         &ctx.join("rootfs"),
         "app/node_modules/lodash/package.json",
         &format!(r#"{{"name": "lodash", "version": "{lodash}"}}"#),
     );
     ok(std::process::Command::new("docker")
-        .args(["build", "-q", "-t", "rampart-test-base:stable"])
+        .args(["build", "-q", "-t", tag])
         .arg(&ctx));
 }
 
 #[test]
 fn a_patch_rebuilds_on_the_new_base_under_load_and_closes_the_findings() {
+    const BASE: &str = "rampart-test-base:patch";
     let sb = sandbox();
     let _cleanup = Cleanup(vec!["patched".into()]);
     let server = sb.start(&sb.write_config(CONFIG)).unwrap();
@@ -425,8 +426,8 @@ fn a_patch_rebuilds_on_the_new_base_under_load_and_closes_the_findings() {
     ok(cli(&sb, &server).args(["vulns", "db", "import", OSV]));
 
     // An image deploy has no context to rebuild.
-    build_base(&sb.path().join("base1"), "4.17.11");
-    ok(cli(&sb, &server).args(["deploy", "patched", "--image", "rampart-test-base:stable"]));
+    build_base(&sb.path().join("base1"), BASE, "4.17.11", "");
+    ok(cli(&sb, &server).args(["deploy", "patched", "--image", BASE]));
     let (code, _, err) = run(cli(&sb, &server).args(["patch", "patched"]));
     assert_ne!(code, 0);
     assert!(err.contains("nothing to rebuild"), "{err}");
@@ -436,7 +437,7 @@ fn a_patch_rebuilds_on_the_new_base_under_load_and_closes_the_findings() {
     std::fs::create_dir_all(&app).unwrap();
     std::fs::write(
         app.join("Dockerfile"),
-        "FROM rampart-test-base:stable\nENV APP=patched\n",
+        format!("FROM {BASE}\nENV APP=patched\n"),
     )
     .unwrap();
     let release = json(
@@ -456,7 +457,7 @@ fn a_patch_rebuilds_on_the_new_base_under_load_and_closes_the_findings() {
 
     // The base is patched (a newer image under the same tag), and the
     // app rebuilt on it while visitors keep coming.
-    build_base(&sb.path().join("base2"), "4.17.21");
+    build_base(&sb.path().join("base2"), BASE, "4.17.21", "");
     ok(cli(&sb, &server).args(["apps", "configure", "patched", "--drain", "3"]));
     let stop = Arc::new(AtomicBool::new(false));
     let (handles, (good, bad, errors)) = load(&server, "patched.localhost", 4, stop.clone());
@@ -509,7 +510,7 @@ fn a_patch_rebuilds_on_the_new_base_under_load_and_closes_the_findings() {
         2,
         "the old image brings its findings back: {rows:?}"
     );
-    docker(&["rmi", "-f", "rampart-test-base:stable"]);
+    docker(&["rmi", "-f", BASE]);
 }
 
 /// Serves `files` over plain HTTP on loopback, one request per connection,
@@ -586,4 +587,79 @@ fn configured_advisory_archives_are_fetched_and_a_bad_one_raises_an_alert() {
         .unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("vulns.urls"), "{err}");
+}
+
+#[test]
+fn auto_patch_deploys_a_patched_base_by_itself_and_keeps_serving_when_it_fails() {
+    const BASE: &str = "rampart-test-base:auto";
+    let sb = sandbox();
+    let _cleanup = Cleanup(vec!["auto".into()]);
+    let config = format!("{CONFIG}[vulns]\npatch_check_every = \"5s\"\n");
+    let server = sb.start(&sb.write_config(&config)).unwrap();
+    ok(cli(&sb, &server).args(["apps", "create", "auto"]));
+    ok(cli(&sb, &server).args(["vulns", "db", "import", OSV]));
+    build_base(&sb.path().join("base1"), BASE, "4.17.11", "");
+    let app = sb.path().join("app");
+    std::fs::create_dir_all(&app).unwrap();
+    std::fs::write(app.join("Dockerfile"), format!("FROM {BASE}\n")).unwrap();
+    ok(cli(&sb, &server)
+        .args(["deploy", "auto", "--path"])
+        .arg(&app));
+    let bad = ["apps", "configure", "auto", "--patch-window", "2am-4am"];
+    let (code, _, err) = run(cli(&sb, &server).args(bad));
+    assert_ne!(code, 0);
+    assert!(err.contains("patch_window must be HH:MM-HH:MM"), "{err}");
+    ok(cli(&sb, &server).args([
+        "apps",
+        "configure",
+        "auto",
+        "--auto-patch",
+        "true",
+        "--health-timeout",
+        "4",
+    ]));
+    let releases = || json(cli(&sb, &server).args(["releases", "auto"]));
+    // Nothing changed under the app: the rebuild is the live image, so
+    // nothing is deployed.
+    std::thread::sleep(Duration::from_secs(8));
+    assert_eq!(releases().as_array().unwrap().len(), 1);
+
+    // A patched base whose replicas never pass their health check: the
+    // attempt fails once, release 1 keeps serving, and it is not retried.
+    build_base(
+        &sb.path().join("base2"),
+        BASE,
+        "4.17.21",
+        "ENV HELLO_HEALTH=fail\n",
+    );
+    eventually(Duration::from_secs(60), "the failed attempt", || {
+        releases()[0]["status"] == "failed"
+    });
+    std::thread::sleep(Duration::from_secs(8));
+    let list = releases();
+    assert_eq!(list.as_array().unwrap().len(), 2, "not retried: {list}");
+    assert_eq!(list[1]["status"], "live");
+    let (status, body) = get(
+        &edge_client(&server, "auto.localhost"),
+        &app_url(&server, "auto.localhost"),
+    );
+    assert_eq!(status, 200, "{body}");
+
+    // A good patched base: deployed by itself, findings closed.
+    build_base(&sb.path().join("base3"), BASE, "4.17.21", "");
+    eventually(Duration::from_secs(60), "the unattended patch", || {
+        releases()[0]["status"] == "live" && releases()[0]["number"] == 3
+    });
+    let (_, rows) = findings(&sb, &server, &["auto"]);
+    assert!(rows.is_empty(), "{rows:?}");
+    let audit = json(cli(&sb, &server).args(["audit", "list"]));
+    assert!(
+        audit
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["action"] == "app.deploy" && e["actor"] == "autopatch"),
+        "{audit}"
+    );
+    docker(&["rmi", "-f", BASE]);
 }

@@ -9,6 +9,7 @@ pub(super) struct RawVulns {
     urls: Option<Vec<String>>,
     fetch_every: Option<String>,
     first_fetch: Option<String>,
+    patch_check_every: Option<String>,
 }
 
 /// The `[vulns]` table.
@@ -23,6 +24,9 @@ pub struct VulnsConfig {
     /// How long after start the first fetch waits (`first_fetch`, a
     /// minute by default, so a start is not slowed by it).
     pub first_fetch_secs: u64,
+    /// How often apps with `auto_patch` are looked at (`patch_check_every`,
+    /// 10 minutes by default).
+    pub patch_check_every_secs: u64,
 }
 
 pub(super) fn validate_vulns(raw: RawVulns) -> Result<VulnsConfig, ConfigError> {
@@ -73,9 +77,22 @@ pub(super) fn validate_vulns(raw: RawVulns) -> Result<VulnsConfig, ConfigError> 
                 ConfigError::invalid("vulns.first_fetch", "must be a duration up to 1d")
             })?,
     };
+    let patch_check_every_secs = match raw.patch_check_every {
+        None => 600,
+        Some(text) => crate::wire::parse_duration(&text)
+            .ok()
+            .filter(|secs| (5..=86_400).contains(secs))
+            .ok_or_else(|| {
+                ConfigError::invalid(
+                    "vulns.patch_check_every",
+                    "must be a duration from 5s to 1d",
+                )
+            })?,
+    };
     Ok(VulnsConfig {
         urls,
         fetch_every_secs,
         first_fetch_secs,
+        patch_check_every_secs,
     })
 }
