@@ -332,6 +332,76 @@ pub fn go_sum(text: &str) -> Vec<Package> {
         .collect()
 }
 
+/// The most of a Rust binary read for its dependency list.
+pub const MAX_BINARY: u64 = 128 << 20;
+
+/// The dependency list cargo-auditable embeds in a Rust binary (an
+/// ELF64 little-endian file's `.dep-v0` section: zlib-compressed JSON):
+/// its crates.io packages, build-time ones left out (they are not in the
+/// binary). Anything else, or a malformed file, yields nothing.
+pub fn auditable_binary(bytes: &[u8]) -> Vec<Package> {
+    use std::io::Read;
+    let Some(section) = elf_section(bytes, b".dep-v0") else {
+        return Vec::new();
+    };
+    let mut json = Vec::new();
+    let read = flate2::read::ZlibDecoder::new(section)
+        .take(8 << 20)
+        .read_to_end(&mut json);
+    let Ok(value) = read.and_then(|_| Ok(serde_json::from_slice::<serde_json::Value>(&json)?))
+    else {
+        return Vec::new();
+    };
+    value["packages"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|p| p["source"] == "crates.io" && p["kind"] != "build")
+        .filter_map(|p| {
+            locked(
+                Ecosystem::CratesIo,
+                p["name"].as_str()?,
+                p["version"].as_str()?,
+            )
+        })
+        .collect()
+}
+
+/// The contents of the section named `wanted` of an ELF64 little-endian
+/// file, if it has one and every offset is inside the file.
+fn elf_section<'a>(bytes: &'a [u8], wanted: &[u8]) -> Option<&'a [u8]> {
+    if bytes.len() < 64 || &bytes[..4] != b"\x7fELF" || bytes[4] != 2 || bytes[5] != 1 {
+        return None;
+    }
+    let u16_at = |at: usize| -> Option<usize> {
+        Some(u16::from_le_bytes(bytes.get(at..at + 2)?.try_into().ok()?) as usize)
+    };
+    let u32_at = |at: usize| -> Option<usize> {
+        Some(u32::from_le_bytes(bytes.get(at..at + 4)?.try_into().ok()?) as usize)
+    };
+    let u64_at = |at: usize| -> Option<usize> {
+        usize::try_from(u64::from_le_bytes(bytes.get(at..at + 8)?.try_into().ok()?)).ok()
+    };
+    let (shoff, shentsize, shnum, shstrndx) =
+        (u64_at(0x28)?, u16_at(0x3a)?, u16_at(0x3c)?, u16_at(0x3e)?);
+    if shentsize < 64 || shstrndx >= shnum {
+        return None;
+    }
+    let header = |i: usize| shoff.checked_add(i.checked_mul(shentsize)?);
+    let body = |h: usize| -> Option<&'a [u8]> {
+        let (offset, size) = (u64_at(h + 24)?, u64_at(h + 32)?);
+        bytes.get(offset..offset.checked_add(size)?)
+    };
+    let names = body(header(shstrndx)?)?;
+    (0..shnum).find_map(|i| {
+        let h = header(i)?;
+        let name_at = u32_at(h)?;
+        let name = names.get(name_at..)?;
+        let name = &name[..name.iter().position(|&b| b == 0)?];
+        (name == wanted).then(|| body(h)).flatten()
+    })
+}
+
 /// The most of one metadata file read; larger ones are skipped.
 pub const MAX_FILE: u64 = 16 << 20;
 
@@ -425,6 +495,24 @@ pub fn scan_tar(reader: impl std::io::Read) -> Result<Vec<Package>, ScanError> {
             let mut text = String::new();
             (&mut entry).take(64 << 10).read_to_string(&mut text).ok();
             distro[slot] = os_release(&text);
+            continue;
+        }
+        let executable = entry.header().mode().is_ok_and(|m| m & 0o111 != 0);
+        if reader_for(&path).is_none()
+            && executable
+            && entry.size() <= MAX_BINARY
+            && entry.size() >= 64
+        {
+            let mut magic = [0u8; 4];
+            if entry.read_exact(&mut magic).is_ok() && &magic == b"\x7fELF" {
+                let mut bytes = magic.to_vec();
+                (&mut entry).take(MAX_BINARY).read_to_end(&mut bytes)?;
+                let location = format!("/{}", relative);
+                found.extend(auditable_binary(&bytes).into_iter().map(|mut p| {
+                    p.location = location.clone();
+                    p
+                }));
+            }
             continue;
         }
         let Some(read) = reader_for(&path) else {
@@ -615,6 +703,83 @@ Version: 12.4+deb12u5\n";
         // Not a tar at all: an error, not an empty inventory.
         let junk = [b'x'; 1024];
         assert!(scan_tar(&junk[..]).is_err());
+    }
+
+    /// A minimal ELF64 file whose sections are the string table and
+    /// `.dep-v0` holding `deps`, compressed as cargo-auditable does.
+    fn elf_with_deps(deps: &serde_json::Value) -> Vec<u8> {
+        use std::io::Write;
+        let mut z = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::default());
+        z.write_all(deps.to_string().as_bytes()).unwrap();
+        let section = z.finish().unwrap();
+        let names = b"\0.shstrtab\0.dep-v0\0".to_vec();
+        let mut file = vec![0u8; 64];
+        file[..6].copy_from_slice(b"\x7fELF\x02\x01");
+        let names_at = file.len();
+        file.extend_from_slice(&names);
+        let section_at = file.len();
+        file.extend_from_slice(&section);
+        let shoff = file.len();
+        let header = |name: u32, offset: usize, size: usize| {
+            let mut h = vec![0u8; 64];
+            h[..4].copy_from_slice(&name.to_le_bytes());
+            h[24..32].copy_from_slice(&(offset as u64).to_le_bytes());
+            h[32..40].copy_from_slice(&(size as u64).to_le_bytes());
+            h
+        };
+        let null = header(0, 0, 0);
+        let strtab = header(1, names_at, names.len());
+        let deps = header(11, section_at, section.len());
+        file.extend(null.into_iter().chain(strtab).chain(deps));
+        file[0x28..0x30].copy_from_slice(&(shoff as u64).to_le_bytes());
+        file[0x3a..0x3c].copy_from_slice(&64u16.to_le_bytes());
+        file[0x3c..0x3e].copy_from_slice(&3u16.to_le_bytes());
+        file[0x3e..0x40].copy_from_slice(&1u16.to_le_bytes());
+        file
+    }
+
+    #[test]
+    fn rust_binaries_built_with_cargo_auditable_name_their_crates() {
+        let deps = serde_json::json!({"packages": [
+            {"name": "app", "version": "0.1.0", "source": "local", "kind": "runtime", "root": true},
+            {"name": "time", "version": "0.3.20", "source": "crates.io", "kind": "runtime"},
+            {"name": "cc", "version": "1.0.0", "source": "crates.io", "kind": "build"},
+            {"name": "forked", "version": "1.0.0", "source": "git", "kind": "runtime"}
+        ]});
+        let binary = elf_with_deps(&deps);
+        let got: Vec<String> = auditable_binary(&binary)
+            .iter()
+            .map(|p| format!("{} {} {}", p.ecosystem.as_osv(), p.name, p.version))
+            .collect();
+        assert_eq!(got, ["crates.io time 0.3.20"]);
+        // Through a tar stream, as an executable file.
+        let mut tar = tar::Builder::new(Vec::new());
+        let mut header = tar::Header::new_gnu();
+        header.set_size(binary.len() as u64);
+        header.set_mode(0o755);
+        header.set_cksum();
+        tar.append_data(&mut header, "usr/local/bin/app", binary.as_slice())
+            .unwrap();
+        let found = scan_tar(tar.into_inner().unwrap().as_slice()).unwrap();
+        assert_eq!(found.len(), 1);
+        assert_eq!(found[0].location, "/usr/local/bin/app");
+        // Truncated, corrupt or foreign files give nothing, and never panic.
+        for cut in [0, 10, 64, 100, binary.len() - 40] {
+            assert!(auditable_binary(&binary[..cut]).is_empty(), "{cut}");
+        }
+        let mut wild = binary.clone();
+        wild[0x28..0x30].copy_from_slice(&u64::MAX.to_le_bytes());
+        assert!(auditable_binary(&wild).is_empty());
+        let mut garbled = binary.clone();
+        let last = garbled.len() - 200;
+        garbled[last..last + 8].copy_from_slice(&[0xff; 8]);
+        let _ = auditable_binary(&garbled);
+        assert!(
+            auditable_binary(
+                b"\x7fELF not really an elf file at all, no no no no no no no no no no no"
+            )
+            .is_empty()
+        );
     }
 
     #[test]
