@@ -164,9 +164,21 @@ pub fn affects_in(
             _ => Some(fix),
         };
     }
+    // Distributions name the CVEs a record is about in `upstream`.
+    let mut aliases: Vec<String> = Vec::new();
+    for alias in vulnerability
+        .aliases
+        .iter()
+        .chain(&vulnerability.upstream)
+        .flatten()
+    {
+        if !aliases.contains(alias) {
+            aliases.push(alias.clone());
+        }
+    }
     Ok(Some(Hit {
         id: vulnerability.id.clone(),
-        aliases: vulnerability.aliases.clone().unwrap_or_default(),
+        aliases,
         fixed,
     }))
 }
@@ -262,6 +274,7 @@ mod tests {
     const GLIBC: &str = r#"{
         "id": "DSA-5514-1", "modified": "2023-10-03T00:00:00Z",
         "summary": "glibc - security update",
+        "upstream": ["CVE-2023-4806", "CVE-2023-4911"],
         "affected": [
             {"package": {"ecosystem": "Debian:11", "name": "glibc"},
              "ranges": [{"type": "ECOSYSTEM", "events": [{"introduced": "0"}, {"fixed": "2.31-13+deb11u7"}]}]},
@@ -273,6 +286,20 @@ mod tests {
     #[test]
     fn another_releases_fix_is_not_borrowed() {
         let glibc = record(GLIBC);
+        assert_eq!(
+            affects_in(
+                &glibc,
+                Ecosystem::Debian,
+                Some("Debian:12"),
+                "glibc",
+                "2.36-9"
+            )
+            .unwrap()
+            .unwrap()
+            .aliases,
+            ["CVE-2023-4806", "CVE-2023-4911"],
+            "upstream ids count as aliases"
+        );
         let hit = |distro, v| {
             affects_in(&glibc, Ecosystem::Debian, distro, "glibc", v)
                 .unwrap()
