@@ -25,8 +25,9 @@ work=$(mktemp -d /tmp/rampart-bench-scan.XXXXXX)
 
 cargo build --profile dist --locked -q -p rampart
 cargo build --profile dist --locked -q -p rampart-vulns --example scan
-bin="$PWD/target/dist/rampart"
-scan="$PWD/target/dist/examples/scan"
+target="${CARGO_TARGET_DIR:-$PWD/target}"
+bin="$target/dist/rampart"
+scan="$target/dist/examples/scan"
 
 echo "== in process"
 "$scan" "$DEBIAN" "$PYPI"

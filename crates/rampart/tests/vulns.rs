@@ -223,6 +223,17 @@ fn images_are_inventoried_and_matched_against_published_advisories() {
         critical["location"],
         "/app/node_modules/lodash/package.json"
     );
+    let glibc = report["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["advisory"] == "DSA-5514-1")
+        .unwrap();
+    assert_eq!(
+        glibc["aliases"],
+        serde_json::json!(["CVE-2023-4806", "CVE-2023-4911"]),
+        "a distribution's upstream CVEs are its aliases"
+    );
 
     // The critical one reaches the alerts, naming the app and advisory.
     let alerts = firing_vulnerability_alerts(&sb, &server);
