@@ -171,10 +171,14 @@ fn image() -> Vec<u8> {
 }
 
 fn peak_rss_mib() -> f64 {
+    rss_mib("VmHWM:")
+}
+
+fn rss_mib(field: &str) -> f64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
     status
         .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .find_map(|l| l.strip_prefix(field))
         .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse::<f64>().ok())
         .map_or(0.0, |kb| kb / 1024.0)
 }
@@ -211,7 +215,11 @@ fn main() {
             start.elapsed().as_secs_f64()
         );
     }
-    println!("db_peak_rss_mib: {:.0}", peak_rss_mib());
+    println!(
+        "db_rss_mib: {:.0} after the import (peak {:.0}, archives held)",
+        rss_mib("VmRSS:"),
+        peak_rss_mib()
+    );
     let image = image();
     let mut best = f64::MAX;
     let mut found = (0, 0, 0);

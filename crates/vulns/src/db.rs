@@ -92,7 +92,21 @@ impl Database {
     }
 
     /// Adds `record`, or replaces the one with its id if it is newer.
-    pub fn add(&mut self, record: Vulnerability) -> Added {
+    /// Only what matching, rating and listing read is kept (the full
+    /// record is the caller's to store).
+    pub fn add(&mut self, mut record: Vulnerability) -> Added {
+        record.details = None;
+        record.references = None;
+        record.credits = None;
+        record.related = None;
+        if let Some(specific) = &mut record.database_specific {
+            let severity = specific.get("severity").cloned();
+            *specific = serde_json::json!({ "severity": severity });
+        }
+        for affected in record.affected.iter_mut().flatten() {
+            affected.ecosystem_specific = None;
+            affected.database_specific = None;
+        }
         let keys: Vec<(Ecosystem, String)> = record
             .affected
             .iter()
