@@ -64,6 +64,8 @@ pub fn dpkg_status(text: &str) -> Vec<Package> {
             if status.is_some_and(|s| !s.ends_with(" installed")) {
                 return None;
             }
+            let name = name.filter(|n| !n.is_empty());
+            let version = version.filter(|v| !v.is_empty());
             Some(Package {
                 ecosystem: Ecosystem::Debian,
                 name: name?.to_owned(),
@@ -842,6 +844,61 @@ Version: 12.4+deb12u5\n";
         );
         assert!(reader_for("app/requirements.txt").is_some());
         assert!(reader_for("srv/go.sum").is_some());
+    }
+
+    #[test]
+    fn link_loops_and_malformed_metadata_yield_nothing_and_never_hang() {
+        let mut builder = tar::Builder::new(Vec::new());
+        for (path, target) in [
+            ("loop/a", "b"),
+            ("loop/b", "a"),
+            ("var/lib/dpkg/status", "status"),
+            ("lib/apk/db/installed", "/lib/apk/db/installed"),
+            ("app/node_modules/x/package.json", "../../../etc/shadow"),
+        ] {
+            let mut header = tar::Header::new_gnu();
+            header.set_entry_type(tar::EntryType::Symlink);
+            header.set_size(0);
+            builder.append_link(&mut header, path, target).unwrap();
+        }
+        let mut header = tar::Header::new_gnu();
+        header.set_entry_type(tar::EntryType::Link);
+        header.set_size(0);
+        builder
+            .append_link(&mut header, "usr/lib/os-release", "usr/lib/os-release")
+            .unwrap();
+        let junk: &[(&str, &[u8])] = &[
+            (
+                "var/lib/dpkg/status.d/junk",
+                b"\x00\xff\xfe\n\nPackage:\nVersion:\n\n::::\n",
+            ),
+            ("lib/apk/db/installed.bak", b"P:x\n"),
+            (
+                "srv/venv/lib/python3.11/site-packages/x-1.dist-info/METADATA",
+                b"Name:\nVersion: 1\n",
+            ),
+            (
+                "srv/venv/lib/python3.11/site-packages/y-1.dist-info/METADATA",
+                &[0xff; 300],
+            ),
+            (
+                "srv/node_modules/z/package.json",
+                b"{\"name\": 5, \"version\": []}",
+            ),
+            ("srv/requirements.txt", b"==\n==1.0\nname==\n"),
+        ];
+        for (path, data) in junk {
+            let mut header = tar::Header::new_gnu();
+            header.set_size(data.len() as u64);
+            header.set_mode(0o644);
+            builder.append_data(&mut header, path, *data).unwrap();
+        }
+        let found = scan_tar(builder.into_inner().unwrap().as_slice()).unwrap();
+        assert!(found.is_empty(), "{found:?}");
+        assert!(dpkg_status("Package: a\nStatus: install ok installed\n").is_empty());
+        assert!(apk_installed("V:1.0\n\nP:\nV:1\n").is_empty());
+        assert!(python_metadata("Version: 1.0\n").is_none());
+        assert!(package_json("[1, 2]").is_none());
     }
 
     #[test]
