@@ -434,29 +434,38 @@ impl Vulns<'_> {
                 "an advisory archive may be at most {MAX_ARCHIVE} bytes"
             )));
         }
-        let unpacked = tokio::task::spawn_blocking(move || rampart_vulns::db::unpack(&archive))
-            .await
-            .map_err(|e| Error::Unavailable(format!("the import stopped: {e}")))?
-            .map_err(|e| Error::Invalid(e.to_string()))?;
+        // Each record is judged against the index as it is read, and only
+        // a changed one is kept: its file's text for the store, and what
+        // the index holds of it.
+        let advisories = self.p.advisories.clone();
+        let unpacked = tokio::task::spawn_blocking(move || {
+            let db = advisories.read().unwrap_or_else(|e| e.into_inner());
+            rampart_vulns::db::unpack_with(&archive, |mut record, text| {
+                let added = db.would_add(&record);
+                if added == Added::Unchanged {
+                    return Some((added, None));
+                }
+                let text = String::from_utf8_lossy(text).into_owned();
+                let row = (
+                    record.id.clone(),
+                    rampart_vulns::db::modified(&record),
+                    text,
+                );
+                rampart_vulns::db::slim(&mut record);
+                Some((added, Some((row, record))))
+            })
+        })
+        .await
+        .map_err(|e| Error::Unavailable(format!("the import stopped: {e}")))?
+        .map_err(|e| Error::Invalid(e.to_string()))?;
         let mut counts = [0u64; 3];
         let mut changed = Vec::new();
         let mut rows = Vec::new();
-        {
-            let db = self.p.advisories.read().unwrap_or_else(|e| e.into_inner());
-            for record in unpacked.records {
-                let added = db.would_add(&record);
-                counts[added as usize] += 1;
-                if added != Added::Unchanged {
-                    let json = serde_json::to_string(&record).map_err(|e| {
-                        Error::Invalid(format!("advisory {} cannot be stored: {e}", record.id))
-                    })?;
-                    rows.push((
-                        record.id.clone(),
-                        rampart_vulns::db::modified(&record),
-                        json,
-                    ));
-                    changed.push(record);
-                }
+        for (added, kept) in unpacked.records {
+            counts[added as usize] += 1;
+            if let Some((row, record)) = kept {
+                rows.push(row);
+                changed.push(record);
             }
         }
         let newest = changed

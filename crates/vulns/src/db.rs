@@ -14,6 +14,24 @@ use crate::inventory::{Package, python_name};
 use crate::severity::{self, Severity};
 use crate::version::{Ecosystem, VersionError};
 
+/// Drops what matching, rating and listing never read from a record
+/// (details, references, credits, ecosystem- and database-specific data
+/// but the database's severity).
+pub fn slim(record: &mut Vulnerability) {
+    record.details = None;
+    record.references = None;
+    record.credits = None;
+    record.related = None;
+    if let Some(specific) = &mut record.database_specific {
+        let severity = specific.get("severity").cloned();
+        *specific = serde_json::json!({ "severity": severity });
+    }
+    for affected in record.affected.iter_mut().flatten() {
+        affected.ecosystem_specific = None;
+        affected.database_specific = None;
+    }
+}
+
 /// A record's `modified` time in the platform's form
 /// (`2024-03-01T00:00:00.000Z`).
 pub fn modified(record: &Vulnerability) -> String {
@@ -95,18 +113,7 @@ impl Database {
     /// Only what matching, rating and listing read is kept (the full
     /// record is the caller's to store).
     pub fn add(&mut self, mut record: Vulnerability) -> Added {
-        record.details = None;
-        record.references = None;
-        record.credits = None;
-        record.related = None;
-        if let Some(specific) = &mut record.database_specific {
-            let severity = specific.get("severity").cloned();
-            *specific = serde_json::json!({ "severity": severity });
-        }
-        for affected in record.affected.iter_mut().flatten() {
-            affected.ecosystem_specific = None;
-            affected.database_specific = None;
-        }
+        slim(&mut record);
         let keys: Vec<(Ecosystem, String)> = record
             .affected
             .iter()
@@ -228,25 +235,44 @@ pub enum ArchiveError {
 }
 
 /// The records of an archive, read whole before anything is imported.
-#[derive(Debug, Default)]
-pub struct Unpacked {
-    /// The newest record of each id.
-    pub records: Vec<Vulnerability>,
+#[derive(Debug)]
+pub struct Unpacked<T = Vulnerability> {
+    /// What the caller kept of the newest record of each id.
+    pub records: Vec<T>,
     /// Records naming no ecosystem matched here (Maven, Packagist …).
     pub skipped: usize,
     /// Files that were not OSV records, each with why.
     pub refused: Vec<String>,
 }
 
-impl Unpacked {
-    fn take(&mut self, newest: &mut HashMap<String, usize>, path: &str, bytes: &[u8]) {
+impl<T> Default for Unpacked<T> {
+    fn default() -> Self {
+        Self {
+            records: Vec::new(),
+            skipped: 0,
+            refused: Vec::new(),
+        }
+    }
+}
+
+/// Reads the records of an archive one at a time, so only what the caller
+/// keeps of each stays in memory.
+struct Reader<T, F> {
+    out: Unpacked<T>,
+    /// Per id: where its kept record is, if it was kept, and its time.
+    newest: HashMap<String, (Option<usize>, chrono::DateTime<chrono::Utc>)>,
+    keep: F,
+}
+
+impl<T, F: FnMut(Vulnerability, &[u8]) -> Option<T>> Reader<T, F> {
+    fn take(&mut self, path: &str, bytes: &[u8]) {
         if !path.ends_with(".json") {
             return;
         }
         let record = match parse_record(bytes, path) {
             Ok(record) => record,
             Err(error) => {
-                self.refused.push(error.to_string());
+                self.out.refused.push(error.to_string());
                 return;
             }
         };
@@ -257,17 +283,27 @@ impl Unpacked {
                 .is_some_and(|e| e.as_str().and_then(Ecosystem::from_osv).is_some())
         });
         if !known {
-            self.skipped += 1;
+            self.out.skipped += 1;
             return;
         }
-        match newest.get(&record.id) {
-            Some(&i) if self.records[i].modified >= record.modified => {}
-            Some(&i) => self.records[i] = record,
-            None => {
-                newest.insert(record.id.clone(), self.records.len());
-                self.records.push(record);
-            }
+        let seen = self.newest.get(&record.id).copied();
+        if seen.is_some_and(|(_, at)| at >= record.modified) {
+            return;
         }
+        let (id, modified) = (record.id.clone(), record.modified);
+        let kept = (self.keep)(record, bytes);
+        let slot = match (seen.and_then(|(slot, _)| slot), kept) {
+            (Some(slot), Some(kept)) => {
+                self.out.records[slot] = kept;
+                Some(slot)
+            }
+            (None, Some(kept)) => {
+                self.out.records.push(kept);
+                Some(self.out.records.len() - 1)
+            }
+            (slot, None) => slot,
+        };
+        self.newest.insert(id, (slot, modified));
     }
 }
 
@@ -277,9 +313,22 @@ impl Unpacked {
 /// No entry is read past [`MAX_RECORD`] bytes, so a compression bomb
 /// costs at most that much per file.
 pub fn unpack(bytes: &[u8]) -> Result<Unpacked, ArchiveError> {
+    unpack_with(bytes, |record, _| Some(record))
+}
+
+/// [`unpack`], handing each record that is the newest of its id so far
+/// (and its file's bytes) to `keep`, which returns what to hold of it, or
+/// nothing. A later, newer record of the same id replaces what was kept.
+pub fn unpack_with<T>(
+    bytes: &[u8],
+    keep: impl FnMut(Vulnerability, &[u8]) -> Option<T>,
+) -> Result<Unpacked<T>, ArchiveError> {
     use std::io::Read;
-    let mut out = Unpacked::default();
-    let mut newest = HashMap::new();
+    let mut reader = Reader {
+        out: Unpacked::default(),
+        newest: HashMap::new(),
+        keep,
+    };
     if bytes.starts_with(b"PK") {
         let mut archive = zip::ZipArchive::new(std::io::Cursor::new(bytes))
             .map_err(|e| ArchiveError::Zip(e.to_string()))?;
@@ -299,7 +348,7 @@ pub fn unpack(bytes: &[u8]) -> Result<Unpacked, ArchiveError> {
                 .take(MAX_RECORD + 1)
                 .read_to_end(&mut data)
                 .map_err(|e| ArchiveError::Zip(format!("{path}: {e}")))?;
-            out.take(&mut newest, &path, &data);
+            reader.take(&path, &data);
         }
     } else {
         let mut archive = tar::Archive::new(bytes);
@@ -319,10 +368,10 @@ pub fn unpack(bytes: &[u8]) -> Result<Unpacked, ArchiveError> {
                 .take(MAX_RECORD + 1)
                 .read_to_end(&mut data)
                 .map_err(ArchiveError::Tar)?;
-            out.take(&mut newest, &path, &data);
+            reader.take(&path, &data);
         }
     }
-    Ok(out)
+    Ok(reader.out)
 }
 
 /// What an import did.
