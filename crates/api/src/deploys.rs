@@ -26,7 +26,7 @@ use rampart_core::deploy::LogQuery;
 use rampart_core::deploy::{AppSettings, SettingsPatch};
 use rampart_core::terminal::{self, Frame};
 use rampart_core::wire::{self, DeployLine, ErrorBody, RunLine};
-use rampart_platform::deploy::{PreparedRun, RunIo, Source};
+use rampart_platform::deploy::{PreparedDeploy, PreparedRun, RunIo, Source};
 use rampart_platform::{Acting, Error};
 use serde::Deserialize;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -63,6 +63,11 @@ async fn run_deploy(
     source: Source,
 ) -> Result<Response, ApiError> {
     let prepared = p.deploys().prepare_deploy(&app, source).await?;
+    stream_deploy(p, ctx, prepared)
+}
+
+/// Runs a prepared deploy, streaming its progress as NDJSON.
+fn stream_deploy(p: AppState, ctx: Ctx, prepared: PreparedDeploy) -> Result<Response, ApiError> {
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
     let task = tokio::spawn(async move {
         let acting = Acting {
@@ -389,7 +394,7 @@ pub async fn rollback(
 /// images its Dockerfile names as the engine has them now (a patched
 /// base), and deploys the result like any build.
 #[utoipa::path(post, path = "/api/apps/{app}/patch", tag = "deploys", security(("bearer" = [])),
-    params(("app" = String, Path, description = "App name")),
+    params(("app" = String, Path, description = "App name"), PatchQuery),
     responses((status = 200, body = DeployLine, content_type = "application/x-ndjson",
             description = "Progress lines; the last is done or failed"),
         (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
@@ -399,9 +404,25 @@ pub async fn patch(
     State(p): State<AppState>,
     ctx: Ctx,
     Path(app): Path<String>,
+    Query(query): Query<PatchQuery>,
 ) -> Result<Response, ApiError> {
     let context = p.deploys().live_context(&app).await?;
-    run_deploy(p, ctx, app, Source::Build(context)).await
+    let mut prepared = p
+        .deploys()
+        .prepare_deploy(&app, Source::Build(context))
+        .await?;
+    if query.pull {
+        prepared = prepared.pulling();
+    }
+    stream_deploy(p, ctx, prepared)
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct PatchQuery {
+    /// Pull the base images from their registry before rebuilding.
+    #[serde(default)]
+    pull: bool,
 }
 
 /// An app's releases, newest first.

@@ -31,8 +31,9 @@ pub enum Deploy {
     Image(String),
     /// An earlier release (or the previous one).
     Rollback(Option<u64>),
-    /// The live release rebuilt from its kept context.
-    Patch,
+    /// The live release rebuilt from its kept context; with `true`, the
+    /// base images are pulled first.
+    Patch(bool),
 }
 use reqwest::{Method, StatusCode};
 use serde::Serialize;
@@ -743,9 +744,9 @@ impl Client {
                 .http
                 .post(format!("{}/api/apps/{app}/rollback", self.base))
                 .json(&wire::Rollback { to }),
-            Deploy::Patch => self
+            Deploy::Patch(pull) => self
                 .http
-                .post(format!("{}/api/apps/{app}/patch", self.base)),
+                .post(format!("{}/api/apps/{app}/patch?pull={pull}", self.base)),
         };
         if let Some(token) = &self.token {
             request = request.bearer_auth(token);

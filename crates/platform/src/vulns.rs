@@ -585,7 +585,11 @@ impl Vulns<'_> {
             };
             let (tx, _rx) = mpsc::unbounded_channel();
             let probe = format!("rampart/{}:patch-probe", app.name);
-            let image = match engine.runtime.build(&probe, context.clone(), tx).await {
+            let image = match engine
+                .runtime
+                .build(&probe, context.clone(), false, tx)
+                .await
+            {
                 Ok(image) => image,
                 Err(error) => {
                     tracing::warn!(app = %app.name, %error, "an unattended patch cannot rebuild");

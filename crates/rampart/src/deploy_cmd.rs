@@ -48,6 +48,10 @@ pub struct RollbackArgs {
 #[derive(Debug, Args)]
 pub struct PatchArgs {
     app: String,
+    /// Pull the base images from their registry first (where one is
+    /// reachable); otherwise the engine's own images under those names.
+    #[arg(long)]
+    pull: bool,
     #[arg(long)]
     json: bool,
     #[command(flatten)]
@@ -330,7 +334,7 @@ pub async fn rollback(args: RollbackArgs) -> anyhow::Result<()> {
 /// Rebuilds the live release on the current base image and deploys it.
 pub async fn patch(args: PatchArgs) -> anyhow::Result<()> {
     let client = credentials::client(&args.conn)?;
-    follow_deploy(&client, &args.app, Deploy::Patch, args.json).await
+    follow_deploy(&client, &args.app, Deploy::Patch(args.pull), args.json).await
 }
 
 pub async fn releases(args: AppArgs) -> anyhow::Result<()> {

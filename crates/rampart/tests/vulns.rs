@@ -521,6 +521,16 @@ fn a_patch_rebuilds_on_the_new_base_under_load_and_closes_the_findings() {
         2,
         "the old image brings its findings back: {rows:?}"
     );
+    // --pull asks the registry for the base; none is reachable from here,
+    // so the patch fails and the live release keeps serving.
+    let (code, _, err) = run(cli(&sb, &server).args(["patch", "patched", "--pull"]));
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("release 4 keeps serving"), "{err}");
+    let (status, body) = get(
+        &edge_client(&server, "patched.localhost"),
+        &app_url(&server, "patched.localhost"),
+    );
+    assert_eq!(status, 200, "{body}");
     docker(&["rmi", "-f", BASE]);
 }
 

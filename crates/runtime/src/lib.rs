@@ -223,11 +223,13 @@ pub trait ContainerRuntime: Send + Sync + std::fmt::Debug + 'static {
 
     /// Builds an image from a tar build context holding a `Dockerfile`,
     /// tagging it `tag`; each line the builder prints goes to `output`.
-    /// Builds run without network access.
+    /// Builds run without network access; with `pull`, the engine first
+    /// pulls the images the Dockerfile names from their registry.
     async fn build(
         &self,
         tag: &str,
         context: Bytes,
+        pull: bool,
         output: mpsc::UnboundedSender<String>,
     ) -> Result<Image, RuntimeError>;
 

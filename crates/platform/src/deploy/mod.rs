@@ -93,8 +93,19 @@ pub enum Source {
 pub struct PreparedDeploy {
     app: AppName,
     source: Source,
+    /// Pull the images a build's Dockerfile names before building.
+    pull: bool,
     /// The build context's `rampart.app.toml`, when it has one.
     manifest: AppManifest,
+}
+
+impl PreparedDeploy {
+    /// Has the engine pull the images a build's Dockerfile names from
+    /// their registry first (`rampart patch --pull`).
+    pub fn pulling(mut self) -> Self {
+        self.pull = true;
+        self
+    }
 }
 
 /// The deploy path: checking a deploy's input, building or resolving its
@@ -253,6 +264,7 @@ impl Deploys<'_> {
         Ok(PreparedDeploy {
             app: row.name,
             source,
+            pull: false,
             manifest,
         })
     }
@@ -268,6 +280,7 @@ impl Deploys<'_> {
         let PreparedDeploy {
             app,
             source,
+            pull,
             manifest,
         } = prepared;
         let app = app.as_str();
@@ -310,7 +323,7 @@ impl Deploys<'_> {
                         }
                     })
                 };
-                let built = engine.runtime.build(&tag, context, tx).await;
+                let built = engine.runtime.build(&tag, context, pull, tx).await;
                 let _ = forward.await;
                 (tag, built)
             }
@@ -344,6 +357,12 @@ impl Deploys<'_> {
                 );
                 processes = earlier.config.processes;
                 crons = earlier.config.crons;
+                // A release deployed again keeps what it was built from,
+                // so it can still be patched.
+                built_from =
+                    std::fs::read(self.p.dir.contexts(&row.id).join(format!("r{number}.tar")))
+                        .ok()
+                        .map(Bytes::from);
                 let found = engine.runtime.image(&earlier.image_id).await;
                 (earlier.image, found)
             }

@@ -279,10 +279,12 @@ impl ContainerRuntime for Docker {
         &self,
         tag: &str,
         context: Bytes,
+        pull: bool,
         output: mpsc::UnboundedSender<String>,
     ) -> Result<Image, RuntimeError> {
         let options = BuildImageOptionsBuilder::new()
             .t(tag)
+            .pull(if pull { "true" } else { "" })
             .dockerfile("Dockerfile")
             .rm(true)
             .forcerm(true)
