@@ -583,6 +583,22 @@ impl Vulns<'_> {
             let Ok(Some(release)) = self.p.store.release(&app.id, live).await else {
                 continue;
             };
+            // The context is checked as any deploy's is before anything is
+            // built from it (which images it may build from, its manifest).
+            let deploys = self.p.deploys();
+            let prepared = match deploys
+                .prepare_deploy(
+                    app.name.as_str(),
+                    crate::deploy::Source::Build(context.clone()),
+                )
+                .await
+            {
+                Ok(prepared) => prepared,
+                Err(error) => {
+                    tracing::warn!(app = %app.name, %error, "an unattended patch is refused");
+                    continue;
+                }
+            };
             let (tx, _rx) = mpsc::unbounded_channel();
             let probe = format!("rampart/{}:patch-probe", app.name);
             let image = match engine
@@ -620,18 +636,8 @@ impl Vulns<'_> {
                 caller: &caller,
                 request_id: &request_id,
             };
-            let deploys = self.p.deploys();
-            let outcome = match deploys
-                .prepare_deploy(app.name.as_str(), crate::deploy::Source::Build(context))
-                .await
-            {
-                Ok(prepared) => {
-                    let (tx, _rx) = mpsc::unbounded_channel();
-                    deploys.deploy(acting, prepared, tx).await.map(|_| ())
-                }
-                Err(error) => Err(error),
-            };
-            if let Err(error) = outcome {
+            let (tx, _rx) = mpsc::unbounded_channel();
+            if let Err(error) = deploys.deploy(acting, prepared, tx).await {
                 tracing::warn!(app = %app.name, %error, "an unattended patch failed; the live release keeps serving");
             }
         }
