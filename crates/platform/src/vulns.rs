@@ -205,20 +205,7 @@ impl Vulns<'_> {
                         a.advisory == f.advisory.id || f.advisory.aliases.contains(&a.advisory)
                     })
                     .map(|a| accepted_view(app.name.as_str(), a));
-                wire::Finding {
-                    app: app.name.to_string(),
-                    release: number,
-                    ecosystem: f.package.ecosystem.as_osv().to_owned(),
-                    package: f.package.name,
-                    version: f.package.version,
-                    location: f.package.location,
-                    advisory: f.advisory.id,
-                    aliases: f.advisory.aliases,
-                    fixed: f.advisory.fixed,
-                    severity: f.severity.as_str().to_owned(),
-                    summary: f.summary,
-                    accepted,
-                }
+                finding_view(app.name.as_str(), number, f, accepted)
             })
             .collect();
         let unjudged = unjudged
@@ -381,20 +368,7 @@ impl Vulns<'_> {
             db: self.status().await?,
             findings: found
                 .into_iter()
-                .map(|f| wire::Finding {
-                    app: "rampart".into(),
-                    release: 0,
-                    ecosystem: f.package.ecosystem.as_osv().to_owned(),
-                    package: f.package.name,
-                    version: f.package.version,
-                    location: f.package.location,
-                    advisory: f.advisory.id,
-                    aliases: f.advisory.aliases,
-                    fixed: f.advisory.fixed,
-                    severity: f.severity.as_str().to_owned(),
-                    summary: f.summary,
-                    accepted: None,
-                })
+                .map(|f| finding_view("rampart", 0, f, None))
                 .collect(),
             unscanned: Vec::new(),
             unjudged: unjudged
@@ -932,6 +906,28 @@ impl Platform {
                     + Duration::from_secs(config.patch_check_every_secs);
             }
         }
+    }
+}
+
+fn finding_view(
+    app: &str,
+    release: u64,
+    f: rampart_vulns::db::Finding,
+    accepted: Option<wire::AcceptedRisk>,
+) -> wire::Finding {
+    wire::Finding {
+        app: app.to_owned(),
+        release,
+        ecosystem: f.package.ecosystem.as_osv().to_owned(),
+        package: f.package.name,
+        version: f.package.version,
+        location: f.package.location,
+        advisory: f.advisory.id,
+        aliases: f.advisory.aliases,
+        fixed: f.advisory.fixed,
+        severity: f.severity.as_str().to_owned(),
+        summary: f.summary,
+        accepted,
     }
 }
 

@@ -11,7 +11,7 @@
 
 use std::process::Command;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 mod common;
@@ -308,7 +308,7 @@ fn ten_redeploys_under_load_fail_no_request() {
     ok(cli(&sb, &server).args(["apps", "configure", "steady", "--drain", "5"]));
 
     let stop = Arc::new(AtomicBool::new(false));
-    let (handles, (good, bad, errors)) = load(&server, "steady.localhost", 4, stop.clone());
+    let (handles, counters) = load(&server, "steady.localhost", 4, stop.clone());
     for n in 0..10 {
         let release =
             json(cli(&sb, &server).args(["deploy", "steady", "--image", "rampart/steady:r1"]));
@@ -316,18 +316,8 @@ fn ten_redeploys_under_load_fail_no_request() {
         assert_eq!(release["status"], "live");
     }
     std::thread::sleep(Duration::from_millis(500));
-    stop.store(true, Ordering::Relaxed);
-    for h in handles {
-        h.join().unwrap();
-    }
-    let (good, bad) = (good.load(Ordering::Relaxed), bad.load(Ordering::Relaxed));
-    let errors = errors.lock().unwrap();
-    assert_eq!(
-        bad,
-        0,
-        "failed requests during redeploys: {:?}",
-        &errors[..errors.len().min(5)]
-    );
+    let (good, bad, errors) = stop_load(&stop, handles, counters);
+    assert_eq!(bad, 0, "failed requests during redeploys: {errors:?}");
     assert!(good > 200, "the load ran: {good} requests");
     let client = edge_client(&server, "steady.localhost");
     let (_, body) = get(&client, &app_url(&server, "steady.localhost"));

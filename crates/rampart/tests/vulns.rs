@@ -7,7 +7,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 mod common;
@@ -471,24 +471,14 @@ fn a_patch_rebuilds_on_the_new_base_under_load_and_closes_the_findings() {
     build_base(&sb.path().join("base2"), BASE, "4.17.21", "");
     ok(cli(&sb, &server).args(["apps", "configure", "patched", "--drain", "3"]));
     let stop = Arc::new(AtomicBool::new(false));
-    let (handles, (good, bad, errors)) = load(&server, "patched.localhost", 4, stop.clone());
+    let (handles, counters) = load(&server, "patched.localhost", 4, stop.clone());
     std::thread::sleep(Duration::from_millis(500));
     let (code, out, err) = run(cli(&sb, &server).args(["patch", "patched"]));
     assert_eq!(code, 0, "{out}\n{err}");
     let out = out + &err;
     std::thread::sleep(Duration::from_millis(500));
-    stop.store(true, Ordering::Relaxed);
-    for h in handles {
-        h.join().unwrap();
-    }
-    let (good, bad) = (good.load(Ordering::Relaxed), bad.load(Ordering::Relaxed));
-    let errors = errors.lock().unwrap();
-    assert_eq!(
-        bad,
-        0,
-        "failed requests during the patch: {:?}",
-        &errors[..errors.len().min(5)]
-    );
+    let (good, bad, errors) = stop_load(&stop, handles, counters);
+    assert_eq!(bad, 0, "failed requests during the patch: {errors:?}");
     assert!(good > 50, "the load ran: {good} requests");
     assert!(
         out.contains("release 3 closes 2 finding(s) of release 2")

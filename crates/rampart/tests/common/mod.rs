@@ -216,3 +216,22 @@ pub fn load(
         .collect();
     (handles, (good, bad, errors))
 }
+
+/// Stops a [`load`] and returns how many requests succeeded and failed,
+/// with the first few failures.
+pub fn stop_load(
+    stop: &AtomicBool,
+    handles: Vec<std::thread::JoinHandle<()>>,
+    (good, bad, errors): Counters,
+) -> (u64, u64, Vec<String>) {
+    stop.store(true, Ordering::Relaxed);
+    for h in handles {
+        h.join().unwrap();
+    }
+    let errors = errors.lock().unwrap();
+    (
+        good.load(Ordering::Relaxed),
+        bad.load(Ordering::Relaxed),
+        errors[..errors.len().min(5)].to_vec(),
+    )
+}
