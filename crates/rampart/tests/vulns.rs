@@ -212,23 +212,22 @@ fn images_are_inventoried_and_matched_against_published_advisories() {
         report["unjudged"].as_array().unwrap().is_empty(),
         "{report}"
     );
-    let critical = report["findings"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|f| f["advisory"] == "GHSA-jf85-cpcp-j695")
-        .unwrap();
+    let finding = |id: &str| {
+        report["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|f| f["advisory"] == id)
+            .unwrap()
+            .clone()
+    };
+    let critical = finding("GHSA-jf85-cpcp-j695");
     assert_eq!(critical["aliases"], serde_json::json!(["CVE-2019-10744"]));
     assert_eq!(
         critical["location"],
         "/app/node_modules/lodash/package.json"
     );
-    let glibc = report["findings"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|f| f["advisory"] == "DSA-5514-1")
-        .unwrap();
+    let glibc = finding("DSA-5514-1");
     assert_eq!(
         glibc["aliases"],
         serde_json::json!(["CVE-2023-4806", "CVE-2023-4911"]),
