@@ -14,6 +14,7 @@ pub mod data;
 pub mod deploys;
 pub mod error;
 mod gate;
+pub mod incidents;
 pub mod policy;
 pub mod routes;
 mod serve;
@@ -52,6 +53,7 @@ pub use serve::serve;
         (name = "identity", description = "Sessions, invitations, users, grants and MFA"),
         (name = "deploys", description = "Releases, deploys, rollbacks, scaling, replicas and logs"),
         (name = "watch", description = "Bans at the edge, alerts and notification channels"),
+        (name = "incidents", description = "Incidents, their timelines, post-mortems and follow-up actions"),
         (name = "vulns", description = "What releases contain, known vulnerabilities in it and accepted risks"),
         (name = "data", description = "Each app's database, media and backups"),
     )
@@ -107,6 +109,15 @@ fn documented_routes() -> (Router<routes::AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(alerts::test_channels))
         .routes(routes!(alerts::top))
         .routes(routes!(alerts::app_top))
+        .routes(routes!(incidents::list_incidents, incidents::open_incident))
+        .routes(routes!(incidents::list_follow_ups))
+        .routes(routes!(incidents::incident_stats))
+        .routes(routes!(incidents::show_incident))
+        .routes(routes!(incidents::step_incident))
+        .routes(routes!(incidents::note_incident))
+        .routes(routes!(incidents::assign_incident))
+        .routes(routes!(incidents::review_incident))
+        .routes(routes!(incidents::finish_follow_up))
         .routes(routes!(vulns::findings))
         .routes(routes!(vulns::own_findings))
         .routes(routes!(vulns::app_findings))

@@ -72,6 +72,16 @@ pub fn access(method: &Method, path: &str) -> Option<Access> {
         | ("GET", "/api/vulns/db")
         | ("GET", "/api/vulns/accepted") => VulnRead,
         ("POST", "/api/vulns/db/import") => VulnImport,
+        ("GET", "/api/incidents")
+        | ("GET", "/api/incidents/{id}")
+        | ("GET", "/api/incidents/actions")
+        | ("GET", "/api/incidents/stats") => IncidentRead,
+        ("POST", "/api/incidents")
+        | ("POST", "/api/incidents/{id}/state")
+        | ("POST", "/api/incidents/{id}/notes")
+        | ("PUT", "/api/incidents/{id}/owner")
+        | ("POST", "/api/incidents/{id}/review")
+        | ("POST", "/api/incidents/{id}/actions/{number}/done") => IncidentManage,
         ("POST", "/api/apps/{app}/vulns/accepted")
         | ("DELETE", "/api/apps/{app}/vulns/accepted/{advisory}") => VulnAccept,
         ("GET", "/api/apps/{app}/vulns") | ("GET", "/api/apps/{app}/sbom") => RuntimeRead,

@@ -6,6 +6,7 @@
 //! request id.
 
 pub mod context;
+mod incidents;
 
 use std::collections::BTreeMap;
 use std::fmt;

@@ -84,12 +84,17 @@ pub enum Action {
     VulnImport,
     /// Accept a finding for a while, or withdraw an acceptance.
     VulnAccept,
+    /// List incidents, their timelines and follow-up actions.
+    IncidentRead,
+    /// Open, acknowledge, note, assign, mitigate, resolve or review an
+    /// incident, or close a follow-up action.
+    IncidentManage,
     /// First start: the owner and their token are created.
     Bootstrap,
 }
 
 impl Action {
-    pub const ALL: [Action; 44] = [
+    pub const ALL: [Action; 46] = [
         Action::AppRead,
         Action::AppCreate,
         Action::AppDelete,
@@ -133,6 +138,8 @@ impl Action {
         Action::VulnRead,
         Action::VulnImport,
         Action::VulnAccept,
+        Action::IncidentRead,
+        Action::IncidentManage,
         Action::Bootstrap,
     ];
 
@@ -182,6 +189,8 @@ impl Action {
             Action::VulnRead => "vulns.read",
             Action::VulnImport => "vulns.import",
             Action::VulnAccept => "vulns.accept",
+            Action::IncidentRead => "incident.read",
+            Action::IncidentManage => "incident.manage",
             Action::Bootstrap => "system.bootstrap",
         }
     }
@@ -200,6 +209,7 @@ impl Action {
                 | Action::DatabaseRead
                 | Action::BackupRead
                 | Action::VulnRead
+                | Action::IncidentRead
         )
     }
 }

@@ -45,6 +45,27 @@ impl Timestamp {
     pub fn inner(self) -> OffsetDateTime {
         self.0
     }
+
+    /// Parses a time a person typed: a date (`2026-12-01`, its start in
+    /// UTC) or an RFC 3339 time with an offset (`2026-12-01T09:30:00Z`,
+    /// `…+01:00`). The error names what was expected.
+    pub fn parse_user(text: &str) -> Result<Self, String> {
+        let text = text.trim();
+        let date_format = format_description!("[year]-[month]-[day]");
+        if let Ok(date) = time::Date::parse(text, date_format) {
+            return Ok(Self(date.midnight().assume_utc()));
+        }
+        OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
+            .map(Self::from)
+            .ok()
+            .filter(|t| (1970..=9999).contains(&t.0.year()))
+            .ok_or_else(|| {
+                format!(
+                    "{:?} is not a date (2026-12-01) or a time (2026-12-01T09:30:00Z)",
+                    text.chars().take(64).collect::<String>()
+                )
+            })
+    }
 }
 
 impl From<OffsetDateTime> for Timestamp {
@@ -62,5 +83,25 @@ mod tests {
         let t = Timestamp::parse("2026-11-29T10:15:00.123Z").expect("valid timestamp");
         assert_eq!(t.to_rfc3339(), "2026-11-29T10:15:00.123Z");
         assert!(Timestamp::parse("2026-11-29 10:15:00").is_none());
+    }
+
+    #[test]
+    fn typed_times_are_dates_or_rfc3339() {
+        let day = Timestamp::parse_user("2026-12-01").expect("a date");
+        assert_eq!(day.to_rfc3339(), "2026-12-01T00:00:00.000Z");
+        let t = Timestamp::parse_user("2026-12-01T09:30:00+01:00").expect("a time");
+        assert_eq!(t.to_rfc3339(), "2026-12-01T08:30:00.000Z");
+        for bad in [
+            "",
+            "yesterday",
+            "2026-13-01",
+            "2026-02-30",
+            "2026-12-01T09:30:00",
+            "12/01/2026",
+            "2026-12-01\u{0}",
+        ] {
+            let error = Timestamp::parse_user(bad).expect_err(bad);
+            assert!(error.contains("is not a date"), "{error}");
+        }
     }
 }

@@ -13,6 +13,9 @@ use utoipa::ToSchema;
 use crate::Role;
 use crate::audit::Outcome;
 
+mod incidents;
+pub use incidents::*;
+
 /// Body of `POST /api/apps`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]

@@ -98,6 +98,19 @@ pub(crate) fn alert_view(row: AlertRow) -> wire::Alert {
     }
 }
 
+pub(crate) fn delivery_view(d: DeliveryRow) -> wire::Delivery {
+    wire::Delivery {
+        event: event_of(&d.body),
+        id: d.id,
+        channel: d.channel_id,
+        attempts: d.attempts,
+        state: d.state,
+        next_attempt_at: d.next_attempt_at,
+        last_error: d.last_error,
+        done_at: d.done_at,
+    }
+}
+
 fn event_of(body: &str) -> String {
     serde_json::from_str::<serde_json::Value>(body)
         .ok()
@@ -127,6 +140,7 @@ impl Platform {
         mut stopped: tokio::sync::watch::Receiver<bool>,
     ) {
         loop {
+            self.incidents().escalate_due().await;
             self.alerts().deliver_due().await;
             tokio::select! {
                 _ = tokio::time::sleep(every) => {}
@@ -209,6 +223,7 @@ impl Alerts<'_> {
                     &RequestId::generate(),
                 ))
                 .await;
+            self.p.incidents().on_alert(&row).await;
         }
         Ok(())
     }
@@ -302,16 +317,7 @@ impl Alerts<'_> {
             .deliveries(id)
             .await?
             .into_iter()
-            .map(|d| wire::Delivery {
-                event: event_of(&d.body),
-                id: d.id,
-                channel: d.channel_id,
-                attempts: d.attempts,
-                state: d.state,
-                next_attempt_at: d.next_attempt_at,
-                last_error: d.last_error,
-                done_at: d.done_at,
-            })
+            .map(delivery_view)
             .collect();
         Ok(wire::AlertDetail {
             alert: alert_view(row),

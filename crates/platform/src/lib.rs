@@ -31,6 +31,7 @@ mod data_dir;
 pub mod deploy;
 mod error;
 pub mod identity;
+pub mod incidents;
 mod notify;
 mod ops;
 mod reconcile;
@@ -119,6 +120,9 @@ pub struct Platform {
     advisories: vulns::Advisories,
     /// Where advisories are fetched from by themselves.
     vulns_config: rampart_core::config::VulnsConfig,
+    /// Which alerts open incidents, and how long each may wait for an
+    /// acknowledgement.
+    incidents_config: rampart_core::config::IncidentsConfig,
     /// The image each app's last unattended patch built, so a patch that
     /// failed is not tried again with the same image.
     patch_tried: std::sync::Mutex<std::collections::HashMap<rampart_core::AppId, String>>,
@@ -190,6 +194,7 @@ impl Platform {
         let platform = Self {
             advisories,
             vulns_config: config.vulns.clone(),
+            incidents_config: config.incidents.clone(),
             patch_tried: Default::default(),
             mailer,
             telemetry: telemetry::Telemetry::default(),

@@ -240,8 +240,48 @@ fn one_line(text: &str) -> String {
         .collect()
 }
 
+/// The subject and plain-text body of an incident email.
+fn incident_email_text(body: &serde_json::Value) -> (String, String) {
+    let incident = &body["incident"];
+    let field = |name: &str| incident[name].as_str().unwrap_or("").to_owned();
+    let what = match body["event"].as_str() {
+        Some("incident.escalated") => "not acknowledged, escalated",
+        _ => "opened",
+    };
+    let subject = one_line(&format!(
+        "[rampart] {} incident {}: {what}",
+        field("severity").to_uppercase(),
+        field("title"),
+    ));
+    let mut text = String::new();
+    for (label, value) in [
+        ("incident", field("id")),
+        ("title", field("title")),
+        ("severity", field("severity")),
+        ("app", field("app")),
+        ("state", field("state")),
+        ("opened", field("opened_at")),
+        ("step", incident["escalation"].to_string()),
+        (
+            "delivery",
+            body["delivery"].as_str().unwrap_or("").to_owned(),
+        ),
+    ] {
+        if !value.is_empty() {
+            text.push_str(&format!("{label:>9}: {}\n", one_line(&value)));
+        }
+    }
+    text.push_str(
+        "\nrampart incidents show ID tells more; rampart incidents ack ID acknowledges it.\n",
+    );
+    (subject, text)
+}
+
 /// The subject and plain-text body of an alert email.
 fn email_text(body: &serde_json::Value) -> (String, String) {
+    if body["incident"].is_object() {
+        return incident_email_text(body);
+    }
     let alert = &body["alert"];
     let field = |name: &str| alert[name].as_str().unwrap_or("").to_owned();
     let event = body["event"].as_str().unwrap_or("alert");

@@ -11,6 +11,7 @@ mod demo;
 mod deploy_cmd;
 mod edge_cmd;
 mod identity_cmd;
+mod incidents_cmd;
 mod output;
 mod repo_cmd;
 mod terminal;
@@ -108,6 +109,9 @@ enum Command {
     /// jobs and backups.
     #[command(subcommand)]
     Alerts(alerts_cmd::AlertsCommand),
+    /// Incidents: timelines, escalation, post-mortems and follow-ups.
+    #[command(subcommand)]
+    Incidents(incidents_cmd::IncidentsCommand),
     /// Where alerts go: signed webhooks and email.
     #[command(subcommand)]
     Notify(alerts_cmd::NotifyCommand),
@@ -213,6 +217,7 @@ fn main() -> ExitCode {
             Command::Bans(cmd) => bans_cmd::run(cmd).await,
             Command::Alerts(cmd) => alerts_cmd::alerts(cmd).await,
             Command::Notify(cmd) => alerts_cmd::notify(cmd).await,
+            Command::Incidents(cmd) => incidents_cmd::run(cmd).await,
             Command::Top(args) => alerts_cmd::top(args).await,
             Command::Vulns(args) => vulns_cmd::vulns(args).await,
             Command::Sbom(args) => vulns_cmd::sbom(args).await,

@@ -725,6 +725,16 @@ fn allowed(method: &str, path: &str) -> Option<&'static [Role]> {
         | ("POST", "/api/apps/{app}/vulns/accepted")
         | ("DELETE", "/api/apps/{app}/vulns/accepted/{advisory}") => MANAGERS,
         ("GET", "/api/apps/{app}/vulns") | ("GET", "/api/apps/{app}/sbom") => ALL,
+        ("GET", "/api/incidents")
+        | ("POST", "/api/incidents")
+        | ("GET", "/api/incidents/{id}")
+        | ("GET", "/api/incidents/actions")
+        | ("GET", "/api/incidents/stats")
+        | ("POST", "/api/incidents/{id}/state")
+        | ("POST", "/api/incidents/{id}/notes")
+        | ("PUT", "/api/incidents/{id}/owner")
+        | ("POST", "/api/incidents/{id}/review")
+        | ("POST", "/api/incidents/{id}/actions/{number}/done") => MANAGERS,
         ("GET", "/api/apps/{app}/releases")
         | ("GET", "/api/apps/{app}/settings")
         | ("GET", "/api/apps/{app}/ps")

@@ -300,69 +300,6 @@ fn attackers_are_banned_at_the_edge_while_others_are_served() {
     server.stop().unwrap();
 }
 
-/// What a webhook receiver accepted: delivery id, body, and whether the
-/// signature checked out.
-type Accepted = std::sync::Arc<std::sync::Mutex<Vec<(String, serde_json::Value, bool)>>>;
-
-/// A webhook receiver on `listener`: checks each delivery's signature with
-/// `secret`, answers 500 to the first `failing` ones, 200 after.
-fn receiver(listener: std::net::TcpListener, secret: &'static [u8], failing: usize) -> Accepted {
-    use std::io::{BufRead, BufReader, Read, Write};
-    let accepted: Accepted = Default::default();
-    let record = accepted.clone();
-    std::thread::spawn(move || {
-        let mut failing = failing;
-        for stream in listener.incoming() {
-            let Ok(mut stream) = stream else { continue };
-            let mut reader = BufReader::new(stream.try_clone().unwrap());
-            let mut headers = std::collections::HashMap::new();
-            let mut line = String::new();
-            reader.read_line(&mut line).unwrap_or(0);
-            loop {
-                line.clear();
-                if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
-                    break;
-                }
-                if let Some((name, value)) = line.split_once(':') {
-                    headers.insert(name.trim().to_ascii_lowercase(), value.trim().to_owned());
-                }
-            }
-            let length: usize = headers
-                .get("content-length")
-                .and_then(|v| v.parse().ok())
-                .unwrap_or(0);
-            let mut body = vec![0; length];
-            if reader.read_exact(&mut body).is_err() {
-                continue;
-            }
-            let status = if failing > 0 {
-                failing -= 1;
-                "500 Internal Server Error"
-            } else {
-                let now = rampart_core::time::Timestamp::now().unix_seconds();
-                let signed = rampart_watch::notify::verify(
-                    secret,
-                    headers.get("rampart-signature").map_or("", String::as_str),
-                    &body,
-                    now,
-                    300,
-                );
-                record.lock().unwrap().push((
-                    headers.get("rampart-delivery").cloned().unwrap_or_default(),
-                    serde_json::from_slice(&body).unwrap_or_default(),
-                    signed,
-                ));
-                "200 OK"
-            };
-            let _ = write!(
-                stream,
-                "HTTP/1.1 {status}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
-            );
-        }
-    });
-    accepted
-}
-
 fn alerts(sb: &Sandbox, server: &Server, all: bool) -> Vec<serde_json::Value> {
     let mut cmd = cli(sb, server);
     cmd.args(["alerts", "list"]);

@@ -2,7 +2,7 @@
 //!
 //! [`Store`] is the whole contract between the platform and its database,
 //! made of one trait per domain ([`IdentityStore`], [`AppStore`],
-//! [`ReleaseStore`], [`DataStore`], [`CronStore`], [`BanStore`], [`AlertStore`], [`VulnStore`], [`AuditStore`]) that a backend
+//! [`ReleaseStore`], [`DataStore`], [`CronStore`], [`BanStore`], [`AlertStore`], [`VulnStore`], [`IncidentStore`], [`AuditStore`]) that a backend
 //! implements one file each (see `sqlite/`). It is deliberately narrow and
 //! speaks in domain types, so that the SQLite implementation here and a
 //! PostgreSQL one for clusters can share every test. Two rules every
@@ -13,6 +13,7 @@
 //! - Audit entries are appended one at a time, each linked to the last
 //!   (see [`rampart_core::audit`]); nothing updates or deletes them.
 
+mod incidents;
 mod model;
 mod sqlite;
 
@@ -22,6 +23,7 @@ use rampart_core::deploy::{AppSettings, ReleaseStatus};
 use rampart_core::token::TokenHash;
 use rampart_core::{AppId, AppName, EnvName, Role, TokenId, UserId};
 
+pub use incidents::{FollowUpRow, IncidentChange, IncidentEventRow, IncidentRow, IncidentStore};
 pub use model::{
     AcceptedRiskRow, AdvisoryImportRow, AlertRow, AppEvent, AppRow, BackupResult, BanRow,
     ChannelRow, Credentials, CronJobRow, CronRunRow, DatabaseRow, DeliveryRow, InvitationRow,
@@ -65,6 +67,7 @@ pub trait Store:
     + BanStore
     + AlertStore
     + VulnStore
+    + IncidentStore
     + AuditStore
     + Send
     + Sync
@@ -481,4 +484,8 @@ pub trait AuditStore: Send + Sync {
     async fn audit_tail(&self, limit: u32) -> Result<Vec<AuditEntry>>;
 
     async fn audit_entry(&self, seq: u64) -> Result<Option<AuditEntry>>;
+
+    /// Entries recorded from `from` up to (not including) `to`, both
+    /// RFC 3339 in the store's one form, oldest first, at most `limit`.
+    async fn audit_between(&self, from: &str, to: &str, limit: u32) -> Result<Vec<AuditEntry>>;
 }

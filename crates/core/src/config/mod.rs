@@ -13,6 +13,7 @@ use serde::Deserialize;
 mod apps;
 mod data;
 mod file;
+mod incidents;
 mod vulns;
 mod watch;
 pub use apps::AppLimits;
@@ -20,6 +21,7 @@ use apps::{RawApps, validate_apps};
 pub use data::{BackupConfig, DEFAULT_POSTGRES_PORT, MediaS3Config, PostgresConfig};
 use data::{RawBackup, RawMedia, RawPostgres, validate_postgres};
 pub use file::{TomlSyntax, parse_toml};
+pub use incidents::IncidentsConfig;
 pub use vulns::VulnsConfig;
 pub use watch::{NotifyConfig, SmtpConfig, WatchConfig};
 
@@ -87,6 +89,8 @@ struct RawConfig {
     notify: watch::RawNotify,
     #[serde(default)]
     vulns: vulns::RawVulns,
+    #[serde(default)]
+    incidents: incidents::RawIncidents,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -148,6 +152,7 @@ pub struct Config {
     pub watch: WatchConfig,
     pub notify: NotifyConfig,
     pub vulns: VulnsConfig,
+    pub incidents: IncidentsConfig,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -312,6 +317,7 @@ impl Config {
         let watch = watch::validate_watch(raw.watch)?;
         let notify = watch::validate_notify(raw.notify)?;
         let vulns = vulns::validate_vulns(raw.vulns)?;
+        let incidents = incidents::validate_incidents(raw.incidents)?;
 
         if let Some(dir) = &raw.data_dir {
             if dir.as_os_str().is_empty() {
@@ -442,6 +448,7 @@ impl Config {
             watch,
             notify,
             vulns,
+            incidents,
             edge: raw.edge,
         })
     }
@@ -569,6 +576,15 @@ mod tests {
             ("[vulns]\nurls = [\"ftp://x/all.zip\"]", "vulns.urls"),
             ("[vulns]\nurls = [\"https://a b/all.zip\"]", "vulns.urls"),
             ("[vulns]\nfetch_every = \"5m\"", "vulns.fetch_every"),
+            ("[incidents]\nopen_at = \"info\"", "incidents.open_at"),
+            (
+                "[incidents]\nack_within.high = \"0s\"",
+                "incidents.ack_within.high",
+            ),
+            (
+                "[incidents]\nack_within.urgent = \"1m\"",
+                "line 2: incidents.ack_within.urgent",
+            ),
             ("[vulns]\nurl = \"https://x\"", "line 2: vulns.url"),
             ("[watch]\nbaseline_margin = 0.5", "watch.baseline_margin"),
             ("[watch]\nnever_ban = [\"10.0.0.0/33\"]", "watch.never_ban"),

@@ -101,23 +101,7 @@ impl AlertStore for SqliteStore {
         .bind(&a.acked_at)
         .execute(&mut *tx)
         .await?;
-        for d in deliveries {
-            sqlx::query(&format!(
-                "INSERT INTO deliveries ({DELIVERY_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-            ))
-            .bind(&d.id)
-            .bind(&d.channel_id)
-            .bind(&d.alert_id)
-            .bind(&d.body)
-            .bind(&d.created_at)
-            .bind(i64::from(d.attempts))
-            .bind(&d.next_attempt_at)
-            .bind(&d.last_error)
-            .bind(&d.state)
-            .bind(&d.done_at)
-            .execute(&mut *tx)
-            .await?;
-        }
+        insert_deliveries(&mut tx, deliveries).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -241,4 +225,29 @@ impl AlertStore for SqliteStore {
         .await?;
         rows.iter().map(delivery_from).collect()
     }
+}
+
+/// Queues `deliveries` in the outbox, within the caller's transaction.
+pub(super) async fn insert_deliveries(
+    conn: &mut SqliteConnection,
+    deliveries: &[DeliveryRow],
+) -> Result<()> {
+    for d in deliveries {
+        sqlx::query(&format!(
+            "INSERT INTO deliveries ({DELIVERY_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+        ))
+        .bind(&d.id)
+        .bind(&d.channel_id)
+        .bind(&d.alert_id)
+        .bind(&d.body)
+        .bind(&d.created_at)
+        .bind(i64::from(d.attempts))
+        .bind(&d.next_attempt_at)
+        .bind(&d.last_error)
+        .bind(&d.state)
+        .bind(&d.done_at)
+        .execute(&mut *conn)
+        .await?;
+    }
+    Ok(())
 }

@@ -32,4 +32,16 @@ impl AuditStore for SqliteStore {
             .await?;
         row.as_ref().map(audit_from_row).transpose()
     }
+
+    async fn audit_between(&self, from: &str, to: &str, limit: u32) -> Result<Vec<AuditEntry>> {
+        let rows = sqlx::query(
+            "SELECT * FROM audit_log WHERE time >= ? AND time < ? ORDER BY seq LIMIT ?",
+        )
+        .bind(from)
+        .bind(to)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(audit_from_row).collect()
+    }
 }

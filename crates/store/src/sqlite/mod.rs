@@ -19,8 +19,8 @@ use sqlx::{Row, SqliteConnection, SqlitePool};
 use tokio::sync::Mutex;
 
 use crate::{
-    AlertStore, AppStore, AuditStore, BanStore, CronStore, DataStore, IdentityStore, ReleaseStore,
-    VulnStore,
+    AlertStore, AppStore, AuditStore, BanStore, CronStore, DataStore, IdentityStore, IncidentStore,
+    ReleaseStore, VulnStore,
 };
 use crate::{
     AppEvent, AppRow, BackupResult, Credentials, CronJobRow, CronRunRow, DatabaseRow,
@@ -36,6 +36,7 @@ mod bans;
 mod cron;
 mod data;
 mod identity;
+mod incidents;
 mod releases;
 mod vulns;
 

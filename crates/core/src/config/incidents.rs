@@ -1,0 +1,83 @@
+//! `[incidents]`: which alerts open incidents by themselves, and how long
+//! an incident of each severity may wait for someone to acknowledge it
+//! before the next notification channel is told.
+
+use super::*;
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawIncidents {
+    open_at: Option<String>,
+    #[serde(default)]
+    ack_within: RawAckWithin,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAckWithin {
+    low: Option<String>,
+    medium: Option<String>,
+    high: Option<String>,
+    critical: Option<String>,
+}
+
+/// The `[incidents]` table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IncidentsConfig {
+    /// The least alert severity that opens an incident (`warning` or
+    /// `critical`); `None` (`open_at = "never"`): incidents are opened by
+    /// hand only.
+    pub open_at: Option<String>,
+    /// Seconds an incident may stay unacknowledged before it escalates,
+    /// for `low`, `medium`, `high` and `critical`.
+    pub ack_within_secs: [u64; 4],
+}
+
+impl IncidentsConfig {
+    /// The escalation window of an incident of `severity`.
+    pub fn ack_within(&self, severity: &str) -> u64 {
+        let index = match severity {
+            "low" => 0,
+            "medium" => 1,
+            "high" => 2,
+            _ => 3,
+        };
+        self.ack_within_secs[index]
+    }
+}
+
+pub(super) fn validate_incidents(raw: RawIncidents) -> Result<IncidentsConfig, ConfigError> {
+    let open_at = match raw.open_at.as_deref() {
+        None | Some("critical") => Some("critical".to_owned()),
+        Some("warning") => Some("warning".to_owned()),
+        Some("never") => None,
+        Some(other) => {
+            return Err(ConfigError::invalid(
+                "incidents.open_at",
+                format!("{other:?} is not warning, critical or never"),
+            ));
+        }
+    };
+    let window = |name: &str, text: Option<String>, default: u64| match text {
+        None => Ok(default),
+        Some(text) => crate::wire::parse_duration(&text)
+            .ok()
+            .filter(|secs| (1..=7 * 86_400).contains(secs))
+            .ok_or_else(|| {
+                ConfigError::invalid(
+                    format!("incidents.ack_within.{name}"),
+                    "must be a duration from 1s to 7d",
+                )
+            }),
+    };
+    let a = raw.ack_within;
+    Ok(IncidentsConfig {
+        open_at,
+        ack_within_secs: [
+            window("low", a.low, 8 * 3600)?,
+            window("medium", a.medium, 2 * 3600)?,
+            window("high", a.high, 30 * 60)?,
+            window("critical", a.critical, 15 * 60)?,
+        ],
+    })
+}

@@ -1,0 +1,342 @@
+//! Responding and proving it, through the real binary: incidents opened by
+//! alerts, escalated along the notification channels until someone
+//! acknowledges them, reviewed, and their follow-up actions tracked.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use rampart_testkit::{Sandbox, Server, ok, run};
+use serde_json::Value;
+
+/// A channel on a fresh webhook receiver; what it accepts.
+fn webhook(sb: &Sandbox, server: &Server, name: &str) -> Accepted {
+    const SECRET: &[u8] = b"a webhook secret of some length";
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/{name}", listener.local_addr().unwrap());
+    let secret_file = sb.path().join(format!("{name}.secret"));
+    std::fs::write(&secret_file, SECRET).unwrap();
+    ok(cli(sb, server)
+        .args(["notify", "add", "webhook", &url, "--secret-file"])
+        .arg(&secret_file));
+    receiver(listener, SECRET, 0)
+}
+
+/// The events a receiver was told about `incident`.
+fn told(accepted: &Accepted, incident: &str) -> Vec<String> {
+    accepted
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|(_, body, signed)| *signed && body["incident"]["id"] == incident)
+        .map(|(_, body, _)| body["event"].as_str().unwrap_or("").to_owned())
+        .collect()
+}
+
+fn incidents(sb: &Sandbox, server: &Server, all: bool) -> Vec<Value> {
+    let mut cmd = cli(sb, server);
+    cmd.args(["incidents", "list"]);
+    if all {
+        cmd.arg("--all");
+    }
+    json(&mut cmd).as_array().unwrap().clone()
+}
+
+fn show(sb: &Sandbox, server: &Server, id: &str) -> Value {
+    json(cli(sb, server).args(["incidents", "show", id]))
+}
+
+/// Runs `args`, expects a refusal whose message holds `says`.
+fn refused(sb: &Sandbox, server: &Server, args: &[&str], says: &str) {
+    let (code, out, err) = run(cli(sb, server).args(args));
+    assert_ne!(code, 0, "{args:?} was accepted: {out}");
+    assert!(err.contains(says), "{args:?}: {err}");
+}
+
+#[test]
+fn an_alert_opens_an_incident_that_escalates_until_acknowledged_and_is_reviewed() {
+    let sb = sandbox();
+    let _cleanup = Cleanup(vec!["shop".into()]);
+    let config = sb.write_config(&format!(
+        "{CONFIG}[incidents]\nopen_at = \"warning\"\nack_within.medium = \"4s\"\n"
+    ));
+    let server = sb.start(&config).unwrap();
+    let owner = json(cli(&sb, &server).args(["users", "list"]))[0]["email"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    ok(cli(&sb, &server).args(["apps", "create", "shop"]));
+    ok(cli(&sb, &server).args(["scale", "shop", "web=1"]));
+    let first = webhook(&sb, &server, "first");
+    let second = webhook(&sb, &server, "second");
+
+    // A failed deploy raises a warning alert, which opens an incident.
+    ok(cli(&sb, &server).args(["env", "set", "shop", "HELLO_EXIT=3"]));
+    let dir = context(&sb.path().join("ctx"), "");
+    let (code, _, _) = run(cli(&sb, &server)
+        .args(["deploy", "shop", "--path"])
+        .arg(&dir));
+    assert_ne!(code, 0);
+    let open = incidents(&sb, &server, false);
+    assert_eq!(open.len(), 1, "{open:?}");
+    let incident = &open[0];
+    let id = incident["id"].as_str().unwrap().to_owned();
+    assert_eq!(
+        (
+            &incident["app"],
+            &incident["severity"],
+            &incident["state"],
+            &incident["opened_by"]
+        ),
+        (
+            &Value::from("shop"),
+            &Value::from("medium"),
+            &Value::from("open"),
+            &Value::from("watch")
+        ),
+        "{incident}"
+    );
+
+    // The first channel is told at once; the second only once the window
+    // passed with nobody acknowledging.
+    eventually(Duration::from_secs(10), "the first channel told", || {
+        told(&first, &id) == ["incident.opened"]
+    });
+    assert!(told(&second, &id).is_empty(), "{:?}", told(&second, &id));
+    eventually(Duration::from_secs(20), "the escalation", || {
+        told(&second, &id) == ["incident.escalated"]
+    });
+    let detail = show(&sb, &server, &id);
+    assert_eq!(detail["incident"]["escalation"], 1, "{detail}");
+
+    // Acknowledging stops it.
+    ok(cli(&sb, &server).args(["incidents", "ack", &id, "--note", "looking at the deploy"]));
+    let escalated = |detail: &Value| {
+        detail["timeline"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["kind"] == "escalated")
+            .count()
+    };
+    let before = escalated(&show(&sb, &server, &id));
+    std::thread::sleep(Duration::from_secs(7));
+    let detail = show(&sb, &server, &id);
+    assert_eq!(escalated(&detail), before, "{detail}");
+    let incident = &detail["incident"];
+    assert_eq!(incident["state"], "acknowledged");
+    assert_eq!(incident["owner"], owner.as_str(), "{incident}");
+    assert!(
+        incident["time_to_ack_secs"].as_i64().unwrap() >= 4,
+        "{incident}"
+    );
+
+    // The timeline links the alert, the deploy's audit entry and the notes.
+    let kinds: Vec<&str> = detail["timeline"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["kind"].as_str().unwrap())
+        .collect();
+    for kind in ["opened", "alert", "escalated", "state", "note"] {
+        assert!(kinds.contains(&kind), "{kind} missing from {kinds:?}");
+    }
+    let alert_link = detail["timeline"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["kind"] == "alert")
+        .unwrap()["link"]
+        .clone();
+    let alerts = json(cli(&sb, &server).args(["alerts", "list"]));
+    assert_eq!(alerts[0]["id"], alert_link, "{alerts}");
+    // A deploy while it is open shows on its timeline.
+    let (code, _, _) = run(cli(&sb, &server)
+        .args(["deploy", "shop", "--path"])
+        .arg(&dir));
+    assert_ne!(code, 0);
+    let detail = show(&sb, &server, &id);
+    assert!(
+        detail["timeline"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["kind"] == "audit"
+                && e["text"]
+                    .as_str()
+                    .unwrap()
+                    .contains("app.deploy apps/shop/releases/")),
+        "{detail}"
+    );
+
+    // Steps never go back; reviews wait for resolution; bad input changes
+    // nothing.
+    refused(
+        &sb,
+        &server,
+        &["incidents", "review", &id, "--cause", "c", "--impact", "i"],
+        "only a resolved incident is reviewed",
+    );
+    ok(cli(&sb, &server).args(["incidents", "mitigate", &id]));
+    refused(
+        &sb,
+        &server,
+        &["incidents", "ack", &id],
+        "already mitigated",
+    );
+    ok(cli(&sb, &server).args([
+        "incidents",
+        "resolve",
+        &id,
+        "--note",
+        "bad variable removed",
+    ]));
+    let yesterday = rampart_core::time::Timestamp::from_unix_seconds(
+        rampart_core::time::Timestamp::now().unix_seconds() - 86_400,
+    )
+    .unwrap()
+    .to_rfc3339();
+    for (action, says) in [
+        (
+            ["nobody@example.com", "2027-01-01", "x"],
+            "there is no user",
+        ),
+        ([owner.as_str(), "31/12/2026", "x"], "is not a date"),
+        (
+            [owner.as_str(), "2027-01-01", "tab\u{1b}[2J"],
+            "control characters",
+        ),
+    ] {
+        let mut args = vec!["incidents", "review", &id, "--cause", "c", "--impact", "i"];
+        args.push("--action");
+        args.extend(action);
+        refused(&sb, &server, &args, says);
+    }
+    assert_eq!(show(&sb, &server, &id)["incident"]["state"], "resolved");
+    ok(cli(&sb, &server).args([
+        "incidents",
+        "review",
+        &id,
+        "--cause",
+        "a variable made the app exit at start",
+        "--impact",
+        "none: the previous release kept serving",
+        "--action",
+        &owner,
+        &yesterday,
+        "check variables before deploys",
+        "--action",
+        &owner,
+        "2099-01-01",
+        "document the release phase",
+    ]));
+
+    // The overdue action shows until it is done.
+    let actions = json(cli(&sb, &server).args(["incidents", "actions", "--open"]));
+    let overdue: Vec<&Value> = actions
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|a| a["overdue"] == true)
+        .collect();
+    assert_eq!(overdue.len(), 1, "{actions}");
+    assert_eq!(overdue[0]["number"], 1);
+    let listed = incidents(&sb, &server, true);
+    assert_eq!(listed[0]["state"], "reviewed");
+    assert_eq!(
+        (&listed[0]["open_actions"], &listed[0]["overdue_actions"]),
+        (&Value::from(2), &Value::from(1))
+    );
+    let table = ok(cli(&sb, &server).args(["incidents", "actions"]));
+    assert!(table.contains("OVERDUE"), "{table}");
+    ok(cli(&sb, &server).args(["incidents", "done", &id, "1"]));
+    refused(
+        &sb,
+        &server,
+        &["incidents", "done", &id, "1"],
+        "already done",
+    );
+    let actions = json(cli(&sb, &server).args(["incidents", "actions", "--open"]));
+    assert_eq!(actions.as_array().unwrap().len(), 1, "{actions}");
+    assert_eq!(actions[0]["overdue"], false);
+
+    // Times to acknowledge and resolve are reported over a period.
+    let stats = json(cli(&sb, &server).args([
+        "incidents",
+        "stats",
+        "--from",
+        "2020-01-01",
+        "--to",
+        "2099-01-01",
+    ]));
+    assert_eq!(
+        (
+            &stats["opened"],
+            &stats["acknowledged"],
+            &stats["resolved"],
+            &stats["reviewed"]
+        ),
+        (
+            &Value::from(1),
+            &Value::from(1),
+            &Value::from(1),
+            &Value::from(1)
+        ),
+        "{stats}"
+    );
+    assert!(stats["median_ack_secs"].as_i64().unwrap() >= 4, "{stats}");
+    for (from, to, says) in [
+        ("2026-12-02", "2026-12-01", "the period is empty"),
+        ("yesterday", "2026-12-01", "is not a date"),
+        ("2026-02-30", "2026-12-01", "is not a date"),
+    ] {
+        refused(
+            &sb,
+            &server,
+            &["incidents", "stats", "--from", from, "--to", to],
+            says,
+        );
+    }
+
+    // Opened by hand; bad ones are refused and open nothing.
+    for (args, says) in [
+        (vec!["--severity", "urgent"], "is not a severity"),
+        (vec!["--app", "nosuchapp"], "no app named"),
+    ] {
+        let mut all = vec!["incidents", "open", "a title"];
+        all.extend(args);
+        refused(&sb, &server, &all, says);
+    }
+    refused(
+        &sb,
+        &server,
+        &["incidents", "open", "bell\u{7}"],
+        "control characters",
+    );
+    assert_eq!(incidents(&sb, &server, true).len(), 1);
+    let manual = json(cli(&sb, &server).args([
+        "incidents",
+        "open",
+        "suspicious logins",
+        "--severity",
+        "critical",
+    ]));
+    let manual_id = manual["id"].as_str().unwrap();
+    eventually(Duration::from_secs(10), "the manual one told", || {
+        told(&first, manual_id) == ["incident.opened"]
+    });
+    ok(cli(&sb, &server).args(["incidents", "assign", manual_id, &owner]));
+    refused(
+        &sb,
+        &server,
+        &["incidents", "assign", manual_id, "nobody@example.com"],
+        "there is no user",
+    );
+
+    // Every step is in the audit log, and the chain holds.
+    let audit = ok(cli(&sb, &server).args(["audit", "list", "--limit", "200"]));
+    assert!(audit.contains("incident.manage"), "{audit}");
+    ok(cli(&sb, &server).args(["audit", "verify"]));
+    server.stop().unwrap();
+}
