@@ -167,9 +167,9 @@ pub async fn list_follow_ups(
 #[serde(deny_unknown_fields)]
 pub struct PeriodQuery {
     /// A date (`2026-10-01`) or RFC 3339 time: the period's start.
-    from: String,
+    pub from: String,
     /// Its end, not included.
-    to: String,
+    pub to: String,
 }
 
 /// Times to acknowledge and resolve the incidents opened in a period.

@@ -16,6 +16,7 @@ pub mod error;
 mod gate;
 pub mod incidents;
 pub mod policy;
+pub mod proof;
 pub mod routes;
 mod serve;
 pub mod tls;
@@ -54,6 +55,7 @@ pub use serve::serve;
         (name = "deploys", description = "Releases, deploys, rollbacks, scaling, replicas and logs"),
         (name = "watch", description = "Bans at the edge, alerts and notification channels"),
         (name = "incidents", description = "Incidents, their timelines, post-mortems and follow-up actions"),
+        (name = "proof", description = "Self-audit, access reviews and signed evidence for auditors"),
         (name = "vulns", description = "What releases contain, known vulnerabilities in it and accepted risks"),
         (name = "data", description = "Each app's database, media and backups"),
     )
@@ -118,6 +120,12 @@ fn documented_routes() -> (Router<routes::AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(incidents::assign_incident))
         .routes(routes!(incidents::review_incident))
         .routes(routes!(incidents::finish_follow_up))
+        .routes(routes!(proof::doctor))
+        .routes(routes!(
+            proof::list_access_reviews,
+            proof::record_access_review
+        ))
+        .routes(routes!(proof::export_evidence))
         .routes(routes!(vulns::findings))
         .routes(routes!(vulns::own_findings))
         .routes(routes!(vulns::app_findings))

@@ -82,6 +82,9 @@ pub fn access(method: &Method, path: &str) -> Option<Access> {
         | ("PUT", "/api/incidents/{id}/owner")
         | ("POST", "/api/incidents/{id}/review")
         | ("POST", "/api/incidents/{id}/actions/{number}/done") => IncidentManage,
+        ("POST", "/api/doctor") => DoctorRun,
+        ("GET", "/api/access-reviews") | ("POST", "/api/access-reviews") => AccessReview,
+        ("POST", "/api/evidence") => EvidenceExport,
         ("POST", "/api/apps/{app}/vulns/accepted")
         | ("DELETE", "/api/apps/{app}/vulns/accepted/{advisory}") => VulnAccept,
         ("GET", "/api/apps/{app}/vulns") | ("GET", "/api/apps/{app}/sbom") => RuntimeRead,

@@ -6,7 +6,7 @@
 //! request id.
 
 pub mod context;
-mod incidents;
+mod respond;
 
 use std::collections::BTreeMap;
 use std::fmt;

@@ -89,12 +89,18 @@ pub enum Action {
     /// Open, acknowledge, note, assign, mitigate, resolve or review an
     /// incident, or close a follow-up action.
     IncidentManage,
+    /// Run the self-audit.
+    DoctorRun,
+    /// Record an access review, or list them.
+    AccessReview,
+    /// Export signed evidence of the controls.
+    EvidenceExport,
     /// First start: the owner and their token are created.
     Bootstrap,
 }
 
 impl Action {
-    pub const ALL: [Action; 46] = [
+    pub const ALL: [Action; 49] = [
         Action::AppRead,
         Action::AppCreate,
         Action::AppDelete,
@@ -140,6 +146,9 @@ impl Action {
         Action::VulnAccept,
         Action::IncidentRead,
         Action::IncidentManage,
+        Action::DoctorRun,
+        Action::AccessReview,
+        Action::EvidenceExport,
         Action::Bootstrap,
     ];
 
@@ -191,6 +200,9 @@ impl Action {
             Action::VulnAccept => "vulns.accept",
             Action::IncidentRead => "incident.read",
             Action::IncidentManage => "incident.manage",
+            Action::DoctorRun => "doctor.run",
+            Action::AccessReview => "access.review",
+            Action::EvidenceExport => "evidence.export",
             Action::Bootstrap => "system.bootstrap",
         }
     }

@@ -12,6 +12,7 @@ pub mod action;
 pub mod audit;
 pub mod config;
 pub mod deploy;
+pub mod evidence;
 pub mod id;
 pub mod manifest;
 pub mod name;

@@ -14,7 +14,9 @@ use crate::Role;
 use crate::audit::Outcome;
 
 mod incidents;
+mod proof;
 pub use incidents::*;
+pub use proof::*;
 
 /// Body of `POST /api/apps`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
@@ -111,6 +113,9 @@ pub struct TokenInfo {
     pub app: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expires_at: Option<String>,
+    /// When it last authenticated a request, to the hour.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_used_at: Option<String>,
 }
 
 /// Who the caller is.

@@ -61,6 +61,7 @@ impl Platform {
                 verified = Some(std::time::Instant::now());
                 self.check_audit_chain().await;
                 self.check_vulnerabilities().await;
+                self.doctor_daily().await;
             }
         }
     }
@@ -207,7 +208,7 @@ impl Platform {
 const CERT_CRITICAL_DAYS: i64 = 7;
 
 /// What is wrong with a site's certificate, if anything.
-fn certificate_trouble(
+pub(crate) fn certificate_trouble(
     cert: &rampart_edge::CertificateStatus,
     now: time::OffsetDateTime,
 ) -> Option<(Severity, String)> {

@@ -41,6 +41,11 @@ impl DataDir {
         self.root.join("ca-key.pem")
     }
 
+    /// The Ed25519 key evidence bundles are signed with.
+    pub fn evidence_key(&self) -> PathBuf {
+        self.root.join("evidence.key")
+    }
+
     /// The owner's first API token, written on first start.
     pub fn bootstrap_token(&self) -> PathBuf {
         self.root.join("bootstrap-token")

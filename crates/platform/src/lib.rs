@@ -29,7 +29,9 @@ pub mod crons;
 mod data;
 mod data_dir;
 pub mod deploy;
+mod doctor;
 mod error;
+pub mod evidence;
 pub mod identity;
 pub mod incidents;
 mod notify;
@@ -55,6 +57,8 @@ pub use error::{AuthError, Error, StartError};
 use pki::InternalCa;
 use secrets::{MasterKey, write_private};
 
+/// How finely a token's last use is recorded, in seconds.
+const TOKEN_USE_GRANULARITY: i64 = 3600;
 const KEY_CHECK_SETTING: &str = "master_key_check";
 
 /// Who is making a request, once their token has been checked.
@@ -342,6 +346,15 @@ impl Platform {
         }
         if row.user_status != rampart_store::UserStatus::Active {
             return Err(AuthError::Inactive);
+        }
+        // Kept to the hour, so that a busy token does not write per request.
+        let now = Timestamp::now();
+        let stale = row.last_used_at.as_deref().is_none_or(|last| {
+            Timestamp::parse(last)
+                .is_none_or(|t| now.unix_seconds() - t.unix_seconds() >= TOKEN_USE_GRANULARITY)
+        });
+        if stale && let Err(error) = self.store.touch_token(&row.id, &now.to_rfc3339()).await {
+            tracing::warn!(%error, "cannot record a token's use");
         }
         let grants = if row.role == Role::Developer {
             self.store.grants(&row.user_id).await.map_err(store_error)?

@@ -37,6 +37,7 @@ pub(crate) fn token_view(row: TokenRow) -> wire::TokenInfo {
         revoked_at: row.revoked_at,
         app: row.app.map(|(_, name)| name.to_string()),
         expires_at: row.expires_at,
+        last_used_at: row.last_used_at,
     }
 }
 

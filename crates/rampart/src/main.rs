@@ -13,6 +13,7 @@ mod edge_cmd;
 mod identity_cmd;
 mod incidents_cmd;
 mod output;
+mod proof_cmd;
 mod repo_cmd;
 mod terminal;
 mod up;
@@ -112,6 +113,15 @@ enum Command {
     /// Incidents: timelines, escalation, post-mortems and follow-ups.
     #[command(subcommand)]
     Incidents(incidents_cmd::IncidentsCommand),
+    /// Audit the platform's own configuration: one line per control,
+    /// pass, warn or fail; exits 1 on a fail.
+    Doctor(proof_cmd::DoctorArgs),
+    /// Record and list reviews of who may do what.
+    #[command(subcommand, name = "access-review")]
+    AccessReview(proof_cmd::AccessReviewCommand),
+    /// Export signed evidence that the controls ran, and verify it.
+    #[command(subcommand)]
+    Evidence(proof_cmd::EvidenceCommand),
     /// Where alerts go: signed webhooks and email.
     #[command(subcommand)]
     Notify(alerts_cmd::NotifyCommand),
@@ -218,6 +228,9 @@ fn main() -> ExitCode {
             Command::Alerts(cmd) => alerts_cmd::alerts(cmd).await,
             Command::Notify(cmd) => alerts_cmd::notify(cmd).await,
             Command::Incidents(cmd) => incidents_cmd::run(cmd).await,
+            Command::Doctor(args) => proof_cmd::doctor(args).await,
+            Command::AccessReview(cmd) => proof_cmd::access_review(cmd).await,
+            Command::Evidence(cmd) => proof_cmd::evidence(cmd).await,
             Command::Top(args) => alerts_cmd::top(args).await,
             Command::Vulns(args) => vulns_cmd::vulns(args).await,
             Command::Sbom(args) => vulns_cmd::sbom(args).await,

@@ -735,6 +735,10 @@ fn allowed(method: &str, path: &str) -> Option<&'static [Role]> {
         | ("PUT", "/api/incidents/{id}/owner")
         | ("POST", "/api/incidents/{id}/review")
         | ("POST", "/api/incidents/{id}/actions/{number}/done") => MANAGERS,
+        ("POST", "/api/doctor")
+        | ("GET", "/api/access-reviews")
+        | ("POST", "/api/access-reviews")
+        | ("POST", "/api/evidence") => MANAGERS,
         ("GET", "/api/apps/{app}/releases")
         | ("GET", "/api/apps/{app}/settings")
         | ("GET", "/api/apps/{app}/ps")

@@ -340,3 +340,223 @@ fn an_alert_opens_an_incident_that_escalates_until_acknowledged_and_is_reviewed(
     ok(cli(&sb, &server).args(["audit", "verify"]));
     server.stop().unwrap();
 }
+
+/// The doctor's report; whether it exited 0.
+fn doctor(sb: &Sandbox, server: &Server, token: &str) -> (Value, bool) {
+    let (code, out, err) = run(cli(sb, server)
+        .env("RAMPART_TOKEN", token)
+        .args(["doctor", "--json"]));
+    assert!(code == 0 || code == 1, "{code}: {err}");
+    (
+        serde_json::from_str(&out).expect("a JSON report"),
+        code == 0,
+    )
+}
+
+fn control(report: &Value, name: &str) -> (String, String) {
+    let check = report["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["control"] == name)
+        .unwrap_or_else(|| panic!("no {name} in {report}"));
+    (
+        check["status"].as_str().unwrap().to_owned(),
+        check["detail"].as_str().unwrap().to_owned(),
+    )
+}
+
+/// Sets an audit entry's target, bypassing the platform (as an attacker
+/// with the database file would); returns the old one.
+fn set_audit_target(db: &std::path::Path, seq: u64, target: &str) -> String {
+    let script = "import sqlite3, sys\n\
+        c = sqlite3.connect(sys.argv[1])\n\
+        old = c.execute('SELECT target FROM audit_log WHERE seq = ?', (int(sys.argv[2]),)).fetchone()[0]\n\
+        c.execute('UPDATE audit_log SET target = ? WHERE seq = ?', (sys.argv[3], int(sys.argv[2])))\n\
+        c.commit()\n\
+        print(old, end='')\n";
+    let out = std::process::Command::new("python3")
+        .args(["-c", script])
+        .arg(db)
+        .arg(seq.to_string())
+        .arg(target)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+#[test]
+fn doctor_fails_on_each_seeded_misconfiguration_and_passes_once_it_is_fixed() {
+    use std::os::unix::fs::PermissionsExt;
+    let sb = sandbox();
+    let backups = sb.path().join("backups");
+    let config = sb.write_config(&format!(
+        "{CONFIG}[backup]\nrepository = \"{}\"\nkey_file = \"{}\"\n",
+        backups.display(),
+        sb.path().join("backup.key").display(),
+    ));
+    let server = sb.start(&config).unwrap();
+    let bootstrap = server.bootstrap_token().to_owned();
+    ok(cli(&sb, &server).args(["apps", "create", "shop"]));
+
+    // A fresh installation: the owner has no MFA, the first token never
+    // expires, the app has no backup schedule.
+    let (report, passed) = doctor(&sb, &server, &bootstrap);
+    assert!(!passed, "{report}");
+    assert_eq!(control(&report, "mfa").0, "fail", "{report}");
+    assert_eq!(control(&report, "tokens.expiry").0, "warn", "{report}");
+    assert!(control(&report, "tokens.expiry").1.contains("bootstrap"));
+    assert_eq!(control(&report, "backups.schedule").0, "warn");
+    for pass in ["files", "audit.chain", "backups.repository", "apps.egress"] {
+        assert_eq!(control(&report, pass).0, "pass", "{pass}: {report}");
+    }
+    let table = run(cli(&sb, &server).args(["doctor"]));
+    assert_eq!(table.0, 1);
+    assert!(
+        table.1.contains("FAIL") && table.1.contains("mfa"),
+        "{}",
+        table.1
+    );
+
+    // The daily run raised an alert for the failure.
+    eventually(Duration::from_secs(30), "the doctor alert", || {
+        json(cli(&sb, &server).args(["alerts", "list"]))
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|a| a["rule"] == "doctor")
+    });
+
+    // MFA enrolled: passes.
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let client = rampart_client::Client::new(
+        &server.url(),
+        &std::fs::read(server.ca_path()).unwrap(),
+        Some(bootstrap.clone()),
+    )
+    .unwrap();
+    rt.block_on(async {
+        let enrollment = client.enroll_mfa().await.unwrap();
+        let bytes = totp_rs::Secret::Encoded(enrollment.secret.clone())
+            .to_bytes()
+            .unwrap();
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        let code = totp_rs::TOTP::new(totp_rs::Algorithm::SHA1, 6, 1, 30, bytes)
+            .unwrap()
+            .generate(now);
+        client.confirm_mfa(&code).await.unwrap();
+    });
+    assert_eq!(
+        control(&doctor(&sb, &server, &bootstrap).0, "mfa").0,
+        "pass"
+    );
+
+    // A token that expires replaces the one that never does.
+    let created =
+        json(cli(&sb, &server).args(["tokens", "create", "ops", "--expires-in-days", "30"]));
+    let token = created["token"].as_str().unwrap().to_owned();
+    let bootstrap_id = json(cli(&sb, &server).args(["tokens", "list"]))
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["name"] == "bootstrap")
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    ok(cli(&sb, &server)
+        .env("RAMPART_TOKEN", &token)
+        .args(["tokens", "revoke", &bootstrap_id]));
+    assert_eq!(
+        control(&doctor(&sb, &server, &token).0, "tokens.expiry").0,
+        "pass"
+    );
+    let cli = |sb: &Sandbox, server: &Server| {
+        let mut cmd = common::cli(sb, server);
+        cmd.env("RAMPART_TOKEN", &token);
+        cmd
+    };
+
+    // An app that may reach the internet.
+    ok(cli(&sb, &server).args(["apps", "configure", "shop", "--egress", "true"]));
+    let (status, detail) = control(&doctor(&sb, &server, &token).0, "apps.egress");
+    assert_eq!((status.as_str(), detail.contains("shop")), ("warn", true));
+    ok(cli(&sb, &server).args(["apps", "configure", "shop", "--egress", "false"]));
+    assert_eq!(
+        control(&doctor(&sb, &server, &token).0, "apps.egress").0,
+        "pass"
+    );
+
+    // A backup schedule.
+    ok(cli(&sb, &server).args([
+        "backup",
+        "schedule",
+        "shop",
+        "--every",
+        "1d",
+        "--keep-last",
+        "3",
+    ]));
+    assert_eq!(
+        control(&doctor(&sb, &server, &token).0, "backups.schedule").0,
+        "pass"
+    );
+
+    // A key others can read.
+    let key = sb.data_dir().join("master.key");
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let (report, passed) = doctor(&sb, &server, &token);
+    let (status, detail) = control(&report, "files");
+    assert!(!passed);
+    assert_eq!(status, "fail");
+    assert!(
+        detail.contains("master key") && detail.contains("644"),
+        "{detail}"
+    );
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+    assert_eq!(control(&doctor(&sb, &server, &token).0, "files").0, "pass");
+
+    // The backup repository swapped for a link into the data directory.
+    std::fs::create_dir_all(&backups).unwrap();
+    let moved = sb.path().join("backups.real");
+    std::fs::rename(&backups, &moved).unwrap();
+    let inside = sb.data_dir().join("stash");
+    std::fs::create_dir_all(&inside).unwrap();
+    std::os::unix::fs::symlink(&inside, &backups).unwrap();
+    let (status, detail) = control(&doctor(&sb, &server, &token).0, "backups.repository");
+    assert_eq!(status, "fail", "{detail}");
+    assert!(detail.contains("inside the data directory"), "{detail}");
+    std::fs::remove_file(&backups).unwrap();
+    std::fs::rename(&moved, &backups).unwrap();
+    assert_eq!(
+        control(&doctor(&sb, &server, &token).0, "backups.repository").0,
+        "pass"
+    );
+
+    // An audit entry edited behind the platform's back.
+    let old = set_audit_target(
+        &sb.data_dir().join("rampart.db"),
+        2,
+        "apps/nothing-happened",
+    );
+    let (report, passed) = doctor(&sb, &server, &token);
+    let (status, detail) = control(&report, "audit.chain");
+    assert!(!passed);
+    assert_eq!(status, "fail");
+    assert!(detail.contains("broken at entry 2"), "{detail}");
+    set_audit_target(&sb.data_dir().join("rampart.db"), 2, &old);
+
+    // Everything fixed: no control fails, and the exit code says so.
+    let (report, passed) = doctor(&sb, &server, &token);
+    assert!(passed, "{report}");
+    assert_eq!(report["failed"], 0);
+    server.stop().unwrap();
+}

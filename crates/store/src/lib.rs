@@ -2,7 +2,7 @@
 //!
 //! [`Store`] is the whole contract between the platform and its database,
 //! made of one trait per domain ([`IdentityStore`], [`AppStore`],
-//! [`ReleaseStore`], [`DataStore`], [`CronStore`], [`BanStore`], [`AlertStore`], [`VulnStore`], [`IncidentStore`], [`AuditStore`]) that a backend
+//! [`ReleaseStore`], [`DataStore`], [`CronStore`], [`BanStore`], [`AlertStore`], [`VulnStore`], [`IncidentStore`], [`ProofStore`], [`AuditStore`]) that a backend
 //! implements one file each (see `sqlite/`). It is deliberately narrow and
 //! speaks in domain types, so that the SQLite implementation here and a
 //! PostgreSQL one for clusters can share every test. Two rules every
@@ -15,6 +15,7 @@
 
 mod incidents;
 mod model;
+mod proof;
 mod sqlite;
 
 use async_trait::async_trait;
@@ -30,6 +31,7 @@ pub use model::{
     MediaBucketRow, NewApp, NewInvitation, NewRelease, NewToken, NewUser, ReleaseRow, ScheduleRow,
     SealedVar, TokenKind, TokenRow, User, UserStatus,
 };
+pub use proof::{AccessReviewRow, DoctorRunRow, ProofStore};
 pub use sqlite::SqliteStore;
 
 /// Errors from a store.
@@ -68,6 +70,7 @@ pub trait Store:
     + AlertStore
     + VulnStore
     + IncidentStore
+    + ProofStore
     + AuditStore
     + Send
     + Sync
@@ -199,6 +202,9 @@ pub trait IdentityStore: Send + Sync {
     /// Marks a token revoked; [`StoreError::NotFound`] when there is no such
     /// unrevoked token.
     async fn revoke_token(&self, id: &TokenId, at: &str, audit: AuditRecord) -> Result<AuditEntry>;
+
+    /// Records that the token authenticated a request at `at`.
+    async fn touch_token(&self, id: &TokenId, at: &str) -> Result<()>;
 }
 
 /// Apps, their variables, settings and events.

@@ -144,6 +144,8 @@ pub struct TokenRow {
     pub expires_at: Option<String>,
     pub user_status: UserStatus,
     pub user_mfa: bool,
+    /// When the token last authenticated a request, to the hour.
+    pub last_used_at: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

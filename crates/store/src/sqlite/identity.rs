@@ -416,6 +416,16 @@ impl IdentityStore for SqliteStore {
         .await
     }
 
+    async fn touch_token(&self, id: &TokenId, at: &str) -> Result<()> {
+        let _write = self.write.lock().await;
+        sqlx::query("UPDATE api_tokens SET last_used_at = ? WHERE id = ?")
+            .bind(at)
+            .bind(id.as_str())
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
     async fn revoke_token(&self, id: &TokenId, at: &str, audit: AuditRecord) -> Result<AuditEntry> {
         self.audited(audit, async |tx| {
             let done = sqlx::query(

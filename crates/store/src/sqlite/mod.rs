@@ -37,6 +37,7 @@ mod cron;
 mod data;
 mod identity;
 mod incidents;
+mod proof;
 mod releases;
 mod vulns;
 
@@ -197,12 +198,13 @@ fn token_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<TokenRow> {
         user_status: UserStatus::parse(&status)
             .ok_or_else(|| StoreError::Corrupt(format!("user status {status:?}")))?,
         user_mfa: mfa != 0,
+        last_used_at: row.try_get("last_used_at")?,
     })
 }
 
 const TOKEN_SELECT: &str = "SELECT t.id, t.user_id, u.role AS user_role, t.role AS token_role,
         t.name, t.created_at, t.revoked_at, t.kind, t.app_id, a.name AS app_name, t.expires_at,
-        u.status AS user_status, u.mfa_enabled AS user_mfa
+        t.last_used_at, u.status AS user_status, u.mfa_enabled AS user_mfa
      FROM api_tokens t JOIN users u ON u.id = t.user_id LEFT JOIN apps a ON a.id = t.app_id";
 
 async fn insert_token(conn: &mut SqliteConnection, token: &NewToken) -> Result<()> {

@@ -1,4 +1,4 @@
-//! Incidents, their timelines and post-mortems.
+//! Incidents, the self-audit, access reviews and evidence.
 
 use rampart_core::wire;
 use reqwest::Method;
@@ -83,5 +83,32 @@ impl Client {
             segment(to)
         ))
         .await
+    }
+}
+
+impl Client {
+    pub async fn doctor(&self) -> Result<wire::DoctorReport, ClientError> {
+        self.call(Method::POST, "/api/doctor", None::<&()>).await
+    }
+
+    pub async fn access_reviews(&self) -> Result<Vec<wire::AccessReview>, ClientError> {
+        self.get("/api/access-reviews").await
+    }
+
+    pub async fn record_access_review(
+        &self,
+        request: &wire::RecordAccessReview,
+    ) -> Result<wire::AccessReview, ClientError> {
+        self.call(Method::POST, "/api/access-reviews", Some(request))
+            .await
+    }
+
+    pub async fn export_evidence(
+        &self,
+        from: &str,
+        to: &str,
+    ) -> Result<wire::EvidenceBundle, ClientError> {
+        let path = format!("/api/evidence?from={}&to={}", segment(from), segment(to));
+        self.call_long(Method::POST, &path, None::<&()>).await
     }
 }

@@ -1,0 +1,50 @@
+//! What the platform keeps to prove its controls ran: self-audit results
+//! and access reviews.
+
+use async_trait::async_trait;
+use rampart_core::audit::{AuditEntry, AuditRecord};
+
+use crate::Result;
+
+/// One run of the self-audit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DoctorRunRow {
+    pub at: String,
+    /// A user id, or `system` for the daily run.
+    pub actor: String,
+    pub passed: u32,
+    pub warned: u32,
+    pub failed: u32,
+    /// The checks, as JSON.
+    pub checks: String,
+}
+
+/// A recorded access review.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccessReviewRow {
+    /// `rev_…`.
+    pub id: String,
+    pub at: String,
+    /// A user id.
+    pub reviewer: String,
+    pub note: String,
+    /// What was reviewed, as JSON.
+    pub snapshot: String,
+}
+
+#[async_trait]
+pub trait ProofStore: Send + Sync {
+    async fn add_doctor_run(&self, run: &DoctorRunRow) -> Result<()>;
+
+    /// Runs from `from` up to `to`, oldest first.
+    async fn doctor_runs(&self, from: &str, to: &str) -> Result<Vec<DoctorRunRow>>;
+
+    async fn add_access_review(
+        &self,
+        review: &AccessReviewRow,
+        audit: AuditRecord,
+    ) -> Result<AuditEntry>;
+
+    /// Reviews from `from` up to `to`, oldest first.
+    async fn access_reviews(&self, from: &str, to: &str) -> Result<Vec<AccessReviewRow>>;
+}
