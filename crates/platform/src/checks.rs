@@ -61,7 +61,6 @@ impl Platform {
                 verified = Some(std::time::Instant::now());
                 self.check_audit_chain().await;
                 self.check_vulnerabilities().await;
-                self.doctor_daily().await;
             }
         }
     }

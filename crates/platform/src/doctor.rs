@@ -123,8 +123,25 @@ impl Platform {
         Ok(report)
     }
 
-    /// The daily run: a failed control raises the `doctor` alert.
-    pub(crate) async fn doctor_daily(&self) {
+    /// Runs the self-audit by itself, as `[doctor]` says, until `stopped`.
+    pub async fn doctor_forever(
+        self: std::sync::Arc<Self>,
+        config: rampart_core::config::DoctorConfig,
+        mut stopped: tokio::sync::watch::Receiver<bool>,
+    ) {
+        let mut wait = std::time::Duration::from_secs(config.first_run_secs);
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(wait) => {}
+                _ = stopped.changed() => return,
+            }
+            self.doctor_daily().await;
+            wait = std::time::Duration::from_secs(config.every_secs);
+        }
+    }
+
+    /// The scheduled run: a failed control raises the `doctor` alert.
+    async fn doctor_daily(&self) {
         match self.doctor("system").await {
             Ok(report) if report.failed > 0 => {
                 let failed: Vec<&str> = report

@@ -238,6 +238,11 @@ pub async fn run(mut args: UpArgs) -> anyhow::Result<()> {
     );
     let checks = tokio::spawn(platform.clone().check_forever(CHECK_EVERY, stopped.clone()));
     let fetcher = tokio::spawn(platform.clone().fetch_advisories_forever(stopped.clone()));
+    let doctor = tokio::spawn(
+        platform
+            .clone()
+            .doctor_forever(config.doctor.clone(), stopped.clone()),
+    );
     let watcher = tokio::spawn(
         platform
             .clone()
@@ -280,6 +285,7 @@ pub async fn run(mut args: UpArgs) -> anyhow::Result<()> {
     let _ = deliveries.await;
     let _ = checks.await;
     let _ = fetcher.await;
+    let _ = doctor.await;
     platform.stop_services().await;
     edge.shutdown().await;
     platform.close().await;

@@ -13,7 +13,7 @@ use serde::Deserialize;
 mod apps;
 mod data;
 mod file;
-mod incidents;
+mod respond;
 mod vulns;
 mod watch;
 pub use apps::AppLimits;
@@ -21,7 +21,7 @@ use apps::{RawApps, validate_apps};
 pub use data::{BackupConfig, DEFAULT_POSTGRES_PORT, MediaS3Config, PostgresConfig};
 use data::{RawBackup, RawMedia, RawPostgres, validate_postgres};
 pub use file::{TomlSyntax, parse_toml};
-pub use incidents::IncidentsConfig;
+pub use respond::{DoctorConfig, IncidentsConfig};
 pub use vulns::VulnsConfig;
 pub use watch::{NotifyConfig, SmtpConfig, WatchConfig};
 
@@ -90,7 +90,9 @@ struct RawConfig {
     #[serde(default)]
     vulns: vulns::RawVulns,
     #[serde(default)]
-    incidents: incidents::RawIncidents,
+    incidents: respond::RawIncidents,
+    #[serde(default)]
+    doctor: respond::RawDoctor,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -153,6 +155,7 @@ pub struct Config {
     pub notify: NotifyConfig,
     pub vulns: VulnsConfig,
     pub incidents: IncidentsConfig,
+    pub doctor: DoctorConfig,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -317,7 +320,8 @@ impl Config {
         let watch = watch::validate_watch(raw.watch)?;
         let notify = watch::validate_notify(raw.notify)?;
         let vulns = vulns::validate_vulns(raw.vulns)?;
-        let incidents = incidents::validate_incidents(raw.incidents)?;
+        let incidents = respond::validate_incidents(raw.incidents)?;
+        let doctor = respond::validate_doctor(raw.doctor)?;
 
         if let Some(dir) = &raw.data_dir {
             if dir.as_os_str().is_empty() {
@@ -449,6 +453,7 @@ impl Config {
             notify,
             vulns,
             incidents,
+            doctor,
             edge: raw.edge,
         })
     }
@@ -577,6 +582,8 @@ mod tests {
             ("[vulns]\nurls = [\"https://a b/all.zip\"]", "vulns.urls"),
             ("[vulns]\nfetch_every = \"5m\"", "vulns.fetch_every"),
             ("[incidents]\nopen_at = \"info\"", "incidents.open_at"),
+            ("[doctor]\nevery = \"5m\"", "doctor.every"),
+            ("[doctor]\nfirst_run = \"0s\"", "doctor.first_run"),
             (
                 "[incidents]\nack_within.high = \"0s\"",
                 "incidents.ack_within.high",

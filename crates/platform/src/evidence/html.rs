@@ -217,14 +217,22 @@ pub(super) fn render(doc: &Value) -> String {
         &mut out,
         "failed releases",
         failed(releases, &release_ok),
-        "bad",
+        if failed(releases, &release_ok) > 0 {
+            "bad"
+        } else {
+            "ok"
+        },
     );
     tile(&mut out, "backup jobs", backups.len(), "");
     tile(
         &mut out,
         "failed backup jobs",
         failed(backups, &backup_ok),
-        "bad",
+        if failed(backups, &backup_ok) > 0 {
+            "bad"
+        } else {
+            "ok"
+        },
     );
     tile(&mut out, "incidents", incidents.len(), "");
     tile(&mut out, "self-audits", doctor.len(), "");

@@ -1,6 +1,7 @@
 //! `[incidents]`: which alerts open incidents by themselves, and how long
 //! an incident of each severity may wait for someone to acknowledge it
-//! before the next notification channel is told.
+//! before the next notification channel is told. `[doctor]`: when the
+//! self-audit runs by itself.
 
 use super::*;
 
@@ -79,5 +80,48 @@ pub(super) fn validate_incidents(raw: RawIncidents) -> Result<IncidentsConfig, C
             window("high", a.high, 30 * 60)?,
             window("critical", a.critical, 15 * 60)?,
         ],
+    })
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawDoctor {
+    every: Option<String>,
+    first_run: Option<String>,
+}
+
+/// The `[doctor]` table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DoctorConfig {
+    /// How often the self-audit runs by itself (`every`, daily).
+    pub every_secs: u64,
+    /// How long after start the first run waits (`first_run`, 10 minutes,
+    /// so that a restart in the middle of fixing something is not met by
+    /// an alert about it).
+    pub first_run_secs: u64,
+}
+
+pub(super) fn validate_doctor(raw: RawDoctor) -> Result<DoctorConfig, ConfigError> {
+    let every_secs = match raw.every {
+        None => 86_400,
+        Some(text) => crate::wire::parse_duration(&text)
+            .ok()
+            .filter(|secs| (3600..=7 * 86_400).contains(secs))
+            .ok_or_else(|| {
+                ConfigError::invalid("doctor.every", "must be a duration from 1h to 7d")
+            })?,
+    };
+    let first_run_secs = match raw.first_run {
+        None => 600,
+        Some(text) => crate::wire::parse_duration(&text)
+            .ok()
+            .filter(|secs| (1..=86_400).contains(secs))
+            .ok_or_else(|| {
+                ConfigError::invalid("doctor.first_run", "must be a duration from 1s to 1d")
+            })?,
+    };
+    Ok(DoctorConfig {
+        every_secs,
+        first_run_secs,
     })
 }
