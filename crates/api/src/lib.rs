@@ -126,6 +126,11 @@ fn documented_routes() -> (Router<routes::AppState>, utoipa::openapi::OpenApi) {
             proof::record_access_review
         ))
         .routes(routes!(proof::export_evidence))
+        .routes(routes!(proof::list_reports))
+        .routes(routes!(proof::show_report))
+        .routes(routes!(proof::triage_report))
+        .routes(routes!(proof::close_report))
+        .routes(routes!(proof::api_security_txt))
         .routes(routes!(vulns::findings))
         .routes(routes!(vulns::own_findings))
         .routes(routes!(vulns::app_findings))

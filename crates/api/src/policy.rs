@@ -18,7 +18,7 @@ use rampart_platform::Caller;
 pub fn allows(role: Role, action: Action) -> bool {
     use Action::*;
     match role {
-        Role::Owner | Role::Admin => !matches!(action, Bootstrap | AlertRaise),
+        Role::Owner | Role::Admin => !matches!(action, Bootstrap | AlertRaise | ReportSubmit),
         Role::Developer => matches!(
             action,
             AppRead

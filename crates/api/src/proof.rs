@@ -62,3 +62,99 @@ pub async fn export_evidence(
             .await?,
     ))
 }
+
+#[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct ReportsQuery {
+    /// Closed reports too.
+    #[serde(default)]
+    all: bool,
+}
+
+/// Security reports from the public intake, newest first.
+#[utoipa::path(get, path = "/api/reports", tag = "proof", security(("bearer" = [])),
+    params(ReportsQuery),
+    responses((status = 200, body = Vec<wire::SecurityReport>), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody)))]
+pub async fn list_reports(
+    State(p): State<AppState>,
+    Query(query): Query<ReportsQuery>,
+) -> Result<Json<Vec<wire::SecurityReport>>, ApiError> {
+    Ok(Json(p.reports(query.all).await?))
+}
+
+/// One security report with what it said (as text, and exactly, base64).
+#[utoipa::path(get, path = "/api/reports/{id}", tag = "proof", security(("bearer" = [])),
+    params(("id" = String, Path, description = "Report id (rpt_…)")),
+    responses((status = 200, body = wire::SecurityReportDetail), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn show_report(
+    State(p): State<AppState>,
+    axum::extract::Path(id): axum::extract::Path<String>,
+) -> Result<Json<wire::SecurityReportDetail>, ApiError> {
+    Ok(Json(p.report(&id).await?))
+}
+
+/// Triages a report: its severity and its incident.
+#[utoipa::path(post, path = "/api/reports/{id}/triage", tag = "proof", security(("bearer" = [])),
+    params(("id" = String, Path, description = "Report id (rpt_…)")),
+    request_body = wire::TriageReport,
+    responses((status = 200, body = wire::SecurityReport), (status = 400, body = ErrorBody),
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+pub async fn triage_report(
+    State(p): State<AppState>,
+    ctx: Ctx,
+    axum::extract::Path(id): axum::extract::Path<String>,
+    Body(request): Body<wire::TriageReport>,
+) -> Result<Json<wire::SecurityReport>, ApiError> {
+    Ok(Json(p.triage_report(ctx.acting(), &id, request).await?))
+}
+
+/// Closes a report with what came of it.
+#[utoipa::path(post, path = "/api/reports/{id}/close", tag = "proof", security(("bearer" = [])),
+    params(("id" = String, Path, description = "Report id (rpt_…)")),
+    request_body = wire::CloseReport,
+    responses((status = 200, body = wire::SecurityReport), (status = 400, body = ErrorBody),
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+pub async fn close_report(
+    State(p): State<AppState>,
+    ctx: Ctx,
+    axum::extract::Path(id): axum::extract::Path<String>,
+    Body(request): Body<wire::CloseReport>,
+) -> Result<Json<wire::SecurityReport>, ApiError> {
+    Ok(Json(p.close_report(ctx.acting(), &id, request).await?))
+}
+
+/// The API's own security.txt (RFC 9116): the platform's contacts.
+#[utoipa::path(get, path = "/.well-known/security.txt", tag = "proof",
+    responses((status = 200, body = String, content_type = "text/plain"),
+        (status = 404, body = ErrorBody)))]
+pub async fn api_security_txt(
+    State(p): State<AppState>,
+    headers: axum::http::HeaderMap,
+) -> Result<([(axum::http::header::HeaderName, &'static str); 1], String), ApiError> {
+    let host = headers
+        .get(axum::http::header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .filter(|h| {
+            h.len() <= 255
+                && h.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-.:[]".contains(&b))
+        })
+        .unwrap_or("localhost")
+        .to_ascii_lowercase();
+    let text = p.api_security_txt(&host).ok_or_else(|| {
+        ApiError::from(rampart_platform::Error::NotFound(
+            "no security.txt: [security_txt] names no contact".into(),
+        ))
+    })?;
+    Ok((
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; charset=utf-8",
+        )],
+        text,
+    ))
+}

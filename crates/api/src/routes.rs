@@ -39,7 +39,8 @@ pub fn access(method: &Method, path: &str) -> Option<Access> {
         ("GET", "/api/health")
         | ("GET", "/api/openapi.json")
         | ("POST", "/api/sessions")
-        | ("POST", "/api/invitations/accept") => return Some(Access::Public),
+        | ("POST", "/api/invitations/accept")
+        | ("GET", "/.well-known/security.txt") => return Some(Access::Public),
         ("GET", "/api/whoami") => return Some(Access::Authenticated),
         ("GET", "/api/apps") | ("GET", "/api/apps/{app}") | ("GET", "/api/apps/{app}/env") => {
             AppRead
@@ -85,6 +86,8 @@ pub fn access(method: &Method, path: &str) -> Option<Access> {
         ("POST", "/api/doctor") => DoctorRun,
         ("GET", "/api/access-reviews") | ("POST", "/api/access-reviews") => AccessReview,
         ("POST", "/api/evidence") => EvidenceExport,
+        ("GET", "/api/reports") | ("GET", "/api/reports/{id}") => ReportRead,
+        ("POST", "/api/reports/{id}/triage") | ("POST", "/api/reports/{id}/close") => ReportTriage,
         ("POST", "/api/apps/{app}/vulns/accepted")
         | ("DELETE", "/api/apps/{app}/vulns/accepted/{advisory}") => VulnAccept,
         ("GET", "/api/apps/{app}/vulns") | ("GET", "/api/apps/{app}/sbom") => RuntimeRead,

@@ -112,3 +112,31 @@ impl Client {
         self.call_long(Method::POST, &path, None::<&()>).await
     }
 }
+
+impl Client {
+    pub async fn reports(&self, all: bool) -> Result<Vec<wire::SecurityReport>, ClientError> {
+        self.get(&format!("/api/reports?all={all}")).await
+    }
+
+    pub async fn report(&self, id: &str) -> Result<wire::SecurityReportDetail, ClientError> {
+        self.get(&format!("/api/reports/{}", segment(id))).await
+    }
+
+    pub async fn triage_report(
+        &self,
+        id: &str,
+        request: &wire::TriageReport,
+    ) -> Result<wire::SecurityReport, ClientError> {
+        let path = format!("/api/reports/{}/triage", segment(id));
+        self.call(Method::POST, &path, Some(request)).await
+    }
+
+    pub async fn close_report(
+        &self,
+        id: &str,
+        request: &wire::CloseReport,
+    ) -> Result<wire::SecurityReport, ClientError> {
+        let path = format!("/api/reports/{}/close", segment(id));
+        self.call(Method::POST, &path, Some(request)).await
+    }
+}

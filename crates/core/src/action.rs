@@ -95,12 +95,19 @@ pub enum Action {
     AccessReview,
     /// Export signed evidence of the controls.
     EvidenceExport,
+    /// List security reports.
+    ReportRead,
+    /// Triage or close a security report.
+    ReportTriage,
+    /// A security report arrived (recorded by the platform, never asked
+    /// for through the API).
+    ReportSubmit,
     /// First start: the owner and their token are created.
     Bootstrap,
 }
 
 impl Action {
-    pub const ALL: [Action; 49] = [
+    pub const ALL: [Action; 52] = [
         Action::AppRead,
         Action::AppCreate,
         Action::AppDelete,
@@ -149,6 +156,9 @@ impl Action {
         Action::DoctorRun,
         Action::AccessReview,
         Action::EvidenceExport,
+        Action::ReportRead,
+        Action::ReportTriage,
+        Action::ReportSubmit,
         Action::Bootstrap,
     ];
 
@@ -203,6 +213,9 @@ impl Action {
             Action::DoctorRun => "doctor.run",
             Action::AccessReview => "access.review",
             Action::EvidenceExport => "evidence.export",
+            Action::ReportRead => "report.read",
+            Action::ReportTriage => "report.triage",
+            Action::ReportSubmit => "report.submit",
             Action::Bootstrap => "system.bootstrap",
         }
     }
@@ -222,6 +235,7 @@ impl Action {
                 | Action::BackupRead
                 | Action::VulnRead
                 | Action::IncidentRead
+                | Action::ReportRead
         )
     }
 }

@@ -81,6 +81,13 @@ pub struct AppSettings {
     /// past midnight); empty: any time.
     #[serde(skip_serializing_if = "String::is_empty")]
     pub patch_window: String,
+    /// The app's own security.txt `Contact` (listed before the
+    /// platform's); empty: the platform's only.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub security_contact: String,
+    /// The app's own security.txt `Policy` (instead of the platform's).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub security_policy: String,
     /// The settings `apps configure` has set: an app manifest's values for
     /// them are ignored.
     #[serde(skip_serializing_if = "BTreeSet::is_empty")]
@@ -104,6 +111,8 @@ impl Default for AppSettings {
             refuse_critical: false,
             auto_patch: false,
             patch_window: String::new(),
+            security_contact: String::new(),
+            security_policy: String::new(),
             configured: BTreeSet::new(),
         }
     }
@@ -128,6 +137,10 @@ pub struct SettingsPatch {
     pub refuse_critical: Option<bool>,
     pub auto_patch: Option<bool>,
     pub patch_window: Option<String>,
+    /// A `mailto:`, `https:` or `tel:` URI; empty to clear.
+    pub security_contact: Option<String>,
+    /// An `https:` URI; empty to clear.
+    pub security_policy: Option<String>,
 }
 
 fn within<T: PartialOrd + fmt::Display + Copy>(
@@ -167,7 +180,9 @@ impl SettingsPatch {
             allow_root,
             refuse_critical,
             auto_patch,
-            patch_window
+            patch_window,
+            security_contact,
+            security_policy
         );
         names
     }
@@ -233,6 +248,14 @@ impl AppSettings {
                 self.patch_window
             ));
         }
+        if !self.security_contact.is_empty() {
+            crate::security_txt::check_uri(&self.security_contact, true)
+                .map_err(|e| format!("security_contact: {e}"))?;
+        }
+        if !self.security_policy.is_empty() {
+            crate::security_txt::check_uri(&self.security_policy, false)
+                .map_err(|e| format!("security_policy: {e}"))?;
+        }
         let path = &self.health_path;
         if !path.starts_with('/')
             || path.len() > 256
@@ -268,7 +291,9 @@ impl AppSettings {
             allow_root,
             refuse_critical,
             auto_patch,
-            patch_window
+            patch_window,
+            security_contact,
+            security_policy
         );
         if let Some(counts) = &patch.processes {
             for (name, count) in counts {

@@ -20,6 +20,7 @@ pub mod role;
 pub mod schedule;
 pub mod seal;
 pub mod secret;
+pub mod security_txt;
 pub mod terminal;
 pub mod time;
 pub mod token;

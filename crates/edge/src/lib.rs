@@ -199,6 +199,7 @@ impl Edge {
             access,
             challenges: challenges.clone(),
             https_port: addrs.https.port(),
+            well_known: Arc::default(),
         });
         let acme = config.tls.acme_directory.clone().map(|dir| {
             Arc::new(Acme::new(
@@ -425,6 +426,23 @@ impl Edge {
     }
 
     /// Where each site's certificate stands.
+    /// Serves `texts` (host → security.txt) from now on.
+    pub fn set_security_txt(&self, texts: std::collections::HashMap<String, String>) {
+        self.shared.well_known.set_texts(texts);
+    }
+
+    /// Takes security reports at `/.well-known/security-report` on every
+    /// host with a security.txt, handing each to `sink`: `per_client`
+    /// and `overall` are (burst, one more every) limits.
+    pub fn set_report_intake(
+        &self,
+        sink: proxy::ReportSink,
+        per_client: (u32, std::time::Duration),
+        overall: (u32, std::time::Duration),
+    ) {
+        self.shared.well_known.set_intake(sink, per_client, overall);
+    }
+
     pub fn certificates(&self) -> Vec<CertificateStatus> {
         let table = self.shared.table.load_full();
         let certs = self.certs.snapshot();

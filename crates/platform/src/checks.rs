@@ -56,6 +56,8 @@ impl Platform {
             }
             self.check_disks().await;
             self.check_certificates().await;
+            // Renews every host's Expires and takes in changed contacts.
+            self.publish_security_txt().await;
             self.refresh_figures().await;
             if verified.is_none_or(|at| at.elapsed() >= AUDIT_VERIFY_EVERY) {
                 verified = Some(std::time::Instant::now());

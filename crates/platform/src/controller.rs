@@ -269,7 +269,9 @@ impl Platform {
         engine
             .edge
             .apply(table)
-            .map_err(|e| Error::Unavailable(format!("the edge refused the routes: {e}")))
+            .map_err(|e| Error::Unavailable(format!("the edge refused the routes: {e}")))?;
+        self.publish_security_txt().await;
+        Ok(())
     }
 }
 

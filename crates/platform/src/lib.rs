@@ -37,6 +37,7 @@ pub mod incidents;
 mod notify;
 mod ops;
 mod reconcile;
+mod reports;
 mod telemetry;
 pub mod vulns;
 pub mod watch;
@@ -127,6 +128,8 @@ pub struct Platform {
     /// Which alerts open incidents, and how long each may wait for an
     /// acknowledgement.
     incidents_config: rampart_core::config::IncidentsConfig,
+    /// What each served host's security.txt says.
+    security_txt: rampart_core::security_txt::SecurityTxtConfig,
     /// The image each app's last unattended patch built, so a patch that
     /// failed is not tried again with the same image.
     patch_tried: std::sync::Mutex<std::collections::HashMap<rampart_core::AppId, String>>,
@@ -199,6 +202,7 @@ impl Platform {
             advisories,
             vulns_config: config.vulns.clone(),
             incidents_config: config.incidents.clone(),
+            security_txt: config.security_txt.clone(),
             patch_tried: Default::default(),
             mailer,
             telemetry: telemetry::Telemetry::default(),

@@ -221,6 +221,13 @@ pub struct ConfigureArgs {
     /// When unattended patches may run: HH:MM-HH:MM in UTC ("" for any time).
     #[arg(long)]
     pub patch_window: Option<String>,
+    /// The app's own security.txt Contact, listed before the platform's: a
+    /// mailto:, https:// or tel: URI ("" to clear).
+    #[arg(long)]
+    pub security_contact: Option<String>,
+    /// The app's own security.txt Policy: an https:// URI ("" to clear).
+    #[arg(long)]
+    pub security_policy: Option<String>,
     #[arg(long)]
     pub json: bool,
     #[command(flatten)]
@@ -477,6 +484,8 @@ pub async fn configure(args: ConfigureArgs) -> anyhow::Result<()> {
         refuse_critical: args.refuse_critical,
         auto_patch: args.auto_patch,
         patch_window: args.patch_window,
+        security_contact: args.security_contact,
+        security_policy: args.security_policy,
     };
     let client = credentials::client(&args.conn)?;
     let settings = if patch == SettingsPatch::default() {

@@ -119,6 +119,9 @@ enum Command {
     /// Record and list reviews of who may do what.
     #[command(subcommand, name = "access-review")]
     AccessReview(proof_cmd::AccessReviewCommand),
+    /// Security reports from the public intake: list, read, triage, close.
+    #[command(subcommand)]
+    Reports(proof_cmd::ReportsCommand),
     /// Export signed evidence that the controls ran, and verify it.
     #[command(subcommand)]
     Evidence(proof_cmd::EvidenceCommand),
@@ -231,6 +234,7 @@ fn main() -> ExitCode {
             Command::Doctor(args) => proof_cmd::doctor(args).await,
             Command::AccessReview(cmd) => proof_cmd::access_review(cmd).await,
             Command::Evidence(cmd) => proof_cmd::evidence(cmd).await,
+            Command::Reports(cmd) => proof_cmd::reports(cmd).await,
             Command::Top(args) => alerts_cmd::top(args).await,
             Command::Vulns(args) => vulns_cmd::vulns(args).await,
             Command::Sbom(args) => vulns_cmd::sbom(args).await,

@@ -253,3 +253,133 @@ pub async fn evidence(command: EvidenceCommand) -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+#[derive(Debug, Subcommand)]
+pub enum ReportsCommand {
+    /// List security reports, newest first: open ones, or all with --all.
+    List {
+        #[arg(long)]
+        all: bool,
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        conn: Connection,
+    },
+    /// One report and what it said (shown as inert text).
+    Show {
+        id: String,
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        conn: Connection,
+    },
+    /// Triage a report: its severity, and the incident it belongs to.
+    Triage {
+        id: String,
+        /// low, medium, high or critical.
+        #[arg(long)]
+        severity: String,
+        /// Link it to this incident.
+        #[arg(long, conflicts_with = "open_incident")]
+        incident: Option<String>,
+        /// Open a new incident for it.
+        #[arg(long)]
+        open_incident: bool,
+        #[command(flatten)]
+        conn: Connection,
+    },
+    /// Close a report with what came of it.
+    Close {
+        id: String,
+        #[arg(long)]
+        resolution: String,
+        #[command(flatten)]
+        conn: Connection,
+    },
+}
+
+const REPORT_HEADERS: [&str; 7] = [
+    "ID", "RECEIVED", "HOST", "STATE", "SEVERITY", "INCIDENT", "SUMMARY",
+];
+
+fn report_row(r: &wire::SecurityReport) -> Vec<String> {
+    vec![
+        r.id.clone(),
+        r.received_at.clone(),
+        r.host.clone(),
+        r.state.clone(),
+        r.severity.clone().unwrap_or_else(|| "-".into()),
+        r.incident.clone().unwrap_or_else(|| "-".into()),
+        r.title.clone(),
+    ]
+}
+
+pub async fn reports(command: ReportsCommand) -> anyhow::Result<()> {
+    match command {
+        ReportsCommand::List { all, json, conn } => {
+            let reports = credentials::client(&conn)?.reports(all).await?;
+            output::list(json, &reports, &REPORT_HEADERS, report_row)?;
+        }
+        ReportsCommand::Show { id, json, conn } => {
+            let detail = credentials::client(&conn)?.report(&id).await?;
+            if json {
+                return output::json(&detail);
+            }
+            output::table(&REPORT_HEADERS, &[report_row(&detail.report)]);
+            let r = &detail.report;
+            println!(
+                "\nfrom {} ({} bytes, {}); contact: {}",
+                r.client,
+                r.size,
+                printable(&detail.content_type),
+                printable(if r.contact.is_empty() {
+                    "-"
+                } else {
+                    &r.contact
+                })
+            );
+            if let Some(resolution) = &r.resolution {
+                println!("resolution: {}", printable(resolution));
+            }
+            println!("\n{}", printable(&detail.body));
+        }
+        ReportsCommand::Triage {
+            id,
+            severity,
+            incident,
+            open_incident,
+            conn,
+        } => {
+            let report = credentials::client(&conn)?
+                .triage_report(
+                    &id,
+                    &wire::TriageReport {
+                        severity,
+                        incident,
+                        open_incident,
+                    },
+                )
+                .await?;
+            println!(
+                "report {} is triaged {}{}",
+                report.id,
+                report.severity.unwrap_or_default(),
+                report
+                    .incident
+                    .map(|i| format!(", incident {i}"))
+                    .unwrap_or_default()
+            );
+        }
+        ReportsCommand::Close {
+            id,
+            resolution,
+            conn,
+        } => {
+            credentials::client(&conn)?
+                .close_report(&id, &wire::CloseReport { resolution })
+                .await?;
+            println!("report {id} is closed");
+        }
+    }
+    Ok(())
+}

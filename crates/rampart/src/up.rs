@@ -160,6 +160,7 @@ pub async fn run(mut args: UpArgs) -> anyhow::Result<()> {
         platform.installation_id(),
         acme,
     ));
+    platform.attach_report_intake();
     {
         let platform = Arc::downgrade(&platform);
         edge.add_metrics(move || {

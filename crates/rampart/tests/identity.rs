@@ -738,7 +738,11 @@ fn allowed(method: &str, path: &str) -> Option<&'static [Role]> {
         ("POST", "/api/doctor")
         | ("GET", "/api/access-reviews")
         | ("POST", "/api/access-reviews")
-        | ("POST", "/api/evidence") => MANAGERS,
+        | ("POST", "/api/evidence")
+        | ("GET", "/api/reports")
+        | ("GET", "/api/reports/{id}")
+        | ("POST", "/api/reports/{id}/triage")
+        | ("POST", "/api/reports/{id}/close") => MANAGERS,
         ("GET", "/api/apps/{app}/releases")
         | ("GET", "/api/apps/{app}/settings")
         | ("GET", "/api/apps/{app}/ps")

@@ -861,3 +861,353 @@ fn an_evidence_bundle_verifies_renders_in_a_browser_and_one_changed_byte_fails_i
     );
     server.stop().unwrap();
 }
+
+/// Sends a report to `host`'s intake from `from`: the status, the
+/// `report-id` header, the body.
+fn report(
+    server: &Server,
+    host: &str,
+    from: &str,
+    content_type: &str,
+    body: Vec<u8>,
+) -> (u16, Option<String>, String) {
+    let url = format!("{}.well-known/security-report", app_url(server, host));
+    match client_from(server, host, from)
+        .post(url)
+        .header("content-type", content_type)
+        .body(body)
+        .send()
+    {
+        Ok(r) => {
+            let id = r
+                .headers()
+                .get("report-id")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned);
+            (r.status().as_u16(), id, r.text().unwrap_or_default())
+        }
+        Err(e) => (0, None, e.to_string()),
+    }
+}
+
+fn security_txt(server: &Server, host: &str) -> (u16, String, String, String) {
+    let url = format!("{}.well-known/security.txt", app_url(server, host));
+    let r = edge_client(server, host).get(url).send().unwrap();
+    let header = |name: &str| {
+        r.headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_owned()
+    };
+    let (ct, hsts) = (header("content-type"), header("strict-transport-security"));
+    (r.status().as_u16(), ct, hsts, r.text().unwrap())
+}
+
+#[test]
+fn security_txt_is_served_on_every_host_and_reports_reach_the_intake_without_an_account() {
+    let sb = sandbox();
+    let _cleanup = Cleanup(vec!["docs".into()]);
+    // A file that could expire, or expire over a year away, is refused.
+    for bad in [
+        "expires_days = 0",
+        "expires_days = 365",
+        "contact = [\"http://x\"]",
+    ] {
+        let config = sb.write_config(&format!("{CONFIG}[security_txt]\n{bad}\n"));
+        let out = sb.start_expecting_failure(&config).unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("security_txt."), "{bad}: {err}");
+    }
+    let server = sb
+        .start(&sb.write_config(&format!(
+            "{CONFIG}[security_txt]\ncontact = [\"mailto:security@example.test\"]\n\
+             policy = \"https://example.test/disclosure\"\n"
+        )))
+        .unwrap();
+    ok(cli(&sb, &server).args(["apps", "create", "docs", "--domain", "docs.example.test"]));
+    let dir = context(&sb.path().join("ctx"), "");
+    ok(cli(&sb, &server)
+        .args(["deploy", "docs", "--path"])
+        .arg(&dir));
+
+    // Served on APP.localhost and on the custom domain, valid RFC 9116.
+    for host in ["docs.localhost", "docs.example.test"] {
+        let (status, content_type, hsts, text) = security_txt(&server, host);
+        assert_eq!(status, 200, "{host}: {text}");
+        assert_eq!(content_type, "text/plain; charset=utf-8");
+        assert!(hsts.starts_with("max-age="), "{hsts}");
+        let parsed = sectxtlib::SecurityTxt::parse(&text).expect("valid RFC 9116");
+        let contacts: Vec<String> = parsed.contact.iter().map(|c| c.to_string()).collect();
+        assert_eq!(
+            contacts,
+            [
+                "mailto:security@example.test".to_owned(),
+                format!("https://{host}/.well-known/security-report"),
+            ],
+            "{text}"
+        );
+        let canonical: Vec<String> = parsed.canonical.iter().map(|c| c.to_string()).collect();
+        assert_eq!(
+            canonical,
+            [format!("https://{host}/.well-known/security.txt")]
+        );
+        let left = parsed.expires.datetime - chrono::Utc::now();
+        assert!(
+            left > chrono::Duration::days(150) && left < chrono::Duration::days(364),
+            "{text}"
+        );
+        assert!(text.contains("Policy: https://example.test/disclosure\n"));
+    }
+    // The API names the platform's contacts too.
+    let (code, out, _) = run(std::process::Command::new("curl")
+        .args(["-sf", "--cacert"])
+        .arg(server.ca_path())
+        .arg(format!("{}/.well-known/security.txt", server.url())));
+    assert_eq!(code, 0);
+    assert!(sectxtlib::SecurityTxt::parse(&out).is_ok(), "{out}");
+
+    // The app's own contact and policy come first; a bad one is refused.
+    refused(
+        &sb,
+        &server,
+        &[
+            "apps",
+            "configure",
+            "docs",
+            "--security-contact",
+            "javascript:alert(1)",
+        ],
+        "security_contact",
+    );
+    ok(cli(&sb, &server).args([
+        "apps",
+        "configure",
+        "docs",
+        "--security-contact",
+        "mailto:docs-team@example.test",
+        "--security-policy",
+        "https://docs.example.test/security",
+    ]));
+    eventually(Duration::from_secs(20), "the app's own contact", || {
+        let text = security_txt(&server, "docs.localhost").3;
+        text.lines().find(|l| l.starts_with("Contact:"))
+            == Some("Contact: mailto:docs-team@example.test")
+            && text.contains("Policy: https://docs.example.test/security\n")
+    });
+
+    // The form, for a browser.
+    let form = client_from(&server, "docs.localhost", "127.0.0.2")
+        .get(format!(
+            "{}.well-known/security-report",
+            app_url(&server, "docs.localhost")
+        ))
+        .send()
+        .unwrap();
+    assert_eq!(form.status().as_u16(), 200);
+    assert!(
+        form.headers()["content-security-policy"]
+            .to_str()
+            .unwrap()
+            .contains("default-src 'none'")
+    );
+    assert!(form.text().unwrap().contains("<form method=\"post\">"));
+
+    // Hostile reports are taken as they are, with a tracking id.
+    let html = b"contact=eve%40example.test&title=%3Cscript%3Ealert(1)%3C%2Fscript%3E&details=%3Cimg+src%3Dx+onerror%3Dalert(1)%3E".to_vec();
+    let (status, id, text) = report(
+        &server,
+        "docs.localhost",
+        "127.0.0.2",
+        "application/x-www-form-urlencoded",
+        html,
+    );
+    assert_eq!(status, 201, "{text}");
+    let html_id = id.unwrap();
+    assert!(
+        html_id.starts_with("rpt_") && text.contains(&html_id),
+        "{text}"
+    );
+    let raw: Vec<u8> = [
+        b"binary \x1b]0;pwned\x07 ".as_slice(),
+        &[0xff, 0xfe, 0x00, 0x80],
+        b"\nmore",
+    ]
+    .concat();
+    let (status, id, _) = report(
+        &server,
+        "docs.example.test",
+        "127.0.0.2",
+        "application/octet-stream",
+        raw.clone(),
+    );
+    assert_eq!(status, 201);
+    let raw_id = id.unwrap();
+
+    // Too big and empty ones are refused and store nothing.
+    let (status, _, _) = report(
+        &server,
+        "docs.localhost",
+        "127.0.0.4",
+        "text/plain",
+        vec![b'x'; 70 * 1024],
+    );
+    assert_eq!(status, 413);
+    let (status, _, _) = report(
+        &server,
+        "docs.localhost",
+        "127.0.0.5",
+        "text/plain",
+        b"  \n".to_vec(),
+    );
+    assert_eq!(status, 400);
+    let listed = json(cli(&sb, &server).args(["reports", "list"]));
+    assert_eq!(listed.as_array().unwrap().len(), 2, "{listed}");
+
+    // Each arrival alerts the operators.
+    let alerts = json(cli(&sb, &server).args(["alerts", "list"]));
+    for id in [&html_id, &raw_id] {
+        assert!(
+            alerts
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|a| a["rule"] == "security_report"
+                    && a["summary"].as_str().unwrap().contains(id.as_str())),
+            "{alerts}"
+        );
+    }
+
+    // Shown inert: the terminal gets no escape sequence, the bytes are kept.
+    let shown = ok(cli(&sb, &server).args(["reports", "show", &raw_id]));
+    assert!(
+        !shown.contains('\u{1b}') && !shown.contains('\u{7}'),
+        "{shown:?}"
+    );
+    assert!(shown.contains("\\u{1b}]0;pwned"), "{shown}");
+    let detail = json(cli(&sb, &server).args(["reports", "show", &raw_id]));
+    use base64::Engine as _;
+    let kept = base64::engine::general_purpose::STANDARD
+        .decode(detail["body_base64"].as_str().unwrap())
+        .unwrap();
+    assert_eq!(kept, raw);
+    let detail = json(cli(&sb, &server).args(["reports", "show", &html_id]));
+    assert_eq!(detail["report"]["title"], "<script>alert(1)</script>");
+    assert_eq!(detail["report"]["contact"], "eve@example.test");
+    assert_eq!(detail["report"]["app"], "docs");
+
+    // A flood from one client is cut at three; many clients together at
+    // thirty.
+    let flood: Vec<u16> = (0..6)
+        .map(|i| {
+            report(
+                &server,
+                "docs.localhost",
+                "127.0.0.3",
+                "text/plain",
+                format!("flood {i}").into_bytes(),
+            )
+            .0
+        })
+        .collect();
+    assert_eq!(flood, [201, 201, 201, 429, 429, 429]);
+    let mut many = Vec::new();
+    for client in 10..22 {
+        for i in 0..3 {
+            let from = format!("127.0.0.{client}");
+            many.push(
+                report(
+                    &server,
+                    "docs.localhost",
+                    &from,
+                    "text/plain",
+                    format!("crowd {i}").into_bytes(),
+                )
+                .0,
+            );
+        }
+    }
+    let taken = many.iter().filter(|s| **s == 201).count();
+    assert!(many.contains(&429), "{many:?}");
+    assert!(taken <= 30 - 5 + 1, "{taken} taken: {many:?}");
+
+    // Triage opens an incident for it; closing ends it. Bad input changes
+    // nothing.
+    refused(
+        &sb,
+        &server,
+        &["reports", "triage", &html_id, "--severity", "urgent"],
+        "is not a severity",
+    );
+    refused(
+        &sb,
+        &server,
+        &[
+            "reports",
+            "triage",
+            &html_id,
+            "--severity",
+            "high",
+            "--incident",
+            "inc_nope",
+        ],
+        "no incident",
+    );
+    assert_eq!(
+        json(cli(&sb, &server).args(["reports", "show", &html_id]))["report"]["state"],
+        "new"
+    );
+    ok(cli(&sb, &server).args([
+        "reports",
+        "triage",
+        &html_id,
+        "--severity",
+        "high",
+        "--open-incident",
+    ]));
+    let detail = json(cli(&sb, &server).args(["reports", "show", &html_id]));
+    assert_eq!(detail["report"]["state"], "triaged");
+    let incident = detail["report"]["incident"].as_str().unwrap().to_owned();
+    let shown = show(&sb, &server, &incident);
+    assert!(
+        shown["incident"]["title"]
+            .as_str()
+            .unwrap()
+            .contains(&html_id),
+        "{shown}"
+    );
+    assert_eq!(shown["incident"]["app"], "docs");
+    ok(cli(&sb, &server).args([
+        "reports",
+        "close",
+        &html_id,
+        "--resolution",
+        "not exploitable: escaped",
+    ]));
+    refused(
+        &sb,
+        &server,
+        &["reports", "close", &html_id, "--resolution", "again"],
+        "already closed",
+    );
+    let open: Vec<String> = json(cli(&sb, &server).args(["reports", "list"]))
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["id"].as_str().unwrap().to_owned())
+        .collect();
+    assert!(!open.contains(&html_id));
+
+    let audit = ok(cli(&sb, &server).args(["audit", "list", "--limit", "500"]));
+    assert!(
+        audit.contains("report.submit") && audit.contains("public"),
+        "{audit}"
+    );
+    assert!(
+        audit.contains(&format!(
+            "reports/{html_id} triaged high incident {incident}"
+        )),
+        "{audit}"
+    );
+    server.stop().unwrap();
+}

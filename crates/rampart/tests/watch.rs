@@ -5,30 +5,11 @@
 
 mod common;
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::time::Duration;
 
 use common::*;
 use rampart_testkit::{Sandbox, Server, Smtp, ok, run};
-
-/// A client of the edge for `host`, connecting from `from`.
-fn client_from(server: &Server, host: &str, from: &str) -> reqwest::blocking::Client {
-    let ca = reqwest::Certificate::from_pem(&server.ca_pem()).unwrap();
-    reqwest::blocking::Client::builder()
-        .use_rustls_tls()
-        .tls_built_in_root_certs(false)
-        .add_root_certificate(ca)
-        .resolve(host, loopback(server.edge_addr()))
-        .local_address(from.parse::<IpAddr>().unwrap())
-        .redirect(reqwest::redirect::Policy::none())
-        .timeout(Duration::from_secs(10))
-        .build()
-        .unwrap()
-}
-
-fn loopback(addr: SocketAddr) -> SocketAddr {
-    SocketAddr::from(([127, 0, 0, 1], addr.port()))
-}
 
 fn status(client: &reqwest::blocking::Client, server: &Server, path: &str) -> u16 {
     let url = format!(

@@ -31,7 +31,7 @@ pub use model::{
     MediaBucketRow, NewApp, NewInvitation, NewRelease, NewToken, NewUser, ReleaseRow, ScheduleRow,
     SealedVar, TokenKind, TokenRow, User, UserStatus,
 };
-pub use proof::{AccessReviewRow, DoctorRunRow, ProofStore};
+pub use proof::{AccessReviewRow, DoctorRunRow, ProofStore, ReportRow, ReportStore};
 pub use sqlite::SqliteStore;
 
 /// Errors from a store.
@@ -71,6 +71,7 @@ pub trait Store:
     + VulnStore
     + IncidentStore
     + ProofStore
+    + ReportStore
     + AuditStore
     + Send
     + Sync

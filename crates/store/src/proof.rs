@@ -48,3 +48,40 @@ pub trait ProofStore: Send + Sync {
     /// Reviews from `from` up to `to`, oldest first.
     async fn access_reviews(&self, from: &str, to: &str) -> Result<Vec<AccessReviewRow>>;
 }
+
+/// A security report as the intake received it, and its triage.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReportRow {
+    /// `rpt_…`: the tracking id the sender got.
+    pub id: String,
+    pub received_at: String,
+    pub host: String,
+    pub client: String,
+    pub content_type: String,
+    pub body: Vec<u8>,
+    pub title: String,
+    pub contact: String,
+    /// `new`, `triaged` or `closed`.
+    pub state: String,
+    pub severity: Option<String>,
+    pub incident_id: Option<String>,
+    pub triaged_by: Option<String>,
+    pub triaged_at: Option<String>,
+    pub closed_by: Option<String>,
+    pub closed_at: Option<String>,
+    pub resolution: Option<String>,
+}
+
+#[async_trait]
+pub trait ReportStore: Send + Sync {
+    /// Stores a report that just arrived.
+    async fn add_report(&self, report: &ReportRow) -> Result<()>;
+
+    /// Reports, newest first; closed ones too with `all`.
+    async fn reports(&self, all: bool, limit: u32) -> Result<Vec<ReportRow>>;
+
+    async fn report(&self, id: &str) -> Result<Option<ReportRow>>;
+
+    /// Writes a report's triage or closing, with its audit entry.
+    async fn update_report(&self, report: &ReportRow, audit: AuditRecord) -> Result<AuditEntry>;
+}

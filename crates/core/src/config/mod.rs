@@ -93,6 +93,8 @@ struct RawConfig {
     incidents: respond::RawIncidents,
     #[serde(default)]
     doctor: respond::RawDoctor,
+    #[serde(default)]
+    security_txt: respond::RawSecurityTxt,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -156,6 +158,7 @@ pub struct Config {
     pub vulns: VulnsConfig,
     pub incidents: IncidentsConfig,
     pub doctor: DoctorConfig,
+    pub security_txt: crate::security_txt::SecurityTxtConfig,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -322,6 +325,7 @@ impl Config {
         let vulns = vulns::validate_vulns(raw.vulns)?;
         let incidents = respond::validate_incidents(raw.incidents)?;
         let doctor = respond::validate_doctor(raw.doctor)?;
+        let security_txt = respond::validate_security_txt(raw.security_txt)?;
 
         if let Some(dir) = &raw.data_dir {
             if dir.as_os_str().is_empty() {
@@ -454,6 +458,7 @@ impl Config {
             vulns,
             incidents,
             doctor,
+            security_txt,
             edge: raw.edge,
         })
     }
@@ -583,6 +588,23 @@ mod tests {
             ("[vulns]\nfetch_every = \"5m\"", "vulns.fetch_every"),
             ("[incidents]\nopen_at = \"info\"", "incidents.open_at"),
             ("[doctor]\nevery = \"5m\"", "doctor.every"),
+            (
+                "[security_txt]\ncontact = [\"http://example.com\"]",
+                "security_txt.contact",
+            ),
+            ("[security_txt]\nintake = false", "security_txt.contact"),
+            (
+                "[security_txt]\nexpires_days = 365",
+                "security_txt.expires_days",
+            ),
+            (
+                "[security_txt]\npolicy = \"mailto:a@b.c\"",
+                "security_txt.policy",
+            ),
+            (
+                "[security_txt]\npreferred_languages = [\"en_US\"]",
+                "security_txt.preferred_languages",
+            ),
             ("[doctor]\nfirst_run = \"0s\"", "doctor.first_run"),
             (
                 "[incidents]\nack_within.high = \"0s\"",

@@ -125,3 +125,74 @@ pub(super) fn validate_doctor(raw: RawDoctor) -> Result<DoctorConfig, ConfigErro
         first_run_secs,
     })
 }
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawSecurityTxt {
+    enabled: Option<bool>,
+    contact: Option<Vec<String>>,
+    intake: Option<bool>,
+    policy: Option<String>,
+    encryption: Option<String>,
+    acknowledgments: Option<String>,
+    preferred_languages: Option<Vec<String>>,
+    expires_days: Option<u32>,
+}
+
+pub(super) fn validate_security_txt(
+    raw: RawSecurityTxt,
+) -> Result<crate::security_txt::SecurityTxtConfig, ConfigError> {
+    use crate::security_txt::{SecurityTxtConfig, check_language, check_uri};
+    let defaults = SecurityTxtConfig::default();
+    let contact = raw.contact.unwrap_or_default();
+    if contact.len() > 8 {
+        return Err(ConfigError::invalid(
+            "security_txt.contact",
+            "at most 8 contacts",
+        ));
+    }
+    for uri in &contact {
+        check_uri(uri, true).map_err(|e| ConfigError::invalid("security_txt.contact", e))?;
+    }
+    let intake = raw.intake.unwrap_or(defaults.intake);
+    let enabled = raw.enabled.unwrap_or(defaults.enabled);
+    if enabled && contact.is_empty() && !intake {
+        return Err(ConfigError::invalid(
+            "security_txt.contact",
+            "a security.txt needs a contact: name one, keep the intake, or set enabled = false",
+        ));
+    }
+    for (key, value) in [
+        ("security_txt.policy", &raw.policy),
+        ("security_txt.encryption", &raw.encryption),
+        ("security_txt.acknowledgments", &raw.acknowledgments),
+    ] {
+        if let Some(uri) = value {
+            check_uri(uri, false).map_err(|e| ConfigError::invalid(key, e))?;
+        }
+    }
+    let preferred_languages = raw
+        .preferred_languages
+        .unwrap_or(defaults.preferred_languages);
+    for tag in &preferred_languages {
+        check_language(tag)
+            .map_err(|e| ConfigError::invalid("security_txt.preferred_languages", e))?;
+    }
+    let expires_days = raw.expires_days.unwrap_or(defaults.expires_days);
+    if !(1..=364).contains(&expires_days) {
+        return Err(ConfigError::invalid(
+            "security_txt.expires_days",
+            "must be from 1 to 364: Expires stays under a year away",
+        ));
+    }
+    Ok(SecurityTxtConfig {
+        enabled,
+        contact,
+        intake,
+        policy: raw.policy,
+        encryption: raw.encryption,
+        acknowledgments: raw.acknowledgments,
+        preferred_languages,
+        expires_days,
+    })
+}

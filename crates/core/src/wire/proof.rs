@@ -60,3 +60,71 @@ pub struct EvidenceBundle {
     /// Its fingerprint, to compare with the one `verify` prints.
     pub fingerprint: String,
 }
+
+/// A security report received by the intake.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct SecurityReport {
+    /// `rpt_…`: the tracking id the sender got.
+    pub id: String,
+    pub received_at: String,
+    /// The host it was sent to, and the app serving it.
+    pub host: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub app: Option<String>,
+    /// The sender's address (pseudonymised after the privacy retention).
+    pub client: String,
+    /// What the sender wrote as a summary, as plain text.
+    pub title: String,
+    /// How to reach the sender, as they gave it.
+    pub contact: String,
+    /// Bytes as received.
+    pub size: u64,
+    /// `new`, `triaged` or `closed`.
+    pub state: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub severity: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub incident: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub triaged_by: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub triaged_at: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub closed_at: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resolution: Option<String>,
+}
+
+/// A report with what it said.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct SecurityReportDetail {
+    pub report: SecurityReport,
+    pub content_type: String,
+    /// The body as text (bytes that are not UTF-8 shown as U+FFFD);
+    /// never interpreted.
+    pub body: String,
+    /// The body exactly as received, base64.
+    pub body_base64: String,
+}
+
+/// Triages a report: how severe, and the incident it belongs to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TriageReport {
+    /// `low`, `medium`, `high` or `critical`.
+    pub severity: String,
+    /// An incident to link it to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub incident: Option<String>,
+    /// Open a new incident for it (instead of linking one).
+    #[serde(default)]
+    pub open_incident: bool,
+}
+
+/// Closes a report.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CloseReport {
+    /// What came of it: fixed, not a vulnerability, duplicate of …
+    pub resolution: String,
+}

@@ -24,7 +24,9 @@ use crate::shield::{ShieldAction, Shields};
 use crate::upstream::{HttpClient, Pool, SendError};
 
 mod headers;
+mod wellknown;
 use headers::*;
+pub use wellknown::{ReportSink, SubmittedReport, WellKnown};
 
 /// A routing table with the replica pools of its sites, swapped whole.
 #[derive(Debug, Default)]
@@ -49,6 +51,8 @@ pub struct Shared {
     pub challenges: Arc<Challenges>,
     /// The HTTPS port clients use, for redirects.
     pub https_port: u16,
+    /// Each host's security.txt and the report intake.
+    pub well_known: Arc<WellKnown>,
 }
 
 /// The connection a request came on.
@@ -354,6 +358,16 @@ pub async fn handle_https(
     let pool = table.pools.get(index).cloned();
     let site = site.clone();
     drop(table);
+    // Only requests under /.well-known/security* pay for the look.
+    let (meta, req) = if req.uri().path().starts_with(wellknown::PREFIX) {
+        let asked = host.to_str().unwrap_or_default().to_owned();
+        match wellknown::answer(&shared, meta, &site, &asked, client, req).await {
+            Ok(response) => return response,
+            Err(unanswered) => unanswered,
+        }
+    } else {
+        (meta, req)
+    };
     let forward = Forward {
         client: conn.forwarded_for,
         host,

@@ -302,3 +302,22 @@ pub fn receiver(
     });
     accepted
 }
+
+/// A client of the edge for `host`, connecting from `from`.
+pub fn client_from(server: &Server, host: &str, from: &str) -> reqwest::blocking::Client {
+    let ca = reqwest::Certificate::from_pem(&server.ca_pem()).unwrap();
+    reqwest::blocking::Client::builder()
+        .use_rustls_tls()
+        .tls_built_in_root_certs(false)
+        .add_root_certificate(ca)
+        .resolve(host, loopback(server.edge_addr()))
+        .local_address(from.parse::<std::net::IpAddr>().unwrap())
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap()
+}
+
+pub fn loopback(addr: SocketAddr) -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], addr.port()))
+}
