@@ -131,6 +131,7 @@ fn documented_routes() -> (Router<routes::AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(proof::triage_report))
         .routes(routes!(proof::close_report))
         .routes(routes!(proof::api_security_txt))
+        .routes(routes!(proof::privacy_sweep))
         .routes(routes!(vulns::findings))
         .routes(routes!(vulns::own_findings))
         .routes(routes!(vulns::app_findings))

@@ -158,3 +158,18 @@ pub async fn api_security_txt(
         text,
     ))
 }
+
+/// Deletes and pseudonymises personal data past its time now (it also
+/// runs daily).
+#[utoipa::path(post, path = "/api/privacy/sweep", tag = "proof", security(("bearer" = [])),
+    responses((status = 200, body = wire::PrivacySweep), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody)))]
+pub async fn privacy_sweep(
+    State(p): State<AppState>,
+    ctx: Ctx,
+) -> Result<Json<wire::PrivacySweep>, ApiError> {
+    Ok(Json(
+        p.privacy_sweep(ctx.caller.user_id.as_str(), &ctx.request_id)
+            .await?,
+    ))
+}

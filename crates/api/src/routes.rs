@@ -86,6 +86,7 @@ pub fn access(method: &Method, path: &str) -> Option<Access> {
         ("POST", "/api/doctor") => DoctorRun,
         ("GET", "/api/access-reviews") | ("POST", "/api/access-reviews") => AccessReview,
         ("POST", "/api/evidence") => EvidenceExport,
+        ("POST", "/api/privacy/sweep") => PrivacySweep,
         ("GET", "/api/reports") | ("GET", "/api/reports/{id}") => ReportRead,
         ("POST", "/api/reports/{id}/triage") | ("POST", "/api/reports/{id}/close") => ReportTriage,
         ("POST", "/api/apps/{app}/vulns/accepted")

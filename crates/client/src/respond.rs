@@ -140,3 +140,10 @@ impl Client {
         self.call(Method::POST, &path, Some(request)).await
     }
 }
+
+impl Client {
+    pub async fn privacy_sweep(&self) -> Result<wire::PrivacySweep, ClientError> {
+        self.call_long(Method::POST, "/api/privacy/sweep", None::<&()>)
+            .await
+    }
+}

@@ -102,12 +102,15 @@ pub enum Action {
     /// A security report arrived (recorded by the platform, never asked
     /// for through the API).
     ReportSubmit,
+    /// Delete and pseudonymise personal data past its time now (it also
+    /// runs daily by itself).
+    PrivacySweep,
     /// First start: the owner and their token are created.
     Bootstrap,
 }
 
 impl Action {
-    pub const ALL: [Action; 52] = [
+    pub const ALL: [Action; 53] = [
         Action::AppRead,
         Action::AppCreate,
         Action::AppDelete,
@@ -159,6 +162,7 @@ impl Action {
         Action::ReportRead,
         Action::ReportTriage,
         Action::ReportSubmit,
+        Action::PrivacySweep,
         Action::Bootstrap,
     ];
 
@@ -216,6 +220,7 @@ impl Action {
             Action::ReportRead => "report.read",
             Action::ReportTriage => "report.triage",
             Action::ReportSubmit => "report.submit",
+            Action::PrivacySweep => "privacy.sweep",
             Action::Bootstrap => "system.bootstrap",
         }
     }

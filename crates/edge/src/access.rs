@@ -45,6 +45,7 @@ fn rfc3339<S: serde::Serializer>(at: &time::OffsetDateTime, s: S) -> Result<S::O
 pub struct AccessLog {
     bus: broadcast::Sender<Arc<AccessEvent>>,
     file: Option<SyncSender<ToWriter>>,
+    path: Option<PathBuf>,
 }
 
 /// What the log writer's thread receives.
@@ -60,21 +61,25 @@ impl AccessLog {
     /// traffic.
     pub fn start(path: Option<PathBuf>) -> std::io::Result<Self> {
         let (bus, _) = broadcast::channel(4096);
-        let file = match path {
+        let file = match &path {
             None => None,
             Some(path) => {
-                let f = std::fs::OpenOptions::new()
-                    .create(true)
-                    .append(true)
-                    .open(&path)?;
+                let (f, day) = open_log(path)?;
                 let (tx, rx) = std::sync::mpsc::sync_channel(8192);
+                let path = path.clone();
                 std::thread::Builder::new()
                     .name("edge-access-log".into())
-                    .spawn(move || write_loop(f, rx))?;
+                    .spawn(move || write_loop(f, day, &path, rx))?;
                 Some(tx)
             }
         };
-        Ok(Self { bus, file })
+        Ok(Self { bus, file, path })
+    }
+
+    /// The log file, when there is one. Earlier days' lines are in
+    /// `PATH.YYYY-MM-DD` beside it.
+    pub fn path(&self) -> Option<&std::path::Path> {
+        self.path.as_deref()
     }
 
     /// Whether anyone takes events: a log file or a subscriber. When not,
@@ -114,10 +119,47 @@ impl AccessLog {
 /// over without waking the writer for each.
 const GATHER: Duration = Duration::from_millis(5);
 
+/// Opens the log for appending (0600: it holds client addresses), with
+/// the UTC day its lines are from (its last change, for a file kept from
+/// before a restart).
+fn open_log(path: &std::path::Path) -> std::io::Result<(std::fs::File, time::Date)> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o600)
+        .open(path)?;
+    let day = file
+        .metadata()
+        .and_then(|m| m.modified())
+        .map(|t| time::OffsetDateTime::from(t).date())
+        .unwrap_or_else(|_| time::OffsetDateTime::now_utc().date());
+    Ok((file, day))
+}
+
+/// The name an earlier day's lines are moved to: `PATH.YYYY-MM-DD`.
+pub fn rotated_name(path: &std::path::Path, day: time::Date) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(format!(
+        ".{:04}-{:02}-{:02}",
+        day.year(),
+        u8::from(day.month()),
+        day.day()
+    ));
+    PathBuf::from(name)
+}
+
 /// The log writer's thread: serialises and appends events in batches, one
-/// write per batch, off the request path. Ends when the edge drops its
+/// write per batch, off the request path; on the first batch of a new UTC
+/// day, the file is moved aside under the day it holds and a new one
+/// begun, so retention can drop whole days. Ends when the edge drops its
 /// sender.
-fn write_loop(mut file: std::fs::File, rx: Receiver<ToWriter>) {
+fn write_loop(
+    mut file: std::fs::File,
+    mut day: time::Date,
+    path: &std::path::Path,
+    rx: Receiver<ToWriter>,
+) {
     let mut batch = Vec::with_capacity(64 * 1024);
     let mut flushed = Vec::new();
     while let Ok(first) = rx.recv() {
@@ -129,6 +171,25 @@ fn write_loop(mut file: std::fs::File, rx: Receiver<ToWriter>) {
                     }
                 }
                 ToWriter::Flush(done) => flushed.push(done),
+            }
+        }
+        let today = time::OffsetDateTime::now_utc().date();
+        if today != day {
+            let aside = rotated_name(path, day);
+            let moved = if aside.exists() {
+                Ok(())
+            } else {
+                std::fs::rename(path, &aside)
+            };
+            match moved.and_then(|()| open_log(path)) {
+                Ok((next, _)) => {
+                    file = next;
+                    day = today;
+                }
+                Err(error) => {
+                    tracing::warn!(%error, "cannot start a new access log for the day; appending");
+                    day = today;
+                }
             }
         }
         if let Err(error) = file.write_all(&batch) {

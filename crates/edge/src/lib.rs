@@ -426,6 +426,11 @@ impl Edge {
     }
 
     /// Where each site's certificate stands.
+    /// The access log file, when one is written.
+    pub fn access_log_path(&self) -> Option<std::path::PathBuf> {
+        self.shared.access.path().map(std::path::Path::to_owned)
+    }
+
     /// Serves `texts` (host → security.txt) from now on.
     pub fn set_security_txt(&self, texts: std::collections::HashMap<String, String>) {
         self.shared.well_known.set_texts(texts);

@@ -63,6 +63,7 @@ impl Platform {
                 verified = Some(std::time::Instant::now());
                 self.check_audit_chain().await;
                 self.check_vulnerabilities().await;
+                self.privacy_daily().await;
             }
         }
     }

@@ -88,6 +88,7 @@ impl Platform {
                 ),
             )
         });
+        checks.push(self.check_security_txt().await);
         let overdue: Vec<String> = self
             .incidents()
             .follow_ups(true)
@@ -479,6 +480,29 @@ impl Platform {
                 "no open critical finding",
             ),
         ])
+    }
+
+    /// Every served host has a valid security.txt whose Expires is ahead.
+    async fn check_security_txt(&self) -> DoctorCheck {
+        if !self.security_txt.enabled {
+            return check(
+                "security_txt",
+                "warn",
+                "security.txt is turned off ([security_txt] enabled = false): finders of a hole have nobody to tell",
+            );
+        }
+        match self.security_texts().await {
+            Err(error) => check("security_txt", "fail", error.to_string()),
+            Ok(texts) => check(
+                "security_txt",
+                "pass",
+                format!(
+                    "served on {} host(s); Expires is {} days ahead and renewed daily",
+                    texts.len(),
+                    self.security_txt.expires_days
+                ),
+            ),
+        }
     }
 
     /// The data directory and the keys in it are the platform user's alone.

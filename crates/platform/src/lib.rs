@@ -36,6 +36,7 @@ pub mod identity;
 pub mod incidents;
 mod notify;
 mod ops;
+mod privacy;
 mod reconcile;
 mod reports;
 mod telemetry;
@@ -130,6 +131,8 @@ pub struct Platform {
     incidents_config: rampart_core::config::IncidentsConfig,
     /// What each served host's security.txt says.
     security_txt: rampart_core::security_txt::SecurityTxtConfig,
+    /// How long personal data in logs is kept.
+    privacy: rampart_core::config::PrivacyConfig,
     /// The image each app's last unattended patch built, so a patch that
     /// failed is not tried again with the same image.
     patch_tried: std::sync::Mutex<std::collections::HashMap<rampart_core::AppId, String>>,
@@ -203,6 +206,7 @@ impl Platform {
             vulns_config: config.vulns.clone(),
             incidents_config: config.incidents.clone(),
             security_txt: config.security_txt.clone(),
+            privacy: config.privacy.clone(),
             patch_tried: Default::default(),
             mailer,
             telemetry: telemetry::Telemetry::default(),

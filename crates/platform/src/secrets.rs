@@ -128,6 +128,18 @@ impl MasterKey {
         }
     }
 
+    /// A 32-byte secret derived from the key for `context` (the key that
+    /// makes pseudonyms): stable for an installation, unrelated to any
+    /// other derived value.
+    pub fn derive_secret(&self, context: &str) -> [u8; 32] {
+        use sha2::Digest;
+        let mut h = sha2::Sha256::new();
+        h.update(b"rampart/secret/v1\0");
+        h.update(self.label_seed);
+        h.update(context.as_bytes());
+        h.finalize().into()
+    }
+
     /// A short public label derived from the key and `context`: stable for
     /// an installation, and reveals nothing about the key.
     pub fn derive_label(&self, context: &str) -> String {

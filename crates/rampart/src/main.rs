@@ -122,6 +122,9 @@ enum Command {
     /// Security reports from the public intake: list, read, triage, close.
     #[command(subcommand)]
     Reports(proof_cmd::ReportsCommand),
+    /// Personal data past its time: deleted or pseudonymised (daily, or now).
+    #[command(subcommand)]
+    Privacy(proof_cmd::PrivacyCommand),
     /// Export signed evidence that the controls ran, and verify it.
     #[command(subcommand)]
     Evidence(proof_cmd::EvidenceCommand),
@@ -235,6 +238,7 @@ fn main() -> ExitCode {
             Command::AccessReview(cmd) => proof_cmd::access_review(cmd).await,
             Command::Evidence(cmd) => proof_cmd::evidence(cmd).await,
             Command::Reports(cmd) => proof_cmd::reports(cmd).await,
+            Command::Privacy(cmd) => proof_cmd::privacy(cmd).await,
             Command::Top(args) => alerts_cmd::top(args).await,
             Command::Vulns(args) => vulns_cmd::vulns(args).await,
             Command::Sbom(args) => vulns_cmd::sbom(args).await,

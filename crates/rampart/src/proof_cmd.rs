@@ -383,3 +383,39 @@ pub async fn reports(command: ReportsCommand) -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+#[derive(Debug, Subcommand)]
+pub enum PrivacyCommand {
+    /// Delete and pseudonymise personal data past its time now, as the
+    /// daily run does ([privacy] retention and pseudonymize_after).
+    Sweep {
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        conn: Connection,
+    },
+}
+
+pub async fn privacy(command: PrivacyCommand) -> anyhow::Result<()> {
+    match command {
+        PrivacyCommand::Sweep { json, conn } => {
+            let sweep = credentials::client(&conn)?.privacy_sweep().await?;
+            if json {
+                return output::json(&sweep);
+            }
+            println!(
+                "access-log days: {} deleted, {} pseudonymised",
+                sweep.logs_removed, sweep.logs_pseudonymised
+            );
+            println!(
+                "app events deleted: {}; sent notifications deleted: {}",
+                sweep.events_removed, sweep.deliveries_removed
+            );
+            println!(
+                "security report senders pseudonymised: {}",
+                sweep.reports_pseudonymised
+            );
+        }
+    }
+    Ok(())
+}

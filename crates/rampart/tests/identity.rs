@@ -742,7 +742,8 @@ fn allowed(method: &str, path: &str) -> Option<&'static [Role]> {
         | ("GET", "/api/reports")
         | ("GET", "/api/reports/{id}")
         | ("POST", "/api/reports/{id}/triage")
-        | ("POST", "/api/reports/{id}/close") => MANAGERS,
+        | ("POST", "/api/reports/{id}/close")
+        | ("POST", "/api/privacy/sweep") => MANAGERS,
         ("GET", "/api/apps/{app}/releases")
         | ("GET", "/api/apps/{app}/settings")
         | ("GET", "/api/apps/{app}/ps")

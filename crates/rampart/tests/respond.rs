@@ -919,10 +919,35 @@ fn security_txt_is_served_on_every_host_and_reports_reach_the_intake_without_an_
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(err.contains("security_txt."), "{bad}: {err}");
     }
+    // Access-log days from before: one past the retention, one to
+    // pseudonymise, and a file that is not the log's.
+    let logs = sb.path().join("logs");
+    std::fs::create_dir_all(&logs).unwrap();
+    let yesterday = {
+        let t = rampart_core::time::Timestamp::now().unix_seconds() - 86_400;
+        rampart_core::time::Timestamp::from_unix_seconds(t)
+            .unwrap()
+            .to_rfc3339()[..10]
+            .to_owned()
+    };
+    std::fs::write(
+        logs.join("access.log.2020-01-01"),
+        "{\"client_ip\":\"192.0.2.1\"}\n",
+    )
+    .unwrap();
+    std::fs::write(
+        logs.join(format!("access.log.{yesterday}")),
+        "{\"client_ip\":\"198.51.100.7\",\"path\":\"/login\"}\n",
+    )
+    .unwrap();
+    std::fs::write(logs.join("notes.txt"), "198.51.100.7 is ours").unwrap();
     let server = sb
         .start(&sb.write_config(&format!(
-            "{CONFIG}[security_txt]\ncontact = [\"mailto:security@example.test\"]\n\
-             policy = \"https://example.test/disclosure\"\n"
+            "{CONFIG}[edge.log]\naccess = \"{}\"\n\
+             [privacy]\nretention = \"2d\"\npseudonymize_after = \"1s\"\n\
+             [security_txt]\ncontact = [\"mailto:security@example.test\"]\n\
+             policy = \"https://example.test/disclosure\"\n",
+            logs.join("access.log").display()
         )))
         .unwrap();
     ok(cli(&sb, &server).args(["apps", "create", "docs", "--domain", "docs.example.test"]));
@@ -1198,7 +1223,50 @@ fn security_txt_is_served_on_every_host_and_reports_reach_the_intake_without_an_
         .collect();
     assert!(!open.contains(&html_id));
 
+    // Personal data past its time: the old day is gone, yesterday's and the
+    // reports' senders are pseudonyms; today's log and other files stay.
+    // (pseudonymize_after is 1 s: every report is older than that now.)
+    std::thread::sleep(Duration::from_millis(1500));
+    ok(cli(&sb, &server).args(["privacy", "sweep"]));
+    let mut names: Vec<String> = std::fs::read_dir(&logs)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(
+        names,
+        [
+            "access.log".to_owned(),
+            format!("access.log.{yesterday}.anon"),
+            "notes.txt".to_owned()
+        ]
+    );
+    let day = std::fs::read_to_string(logs.join(format!("access.log.{yesterday}.anon"))).unwrap();
+    assert!(
+        day.contains("anon-") && !day.contains("198.51.100.7") && day.contains("/login"),
+        "{day}"
+    );
+    assert!(
+        std::fs::read_to_string(logs.join("access.log"))
+            .unwrap()
+            .contains("127.0.0.2")
+    );
+    let clients: Vec<String> = json(cli(&sb, &server).args(["reports", "list", "--all"]))
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["client"].as_str().unwrap().to_owned())
+        .collect();
+    assert!(
+        clients.iter().all(|c| c.starts_with("anon-")),
+        "{clients:?}"
+    );
+    // One client, one pseudonym.
+    let distinct: std::collections::HashSet<&String> = clients.iter().collect();
+    assert!(distinct.len() < clients.len(), "{clients:?}");
+
     let audit = ok(cli(&sb, &server).args(["audit", "list", "--limit", "500"]));
+    assert!(audit.contains("privacy.sweep"), "{audit}");
     assert!(
         audit.contains("report.submit") && audit.contains("public"),
         "{audit}"

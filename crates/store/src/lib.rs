@@ -253,6 +253,9 @@ pub trait AppStore: Send + Sync {
 
     /// The newest events of an app, oldest first.
     async fn events(&self, app: &AppId, limit: u32) -> Result<Vec<AppEvent>>;
+
+    /// Deletes every app's events from before `before`; how many.
+    async fn prune_events(&self, before: &str) -> Result<u64>;
 }
 
 /// Releases of apps.
@@ -430,6 +433,10 @@ pub trait AlertStore: Send + Sync {
 
     /// An alert's deliveries.
     async fn deliveries(&self, alert: &str) -> Result<Vec<DeliveryRow>>;
+
+    /// Deletes deliveries made before `before` that are no longer pending;
+    /// how many.
+    async fn prune_deliveries(&self, before: &str) -> Result<u64>;
 }
 
 /// What releases contain and the advisories they are matched against.

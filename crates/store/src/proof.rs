@@ -82,6 +82,9 @@ pub trait ReportStore: Send + Sync {
 
     async fn report(&self, id: &str) -> Result<Option<ReportRow>>;
 
+    /// Replaces the sender's address of a report.
+    async fn set_report_client(&self, id: &str, client: &str) -> Result<()>;
+
     /// Writes a report's triage or closing, with its audit entry.
     async fn update_report(&self, report: &ReportRow, audit: AuditRecord) -> Result<AuditEntry>;
 }

@@ -21,7 +21,7 @@ use apps::{RawApps, validate_apps};
 pub use data::{BackupConfig, DEFAULT_POSTGRES_PORT, MediaS3Config, PostgresConfig};
 use data::{RawBackup, RawMedia, RawPostgres, validate_postgres};
 pub use file::{TomlSyntax, parse_toml};
-pub use respond::{DoctorConfig, IncidentsConfig};
+pub use respond::{DoctorConfig, IncidentsConfig, PrivacyConfig};
 pub use vulns::VulnsConfig;
 pub use watch::{NotifyConfig, SmtpConfig, WatchConfig};
 
@@ -95,6 +95,8 @@ struct RawConfig {
     doctor: respond::RawDoctor,
     #[serde(default)]
     security_txt: respond::RawSecurityTxt,
+    #[serde(default)]
+    privacy: respond::RawPrivacy,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -159,6 +161,7 @@ pub struct Config {
     pub incidents: IncidentsConfig,
     pub doctor: DoctorConfig,
     pub security_txt: crate::security_txt::SecurityTxtConfig,
+    pub privacy: PrivacyConfig,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -326,6 +329,7 @@ impl Config {
         let incidents = respond::validate_incidents(raw.incidents)?;
         let doctor = respond::validate_doctor(raw.doctor)?;
         let security_txt = respond::validate_security_txt(raw.security_txt)?;
+        let privacy = respond::validate_privacy(raw.privacy)?;
 
         if let Some(dir) = &raw.data_dir {
             if dir.as_os_str().is_empty() {
@@ -459,6 +463,7 @@ impl Config {
             incidents,
             doctor,
             security_txt,
+            privacy,
             edge: raw.edge,
         })
     }
@@ -593,6 +598,11 @@ mod tests {
                 "security_txt.contact",
             ),
             ("[security_txt]\nintake = false", "security_txt.contact"),
+            ("[privacy]\nretention = \"1h\"", "privacy.retention"),
+            (
+                "[privacy]\nretention = \"2d\"\npseudonymize_after = \"3d\"",
+                "privacy.pseudonymize_after",
+            ),
             (
                 "[security_txt]\nexpires_days = 365",
                 "security_txt.expires_days",

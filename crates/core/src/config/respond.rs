@@ -196,3 +196,49 @@ pub(super) fn validate_security_txt(
         expires_days,
     })
 }
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawPrivacy {
+    retention: Option<String>,
+    pseudonymize_after: Option<String>,
+}
+
+/// The `[privacy]` table: how long personal data in logs is kept.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PrivacyConfig {
+    /// Access-log files, app events and sent notifications older than this
+    /// are deleted (`retention`, 90 days).
+    pub retention_secs: u64,
+    /// Client addresses in access-log files and security reports older
+    /// than this are replaced by pseudonyms (`pseudonymize_after`, 7 days).
+    pub pseudonymize_after_secs: u64,
+}
+
+pub(super) fn validate_privacy(raw: RawPrivacy) -> Result<PrivacyConfig, ConfigError> {
+    let retention_secs = match raw.retention {
+        None => 90 * 86_400,
+        Some(text) => crate::wire::parse_duration(&text)
+            .ok()
+            .filter(|secs| (86_400..=3650 * 86_400).contains(secs))
+            .ok_or_else(|| {
+                ConfigError::invalid("privacy.retention", "must be a duration from 1d to 3650d")
+            })?,
+    };
+    let pseudonymize_after_secs = match raw.pseudonymize_after {
+        None => (7 * 86_400).min(retention_secs),
+        Some(text) => crate::wire::parse_duration(&text)
+            .ok()
+            .filter(|secs| (1..=retention_secs).contains(secs))
+            .ok_or_else(|| {
+                ConfigError::invalid(
+                    "privacy.pseudonymize_after",
+                    "must be a duration from 1s up to privacy.retention",
+                )
+            })?,
+    };
+    Ok(PrivacyConfig {
+        retention_secs,
+        pseudonymize_after_secs,
+    })
+}

@@ -128,3 +128,18 @@ pub struct CloseReport {
     /// What came of it: fixed, not a vulnerability, duplicate of …
     pub resolution: String,
 }
+
+/// What one privacy sweep did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct PrivacySweep {
+    pub at: String,
+    /// Access-log days deleted, past the retention.
+    pub logs_removed: u32,
+    /// Access-log days whose client addresses became pseudonyms.
+    pub logs_pseudonymised: u32,
+    /// App events and sent notifications deleted, past the retention.
+    pub events_removed: u64,
+    pub deliveries_removed: u64,
+    /// Security reports whose sender address became a pseudonym.
+    pub reports_pseudonymised: u32,
+}

@@ -445,6 +445,22 @@ pub(super) fn render(doc: &Value) -> String {
         );
     }
 
+    out.push_str("<h2 id=\"reports\">Security reports</h2>\n");
+    table(
+        &mut out,
+        rows(c, "security_reports.reports"),
+        &[
+            ("Report", "id"),
+            ("Received", "received_at"),
+            ("Host", "host"),
+            ("Summary", "title"),
+            ("State", "state"),
+            ("Severity", "severity"),
+            ("Incident", "incident"),
+            ("Resolution", "resolution"),
+        ],
+    );
+
     out.push_str("<h2 id=\"doctor\">Self-audits</h2>\n");
     weekly_chart(&mut out, "Self-audits", doctor, "at", |v| v["failed"] == 0);
     table(

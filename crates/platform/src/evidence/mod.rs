@@ -375,6 +375,13 @@ impl Platform {
         incident_list.reverse();
         let stats = incidents.stats(from, to).await?;
 
+        let reports: Vec<Value> = self
+            .reports(true)
+            .await?
+            .into_iter()
+            .filter(|r| r.received_at.as_str() >= from && r.received_at.as_str() < to)
+            .map(|r| serde_json::to_value(r).unwrap_or_default())
+            .collect();
         let doctor: Vec<Value> = self
             .store
             .doctor_runs(from, to)
@@ -409,6 +416,7 @@ impl Platform {
                 "fixes": patch_events,
             },
             "incidents": { "incidents": incident_list, "stats": stats },
+            "security_reports": { "reports": reports },
             "doctor": { "runs": doctor },
             "audit": {
                 "entries_in_period": entries.len(),

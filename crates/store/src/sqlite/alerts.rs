@@ -216,6 +216,16 @@ impl AlertStore for SqliteStore {
         Ok(())
     }
 
+    async fn prune_deliveries(&self, before: &str) -> Result<u64> {
+        let _write = self.write.lock().await;
+        let done =
+            sqlx::query("DELETE FROM deliveries WHERE state != 'pending' AND created_at < ?")
+                .bind(before)
+                .execute(&self.pool)
+                .await?;
+        Ok(done.rows_affected())
+    }
+
     async fn deliveries(&self, alert: &str) -> Result<Vec<DeliveryRow>> {
         let rows = sqlx::query(&format!(
             "SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE alert_id = ? ORDER BY created_at, id"

@@ -162,6 +162,15 @@ impl AppStore for SqliteStore {
         trim_per_app(&self.pool, "app_events", app).await
     }
 
+    async fn prune_events(&self, before: &str) -> Result<u64> {
+        let _write = self.write.lock().await;
+        let done = sqlx::query("DELETE FROM app_events WHERE time < ?")
+            .bind(before)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected())
+    }
+
     async fn events(&self, app: &AppId, limit: u32) -> Result<Vec<AppEvent>> {
         let rows = sqlx::query(
             "SELECT time, kind, message FROM

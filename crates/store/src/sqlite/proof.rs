@@ -169,6 +169,16 @@ impl crate::ReportStore for SqliteStore {
         row.as_ref().map(report_from_row).transpose()
     }
 
+    async fn set_report_client(&self, id: &str, client: &str) -> Result<()> {
+        let _write = self.write.lock().await;
+        sqlx::query("UPDATE security_reports SET client = ? WHERE id = ?")
+            .bind(client)
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
     async fn update_report(&self, r: &crate::ReportRow, audit: AuditRecord) -> Result<AuditEntry> {
         self.audited(audit, async |tx| {
             found(
