@@ -410,3 +410,83 @@ async fn declared_jobs_are_replaced_as_a_set_and_leave_added_ones_alone() {
     assert_eq!(store.audit_tail(1).await.unwrap()[0].seq, seq);
     assert_eq!(store.cron_jobs(None).await.unwrap().len(), 2);
 }
+
+#[tokio::test]
+async fn erasing_a_user_takes_their_email_out_of_reviews_audits_and_timelines() {
+    use rampart_store::{AccessReviewRow, DoctorRunRow, ProofStore};
+    let (_dir, store) = open().await;
+    let at = "2026-11-29T10:00:00.000Z".to_owned();
+    let owner = NewUser {
+        id: UserId::generate(),
+        email: Some("owner@localhost".into()),
+        role: Role::Owner,
+        created_at: at.clone(),
+    };
+    let secret = token::generate();
+    let tok = NewToken::unlimited(
+        TokenId::generate(),
+        owner.id.clone(),
+        "bootstrap".into(),
+        token::hash(secret.expose()),
+        at.clone(),
+    );
+    store
+        .bootstrap(&owner, &tok, &[], record("bootstrap"))
+        .await
+        .unwrap();
+    let leaver = NewUser {
+        id: UserId::generate(),
+        email: Some("leaver@example.com".into()),
+        role: Role::Admin,
+        created_at: at.clone(),
+    };
+    let invitation = rampart_store::NewInvitation {
+        id: "inv_1".into(),
+        hash: token::hash(token::generate().expose()),
+        created_at: at.clone(),
+        expires_at: "2026-12-29T10:00:00.000Z".into(),
+    };
+    store
+        .invite(&leaver, &invitation, record("user.invite"))
+        .await
+        .unwrap();
+    let snapshot = r#"{"users":[{"user":"owner@localhost"},{"user":"leaver@example.com"}]}"#;
+    store
+        .add_access_review(
+            &AccessReviewRow {
+                id: "rev_1".into(),
+                at: at.clone(),
+                reviewer: owner.id.to_string(),
+                note: "quarterly".into(),
+                snapshot: snapshot.into(),
+            },
+            record("access.review"),
+        )
+        .await
+        .unwrap();
+    store
+        .add_doctor_run(&DoctorRunRow {
+            at: at.clone(),
+            actor: "system".into(),
+            passed: 0,
+            warned: 0,
+            failed: 1,
+            checks: r#"[{"detail":"owners and admins without MFA: leaver@example.com (admin)"}]"#
+                .into(),
+        })
+        .await
+        .unwrap();
+
+    store
+        .erase_user(&leaver.id, &at, record("user.erase"))
+        .await
+        .unwrap();
+    let review = &store.access_reviews("0", "9").await.unwrap()[0];
+    assert_eq!(
+        review.snapshot,
+        r#"{"users":[{"user":"owner@localhost"},{"user":"(erased)"}]}"#
+    );
+    let run = &store.doctor_runs("0", "9").await.unwrap()[0];
+    assert!(!run.checks.contains("leaver@"), "{}", run.checks);
+    assert!(run.checks.contains("(erased) (admin)"));
+}

@@ -210,6 +210,29 @@ impl IdentityStore for SqliteStore {
                 user_exists(&mut *tx, user).await?;
                 keep_an_owner(&mut *tx, user, "be erased").await?;
                 end_account(&mut *tx, user, at).await?;
+                let email: Option<String> =
+                    sqlx::query_scalar("SELECT email FROM users WHERE id = ?")
+                        .bind(user.as_str())
+                        .fetch_one(&mut *tx)
+                        .await?;
+                // Records that quote the email as text (access reviews'
+                // snapshots, self-audit details, incident timelines) keep
+                // their shape without it.
+                if let Some(email) = email.filter(|e| !e.is_empty()) {
+                    for (table, column) in [
+                        ("access_reviews", "snapshot"),
+                        ("doctor_runs", "checks"),
+                        ("incident_events", "text"),
+                    ] {
+                        sqlx::query(&format!(
+                            "UPDATE {table} SET {column} = replace({column}, ?1, '(erased)')
+                             WHERE instr({column}, ?1) > 0"
+                        ))
+                        .bind(&email)
+                        .execute(&mut *tx)
+                        .await?;
+                    }
+                }
                 sqlx::query(
                     "UPDATE users SET email = NULL, password_hash = NULL, mfa_seed = NULL,
                             mfa_enabled = 0, erased_at = ? WHERE id = ?",
