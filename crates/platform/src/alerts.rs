@@ -98,6 +98,39 @@ pub(crate) fn alert_view(row: AlertRow) -> wire::Alert {
     }
 }
 
+/// One message per channel of `channels` about `about` (an alert's or an
+/// incident's id), due now: `{"delivery", "event", KIND: view}`, with the
+/// delivery's own id, which receivers see on every retry.
+pub(crate) fn deliveries(
+    channels: &[ChannelRow],
+    about: &str,
+    event: &str,
+    kind: &str,
+    view: &impl serde::Serialize,
+) -> Vec<DeliveryRow> {
+    let now = Timestamp::now().to_rfc3339();
+    channels
+        .iter()
+        .map(|channel| {
+            let id = format!("dlv_{}", crate::ops::random_token(16));
+            let mut body = serde_json::json!({ "delivery": id, "event": event });
+            body[kind] = serde_json::to_value(view).unwrap_or_default();
+            DeliveryRow {
+                id,
+                channel_id: channel.id.clone(),
+                alert_id: about.to_owned(),
+                body: body.to_string(),
+                created_at: now.clone(),
+                attempts: 0,
+                next_attempt_at: now.clone(),
+                last_error: None,
+                state: "pending".into(),
+                done_at: None,
+            }
+        })
+        .collect()
+}
+
 pub(crate) fn delivery_view(d: DeliveryRow) -> wire::Delivery {
     wire::Delivery {
         event: event_of(&d.body),
@@ -266,35 +299,9 @@ impl Alerts<'_> {
         alert: &AlertRow,
         event: &str,
     ) -> Result<Vec<DeliveryRow>, Error> {
-        let now = Timestamp::now().to_rfc3339();
         let view = alert_view(alert.clone());
-        Ok(self
-            .p
-            .store
-            .channels()
-            .await?
-            .into_iter()
-            .map(|channel| {
-                let id = format!("dlv_{}", crate::ops::random_token(16));
-                let body = serde_json::json!({
-                    "delivery": id,
-                    "event": event,
-                    "alert": view,
-                });
-                DeliveryRow {
-                    id,
-                    channel_id: channel.id,
-                    alert_id: alert.id.clone(),
-                    body: body.to_string(),
-                    created_at: now.clone(),
-                    attempts: 0,
-                    next_attempt_at: now.clone(),
-                    last_error: None,
-                    state: "pending".into(),
-                    done_at: None,
-                }
-            })
-            .collect())
+        let channels = self.p.store.channels().await?;
+        Ok(deliveries(&channels, &alert.id, event, "alert", &view))
     }
 
     /// Alerts, newest first; resolved ones too with `all`.

@@ -185,19 +185,7 @@ fn mean(values: &[i64]) -> Option<i64> {
 
 impl Incidents<'_> {
     async fn names(&self) -> Result<Names, Error> {
-        Ok(Names(
-            self.p
-                .store
-                .users()
-                .await?
-                .into_iter()
-                .map(|u| {
-                    let id = u.id.to_string();
-                    let name = u.email.unwrap_or_else(|| id.clone());
-                    (id, name)
-                })
-                .collect(),
-        ))
+        Ok(Names(self.p.user_names().await?))
     }
 
     /// The id of the user `who` names, by email or id.
@@ -245,30 +233,13 @@ impl Incidents<'_> {
         event: &str,
     ) -> Result<Vec<DeliveryRow>, Error> {
         let view = self.view(incident.clone()).await?;
-        let now = now();
-        Ok(channels
-            .iter()
-            .map(|channel| {
-                let id = format!("dlv_{}", crate::ops::random_token(16));
-                let body = serde_json::json!({
-                    "delivery": id,
-                    "event": event,
-                    "incident": view,
-                });
-                DeliveryRow {
-                    id,
-                    channel_id: channel.id.clone(),
-                    alert_id: incident.id.clone(),
-                    body: body.to_string(),
-                    created_at: now.clone(),
-                    attempts: 0,
-                    next_attempt_at: now.clone(),
-                    last_error: None,
-                    state: "pending".into(),
-                    done_at: None,
-                }
-            })
-            .collect())
+        Ok(crate::alerts::deliveries(
+            channels,
+            &incident.id,
+            event,
+            "incident",
+            &view,
+        ))
     }
 
     fn new_row(title: String, severity: String, app: Option<String>, by: &str) -> IncidentRow {

@@ -137,6 +137,23 @@ impl Platform {
         Ok(())
     }
 
+    /// Who is who: each user's email (their id once erased), by id, for
+    /// views that name people.
+    pub(crate) async fn user_names(
+        &self,
+    ) -> Result<std::collections::HashMap<String, String>, Error> {
+        Ok(self
+            .store
+            .users()
+            .await?
+            .into_iter()
+            .map(|u| {
+                let id = u.id.to_string();
+                (id.clone(), u.email.unwrap_or(id))
+            })
+            .collect())
+    }
+
     pub(crate) async fn app_row(&self, name: &str) -> Result<AppRow, Error> {
         let name = parse_app_name(name)?;
         self.store

@@ -267,19 +267,6 @@ impl Platform {
             .ok_or_else(|| Error::NotFound(format!("there is no report {id}")))
     }
 
-    async fn user_names(&self) -> Result<HashMap<String, String>, Error> {
-        Ok(self
-            .store
-            .users()
-            .await?
-            .into_iter()
-            .map(|u| {
-                let id = u.id.to_string();
-                (id.clone(), u.email.unwrap_or(id))
-            })
-            .collect())
-    }
-
     /// Reports, newest first; closed ones too with `all`.
     pub async fn reports(&self, all: bool) -> Result<Vec<wire::SecurityReport>, Error> {
         let apps = self.store.apps().await?;

@@ -7,7 +7,7 @@
 
 mod html;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use ed25519_dalek::SigningKey;
 use rampart_core::evidence;
@@ -79,23 +79,9 @@ impl Platform {
         }
     }
 
-    /// Who is who, by user id.
-    async fn emails(&self) -> Result<BTreeMap<String, String>, Error> {
-        Ok(self
-            .store
-            .users()
-            .await?
-            .into_iter()
-            .map(|u| {
-                let id = u.id.to_string();
-                (id.clone(), u.email.unwrap_or(id))
-            })
-            .collect())
-    }
-
     /// Users, roles, MFA state, grants and tokens as they stand now.
     async fn access_snapshot(&self) -> Result<Value, Error> {
-        let emails = self.emails().await?;
+        let emails = self.user_names().await?;
         let name = |id: &str| emails.get(id).cloned().unwrap_or_else(|| id.to_owned());
         let mut users = Vec::new();
         for user in self.store.users().await? {
@@ -173,13 +159,13 @@ impl Platform {
         );
         self.committed(self.store.add_access_review(&row, record).await)
             .await?;
-        let emails = self.emails().await?;
+        let emails = self.user_names().await?;
         Ok(review_view(row, &emails))
     }
 
     /// Access reviews, oldest first.
     pub async fn access_reviews(&self) -> Result<Vec<wire::AccessReview>, Error> {
-        let emails = self.emails().await?;
+        let emails = self.user_names().await?;
         Ok(self
             .store
             .access_reviews("0000", "9999")
@@ -206,7 +192,7 @@ impl Platform {
         }
         let key = self.evidence_key()?;
         let exported_at = Timestamp::now().to_rfc3339();
-        let emails = self.emails().await?;
+        let emails = self.user_names().await?;
         let by = emails
             .get(acting.caller.user_id.as_str())
             .cloned()
@@ -251,7 +237,7 @@ impl Platform {
         &self,
         from: &str,
         to: &str,
-        emails: &BTreeMap<String, String>,
+        emails: &HashMap<String, String>,
     ) -> Result<Value, Error> {
         let name = |id: &str| emails.get(id).cloned().unwrap_or_else(|| id.to_owned());
         let entries = self.store.audit_between(from, to, MAX_AUDIT).await?;
@@ -430,7 +416,7 @@ impl Platform {
     }
 }
 
-fn review_view(row: AccessReviewRow, emails: &BTreeMap<String, String>) -> wire::AccessReview {
+fn review_view(row: AccessReviewRow, emails: &HashMap<String, String>) -> wire::AccessReview {
     wire::AccessReview {
         reviewer: emails
             .get(&row.reviewer)
