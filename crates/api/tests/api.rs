@@ -185,6 +185,7 @@ async fn every_documented_route_has_an_access_rule() {
     assert_eq!(
         public,
         [
+            "GET /.well-known/security.txt",
             "GET /api/health",
             "POST /api/invitations/accept",
             "POST /api/sessions"

@@ -192,6 +192,14 @@ fn an_alert_opens_an_incident_that_escalates_until_acknowledged_and_is_reviewed(
         &["incidents", "review", &id, "--cause", "c", "--impact", "i"],
         "only a resolved incident is reviewed",
     );
+    ok(cli(&sb, &server).args(["incidents", "note", &id, "rolled the variable back"]));
+    assert!(
+        show(&sb, &server, &id)["timeline"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["kind"] == "note" && e["text"] == "rolled the variable back")
+    );
     ok(cli(&sb, &server).args(["incidents", "mitigate", &id]));
     refused(
         &sb,
@@ -698,6 +706,14 @@ fn an_evidence_bundle_verifies_renders_in_a_browser_and_one_changed_byte_fails_i
         "--note",
         "Q4 review: one owner, no stale tokens",
     ]));
+    let reviews = json(cli(&sb, &server).args(["access-review", "list"]));
+    assert_eq!(reviews[0]["reviewer"], owner.as_str(), "{reviews}");
+    refused(
+        &sb,
+        &server,
+        &["access-review", "record", "--note", " "],
+        "what the review concluded",
+    );
     let _ = run(cli(&sb, &server).args(["doctor"]));
 
     // Bad periods and folders are refused and nothing is written.
