@@ -245,19 +245,41 @@ impl Platform {
         .await;
         let apps = self.store.apps().await.unwrap_or_default();
         let app = app_of(&apps, &row.host).map(|a| a.name.to_string());
+        // One alert per host while it has reports nobody triaged: a crowd
+        // of senders is one notification (and hourly reminders), not one
+        // per report.
         self.alerts()
             .raise(Condition {
                 rule: "security_report",
                 severity: Severity::Warning,
                 app: app.as_deref(),
-                detail: Some(&row.id),
+                detail: Some(&row.host),
                 summary: format!(
-                    "a security report arrived at {}: {} (rampart reports show {})",
+                    "security reports arrived at {}; the latest: {} (rampart reports show {})",
                     row.host, row.title, row.id
                 ),
             })
             .await;
         Ok(row.id)
+    }
+
+    /// Resolves `host`'s report alert once none of its reports waits for
+    /// triage.
+    async fn settle_report_alert(&self, host: &str) -> Result<(), Error> {
+        let waiting = self
+            .store
+            .reports(false, 100_000)
+            .await?
+            .iter()
+            .any(|r| r.host == host && r.state == "new");
+        if !waiting {
+            let apps = self.store.apps().await?;
+            let app = app_of(&apps, host).map(|a| a.name.to_string());
+            self.alerts()
+                .resolve("security_report", app.as_deref(), Some(host))
+                .await;
+        }
+        Ok(())
     }
 
     async fn report_row(&self, id: &str) -> Result<ReportRow, Error> {
@@ -364,15 +386,8 @@ impl Platform {
         );
         self.committed(self.store.update_report(&row, record).await)
             .await?;
-        self.alerts()
-            .resolve("security_report", None, Some(id))
-            .await;
+        self.settle_report_alert(&row.host).await?;
         let apps = self.store.apps().await?;
-        if let Some(app) = app_of(&apps, &row.host) {
-            self.alerts()
-                .resolve("security_report", Some(app.name.as_str()), Some(id))
-                .await;
-        }
         Ok(report_view(&row, &apps, &self.user_names().await?))
     }
 
@@ -403,6 +418,7 @@ impl Platform {
         let record = self.record(acting, Action::ReportTriage, format!("reports/{id} closed"));
         self.committed(self.store.update_report(&row, record).await)
             .await?;
+        self.settle_report_alert(&row.host).await?;
         let apps = self.store.apps().await?;
         Ok(report_view(&row, &apps, &self.user_names().await?))
     }
