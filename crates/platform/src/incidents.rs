@@ -536,12 +536,10 @@ impl Incidents<'_> {
             timeline.sort_by(|a, b| a.at.cmp(&b.at));
         }
         let now = now();
-        let actions = self
-            .p
-            .store
-            .follow_ups(Some(id))
-            .await?
-            .into_iter()
+        let rows = self.p.store.follow_ups(Some(id)).await?;
+        let actions = rows
+            .iter()
+            .cloned()
             .map(|a| follow_up_view(a, &names, &now))
             .collect();
         let deliveries = self
@@ -552,9 +550,8 @@ impl Incidents<'_> {
             .into_iter()
             .map(crate::alerts::delivery_view)
             .collect();
-        let all_actions = self.p.store.follow_ups(Some(id)).await?;
         Ok(wire::IncidentDetail {
-            incident: incident_view(row, &all_actions, &names),
+            incident: incident_view(row, &rows, &names),
             timeline,
             actions,
             deliveries,
