@@ -78,6 +78,27 @@ fn text(field: &str, value: &str, max: usize, lines: bool) -> Result<String, Err
     Ok(value.to_owned())
 }
 
+/// The id of the user among `users` that `who` names, by email or id.
+fn user_id(users: &[rampart_store::User], who: &str) -> Result<String, Error> {
+    let who = who.trim();
+    users
+        .iter()
+        .find(|u| {
+            u.erased_at.is_none()
+                && (u.id.as_str() == who
+                    || u.email
+                        .as_deref()
+                        .is_some_and(|e| e.eq_ignore_ascii_case(who)))
+        })
+        .map(|u| u.id.to_string())
+        .ok_or_else(|| {
+            Error::Invalid(format!(
+                "there is no user {:?}",
+                who.chars().take(64).collect::<String>()
+            ))
+        })
+}
+
 fn severity(value: &str) -> Result<String, Error> {
     SEVERITIES
         .iter()
@@ -186,30 +207,6 @@ fn mean(values: &[i64]) -> Option<i64> {
 impl Incidents<'_> {
     async fn names(&self) -> Result<Names, Error> {
         Ok(Names(self.p.user_names().await?))
-    }
-
-    /// The id of the user `who` names, by email or id.
-    async fn user(&self, who: &str) -> Result<String, Error> {
-        let who = who.trim();
-        self.p
-            .store
-            .users()
-            .await?
-            .into_iter()
-            .find(|u| {
-                u.erased_at.is_none()
-                    && (u.id.as_str() == who
-                        || u.email
-                            .as_deref()
-                            .is_some_and(|e| e.eq_ignore_ascii_case(who)))
-            })
-            .map(|u| u.id.to_string())
-            .ok_or_else(|| {
-                Error::Invalid(format!(
-                    "there is no user {:?}",
-                    who.chars().take(64).collect::<String>()
-                ))
-            })
     }
 
     async fn row(&self, id: &str) -> Result<IncidentRow, Error> {
@@ -665,7 +662,7 @@ impl Incidents<'_> {
         request: wire::AssignIncident,
     ) -> Result<wire::Incident, Error> {
         let mut row = self.row(id).await?;
-        let owner = self.user(&request.owner).await?;
+        let owner = user_id(&self.p.store.users().await?, &request.owner)?;
         let names = self.names().await?;
         let by = acting.caller.user_id.to_string();
         let text = format!("owner: {}", names.of(&owner));
@@ -702,6 +699,7 @@ impl Incidents<'_> {
                 "at most {MAX_ACTIONS} follow-up actions"
             )));
         }
+        let users = self.p.store.users().await?;
         let mut actions = Vec::new();
         for (n, action) in request.actions.iter().enumerate() {
             let due = Timestamp::parse_user(&action.due)
@@ -710,7 +708,7 @@ impl Incidents<'_> {
                 incident_id: row.id.clone(),
                 number: n as u32 + 1,
                 text: text("action", &action.text, MAX_TITLE * 2, false)?,
-                owner: self.user(&action.owner).await?,
+                owner: user_id(&users, &action.owner)?,
                 due: due.to_rfc3339(),
                 done_at: None,
                 done_by: None,
