@@ -15,6 +15,7 @@ pub mod deploys;
 pub mod error;
 mod gate;
 pub mod incidents;
+pub mod nodes;
 pub mod policy;
 pub mod proof;
 pub mod routes;
@@ -54,6 +55,7 @@ pub use serve::serve;
         (name = "identity", description = "Sessions, invitations, users, grants and MFA"),
         (name = "deploys", description = "Releases, deploys, rollbacks, scaling, replicas and logs"),
         (name = "watch", description = "Bans at the edge, alerts and notification channels"),
+        (name = "nodes", description = "The machines of a Swarm: labels, drains and suspects"),
         (name = "incidents", description = "Incidents, their timelines, post-mortems and follow-up actions"),
         (name = "proof", description = "Self-audit, access reviews and signed evidence for auditors"),
         (name = "vulns", description = "What releases contain, known vulnerabilities in it and accepted risks"),
@@ -103,6 +105,10 @@ fn documented_routes() -> (Router<routes::AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(crons::cron_runs))
         .routes(routes!(bans::list_bans, bans::add_ban))
         .routes(routes!(bans::remove_ban))
+        .routes(routes!(nodes::list_nodes))
+        .routes(routes!(nodes::set_node_label, nodes::remove_node_label))
+        .routes(routes!(nodes::drain_node))
+        .routes(routes!(nodes::activate_node))
         .routes(routes!(alerts::list_alerts))
         .routes(routes!(alerts::show_alert))
         .routes(routes!(alerts::ack_alert))

@@ -63,6 +63,11 @@ pub fn access(method: &Method, path: &str) -> Option<Access> {
         ("GET", "/api/apps/{app}/cron") | ("GET", "/api/apps/{app}/cron/runs") => RuntimeRead,
         ("GET", "/api/bans") => BanRead,
         ("POST", "/api/bans") | ("DELETE", "/api/bans/{net}") => BanSet,
+        ("GET", "/api/nodes") => NodeRead,
+        ("PUT", "/api/nodes/{node}/labels/{key}")
+        | ("DELETE", "/api/nodes/{node}/labels/{key}")
+        | ("POST", "/api/nodes/{node}/drain")
+        | ("POST", "/api/nodes/{node}/activate") => NodeManage,
         ("GET", "/api/alerts")
         | ("GET", "/api/alerts/{id}")
         | ("GET", "/api/notify")

@@ -463,6 +463,44 @@ impl Client {
         self.delete(&path).await
     }
 
+    pub async fn nodes(&self) -> Result<Vec<wire::Node>, ClientError> {
+        self.get("/api/nodes").await
+    }
+
+    pub async fn label_node(
+        &self,
+        node: &str,
+        key: &str,
+        value: Option<&str>,
+    ) -> Result<wire::Node, ClientError> {
+        let path = format!("/api/nodes/{}/labels/{}", segment(node), segment(key));
+        match value {
+            Some(value) => {
+                let body = wire::NodeLabel {
+                    value: value.to_owned(),
+                };
+                self.call(Method::PUT, &path, Some(&body)).await
+            }
+            None => self.call(Method::DELETE, &path, None::<&()>).await,
+        }
+    }
+
+    pub async fn drain_node(
+        &self,
+        node: &str,
+        suspect: bool,
+    ) -> Result<wire::NodeDrained, ClientError> {
+        let path = format!("/api/nodes/{}/drain", segment(node));
+        // As long as moving the replicas takes.
+        self.call_long(Method::POST, &path, Some(&wire::DrainNode { suspect }))
+            .await
+    }
+
+    pub async fn activate_node(&self, node: &str) -> Result<wire::Node, ClientError> {
+        let path = format!("/api/nodes/{}/activate", segment(node));
+        self.call(Method::POST, &path, None::<&()>).await
+    }
+
     pub async fn alerts(&self, all: bool) -> Result<Vec<wire::Alert>, ClientError> {
         self.get(&format!("/api/alerts?all={all}")).await
     }

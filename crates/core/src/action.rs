@@ -32,6 +32,10 @@ pub enum Action {
     BanRead,
     /// Ban a client at the edge, or lift a ban.
     BanSet,
+    /// List the machines of a Swarm.
+    NodeRead,
+    /// Label, drain (evacuate) or activate a machine of a Swarm.
+    NodeManage,
     /// List alerts and their deliveries.
     AlertRead,
     /// Acknowledge an alert.
@@ -110,7 +114,7 @@ pub enum Action {
 }
 
 impl Action {
-    pub const ALL: [Action; 53] = [
+    pub const ALL: [Action; 55] = [
         Action::AppRead,
         Action::AppCreate,
         Action::AppDelete,
@@ -127,6 +131,8 @@ impl Action {
         Action::CronSet,
         Action::BanRead,
         Action::BanSet,
+        Action::NodeRead,
+        Action::NodeManage,
         Action::AlertRead,
         Action::AlertAck,
         Action::NotifySet,
@@ -185,6 +191,8 @@ impl Action {
             Action::CronSet => "app.cron.set",
             Action::BanRead => "ban.read",
             Action::BanSet => "ban.set",
+            Action::NodeRead => "node.read",
+            Action::NodeManage => "node.manage",
             Action::AlertRead => "alert.read",
             Action::AlertAck => "alert.ack",
             Action::NotifySet => "notify.set",
@@ -241,6 +249,7 @@ impl Action {
                 | Action::VulnRead
                 | Action::IncidentRead
                 | Action::ReportRead
+                | Action::NodeRead
         )
     }
 }

@@ -14,8 +14,10 @@ use crate::Role;
 use crate::audit::Outcome;
 
 mod incidents;
+mod nodes;
 mod proof;
 pub use incidents::*;
+pub use nodes::*;
 pub use proof::*;
 
 /// Body of `POST /api/apps`.

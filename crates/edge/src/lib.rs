@@ -21,6 +21,7 @@ pub mod listen;
 pub mod metrics;
 pub mod pki;
 pub mod proxy;
+pub mod relay;
 pub mod routes;
 mod server;
 pub mod shield;
@@ -34,9 +35,6 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
 use ipnet::IpNet;
 use time::OffsetDateTime;
 use tokio::net::TcpListener;
@@ -57,8 +55,6 @@ use crate::routes::{SiteSpec, TlsMode};
 use crate::shield::Shields;
 use crate::tls::{CertError, CertStore, Served};
 
-/// How long an idle connection of the health-check client is kept.
-const HEALTH_POOL_IDLE: Duration = Duration::from_secs(60);
 /// How long shutdown waits for the access log to reach the disk.
 const ACCESS_FLUSH: Duration = Duration::from_secs(2);
 /// How often quiet clients are forgotten and due certificates renewed.
@@ -180,13 +176,6 @@ impl Edge {
                 .map(|(l, a)| local(l, a)),
         };
 
-        let mut connector = HttpConnector::new();
-        connector.set_nodelay(true);
-        connector.set_connect_timeout(Some(upstream::CONNECT_TIMEOUT));
-        let client = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(HEALTH_POOL_IDLE)
-            .pool_max_idle_per_host(1024)
-            .build(connector);
         let challenges = Arc::new(Challenges::default());
         let access =
             access::AccessLog::start(config.access_log.clone()).map_err(EdgeError::AccessLog)?;
@@ -194,7 +183,7 @@ impl Edge {
             table: ArcSwap::from_pointee(Table::default()),
             limits: ArcSwap::from_pointee(config.limits.clone()),
             shields: Shields::new(&config.limits),
-            client,
+            dialer: ArcSwap::from_pointee(relay::Dialer::direct()),
             metrics: Arc::new(Metrics::default()),
             access,
             challenges: challenges.clone(),
@@ -355,7 +344,9 @@ impl Edge {
                 certs.insert(host, served.clone());
             }
         }
-        let pools = self.registry.pools(routes.sites(), &self.shared.client);
+        let pools = self
+            .registry
+            .pools(routes.sites(), &self.shared.dialer.load());
         let counters = routes
             .sites()
             .iter()
@@ -484,6 +475,18 @@ impl Edge {
     /// Whether requests are still in flight to any of `addrs`, which have
     /// left the route table: a deploy waits for this to turn false before
     /// it stops old replicas.
+    /// From now on, connections to replicas go through `dialer`; set once
+    /// at start, before the first route table.
+    pub fn set_dialer(&self, dialer: relay::Dialer) {
+        self.shared.dialer.store(Arc::new(dialer));
+    }
+
+    /// How this edge opens connections to replicas (for the platform's own
+    /// health probes).
+    pub fn dialer(&self) -> relay::Dialer {
+        relay::Dialer::clone(&self.shared.dialer.load())
+    }
+
     pub fn busy(&self, addrs: &[SocketAddr]) -> bool {
         self.registry.busy(addrs)
     }

@@ -8,10 +8,7 @@ use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use bytes::Bytes;
 use hyper::Request;
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
 use tokio::task::JoinHandle;
 
 use crate::routes::{HostPattern, SiteSpec};
@@ -40,6 +37,7 @@ pub enum SendError {
 /// One replica, with its health and its idle connections.
 pub struct Upstream {
     pub addr: SocketAddr,
+    dialer: crate::relay::Dialer,
     healthy: AtomicBool,
     fails: AtomicU32,
     passes: AtomicU32,
@@ -56,9 +54,10 @@ impl std::fmt::Debug for Upstream {
 }
 
 impl Upstream {
-    fn new(addr: SocketAddr) -> Self {
+    fn new(addr: SocketAddr, dialer: crate::relay::Dialer) -> Self {
         Self {
             addr,
+            dialer,
             // Optimistic at first, so a fresh edge serves at once; the first
             // check corrects it.
             healthy: AtomicBool::new(true),
@@ -92,13 +91,16 @@ impl Upstream {
                 return Ok((sender, true));
             }
         }
-        let stream =
-            tokio::time::timeout(CONNECT_TIMEOUT, tokio::net::TcpStream::connect(self.addr))
-                .await
-                .map_err(|_| {
-                    std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timed out")
-                })??;
-        stream.set_nodelay(true)?;
+        Ok((self.connect(idle).await?, false))
+    }
+
+    /// A new connection, outside the idle pool.
+    async fn connect(&self, idle: Duration) -> Result<Sender, std::io::Error> {
+        let stream = tokio::time::timeout(CONNECT_TIMEOUT, self.dialer.connect(self.addr))
+            .await
+            .map_err(|_| {
+                std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timed out")
+            })??;
         let io = crate::idle::IdleIo::new(stream, idle);
         let (sender, connection) =
             hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(io))
@@ -109,7 +111,25 @@ impl Upstream {
         tokio::spawn(async move {
             let _ = connection.with_upgrades().await;
         });
-        Ok((sender, false))
+        Ok(sender)
+    }
+
+    /// One health check on a connection of its own: whether `request` got
+    /// a 2xx or 3xx answer, body and all, within `timeout`.
+    async fn check(&self, request: Request<crate::body::BoxBody>, timeout: Duration) -> bool {
+        let exchange = async {
+            let mut sender = self.connect(timeout).await.ok()?;
+            let response = sender.send_request(request).await.ok()?;
+            let status = response.status();
+            http_body_util::BodyExt::collect(response.into_body())
+                .await
+                .ok()?;
+            Some(status.is_success() || status.is_redirection())
+        };
+        matches!(
+            tokio::time::timeout(timeout, exchange).await,
+            Ok(Some(true))
+        )
     }
 
     /// Sends a request; on success, the connection comes back with the
@@ -210,9 +230,6 @@ pub struct Registry {
     retired: Mutex<Vec<std::sync::Weak<Upstream>>>,
 }
 
-pub type HttpClient =
-    Client<HttpConnector, http_body_util::combinators::BoxBody<Bytes, crate::body::BodyError>>;
-
 fn check_host(site: &SiteSpec, addr: SocketAddr) -> String {
     site.hosts
         .iter()
@@ -226,7 +243,7 @@ fn check_host(site: &SiteSpec, addr: SocketAddr) -> String {
 impl Registry {
     /// Pools for every site of a table, starting checkers for new upstreams
     /// and stopping those no site uses any more.
-    pub fn pools(&self, sites: &[Arc<SiteSpec>], client: &HttpClient) -> Vec<Arc<Pool>> {
+    pub fn pools(&self, sites: &[Arc<SiteSpec>], dialer: &crate::relay::Dialer) -> Vec<Arc<Pool>> {
         let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
         let mut used = std::collections::HashSet::new();
         let pools = sites
@@ -240,13 +257,9 @@ impl Registry {
                         let key = (*addr, site.health_path.clone(), host.clone());
                         used.insert(key.clone());
                         let (upstream, _) = entries.entry(key).or_insert_with(|| {
-                            let upstream = Arc::new(Upstream::new(*addr));
-                            let task = tokio::spawn(check_loop(
-                                upstream.clone(),
-                                client.clone(),
-                                site.clone(),
-                                host,
-                            ));
+                            let upstream = Arc::new(Upstream::new(*addr, dialer.clone()));
+                            let task =
+                                tokio::spawn(check_loop(upstream.clone(), site.clone(), host));
                             (upstream, task)
                         });
                         upstream.clone()
@@ -290,36 +303,20 @@ impl Registry {
     }
 }
 
-async fn check_loop(
-    upstream: Arc<Upstream>,
-    client: HttpClient,
-    site: Arc<SiteSpec>,
-    host: String,
-) {
+/// Checks a replica every interval, on a connection of each check's own
+/// (through the same dialer as requests).
+async fn check_loop(upstream: Arc<Upstream>, site: Arc<SiteSpec>, host: String) {
     let timeout = site.health_interval.min(HEALTH_TIMEOUT_CAP);
     let mut tick = tokio::time::interval(site.health_interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
-        let uri = format!("http://{}{}", upstream.addr, site.health_path);
-        let request = Request::get(uri)
+        let request = Request::get(site.health_path.as_str())
             .header(hyper::header::HOST, host.as_str())
             .header(hyper::header::USER_AGENT, "rampart-edge-health")
             .body(crate::body::empty_body());
         let ok = match request {
-            Ok(request) => match tokio::time::timeout(timeout, client.request(request)).await {
-                Ok(Ok(response)) => {
-                    let status = response.status();
-                    // Drain so the connection can be reused.
-                    let _ = tokio::time::timeout(
-                        timeout,
-                        http_body_util::BodyExt::collect(response.into_body()),
-                    )
-                    .await;
-                    status.is_success() || status.is_redirection()
-                }
-                _ => false,
-            },
+            Ok(request) => upstream.check(request, timeout).await,
             Err(_) => false,
         };
         upstream.record(ok, site.health_fails, site.health_passes);
@@ -332,7 +329,7 @@ mod tests {
 
     #[test]
     fn health_needs_n_failures_to_eject_and_m_passes_to_restore() {
-        let u = Upstream::new("127.0.0.1:1".parse().unwrap());
+        let u = Upstream::new("127.0.0.1:1".parse().unwrap(), Default::default());
         u.record(false, 3, 2);
         u.record(false, 3, 2);
         assert!(u.is_healthy());
@@ -348,8 +345,14 @@ mod tests {
 
     #[test]
     fn round_robin_skips_unhealthy_and_tried() {
-        let a = Arc::new(Upstream::new("127.0.0.1:1".parse().unwrap()));
-        let b = Arc::new(Upstream::new("127.0.0.1:2".parse().unwrap()));
+        let a = Arc::new(Upstream::new(
+            "127.0.0.1:1".parse().unwrap(),
+            Default::default(),
+        ));
+        let b = Arc::new(Upstream::new(
+            "127.0.0.1:2".parse().unwrap(),
+            Default::default(),
+        ));
         let pool = Pool {
             upstreams: vec![a.clone(), b.clone()],
             next: AtomicUsize::new(0),

@@ -202,9 +202,14 @@ pub(crate) fn health_host(app: &rampart_store::AppRow) -> String {
         .map_or_else(|| app.name.default_domain().to_string(), |d| d.to_string())
 }
 
-pub(crate) async fn probe(addr: SocketAddr, path: &str, host: &str) -> bool {
+pub(crate) async fn probe(
+    dialer: &rampart_edge::relay::Dialer,
+    addr: SocketAddr,
+    path: &str,
+    host: &str,
+) -> bool {
     let attempt = async {
-        let mut stream = tokio::net::TcpStream::connect(addr).await?;
+        let mut stream = dialer.connect(addr).await?;
         let request = format!(
             "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\nUser-Agent: rampart-health\r\n\r\n"
         );

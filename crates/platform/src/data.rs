@@ -210,6 +210,9 @@ fn pem(label: &str, der: &[u8]) -> String {
     out
 }
 
+/// Why a managed database cannot serve apps on a Swarm.
+const MANAGED_ON_SWARM: &str = "the managed PostgreSQL listens on this host's app networks, which Swarm replicas on other nodes cannot reach; with runtime.backend = \"swarm\" use postgres.mode = \"external\" (a server every node reaches)";
+
 impl Platform {
     pub(crate) fn services(&self) -> &Services {
         &self.services
@@ -247,6 +250,9 @@ impl Platform {
         engine: &Engine,
         app: &AppRow,
     ) -> Result<rampart_runtime::NetworkAddresses, Error> {
+        if engine.runtime.backend() == "swarm" {
+            return Err(Error::Invalid(MANAGED_ON_SWARM.into()));
+        }
         let spec = engine.network(&app.name, app.settings.egress);
         engine.runtime.ensure_network(&spec).await?;
         engine
@@ -378,6 +384,12 @@ impl Platform {
                 "app {:?} already has a database",
                 row.name.as_str()
             )));
+        }
+        if self.services.managed().is_some()
+            && let Ok(engine) = self.engine()
+            && engine.runtime.backend() == "swarm"
+        {
+            return Err(Error::Invalid(MANAGED_ON_SWARM.into()));
         }
         let admin = self.services.admin()?.clone();
         if self.services.managed().is_some() {

@@ -167,7 +167,14 @@ impl Platform {
             let serving_now = before.iter().any(|s| s.container == r.id);
             let healthy = match addr {
                 Some(addr) if r.is_running() => {
-                    serving_now || probe(addr, &app.settings.health_path, &host).await
+                    serving_now
+                        || probe(
+                            &engine.edge.dialer(),
+                            addr,
+                            &app.settings.health_path,
+                            &host,
+                        )
+                        .await
                 }
                 _ => false,
             };

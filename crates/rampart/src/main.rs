@@ -12,6 +12,7 @@ mod deploy_cmd;
 mod edge_cmd;
 mod identity_cmd;
 mod incidents_cmd;
+mod nodes_cmd;
 mod output;
 mod proof_cmd;
 mod repo_cmd;
@@ -22,6 +23,7 @@ mod vulns_cmd;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand};
 
 /// mimalloc: the edge allocates and frees many small buffers per request,
@@ -142,6 +144,17 @@ enum Command {
     Sbom(vulns_cmd::SbomArgs),
     /// The backup engine: encrypted, deduplicated repositories.
     Repo(repo_cmd::RepoArgs),
+    /// The machines of a Swarm: list, label, drain (evacuate), activate.
+    #[command(subcommand)]
+    Nodes(nodes_cmd::NodesCommand),
+    /// The relay between the edge and a Swarm's overlay networks; the
+    /// platform starts it in a container of its own.
+    #[command(hide = true)]
+    Relay {
+        /// The Unix socket to listen on.
+        #[arg(long)]
+        socket: std::path::PathBuf,
+    },
 }
 
 /// How client commands reach the server; each falls back to the stored
@@ -207,6 +220,9 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Up(args) => up::run(args).await,
             Command::Edge(args) => edge_cmd::run(args).await,
+            Command::Relay { socket } => rampart_edge::relay::serve(&socket)
+                .await
+                .with_context(|| format!("relay on {}", socket.display())),
             Command::Login(args) => commands::login(args).await,
             Command::Logout { conn } => identity_cmd::logout(conn).await,
             Command::Users(cmd) => identity_cmd::users(cmd).await,
@@ -231,6 +247,7 @@ fn main() -> ExitCode {
             Command::Backup(cmd) => data_cmd::backup(cmd).await,
             Command::Cron(cmd) => cron_cmd::run(cmd).await,
             Command::Bans(cmd) => bans_cmd::run(cmd).await,
+            Command::Nodes(cmd) => nodes_cmd::run(cmd).await,
             Command::Alerts(cmd) => alerts_cmd::alerts(cmd).await,
             Command::Notify(cmd) => alerts_cmd::notify(cmd).await,
             Command::Incidents(cmd) => incidents_cmd::run(cmd).await,

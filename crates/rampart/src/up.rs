@@ -132,6 +132,50 @@ async fn shutdown_signal() {
     }
 }
 
+/// The engine replicas run on: the local Docker engine, or the Swarm it
+/// manages, whose overlays the edge reaches through the relay.
+async fn container_runtime(
+    config: &rampart_core::config::Config,
+    dir: &DataDir,
+    platform: &Platform,
+    edge: &Edge,
+    docker: rampart_runtime::docker::Docker,
+) -> anyhow::Result<Arc<dyn ContainerRuntime>> {
+    use rampart_core::config::Backend;
+    use rampart_runtime::swarm::{Swarm, SwarmOptions};
+    match config.runtime.backend {
+        Backend::Docker => Ok(Arc::new(docker)),
+        Backend::Swarm => {
+            let swarm = Swarm::new(
+                docker,
+                SwarmOptions {
+                    installation: platform.installation_id(),
+                    relay_dir: dir.root().join("relay"),
+                    constraints: config.runtime.constraints.clone(),
+                    spread_label: config.runtime.spread_label.clone(),
+                },
+            );
+            let pools = swarm
+                .address_pools()
+                .await
+                .context("runtime.backend = \"swarm\"")?
+                .iter()
+                .map(|pool| pool.parse())
+                .collect::<Result<Vec<ipnet::IpNet>, _>>()
+                .context("the Swarm's address pools")?;
+            swarm
+                .start_relay()
+                .await
+                .context("starting the relay to the Swarm's overlay networks")?;
+            edge.set_dialer(rampart_edge::relay::Dialer::through_relay(
+                swarm.relay_socket(),
+                pools,
+            ));
+            Ok(Arc::new(swarm))
+        }
+    }
+}
+
 pub async fn run(mut args: UpArgs) -> anyhow::Result<()> {
     args.config = config_file(args.config.take());
     let config = load_config(args.config.as_ref())?;
@@ -154,8 +198,9 @@ pub async fn run(mut args: UpArgs) -> anyhow::Result<()> {
     let platform = Arc::new(platform);
     let edge = Edge::start(edge_config).await?;
     let edge_addr = reachable(edge.addrs().https);
+    let runtime = container_runtime(&config, &dir, &platform, &edge, docker).await?;
     platform.attach(Engine::new(
-        Arc::new(docker.clone()),
+        runtime.clone(),
         edge.clone(),
         platform.installation_id(),
         acme,
@@ -211,7 +256,7 @@ pub async fn run(mut args: UpArgs) -> anyhow::Result<()> {
     drop(out);
 
     platform.fail_interrupted_deploys().await?;
-    match docker.ping().await {
+    match runtime.ping().await {
         Ok(()) => {
             if let Err(error) = platform.start_services().await {
                 eprintln!("rampart: the managed PostgreSQL cluster did not start: {error}");

@@ -709,6 +709,11 @@ fn allowed(method: &str, path: &str) -> Option<&'static [Role]> {
         | ("DELETE", "/api/apps/{app}/cron/{id}") => BUILDERS,
         ("GET", "/api/apps/{app}/cron") | ("GET", "/api/apps/{app}/cron/runs") => ALL,
         ("GET", "/api/bans") | ("POST", "/api/bans") | ("DELETE", "/api/bans/{net}") => MANAGERS,
+        ("GET", "/api/nodes")
+        | ("PUT", "/api/nodes/{node}/labels/{key}")
+        | ("DELETE", "/api/nodes/{node}/labels/{key}")
+        | ("POST", "/api/nodes/{node}/drain")
+        | ("POST", "/api/nodes/{node}/activate") => MANAGERS,
         ("GET", "/api/alerts")
         | ("GET", "/api/alerts/{id}")
         | ("POST", "/api/alerts/{id}/ack")

@@ -1,10 +1,12 @@
-//! Where replicas run: the [`ContainerRuntime`] trait and its Docker backend.
+//! Where replicas run: the [`ContainerRuntime`] trait and its two backends.
 //!
 //! The platform speaks to containers only through this trait, in its own
 //! terms: an app's network, a replica built from a [`ReplicaSpec`], the
 //! replicas carrying a set of labels. [`docker::Docker`] implements it over
-//! the engine's API (bollard); a Swarm backend can implement it later
-//! without the platform changing.
+//! one engine's API (bollard); [`swarm::Swarm`] over a Docker Swarm, where a
+//! replica is a one-task service the cluster places, restarts and moves
+//! between nodes, and builds, images and one-off tasks stay on the local
+//! engine.
 //!
 //! Hardening is not optional here: [`ReplicaSpec`] has no field that could
 //! publish a port, mount a host path, add a capability or allow privilege
@@ -12,6 +14,7 @@
 
 pub mod context;
 pub mod docker;
+pub mod swarm;
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
@@ -57,6 +60,14 @@ pub enum RuntimeError {
     /// The engine refused a request.
     #[error("the Docker engine refused: {0}")]
     Engine(String),
+    /// Nodes exist only on a cluster.
+    #[error(
+        "this platform runs on one Docker engine (runtime.backend = \"docker\"); nodes are a Swarm's"
+    )]
+    NotClustered,
+    /// A replica asked for what cannot follow it across machines.
+    #[error("{0}")]
+    NotPortable(String),
 }
 
 /// Resource limits of one replica.
@@ -177,6 +188,43 @@ pub struct Replica {
     pub started_at: Option<String>,
     /// Times the engine restarted it after it exited.
     pub restarts: u64,
+    /// The cluster node it runs on (Swarm); `None` on a single engine.
+    pub node: Option<String>,
+}
+
+/// One machine of a cluster, as the cluster's managers see it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Node {
+    pub id: String,
+    pub hostname: String,
+    /// `manager` or `worker`.
+    pub role: String,
+    /// `active`, `pause` or `drain`.
+    pub availability: String,
+    /// `ready`, `down`, `disconnected` or `unknown`.
+    pub state: String,
+    pub addr: String,
+    pub labels: BTreeMap<String, String>,
+    pub engine_version: String,
+}
+
+impl Node {
+    /// Whether an admin marked it suspect: no new replica lands on it.
+    pub fn is_suspect(&self) -> bool {
+        self.labels.get(LABEL_SUSPECT).map(String::as_str) == Some("true")
+    }
+}
+
+/// The node label that keeps replicas off a node an admin suspects.
+pub const LABEL_SUSPECT: &str = "rampart.suspect";
+
+/// What may be changed on a node.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NodeChange {
+    /// Sets (`Some`) or removes (`None`) a label.
+    Label(String, Option<String>),
+    /// `active`, `pause` or `drain`.
+    Availability(String),
 }
 
 impl Replica {
@@ -312,6 +360,22 @@ pub trait ContainerRuntime: Send + Sync + std::fmt::Debug + 'static {
     async fn resize(&self, id: &str, cols: u16, rows: u16) -> Result<(), RuntimeError> {
         let _ = (id, cols, rows);
         Ok(())
+    }
+
+    /// `docker` or `swarm`.
+    fn backend(&self) -> &'static str {
+        "docker"
+    }
+
+    /// The machines replicas may run on.
+    async fn nodes(&self) -> Result<Vec<Node>, RuntimeError> {
+        Err(RuntimeError::NotClustered)
+    }
+
+    /// Changes a node's labels or availability.
+    async fn update_node(&self, id: &str, change: &NodeChange) -> Result<(), RuntimeError> {
+        let _ = (id, change);
+        Err(RuntimeError::NotClustered)
     }
 }
 

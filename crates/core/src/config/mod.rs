@@ -14,6 +14,7 @@ mod apps;
 mod data;
 mod file;
 mod respond;
+mod runtime;
 mod vulns;
 mod watch;
 pub use apps::AppLimits;
@@ -22,6 +23,7 @@ pub use data::{BackupConfig, DEFAULT_POSTGRES_PORT, MediaS3Config, PostgresConfi
 use data::{RawBackup, RawMedia, RawPostgres, validate_postgres};
 pub use file::{TomlSyntax, parse_toml};
 pub use respond::{DoctorConfig, IncidentsConfig, PrivacyConfig};
+pub use runtime::{Backend, RuntimeConfig};
 pub use vulns::VulnsConfig;
 pub use watch::{NotifyConfig, SmtpConfig, WatchConfig};
 
@@ -97,6 +99,8 @@ struct RawConfig {
     security_txt: respond::RawSecurityTxt,
     #[serde(default)]
     privacy: respond::RawPrivacy,
+    #[serde(default)]
+    runtime: runtime::RawRuntime,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -162,6 +166,7 @@ pub struct Config {
     pub doctor: DoctorConfig,
     pub security_txt: crate::security_txt::SecurityTxtConfig,
     pub privacy: PrivacyConfig,
+    pub runtime: RuntimeConfig,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -441,7 +446,9 @@ impl Config {
             }
         };
 
+        let runtime = runtime::validate(raw.runtime, media_s3.is_some())?;
         Ok(Config {
+            runtime,
             postgres,
             backup,
             media_s3,

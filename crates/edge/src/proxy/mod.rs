@@ -21,7 +21,7 @@ use crate::config::Limits;
 use crate::metrics::Metrics;
 use crate::routes::{RouteTable, SiteSpec};
 use crate::shield::{ShieldAction, Shields};
-use crate::upstream::{HttpClient, Pool, SendError};
+use crate::upstream::{Pool, SendError};
 
 mod headers;
 mod wellknown;
@@ -45,7 +45,9 @@ pub struct Shared {
     pub table: ArcSwap<Table>,
     pub limits: ArcSwap<Limits>,
     pub shields: Arc<Shields>,
-    pub client: HttpClient,
+    /// How connections to replicas are opened (straight, or through a
+    /// Swarm's relay).
+    pub dialer: ArcSwap<crate::relay::Dialer>,
     pub metrics: Arc<Metrics>,
     pub access: AccessLog,
     pub challenges: Arc<Challenges>,

@@ -125,7 +125,7 @@ impl Deploys<'_> {
         loop {
             let current = self.still_running(engine, replica).await?;
             if let Some(addr) = address(&current, settings.port)
-                && probe(addr, &settings.health_path, &host).await
+                && probe(&engine.edge.dialer(), addr, &settings.health_path, &host).await
             {
                 step(progress, format!("replica {} is healthy", replica.name));
                 engine.runtime.keep_running(&replica.id).await?;

@@ -20,7 +20,7 @@ use crate::{Attached, RuntimeError};
 
 /// The engine's socket, as bollard finds it: `DOCKER_HOST` when it names a
 /// Unix socket, the default one otherwise.
-fn socket_path() -> String {
+pub(crate) fn socket_path() -> String {
     let named = std::env::var("DOCKER_HOST")
         .ok()
         .and_then(|host| host.strip_prefix("unix://").map(str::to_owned));

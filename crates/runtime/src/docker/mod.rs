@@ -28,6 +28,8 @@ use crate::{
 mod attach;
 mod user;
 
+pub(crate) use attach::socket_path;
+
 /// The user a replica runs as when its image would run as root and the app
 /// did not ask for root: nobody.
 const NOBODY: &str = "65534:65534";
@@ -62,7 +64,7 @@ impl Default for BuildLimits {
     }
 }
 
-fn engine_error(error: bollard::errors::Error) -> RuntimeError {
+pub(crate) fn engine_error(error: bollard::errors::Error) -> RuntimeError {
     use bollard::errors::Error as E;
     match error {
         E::DockerResponseServerError { message, .. } => RuntimeError::Engine(message),
@@ -73,7 +75,7 @@ fn engine_error(error: bollard::errors::Error) -> RuntimeError {
     }
 }
 
-fn is_not_found(error: &bollard::errors::Error) -> bool {
+pub(crate) fn is_not_found(error: &bollard::errors::Error) -> bool {
     matches!(
         error,
         bollard::errors::Error::DockerResponseServerError {
@@ -83,7 +85,7 @@ fn is_not_found(error: &bollard::errors::Error) -> bool {
     )
 }
 
-fn label_filter(labels: &[(&str, &str)]) -> HashMap<String, Vec<String>> {
+pub(crate) fn label_filter(labels: &[(&str, &str)]) -> HashMap<String, Vec<String>> {
     let values = labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
     HashMap::from([("label".to_owned(), values)])
 }
@@ -216,7 +218,7 @@ impl Docker {
         i32::try_from(u64::from(self.build.memory_mb) * 1024 * 1024).unwrap_or(i32::MAX)
     }
 
-    async fn client(&self) -> Result<&bollard::Docker, RuntimeError> {
+    pub(crate) async fn client(&self) -> Result<&bollard::Docker, RuntimeError> {
         self.client
             .get_or_try_init(|| async {
                 bollard::Docker::connect_with_local_defaults()
@@ -260,6 +262,7 @@ impl Docker {
             ip,
             started_at: state.started_at,
             restarts: inspect.restart_count.unwrap_or(0).max(0) as u64,
+            node: None,
         }
     }
 }
@@ -654,18 +657,7 @@ impl ContainerRuntime for Docker {
     }
 
     fn logs(&self, id: &str, query: LogQuery) -> BoxStream<'static, Result<LogLine, RuntimeError>> {
-        let mut options = LogsOptionsBuilder::new()
-            .stdout(true)
-            .stderr(true)
-            .timestamps(true)
-            .follow(query.follow);
-        if let Some(since) = query.since {
-            options = options.since(since.clamp(0, i64::from(i32::MAX)) as i32);
-        }
-        let tail = query
-            .tail
-            .map_or_else(|| "all".to_owned(), |n| n.to_string());
-        let options = options.tail(&tail).build();
+        let options = log_options(&query);
         let replica = id.to_owned();
         let this = self.clone();
         let id = id.to_owned();
@@ -679,31 +671,51 @@ impl ContainerRuntime for Docker {
                 })
                 .boxed(),
             })
-            .map(move |item| {
-                let output = item.map_err(engine_error)?;
-                let (stream, bytes) = match output {
-                    LogOutput::StdErr { message } => ("stderr", message),
-                    LogOutput::StdOut { message } | LogOutput::Console { message } => {
-                        ("stdout", message)
-                    }
-                    LogOutput::StdIn { message } => ("stdin", message),
-                };
-                let text = String::from_utf8_lossy(&bytes);
-                let text = text.trim_end();
-                // With timestamps on, every line starts with its time.
-                let (time, text) = match text.split_once(' ') {
-                    Some((time, rest)) if time.ends_with('Z') && time.len() >= 20 => {
-                        (Some(time.to_owned()), rest)
-                    }
-                    _ => (None, text),
-                };
-                Ok(LogLine {
-                    replica: replica.clone(),
-                    stream,
-                    text: text.to_owned(),
-                    time,
-                })
-            })
+            .map(move |item| log_line(item, &replica))
             .boxed()
     }
+}
+
+/// The engine's log options for a query: both streams, with timestamps.
+pub(crate) fn log_options(query: &LogQuery) -> bollard::query_parameters::LogsOptions {
+    let mut options = LogsOptionsBuilder::new()
+        .stdout(true)
+        .stderr(true)
+        .timestamps(true)
+        .follow(query.follow);
+    if let Some(since) = query.since {
+        options = options.since(since.clamp(0, i64::from(i32::MAX)) as i32);
+    }
+    let tail = query
+        .tail
+        .map_or_else(|| "all".to_owned(), |n| n.to_string());
+    options.tail(&tail).build()
+}
+
+/// One line of a container's or a service's output.
+pub(crate) fn log_line(
+    item: Result<LogOutput, bollard::errors::Error>,
+    replica: &str,
+) -> Result<LogLine, RuntimeError> {
+    let output = item.map_err(engine_error)?;
+    let (stream, bytes) = match output {
+        LogOutput::StdErr { message } => ("stderr", message),
+        LogOutput::StdOut { message } | LogOutput::Console { message } => ("stdout", message),
+        LogOutput::StdIn { message } => ("stdin", message),
+    };
+    let text = String::from_utf8_lossy(&bytes);
+    let text = text.trim_end();
+    // With timestamps on, every line starts with its time.
+    let (time, text) = match text.split_once(' ') {
+        Some((time, rest)) if time.ends_with('Z') && time.len() >= 20 => {
+            (Some(time.to_owned()), rest)
+        }
+        _ => (None, text),
+    };
+    Ok(LogLine {
+        replica: replica.to_owned(),
+        stream,
+        text: text.to_owned(),
+        time,
+    })
 }

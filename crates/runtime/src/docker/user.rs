@@ -59,7 +59,7 @@ pub(super) fn unprivileged_user(user: &str, passwd: &str, group: &str) -> String
 impl Docker {
     /// The numeric user a replica of `image` runs as when it may not run as
     /// root (see [`unprivileged_user`]).
-    pub(super) async fn unprivileged_user(&self, image: &Image) -> Result<String, RuntimeError> {
+    pub(crate) async fn unprivileged_user(&self, image: &Image) -> Result<String, RuntimeError> {
         let numeric_pair = image
             .user
             .split_once(':')

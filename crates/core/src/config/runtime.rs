@@ -1,0 +1,165 @@
+//! The `[runtime]` table: which engine runs replicas.
+
+use serde::Deserialize;
+
+use super::ConfigError;
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawRuntime {
+    backend: Option<String>,
+    constraints: Option<Vec<String>>,
+    spread_label: Option<String>,
+}
+
+/// Where replicas run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// The local Docker engine.
+    Docker,
+    /// A Docker Swarm, through the local engine, one of its managers.
+    Swarm,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RuntimeConfig {
+    pub backend: Backend,
+    /// Placement constraints every replica gets (Swarm).
+    pub constraints: Vec<String>,
+    /// The node label whose values are zones (Swarm).
+    pub spread_label: String,
+}
+
+impl Default for RuntimeConfig {
+    fn default() -> Self {
+        Self {
+            backend: Backend::Docker,
+            constraints: Vec::new(),
+            spread_label: "zone".into(),
+        }
+    }
+}
+
+fn is_label(text: &str) -> bool {
+    !text.is_empty()
+        && text.len() <= 128
+        && text
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_'))
+}
+
+/// Whether `text` is a constraint on a node attribute Swarm knows, compared
+/// with `==` or `!=` to a plain value.
+fn is_constraint(text: &str) -> bool {
+    let Some((attribute, value)) = text.split_once("==").or_else(|| text.split_once("!=")) else {
+        return false;
+    };
+    let attribute = attribute.trim();
+    let known = matches!(
+        attribute,
+        "node.id" | "node.hostname" | "node.role" | "node.platform.os" | "node.platform.arch"
+    ) || attribute.strip_prefix("node.labels.").is_some_and(is_label);
+    known && is_label(value.trim())
+}
+
+pub(super) fn validate(raw: RawRuntime, media_s3: bool) -> Result<RuntimeConfig, ConfigError> {
+    let d = RuntimeConfig::default();
+    let backend = match raw.backend.as_deref() {
+        None | Some("docker") => Backend::Docker,
+        Some("swarm") => Backend::Swarm,
+        Some(other) => {
+            return Err(ConfigError::invalid(
+                "runtime.backend",
+                format!("{other:?} is neither \"docker\" nor \"swarm\""),
+            ));
+        }
+    };
+    let constraints = raw.constraints.unwrap_or_default();
+    if let Some(bad) = constraints.iter().find(|c| !is_constraint(c)) {
+        return Err(ConfigError::invalid(
+            "runtime.constraints",
+            format!(
+                "{bad:?} is not NODE_ATTRIBUTE == VALUE or != VALUE (node.labels.NAME, node.hostname, node.role, node.id, node.platform.os, node.platform.arch)"
+            ),
+        ));
+    }
+    let spread_label = raw.spread_label.unwrap_or(d.spread_label);
+    if !is_label(&spread_label) {
+        return Err(ConfigError::invalid(
+            "runtime.spread_label",
+            format!("{spread_label:?} is not a node label name"),
+        ));
+    }
+    if backend == Backend::Docker && !constraints.is_empty() {
+        return Err(ConfigError::invalid(
+            "runtime.constraints",
+            "places replicas on Swarm nodes; it needs runtime.backend = \"swarm\"",
+        ));
+    }
+    if backend == Backend::Swarm && !media_s3 {
+        return Err(ConfigError::invalid(
+            "runtime.backend",
+            "\"swarm\" needs media in S3 (the [media] s3_* keys): a local folder does not follow a replica to another node",
+        ));
+    }
+    Ok(RuntimeConfig {
+        backend,
+        constraints,
+        spread_label,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn raw(backend: &str, constraints: &[&str]) -> RawRuntime {
+        RawRuntime {
+            backend: Some(backend.into()),
+            constraints: Some(constraints.iter().map(|c| c.to_string()).collect()),
+            spread_label: None,
+        }
+    }
+
+    #[test]
+    fn constraints_are_node_attributes_compared_to_plain_values() {
+        for good in [
+            "node.labels.pool == apps",
+            "node.role!=manager",
+            "node.platform.arch == x86_64",
+        ] {
+            assert!(is_constraint(good), "{good}");
+        }
+        for bad in [
+            "",
+            "node.labels.pool",
+            "engine.labels.x == y",
+            "node.labels. == y",
+            "node.labels.pool == a b",
+            "node.labels.pool == $(id)",
+            "node.labels.pool == \"x\"",
+            "node.hostname == ",
+        ] {
+            assert!(!is_constraint(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn swarm_needs_s3_media_and_constraints_need_swarm() {
+        let config = validate(raw("swarm", &["node.labels.pool == apps"]), true).unwrap();
+        assert_eq!(config.backend, Backend::Swarm);
+        assert_eq!(config.spread_label, "zone");
+        let error = validate(raw("swarm", &[]), false).unwrap_err();
+        assert!(error.to_string().contains("S3"), "{error}");
+        let error = validate(raw("docker", &["node.role == worker"]), true).unwrap_err();
+        assert!(error.to_string().contains("runtime.constraints"), "{error}");
+        let error = validate(raw("kubernetes", &[]), true).unwrap_err();
+        assert!(error.to_string().contains("runtime.backend"), "{error}");
+        let error = validate(raw("swarm", &["node.labels.x == `y`"]), true).unwrap_err();
+        assert!(error.to_string().contains("runtime.constraints"), "{error}");
+        assert_eq!(
+            validate(RawRuntime::default(), false).unwrap(),
+            RuntimeConfig::default()
+        );
+    }
+}

@@ -1,0 +1,527 @@
+//! Apps on a real Docker Swarm (`runtime.backend = "swarm"`), through the
+//! real binary: hardening read back from the services and their task
+//! containers, encrypted overlays and isolation from inside a replica,
+//! redeploys and a node drain under load, failed deploys and crash repair.
+//!
+//! `scripts/test` makes the machine's engine a single-node Swarm for these
+//! tests and leaves it as it found it; without a Swarm they fail at once
+//! with that reason. Media are in S3 (moto), as a Swarm needs.
+
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::time::Duration;
+
+mod common;
+
+use common::*;
+use rampart_testkit::{Sandbox, Server, ok, run};
+use serde_json::Value;
+
+/// Removes a test's services, then its containers, networks and volumes,
+/// and the relay of its installation.
+struct SwarmCleanup(Vec<String>);
+
+impl Drop for SwarmCleanup {
+    fn drop(&mut self) {
+        let mut installations = std::collections::BTreeSet::new();
+        for app in &self.0 {
+            for id in services(app) {
+                let service = inspect_service(&id);
+                if let Some(i) = service["Spec"]["Labels"]["rampart.installation"].as_str() {
+                    installations.insert(i.to_owned());
+                }
+                let _ = docker(&["service", "rm", &id]);
+            }
+        }
+        // The task containers stop with their services.
+        for _ in 0..100 {
+            if self.0.iter().all(|app| containers(app).is_empty()) {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        for installation in installations {
+            let _ = docker(&["rm", "-f", &format!("rampart-relay-{installation}")]);
+        }
+        drop(Cleanup(self.0.clone()));
+        let (_, nets, _) = docker(&["network", "ls", "-q", "--filter", "label=rampart.relay"]);
+        for net in nets.lines() {
+            // Fails while another test's relay is still on it.
+            let _ = docker(&["network", "rm", net]);
+        }
+    }
+}
+
+/// The services (replicas) of `app`.
+fn services(app: &str) -> Vec<String> {
+    let (_, out, _) = docker(&[
+        "service",
+        "ls",
+        "-q",
+        "--filter",
+        &format!("label=rampart.app={app}"),
+    ]);
+    out.lines().map(str::to_owned).collect()
+}
+
+fn inspect_service(id: &str) -> Value {
+    let (code, out, err) = docker(&["service", "inspect", id]);
+    assert_eq!(code, 0, "{err}");
+    serde_json::from_str::<Value>(&out).unwrap()[0].clone()
+}
+
+/// The running task containers of `app` on this node.
+fn task_containers(app: &str) -> Vec<String> {
+    let (_, out, _) = docker(&[
+        "ps",
+        "-q",
+        "--no-trunc",
+        "--filter",
+        &format!("label=rampart.app={app}"),
+        "--filter",
+        "label=com.docker.swarm.service.id",
+    ]);
+    out.lines().map(str::to_owned).collect()
+}
+
+/// A platform on the Swarm, with media in a fresh S3 server.
+fn start_on_swarm(sb: &Sandbox, extra: &str) -> (Server, rampart_testkit::S3Server) {
+    let (state, _, _) = {
+        let (code, out, err) = docker(&["info", "--format", "{{.Swarm.LocalNodeState}}"]);
+        (out.trim().to_owned(), code, err)
+    };
+    assert_eq!(
+        state, "active",
+        "these tests need the engine to be a Swarm manager (scripts/test makes it one)"
+    );
+    let (s3, admin) = rampart_testkit::S3Server::start_with_iam().unwrap();
+    let secret_file = sb.path().join("s3-secret");
+    std::fs::write(&secret_file, format!("{}\n", admin.secret_access_key)).unwrap();
+    let config = sb.write_config(&format!(
+        "{CONFIG}[runtime]\nbackend = \"swarm\"\n{extra}\
+         [media]\ns3_endpoint = \"{}\"\ns3_access_key_id = \"{}\"\ns3_secret_key_file = \"{}\"\n",
+        s3.endpoint(),
+        admin.access_key_id,
+        secret_file.display(),
+    ));
+    (sb.start(&config).unwrap(), s3)
+}
+
+/// A line of `/proc/PID/status` of a container's first process.
+fn proc_status(container: &str, field: &str) -> String {
+    let pid = inspect(container)["State"]["Pid"].as_i64().unwrap();
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(&format!("{field}:")))
+        .unwrap_or_default()
+        .trim()
+        .to_owned()
+}
+
+/// The engine's API version, as a number to compare (1.41 → 141).
+fn api_version() -> u32 {
+    let (_, out, _) = docker(&["version", "--format", "{{.Server.APIVersion}}"]);
+    let (major, minor) = out.trim().split_once('.').unwrap();
+    major.parse::<u32>().unwrap() * 100 + minor.parse::<u32>().unwrap()
+}
+
+#[test]
+fn apps_on_swarm_serve_from_hardened_services_on_encrypted_overlays() {
+    let sb = sandbox();
+    let _cleanup = SwarmCleanup(vec!["sw-a".into(), "sw-b".into()]);
+    let (server, _s3) = start_on_swarm(&sb, "");
+    let dir = context(&sb.path().join("ctx"), "");
+    for app in ["sw-a", "sw-b"] {
+        ok(cli(&sb, &server).args(["apps", "create", app]));
+        let release = json(cli(&sb, &server).args(["deploy", app, "--path"]).arg(&dir));
+        assert_eq!(release["status"], "live", "{release}");
+    }
+    let host = "sw-a.localhost";
+    let client = edge_client(&server, host);
+    let (status, body) = get(&client, &app_url(&server, host));
+    assert_eq!(status, 200, "{body}");
+    assert!(body.starts_with("hello from release 1"), "{body}");
+    let ps = json(cli(&sb, &server).args(["ps", "sw-a"]));
+    let replicas = ps["replicas"].as_array().unwrap();
+    assert_eq!(replicas.len(), 2, "{ps}");
+    assert!(replicas.iter().all(|r| r["serving"] == true), "{ps}");
+
+    // Each replica is a service of one task, hardened in its spec.
+    let ids = services("sw-a");
+    assert_eq!(ids.len(), 2, "{ids:?}");
+    let mut overlay = String::new();
+    for id in &ids {
+        let service = inspect_service(id);
+        let spec = &service["Spec"];
+        assert_eq!(spec["Mode"]["Replicated"]["Replicas"], 1, "{spec}");
+        let c = &spec["TaskTemplate"]["ContainerSpec"];
+        assert_eq!(c["CapabilityDrop"], serde_json::json!(["ALL"]), "{c}");
+        assert!(c["CapabilityAdd"].is_null());
+        assert_eq!(c["ReadOnly"], true);
+        assert_eq!(c["User"], "65534:65534", "root images run as nobody");
+        assert_eq!(c["Init"], true);
+        assert!(
+            c["Mounts"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|m| m["Type"] == "tmpfs")
+        );
+        let limits = &spec["TaskTemplate"]["Resources"]["Limits"];
+        assert_eq!(limits["MemoryBytes"], 256 * 1024 * 1024, "{limits}");
+        assert_eq!(limits["NanoCPUs"], 1_000_000_000i64);
+        assert_eq!(limits["Pids"], 256);
+        // No port on any node, not even a virtual IP: the edge reaches
+        // the task's own address.
+        assert_eq!(spec["EndpointSpec"]["Mode"], "dnsrr", "{spec}");
+        assert!(spec["EndpointSpec"]["Ports"].is_null(), "{spec}");
+        assert!(service["Endpoint"]["Ports"].is_null(), "{service}");
+        let placement = &spec["TaskTemplate"]["Placement"]["Constraints"];
+        assert!(
+            placement
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|c| c == "node.labels.rampart.suspect != true"),
+            "{placement}"
+        );
+        assert_eq!(spec["UpdateConfig"]["Order"], "start-first");
+        assert_eq!(spec["UpdateConfig"]["FailureAction"], "rollback");
+        let networks = spec["TaskTemplate"]["Networks"].as_array().unwrap();
+        assert_eq!(networks.len(), 1);
+        overlay = networks[0]["Target"].as_str().unwrap().to_owned();
+    }
+    let (_, out, _) = docker(&["network", "inspect", &overlay]);
+    let net: Value = serde_json::from_str(&out).unwrap();
+    let net = &net[0];
+    assert_eq!(net["Driver"], "overlay", "{net}");
+    assert_eq!(net["Internal"], true, "{net}");
+    assert_eq!(net["Attachable"], true, "{net}");
+    assert!(net["Options"].get("encrypted").is_some(), "IPsec: {net}");
+
+    // The task containers the engine made from the spec.
+    let tasks = task_containers("sw-a");
+    assert_eq!(tasks.len(), 2, "{tasks:?}");
+    for id in &tasks {
+        let c = inspect(id);
+        let host_config = &c["HostConfig"];
+        assert_eq!(host_config["ReadonlyRootfs"], true);
+        assert_eq!(host_config["Privileged"], false);
+        assert!(host_config["Binds"].as_array().is_none_or(|b| b.is_empty()));
+        assert!(
+            host_config["PortBindings"]
+                .as_object()
+                .is_none_or(|m| m.is_empty())
+        );
+        // No capability left to gain, by any means.
+        assert_eq!(proc_status(id, "CapBnd"), "0000000000000000");
+        assert_eq!(proc_status(id, "CapEff"), "0000000000000000");
+        // Engines before API 1.44 drop a service's no-new-privileges; the
+        // docs tell operators to set it engine-wide there.
+        if api_version() >= 144 {
+            assert_eq!(proc_status(id, "NoNewPrivs"), "1", "{id}");
+        }
+        let env = c["Config"]["Env"].as_array().unwrap();
+        assert!(env.iter().any(|e| e == "MEDIA_STORAGE=s3"), "{env:?}");
+    }
+
+    // Walls: from inside a replica, its sibling answers (the control) and
+    // the other app's replicas do not; nor does the world.
+    let ip_on_overlay = |id: &str| -> String {
+        let c = inspect(id);
+        let nets = c["NetworkSettings"]["Networks"]
+            .as_object()
+            .unwrap()
+            .clone();
+        nets.values().next().unwrap()["IPAddress"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    let b = task_containers("sw-b");
+    assert_eq!(b.len(), 2);
+    let probe = |from: &str, to: &str| {
+        let target = format!("{}:8080", ip_on_overlay(to));
+        docker(&["exec", from, "/hello", "probe", &target])
+    };
+    let (code, out, err) = probe(&tasks[0], &tasks[1]);
+    assert_eq!(code, 0, "sibling replicas connect: {out}{err}");
+    for (from, to) in [(&tasks[0], &b[0]), (&b[1], &tasks[1])] {
+        let (code, out, err) = probe(from, to);
+        assert_eq!(code, 1, "app A must not reach app B: {out}{err}");
+    }
+    let (code, out, _) = docker(&["exec", &tasks[0], "/hello", "probe", "1.1.1.1:443"]);
+    assert_eq!(code, 1, "no egress: {out}");
+    // The relay sits on both overlays and listens on none of them.
+    let relay = format!(
+        "rampart-relay-{}",
+        inspect_service(&ids[0])["Spec"]["Labels"]["rampart.installation"]
+            .as_str()
+            .unwrap()
+    );
+    let relay_ip = {
+        let c = inspect(&relay);
+        c["NetworkSettings"]["Networks"][overlay_name(&overlay)]["IPAddress"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    for port in ["8080", "80", "443", "22"] {
+        let (code, out, _) = docker(&[
+            "exec",
+            &tasks[0],
+            "/hello",
+            "probe",
+            &format!("{relay_ip}:{port}"),
+        ]);
+        assert_eq!(code, 1, "the relay listens on no overlay port: {out}");
+    }
+    let relay_c = inspect(&relay);
+    assert_eq!(relay_c["HostConfig"]["ReadonlyRootfs"], true);
+    assert_eq!(relay_c["HostConfig"]["CapDrop"], serde_json::json!(["ALL"]));
+    assert_eq!(proc_status(&relay, "NoNewPrivs"), "1");
+    assert_eq!(proc_status(&relay, "CapEff"), "0000000000000000");
+
+    // A one-off command runs beside the replicas, on the app's overlay.
+    let out = ok(cli(&sb, &server)
+        .args(["run", "sw-a", "--timeout", "30s", "--", "probe"])
+        .arg(format!("{}:8080", ip_on_overlay(&tasks[0]))));
+    assert!(out.contains("connected"), "{out}");
+
+    // Logs come from the services.
+    let logs = ok(cli(&sb, &server).args(["logs", "sw-a", "--tail", "5"]));
+    assert!(logs.contains("listening on port 8080"), "{logs}");
+
+    // A killed task comes back as a new task: the edge follows it.
+    let before = task_containers("sw-a");
+    let _ = docker(&["kill", &before[0]]);
+    eventually(
+        Duration::from_secs(60),
+        "a replacement task serving",
+        || {
+            let now = task_containers("sw-a");
+            now.len() == 2 && !now.contains(&before[0])
+        },
+    );
+    eventually(Duration::from_secs(30), "the edge serving again", || {
+        (0..6).all(|_| get(&client, &app_url(&server, host)).0 == 200)
+    });
+
+    // Deleting the app removes its services and its overlay.
+    ok(cli(&sb, &server).args(["apps", "delete", "sw-a", "--yes"]));
+    assert!(services("sw-a").is_empty());
+    eventually(Duration::from_secs(30), "the overlay removed", || {
+        let (_, nets, _) = docker(&["network", "ls", "-q", "--filter", "label=rampart.app=sw-a"]);
+        nets.trim().is_empty()
+    });
+}
+
+/// A network's name from its id.
+fn overlay_name(id: &str) -> String {
+    let (_, out, _) = docker(&["network", "inspect", "-f", "{{.Name}}", id]);
+    out.trim().to_owned()
+}
+
+#[test]
+fn redeploys_on_swarm_fail_no_request_and_failed_deploys_leave_the_last_release() {
+    let sb = sandbox();
+    let _cleanup = SwarmCleanup(vec!["sw-steady".into()]);
+    let (server, _s3) = start_on_swarm(&sb, "");
+    ok(cli(&sb, &server).args(["apps", "create", "sw-steady"]));
+    let dir = context(&sb.path().join("ctx"), "");
+    ok(cli(&sb, &server)
+        .args(["deploy", "sw-steady", "--path"])
+        .arg(&dir));
+    ok(cli(&sb, &server).args(["apps", "configure", "sw-steady", "--drain", "5"]));
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let (handles, counters) = load(&server, "sw-steady.localhost", 4, stop.clone());
+    for n in 0..10 {
+        let release = json(cli(&sb, &server).args([
+            "deploy",
+            "sw-steady",
+            "--image",
+            "rampart/sw-steady:r1",
+        ]));
+        assert_eq!(release["number"], n + 2);
+        assert_eq!(release["status"], "live");
+    }
+    // A release that exits at once fails and changes nothing.
+    let broken = context(&sb.path().join("broken"), "ENV HELLO_EXIT=3\n");
+    let (code, _, err) = run(cli(&sb, &server)
+        .args(["deploy", "sw-steady", "--path"])
+        .arg(&broken));
+    assert_ne!(code, 0, "a crashing release must fail: {err}");
+    std::thread::sleep(Duration::from_millis(500));
+    let (good, bad, errors) = stop_load(&stop, handles, counters);
+    assert_eq!(bad, 0, "failed requests during redeploys: {errors:?}");
+    assert!(good > 100, "the load ran: {good} requests");
+    let client = edge_client(&server, "sw-steady.localhost");
+    let (_, body) = get(&client, &app_url(&server, "sw-steady.localhost"));
+    assert!(body.starts_with("hello from release 11"), "{body}");
+    eventually(Duration::from_secs(30), "only release 11 runs", || {
+        let ids = services("sw-steady");
+        ids.len() == 2
+            && ids
+                .iter()
+                .all(|id| inspect_service(id)["Spec"]["Labels"]["rampart.release"] == "11")
+    });
+}
+
+#[test]
+fn nodes_are_listed_labelled_and_a_drain_with_nowhere_to_go_changes_nothing() {
+    let sb = sandbox();
+    let _cleanup = SwarmCleanup(vec!["sw-node".into()]);
+    let (server, _s3) = start_on_swarm(&sb, "");
+    let nodes = json(cli(&sb, &server).args(["nodes", "list"]));
+    let nodes = nodes.as_array().unwrap();
+    assert_eq!(nodes.len(), 1, "{nodes:?}");
+    let node = nodes[0]["id"].as_str().unwrap().to_owned();
+    let hostname = nodes[0]["hostname"].as_str().unwrap().to_owned();
+    assert_eq!(nodes[0]["role"], "manager");
+    assert_eq!(nodes[0]["availability"], "active");
+    assert_eq!(nodes[0]["suspect"], false);
+    let _restore = RestoreNode(node.clone());
+
+    // A zone label steers placement: replicas go to the emptiest zone.
+    let labelled = json(cli(&sb, &server).args(["nodes", "label", &hostname, "zone=z1"]));
+    assert_eq!(labelled["labels"]["zone"], "z1", "{labelled}");
+    ok(cli(&sb, &server).args(["apps", "create", "sw-node"]));
+    let dir = context(&sb.path().join("ctx"), "");
+    ok(cli(&sb, &server)
+        .args(["deploy", "sw-node", "--path"])
+        .arg(&dir));
+    for id in services("sw-node") {
+        let constraints =
+            inspect_service(&id)["Spec"]["TaskTemplate"]["Placement"]["Constraints"].clone();
+        assert!(
+            constraints
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|c| c == "node.labels.zone == z1"),
+            "{constraints}"
+        );
+    }
+    let listed = json(cli(&sb, &server).args(["nodes", "list"]));
+    assert_eq!(listed[0]["replicas"], 2, "{listed}");
+
+    // The platform's own label, and bad names or values: refused, nothing
+    // changes.
+    for bad in [
+        "rampart.suspect=false",
+        "zo ne=a",
+        "zone=a b",
+        "zone=\u{1b}[2J",
+    ] {
+        let (code, _, err) = run(cli(&sb, &server).args(["nodes", "label", &node, bad]));
+        assert_ne!(code, 0, "{bad:?} must be refused");
+        assert!(err.contains("label"), "{bad:?}: {err}");
+    }
+    let (code, _, err) = run(cli(&sb, &server).args(["nodes", "drain", "no-such-node"]));
+    assert_ne!(code, 0);
+    assert!(err.contains("no node"), "{err}");
+    let (_, out, _) = docker(&[
+        "node",
+        "inspect",
+        &node,
+        "--format",
+        "{{json .Spec.Labels}}",
+    ]);
+    assert_eq!(out.trim(), r#"{"zone":"z1"}"#);
+
+    // With one node, the replicas have nowhere to go: the drain fails
+    // before anything stops, the node takes replicas again, and the app
+    // serves throughout; a suspicion is recorded only once the node is
+    // empty.
+    let stop = Arc::new(AtomicBool::new(false));
+    let (handles, counters) = load(&server, "sw-node.localhost", 2, stop.clone());
+    let before = services("sw-node");
+    let (code, out, err) = run(cli(&sb, &server).args(["nodes", "drain", &node, "--suspect"]));
+    let err = format!("{out}{err}");
+    assert_ne!(code, 0, "nowhere to go: {err}\n{}", server.output());
+    assert!(err.contains("no suitable node"), "{err}");
+    assert!(err.contains("still serves"), "{err}");
+    let (good, bad, errors) = stop_load(&stop, handles, counters);
+    assert_eq!(bad, 0, "failed requests during a refused drain: {errors:?}");
+    assert!(good > 10, "{good}");
+    let mut after = services("sw-node");
+    let mut before_sorted = before.clone();
+    after.sort();
+    before_sorted.sort();
+    assert_eq!(after, before_sorted, "the replicas stayed");
+    let listed = json(cli(&sb, &server).args(["nodes", "list"]));
+    assert_eq!(listed[0]["availability"], "active", "{listed}");
+    assert_eq!(listed[0]["suspect"], false, "{listed}");
+    assert_eq!(listed[0]["replicas"], 2, "{listed}");
+
+    // Relabelling a node under serving replicas would get them stopped by
+    // the Swarm: refused until the node is empty.
+    let (code, _, err) = run(cli(&sb, &server).args(["nodes", "label", &node, "zone", "--remove"]));
+    assert_ne!(code, 0);
+    assert!(err.contains("drain it first"), "{err}");
+    let (_, body) = get(
+        &edge_client(&server, "sw-node.localhost"),
+        &app_url(&server, "sw-node.localhost"),
+    );
+    assert!(body.starts_with("hello from release 1"), "{body}");
+    ok(cli(&sb, &server).args(["apps", "delete", "sw-node", "--yes"]));
+    ok(cli(&sb, &server).args(["nodes", "label", &node, "zone", "--remove"]));
+    let (_, out, _) = docker(&[
+        "node",
+        "update",
+        "--label-add",
+        "rampart.suspect=true",
+        &node,
+    ]);
+    let _ = out;
+    let activated = json(cli(&sb, &server).args(["nodes", "activate", &node]));
+    assert_eq!(activated["suspect"], false, "{activated}");
+    assert_eq!(activated["availability"], "active");
+
+    // Every change is in the audit log, the failed drain as failed.
+    let audit = json(cli(&sb, &server).args(["audit", "list"]));
+    let lines: Vec<String> = audit
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["action"] == "node.manage")
+        .filter(|e| {
+            e["target"]
+                .as_str()
+                .unwrap()
+                .starts_with(&format!("nodes/{hostname}:"))
+        })
+        .map(|e| format!("{} {}", e["outcome"], e["target"].as_str().unwrap()))
+        .collect();
+    // Each refused request is on record too, as the gate saw it.
+    let refused = audit
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["action"] == "node.manage" && e["outcome"] == "failed")
+        .count();
+    assert!(refused >= 7, "{audit}");
+    let expected = [
+        format!("\"ok\" nodes/{hostname}: label zone=z1"),
+        format!("\"failed\" nodes/{hostname}: drain failed after moving 0 replica(s)"),
+        format!("\"ok\" nodes/{hostname}: label zone removed"),
+        format!("\"ok\" nodes/{hostname}: activated, suspicion cleared"),
+    ];
+    assert_eq!(lines, expected, "{audit}");
+    let verify = json(cli(&sb, &server).args(["audit", "verify"]));
+    assert_eq!(verify["ok"], true, "{verify}");
+}
+
+/// Puts the node back as the test found it, whatever happened.
+struct RestoreNode(String);
+
+impl Drop for RestoreNode {
+    fn drop(&mut self) {
+        let _ = docker(&["node", "update", "--availability", "active", &self.0]);
+        for label in ["zone", "rampart.suspect"] {
+            let _ = docker(&["node", "update", "--label-rm", label, &self.0]);
+        }
+    }
+}
