@@ -17,7 +17,13 @@
 # multiple of a plain `docker run` of the same image until its port answers,
 # the floor any container platform pays.
 #
-# Usage: bench/deploy.sh [RUNS]
+# Swarm rows: the same hello deploys with runtime.backend = "swarm" (a
+# one-task service per replica on an encrypted overlay, reached through the
+# relay; media in moto's S3), on this engine made a single-node Swarm for
+# the run when it is not one, beside the floor of a bare
+# `docker service create` until its task runs.
+#
+# Usage: bench/deploy.sh [RUNS]      (SKIP_DJANGO=1 leaves the Django rows out)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 RUNS="${1:-7}"
@@ -34,6 +40,10 @@ cleanup() {
   docker ps -aq --filter label=rampart.app=benchdjango | xargs -r docker rm -f >/dev/null
   docker network ls -q --filter label=rampart.app=benchhello | xargs -r docker network rm >/dev/null
   docker network ls -q --filter label=rampart.app=benchdjango | xargs -r docker network rm >/dev/null
+  docker service ls -q --filter label=rampart.app=benchswarm | xargs -r docker service rm >/dev/null
+  docker service ls -q --filter name=rampart-bench-floor | xargs -r docker service rm >/dev/null
+  [ -n "${moto:-}" ] && kill "$moto" 2>/dev/null || true
+  if [ -n "${swarm_made:-}" ]; then docker swarm leave --force >/dev/null 2>&1 || true; fi
 }
 trap cleanup EXIT
 
@@ -123,6 +133,7 @@ done
 
 # Django: the first build, then warm builds (each runs its release phase),
 # then image deploys (no release phase).
+if [ -z "${SKIP_DJANGO:-}" ]; then
 "$bin" apps create benchdjango --with-db >/dev/null
 "$bin" env set benchdjango DJANGO_SECRET_KEY="$(openssl rand -hex 32)" >/dev/null
 "$bin" apps configure benchdjango --health-path /health >/dev/null
@@ -142,6 +153,7 @@ for i in $(seq "$RUNS"); do
   dj_floors+=("$(echo "$end - $start" | bc -l)")
   docker rm -f "$id" >/dev/null
 done
+fi
 
 b=$(printf '%s\n' "${builds[@]}" | median)
 i=$(printf '%s\n' "${images[@]}" | median)
@@ -153,6 +165,7 @@ printf '| --path (build cache warm) | %s s | %.1f× |\n' "$b" "$(echo "$b / $f" 
 printf '| --image | %s s | %.1f× |\n' "$i" "$(echo "$i / $f" | bc -l)"
 printf '| docker run until the port answers | %s s | 1.0× |\n' "$f"
 
+if [ -z "${SKIP_DJANGO:-}" ]; then
 db=$(printf '%s\n' "${dj_builds[@]}" | median)
 di=$(printf '%s\n' "${dj_images[@]}" | median)
 df=$(printf '%s\n' "${dj_floors[@]}" | median)
@@ -162,3 +175,83 @@ printf '| --path, first build (with release phase) | %.2f s | %.1f× |\n' "$dj_f
 printf '| --path (build cache warm, release phase) | %s s | %.1f× |\n' "$db" "$(echo "$db / $df" | bc -l)"
 printf '| --image (no release phase) | %s s | %.1f× |\n' "$di" "$(echo "$di / $df" | bc -l)"
 printf '| docker run until gunicorn answers | %s s | 1.0× |\n' "$df"
+fi
+
+# Swarm: a second platform on the engine as a Swarm manager.
+kill "$server" 2>/dev/null || true
+wait "$server" 2>/dev/null || true
+server=""
+if [ "$(docker info --format '{{.Swarm.LocalNodeState}}')" = "inactive" ]; then
+  docker swarm init --advertise-addr 127.0.0.1 >/dev/null
+  swarm_made=1
+fi
+python3 -c 'import moto.server' 2>/dev/null || python3 -m pip install --quiet 'moto[server]'
+moto_port=19755
+python3 -m moto.server -H 127.0.0.1 -p "$moto_port" > "$work/moto.log" 2>&1 &
+moto=$!
+until curl -s "http://127.0.0.1:$moto_port/" >/dev/null 2>&1; do sleep 0.1; done
+echo "bench-secret" > "$work/s3-secret"
+mkdir -p "$work/swarm"
+cat > "$work/swarm/rampart.toml" <<TOML
+[api]
+listen = "127.0.0.1:0"
+[auth]
+require_mfa = false
+[edge.listen]
+https = "127.0.0.1:0"
+http = "127.0.0.1:0"
+admin = ""
+[runtime]
+backend = "swarm"
+[media]
+s3_endpoint = "http://127.0.0.1:$moto_port"
+s3_access_key_id = "bench"
+s3_secret_key_file = "$work/s3-secret"
+TOML
+"$bin" up --data-dir "$work/swarm/data" --config "$work/swarm/rampart.toml" > "$work/swarm/up.log" 2>&1 &
+server=$!
+for _ in $(seq 300); do grep -q "API listening" "$work/swarm/up.log" && break; sleep 0.1; done
+api=$(grep -o 'API listening on https://[0-9.:]*' "$work/swarm/up.log" | awk '{print $4}')
+edge_port=$(grep -o 'apps are served at https://[0-9.:]*' "$work/swarm/up.log" | awk -F: '{print $NF}')
+export RAMPART_SERVER="$api" RAMPART_CA="$work/swarm/data/ca.pem"
+RAMPART_TOKEN=$(cat "$work/swarm/data/bootstrap-token")
+export RAMPART_TOKEN
+"$bin" apps create benchswarm >/dev/null
+timed_swarm() {
+  local want=$1; shift
+  local start; start=$(now)
+  "$bin" deploy benchswarm "$@" --json > /dev/null 2>"$work/deploy.err" &
+  local deploy=$!
+  until curl -s --cacert "$work/swarm/data/ca.pem" --resolve "benchswarm.localhost:$edge_port:127.0.0.1" \
+      "https://benchswarm.localhost:$edge_port/" 2>/dev/null | grep -q "release $want "; do
+    sleep 0.02
+  done
+  local end; end=$(now)
+  wait "$deploy"
+  echo "$end - $start" | bc -l
+}
+n=1
+sw_first=$(timed_swarm $n --path "$ctx"); n=$((n+1))
+sw_builds=()
+for _ in $(seq "$RUNS"); do sw_builds+=("$(timed_swarm $n --path "$ctx")"); n=$((n+1)); done
+sw_images=()
+for _ in $(seq "$RUNS"); do sw_images+=("$(timed_swarm $n --image rampart/benchswarm:r1)"); n=$((n+1)); done
+# The floor: a bare service of the same image until its task runs.
+sw_floors=()
+for i in $(seq "$RUNS"); do
+  start=$(now)
+  docker service create -d --quiet --name "rampart-bench-floor-$i" rampart/benchswarm:r1 >/dev/null 2>&1
+  until docker service ps "rampart-bench-floor-$i" --format '{{.CurrentState}}' 2>/dev/null | grep -q '^Running'; do sleep 0.02; done
+  end=$(now)
+  sw_floors+=("$(echo "$end - $start" | bc -l)")
+  docker service rm "rampart-bench-floor-$i" >/dev/null
+done
+sb=$(printf '%s\n' "${sw_builds[@]}" | median)
+si=$(printf '%s\n' "${sw_images[@]}" | median)
+sf=$(printf '%s\n' "${sw_floors[@]}" | median)
+printf '\nrampart deploy → new release serving on a single-node Swarm, examples/hello, 2 replicas, %s runs each\n' "$RUNS"
+printf '| deploy | median | vs docker run | vs the Docker backend |\n| --- | --- | --- | --- |\n'
+printf '| --path, first build | %.2f s | %.1f× | %.1f× |\n' "$sw_first" "$(echo "$sw_first / $f" | bc -l)" "$(echo "$sw_first / $first" | bc -l)"
+printf '| --path (build cache warm) | %s s | %.1f× | %.1f× |\n' "$sb" "$(echo "$sb / $f" | bc -l)" "$(echo "$sb / $b" | bc -l)"
+printf '| --image | %s s | %.1f× | %.1f× |\n' "$si" "$(echo "$si / $f" | bc -l)" "$(echo "$si / $i" | bc -l)"
+printf '| docker service create until its task runs | %s s | %.1f× | |\n' "$sf" "$(echo "$sf / $f" | bc -l)"

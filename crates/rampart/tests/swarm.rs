@@ -17,6 +17,10 @@ use common::*;
 use rampart_testkit::{Sandbox, Server, ok, run};
 use serde_json::Value;
 
+/// One test at a time: a drain pauses the only node, and node labels
+/// steer (and, when changed, stop) every service on it.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 /// Removes a test's services, then its containers, networks and volumes,
 /// and the relay of its installation.
 struct SwarmCleanup(Vec<String>);
@@ -85,13 +89,19 @@ fn task_containers(app: &str) -> Vec<String> {
 }
 
 /// A platform on the Swarm, with media in a fresh S3 server.
-fn start_on_swarm(sb: &Sandbox, extra: &str) -> (Server, rampart_testkit::S3Server) {
-    let (state, _, _) = {
-        let (code, out, err) = docker(&["info", "--format", "{{.Swarm.LocalNodeState}}"]);
-        (out.trim().to_owned(), code, err)
-    };
+fn start_on_swarm(
+    sb: &Sandbox,
+    extra: &str,
+) -> (
+    Server,
+    rampart_testkit::S3Server,
+    std::sync::MutexGuard<'static, ()>,
+) {
+    let turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let (_, state, _) = docker(&["info", "--format", "{{.Swarm.LocalNodeState}}"]);
     assert_eq!(
-        state, "active",
+        state.trim(),
+        "active",
         "these tests need the engine to be a Swarm manager (scripts/test makes it one)"
     );
     let (s3, admin) = rampart_testkit::S3Server::start_with_iam().unwrap();
@@ -104,7 +114,7 @@ fn start_on_swarm(sb: &Sandbox, extra: &str) -> (Server, rampart_testkit::S3Serv
         admin.access_key_id,
         secret_file.display(),
     ));
-    (sb.start(&config).unwrap(), s3)
+    (sb.start(&config).unwrap(), s3, turn)
 }
 
 /// A line of `/proc/PID/status` of a container's first process.
@@ -130,7 +140,7 @@ fn api_version() -> u32 {
 fn apps_on_swarm_serve_from_hardened_services_on_encrypted_overlays() {
     let sb = sandbox();
     let _cleanup = SwarmCleanup(vec!["sw-a".into(), "sw-b".into()]);
-    let (server, _s3) = start_on_swarm(&sb, "");
+    let (server, _s3, _turn) = start_on_swarm(&sb, "");
     let dir = context(&sb.path().join("ctx"), "");
     for app in ["sw-a", "sw-b"] {
         ok(cli(&sb, &server).args(["apps", "create", app]));
@@ -327,7 +337,7 @@ fn overlay_name(id: &str) -> String {
 fn redeploys_on_swarm_fail_no_request_and_failed_deploys_leave_the_last_release() {
     let sb = sandbox();
     let _cleanup = SwarmCleanup(vec!["sw-steady".into()]);
-    let (server, _s3) = start_on_swarm(&sb, "");
+    let (server, _s3, _turn) = start_on_swarm(&sb, "");
     ok(cli(&sb, &server).args(["apps", "create", "sw-steady"]));
     let dir = context(&sb.path().join("ctx"), "");
     ok(cli(&sb, &server)
@@ -373,7 +383,7 @@ fn redeploys_on_swarm_fail_no_request_and_failed_deploys_leave_the_last_release(
 fn nodes_are_listed_labelled_and_a_drain_with_nowhere_to_go_changes_nothing() {
     let sb = sandbox();
     let _cleanup = SwarmCleanup(vec!["sw-node".into()]);
-    let (server, _s3) = start_on_swarm(&sb, "");
+    let (server, _s3, _turn) = start_on_swarm(&sb, "");
     let nodes = json(cli(&sb, &server).args(["nodes", "list"]));
     let nodes = nodes.as_array().unwrap();
     assert_eq!(nodes.len(), 1, "{nodes:?}");
@@ -468,14 +478,20 @@ fn nodes_are_listed_labelled_and_a_drain_with_nowhere_to_go_changes_nothing() {
     assert!(body.starts_with("hello from release 1"), "{body}");
     ok(cli(&sb, &server).args(["apps", "delete", "sw-node", "--yes"]));
     ok(cli(&sb, &server).args(["nodes", "label", &node, "zone", "--remove"]));
+    // An empty node drains at once, and the suspicion is recorded; only an
+    // activation clears it.
+    let drained = json(cli(&sb, &server).args(["nodes", "drain", &hostname, "--suspect"]));
+    assert_eq!(drained["moved"], 0, "{drained}");
+    assert_eq!(drained["node"]["availability"], "drain", "{drained}");
+    assert_eq!(drained["node"]["suspect"], true, "{drained}");
     let (_, out, _) = docker(&[
         "node",
-        "update",
-        "--label-add",
-        "rampart.suspect=true",
+        "inspect",
         &node,
+        "--format",
+        "{{json .Spec.Labels}}",
     ]);
-    let _ = out;
+    assert_eq!(out.trim(), r#"{"rampart.suspect":"true"}"#);
     let activated = json(cli(&sb, &server).args(["nodes", "activate", &node]));
     assert_eq!(activated["suspect"], false, "{activated}");
     assert_eq!(activated["availability"], "active");
@@ -507,6 +523,7 @@ fn nodes_are_listed_labelled_and_a_drain_with_nowhere_to_go_changes_nothing() {
         format!("\"ok\" nodes/{hostname}: label zone=z1"),
         format!("\"failed\" nodes/{hostname}: drain failed after moving 0 replica(s)"),
         format!("\"ok\" nodes/{hostname}: label zone removed"),
+        format!("\"ok\" nodes/{hostname}: drained, 0 replica(s) moved, marked suspect"),
         format!("\"ok\" nodes/{hostname}: activated, suspicion cleared"),
     ];
     assert_eq!(lines, expected, "{audit}");
