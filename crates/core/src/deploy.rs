@@ -88,10 +88,38 @@ pub struct AppSettings {
     /// The app's own security.txt `Policy` (instead of the platform's).
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub security_policy: String,
+    /// Swarm placement constraints of the app's replicas, after the
+    /// platform's own (`node.labels.pool == gpu`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub placement: Vec<String>,
     /// The settings `apps configure` has set: an app manifest's values for
     /// them are ignored.
     #[serde(skip_serializing_if = "BTreeSet::is_empty")]
     pub configured: BTreeSet<String>,
+}
+
+/// Most placement constraints of one app.
+pub const MAX_PLACEMENT: usize = 8;
+
+/// Whether `text` is a Swarm placement constraint on a node attribute,
+/// compared with `==` or `!=` to a plain value (letters, digits, `.`, `-`,
+/// `_`): nothing the Swarm could read as more.
+pub fn is_placement_constraint(text: &str) -> bool {
+    let plain = |t: &str| {
+        !t.is_empty()
+            && t.len() <= 128
+            && t.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_'))
+    };
+    let Some((attribute, value)) = text.split_once("==").or_else(|| text.split_once("!=")) else {
+        return false;
+    };
+    let attribute = attribute.trim();
+    let known = matches!(
+        attribute,
+        "node.id" | "node.hostname" | "node.role" | "node.platform.os" | "node.platform.arch"
+    ) || attribute.strip_prefix("node.labels.").is_some_and(plain);
+    known && plain(value.trim())
 }
 
 impl Default for AppSettings {
@@ -113,6 +141,7 @@ impl Default for AppSettings {
             patch_window: String::new(),
             security_contact: String::new(),
             security_policy: String::new(),
+            placement: Vec::new(),
             configured: BTreeSet::new(),
         }
     }
@@ -141,6 +170,8 @@ pub struct SettingsPatch {
     pub security_contact: Option<String>,
     /// An `https:` URI; empty to clear.
     pub security_policy: Option<String>,
+    /// Swarm placement constraints; empty to clear.
+    pub placement: Option<Vec<String>>,
 }
 
 fn within<T: PartialOrd + fmt::Display + Copy>(
@@ -182,7 +213,8 @@ impl SettingsPatch {
             auto_patch,
             patch_window,
             security_contact,
-            security_policy
+            security_policy,
+            placement
         );
         names
     }
@@ -252,6 +284,14 @@ impl AppSettings {
             crate::security_txt::check_uri(&self.security_contact, true)
                 .map_err(|e| format!("security_contact: {e}"))?;
         }
+        if self.placement.len() > MAX_PLACEMENT {
+            return Err(format!("placement: at most {MAX_PLACEMENT} constraints"));
+        }
+        if let Some(bad) = self.placement.iter().find(|c| !is_placement_constraint(c)) {
+            return Err(format!(
+                "placement: {bad:?} is not NODE_ATTRIBUTE == VALUE or != VALUE (node.labels.NAME, node.hostname, node.role, node.id, node.platform.os, node.platform.arch)"
+            ));
+        }
         if !self.security_policy.is_empty() {
             crate::security_txt::check_uri(&self.security_policy, false)
                 .map_err(|e| format!("security_policy: {e}"))?;
@@ -293,7 +333,8 @@ impl AppSettings {
             auto_patch,
             patch_window,
             security_contact,
-            security_policy
+            security_policy,
+            placement
         );
         if let Some(counts) = &patch.processes {
             for (name, count) in counts {
@@ -425,6 +466,14 @@ mod tests {
             },
             SettingsPatch {
                 memory_mb: Some(1),
+                ..Default::default()
+            },
+            SettingsPatch {
+                placement: Some(vec!["node.labels.pool == $(id)".into()]),
+                ..Default::default()
+            },
+            SettingsPatch {
+                placement: Some(vec!["engine.labels.x == y".into()]),
                 ..Default::default()
             },
         ] {

@@ -228,6 +228,10 @@ pub struct ConfigureArgs {
     /// The app's own security.txt Policy: an https:// URI ("" to clear).
     #[arg(long)]
     pub security_policy: Option<String>,
+    /// On a Swarm: a placement constraint of the app's replicas, such as
+    /// "node.labels.pool == gpu"; repeat for more, "" to clear.
+    #[arg(long)]
+    pub placement: Option<Vec<String>>,
     #[arg(long)]
     pub json: bool,
     #[command(flatten)]
@@ -486,6 +490,9 @@ pub async fn configure(args: ConfigureArgs) -> anyhow::Result<()> {
         patch_window: args.patch_window,
         security_contact: args.security_contact,
         security_policy: args.security_policy,
+        placement: args
+            .placement
+            .map(|all| all.into_iter().filter(|c| !c.is_empty()).collect()),
     };
     let client = credentials::client(&args.conn)?;
     let settings = if patch == SettingsPatch::default() {

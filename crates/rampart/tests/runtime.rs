@@ -1065,10 +1065,18 @@ fn developers_cannot_switch_hardening_off_or_exceed_the_operators_ceilings() {
             .unwrap();
         (status.as_u16(), String::from_utf8_lossy(&text).into_owned())
     };
-    for body in [r#"{"allow_root": true}"#, r#"{"egress": true}"#] {
+    for body in [
+        r#"{"allow_root": true}"#,
+        r#"{"egress": true}"#,
+        r#"{"placement": ["node.role == manager"]}"#,
+    ] {
         let (status, text) = patch(&dev, body);
         assert_eq!(status, 403, "{body}: {text}");
     }
+    // On one engine there is nowhere to place: refused for owners too.
+    let (status, text) = patch(&owner, r#"{"placement": ["node.role == manager"]}"#);
+    assert_eq!(status, 400, "{text}");
+    assert!(text.contains("runtime.backend"), "{text}");
     assert_eq!(
         patch(&dev, r#"{"memory_mb": 384}"#).0,
         200,

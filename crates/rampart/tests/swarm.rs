@@ -398,6 +398,24 @@ fn nodes_are_listed_labelled_and_a_drain_with_nowhere_to_go_changes_nothing() {
     let labelled = json(cli(&sb, &server).args(["nodes", "label", &hostname, "zone=z1"]));
     assert_eq!(labelled["labels"]["zone"], "z1", "{labelled}");
     ok(cli(&sb, &server).args(["apps", "create", "sw-node"]));
+    // An app's own placement joins the platform's.
+    ok(cli(&sb, &server).args([
+        "apps",
+        "configure",
+        "sw-node",
+        "--placement",
+        "node.role == manager",
+    ]));
+    for bad in [
+        "node.role",
+        "node.labels.x == $(id)",
+        "engine.labels.a == b",
+    ] {
+        let (code, _, err) =
+            run(cli(&sb, &server).args(["apps", "configure", "sw-node", "--placement", bad]));
+        assert_ne!(code, 0, "{bad:?}");
+        assert!(err.contains("placement"), "{err}");
+    }
     let dir = context(&sb.path().join("ctx"), "");
     ok(cli(&sb, &server)
         .args(["deploy", "sw-node", "--path"])
@@ -411,6 +429,14 @@ fn nodes_are_listed_labelled_and_a_drain_with_nowhere_to_go_changes_nothing() {
                 .unwrap()
                 .iter()
                 .any(|c| c == "node.labels.zone == z1"),
+            "{constraints}"
+        );
+        assert!(
+            constraints
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|c| c == "node.role == manager"),
             "{constraints}"
         );
     }

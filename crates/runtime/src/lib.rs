@@ -114,6 +114,9 @@ pub struct ReplicaSpec {
     /// Give it a terminal and keep its input open (one-off commands run
     /// from a terminal); see [`ContainerRuntime::start_attached`].
     pub terminal: bool,
+    /// Placement constraints of its app (Swarm only; a single engine has
+    /// one place).
+    pub placement: Vec<String>,
 }
 
 /// The terminal of a container started by

@@ -48,18 +48,8 @@ fn is_label(text: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_'))
 }
 
-/// Whether `text` is a constraint on a node attribute Swarm knows, compared
-/// with `==` or `!=` to a plain value.
 fn is_constraint(text: &str) -> bool {
-    let Some((attribute, value)) = text.split_once("==").or_else(|| text.split_once("!=")) else {
-        return false;
-    };
-    let attribute = attribute.trim();
-    let known = matches!(
-        attribute,
-        "node.id" | "node.hostname" | "node.role" | "node.platform.os" | "node.platform.arch"
-    ) || attribute.strip_prefix("node.labels.").is_some_and(is_label);
-    known && is_label(value.trim())
+    crate::deploy::is_placement_constraint(text)
 }
 
 pub(super) fn validate(raw: RawRuntime, media_s3: bool) -> Result<RuntimeConfig, ConfigError> {

@@ -722,6 +722,7 @@ impl Deploys<'_> {
             ca_volume: data.ca_volume.clone(),
             command: processes.get(process).cloned(),
             terminal: false,
+            placement: app.settings.placement.clone(),
         }
     }
 

@@ -167,10 +167,24 @@ impl Deploys<'_> {
         // Switching hardening off is not a developer's call.
         let hardening_changed = next.egress != row.settings.egress
             || next.allow_root != row.settings.allow_root
-            || next.refuse_critical != row.settings.refuse_critical;
+            || next.refuse_critical != row.settings.refuse_critical
+            || next.placement != row.settings.placement;
         if hardening_changed && !matches!(acting.caller.role, Role::Owner | Role::Admin) {
             return Err(Error::Forbidden(
-                "only owners and admins decide egress, allow_root and refuse_critical".into(),
+                "only owners and admins decide egress, allow_root, refuse_critical and placement"
+                    .into(),
+            ));
+        }
+        if !next.placement.is_empty()
+            && self
+                .p
+                .engine
+                .get()
+                .is_none_or(|e| e.runtime.backend() != "swarm")
+        {
+            return Err(Error::Invalid(
+                "placement places replicas on Swarm nodes; it needs runtime.backend = \"swarm\""
+                    .into(),
             ));
         }
         self.p.app_limits.admit(&next).map_err(Error::Invalid)?;

@@ -252,6 +252,7 @@ impl Swarm {
     async fn placement(&self, spec: &ReplicaSpec) -> Result<TaskSpecPlacement, RuntimeError> {
         let mut constraints = vec![format!("node.labels.{} != true", crate::LABEL_SUSPECT)];
         constraints.extend(self.options.constraints.iter().cloned());
+        constraints.extend(spec.placement.iter().cloned());
         let nodes = self.nodes().await?;
         if let Some(app) = spec.labels.get(LABEL_APP) {
             let process = spec
