@@ -153,6 +153,7 @@ async fn container_runtime(
                     relay_dir: dir.root().join("relay"),
                     constraints: config.runtime.constraints.clone(),
                     spread_label: config.runtime.spread_label.clone(),
+                    encrypt_overlays: config.runtime.encrypt_overlays,
                 },
             );
             let pools = swarm
@@ -334,6 +335,9 @@ pub async fn run(mut args: UpArgs) -> anyhow::Result<()> {
     let _ = doctor.await;
     platform.stop_services().await;
     edge.shutdown().await;
+    if let Err(error) = runtime.close().await {
+        tracing::warn!(%error, "cannot stop the runtime's own containers");
+    }
     platform.close().await;
     println!("rampart: stopped");
     Ok(())

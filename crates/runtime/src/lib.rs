@@ -365,6 +365,12 @@ pub trait ContainerRuntime: Send + Sync + std::fmt::Debug + 'static {
         Ok(())
     }
 
+    /// Stops what the runtime itself runs beside replicas (the Swarm's
+    /// relay), as the platform stops; replicas keep running.
+    async fn close(&self) -> Result<(), RuntimeError> {
+        Ok(())
+    }
+
     /// `docker` or `swarm`.
     fn backend(&self) -> &'static str {
         "docker"

@@ -10,6 +10,7 @@ pub(super) struct RawRuntime {
     backend: Option<String>,
     constraints: Option<Vec<String>>,
     spread_label: Option<String>,
+    encrypt_overlays: Option<bool>,
 }
 
 /// Where replicas run.
@@ -28,6 +29,9 @@ pub struct RuntimeConfig {
     pub constraints: Vec<String>,
     /// The node label whose values are zones (Swarm).
     pub spread_label: String,
+    /// Whether app overlays carry IPsec between nodes (Swarm); off only
+    /// where the nodes' kernels have no ESP, on links that are private.
+    pub encrypt_overlays: bool,
 }
 
 impl Default for RuntimeConfig {
@@ -36,6 +40,7 @@ impl Default for RuntimeConfig {
             backend: Backend::Docker,
             constraints: Vec::new(),
             spread_label: "zone".into(),
+            encrypt_overlays: true,
         }
     }
 }
@@ -92,10 +97,18 @@ pub(super) fn validate(raw: RawRuntime, media_s3: bool) -> Result<RuntimeConfig,
             "\"swarm\" needs media in S3 (the [media] s3_* keys): a local folder does not follow a replica to another node",
         ));
     }
+    let encrypt_overlays = raw.encrypt_overlays.unwrap_or(true);
+    if backend == Backend::Docker && !encrypt_overlays {
+        return Err(ConfigError::invalid(
+            "runtime.encrypt_overlays",
+            "is about Swarm overlays; it needs runtime.backend = \"swarm\"",
+        ));
+    }
     Ok(RuntimeConfig {
         backend,
         constraints,
         spread_label,
+        encrypt_overlays,
     })
 }
 
@@ -108,6 +121,7 @@ mod tests {
             backend: Some(backend.into()),
             constraints: Some(constraints.iter().map(|c| c.to_string()).collect()),
             spread_label: None,
+            encrypt_overlays: None,
         }
     }
 

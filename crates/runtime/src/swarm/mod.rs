@@ -84,6 +84,19 @@ pub struct SwarmOptions {
     /// The node label whose values are zones: an app's replicas go to the
     /// zone with the fewest of them.
     pub spread_label: String,
+    /// Whether overlays carry IPsec between nodes.
+    pub encrypt_overlays: bool,
+}
+
+impl SwarmOptions {
+    /// The driver options of an overlay.
+    fn overlay_options(&self) -> HashMap<String, String> {
+        if self.encrypt_overlays {
+            HashMap::from([("encrypted".to_owned(), String::new())])
+        } else {
+            HashMap::new()
+        }
+    }
 }
 
 /// A Docker Swarm, through the engine of one of its managers.
@@ -575,7 +588,7 @@ impl ContainerRuntime for Swarm {
                     attachable: Some(true),
                     labels: Some(spec.labels.clone().into_iter().collect()),
                     // IPsec between nodes for everything on the network.
-                    options: Some(HashMap::from([("encrypted".to_owned(), String::new())])),
+                    options: Some(self.options.overlay_options()),
                     ..Default::default()
                 };
                 match client.create_network(request).await {
@@ -771,6 +784,10 @@ impl ContainerRuntime for Swarm {
 
     fn backend(&self) -> &'static str {
         "swarm"
+    }
+
+    async fn close(&self) -> Result<(), RuntimeError> {
+        self.relay.remove(&self.local).await
     }
 
     async fn nodes(&self) -> Result<Vec<Node>, RuntimeError> {

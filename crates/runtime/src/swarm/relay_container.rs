@@ -38,6 +38,7 @@ pub(super) struct Relay {
     name: String,
     dir: PathBuf,
     installation: String,
+    overlay_options: HashMap<String, String>,
     /// One (re)start or attach at a time.
     turn: tokio::sync::Mutex<()>,
 }
@@ -104,6 +105,7 @@ impl Relay {
             name: format!("rampart-relay-{}", options.installation),
             dir: options.relay_dir.clone(),
             installation: options.installation.clone(),
+            overlay_options: options.overlay_options(),
             turn: tokio::sync::Mutex::new(()),
         }
     }
@@ -273,7 +275,7 @@ impl Relay {
                 LABEL_RELAY.to_owned(),
                 self.installation.clone(),
             )])),
-            options: Some(HashMap::from([("encrypted".to_owned(), String::new())])),
+            options: Some(self.overlay_options.clone()),
             ..Default::default()
         };
         match client.create_network(request).await {
@@ -353,6 +355,25 @@ impl Relay {
             self.connect(local, network).await
         } else {
             self.recreate(local, &[network.to_owned()]).await
+        }
+    }
+
+    /// Removes the relay's container and its own network; the platform
+    /// starts a fresh one when it starts again.
+    pub(super) async fn remove(&self, local: &Docker) -> Result<(), RuntimeError> {
+        let _turn = self.turn.lock().await;
+        let client = local.client().await?;
+        let options = RemoveContainerOptionsBuilder::new().force(true).build();
+        match client.remove_container(&self.name, Some(options)).await {
+            Ok(()) => {}
+            Err(e) if is_not_found(&e) => {}
+            Err(e) => return Err(engine_error(e)),
+        }
+        let _ = std::fs::remove_file(self.socket());
+        match client.remove_network(&self.home_network()).await {
+            Ok(()) => Ok(()),
+            Err(e) if is_not_found(&e) => Ok(()),
+            Err(e) => Err(engine_error(e)),
         }
     }
 
