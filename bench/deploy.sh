@@ -238,13 +238,13 @@ sw_images=()
 for _ in $(seq "$RUNS"); do sw_images+=("$(timed_swarm $n --image rampart/benchswarm:r1)"); n=$((n+1)); done
 # The floor: a bare service of the same image until its task runs.
 sw_floors=()
-for i in $(seq "$RUNS"); do
+for k in $(seq "$RUNS"); do
   start=$(now)
-  docker service create -d --quiet --name "rampart-bench-floor-$i" rampart/benchswarm:r1 >/dev/null 2>&1
-  until docker service ps "rampart-bench-floor-$i" --format '{{.CurrentState}}' 2>/dev/null | grep -q '^Running'; do sleep 0.02; done
+  docker service create -d --quiet --name "rampart-bench-floor-$k" rampart/benchswarm:r1 >/dev/null 2>&1
+  until docker service ps "rampart-bench-floor-$k" --format '{{.CurrentState}}' 2>/dev/null | grep -q '^Running'; do sleep 0.02; done
   end=$(now)
   sw_floors+=("$(echo "$end - $start" | bc -l)")
-  docker service rm "rampart-bench-floor-$i" >/dev/null
+  docker service rm "rampart-bench-floor-$k" >/dev/null
 done
 sb=$(printf '%s\n' "${sw_builds[@]}" | median)
 si=$(printf '%s\n' "${sw_images[@]}" | median)
