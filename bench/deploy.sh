@@ -34,6 +34,7 @@ chmod 755 "$work"
 server=""
 cleanup() {
   [ -n "$server" ] && kill "$server" 2>/dev/null || true
+  [ -n "${moto:-}" ] && kill "$moto" 2>/dev/null || true
   wait 2>/dev/null || true
   docker ps -aq --filter label=rampart.app=benchhello | xargs -r docker rm -f >/dev/null
   docker ps -aq --filter name=rampart-bench-floor | xargs -r docker rm -f >/dev/null
@@ -42,7 +43,6 @@ cleanup() {
   docker network ls -q --filter label=rampart.app=benchdjango | xargs -r docker network rm >/dev/null
   docker service ls -q --filter label=rampart.app=benchswarm | xargs -r docker service rm >/dev/null
   docker service ls -q --filter name=rampart-bench-floor | xargs -r docker service rm >/dev/null
-  [ -n "${moto:-}" ] && kill "$moto" 2>/dev/null || true
   if [ -n "${swarm_made:-}" ]; then docker swarm leave --force >/dev/null 2>&1 || true; fi
 }
 trap cleanup EXIT
