@@ -369,6 +369,15 @@ fn apps_on_swarm_serve_from_hardened_services_on_encrypted_overlays() {
     });
 
     // Deleting the app removes its services and its overlay.
+    // The managed PostgreSQL listens on this host's networks only: on a
+    // Swarm a database is an external server's, and asking for a managed
+    // one is refused with the reason, creating nothing.
+    let (code, _, err) = run(cli(&sb, server).args(["db", "create", "sw-b"]));
+    assert_ne!(code, 0);
+    assert!(err.contains("postgres.mode = \"external\""), "{err}");
+    let (code, _, _) = run(cli(&sb, server).args(["db", "info", "sw-b"]));
+    assert_ne!(code, 0, "no database was recorded");
+
     ok(cli(&sb, server).args(["apps", "delete", "sw-a", "--yes"]));
     assert!(services("sw-a").is_empty());
     eventually(Duration::from_secs(30), "the overlay removed", || {
