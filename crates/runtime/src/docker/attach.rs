@@ -27,6 +27,24 @@ pub(crate) fn socket_path() -> String {
     named.unwrap_or_else(|| "/var/run/docker.sock".to_owned())
 }
 
+/// An HTTP/1.1 connection to the engine's socket; the caller drives the
+/// connection half.
+pub(crate) async fn engine_connection() -> Result<
+    (
+        hyper::client::conn::http1::SendRequest<Empty<Bytes>>,
+        hyper::client::conn::http1::Connection<TokioIo<tokio::net::UnixStream>, Empty<Bytes>>,
+    ),
+    RuntimeError,
+> {
+    let unreachable = |e: &dyn std::fmt::Display| RuntimeError::Unreachable(e.to_string());
+    let stream = tokio::net::UnixStream::connect(socket_path())
+        .await
+        .map_err(|e| unreachable(&e))?;
+    hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .map_err(|e| unreachable(&e))
+}
+
 /// Attaches to the input and output of container `id`, which has a
 /// terminal.
 pub(super) async fn attach(id: &str) -> Result<Attached, RuntimeError> {
@@ -38,12 +56,7 @@ pub(super) async fn attach(id: &str) -> Result<Attached, RuntimeError> {
         return Err(RuntimeError::NoContainer(id.to_owned()));
     }
     let unreachable = |e: &dyn std::fmt::Display| RuntimeError::Unreachable(e.to_string());
-    let stream = tokio::net::UnixStream::connect(socket_path())
-        .await
-        .map_err(|e| unreachable(&e))?;
-    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-        .await
-        .map_err(|e| unreachable(&e))?;
+    let (mut sender, connection) = engine_connection().await?;
     tokio::spawn(async move {
         if let Err(error) = connection.with_upgrades().await {
             tracing::debug!(%error, "the engine's attach connection ended with an error");

@@ -28,7 +28,7 @@ use crate::{
 mod attach;
 mod user;
 
-pub(crate) use attach::socket_path;
+pub(crate) use attach::engine_connection;
 
 /// The user a replica runs as when its image would run as root and the app
 /// did not ask for root: nobody.
@@ -658,22 +658,36 @@ impl ContainerRuntime for Docker {
 
     fn logs(&self, id: &str, query: LogQuery) -> BoxStream<'static, Result<LogLine, RuntimeError>> {
         let options = log_options(&query);
-        let replica = id.to_owned();
-        let this = self.clone();
-        let id = id.to_owned();
-        futures::stream::once(async move { this.client().await.cloned() })
-            .flat_map(move |client| match client {
-                Ok(client) => client.logs(&id, Some(options.clone())).boxed(),
-                Err(error) => futures::stream::once(async move {
-                    Err(bollard::errors::Error::IOError {
-                        err: std::io::Error::other(error.to_string()),
-                    })
-                })
-                .boxed(),
-            })
-            .map(move |item| log_line(item, &replica))
-            .boxed()
+        let container = id.to_owned();
+        log_lines(self, id, move |client| {
+            client.logs(&container, Some(options.clone())).boxed()
+        })
     }
+}
+
+/// The output stream `open` asks the engine for (a container's or a
+/// service's), as lines of `replica`.
+pub(crate) fn log_lines(
+    docker: &Docker,
+    replica: &str,
+    open: impl Fn(&bollard::Docker) -> BoxStream<'static, Result<LogOutput, bollard::errors::Error>>
+    + Send
+    + 'static,
+) -> BoxStream<'static, Result<LogLine, RuntimeError>> {
+    let this = docker.clone();
+    let replica = replica.to_owned();
+    futures::stream::once(async move { this.client().await.cloned() })
+        .flat_map(move |client| match client {
+            Ok(client) => open(&client),
+            Err(error) => futures::stream::once(async move {
+                Err(bollard::errors::Error::IOError {
+                    err: std::io::Error::other(error.to_string()),
+                })
+            })
+            .boxed(),
+        })
+        .map(move |item| log_line(item, &replica))
+        .boxed()
 }
 
 /// The engine's log options for a query: both streams, with timestamps.
@@ -693,7 +707,7 @@ pub(crate) fn log_options(query: &LogQuery) -> bollard::query_parameters::LogsOp
 }
 
 /// One line of a container's or a service's output.
-pub(crate) fn log_line(
+fn log_line(
     item: Result<LogOutput, bollard::errors::Error>,
     replica: &str,
 ) -> Result<LogLine, RuntimeError> {

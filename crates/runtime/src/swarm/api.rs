@@ -12,7 +12,6 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Empty};
 use hyper::Request;
 use hyper::header::HOST;
-use hyper_util::rt::TokioIo;
 use serde::Deserialize;
 
 use crate::{Node, Replica, RuntimeError};
@@ -23,12 +22,7 @@ const MAX_ANSWER: usize = 64 * 1024 * 1024;
 /// GETs `path` from the engine and decodes its JSON answer.
 pub(super) async fn get<T: serde::de::DeserializeOwned>(path: &str) -> Result<T, RuntimeError> {
     let unreachable = |e: &dyn std::fmt::Display| RuntimeError::Unreachable(e.to_string());
-    let stream = tokio::net::UnixStream::connect(crate::docker::socket_path())
-        .await
-        .map_err(|e| unreachable(&e))?;
-    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-        .await
-        .map_err(|e| unreachable(&e))?;
+    let (mut sender, connection) = crate::docker::engine_connection().await?;
     tokio::spawn(async move {
         let _ = connection.await;
     });

@@ -764,22 +764,11 @@ impl ContainerRuntime for Swarm {
         if !Self::is_service_id(id) {
             return self.local.logs(id, query);
         }
-        let local = self.local.clone();
-        let id = id.to_owned();
-        let replica = id.clone();
         let options = crate::docker::log_options(&query);
-        futures::stream::once(async move { local.client().await.cloned() })
-            .flat_map(move |client| match client {
-                Ok(client) => client.service_logs(&id, Some(options.clone())).boxed(),
-                Err(error) => futures::stream::once(async move {
-                    Err(bollard::errors::Error::IOError {
-                        err: std::io::Error::other(error.to_string()),
-                    })
-                })
-                .boxed(),
-            })
-            .map(move |item| crate::docker::log_line(item, &replica))
-            .boxed()
+        let service = id.to_owned();
+        crate::docker::log_lines(&self.local, id, move |client| {
+            client.service_logs(&service, Some(options.clone())).boxed()
+        })
     }
 
     fn backend(&self) -> &'static str {
