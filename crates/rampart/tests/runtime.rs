@@ -145,7 +145,7 @@ fn a_deployed_app_serves_over_https_from_hardened_isolated_replicas() {
         || {
             containers("hard")
                 .iter()
-                .filter(|id| inspect(id)["Config"]["Labels"]["rampart.release"] == "3")
+                .filter(|id| inspect_label(id, "rampart.release").as_deref() == Some("3"))
                 .count()
                 == 3
                 && containers("hard").len() == 3
@@ -327,7 +327,7 @@ fn ten_redeploys_under_load_fail_no_request() {
         ids.len() == 2
             && ids
                 .iter()
-                .all(|id| inspect(id)["Config"]["Labels"]["rampart.release"] == "11")
+                .all(|id| inspect_label(id, "rampart.release").as_deref() == Some("11"))
     });
 }
 
@@ -523,7 +523,7 @@ fn a_restart_after_sigkill_mid_deploy_converges() {
         || {
             containers("phoenix")
                 .iter()
-                .filter(|id| inspect(id)["Config"]["Labels"]["rampart.release"] == "2")
+                .filter(|id| inspect_label(id, "rampart.release").as_deref() == Some("2"))
                 .count()
                 == 2
         },
@@ -540,7 +540,7 @@ fn a_restart_after_sigkill_mid_deploy_converges() {
             ids.len() == 2
                 && ids
                     .iter()
-                    .all(|id| inspect(id)["Config"]["Labels"]["rampart.release"] == "1")
+                    .all(|id| inspect_label(id, "rampart.release").as_deref() == Some("1"))
         },
     );
     let releases = json(cli(&sb, &server).args(["releases", "phoenix"]));
