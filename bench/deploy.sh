@@ -82,14 +82,16 @@ printf 'FROM scratch\nCOPY hello /hello\nUSER 65534:65534\nENTRYPOINT ["/hello"]
 "$bin" apps create benchhello >/dev/null
 
 now() { date +%s.%N; }
-# Runs a deploy and waits until the edge answers with release $1.
+# Runs a deploy of the hello app $app (benchhello, later benchswarm) and
+# waits until the edge answers with release $1.
+app=benchhello
 timed() {
   local want=$1; shift
   local start; start=$(now)
-  "$bin" deploy benchhello "$@" --json > /dev/null 2>"$work/deploy.err" &
+  "$bin" deploy "$app" "$@" --json > /dev/null 2>"$work/deploy.err" &
   local deploy=$!
-  until curl -s --cacert "$work/data/ca.pem" --resolve "benchhello.localhost:$edge_port:127.0.0.1" \
-      "https://benchhello.localhost:$edge_port/" 2>/dev/null | grep -q "release $want "; do
+  until curl -s --cacert "$RAMPART_CA" --resolve "$app.localhost:$edge_port:127.0.0.1" \
+      "https://$app.localhost:$edge_port/" 2>/dev/null | grep -q "release $want "; do
     sleep 0.02
   done
   local end; end=$(now)
@@ -217,25 +219,13 @@ export RAMPART_SERVER="$api" RAMPART_CA="$work/swarm/data/ca.pem"
 RAMPART_TOKEN=$(cat "$work/swarm/data/bootstrap-token")
 export RAMPART_TOKEN
 "$bin" apps create benchswarm >/dev/null
-timed_swarm() {
-  local want=$1; shift
-  local start; start=$(now)
-  "$bin" deploy benchswarm "$@" --json > /dev/null 2>"$work/deploy.err" &
-  local deploy=$!
-  until curl -s --cacert "$work/swarm/data/ca.pem" --resolve "benchswarm.localhost:$edge_port:127.0.0.1" \
-      "https://benchswarm.localhost:$edge_port/" 2>/dev/null | grep -q "release $want "; do
-    sleep 0.02
-  done
-  local end; end=$(now)
-  wait "$deploy"
-  echo "$end - $start" | bc -l
-}
+app=benchswarm
 n=1
-sw_first=$(timed_swarm $n --path "$ctx"); n=$((n+1))
+sw_first=$(timed $n --path "$ctx"); n=$((n+1))
 sw_builds=()
-for _ in $(seq "$RUNS"); do sw_builds+=("$(timed_swarm $n --path "$ctx")"); n=$((n+1)); done
+for _ in $(seq "$RUNS"); do sw_builds+=("$(timed $n --path "$ctx")"); n=$((n+1)); done
 sw_images=()
-for _ in $(seq "$RUNS"); do sw_images+=("$(timed_swarm $n --image rampart/benchswarm:r1)"); n=$((n+1)); done
+for _ in $(seq "$RUNS"); do sw_images+=("$(timed $n --image rampart/benchswarm:r1)"); n=$((n+1)); done
 # The floor: a bare service of the same image until its task runs.
 sw_floors=()
 for k in $(seq "$RUNS"); do
