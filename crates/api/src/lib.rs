@@ -18,6 +18,7 @@ pub mod incidents;
 pub mod nodes;
 pub mod policy;
 pub mod proof;
+pub mod registry;
 pub mod routes;
 mod serve;
 pub mod tls;

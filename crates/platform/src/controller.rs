@@ -244,6 +244,12 @@ impl Platform {
         self.key.derive_label("rampart installation id")
     }
 
+    /// The key the image registry's pull credentials derive from: from
+    /// the master key, so it is stable and needs no storage.
+    pub fn registry_key(&self) -> [u8; 32] {
+        self.key.derive_secret("rampart registry pull credentials")
+    }
+
     /// Rebuilds the edge's route table from the store and the serving set.
     pub(crate) async fn publish(&self) -> Result<(), Error> {
         let engine = self.engine()?;

@@ -12,6 +12,7 @@ use rampart_core::config::{Config, DEFAULT_DATA_DIR, LogConfig, LogFormat};
 use rampart_edge::{Edge, EdgeConfig};
 use rampart_platform::{DataDir, Engine, Platform};
 use rampart_runtime::ContainerRuntime;
+use rampart_runtime::swarm::Registry;
 use std::net::SocketAddr;
 use tokio::net::TcpListener;
 
@@ -132,6 +133,29 @@ async fn shutdown_signal() {
     }
 }
 
+/// Serves release images to the Swarm's nodes at `addr` (TLS from the
+/// internal CA, for that address) until `stopped` turns true.
+async fn serve_registry(
+    platform: &Arc<Platform>,
+    registry: Arc<Registry>,
+    addr: SocketAddr,
+    mut stopped: tokio::sync::watch::Receiver<bool>,
+) -> anyhow::Result<tokio::task::JoinHandle<()>> {
+    let certificate = ApiCertificate::issue(platform, &[addr.ip().to_string()])?;
+    let tls = server_config(certificate.clone())?;
+    let listener = TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen on {addr} (runtime.registry)"))?;
+    tokio::spawn(certificate.renew_forever(platform.clone()));
+    let router = rampart_api::registry::router(registry);
+    Ok(tokio::spawn(async move {
+        let shutdown = async move {
+            let _ = stopped.wait_for(|stop| *stop).await;
+        };
+        rampart_api::serve(listener, tls, router, shutdown, DRAIN).await;
+    }))
+}
+
 /// The engine replicas run on: the local Docker engine, or the Swarm it
 /// manages, whose overlays the edge reaches through the relay.
 async fn container_runtime(
@@ -140,13 +164,14 @@ async fn container_runtime(
     platform: &Platform,
     edge: &Edge,
     docker: rampart_runtime::docker::Docker,
+    registry: Option<Arc<Registry>>,
 ) -> anyhow::Result<Arc<dyn ContainerRuntime>> {
     use rampart_core::config::Backend;
     use rampart_runtime::swarm::{Swarm, SwarmOptions};
     match config.runtime.backend {
         Backend::Docker => Ok(Arc::new(docker)),
         Backend::Swarm => {
-            let swarm = Swarm::new(
+            let mut swarm = Swarm::new(
                 docker,
                 SwarmOptions {
                     installation: platform.installation_id(),
@@ -156,6 +181,16 @@ async fn container_runtime(
                     encrypt_overlays: config.runtime.encrypt_overlays,
                 },
             );
+            let distributing = registry.is_some();
+            if let Some(registry) = registry {
+                swarm = swarm.with_registry(registry);
+            }
+            let nodes = swarm.nodes().await.map(|n| n.len()).unwrap_or(0);
+            if nodes > 1 && !distributing {
+                eprintln!(
+                    "rampart: the Swarm has {nodes} nodes and runtime.registry is not set: a replica placed on a node that lacks its image cannot start (docs/swarm.md)"
+                );
+            }
             let pools = swarm
                 .address_pools()
                 .await
@@ -199,7 +234,22 @@ pub async fn run(mut args: UpArgs) -> anyhow::Result<()> {
     let platform = Arc::new(platform);
     let edge = Edge::start(edge_config).await?;
     let edge_addr = reachable(edge.addrs().https);
-    let runtime = container_runtime(&config, &dir, &platform, &edge, docker).await?;
+    let registry = config.runtime.registry.map(|addr| {
+        Arc::new(Registry::new(
+            addr.to_string(),
+            dir.root().join("registry"),
+            platform.registry_key(),
+        ))
+    });
+    let (registry_stop, registry_stopped) = tokio::sync::watch::channel(false);
+    let registry_server = match (&registry, config.runtime.registry) {
+        (Some(registry), Some(addr)) => {
+            Some(serve_registry(&platform, registry.clone(), addr, registry_stopped).await?)
+        }
+        _ => None,
+    };
+    let runtime =
+        container_runtime(&config, &dir, &platform, &edge, docker, registry.clone()).await?;
     platform.attach(Engine::new(
         runtime.clone(),
         edge.clone(),
@@ -246,6 +296,14 @@ pub async fn run(mut args: UpArgs) -> anyhow::Result<()> {
     }
     writeln!(out, "rampart: apps are served at https://{edge_addr}")?;
     writeln!(out, "rampart: API listening on https://{addr}")?;
+    if let Some(registry) = &registry {
+        writeln!(
+            out,
+            "rampart: release images served to the Swarm's nodes at https://{} (each node's engine trusts the CA certificate as /etc/docker/certs.d/{}/ca.crt)",
+            registry.address(),
+            registry.address()
+        )?;
+    }
     if let Some(admin) = edge.addrs().admin {
         writeln!(
             out,
@@ -326,6 +384,10 @@ pub async fn run(mut args: UpArgs) -> anyhow::Result<()> {
     );
     rampart_api::serve(listener, tls, router, shutdown_signal(), DRAIN).await;
     let _ = stop.send(true);
+    let _ = registry_stop.send(true);
+    if let Some(server) = registry_server {
+        let _ = server.await;
+    }
     let _ = reconciler.await;
     let _ = scheduler.await;
     let _ = watcher.await;

@@ -68,6 +68,10 @@ pub enum RuntimeError {
     /// A replica asked for what cannot follow it across machines.
     #[error("{0}")]
     NotPortable(String),
+    /// The image registry the Swarm's nodes pull from could not publish
+    /// or read an image.
+    #[error("the image registry: {0}")]
+    Registry(String),
 }
 
 /// Resource limits of one replica.

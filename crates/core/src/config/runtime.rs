@@ -1,5 +1,7 @@
 //! The `[runtime]` table: which engine runs replicas.
 
+use std::net::SocketAddr;
+
 use serde::Deserialize;
 
 use super::ConfigError;
@@ -11,6 +13,7 @@ pub(super) struct RawRuntime {
     constraints: Option<Vec<String>>,
     spread_label: Option<String>,
     encrypt_overlays: Option<bool>,
+    registry: Option<String>,
 }
 
 /// Where replicas run.
@@ -32,6 +35,9 @@ pub struct RuntimeConfig {
     /// Whether app overlays carry IPsec between nodes (Swarm); off only
     /// where the nodes' kernels have no ESP, on links that are private.
     pub encrypt_overlays: bool,
+    /// Where the platform serves release images to the Swarm's nodes
+    /// (Swarm): an address of this machine that every node reaches.
+    pub registry: Option<SocketAddr>,
 }
 
 impl Default for RuntimeConfig {
@@ -41,6 +47,7 @@ impl Default for RuntimeConfig {
             constraints: Vec::new(),
             spread_label: "zone".into(),
             encrypt_overlays: true,
+            registry: None,
         }
     }
 }
@@ -104,12 +111,42 @@ pub(super) fn validate(raw: RawRuntime, media_s3: bool) -> Result<RuntimeConfig,
             "is about Swarm overlays; it needs runtime.backend = \"swarm\"",
         ));
     }
+    let registry = match raw.registry.as_deref() {
+        None => None,
+        Some(text) => Some(registry_address(text)?),
+    };
+    if backend == Backend::Docker && registry.is_some() {
+        return Err(ConfigError::invalid(
+            "runtime.registry",
+            "serves images to a Swarm's nodes; it needs runtime.backend = \"swarm\"",
+        ));
+    }
     Ok(RuntimeConfig {
         backend,
         constraints,
         spread_label,
         encrypt_overlays,
+        registry,
     })
+}
+
+/// The registry's address: an IP address every node can dial (not the
+/// unspecified or a loopback address, which would name each node itself)
+/// and a port.
+fn registry_address(text: &str) -> Result<SocketAddr, ConfigError> {
+    let invalid = |why: &str| ConfigError::invalid("runtime.registry", format!("{text:?} {why}"));
+    let addr: SocketAddr = text
+        .parse()
+        .map_err(|_| invalid("is not an IP address and port such as 10.0.0.1:7444"))?;
+    if addr.port() == 0 {
+        return Err(invalid("has no port"));
+    }
+    if addr.ip().is_unspecified() || addr.ip().is_loopback() {
+        return Err(invalid(
+            "is not an address other nodes reach: name this machine's address on the network the nodes share",
+        ));
+    }
+    Ok(addr)
 }
 
 #[cfg(test)]
@@ -122,6 +159,7 @@ mod tests {
             constraints: Some(constraints.iter().map(|c| c.to_string()).collect()),
             spread_label: None,
             encrypt_overlays: None,
+            registry: None,
         }
     }
 
@@ -164,6 +202,36 @@ mod tests {
         assert_eq!(
             validate(RawRuntime::default(), false).unwrap(),
             RuntimeConfig::default()
+        );
+    }
+
+    #[test]
+    fn the_registry_is_an_address_other_nodes_reach_on_a_swarm() {
+        let with = |backend: &str, registry: &str| RawRuntime {
+            registry: Some(registry.into()),
+            ..raw(backend, &[])
+        };
+        let config = validate(with("swarm", "10.0.0.1:7444"), true).unwrap();
+        assert_eq!(config.registry, Some("10.0.0.1:7444".parse().unwrap()));
+        for bad in [
+            "10.0.0.1",
+            "registry.example:7444",
+            "0.0.0.0:7444",
+            "127.0.0.1:7444",
+            "[::1]:7444",
+            "10.0.0.1:0",
+            "10.0.0.1:7444/x",
+        ] {
+            let error = validate(with("swarm", bad), true).unwrap_err();
+            assert!(
+                error.to_string().contains("runtime.registry"),
+                "{bad}: {error}"
+            );
+        }
+        let error = validate(with("docker", "10.0.0.1:7444"), true).unwrap_err();
+        assert!(
+            error.to_string().contains("needs runtime.backend"),
+            "{error}"
         );
     }
 }

@@ -21,11 +21,13 @@
 //! on Swarm live in S3. The internal CA certificate reaches replicas as a
 //! Swarm config, which every node receives.
 //!
-//! Builds, images, volumes and one-off tasks (a release phase, `rampart
-//! run`, scheduled jobs) stay on the local engine, a manager: a task is a
-//! plain container attached to its app's overlay.
+//! Builds, volumes and one-off tasks (a release phase, `rampart run`,
+//! scheduled jobs) stay on the local engine, a manager: a task is a plain
+//! container attached to its app's overlay. Release images reach the other
+//! nodes through the platform's [`registry`], when one is configured.
 
 mod api;
+pub mod registry;
 mod relay_container;
 
 use std::collections::{BTreeMap, HashMap};
@@ -34,6 +36,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use bollard::auth::DockerCredentials;
 use bollard::models::{
     EndpointSpec, EndpointSpecModeEnum, Limit, Mount, MountTmpfsOptions, MountType,
     NetworkAttachmentConfig, NetworkCreateRequest, NodeSpecAvailabilityEnum, ServiceSpec,
@@ -45,7 +48,9 @@ use bollard::models::{
     TaskSpecLogDriver, TaskSpecPlacement, TaskSpecPlacementPreferences, TaskSpecPlacementSpread,
     TaskSpecResources, TaskSpecRestartPolicy, TaskSpecRestartPolicyConditionEnum,
 };
-use bollard::query_parameters::{ListServicesOptionsBuilder, UpdateNodeOptionsBuilder};
+use bollard::query_parameters::{
+    CreateImageOptionsBuilder, ListServicesOptionsBuilder, UpdateNodeOptionsBuilder,
+};
 use bytes::Bytes;
 use futures::StreamExt;
 use futures::stream::BoxStream;
@@ -57,6 +62,7 @@ use crate::{
     LogLine, LogQuery, NetworkSpec, Node, NodeChange, Replica, ReplicaSpec, RuntimeError,
 };
 
+pub use registry::Registry;
 pub use relay_container::relay_invocation;
 
 /// How long a replica's processes get between SIGTERM and SIGKILL.
@@ -105,6 +111,9 @@ pub struct Swarm {
     local: Docker,
     options: Arc<SwarmOptions>,
     relay: Arc<relay_container::Relay>,
+    /// Where other nodes pull release images from; without one, services
+    /// name images by id and only nodes holding them can run them.
+    registry: Option<Arc<Registry>>,
 }
 
 impl Swarm {
@@ -116,7 +125,59 @@ impl Swarm {
             local,
             options: Arc::new(options),
             relay: Arc::new(relay),
+            registry: None,
         }
+    }
+
+    /// Publishes release images in `registry` and names them there, so
+    /// that every node can pull them.
+    pub fn with_registry(mut self, registry: Arc<Registry>) -> Self {
+        self.registry = Some(registry);
+        self
+    }
+
+    /// The image reference a service names, and the credential its nodes
+    /// pull it with: the image published in the app's repository (and
+    /// pulled by this manager, which checks that the registry serves it),
+    /// or the local image id when there is no registry.
+    async fn distributed(
+        &self,
+        spec: &ReplicaSpec,
+        image_id: &str,
+    ) -> Result<(String, Option<DockerCredentials>), RuntimeError> {
+        let Some(registry) = &self.registry else {
+            return Ok((image_id.to_owned(), None));
+        };
+        let app = spec.labels.get(LABEL_APP).ok_or_else(|| {
+            RuntimeError::Registry(format!("replica {} has no app label", spec.name))
+        })?;
+        let repository = registry::repository(app);
+        let reference = registry.publish(&self.local, image_id, &repository).await?;
+        let credential = registry.credential(&repository);
+        let credentials = DockerCredentials {
+            username: Some(credential.user),
+            password: Some(credential.password),
+            serveraddress: Some(registry.address().to_owned()),
+            ..Default::default()
+        };
+        if self.local.image(&reference).await.is_err() {
+            let options = CreateImageOptionsBuilder::new()
+                .from_image(&reference)
+                .build();
+            let client = self.local.client().await?;
+            let mut pull = client.create_image(Some(options), None, Some(credentials.clone()));
+            while let Some(progress) = pull.next().await {
+                progress.map_err(|e| {
+                    RuntimeError::Registry(format!(
+                        "this manager could not pull {reference} from the platform's registry ({}); every node's engine must trust the internal CA for {} (docs/swarm.md): {}",
+                        registry.address(),
+                        registry.address(),
+                        engine_error(e)
+                    ))
+                })?;
+            }
+        }
+        Ok((reference, Some(credentials)))
     }
 
     /// The relay's socket: the edge and the health checks reach replicas
@@ -368,8 +429,12 @@ impl Swarm {
         Ok(configs)
     }
 
-    async fn service_spec(&self, spec: &ReplicaSpec) -> Result<ServiceSpec, RuntimeError> {
+    async fn service_spec(
+        &self,
+        spec: &ReplicaSpec,
+    ) -> Result<(ServiceSpec, Option<DockerCredentials>), RuntimeError> {
         let image = self.local.image(&spec.image).await?;
+        let (reference, credentials) = self.distributed(spec, &image.id).await?;
         let user = if spec.allow_root {
             None
         } else {
@@ -388,12 +453,12 @@ impl Swarm {
         } else {
             ServiceSpecUpdateConfigOrderEnum::START_FIRST
         };
-        Ok(ServiceSpec {
+        let service = ServiceSpec {
             name: Some(spec.name.clone()),
             labels: Some(labels.clone()),
             task_template: Some(TaskSpec {
                 container_spec: Some(TaskSpecContainerSpec {
-                    image: Some(image.id.clone()),
+                    image: Some(reference),
                     labels: Some(labels),
                     args: spec.command.clone(),
                     env: Some(spec.env.iter().map(|(k, v)| format!("{k}={v}")).collect()),
@@ -481,7 +546,8 @@ impl Swarm {
                 mode: Some(EndpointSpecModeEnum::DNSRR),
                 ports: None,
             }),
-        })
+        };
+        Ok((service, credentials))
     }
 
     /// Waits until the service's task runs, has ended, or the cluster
@@ -634,12 +700,12 @@ impl ContainerRuntime for Swarm {
         if Self::is_task(spec) {
             return self.local.start(spec).await;
         }
-        let service = self.service_spec(spec).await?;
+        let (service, credentials) = self.service_spec(spec).await?;
         let created = self
             .local
             .client()
             .await?
-            .create_service(service, None)
+            .create_service(service, credentials)
             .await
             .map_err(engine_error)?;
         let id = created
