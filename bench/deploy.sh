@@ -19,7 +19,8 @@
 #
 # Swarm rows: the same hello deploys with runtime.backend = "swarm" (a
 # one-task service per replica on an encrypted overlay, reached through the
-# relay; media in moto's S3), on this engine made a single-node Swarm for
+# relay; images published to the platform's registry and pulled from it;
+# media in moto's S3), on this engine made a single-node Swarm for
 # the run when it is not one, beside the floor of a bare
 # `docker service create` until its task runs.
 #
@@ -43,6 +44,7 @@ cleanup() {
   docker network ls -q --filter label=rampart.app=benchdjango | xargs -r docker network rm >/dev/null
   docker service ls -q --filter label=rampart.app=benchswarm | xargs -r docker service rm >/dev/null
   docker service ls -q --filter name=rampart-bench-floor | xargs -r docker service rm >/dev/null
+  [ -n "${registry:-}" ] && rm -rf "/etc/docker/certs.d/$registry"
   if [ -n "${swarm_made:-}" ]; then docker swarm leave --force >/dev/null 2>&1 || true; fi
 }
 trap cleanup EXIT
@@ -120,6 +122,22 @@ builds=()
 for _ in $(seq "$RUNS"); do builds+=("$(timed $n --path "$ctx")"); n=$((n+1)); done
 images=()
 for _ in $(seq "$RUNS"); do images+=("$(timed $n --image rampart/benchhello:r1)"); n=$((n+1)); done
+# A new image each run: the same context with a file that changes, so
+# every deploy builds (one new small layer), and on a Swarm publishes and
+# pulls, an image no node has.
+ctx_new="$work/ctx-new"
+mkdir -p "$ctx_new"
+cp "$hello" "$ctx_new/hello"
+printf 'FROM scratch\nCOPY hello /hello\nCOPY stamp /stamp\nUSER 65534:65534\nENTRYPOINT ["/hello"]\n' > "$ctx_new/Dockerfile"
+fresh() {
+  local runs=()
+  for _ in $(seq "$RUNS"); do
+    echo "$app $n" > "$ctx_new/stamp"
+    runs+=("$(timed $n --path "$ctx_new")"); n=$((n+1))
+  done
+  printf '%s\n' "${runs[@]}"
+}
+news=$(fresh); n=$((n+RUNS))
 
 # The floor: docker run of the same image until its port answers.
 floors=()
@@ -165,6 +183,8 @@ printf '| deploy | median | vs docker run |\n| --- | --- | --- |\n'
 printf '| --path, first build | %.2f s | %.1f× |\n' "$first" "$(echo "$first / $f" | bc -l)"
 printf '| --path (build cache warm) | %s s | %.1f× |\n' "$b" "$(echo "$b / $f" | bc -l)"
 printf '| --image | %s s | %.1f× |\n' "$i" "$(echo "$i / $f" | bc -l)"
+nw=$(echo "$news" | median)
+printf '| --path, a new image each run | %s s | %.1f× |\n' "$nw" "$(echo "$nw / $f" | bc -l)"
 printf '| docker run until the port answers | %s s | 1.0× |\n' "$f"
 
 if [ -z "${SKIP_DJANGO:-}" ]; then
@@ -194,6 +214,9 @@ moto=$!
 until curl -s "http://127.0.0.1:$moto_port/" >/dev/null 2>&1; do sleep 0.1; done
 echo "bench-secret" > "$work/s3-secret"
 mkdir -p "$work/swarm"
+# The platform's registry, on the default bridge's address (a registry
+# must be an address other nodes reach), trusted by this engine for the run.
+registry="$(ip -4 -o addr show docker0 | awk '{print $4}' | cut -d/ -f1):19756"
 cat > "$work/swarm/rampart.toml" <<TOML
 [api]
 listen = "127.0.0.1:0"
@@ -205,6 +228,7 @@ http = "127.0.0.1:0"
 admin = ""
 [runtime]
 backend = "swarm"
+registry = "$registry"
 [media]
 s3_endpoint = "http://127.0.0.1:$moto_port"
 s3_access_key_id = "bench"
@@ -216,6 +240,8 @@ for _ in $(seq 300); do grep -q "API listening" "$work/swarm/up.log" && break; s
 api=$(grep -o 'API listening on https://[0-9.:]*' "$work/swarm/up.log" | awk '{print $4}')
 edge_port=$(grep -o 'apps are served at https://[0-9.:]*' "$work/swarm/up.log" | awk -F: '{print $NF}')
 export RAMPART_SERVER="$api" RAMPART_CA="$work/swarm/data/ca.pem"
+mkdir -p "/etc/docker/certs.d/$registry"
+cp "$RAMPART_CA" "/etc/docker/certs.d/$registry/ca.crt"
 RAMPART_TOKEN=$(cat "$work/swarm/data/bootstrap-token")
 export RAMPART_TOKEN
 "$bin" apps create benchswarm >/dev/null
@@ -226,6 +252,7 @@ sw_builds=()
 for _ in $(seq "$RUNS"); do sw_builds+=("$(timed $n --path "$ctx")"); n=$((n+1)); done
 sw_images=()
 for _ in $(seq "$RUNS"); do sw_images+=("$(timed $n --image rampart/benchswarm:r1)"); n=$((n+1)); done
+sw_news=$(fresh); n=$((n+RUNS))
 # The floor: a bare service of the same image until its task runs.
 sw_floors=()
 for k in $(seq "$RUNS"); do
@@ -244,4 +271,6 @@ printf '| deploy | median | vs docker run | vs the Docker backend |\n| --- | ---
 printf '| --path, first build | %.2f s | %.1f× | %.1f× |\n' "$sw_first" "$(echo "$sw_first / $f" | bc -l)" "$(echo "$sw_first / $first" | bc -l)"
 printf '| --path (build cache warm) | %s s | %.1f× | %.1f× |\n' "$sb" "$(echo "$sb / $f" | bc -l)" "$(echo "$sb / $b" | bc -l)"
 printf '| --image | %s s | %.1f× | %.1f× |\n' "$si" "$(echo "$si / $f" | bc -l)" "$(echo "$si / $i" | bc -l)"
+sn=$(echo "$sw_news" | median)
+printf '| --path, a new image each run (published to the registry, pulled) | %s s | %.1f× | %.1f× |\n' "$sn" "$(echo "$sn / $f" | bc -l)" "$(echo "$sn / $nw" | bc -l)"
 printf '| docker service create until its task runs | %s s | %.1f× | |\n' "$sf" "$(echo "$sf / $f" | bc -l)"
