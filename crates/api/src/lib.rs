@@ -15,6 +15,7 @@ pub mod deploys;
 pub mod error;
 mod gate;
 pub mod incidents;
+pub mod ingress;
 pub mod nodes;
 pub mod policy;
 pub mod proof;
@@ -110,6 +111,7 @@ fn documented_routes() -> (Router<routes::AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(nodes::set_node_label, nodes::remove_node_label))
         .routes(routes!(nodes::drain_node))
         .routes(routes!(nodes::activate_node))
+        .routes(routes!(nodes::ingress_credential))
         .routes(routes!(alerts::list_alerts))
         .routes(routes!(alerts::show_alert))
         .routes(routes!(alerts::ack_alert))

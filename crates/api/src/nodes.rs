@@ -85,3 +85,19 @@ pub async fn activate_node(
 ) -> Result<Json<wire::Node>, ApiError> {
     Ok(Json(p.activate_node(ctx.acting(), &node).await?))
 }
+
+/// Issues the credential an edge on the node (`rampart ingress`) syncs
+/// its routes and certificates with; refused for a suspect node.
+#[utoipa::path(post, path = "/api/nodes/{node}/ingress", tag = "nodes",
+    security(("bearer" = [])),
+    params(("node" = String, Path, description = "Node id, id prefix or hostname")),
+    responses((status = 200, body = wire::IngressCredential), (status = 400, body = ErrorBody),
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+pub async fn ingress_credential(
+    State(p): State<AppState>,
+    ctx: Ctx,
+    Path(node): Path<String>,
+) -> Result<Json<wire::IngressCredential>, ApiError> {
+    Ok(Json(p.ingress_credential(ctx.acting(), &node).await?))
+}

@@ -18,7 +18,9 @@ use rampart_platform::Caller;
 pub fn allows(role: Role, action: Action) -> bool {
     use Action::*;
     match role {
-        Role::Owner | Role::Admin => !matches!(action, Bootstrap | AlertRaise | ReportSubmit),
+        Role::Owner | Role::Admin => {
+            !matches!(action, Bootstrap | AlertRaise | ReportSubmit | IngressSync)
+        }
         Role::Developer => matches!(
             action,
             AppRead

@@ -60,8 +60,8 @@ fn target(path: &str) -> Option<Target<'_>> {
     })
 }
 
-/// The repository the request's credential may read.
-fn authenticated(registry: &Registry, headers: &HeaderMap) -> Option<String> {
+/// The user and password of an HTTP Basic `Authorization` header.
+pub(crate) fn basic(headers: &HeaderMap) -> Option<(String, String)> {
     let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
     let encoded = value
         .strip_prefix("Basic ")
@@ -69,9 +69,15 @@ fn authenticated(registry: &Registry, headers: &HeaderMap) -> Option<String> {
     let decoded = base64::engine::general_purpose::STANDARD
         .decode(encoded.trim())
         .ok()?;
-    let text = std::str::from_utf8(&decoded).ok()?;
+    let text = String::from_utf8(decoded).ok()?;
     let (user, password) = text.split_once(':')?;
-    registry.authenticate(user, password)
+    Some((user.to_owned(), password.to_owned()))
+}
+
+/// The repository the request's credential may read.
+fn authenticated(registry: &Registry, headers: &HeaderMap) -> Option<String> {
+    let (user, password) = basic(headers)?;
+    registry.authenticate(&user, &password)
 }
 
 fn error(status: StatusCode, code: &str, message: &str) -> Response {

@@ -67,7 +67,8 @@ pub fn access(method: &Method, path: &str) -> Option<Access> {
         ("PUT", "/api/nodes/{node}/labels/{key}")
         | ("DELETE", "/api/nodes/{node}/labels/{key}")
         | ("POST", "/api/nodes/{node}/drain")
-        | ("POST", "/api/nodes/{node}/activate") => NodeManage,
+        | ("POST", "/api/nodes/{node}/activate")
+        | ("POST", "/api/nodes/{node}/ingress") => NodeManage,
         ("GET", "/api/alerts")
         | ("GET", "/api/alerts/{id}")
         | ("GET", "/api/notify")

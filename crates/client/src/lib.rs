@@ -501,6 +501,14 @@ impl Client {
         self.call(Method::POST, &path, None::<&()>).await
     }
 
+    pub async fn ingress_credential(
+        &self,
+        node: &str,
+    ) -> Result<wire::IngressCredential, ClientError> {
+        let path = format!("/api/nodes/{}/ingress", segment(node));
+        self.call(Method::POST, &path, None::<&()>).await
+    }
+
     pub async fn alerts(&self, all: bool) -> Result<Vec<wire::Alert>, ClientError> {
         self.get(&format!("/api/alerts?all={all}")).await
     }

@@ -34,8 +34,12 @@ pub enum Action {
     BanSet,
     /// List the machines of a Swarm.
     NodeRead,
-    /// Label, drain (evacuate) or activate a machine of a Swarm.
+    /// Label, drain (evacuate) or activate a machine of a Swarm, or issue
+    /// the credential of an edge on one.
     NodeManage,
+    /// An ingress node's edge fetched its sites' certificates (recorded by
+    /// the node listener; no route of the API).
+    IngressSync,
     /// List alerts and their deliveries.
     AlertRead,
     /// Acknowledge an alert.
@@ -114,7 +118,7 @@ pub enum Action {
 }
 
 impl Action {
-    pub const ALL: [Action; 55] = [
+    pub const ALL: [Action; 56] = [
         Action::AppRead,
         Action::AppCreate,
         Action::AppDelete,
@@ -133,6 +137,7 @@ impl Action {
         Action::BanSet,
         Action::NodeRead,
         Action::NodeManage,
+        Action::IngressSync,
         Action::AlertRead,
         Action::AlertAck,
         Action::NotifySet,
@@ -193,6 +198,7 @@ impl Action {
             Action::BanSet => "ban.set",
             Action::NodeRead => "node.read",
             Action::NodeManage => "node.manage",
+            Action::IngressSync => "ingress.sync",
             Action::AlertRead => "alert.read",
             Action::AlertAck => "alert.ack",
             Action::NotifySet => "notify.set",

@@ -120,6 +120,17 @@ impl Acme {
         load_files(&cert, &key, "acme").ok()
     }
 
+    /// The stored certificate chain and key for `hosts` as PEM text, if
+    /// they exist and the certificate loads.
+    pub fn stored_pem(&self, hosts: &[String]) -> Option<(String, String)> {
+        let (cert, key) = cert_paths(&self.dir, hosts);
+        load_files(&cert, &key, "acme").ok()?;
+        Some((
+            std::fs::read_to_string(cert).ok()?,
+            std::fs::read_to_string(key).ok()?,
+        ))
+    }
+
     /// Orders a certificate for `hosts` and stores it.
     pub async fn issue(&self, hosts: &[String]) -> Result<Served, CertError> {
         let account = self.account().await?;
@@ -228,6 +239,24 @@ impl Challenges {
             .write()
             .unwrap_or_else(|e| e.into_inner())
             .remove(token);
+    }
+
+    /// Every challenge, token and key authorization, sorted by token.
+    pub fn all(&self) -> Vec<(String, String)> {
+        let mut all: Vec<(String, String)> = self
+            .map
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        all.sort();
+        all
+    }
+
+    /// Replaces every challenge with `all`.
+    pub fn replace(&self, all: Vec<(String, String)>) {
+        *self.map.write().unwrap_or_else(|e| e.into_inner()) = all.into_iter().collect();
     }
 
     pub(crate) fn get(&self, token: &str) -> Option<String> {

@@ -439,6 +439,24 @@ impl Edge {
         self.shared.well_known.set_intake(sink, per_client, overall);
     }
 
+    /// The ACME certificate stored for `hosts` (chain, key) as PEM text,
+    /// for an ingress node that serves the same site.
+    pub fn acme_pem(&self, hosts: &[String]) -> Option<(String, String)> {
+        self.acme.as_ref()?.stored_pem(hosts)
+    }
+
+    /// The ACME HTTP-01 challenges this edge answers (token, key
+    /// authorization).
+    pub fn challenges(&self) -> Vec<(String, String)> {
+        self.shared.challenges.all()
+    }
+
+    /// Answers exactly these challenges: an ingress node answers those of
+    /// the platform's edge, since a CA may validate through any node.
+    pub fn set_challenges(&self, all: Vec<(String, String)>) {
+        self.shared.challenges.replace(all);
+    }
+
     pub fn certificates(&self) -> Vec<CertificateStatus> {
         let table = self.shared.table.load_full();
         let certs = self.certs.snapshot();

@@ -179,6 +179,32 @@ impl InternalCa {
 
     /// Issues a server certificate for DNS names and IP addresses.
     pub fn issue(&self, names: &[String]) -> Result<Issued, PkiError> {
+        let (cert, key, not_after) = self.leaf(names)?;
+        Ok(Issued {
+            chain: vec![cert.der().clone(), self.cert_der.clone()],
+            key: PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der())),
+            not_after,
+        })
+    }
+
+    /// Like [`InternalCa::issue`], as PEM text: the chain (leaf, then this
+    /// CA) and the key, for a server elsewhere (an ingress node's edge).
+    pub fn issue_pem(
+        &self,
+        names: &[String],
+    ) -> Result<(String, String, OffsetDateTime), PkiError> {
+        let (cert, key, not_after) = self.leaf(names)?;
+        Ok((
+            format!("{}{}", cert.pem(), self.cert_pem),
+            key.serialize_pem(),
+            not_after,
+        ))
+    }
+
+    fn leaf(
+        &self,
+        names: &[String],
+    ) -> Result<(rcgen::Certificate, KeyPair, OffsetDateTime), PkiError> {
         let issuer = self.params.clone().self_signed(&self.key)?;
         let key = KeyPair::generate()?;
         let mut params = CertificateParams::default();
@@ -203,11 +229,7 @@ impl InternalCa {
         params.not_after = now + LEAF_VALIDITY;
         let not_after = params.not_after;
         let cert = params.signed_by(&key, &issuer, &self.key)?;
-        Ok(Issued {
-            chain: vec![cert.der().clone(), self.cert_der.clone()],
-            key: PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der())),
-            not_after,
-        })
+        Ok((cert, key, not_after))
     }
 }
 

@@ -58,6 +58,10 @@ pub struct Engine {
     pub(crate) restarts: std::sync::Mutex<HashMap<String, u64>>,
     /// One-off commands and scheduled runs going on, per app.
     pub(crate) task_slots: TaskSlots,
+    /// The sites last given to the edge, for ingress nodes.
+    pub(crate) published: std::sync::Mutex<Arc<Vec<SiteSpec>>>,
+    /// Edges on other nodes of a Swarm, when the platform serves them.
+    pub(crate) ingress: Option<crate::ingress::SwarmIngress>,
 }
 
 /// One-off commands and scheduled runs one app may have going at once, so
@@ -120,7 +124,15 @@ impl Engine {
             locks: Default::default(),
             restarts: Default::default(),
             task_slots: Default::default(),
+            published: Default::default(),
+            ingress: None,
         }
+    }
+
+    /// Serves edges on other nodes of the Swarm (`rampart ingress`).
+    pub fn with_ingress(mut self, ingress: crate::ingress::SwarmIngress) -> Self {
+        self.ingress = Some(ingress);
+        self
     }
 
     pub(crate) fn lock_for(&self, app: &AppId) -> Arc<Mutex<()>> {
@@ -276,11 +288,13 @@ impl Platform {
                 }
             }
         }
-        let table = RouteTable::new(sites).map_err(|(_, message)| Error::Conflict(message))?;
+        let table =
+            RouteTable::new(sites.clone()).map_err(|(_, message)| Error::Conflict(message))?;
         engine
             .edge
             .apply(table)
             .map_err(|e| Error::Unavailable(format!("the edge refused the routes: {e}")))?;
+        *engine.published.lock().unwrap_or_else(|e| e.into_inner()) = Arc::new(sites);
         self.publish_security_txt().await;
         Ok(())
     }

@@ -34,6 +34,7 @@ mod error;
 pub mod evidence;
 pub mod identity;
 pub mod incidents;
+pub mod ingress;
 mod nodes;
 mod notify;
 mod ops;

@@ -58,7 +58,7 @@ fn check_label(key: &str, value: Option<&str>) -> Result<(), Error> {
 
 /// The node an admin named: by id, a unique id prefix of at least four
 /// characters, or its hostname.
-fn find<'a>(nodes: &'a [Node], name: &str) -> Result<&'a Node, Error> {
+pub(crate) fn find<'a>(nodes: &'a [Node], name: &str) -> Result<&'a Node, Error> {
     if let Some(node) = nodes.iter().find(|n| n.id == name) {
         return Ok(node);
     }

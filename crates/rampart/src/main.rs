@@ -12,6 +12,7 @@ mod deploy_cmd;
 mod edge_cmd;
 mod identity_cmd;
 mod incidents_cmd;
+mod ingress_cmd;
 mod nodes_cmd;
 mod output;
 mod proof_cmd;
@@ -48,6 +49,9 @@ enum Command {
     Up(up::UpArgs),
     /// Run the edge load balancer alone.
     Edge(edge_cmd::EdgeArgs),
+    /// Run an edge on another node of the platform's Swarm, serving its
+    /// apps there (credential from `rampart nodes ingress`).
+    Ingress(ingress_cmd::IngressArgs),
     /// Sign in (email, password, code; or an API token file) and store the
     /// session the other commands use.
     Login(commands::LoginArgs),
@@ -220,6 +224,7 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Up(args) => up::run(args).await,
             Command::Edge(args) => edge_cmd::run(args).await,
+            Command::Ingress(args) => ingress_cmd::run(args).await,
             Command::Relay { socket } => rampart_edge::relay::serve(&socket)
                 .await
                 .with_context(|| format!("relay on {}", socket.display())),

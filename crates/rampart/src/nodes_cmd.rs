@@ -42,6 +42,20 @@ pub enum NodesCommand {
         #[command(flatten)]
         conn: Connection,
     },
+    /// Issue the credential an edge on a node syncs with (`rampart
+    /// ingress` there); refused for a suspect node.
+    Ingress {
+        /// Node id, id prefix or hostname.
+        node: String,
+        /// Write the credential to this new file (mode 0600) rather than
+        /// printing it.
+        #[arg(long, value_name = "FILE")]
+        out: Option<std::path::PathBuf>,
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        conn: Connection,
+    },
     /// Let a node take replicas again, clearing a suspicion.
     Activate {
         /// Node id, id prefix or hostname.
@@ -151,6 +165,41 @@ pub async fn run(command: NodesCommand) -> anyhow::Result<()> {
                 drained.moved
             );
             show(&drained.node);
+        }
+        NodesCommand::Ingress {
+            node,
+            out,
+            json,
+            conn,
+        } => {
+            let issued = credentials::client(&conn)?
+                .ingress_credential(&node)
+                .await?;
+            if let Some(path) = &out {
+                use std::io::Write;
+                use std::os::unix::fs::OpenOptionsExt;
+                let mut file = std::fs::OpenOptions::new()
+                    .write(true)
+                    .create_new(true)
+                    .mode(0o600)
+                    .open(path)
+                    .map_err(|e| anyhow::anyhow!("cannot create {}: {e}", path.display()))?;
+                writeln!(file, "{}", issued.credential)?;
+            }
+            if json {
+                let mut shown = issued.clone();
+                if out.is_some() {
+                    shown.credential.clear();
+                }
+                return output::json(&shown);
+            }
+            if out.is_none() {
+                println!("{}", issued.credential);
+            }
+            eprintln!(
+                "on node {}: rampart ingress --server {} --ca CA.pem --credential-file FILE (docs/swarm.md)",
+                issued.node, issued.server
+            );
         }
         NodesCommand::Activate { node, json, conn } => {
             let node = credentials::client(&conn)?.activate_node(&node).await?;

@@ -10,6 +10,7 @@ use clap::Args;
 use rampart_api::tls::{ApiCertificate, server_config};
 use rampart_core::config::{Config, DEFAULT_DATA_DIR, LogConfig, LogFormat};
 use rampart_edge::{Edge, EdgeConfig};
+use rampart_platform::ingress::SwarmIngress;
 use rampart_platform::{DataDir, Engine, Platform};
 use rampart_runtime::ContainerRuntime;
 use rampart_runtime::swarm::Registry;
@@ -18,6 +19,8 @@ use tokio::net::TcpListener;
 
 /// How long in-flight requests may take to finish after SIGTERM.
 const DRAIN: Duration = Duration::from_secs(10);
+/// The same for the node listener (image pulls, ingress syncs).
+const NODE_LISTENER_DRAIN: Duration = Duration::from_secs(2);
 
 #[derive(Debug, Args)]
 pub struct UpArgs {
@@ -49,7 +52,7 @@ const DELIVER_EVERY: Duration = Duration::from_secs(2);
 /// The edge's configuration from the `[edge]` table of rampart.toml: the
 /// same keys as edge.toml, with TLS state kept in the data directory and
 /// sites coming from apps.
-fn edge_config(
+pub(crate) fn edge_config(
     config: &Config,
     dir: &DataDir,
     file: Option<&PathBuf>,
@@ -87,14 +90,14 @@ fn reachable(addr: SocketAddr) -> SocketAddr {
 
 /// The configuration file `up` reads: the one named, else `rampart.toml`
 /// in the working directory when there is one.
-fn config_file(named: Option<PathBuf>) -> Option<PathBuf> {
+pub(crate) fn config_file(named: Option<PathBuf>) -> Option<PathBuf> {
     named.or_else(|| {
         let here = PathBuf::from(CONFIG_FILE);
         here.is_file().then_some(here)
     })
 }
 
-fn load_config(path: Option<&PathBuf>) -> anyhow::Result<Config> {
+pub(crate) fn load_config(path: Option<&PathBuf>) -> anyhow::Result<Config> {
     let Some(path) = path else {
         return Ok(Config::default());
     };
@@ -103,7 +106,7 @@ fn load_config(path: Option<&PathBuf>) -> anyhow::Result<Config> {
     Config::from_toml(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
 }
 
-fn init_logging(config: &LogConfig) {
+pub(crate) fn init_logging(config: &LogConfig) {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| EnvFilter::new(format!("{},sqlx=warn", config.level)));
@@ -117,7 +120,7 @@ fn init_logging(config: &LogConfig) {
     }
 }
 
-async fn shutdown_signal() {
+pub(crate) async fn shutdown_signal() {
     use tokio::signal::unix::{SignalKind, signal};
     let mut term = match signal(SignalKind::terminate()) {
         Ok(term) => term,
@@ -147,12 +150,15 @@ async fn serve_registry(
         .await
         .with_context(|| format!("cannot listen on {addr} (runtime.registry)"))?;
     tokio::spawn(certificate.renew_forever(platform.clone()));
-    let router = rampart_api::registry::router(registry);
+    let router = rampart_api::registry::router(registry.clone())
+        .merge(rampart_api::ingress::router(registry, platform.clone()));
     Ok(tokio::spawn(async move {
         let shutdown = async move {
             let _ = stopped.wait_for(|stop| *stop).await;
         };
-        rampart_api::serve(listener, tls, router, shutdown, DRAIN).await;
+        // Long-polls and pulls in flight get a short grace: the API has
+        // had its drain already, and a node retries.
+        rampart_api::serve(listener, tls, router, shutdown, NODE_LISTENER_DRAIN).await;
     }))
 }
 
@@ -165,11 +171,11 @@ async fn container_runtime(
     edge: &Edge,
     docker: rampart_runtime::docker::Docker,
     registry: Option<Arc<Registry>>,
-) -> anyhow::Result<Arc<dyn ContainerRuntime>> {
+) -> anyhow::Result<(Arc<dyn ContainerRuntime>, Vec<String>)> {
     use rampart_core::config::Backend;
     use rampart_runtime::swarm::{Swarm, SwarmOptions};
     match config.runtime.backend {
-        Backend::Docker => Ok(Arc::new(docker)),
+        Backend::Docker => Ok((Arc::new(docker), Vec::new())),
         Backend::Swarm => {
             let mut swarm = Swarm::new(
                 docker,
@@ -191,10 +197,11 @@ async fn container_runtime(
                     "rampart: the Swarm has {nodes} nodes and runtime.registry is not set: a replica placed on a node that lacks its image cannot start (docs/swarm.md)"
                 );
             }
-            let pools = swarm
+            let pool_texts = swarm
                 .address_pools()
                 .await
-                .context("runtime.backend = \"swarm\"")?
+                .context("runtime.backend = \"swarm\"")?;
+            let pools = pool_texts
                 .iter()
                 .map(|pool| pool.parse())
                 .collect::<Result<Vec<ipnet::IpNet>, _>>()
@@ -207,7 +214,7 @@ async fn container_runtime(
                 swarm.relay_socket(),
                 pools,
             ));
-            Ok(Arc::new(swarm))
+            Ok((Arc::new(swarm), pool_texts))
         }
     }
 }
@@ -248,14 +255,22 @@ pub async fn run(mut args: UpArgs) -> anyhow::Result<()> {
         }
         _ => None,
     };
-    let runtime =
+    let (runtime, pools) =
         container_runtime(&config, &dir, &platform, &edge, docker, registry.clone()).await?;
-    platform.attach(Engine::new(
+    let mut engine = Engine::new(
         runtime.clone(),
         edge.clone(),
         platform.installation_id(),
         acme,
-    ));
+    );
+    if let Some(registry) = &registry {
+        engine = engine.with_ingress(SwarmIngress::new(
+            registry.clone(),
+            pools,
+            config.runtime.encrypt_overlays,
+        ));
+    }
+    platform.attach(engine);
     platform.attach_report_intake();
     {
         let platform = Arc::downgrade(&platform);

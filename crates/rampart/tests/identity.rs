@@ -713,7 +713,8 @@ fn allowed(method: &str, path: &str) -> Option<&'static [Role]> {
         | ("PUT", "/api/nodes/{node}/labels/{key}")
         | ("DELETE", "/api/nodes/{node}/labels/{key}")
         | ("POST", "/api/nodes/{node}/drain")
-        | ("POST", "/api/nodes/{node}/activate") => MANAGERS,
+        | ("POST", "/api/nodes/{node}/activate")
+        | ("POST", "/api/nodes/{node}/ingress") => MANAGERS,
         ("GET", "/api/alerts")
         | ("GET", "/api/alerts/{id}")
         | ("POST", "/api/alerts/{id}/ack")

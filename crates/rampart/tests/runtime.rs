@@ -189,11 +189,18 @@ fn a_deployed_app_serves_over_https_from_hardened_isolated_replicas() {
     let logs = ok(cli(&sb, &server).args(["logs", "hard", "--tail", "5"]));
     assert!(logs.contains("listening on port 8080"), "{logs}");
 
-    // Deleting the app removes its replicas and its network.
+    // Deleting the app removes its replicas, its network and its images.
+    let (_, images, _) = docker(&["images", "-q", "rampart/hard"]);
+    assert!(
+        !images.trim().is_empty(),
+        "the build was tagged rampart/hard"
+    );
     ok(cli(&sb, &server).args(["apps", "delete", "hard", "--yes"]));
     assert!(containers("hard").is_empty());
     let (_, nets, _) = docker(&["network", "ls", "-q", "--filter", "label=rampart.app=hard"]);
     assert!(nets.trim().is_empty(), "{nets}");
+    let (_, images, _) = docker(&["images", "-q", "rampart/hard"]);
+    assert!(images.trim().is_empty(), "{images}");
     let verify = json(cli(&sb, &server).args(["audit", "verify"]));
     assert_eq!(verify["ok"], true, "{verify}");
 }

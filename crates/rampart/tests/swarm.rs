@@ -664,6 +664,12 @@ impl SecondNode {
             "systempaths=unconfined",
             "-v",
             "/sys/fs/cgroup:/sys/fs/cgroup:rw",
+            // The platform's binary, for `rampart ingress` on the node.
+            "-v",
+            &format!(
+                "{}:/usr/local/bin/rampart:ro",
+                env!("CARGO_BIN_EXE_rampart")
+            ),
             NODE_IMAGE,
         ]);
         assert_eq!(
@@ -728,6 +734,70 @@ impl SecondNode {
             child.wait().unwrap().success(),
             "trusting the CA on the second node"
         );
+    }
+
+    /// Writes `contents` to `path` in the node's container.
+    fn write(&self, path: &str, contents: &[u8]) {
+        let mut child = Command::new("docker")
+            .args(["exec", "-i", &self.container, "sh", "-c"])
+            .arg(format!("umask 077 && cat > {path}"))
+            .stdin(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        std::io::Write::write_all(child.stdin.as_mut().unwrap(), contents).unwrap();
+        drop(child.stdin.take());
+        assert!(
+            child.wait().unwrap().success(),
+            "writing {path} on the second node"
+        );
+    }
+
+    /// The node container's address on the default bridge.
+    fn ip(&self) -> std::net::IpAddr {
+        let (_, out, _) = docker(&[
+            "inspect",
+            "-f",
+            "{{.NetworkSettings.IPAddress}}",
+            &self.container,
+        ]);
+        out.trim().parse().unwrap()
+    }
+
+    /// Starts `rampart ingress` on the node with `credential`, syncing
+    /// with the node listener at `server`; returns where it serves HTTPS.
+    fn start_ingress(&self, server: &str, ca: &[u8], credential: &str) -> std::net::SocketAddr {
+        self.write("/root/ca.pem", ca);
+        self.write("/root/credential", credential.as_bytes());
+        // The test's limits, as for the platform's edge: the load comes
+        // from one client address.
+        self.write(
+            "/root/ingress.toml",
+            format!(
+                "{CONFIG}[edge.listen]\nhttps = \"0.0.0.0:8443\"\nhttp = \"0.0.0.0:8080\"\nadmin = \"\"\n"
+            )
+            .as_bytes(),
+        );
+        let (code, _, err) = docker(&[
+            "exec",
+            "-d",
+            &self.container,
+            "sh",
+            "-c",
+            &format!(
+                "exec rampart ingress --server {server} --ca /root/ca.pem \
+                 --credential-file /root/credential --data-dir /root/ingress \
+                 --config /root/ingress.toml > /root/ingress.log 2>&1"
+            ),
+        ]);
+        assert_eq!(code, 0, "{err}");
+        eventually(Duration::from_secs(60), "the ingress serving", || {
+            self.ingress_log().contains("apps are served at")
+        });
+        std::net::SocketAddr::from((self.ip(), 8443))
+    }
+
+    fn ingress_log(&self) -> String {
+        docker(&["exec", &self.container, "cat", "/root/ingress.log"]).1
     }
 
     /// The images the node's engine holds, as `repository@digest`.
@@ -843,14 +913,23 @@ fn a_drain_under_load_moves_replicas_to_another_node_with_no_failed_request() {
         .unwrap();
     assert_eq!(anyone.status(), 404, "tags are not served");
 
+    // An engine that does not trust the platform's CA for the registry
+    // cannot pull: the deploy fails saying so, and nothing runs.
+    let dir = context(&sb.path().join("ctx"), "");
+    ok(cli(&sb, server).args(["apps", "create", "sw-multi"]));
+    ok(cli(&sb, server).args(["apps", "configure", "sw-multi", "--drain", "3"]));
+    let (code, out, err) = run(cli(&sb, server)
+        .args(["deploy", "sw-multi", "--path"])
+        .arg(&dir));
+    assert_ne!(code, 0, "{out}");
+    assert!(err.contains("certs.d"), "the error says what to do: {err}");
+    assert!(services("sw-multi").is_empty(), "no service was created");
+
     // Both engines trust the CA for the registry, as an operator sets them
     // up; the image is built here, and the second node pulls it from the
     // platform's registry when a replica is placed there.
     registry.trust_here(&ca);
     second.trust(&registry.0, &ca);
-    let dir = context(&sb.path().join("ctx"), "");
-    ok(cli(&sb, server).args(["apps", "create", "sw-multi"]));
-    ok(cli(&sb, server).args(["apps", "configure", "sw-multi", "--drain", "3"]));
     let release = json(
         cli(&sb, server)
             .args(["deploy", "sw-multi", "--path"])
@@ -906,16 +985,112 @@ fn a_drain_under_load_moves_replicas_to_another_node_with_no_failed_request() {
     }
     assert_eq!(served_by.len(), 2, "both replicas answer: {served_by:?}");
 
-    // Drain the second node under load: its replica moves here, healthy
-    // and in the edge before the old one leaves; no request fails.
+    // An edge on the second node, with the credential the platform issued
+    // for it: it serves the same app from both replicas, through a relay
+    // on that node's engine.
+    let credential_file = sb.path().join("ingress-credential");
+    let issued = json(
+        cli(&sb, server)
+            .args(["nodes", "ingress", &second.id, "--out"])
+            .arg(&credential_file),
+    );
+    assert_eq!(issued["node"], second.id, "{issued}");
+    assert_eq!(
+        issued["credential"], "",
+        "written to the file, not shown: {issued}"
+    );
+    let credential = std::fs::read_to_string(&credential_file).unwrap();
+    // Another node's credential does not start an edge here.
+    let here_credential = json(cli(&sb, server).args(["nodes", "ingress", &here]));
+    second.write(
+        "/root/other-credential",
+        here_credential["credential"].as_str().unwrap().as_bytes(),
+    );
+    second.write("/root/ca.pem", &ca);
+    let (code, _, err) = docker(&[
+        "exec",
+        &second.container,
+        "rampart",
+        "ingress",
+        "--server",
+        &registry.0,
+        "--ca",
+        "/root/ca.pem",
+        "--credential-file",
+        "/root/other-credential",
+        "--data-dir",
+        "/root/refused",
+    ]);
+    assert_ne!(code, 0);
+    assert!(err.contains("is the credential of node"), "{err}");
+    let ingress = second.start_ingress(&registry.0, &ca, credential.trim());
+    let via_ingress = client_for(&ca, host, ingress);
+    let ingress_url = format!("https://{host}:{}/", ingress.port());
+    let mut served_by = std::collections::BTreeSet::new();
+    for _ in 0..20 {
+        let (status, body) = get(&via_ingress, &ingress_url);
+        assert_eq!(status, 200, "{body} ({})", second.ingress_log());
+        served_by.insert(
+            body.split_whitespace()
+                .nth(5)
+                .unwrap_or_default()
+                .to_owned(),
+        );
+    }
+    assert_eq!(
+        served_by.len(),
+        2,
+        "both replicas answer through the ingress: {served_by:?}"
+    );
+    // Its sync needs its own credential.
+    let listener = |path: &str, user: &str, password: &str| {
+        registry_client
+            .get(format!("https://{}{path}", registry.0))
+            .basic_auth(user, Some(password))
+            .send()
+            .unwrap()
+            .status()
+            .as_u16()
+    };
+    let (user, password) = credential.trim().split_once(':').unwrap();
+    assert_eq!(listener("/ingress/v1/certificates", user, password), 200);
+    let forged = format!("{}0", &password[..password.len() - 1]);
+    for (user, password) in [
+        (user, forged.as_str()),
+        ("ingress/x", password),
+        ("rampart/sw-multi", password),
+    ] {
+        assert_eq!(
+            listener("/ingress/v1/routes", user, password),
+            401,
+            "{user}"
+        );
+    }
+
+    // Drain the second node under load, through both edges: its replica
+    // moves here, healthy and in both edges before the old one leaves; no
+    // request fails.
     let stop = Arc::new(AtomicBool::new(false));
-    let (handles, counters) = load(server, host, 4, stop.clone());
+    let (mut handles, counters) = load(server, host, 4, stop.clone());
+    let (ingress_handles, ingress_counters) = load_at(&ca, ingress, host, 2, stop.clone());
     std::thread::sleep(Duration::from_secs(1));
     let drained = json(cli(&sb, server).args(["nodes", "drain", &second.id]));
     std::thread::sleep(Duration::from_secs(1));
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    handles.extend(ingress_handles);
     let (good, bad, errors) = stop_load(&stop, handles, counters);
+    let (ingress_good, ingress_bad, ingress_errors) =
+        stop_load(&stop, Vec::new(), ingress_counters);
     assert_eq!(bad, 0, "failed requests during the drain: {errors:?}");
     assert!(good > 50, "the load ran: {good}");
+    assert_eq!(
+        ingress_bad, 0,
+        "failed requests through the ingress during the drain: {ingress_errors:?}"
+    );
+    assert!(
+        ingress_good > 20,
+        "the load through the ingress ran: {ingress_good}"
+    );
     assert_eq!(drained["moved"], 1, "{drained}");
     assert_eq!(drained["node"]["availability"], "drain", "{drained}");
     let nodes = json(cli(&sb, server).args(["nodes", "list"]));
@@ -935,10 +1110,48 @@ fn a_drain_under_load_moves_replicas_to_another_node_with_no_failed_request() {
                     .ends_with(": drained, 1 replica(s) moved")),
         "{audit}"
     );
+    // A suspect node's edge gets nothing more, and every fetch of the
+    // certificates is in the audit log.
+    ok(cli(&sb, server).args(["nodes", "drain", &second.id, "--suspect"]));
+    assert_eq!(listener("/ingress/v1/routes", user, password), 403);
+    assert_eq!(listener("/ingress/v1/certificates", user, password), 403);
+    let (code, _, err) = run(cli(&sb, server).args(["nodes", "ingress", &second.id]));
+    assert_ne!(code, 0);
+    assert!(err.contains("suspect"), "{err}");
+    let audit = json(cli(&sb, server).args(["audit", "list"]));
+    let synced = |outcome: &str| {
+        audit
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["action"] == "ingress.sync" && e["outcome"] == outcome)
+            .count()
+    };
+    assert!(
+        synced("ok") >= 2,
+        "the ingress's fetch and the test's: {audit}"
+    );
+    assert!(synced("denied") >= 1, "{audit}");
     ok(cli(&sb, server).args(["nodes", "activate", &second.id]));
     // The node and the labels go while this test still has its turn: a
     // label removed under the next test's replicas would stop them.
     ok(cli(&sb, server).args(["apps", "delete", "sw-multi", "--yes"]));
+    // The app's images leave the registry and this engine (the second
+    // node keeps what it pulled: the platform does not reach its engine).
+    let stored = sb.data_dir().join("registry");
+    assert!(!stored.join("repositories/sw-multi").exists());
+    assert_eq!(
+        std::fs::read_dir(stored.join("blobs/sha256"))
+            .unwrap()
+            .count(),
+        0,
+        "no blob is left that no repository names"
+    );
+    let (_, images, _) = docker(&["image", "ls", "--digests", "--format", "{{.Repository}}"]);
+    assert!(
+        !images.lines().any(|r| r.ends_with("rampart/sw-multi")),
+        "{images}"
+    );
     drop(second);
     drop(restore);
     on.stop();

@@ -307,6 +307,14 @@ pub trait ContainerRuntime: Send + Sync + std::fmt::Debug + 'static {
     /// Removes a network; a missing one is not an error.
     async fn remove_network(&self, name: &str) -> Result<(), RuntimeError>;
 
+    /// Forgets the images of a deleted app: the tags its builds got
+    /// (`rampart/APP:…`) and the copies pulled from the image registry
+    /// (`REGISTRY/rampart/APP@…`) leave the engine, and on a Swarm the
+    /// app's repository leaves the registry. An image that a container
+    /// still uses, or that another name still holds, stays in the engine.
+    /// Returns how many names were removed.
+    async fn remove_app_images(&self, app: &str) -> Result<usize, RuntimeError>;
+
     /// Networks carrying every label in `labels`, by name.
     async fn networks(&self, labels: &[(&str, &str)]) -> Result<Vec<String>, RuntimeError>;
 

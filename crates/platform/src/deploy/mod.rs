@@ -821,5 +821,8 @@ impl Deploys<'_> {
                 .remove_network(&engine.network(app, egress).name)
                 .await;
         }
+        if let Err(error) = engine.runtime.remove_app_images(app.as_str()).await {
+            tracing::warn!(%app, %error, "cannot remove the images of a deleted app");
+        }
     }
 }

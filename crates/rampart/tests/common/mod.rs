@@ -175,12 +175,22 @@ pub fn load(
     threads: usize,
     stop: Arc<AtomicBool>,
 ) -> (Vec<std::thread::JoinHandle<()>>, Counters) {
+    load_at(&server.ca_pem(), server.edge_addr(), host, threads, stop)
+}
+
+/// Like [`load`], through the edge listening at `edge`.
+pub fn load_at(
+    ca: &[u8],
+    edge: SocketAddr,
+    host: &str,
+    threads: usize,
+    stop: Arc<AtomicBool>,
+) -> (Vec<std::thread::JoinHandle<()>>, Counters) {
     let good = Arc::new(AtomicU64::new(0));
     let bad = Arc::new(AtomicU64::new(0));
     let errors = Arc::new(std::sync::Mutex::new(Vec::new()));
-    let url = app_url(server, host);
-    let ca = server.ca_pem();
-    let edge = server.edge_addr();
+    let url = format!("https://{host}:{}/", edge.port());
+    let ca = ca.to_vec();
     let host = host.to_owned();
     let handles = (0..threads)
         .map(|i| {

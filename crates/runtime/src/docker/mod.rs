@@ -64,6 +64,33 @@ impl Default for BuildLimits {
     }
 }
 
+/// Whether the image name `name` (`repository:tag` or
+/// `repository@digest`) is one of `app`'s: its repository is `rampart/APP`,
+/// here or in a registry.
+fn is_app_image(name: &str, app: &str) -> bool {
+    let repository = match name.split_once('@') {
+        Some((repository, _)) => repository,
+        // A tag follows the last colon after the last slash (a registry's
+        // port comes before it).
+        None => match name.rfind(':') {
+            Some(i) if !name[i..].contains('/') => &name[..i],
+            _ => name,
+        },
+    };
+    let own = format!("rampart/{app}");
+    // A registry is the first part of a name when it looks like a host
+    // (`evil/rampart/APP` is a repository on the default registry).
+    let in_registry = |prefix: &str| {
+        prefix.strip_suffix('/').is_some_and(|host| {
+            !host.contains('/') && (host.contains('.') || host.contains(':') || host == "localhost")
+        })
+    };
+    repository == own
+        || repository
+            .strip_suffix(own.as_str())
+            .is_some_and(in_registry)
+}
+
 pub(crate) fn engine_error(error: bollard::errors::Error) -> RuntimeError {
     use bollard::errors::Error as E;
     match error {
@@ -455,6 +482,34 @@ impl ContainerRuntime for Docker {
         }
     }
 
+    async fn remove_app_images(&self, app: &str) -> Result<usize, RuntimeError> {
+        let client = self.client().await?;
+        let images = client
+            .list_images(Some(
+                bollard::query_parameters::ListImagesOptionsBuilder::new().build(),
+            ))
+            .await
+            .map_err(engine_error)?;
+        let names: Vec<String> = images
+            .into_iter()
+            .flat_map(|image| image.repo_tags.into_iter().chain(image.repo_digests))
+            .filter(|name| is_app_image(name, app))
+            .collect();
+        let mut removed = 0;
+        for name in &names {
+            let options = bollard::query_parameters::RemoveImageOptionsBuilder::new()
+                .force(false)
+                .noprune(false)
+                .build();
+            match client.remove_image(name, Some(options), None).await {
+                Ok(_) => removed += 1,
+                // In use by a container, or already gone with another name.
+                Err(error) => tracing::debug!(%name, %error, "an image of a deleted app stays"),
+            }
+        }
+        Ok(removed)
+    }
+
     async fn networks(&self, labels: &[(&str, &str)]) -> Result<Vec<String>, RuntimeError> {
         let options = ListNetworksOptionsBuilder::new()
             .filters(&label_filter(labels))
@@ -732,4 +787,35 @@ fn log_line(
         text: text.to_owned(),
         time,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_app_image;
+
+    #[test]
+    fn an_apps_images_are_its_own_repository_here_or_in_a_registry() {
+        for own in [
+            "rampart/shop:r1",
+            "rampart/shop:patch-probe",
+            "rampart/shop@sha256:00",
+            "10.0.0.1:7444/rampart/shop@sha256:00",
+            "registry.local/rampart/shop:r2",
+        ] {
+            assert!(is_app_image(own, "shop"), "{own}");
+        }
+        for other in [
+            "rampart/shop-2:r1",
+            "rampart/sho:r1",
+            "rampart/shop/x:r1",
+            "evil/rampart/shop:r1",
+            "a/b/rampart/shop:r1",
+            "local/python-django:bookworm",
+            "rampart/relay:empty",
+            "shop:r1",
+            "10.0.0.1:7444/rampart/blog@sha256:00",
+        ] {
+            assert!(!is_app_image(other, "shop"), "{other}");
+        }
+    }
 }

@@ -27,6 +27,7 @@
 //! nodes through the platform's [`registry`], when one is configured.
 
 mod api;
+mod ingress;
 pub mod registry;
 mod relay_container;
 
@@ -62,6 +63,7 @@ use crate::{
     LogLine, LogQuery, NetworkSpec, Node, NodeChange, Replica, ReplicaSpec, RuntimeError,
 };
 
+pub use ingress::{IngressRelay, local_node};
 pub use registry::Registry;
 pub use relay_container::relay_invocation;
 
@@ -169,10 +171,9 @@ impl Swarm {
             while let Some(progress) = pull.next().await {
                 progress.map_err(|e| {
                     RuntimeError::Registry(format!(
-                        "this manager could not pull {reference} from the platform's registry ({}); every node's engine must trust the internal CA for {} (docs/swarm.md): {}",
-                        registry.address(),
-                        registry.address(),
-                        engine_error(e)
+                        "this manager could not pull {reference} from the platform's registry: {}; every node's engine trusts the platform's CA for it as /etc/docker/certs.d/{}/ca.crt (docs/swarm.md)",
+                        engine_error(e),
+                        registry.address()
                     ))
                 })?;
             }
@@ -689,6 +690,13 @@ impl ContainerRuntime for Swarm {
     async fn remove_network(&self, name: &str) -> Result<(), RuntimeError> {
         self.relay.detach(&self.local, name).await?;
         self.local.remove_network(name).await
+    }
+
+    async fn remove_app_images(&self, app: &str) -> Result<usize, RuntimeError> {
+        if let Some(registry) = &self.registry {
+            registry.forget(&registry::repository(app)).await?;
+        }
+        self.local.remove_app_images(app).await
     }
 
     async fn networks(&self, labels: &[(&str, &str)]) -> Result<Vec<String>, RuntimeError> {

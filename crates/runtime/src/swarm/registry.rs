@@ -48,6 +48,12 @@ const CONFIG_TYPE: &str = "application/vnd.oci.image.config.v1+json";
 const LAYER_TYPE: &str = "application/vnd.oci.image.layer.v1.tar";
 /// The prefix of every repository name.
 pub const NAMESPACE: &str = "rampart";
+/// What a pull credential's MAC covers before the repository.
+const PULL: &[u8] = b"rampart registry pull\0";
+/// What an ingress credential's MAC covers before the node id.
+const SYNC: &[u8] = b"rampart ingress sync\0";
+/// The user-name prefix of ingress credentials.
+const INGRESS: &str = "ingress";
 /// The largest `manifest.json` an export may carry.
 const MAX_INDEX_BYTES: u64 = 1024 * 1024;
 
@@ -135,14 +141,18 @@ impl Registry {
         &self.address
     }
 
+    fn mac(&self, purpose: &[u8], subject: &str) -> Hmac<Sha256> {
+        let mut mac = Hmac::<Sha256>::new_from_slice(&self.key).expect("HMAC takes any key");
+        mac.update(purpose);
+        mac.update(subject.as_bytes());
+        mac
+    }
+
     /// The credential that pulls `repository`.
     pub fn credential(&self, repository: &str) -> Credential {
-        let mut mac = Hmac::<Sha256>::new_from_slice(&self.key).expect("HMAC takes any key");
-        mac.update(b"rampart registry pull\0");
-        mac.update(repository.as_bytes());
         Credential {
             user: repository.to_owned(),
-            password: hex::encode(mac.finalize().into_bytes()),
+            password: hex::encode(self.mac(PULL, repository).finalize().into_bytes()),
         }
     }
 
@@ -150,14 +160,35 @@ impl Registry {
     /// credential this registry gave out.
     pub fn authenticate(&self, user: &str, password: &str) -> Option<String> {
         app_of(user)?;
-        let expected = self.credential(user);
-        let mut mac = Hmac::<Sha256>::new_from_slice(&self.key).expect("HMAC takes any key");
-        mac.update(b"rampart registry pull\0");
-        mac.update(user.as_bytes());
         let given = hex::decode(password).ok()?;
         // Constant-time comparison of the MAC.
-        mac.verify_slice(&given).ok()?;
-        Some(expected.user)
+        self.mac(PULL, user).verify_slice(&given).ok()?;
+        Some(user.to_owned())
+    }
+
+    /// The credential an edge on Swarm node `node` syncs with
+    /// (`ingress/NODE`).
+    pub fn ingress_credential(&self, node: &str) -> Credential {
+        Credential {
+            user: format!("{INGRESS}/{node}"),
+            password: hex::encode(self.mac(SYNC, node).finalize().into_bytes()),
+        }
+    }
+
+    /// The node whose ingress credential `user` and `password` are.
+    pub fn authenticate_ingress(&self, user: &str, password: &str) -> Option<String> {
+        let node = user.strip_prefix(INGRESS)?.strip_prefix('/')?;
+        let valid = !node.is_empty()
+            && node.len() <= 64
+            && node
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
+        if !valid {
+            return None;
+        }
+        let given = hex::decode(password).ok()?;
+        self.mac(SYNC, node).verify_slice(&given).ok()?;
+        Some(node.to_owned())
     }
 
     fn blob_path(&self, digest: &BlobDigest) -> PathBuf {
@@ -250,6 +281,55 @@ impl Registry {
             ))
         })?;
         store_export(&self.dir, &repo_dir, image, export)
+    }
+
+    /// Removes `repository` and every blob no other repository names.
+    pub async fn forget(&self, repository: &str) -> Result<(), RuntimeError> {
+        let repo_dir = self.repository_dir(repository).ok_or_else(|| {
+            RuntimeError::Registry(format!(
+                "{repository:?} is not a repository of this platform"
+            ))
+        })?;
+        // No publication between the sweep's reading and its removals.
+        let _one = self.publishing.lock().await;
+        match fs::remove_dir_all(&repo_dir) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(io_error(e)),
+        }
+        self.sweep()
+    }
+
+    /// Removes the blobs that no repository names.
+    fn sweep(&self) -> Result<(), RuntimeError> {
+        let mut named = std::collections::HashSet::new();
+        let repositories = match fs::read_dir(self.dir.join("repositories")) {
+            Ok(dir) => dir.collect::<Result<Vec<_>, _>>().map_err(io_error)?,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Vec::new(),
+            Err(e) => return Err(io_error(e)),
+        };
+        for repository in repositories {
+            for kind in ["blobs", "manifests"] {
+                let Ok(entries) = fs::read_dir(repository.path().join(kind)) else {
+                    continue;
+                };
+                for entry in entries {
+                    named.insert(entry.map_err(io_error)?.file_name());
+                }
+            }
+        }
+        let blobs = match fs::read_dir(self.dir.join("blobs").join("sha256")) {
+            Ok(dir) => dir,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(io_error(e)),
+        };
+        for blob in blobs {
+            let blob = blob.map_err(io_error)?;
+            if !named.contains(&blob.file_name()) {
+                fs::remove_file(blob.path()).map_err(io_error)?;
+            }
+        }
+        Ok(())
     }
 
     fn published(&self, repo_dir: &Path, image: &BlobDigest) -> Option<BlobDigest> {
@@ -589,6 +669,80 @@ mod tests {
                 .next()
                 .is_none()
         );
+    }
+
+    #[tokio::test]
+    async fn forgetting_a_repository_removes_the_blobs_no_other_names() {
+        let dir = tempfile::tempdir().unwrap();
+        let image = digest_of(CONFIG);
+        let config_name = format!("{}.json", image.hex());
+        let path = export(
+            dir.path(),
+            &[
+                ("a/layer.tar", Item::File(LAYER)),
+                (&config_name, Item::File(CONFIG)),
+                (
+                    "manifest.json",
+                    Item::File(&index(&image, &["a/layer.tar"])),
+                ),
+            ],
+        );
+        let registry = registry(dir.path());
+        let manifest = registry.import(&path, &image, "rampart/shop").unwrap();
+        registry.import(&path, &image, "rampart/blog").unwrap();
+        let blobs = || {
+            fs::read_dir(dir.path().join("registry/blobs/sha256"))
+                .unwrap()
+                .count()
+        };
+        assert_eq!(blobs(), 3, "a layer, a config, a manifest");
+        registry.forget("rampart/shop").await.unwrap();
+        assert!(registry.manifest("rampart/shop", &manifest).is_none());
+        assert!(registry.manifest("rampart/blog", &manifest).is_some());
+        assert_eq!(blobs(), 3, "what the other repository names stays");
+        registry.forget("rampart/blog").await.unwrap();
+        assert_eq!(blobs(), 0);
+        registry.forget("rampart/blog").await.unwrap();
+        assert!(registry.forget("../registry").await.is_err());
+        assert!(dir.path().join("registry").is_dir());
+    }
+
+    #[test]
+    fn an_ingress_credential_names_its_node_and_pulls_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let registry = registry(dir.path());
+        let node = registry.ingress_credential("abc123");
+        assert_eq!(node.user, "ingress/abc123");
+        assert_eq!(
+            registry
+                .authenticate_ingress(&node.user, &node.password)
+                .as_deref(),
+            Some("abc123")
+        );
+        let other = registry.ingress_credential("def456");
+        assert_eq!(
+            registry.authenticate_ingress("ingress/abc123", &other.password),
+            None
+        );
+        assert_eq!(
+            registry.authenticate_ingress("ingress/ABC123", &node.password),
+            None
+        );
+        assert_eq!(
+            registry.authenticate_ingress("ingress/", &node.password),
+            None
+        );
+        // Neither kind of credential passes for the other.
+        let pull = registry.credential("rampart/shop");
+        assert_eq!(
+            registry.authenticate_ingress("ingress/shop", &pull.password),
+            None
+        );
+        assert_eq!(
+            registry.authenticate("rampart/abc123", &node.password),
+            None
+        );
+        assert_eq!(registry.authenticate(&node.user, &node.password), None);
     }
 
     #[test]

@@ -283,6 +283,14 @@ impl Relay {
             Err(bollard::errors::Error::DockerResponseServerError {
                 status_code: 409, ..
             }) => Ok(()),
+            // A worker cannot create an overlay, nor list one it runs
+            // nothing on; the platform's manager made it, and the
+            // container attaches to it by name.
+            Err(bollard::errors::Error::DockerResponseServerError { message, .. })
+                if message.contains("worker") =>
+            {
+                Ok(())
+            }
             Err(e) => Err(engine_error(e)),
         }
     }
@@ -358,10 +366,14 @@ impl Relay {
         }
     }
 
-    /// Removes the relay's container and its own network; the platform
-    /// starts a fresh one when it starts again.
-    pub(super) async fn remove(&self, local: &Docker) -> Result<(), RuntimeError> {
+    /// Removes the relay's container only (an ingress node's: the
+    /// network is the Swarm's, which the platform's manager keeps).
+    pub(super) async fn remove_container(&self, local: &Docker) -> Result<(), RuntimeError> {
         let _turn = self.turn.lock().await;
+        self.remove_own_container(local).await
+    }
+
+    async fn remove_own_container(&self, local: &Docker) -> Result<(), RuntimeError> {
         let client = local.client().await?;
         let options = RemoveContainerOptionsBuilder::new().force(true).build();
         match client.remove_container(&self.name, Some(options)).await {
@@ -370,6 +382,15 @@ impl Relay {
             Err(e) => return Err(engine_error(e)),
         }
         let _ = std::fs::remove_file(self.socket());
+        Ok(())
+    }
+
+    /// Removes the relay's container and its own network; the platform
+    /// starts a fresh one when it starts again.
+    pub(super) async fn remove(&self, local: &Docker) -> Result<(), RuntimeError> {
+        let _turn = self.turn.lock().await;
+        self.remove_own_container(local).await?;
+        let client = local.client().await?;
         match client.remove_network(&self.home_network()).await {
             Ok(()) => Ok(()),
             Err(e) if is_not_found(&e) => Ok(()),
