@@ -1156,3 +1156,67 @@ fn a_drain_under_load_moves_replicas_to_another_node_with_no_failed_request() {
     drop(restore);
     on.stop();
 }
+
+#[test]
+fn an_app_on_swarm_keeps_its_data_in_an_external_database_over_tls() {
+    let sb = sandbox();
+    let _cleanup = SwarmCleanup(vec!["sw-db".into()]);
+    // The operator's server, where the Swarm's tasks reach it: on the
+    // address the Swarm is advertised on, with its own CA.
+    let (_, addr, _) = docker(&["info", "--format", "{{.Swarm.NodeAddr}}"]);
+    let ip: std::net::IpAddr = addr.trim().parse().unwrap();
+    let external = rampart_testkit::ExternalPostgres::start_on(ip).unwrap();
+    let on = start_on_swarm(
+        &sb,
+        &format!(
+            "[postgres]\nmode = \"external\"\nadmin_url = \"{}\"\nca_file = \"{}\"\n",
+            external.admin_url,
+            external.ca_file.display()
+        ),
+    );
+    let server = &on.server;
+    ok(cli(&sb, server).args(["apps", "create", "sw-db", "--with-db"]));
+    let db = json(cli(&sb, server).args(["db", "info", "sw-db"]));
+    assert_eq!(db["host"], ip.to_string(), "{db}");
+    // Overlays are internal: an app reaches a server outside only with
+    // egress, which owners and admins switch on.
+    ok(cli(&sb, server).args(["apps", "configure", "sw-db", "--egress", "true"]));
+    let dir = context(&sb.path().join("ctx"), "");
+    let release = json(
+        cli(&sb, server)
+            .args(["deploy", "sw-db", "--path"])
+            .arg(&dir),
+    );
+    assert_eq!(release["status"], "live", "{release}");
+
+    // Each replica writes and reads its rows over TLS verified against the
+    // operator's CA (the hello app refuses anything else), whichever
+    // replica the edge picks.
+    let host = "sw-db.localhost";
+    let client = edge_client(server, host);
+    let notes = format!("https://{host}:{}/notes", server.edge_addr().port());
+    for i in 1..=4 {
+        let response = client
+            .post(&notes)
+            .body(format!("note {i}"))
+            .send()
+            .unwrap();
+        let status = response.status();
+        let body = response.text().unwrap();
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(body.trim(), format!("{i} notes"));
+    }
+    let (status, body) = get(&client, &notes);
+    assert_eq!((status, body.trim()), (200, "4 notes"));
+    // The rows are in the operator's server, in the app's own database.
+    let verify = json(cli(&sb, server).args(["db", "info", "sw-db", "--reveal"]));
+    assert!(
+        verify["url"]
+            .as_str()
+            .unwrap()
+            .contains("sslmode=verify-full"),
+        "{verify}"
+    );
+    ok(cli(&sb, server).args(["apps", "delete", "sw-db", "--yes"]));
+    on.stop();
+}

@@ -17,7 +17,7 @@ pub struct ExternalPostgres {
     bin: PathBuf,
     run_as: Option<(u32, u32)>,
     pub port: u16,
-    /// `postgresql://admin:PASSWORD@127.0.0.1:PORT/postgres`.
+    /// `postgresql://admin:PASSWORD@IP:PORT/postgres`.
     pub admin_url: String,
     /// The CA that signed the server's certificate.
     pub ca_file: PathBuf,
@@ -46,7 +46,15 @@ fn postgres_user() -> Option<(u32, u32)> {
 }
 
 impl ExternalPostgres {
+    /// A server on 127.0.0.1.
     pub fn start() -> anyhow::Result<Self> {
+        Self::start_on(std::net::Ipv4Addr::LOCALHOST.into())
+    }
+
+    /// A server listening on `ip` only, with a certificate for it; other
+    /// than on loopback it admits clients from any address (over TLS,
+    /// with a password), as a server for containers on other networks.
+    pub fn start_on(ip: std::net::IpAddr) -> anyhow::Result<Self> {
         let bin = newest_bin()?;
         let dir = tempfile::Builder::new()
             .prefix("rampart-extpg-")
@@ -73,7 +81,7 @@ impl ExternalPostgres {
         std::fs::create_dir_all(&data)?;
         own(&data, 0o700)?;
 
-        // A CA and a server certificate for 127.0.0.1, with names of their own.
+        // A CA and a server certificate for `ip`, with names of their own.
         let ca_key = KeyPair::generate()?;
         let mut ca = CertificateParams::new(Vec::<String>::new())?;
         ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
@@ -81,7 +89,7 @@ impl ExternalPostgres {
             .push(DnType::CommonName, "operator CA");
         let ca_cert = ca.self_signed(&ca_key)?;
         let key = KeyPair::generate()?;
-        let mut leaf = CertificateParams::new(vec!["127.0.0.1".to_owned()])?;
+        let mut leaf = CertificateParams::new(vec![ip.to_string()])?;
         leaf.distinguished_name
             .push(DnType::CommonName, "external database");
         let leaf = leaf.signed_by(&key, &ca_cert, &ca_key)?;
@@ -119,20 +127,23 @@ impl ExternalPostgres {
         if !out.status.success() {
             bail!("initdb: {}", String::from_utf8_lossy(&out.stderr));
         }
-        let port = std::net::TcpListener::bind("127.0.0.1:0")?
-            .local_addr()?
-            .port();
+        let port = std::net::TcpListener::bind((ip, 0))?.local_addr()?.port();
         let socket = dir.path().join("run");
         std::fs::create_dir_all(&socket)?;
         own(&socket, 0o700)?;
+        let clients = if ip.is_loopback() {
+            format!("{ip}/32")
+        } else {
+            "0.0.0.0/0".to_owned()
+        };
         std::fs::write(
             data.join("pg_hba.conf"),
-            "hostssl all all 127.0.0.1/32 scram-sha-256\n",
+            format!("hostssl all all {clients} scram-sha-256\n"),
         )?;
         std::fs::write(
             data.join("postgresql.conf"),
             format!(
-                "listen_addresses = '127.0.0.1'\nport = {port}\nunix_socket_directories = '{}'\n\
+                "listen_addresses = '{ip}'\nport = {port}\nunix_socket_directories = '{}'\n\
                  ssl = on\nssl_cert_file = '{}'\nssl_key_file = '{}'\n\
                  password_encryption = 'scram-sha-256'\nmax_connections = 50\n",
                 socket.display(),
@@ -159,7 +170,7 @@ impl ExternalPostgres {
             );
         }
         Ok(Self {
-            admin_url: format!("postgresql://admin:{password}@127.0.0.1:{port}/postgres"),
+            admin_url: format!("postgresql://admin:{password}@{ip}:{port}/postgres"),
             dir,
             bin,
             run_as,
