@@ -5,8 +5,8 @@
 //! (`runtime.registry`) with a credential bound to its node, the route
 //! table the platform last gave its edge (each site's hosts and the task
 //! addresses of its healthy replicas), the overlays its own relay attaches
-//! to, the ACME challenges being answered and, when they change, the
-//! sites' certificates. The routes are long-polled, so a deploy's swap or a
+//! to, the ACME challenges being answered, the bans in force and, when
+//! they change, the sites' certificates. The routes are long-polled, so a deploy's swap or a
 //! drain reaches every ingress node within moments; certificates carry
 //! private keys, so each fetch is in the audit log.
 //!
@@ -191,6 +191,7 @@ impl Platform {
             sites: sites.iter().map(site_view).collect(),
             certificates: certificates.version,
             challenges: engine.edge.challenges(),
+            bans: self.bans().list().await?,
         };
         routes.version = digest(&routes);
         Ok(routes)

@@ -4,13 +4,13 @@
 //! It runs on a node of the Swarm with that node's Docker engine, and
 //! syncs with the platform's node listener (`runtime.registry`) using the
 //! credential `rampart nodes ingress NODE` issued: the routes (long-polled,
-//! so a swap or a drain arrives within moments), the ACME challenges, and
-//! the certificates when they change. It reaches task addresses through a
+//! so a swap or a drain arrives within moments), the ACME challenges, the
+//! bans in force, and the certificates when they change. It reaches task addresses through a
 //! relay of its own on this node's engine, attached to the overlays the
 //! platform names. When the platform cannot be reached it keeps serving
 //! the last routes it had and tries again.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -18,7 +18,8 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Args;
-use rampart_core::wire::{IngressCertificates, IngressRoutes, IngressSite};
+use rampart_core::time::Timestamp;
+use rampart_core::wire::{Ban, IngressCertificates, IngressRoutes, IngressSite};
 use rampart_edge::Edge;
 use rampart_edge::routes::{HostPattern, RouteTable, SiteSpec, TlsMode};
 use rampart_platform::DataDir;
@@ -195,6 +196,8 @@ fn table(
 /// What this node serves now.
 struct Serving {
     routes: Option<IngressRoutes>,
+    /// The bans put into the edge: network, host, expiry.
+    bans: BTreeSet<(String, Option<String>, String)>,
     certificates_version: Option<String>,
     certificates: BTreeMap<Vec<String>, (PathBuf, PathBuf)>,
     relay: Option<Arc<IngressRelay>>,
@@ -245,8 +248,43 @@ impl Serving {
         let table = table(&routes, &self.certificates)?;
         edge.apply(table).context("the edge refused the routes")?;
         edge.set_challenges(routes.challenges.clone());
+        self.enforce(&routes.bans, edge);
         self.routes = Some(routes);
         Ok(())
+    }
+
+    /// Puts new bans into the edge and lifts those the platform lifted
+    /// (expired ones lapse in the edge by themselves).
+    fn enforce(&mut self, bans: &[Ban], edge: &Edge) {
+        let now = Timestamp::now();
+        let mut wanted = BTreeSet::new();
+        for ban in bans {
+            let (Ok(net), Some(until)) = (
+                ban.net.parse::<ipnet::IpNet>(),
+                Timestamp::parse(&ban.expires_at),
+            ) else {
+                tracing::warn!(net = %ban.net, "a ban from the platform cannot be read; skipped");
+                continue;
+            };
+            let key = (ban.net.clone(), ban.host.clone(), ban.expires_at.clone());
+            let left = until.unix_seconds() - now.unix_seconds();
+            if left > 0 && !self.bans.contains(&key) {
+                edge.ban_on(
+                    net,
+                    ban.host.as_deref(),
+                    Duration::from_secs(left as u64),
+                    &ban.reason,
+                );
+            }
+            wanted.insert(key);
+        }
+        for (net, host, _) in self.bans.difference(&wanted) {
+            let still = wanted.iter().any(|(n, h, _)| n == net && h == host);
+            if let (false, Ok(parsed)) = (still, net.parse::<ipnet::IpNet>()) {
+                edge.unban_on(parsed, host.as_deref());
+            }
+        }
+        self.bans = wanted;
     }
 }
 
@@ -299,6 +337,7 @@ pub async fn run(args: IngressArgs) -> anyhow::Result<()> {
     let edge = Edge::start(edge_config).await?;
     let mut serving = Serving {
         routes: None,
+        bans: BTreeSet::new(),
         certificates_version: None,
         certificates: BTreeMap::new(),
         relay: None,

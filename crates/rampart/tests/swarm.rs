@@ -720,20 +720,10 @@ impl SecondNode {
 
     /// Makes the node's engine trust `ca` for the registry at `addr`.
     fn trust(&self, addr: &str, ca: &[u8]) {
-        let mut child = Command::new("docker")
-            .args(["exec", "-i", &self.container, "sh", "-c"])
-            .arg(format!(
-                "mkdir -p /etc/docker/certs.d/{addr} && cat > /etc/docker/certs.d/{addr}/ca.crt"
-            ))
-            .stdin(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        std::io::Write::write_all(child.stdin.as_mut().unwrap(), ca).unwrap();
-        drop(child.stdin.take());
-        assert!(
-            child.wait().unwrap().success(),
-            "trusting the CA on the second node"
-        );
+        let dir = format!("/etc/docker/certs.d/{addr}");
+        let (code, _, err) = docker(&["exec", &self.container, "mkdir", "-p", &dir]);
+        assert_eq!(code, 0, "{err}");
+        self.write(&format!("{dir}/ca.crt"), ca);
     }
 
     /// Writes `contents` to `path` in the node's container.
@@ -1110,6 +1100,22 @@ fn a_drain_under_load_moves_replicas_to_another_node_with_no_failed_request() {
                     .ends_with(": drained, 1 replica(s) moved")),
         "{audit}"
     );
+    // A ban reaches the edge on the second node: this machine, which the
+    // node sees at the bridge's address, is refused there (on this app's
+    // host only), and served again once the ban is lifted.
+    let this_machine = registry.0.split(':').next().unwrap().to_owned();
+    let through_ingress = || get(&client_for(&ca, host, ingress), &ingress_url).0;
+    ok(cli(&sb, server).args(["bans", "add", &this_machine, "--host", host]));
+    eventually(Duration::from_secs(10), "the ban at the ingress", || {
+        through_ingress() == 403
+    });
+    ok(cli(&sb, server).args(["bans", "remove", &this_machine, "--host", host]));
+    eventually(
+        Duration::from_secs(10),
+        "the ban lifted at the ingress",
+        || through_ingress() == 200,
+    );
+
     // A suspect node's edge gets nothing more, and every fetch of the
     // certificates is in the audit log.
     ok(cli(&sb, server).args(["nodes", "drain", &second.id, "--suspect"]));

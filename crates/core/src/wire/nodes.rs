@@ -86,6 +86,8 @@ pub struct IngressRoutes {
     pub certificates: String,
     /// ACME HTTP-01 challenges: token and key authorization.
     pub challenges: Vec<(String, String)>,
+    /// The bans in force, which every edge enforces.
+    pub bans: Vec<super::Ban>,
 }
 
 /// One site an ingress node serves.
