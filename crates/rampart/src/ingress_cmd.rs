@@ -326,8 +326,20 @@ pub async fn run(args: IngressArgs) -> anyhow::Result<()> {
         args.data_dir
             .unwrap_or_else(|| PathBuf::from("rampart-ingress")),
     );
-    std::fs::create_dir_all(dir.root())
-        .with_context(|| format!("cannot create {}", dir.root().display()))?;
+    // Certificates and keys live here: for this user only.
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir.root())
+            .with_context(|| format!("cannot create {}", dir.root().display()))?;
+        std::fs::set_permissions(
+            dir.root(),
+            std::os::unix::fs::PermissionsExt::from_mode(0o700),
+        )
+        .with_context(|| format!("cannot restrict {}", dir.root().display()))?;
+    }
     let edge_config = crate::up::edge_config(&config, &dir, config_file.as_ref())?;
     let routes = sync
         .routes(None)

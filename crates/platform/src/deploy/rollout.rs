@@ -21,16 +21,22 @@ impl Deploys<'_> {
         let release = run.release;
         let mut started = Vec::new();
         let mut failure = None;
-        for _ in 0..count {
-            let spec = self.replica_spec(engine, app, run, WEB, data);
-            match engine.runtime.start(&spec).await {
+        // All at once: each waits on its engine (a Swarm's scheduling
+        // above all), not on the others.
+        let specs: Vec<_> = (0..count)
+            .map(|_| self.replica_spec(engine, app, run, WEB, data))
+            .collect();
+        let starts = specs.iter().map(|spec| engine.runtime.start(spec));
+        for outcome in futures::future::join_all(starts).await {
+            match outcome {
                 Ok(replica) => {
                     step(progress, format!("started replica {}", replica.name));
                     started.push(replica);
                 }
                 Err(e) => {
-                    failure = Some(RolloutFailure::Start(e));
-                    break;
+                    if failure.is_none() {
+                        failure = Some(RolloutFailure::Start(e));
+                    }
                 }
             }
         }

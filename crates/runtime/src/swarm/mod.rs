@@ -74,6 +74,10 @@ const START_TIMEOUT: Duration = Duration::from_secs(60);
 /// How long removing a replica waits for its task to stop.
 const REMOVE_TIMEOUT: Duration = Duration::from_secs(30);
 const POLL: Duration = Duration::from_millis(200);
+/// How long a new replica's placement waits for its task to get a node,
+/// and how often it looks.
+const PLACE_TIMEOUT: Duration = Duration::from_secs(5);
+const PLACE_POLL: Duration = Duration::from_millis(20);
 /// Size of the writable `/tmp` of a replica.
 const TMP_BYTES: i64 = 64 * 1024 * 1024;
 /// The label the engine puts on a task's container.
@@ -116,6 +120,10 @@ pub struct Swarm {
     /// Where other nodes pull release images from; without one, services
     /// name images by id and only nodes holding them can run them.
     registry: Option<Arc<Registry>>,
+    /// One placement at a time: a replica's zone is chosen from where its
+    /// siblings' tasks are, so the next one waits until this one's task
+    /// has a node.
+    placing: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl Swarm {
@@ -128,6 +136,7 @@ impl Swarm {
             options: Arc::new(options),
             relay: Arc::new(relay),
             registry: None,
+            placing: Arc::default(),
         }
     }
 
@@ -551,6 +560,28 @@ impl Swarm {
         Ok((service, credentials))
     }
 
+    /// Waits (briefly) until the service's task has a node, so that the
+    /// next replica's placement counts it; a task the Swarm cannot place
+    /// is left to [`Swarm::started`], which says why.
+    async fn placed(&self, id: &str) {
+        let deadline = tokio::time::Instant::now() + PLACE_TIMEOUT;
+        while tokio::time::Instant::now() < deadline {
+            match self.service_tasks(id).await {
+                Ok(tasks) => {
+                    let refs: Vec<&api::Task> = tasks.iter().collect();
+                    let on_node = tasks
+                        .iter()
+                        .any(|t| t.node_id.as_deref().is_some_and(|n| !n.is_empty()));
+                    if on_node || api::task_error(&refs).is_some() {
+                        return;
+                    }
+                }
+                Err(_) => return,
+            }
+            tokio::time::sleep(PLACE_POLL).await;
+        }
+    }
+
     /// Waits until the service's task runs, has ended, or the cluster
     /// gave up placing it.
     async fn started(&self, id: &str) -> Result<Replica, RuntimeError> {
@@ -708,17 +739,22 @@ impl ContainerRuntime for Swarm {
         if Self::is_task(spec) {
             return self.local.start(spec).await;
         }
-        let (service, credentials) = self.service_spec(spec).await?;
-        let created = self
-            .local
-            .client()
-            .await?
-            .create_service(service, credentials)
-            .await
-            .map_err(engine_error)?;
-        let id = created
-            .id
-            .ok_or_else(|| RuntimeError::Engine("the Swarm returned no service id".into()))?;
+        let id = {
+            let _turn = self.placing.lock().await;
+            let (service, credentials) = self.service_spec(spec).await?;
+            let created = self
+                .local
+                .client()
+                .await?
+                .create_service(service, credentials)
+                .await
+                .map_err(engine_error)?;
+            let id = created
+                .id
+                .ok_or_else(|| RuntimeError::Engine("the Swarm returned no service id".into()))?;
+            self.placed(&id).await;
+            id
+        };
         match self.started(&id).await {
             Ok(replica) => Ok(replica),
             Err(error) => {
