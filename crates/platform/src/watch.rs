@@ -117,18 +117,16 @@ impl Platform {
     }
 
     /// Feeds the edge's traffic to the detectors until `stopped`, banning
-    /// the clients they catch. Puts the stored bans back into the edge
-    /// first. Returns at once when `[watch] enabled = false` (stored bans
-    /// still apply).
+    /// the clients they catch. Returns at once when `[watch] enabled =
+    /// false` (stored bans still apply: [`Bans::restore`] put them back
+    /// into the edge at start).
     pub async fn watch_forever(
         self: Arc<Self>,
         config: WatchConfig,
         mut stopped: tokio::sync::watch::Receiver<bool>,
     ) {
-        let restored = self.bans().restore().await;
-        if let Err(error) = restored {
-            tracing::error!(%error, "cannot put the stored bans back into the edge");
-        }
+        // The stored bans are back in the edge already (`rampart up` puts
+        // them there before the first route).
         if !config.enabled {
             return;
         }

@@ -271,6 +271,11 @@ pub async fn run(mut args: UpArgs) -> anyhow::Result<()> {
         ));
     }
     platform.attach(engine);
+    // Bans go into the edge before it has a route: a client banned before
+    // a restart is refused from the first request after it.
+    if let Err(error) = platform.bans().restore().await {
+        eprintln!("rampart: cannot put the stored bans back into the edge: {error}");
+    }
     platform.attach_report_intake();
     {
         let platform = Arc::downgrade(&platform);
